@@ -1,0 +1,1 @@
+//! Mock runtime backend for tests: deterministic, no isolation.

@@ -1,0 +1,1 @@
+//! Linux-namespace runtime backend driven by karapace-helper.

@@ -1,0 +1,1 @@
+//! Core-side client that spawns karapace-helper and speaks its protocol.

@@ -1,0 +1,1 @@
+//! Base images: aliases, image servers, download, verification and cache.

@@ -1,0 +1,1 @@
+//! Host for sandboxed WebAssembly package-manager resolver plugins.

@@ -1,0 +1,1 @@
+//! Karapace: deterministic, security-first environment engine (core library and CLI).

@@ -1,0 +1,1 @@
+//! The content-addressed, crash-safe Karapace store.

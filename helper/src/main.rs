@@ -1,0 +1,3 @@
+//! karapace-helper: the confined runtime helper.
+
+fn main() {}
