@@ -1,0 +1,165 @@
+//! Name grammars.
+//!
+//! Package and app names end up as arguments of apt-get, dnf, zypper, pacman
+//! and apk. The grammar here is the intersection that is safe for all of
+//! them: it can never be read as an option (no leading '-'), never carries a
+//! version pin or operator ('=', '<', '>', ':'), and never contains
+//! whitespace, NUL, quotes or shell metacharacters. Resolver plugins may
+//! apply their own, stricter grammar on top.
+
+use crate::error::NameError;
+
+/// Longest accepted package or app name, in bytes.
+pub const MAX_PACKAGE_NAME_LEN: usize = 128;
+/// Longest accepted environment name, in bytes.
+pub const MAX_ENV_NAME_LEN: usize = 64;
+
+const PACKAGE_ALLOWED: &str = "ASCII letters, digits and . + - _ @";
+const ENV_ALLOWED: &str = "ASCII letters, digits, '_' and '-'";
+
+/// Checks a package (or GUI app) name against the cross-manager grammar:
+/// `[A-Za-z0-9][A-Za-z0-9.+_@-]{0,127}`.
+pub fn validate_package_name(name: &str) -> Result<(), NameError> {
+    let first = name.chars().next().ok_or(NameError::Empty)?;
+    if name.len() > MAX_PACKAGE_NAME_LEN {
+        return Err(NameError::TooLong {
+            len: name.len(),
+            max: MAX_PACKAGE_NAME_LEN,
+        });
+    }
+    if first == '-' {
+        return Err(NameError::LeadingDash);
+    }
+    if !first.is_ascii_alphanumeric() {
+        return Err(NameError::InvalidFirstChar { ch: first });
+    }
+    check_chars(name, PACKAGE_ALLOWED, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_' | '@')
+    })
+}
+
+/// Checks an environment name: `[A-Za-z0-9_-]{1,64}`.
+pub fn validate_env_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_ENV_NAME_LEN {
+        return Err(NameError::TooLong {
+            len: name.len(),
+            max: MAX_ENV_NAME_LEN,
+        });
+    }
+    check_chars(name, ENV_ALLOWED, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '-')
+    })
+}
+
+fn check_chars(
+    name: &str,
+    allowed: &'static str,
+    ok: impl Fn(char) -> bool,
+) -> Result<(), NameError> {
+    match name.chars().enumerate().find(|&(_, c)| !ok(c)) {
+        Some((index, ch)) => Err(NameError::InvalidChar { ch, index, allowed }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_real_package_names() {
+        for n in [
+            "curl",
+            "build-essential",
+            "libstdc++6",
+            "g++",
+            "python3.11",
+            "lib32-mesa",
+            "gtk+3.0",
+            "perl-Test-Simple",
+            "qt6-base_dev",
+            "node@20",
+            "7zip",
+            "a",
+        ] {
+            assert_eq!(validate_package_name(n), Ok(()), "{n}");
+        }
+        assert_eq!(validate_package_name(&"a".repeat(128)), Ok(()));
+    }
+
+    #[test]
+    fn rejects_option_like_and_hostile_names() {
+        assert_eq!(validate_package_name("-rf"), Err(NameError::LeadingDash));
+        assert_eq!(
+            validate_package_name("--allow-unauthenticated"),
+            Err(NameError::LeadingDash)
+        );
+        assert_eq!(validate_package_name(""), Err(NameError::Empty));
+        assert_eq!(
+            validate_package_name(".hidden"),
+            Err(NameError::InvalidFirstChar { ch: '.' })
+        );
+        assert_eq!(
+            validate_package_name("_x"),
+            Err(NameError::InvalidFirstChar { ch: '_' })
+        );
+        assert_eq!(
+            validate_package_name(&"a".repeat(129)),
+            Err(NameError::TooLong { len: 129, max: 128 })
+        );
+        for (name, ch, index) in [
+            ("curl=7.88", '=', 4),
+            ("curl bash", ' ', 4),
+            ("curl\0", '\0', 4),
+            ("a;rm", ';', 1),
+            ("a|b", '|', 1),
+            ("a$(x)", '$', 1),
+            ("a`x`", '`', 1),
+            ("a>b", '>', 1),
+            ("a<b", '<', 1),
+            ("libc6:i386", ':', 5),
+            ("a/b", '/', 1),
+            ("a\"b", '"', 1),
+            ("a'b", '\'', 1),
+            ("a*", '*', 1),
+            ("a\nb", '\n', 1),
+            ("a\tb", '\t', 1),
+            ("café", 'é', 3),
+        ] {
+            assert_eq!(
+                validate_package_name(name),
+                Err(NameError::InvalidChar {
+                    ch,
+                    index,
+                    allowed: PACKAGE_ALLOWED
+                }),
+                "{name:?}"
+            );
+        }
+        assert_eq!(
+            validate_package_name("ßtraße"),
+            Err(NameError::InvalidFirstChar { ch: 'ß' })
+        );
+    }
+
+    #[test]
+    fn env_names() {
+        for n in ["dev", "my_env-2", "A", "-leading-dash-ok", &"x".repeat(64)] {
+            assert_eq!(validate_env_name(n), Ok(()), "{n}");
+        }
+        assert_eq!(validate_env_name(""), Err(NameError::Empty));
+        assert_eq!(
+            validate_env_name(&"x".repeat(65)),
+            Err(NameError::TooLong { len: 65, max: 64 })
+        );
+        for bad in ["a.b", "a b", "a/b", "é", "a\0", "a@b"] {
+            assert!(
+                matches!(validate_env_name(bad), Err(NameError::InvalidChar { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Manifest templates for `karapace new --template <NAME>`.
+//!
+//! The manifests live in the repository's `examples/` directory so users can
+//! read them there; they are embedded at compile time so the binary needs no
+//! data files.
+
+/// Template names, in the order the CLI lists them.
+pub const NAMES: [&str; 5] = ["minimal", "dev", "gui-dev", "rust-dev", "ubuntu-dev"];
+
+const MINIMAL: &str = include_str!("../../../examples/minimal.toml");
+const DEV: &str = include_str!("../../../examples/dev.toml");
+const GUI_DEV: &str = include_str!("../../../examples/gui-dev.toml");
+const RUST_DEV: &str = include_str!("../../../examples/rust-dev.toml");
+const UBUNTU_DEV: &str = include_str!("../../../examples/ubuntu-dev.toml");
+
+/// The template's manifest text as shipped, or `None` for an unknown name.
+pub fn source(template: &str) -> Option<&'static str> {
+    Some(match template {
+        "minimal" => MINIMAL,
+        "dev" => DEV,
+        "gui-dev" => GUI_DEV,
+        "rust-dev" => RUST_DEV,
+        "ubuntu-dev" => UBUNTU_DEV,
+        _ => return None,
+    })
+}
+
+/// The manifest for a new environment called `name`, or `None` for an
+/// unknown template. The manifest format has no name key, so the name goes
+/// into a leading comment; control characters in it are replaced so the
+/// comment can never spill into TOML.
+pub fn render(template: &str, name: &str) -> Option<String> {
+    let body = source(template)?;
+    let safe_name: String = name
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    Some(format!(
+        "# Karapace environment: {safe_name}\n# Created from the '{template}' template; see docs/manifest-and-lock.md.\n{body}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, parse_manifest};
+
+    #[test]
+    fn every_template_parses_and_normalizes() {
+        for t in NAMES {
+            let text = render(t, "my-env").expect("known template");
+            assert!(text.starts_with("# Karapace environment: my-env\n"), "{t}");
+            let m = parse_manifest(&text).unwrap_or_else(|e| panic!("{t}: {e}"));
+            let n = m.normalize().unwrap_or_else(|e| panic!("{t}: {e}"));
+            assert_eq!(n.runtime_backend, Backend::Namespace, "{t}");
+            // Templates are written already normalized (sorted, unique), so
+            // what users read is what gets hashed.
+            assert_eq!(m.system.packages, n.system_packages, "{t}");
+        }
+    }
+
+    #[test]
+    fn templates_have_their_promised_content() {
+        let norm = |t| {
+            parse_manifest(source(t).unwrap_or_default())
+                .and_then(|m| m.normalize())
+                .map_err(|e| e.to_string())
+        };
+        let minimal = norm("minimal").unwrap();
+        assert_eq!(minimal.base_image, "debian/bookworm");
+        assert!(minimal.system_packages.is_empty());
+        let dev = norm("dev").unwrap();
+        for p in ["git", "curl", "build-essential"] {
+            assert!(dev.system_packages.iter().any(|x| x == p), "dev lacks {p}");
+        }
+        let gui = norm("gui-dev").unwrap();
+        assert!(gui.hardware_gpu && gui.hardware_audio);
+        assert!(!gui.gui_apps.is_empty());
+        for app in &gui.gui_apps {
+            assert!(gui.system_packages.contains(app), "app {app} not installed");
+        }
+        let rust = norm("rust-dev").unwrap();
+        for p in ["rustc", "cargo"] {
+            assert!(rust.system_packages.iter().any(|x| x == p));
+        }
+        let ubuntu = norm("ubuntu-dev").unwrap();
+        assert_eq!(ubuntu.base_image, "ubuntu/24.04");
+        assert!(
+            ubuntu
+                .system_packages
+                .iter()
+                .any(|x| x == "build-essential")
+        );
+    }
+
+    #[test]
+    fn unknown_template_is_none() {
+        assert_eq!(render("nope", "x"), None);
+        assert_eq!(source("Minimal"), None);
+    }
+
+    #[test]
+    fn hostile_names_stay_inside_the_comment() {
+        let text = render("minimal", "x\n[base]\nimage = \"evil\"\r\0").unwrap_or_default();
+        let m = parse_manifest(&text).unwrap();
+        assert_eq!(m.base.image, "debian/bookworm");
+        assert!(text.starts_with("# Karapace environment: x?[base]?image = \"evil\"??\n"));
+    }
+
+    #[test]
+    fn demo_manifest_is_debian_with_curl() {
+        let text = include_str!("../../../examples/debian-curl.toml");
+        let n = parse_manifest(text).and_then(|m| m.normalize()).unwrap();
+        assert_eq!(n.base_image, "debian/bookworm");
+        assert_eq!(n.system_packages, ["curl"]);
+    }
+}
