@@ -1,0 +1,141 @@
+//! Streaming, safe extraction of a rootfs archive into a directory.
+//!
+//! The tar walking itself is the store's deterministic-layer unpacker
+//! (`karapace_store::tar::unpack`), so base images and layers obey one set of rules: no absolute
+//! paths, no `..`, nothing below a symlinked parent, hard links only to earlier entries inside
+//! the tree, relative symlinks may not climb above the root, nothing ever followed. This module
+//! adds what is specific to images: compression detection, skipping device nodes and fifos
+//! (an unprivileged user cannot create them, and a rootfs gets its `/dev` from the runtime), and
+//! the set-id policy.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use karapace_store::error::StoreError;
+use karapace_store::tar::{UnpackOptions, WhiteoutMode, unpack};
+
+use crate::cache::CachedImage;
+use crate::error::{ImageError, Result};
+
+/// Compression of an archive, recognised by its first bytes (never by file name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Xz,
+    Zstd,
+    /// Plain tar.
+    None,
+}
+
+/// Identifies the compression from an archive's first bytes.
+pub fn detect_compression(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Compression::Xz
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// Extraction policy knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExtractOptions {
+    /// Keep setuid/setgid bits on regular files. Off by default: the extracted tree lives on the
+    /// host filesystem, owned by the invoking user (or root), where a set-id executable would be
+    /// a real privilege-carrying file outside any container. Nothing in a rootless environment
+    /// needs them (its root is the mapped invoking user).
+    pub keep_set_id: bool,
+}
+
+/// What an extraction produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExtractReport {
+    /// Entries created (device nodes and fifos are skipped and not counted).
+    pub entries: u64,
+    /// Bytes of regular file content written.
+    pub file_bytes: u64,
+    /// Regular files whose setuid/setgid bits were cleared.
+    pub set_id_cleared: u64,
+}
+
+/// Extracts a cached (already verified) image into `dest` (created if missing).
+pub fn extract(image: &CachedImage, dest: &Path) -> Result<ExtractReport> {
+    let f = File::open(&image.path).map_err(|e| ImageError::io(&image.path, e))?;
+    extract_archive(f, dest, ExtractOptions::default())
+}
+
+/// Extracts any tar stream — gzip, xz, zstd or plain, detected from its magic bytes — into
+/// `dest`, streaming (no temporary copy). Files are owned by the invoking user; permission bits
+/// are kept (set-id bits per [`ExtractOptions`]); symlinks and hard links are kept.
+pub fn extract_archive(r: impl Read, dest: &Path, opts: ExtractOptions) -> Result<ExtractReport> {
+    fs::create_dir_all(dest).map_err(|e| ImageError::io(dest, e))?;
+    let mut input = BufReader::with_capacity(256 * 1024, r);
+    let head = input
+        .fill_buf()
+        .map_err(|e| ImageError::Archive(e.to_string()))?;
+    let reader: Box<dyn Read> = match detect_compression(head) {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(input)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(input)
+                .map_err(|e| ImageError::Archive(e.to_string()))?,
+        ),
+        Compression::None => Box::new(input),
+    };
+    let unpack_opts = UnpackOptions {
+        whiteouts: WhiteoutMode::AsFiles,
+        skip_devices: true,
+        reject_escaping_symlinks: true,
+    };
+    let stats = unpack(reader, dest, unpack_opts).map_err(map_store_error)?;
+    let set_id_cleared = if opts.keep_set_id {
+        0
+    } else {
+        clear_set_id(dest)?
+    };
+    Ok(ExtractReport {
+        entries: stats.entries,
+        file_bytes: stats.file_bytes,
+        set_id_cleared,
+    })
+}
+
+fn map_store_error(e: StoreError) -> ImageError {
+    match e {
+        StoreError::UnsafeArchive { path, reason } => ImageError::UnsafeEntry {
+            entry: path,
+            reason,
+        },
+        other => ImageError::Archive(other.to_string()),
+    }
+}
+
+/// Clears setuid/setgid on every regular file under `root` (never following symlinks).
+fn clear_set_id(root: &Path) -> Result<u64> {
+    let mut cleared = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = fs::read_dir(&dir).map_err(|e| ImageError::io(&dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| ImageError::io(&dir, e))?;
+            let path = entry.path();
+            let meta = fs::symlink_metadata(&path).map_err(|e| ImageError::io(&path, e))?;
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                let mode = meta.permissions().mode();
+                if mode & 0o6000 != 0 {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o1777))
+                        .map_err(|e| ImageError::io(&path, e))?;
+                    cleared += 1;
+                }
+            }
+        }
+    }
+    Ok(cleared)
+}
