@@ -1,1 +1,166 @@
-//! Linux-namespace runtime backend driven by karapace-helper.
+//! Linux-namespace runtime backend driven by `karapace-helper`.
+//!
+//! [`launch`] creates the environment's init process with
+//! `clone(CLONE_NEWUSER | CLONE_NEWPID)`; the init process performs the rest
+//! of the setup in the order of the architecture document (id maps, mount /
+//! UTS / IPC / network namespaces, mounts, `pivot_root`), forks the workload
+//! (Landlock, capability drop, `no_new_privs`, seccomp, `execve`), confines
+//! itself and reaps. Progress is reported to the caller as protocol frames
+//! on a pipe.
+
+mod confine;
+mod idmap;
+mod init;
+mod rootfs;
+mod sys;
+mod workload;
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use karapace_protocol::{Identity, Limits, Network, Refusal};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::unistd::{Pid, getgid, getuid, pipe2};
+
+pub use confine::{ConfineError, DENIED, DENIED_CONTROL, PACKAGE_MANAGER_CAPS, confine_control};
+pub use idmap::{IdMap, SubRange, subordinate_ranges};
+
+/// A validated, opened path. The descriptor belongs to the helper's mount
+/// namespace; the environment's init process re-resolves `path` in its own
+/// namespace (mounts cannot use another namespace's mounts) and insists on
+/// the same inode.
+pub struct Opened {
+    pub fd: OwnedFd,
+    pub path: PathBuf,
+}
+
+/// A request whose every path has been validated and opened by the helper.
+pub struct Prepared {
+    /// Layer trees, top-most first.
+    pub lowers: Vec<Opened>,
+    pub upper: PreparedUpper,
+    pub binds: Vec<PreparedBind>,
+    pub devices: Vec<PreparedBind>,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    /// `PATH` of the workload's environment, used to look up `argv[0]`.
+    pub path_env: Option<String>,
+    pub cwd: PathBuf,
+    pub hostname: String,
+    pub network: Network,
+    pub limits: Limits,
+    pub identity: Identity,
+    pub id_map: IdMap,
+    pub capabilities: karapace_protocol::Capabilities,
+    /// The workload's stdin is the caller's terminal.
+    pub tty: bool,
+}
+
+pub enum PreparedUpper {
+    Store { upper: Opened, work: Opened },
+    Tmpfs { size_mb: u64 },
+    ReadOnly,
+}
+
+pub struct PreparedBind {
+    /// The validated source.
+    pub src: Opened,
+    /// Target inside the environment (absolute, normalized).
+    pub dst: PathBuf,
+    pub readonly: bool,
+    pub is_dir: bool,
+}
+
+/// A failed setup step and its errno.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step(pub &'static str, pub Errno);
+
+impl From<Step> for Refusal {
+    fn from(s: Step) -> Self {
+        Refusal::Setup {
+            step: s.0.to_string(),
+            errno: s.1 as i32,
+        }
+    }
+}
+
+/// The running environment as seen by the helper's control process.
+pub struct Launched {
+    /// Host pid of the environment's init process.
+    pub init: Pid,
+    /// Protocol `Reply` frames from the init process: `Started`, then
+    /// `Exited` or `Failed`.
+    pub events: File,
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds, for [`karapace_protocol::Timings`].
+pub fn now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(t.tv_nsec()).unwrap_or(0)
+    })
+}
+
+/// Signals the control and init processes relay to the workload. They are
+/// blocked in the helper from the start and read through a signalfd.
+pub const FORWARDED: [nix::sys::signal::Signal; 6] = {
+    use nix::sys::signal::Signal;
+    [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ]
+};
+
+/// The signal set the helper blocks (forwarded ones plus SIGCHLD).
+pub fn blocked_set() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(nix::sys::signal::Signal::SIGCHLD);
+    set
+}
+
+/// Starts the environment. The caller must be single-threaded and must have
+/// blocked [`blocked_set`].
+pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
+    let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
+    let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
+    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
+    match sys::clone_into_namespaces().map_err(|e| Step("clone", e))? {
+        sys::Forked::Child => {
+            drop(ev_r);
+            drop(go_w);
+            let code = init::run(p, uid, gid, ev_w, go_r);
+            sys::exit_now(code)
+        }
+        sys::Forked::Parent(pid) => {
+            drop(ev_w);
+            drop(go_r);
+            if let IdMap::Subordinate { uid: u, gid: g } = &p.id_map {
+                // newuidmap/newgidmap are setuid helpers: they must run from
+                // this unconfined side, before anything sets no_new_privs.
+                if let Err(e) = idmap::write_subordinate(pid, uid, gid, *u, *g) {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(pid, None);
+                    return Err(e);
+                }
+            }
+            let mut go = File::from(go_w);
+            go.write_all(&[1])
+                .map_err(|_| Step("release init", Errno::EPIPE))?;
+            Ok(Launched {
+                init: pid,
+                events: File::from(ev_r),
+            })
+        }
+    }
+}

@@ -1,1 +1,62 @@
-//! Core-side client that spawns karapace-helper and speaks its protocol.
+//! Core-side client of `karapace-helper`.
+//!
+//! The core never mounts or unshares anything itself: for every operation it
+//! spawns the helper ([`spawn`], [`run`], [`capture`]), hands it a declarative
+//! [`RunSpec`] over a private socket, and gets the workload's exit status
+//! back. The workload inherits the caller's stdin/stdout/stderr directly, so
+//! output streams for real and a terminal behaves natively. [`stop_session`]
+//! ends a session from another invocation. [`policy`] turns the policy files
+//! and the manifest's host-integration wishes into the bind mounts, devices
+//! and environment of a `RunSpec`.
+
+mod client;
+pub mod env;
+pub mod policy;
+mod stop;
+pub mod terminal;
+
+pub use client::{
+    ClientTimings, RunOutcome, Session, StdioMode, capture, helper_path, run, spawn, spawn_with,
+};
+pub use karapace_protocol::{
+    BindMount, Capabilities, IdMapMode, Identity, Limits, Network, Refusal, RunSpec, Timings,
+    Upper, WaitStatus,
+};
+pub use stop::{StopError, StopOutcome, process_start_time, stop_session};
+
+/// Errors of the helper client. [`HelperError::exit_code`] classifies them.
+#[derive(Debug, thiserror::Error)]
+pub enum HelperError {
+    #[error("karapace-helper not found (looked at {0:?}; set KARAPACE_HELPER)")]
+    NotFound(std::path::PathBuf),
+    #[error("cannot start karapace-helper: {0}")]
+    Spawn(std::io::Error),
+    #[error("helper socket: {0}")]
+    Socket(std::io::Error),
+    #[error("helper protocol: {0}")]
+    Protocol(#[from] karapace_protocol::FrameError),
+    #[error("helper connection rejected: {0}")]
+    Peer(String),
+    #[error("helper did not connect within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("helper refused: {0}")]
+    Refused(#[from] Refusal),
+    #[error("karapace-helper exited unexpectedly ({0})")]
+    HelperDied(String),
+}
+
+impl HelperError {
+    /// Exit code for the CLI: 127/126 when the command could not be executed
+    /// (like shells and `podman exec`), 1 for every failure of karapace itself.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            HelperError::Refused(Refusal::Exec { errno, .. }) if *errno == libc_enoent() => 127,
+            HelperError::Refused(Refusal::Exec { .. }) => 126,
+            _ => 1,
+        }
+    }
+}
+
+const fn libc_enoent() -> i32 {
+    2
+}

@@ -1,1 +1,414 @@
-//! Message types shared by the Karapace core and karapace-helper.
+//! Message types shared by the Karapace core and `karapace-helper`.
+//!
+//! The crate is deliberately tiny: plain data types plus the frame codec both
+//! sides need (a `u32` little-endian length prefix followed by a bincode body,
+//! capped at [`MAX_FRAME`]). It performs no I/O of its own besides reading and
+//! writing frames on a stream handed to it.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use bincode::Options;
+use serde::{Deserialize, Serialize};
+
+/// Bumped on every incompatible change of any message type.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame body either side accepts (1 MiB). A request is a few KiB;
+/// anything near this is hostile or broken.
+pub const MAX_FRAME: u32 = 1 << 20;
+
+/// Limits the helper enforces on a request (refused with [`Refusal::TooLarge`]).
+pub mod limits {
+    /// Overlayfs accepts at most 500 lower layers.
+    pub const MAX_LOWERS: usize = 500;
+    pub const MAX_ARGV: usize = 4096;
+    pub const MAX_ENV: usize = 4096;
+    pub const MAX_BINDS: usize = 256;
+    pub const MAX_DEVICES: usize = 64;
+    /// Longest single string (argument, env entry, path).
+    pub const MAX_STRING: usize = 64 * 1024;
+    pub const MAX_HOSTNAME: usize = 64;
+    /// Largest tmpfs the helper will mount for a throwaway upper, /tmp or /run.
+    pub const MAX_TMPFS_MB: u64 = 64 * 1024;
+}
+
+/// First message of each side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+    /// Process id of the sender, cross-checked against `SO_PEERCRED`.
+    pub pid: u32,
+}
+
+/// Messages from the core to the helper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Hello(Hello),
+    /// Run a workload. At most one per connection.
+    Run(Box<RunSpec>),
+    /// Forward a signal to the workload (only meaningful after `Run`).
+    Signal(i32),
+}
+
+/// Messages from the helper to the core.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    Hello(Hello),
+    /// The workload was executed successfully; `pid` is the init process of
+    /// the environment as seen from the host.
+    Started {
+        pid: u32,
+        timings: Timings,
+    },
+    /// The workload finished.
+    Exited {
+        status: WaitStatus,
+        timings: Timings,
+    },
+    /// The request was refused or setup failed; nothing (more) runs.
+    Failed(Refusal),
+}
+
+/// How the workload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl WaitStatus {
+    /// Shell convention: the exit code, or 128+N for signal N.
+    pub fn code(self) -> i32 {
+        match self {
+            WaitStatus::Exited(c) => c,
+            WaitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+/// `CLOCK_MONOTONIC` timestamps in nanoseconds (0 = not reached), taken by
+/// the helper so the core can print where the time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Helper received the `Run` request.
+    pub request: u64,
+    /// Request validated, all paths opened.
+    pub validated: u64,
+    /// Namespaces created and id maps written.
+    pub namespaces: u64,
+    /// All mounts done and root pivoted.
+    pub mounts: u64,
+    /// The workload's `execve` succeeded.
+    pub exec: u64,
+    /// The workload was reaped by the environment's init.
+    pub exited: u64,
+}
+
+/// Declarative description of one workload run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSpec {
+    /// Canonical absolute store root; every store path must lie beneath it.
+    pub store_root: PathBuf,
+    /// Read-only layer trees, top-most first (overlay `lowerdir` order).
+    pub lowers: Vec<PathBuf>,
+    pub upper: Upper,
+    pub argv: Vec<String>,
+    /// Complete environment of the workload (already filtered by the core).
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the environment.
+    pub cwd: PathBuf,
+    /// Must be `karapace-<short_id>`-like: `[a-z0-9-]`, at most 64 bytes.
+    pub hostname: String,
+    pub binds: Vec<BindMount>,
+    /// Host device nodes or directories (under `/dev/dri`, `/dev/snd`, `/dev/nvidia*`).
+    pub devices: Vec<PathBuf>,
+    pub network: Network,
+    pub limits: Limits,
+    pub identity: Identity,
+    pub id_map: IdMapMode,
+    pub capabilities: Capabilities,
+    /// The caller's stdin is a terminal the workload inherits: the helper
+    /// then shares the host's devpts so the terminal keeps its name.
+    pub tty: bool,
+    /// Host paths under which bind sources are allowed (policy, validated by
+    /// the core; the helper re-checks every source against it).
+    pub allowed_mount_prefixes: Vec<PathBuf>,
+}
+
+/// Where the writable layer lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Upper {
+    /// Persistent upper and work directories on the store (same filesystem).
+    Store { upper: PathBuf, work: PathBuf },
+    /// Throwaway upper on a tmpfs of at most `size_mb`, mounted `volatile`.
+    Tmpfs { size_mb: u64 },
+    /// No writable layer: the root is read-only.
+    ReadOnly,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindMount {
+    /// Absolute, canonical host path (no symlink components).
+    pub src: PathBuf,
+    /// Absolute path inside the environment.
+    pub dst: PathBuf,
+    pub readonly: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Network {
+    /// Own network namespace with only `lo` up.
+    Isolated,
+    /// Share the host network.
+    Host,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// `RLIMIT_NOFILE` soft/hard.
+    pub nofile: Option<u64>,
+    /// `RLIMIT_NPROC`.
+    pub nproc: Option<u64>,
+    /// Size of the tmpfs mounted at /tmp and /run (MiB; default 1024).
+    pub tmpfs_mb: Option<u64>,
+    /// Carried for the cgroup backend; not enforced by the namespace backend yet.
+    pub memory_mb: Option<u64>,
+    /// Carried for the cgroup backend; not enforced by the namespace backend yet.
+    pub cpu_shares: Option<u64>,
+}
+
+/// Who the workload runs as inside the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Identity {
+    /// uid/gid 0 inside (mapped to the caller): package managers, builds.
+    Root,
+    /// The caller's own uid/gid inside: interactive shells.
+    Caller,
+}
+
+/// Capabilities the workload keeps (all of them only inside its own user
+/// namespace, i.e. over ids the caller owns anyway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Capabilities {
+    /// None at all: `CapEff`, `CapPrm` and `CapBnd` are empty (exec, enter).
+    None,
+    /// What package managers need to unpack files owned by other ids and to
+    /// drop privileges: CHOWN, `DAC_OVERRIDE`, FOWNER, FSETID, SETUID, SETGID,
+    /// SETFCAP, KILL, `NET_BIND_SERVICE`, `AUDIT_WRITE` (builds only).
+    PackageManager,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IdMapMode {
+    /// Map only the caller's uid/gid (fast, no setuid helpers).
+    Single,
+    /// Also map the caller's subordinate range from /etc/subuid and
+    /// /etc/subgid via newuidmap/newgidmap when one is granted; else `Single`.
+    Auto,
+}
+
+/// Typed refusal or failure reported by the helper.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("protocol version mismatch: helper speaks {helper}, core speaks {core}")]
+    VersionMismatch { helper: u32, core: u32 },
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("peer credentials rejected: {0}")]
+    PeerRejected(String),
+    #[error("path {0:?} is not beneath the store root")]
+    OutsideStore(PathBuf),
+    #[error("path {0:?} contains a symbolic link or '..'")]
+    Symlink(PathBuf),
+    #[error("path {path:?} cannot be opened: errno {errno}")]
+    Open { path: PathBuf, errno: i32 },
+    #[error("path {0:?} is not an absolute, normalized path")]
+    NotNormalized(PathBuf),
+    #[error("mount source {0:?} is not allowed by the mount policy")]
+    MountNotAllowed(PathBuf),
+    #[error("mount target {0:?} is not allowed")]
+    TargetNotAllowed(PathBuf),
+    #[error("device {0:?} is not an allowed device")]
+    DeviceNotAllowed(PathBuf),
+    #[error("{what} too large: {got} > {max}")]
+    TooLarge { what: String, got: u64, max: u64 },
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("store root {0:?} is not owned by the caller")]
+    NotOwner(PathBuf),
+    #[error("environment setup failed at {step}: errno {errno}")]
+    Setup { step: String, errno: i32 },
+    #[error("cannot execute {argv0:?}: errno {errno}")]
+    Exec { argv0: String, errno: i32 },
+}
+
+/// Frame codec error.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+    #[error("frame of {0} bytes exceeds the {MAX_FRAME}-byte cap")]
+    TooLarge(u64),
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("peer closed the connection")]
+    Closed,
+}
+
+fn codec() -> impl Options {
+    // Fixed-int encoding and rejection of trailing bytes make the encoding
+    // canonical; the limit bounds every allocation the decoder makes.
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_little_endian()
+        .reject_trailing_bytes()
+        .with_limit(u64::from(MAX_FRAME))
+}
+
+/// Encodes `msg` as one frame body (without the length prefix).
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let body = codec()
+        .serialize(msg)
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if body.len() > MAX_FRAME as usize {
+        return Err(FrameError::TooLarge(body.len() as u64));
+    }
+    Ok(body)
+}
+
+/// Decodes one frame body. Never panics on hostile input.
+pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError> {
+    if body.len() > MAX_FRAME as usize {
+        return Err(FrameError::TooLarge(body.len() as u64));
+    }
+    codec()
+        .deserialize(body)
+        .map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+/// Writes one length-prefixed frame.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), FrameError> {
+    let body = encode(msg)?;
+    // encode() capped the length at MAX_FRAME, which fits in u32.
+    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge(body.len() as u64))?;
+    let mut buf = Vec::with_capacity(body.len() + 4);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&body);
+    w.write_all(&buf)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads one length-prefixed frame; the length is checked against the cap
+/// before any allocation.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_le_bytes(len);
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(u64::from(len)));
+    }
+    let mut body = vec![0u8; len as usize];
+    r.read_exact(&mut body)?;
+    decode(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            store_root: "/s".into(),
+            lowers: vec!["/s/layers/a".into()],
+            upper: Upper::Tmpfs { size_mb: 64 },
+            argv: vec!["/bin/true".into()],
+            env: vec![("A".into(), "b".into())],
+            cwd: "/".into(),
+            hostname: "karapace-abc".into(),
+            binds: vec![],
+            devices: vec![],
+            network: Network::Isolated,
+            limits: Limits::default(),
+            identity: Identity::Root,
+            id_map: IdMapMode::Single,
+            capabilities: Capabilities::None,
+            tty: false,
+            allowed_mount_prefixes: vec![],
+        }
+    }
+
+    #[test]
+    fn roundtrip_through_frames() {
+        let msg = Request::Run(Box::new(spec()));
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &msg).unwrap();
+        let back: Request = read_frame(&mut buf.as_slice()).unwrap();
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_allocating() {
+        let mut buf = (MAX_FRAME + 1).to_le_bytes().to_vec();
+        buf.extend_from_slice(&[0; 16]);
+        let err = read_frame::<Request>(&mut buf.as_slice()).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge(_)));
+    }
+
+    #[test]
+    fn huge_inner_length_is_refused() {
+        // A Vec length of u64::MAX inside a small frame must not allocate.
+        let mut body = vec![1u8, 0, 0, 0]; // variant Run
+        body.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode::<Request>(&body).is_err());
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut body = encode(&Request::Signal(15)).unwrap();
+        body.push(0);
+        assert!(decode::<Request>(&body).is_err());
+    }
+
+    #[test]
+    fn truncated_stream_is_closed_or_error() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &Request::Signal(2)).unwrap();
+        buf.truncate(buf.len() - 1);
+        assert!(read_frame::<Request>(&mut buf.as_slice()).is_err());
+        assert!(matches!(
+            read_frame::<Request>(&mut [].as_slice()),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn wait_status_code() {
+        assert_eq!(WaitStatus::Exited(3).code(), 3);
+        assert_eq!(WaitStatus::Signaled(9).code(), 137);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoder_never_panics_on_random_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..4096)) {
+            let _ = decode::<Request>(&bytes);
+            let _ = decode::<Reply>(&bytes);
+            let _ = read_frame::<Request>(&mut bytes.as_slice());
+        }
+
+        #[test]
+        fn decoder_survives_mutated_valid_frames(idx in 0usize..4096, val in proptest::num::u8::ANY, cut in 0usize..4096) {
+            let mut body = encode(&Request::Run(Box::new(spec()))).unwrap();
+            let i = idx % body.len();
+            body[i] = val;
+            let _ = decode::<Request>(&body);
+            body.truncate(cut % (body.len() + 1));
+            let _ = decode::<Request>(&body);
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The environment's init process (pid 1 of its pid namespace): finishes the
+//! setup, forks the workload, then relays signals and reaps until the
+//! workload exits.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+
+use karapace_protocol::{Identity, Network, Refusal, Reply, Timings, WaitStatus, write_frame};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{WaitPidFlag, WaitStatus as NixWait, waitpid};
+use nix::unistd::{Pid, pipe2};
+
+use crate::{IdMap, Prepared, Step, confine, idmap, now_ns, rootfs, sys, workload};
+
+const SI_KERNEL: i32 = 0x80;
+
+fn report(ev: &mut File, msg: &Reply) -> bool {
+    write_frame(ev, msg).is_ok()
+}
+
+/// Runs in the cloned child; returns the process exit code.
+pub fn run(p: &Prepared, uid: u32, gid: u32, events: OwnedFd, go: OwnedFd) -> i32 {
+    let mut ev = File::from(events);
+    let mut timings = Timings::default();
+    match setup(p, uid, gid, go, &mut timings) {
+        Ok(()) => {}
+        Err(step) => {
+            report(&mut ev, &Reply::Failed(step.into()));
+            return 1;
+        }
+    }
+    supervise(p, &mut ev, timings)
+}
+
+fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Result<(), Step> {
+    // Step 1 (continued): id maps. The parent releases us once it has
+    // written subordinate maps; a single map we write ourselves.
+    let mut byte = [0u8; 1];
+    let got = File::from(go)
+        .read(&mut byte)
+        .map_err(|_| Step("wait for id maps", Errno::EIO))?;
+    if got != 1 {
+        return Err(Step("helper went away", Errno::EPIPE));
+    }
+    if p.id_map == IdMap::Single {
+        let (iu, ig) = match p.identity {
+            Identity::Root => (0, 0),
+            Identity::Caller => (uid, gid),
+        };
+        idmap::write_single(iu, uid, ig, gid)?;
+    }
+    // If the helper dies, so does the whole environment.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| Step("pdeathsig", e))?;
+
+    // Step 2: the remaining namespaces, in this process only.
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if p.network == Network::Isolated {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).map_err(|e| Step("unshare", e))?;
+    nix::unistd::sethostname(&p.hostname).map_err(|e| Step("sethostname", e))?;
+    if p.network == Network::Isolated {
+        sys::loopback_up().map_err(|e| Step("loopback up", e))?;
+    }
+    t.namespaces = now_ns();
+
+    // Steps 3 and 4: mounts, then pivot_root.
+    let root = rootfs::assemble(p)?;
+    rootfs::pivot(&root)?;
+    drop(root);
+    t.mounts = now_ns();
+    Ok(())
+}
+
+fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings) -> i32 {
+    let sfd = match SignalFd::with_flags(
+        &crate::blocked_set(),
+        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            report(ev, &Reply::Failed(Step("signalfd", e).into()));
+            return 1;
+        }
+    };
+    let (exec_r, exec_w) = match pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            report(ev, &Reply::Failed(Step("pipe", e).into()));
+            return 1;
+        }
+    };
+    let child = match sys::fork() {
+        Ok(sys::Forked::Child) => {
+            drop(exec_r);
+            workload::exec(p, exec_w)
+        }
+        Ok(sys::Forked::Parent(c)) => c,
+        Err(e) => {
+            report(ev, &Reply::Failed(Step("fork", e).into()));
+            return 1;
+        }
+    };
+    drop(exec_w);
+
+    // The write end closes on a successful execve; a failed one sends the
+    // reason first.
+    let mut buf = Vec::new();
+    let _ = File::from(exec_r).read_to_end(&mut buf);
+    if buf.is_empty() {
+        timings.exec = now_ns();
+        if !report(ev, &Reply::Started { pid: 1, timings }) {
+            let _ = kill(child, Signal::SIGKILL);
+        }
+    } else {
+        let refusal: Refusal = karapace_protocol::decode(&buf).unwrap_or_else(|_| Refusal::Setup {
+            step: "workload".into(),
+            errno: 0,
+        });
+        let _ = waitpid(child, None);
+        report(ev, &Reply::Failed(refusal));
+        return 1;
+    }
+
+    // From here on this process only waits, reads signals and writes one
+    // frame: confine it before it handles anything from the workload.
+    if let Err(e) = confine::confine_control() {
+        let _ = kill(child, Signal::SIGKILL);
+        report(
+            ev,
+            &Reply::Failed(Refusal::Setup {
+                step: format!("confine init: {e}"),
+                errno: 0,
+            }),
+        );
+        return 1;
+    }
+    loop {
+        let info = match sfd.read_signal() {
+            Ok(Some(i)) => i,
+            Ok(None) | Err(Errno::EINTR) => continue,
+            Err(_) => {
+                let _ = kill(child, Signal::SIGKILL);
+                return 1;
+            }
+        };
+        let Ok(sig) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0)) else {
+            continue;
+        };
+        if sig == Signal::SIGCHLD {
+            if let Some(status) = reap(child) {
+                timings.exited = now_ns();
+                report(ev, &Reply::Exited { status, timings });
+                return 0;
+            }
+        } else if info.ssi_code != SI_KERNEL {
+            // Terminal-generated signals already reached the workload's
+            // process group; only relay the ones sent to us explicitly.
+            let _ = kill(child, sig);
+        }
+    }
+}
+
+/// Reaps every exited child; returns the workload's status once it is gone.
+fn reap(workload: Pid) -> Option<WaitStatus> {
+    let mut result = None;
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Ok(NixWait::Exited(pid, code)) if pid == workload => {
+                result = Some(WaitStatus::Exited(code));
+            }
+            Ok(NixWait::Signaled(pid, sig, _)) if pid == workload => {
+                result = Some(WaitStatus::Signaled(sig as i32));
+            }
+            Ok(NixWait::StillAlive) | Err(_) => return result,
+            Ok(_) => {}
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! Assembles the environment's root file system inside the new mount
+//! namespace and pivots into it. Every mount target is resolved beneath the
+//! new root with `RESOLVE_IN_ROOT`, so symbolic links in an (untrusted) image
+//! can never redirect a mount to a host path. Sources are descriptors the
+//! helper opened and validated before forking, used through
+//! `/proc/self/fd/N`, so nothing is resolved twice.
+
+use std::fmt::Write as _;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, mkdirat};
+
+use crate::{Opened, Prepared, PreparedUpper, Step, sys};
+
+/// Where the helper's scratch tmpfs is mounted inside its private mount
+/// namespace (the host's directory is only covered in that namespace).
+const SCRATCH: &str = "/tmp";
+
+fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn open_in_root(root: BorrowedFd<'_>, rel: &Path, dir: bool) -> Result<OwnedFd, Errno> {
+    let mut flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+    if dir {
+        flags |= OFlag::O_DIRECTORY;
+    }
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root, rel, how)
+}
+
+fn relative(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .collect()
+}
+
+/// Opens (creating missing components as directories) `rel` beneath `root`.
+fn ensure_dir(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, Errno> {
+    let mut prefix = PathBuf::new();
+    let mut cur = open_in_root(root, Path::new("."), true)?;
+    for comp in relative(rel).components() {
+        prefix.push(comp);
+        cur = match open_in_root(root, &prefix, true) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                match mkdirat(
+                    cur.as_fd(),
+                    comp.as_os_str(),
+                    Mode::from_bits_truncate(0o755),
+                ) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(e),
+                }
+                open_in_root(root, &prefix, true)?
+            }
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(cur)
+}
+
+/// Opens (creating it empty if missing) the file `rel` beneath `root`, as a
+/// mount point for a bind-mounted file.
+fn ensure_file(root: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, Errno> {
+    let rel = relative(rel);
+    match open_in_root(root, &rel, false) {
+        Ok(fd) => return Ok(fd),
+        Err(Errno::ENOENT) => {}
+        Err(e) => return Err(e),
+    }
+    let parent = ensure_dir(root, rel.parent().unwrap_or(Path::new("")))?;
+    let name = rel.file_name().ok_or(Errno::EINVAL)?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC)
+        .mode(Mode::from_bits_truncate(0o644))
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    match openat2(parent.as_fd(), name, how) {
+        Ok(_) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    open_in_root(root, &rel, false)
+}
+
+struct Reopened {
+    lowers: Vec<OwnedFd>,
+    upper: Option<(OwnedFd, OwnedFd)>,
+    binds: Vec<OwnedFd>,
+    devices: Vec<OwnedFd>,
+}
+
+/// Re-resolves a validated path in this mount namespace (no symlinks
+/// allowed) and checks it is the very inode the helper validated.
+fn reopen(o: &Opened) -> Result<OwnedFd, Step> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    let fd = step(
+        "reopen validated path",
+        openat2(nix::fcntl::AT_FDCWD, &o.path, how),
+    )?;
+    let a = step("fstat", nix::sys::stat::fstat(o.fd.as_fd()))?;
+    let b = step("fstat", nix::sys::stat::fstat(fd.as_fd()))?;
+    if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) {
+        Ok(fd)
+    } else {
+        Err(Step("validated path changed", Errno::ESTALE))
+    }
+}
+
+fn step<T>(name: &'static str, r: Result<T, Errno>) -> Result<T, Step> {
+    r.map_err(|e| Step(name, e))
+}
+
+/// Bind-mounts `src` (a path or `/proc/self/fd/N`) onto `dst` beneath root.
+fn bind(root: BorrowedFd<'_>, src: &Path, dst: &Path, is_dir: bool, ro: bool) -> Result<(), Step> {
+    let target = if is_dir {
+        step("bind target", ensure_dir(root, dst))?
+    } else {
+        step("bind target", ensure_file(root, dst))?
+    };
+    step(
+        "bind mount",
+        mount(
+            Some(src),
+            &fd_path(target.as_fd()),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+    )?;
+    if ro {
+        // Reopen: the old descriptor still names the covered directory.
+        let mounted = step("bind reopen", open_in_root(root, &relative(dst), false))?;
+        step(
+            "bind read-only",
+            sys::make_readonly_recursive(mounted.as_fd()),
+        )?;
+    }
+    Ok(())
+}
+
+fn mount_fs(
+    root: BorrowedFd<'_>,
+    dst: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: &str,
+) -> Result<(), Step> {
+    let target = step("mount target", ensure_dir(root, Path::new(dst)))?;
+    step(
+        "mount",
+        mount(
+            Some(fstype),
+            &fd_path(target.as_fd()),
+            Some(fstype),
+            flags,
+            Some(data),
+        ),
+    )
+}
+
+/// Mounts the scratch tmpfs and the overlay root; returns a descriptor of the
+/// new root.
+fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
+    let scratch_mb = match p.upper {
+        PreparedUpper::Tmpfs { size_mb } => size_mb.max(1),
+        _ => 1,
+    };
+    step(
+        "scratch tmpfs",
+        mount(
+            Some("tmpfs"),
+            SCRATCH,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(format!("mode=0755,size={scratch_mb}m").as_str()),
+        ),
+    )?;
+    let scratch = Path::new(SCRATCH);
+    let target = scratch.join("root");
+    step(
+        "mkdir root",
+        nix::unistd::mkdir(&target, Mode::from_bits_truncate(0o755)),
+    )?;
+
+    let lower_fds = &fds.lowers;
+    let lowers: Vec<String> = lower_fds
+        .iter()
+        .map(|fd| fd_path(fd.as_fd()).display().to_string())
+        .collect();
+    let lowerdir = lowers.join(":");
+    let (upper, work, volatile) = match (&p.upper, &fds.upper) {
+        (PreparedUpper::Store { .. }, Some((u, w))) => {
+            (Some(fd_path(u.as_fd())), Some(fd_path(w.as_fd())), false)
+        }
+        (PreparedUpper::Store { .. }, None) => return Err(Step("upper", Errno::EINVAL)),
+        (PreparedUpper::Tmpfs { .. }, _) => {
+            let (u, w) = (scratch.join("upper"), scratch.join("work"));
+            step(
+                "mkdir upper",
+                nix::unistd::mkdir(&u, Mode::from_bits_truncate(0o755)),
+            )?;
+            step(
+                "mkdir work",
+                nix::unistd::mkdir(&w, Mode::from_bits_truncate(0o755)),
+            )?;
+            (Some(u), Some(w), true)
+        }
+        (PreparedUpper::ReadOnly, _) => (None, None, false),
+    };
+
+    if upper.is_none() && p.lowers.len() == 1 {
+        // Overlay needs two lowers without an upper; a single read-only
+        // layer is just a read-only bind.
+        step(
+            "bind root",
+            mount(
+                Some(&fd_path(lower_fds[0].as_fd())),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            ),
+        )?;
+        let fd = step(
+            "open root",
+            nix::fcntl::open(&target, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()),
+        )?;
+        step("root read-only", sys::make_readonly_recursive(fd.as_fd()))?;
+    } else {
+        let mut opts = format!("lowerdir={lowerdir}");
+        if let (Some(u), Some(w)) = (&upper, &work) {
+            let _ = write!(opts, ",upperdir={},workdir={}", u.display(), w.display());
+        }
+        opts.push_str(",userxattr");
+        if volatile {
+            opts.push_str(",volatile");
+        }
+        let kernel = mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            MsFlags::MS_NOSUID,
+            Some(opts.as_str()),
+        );
+        if let Err(e) = kernel {
+            fuse_overlay_fallback(&opts, &target).map_err(|_| Step("overlay mount", e))?;
+        }
+    }
+    step(
+        "open root",
+        nix::fcntl::open(
+            &target,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ),
+    )
+}
+
+/// Older kernels refuse overlayfs in a user namespace: fall back to
+/// fuse-overlayfs. Descriptors are close-on-exec, so the paths are rewritten
+/// from `/proc/self/fd` to this process's own `/proc/<pid>/fd`.
+fn fuse_overlay_fallback(opts: &str, target: &Path) -> Result<(), Errno> {
+    let me = std::fs::read_link("/proc/self").map_err(|_| Errno::ENOENT)?;
+    let opts = opts
+        .replace("/proc/self/", &format!("/proc/{}/", me.display()))
+        .replace(",userxattr", "")
+        .replace(",volatile", "");
+    let status = std::process::Command::new("fuse-overlayfs")
+        .arg("-o")
+        .arg(opts)
+        .arg(target)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|_| Errno::ENOENT)?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Errno::EINVAL)
+    }
+}
+
+/// Step 3 of the setup order: all mounts of the new root, in one readable
+/// sequence. Returns the root.
+#[allow(clippy::too_many_lines)]
+pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
+    step(
+        "make / rprivate",
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ),
+    )?;
+    // Re-resolve every validated path before the scratch tmpfs covers /tmp.
+    let fds = Reopened {
+        lowers: p.lowers.iter().map(reopen).collect::<Result<_, _>>()?,
+        upper: match &p.upper {
+            PreparedUpper::Store { upper, work } => Some((reopen(upper)?, reopen(work)?)),
+            _ => None,
+        },
+        binds: p
+            .binds
+            .iter()
+            .map(|b| reopen(&b.src))
+            .collect::<Result<_, _>>()?,
+        devices: p
+            .devices
+            .iter()
+            .map(|b| reopen(&b.src))
+            .collect::<Result<_, _>>()?,
+    };
+    let root = mount_root(p, &fds)?;
+    let r = root.as_fd();
+    let nsnx = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+
+    // /proc, with /proc/sys and /proc/sysrq-trigger read-only.
+    mount_fs(r, "proc", "proc", nsnx, "")?;
+    for ro in ["proc/sys", "proc/sysrq-trigger"] {
+        let fd = match open_in_root(r, Path::new(ro), false) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue, // not configured in this kernel
+            Err(e) => return Err(Step("proc ro target", e)),
+        };
+        let path = fd_path(fd.as_fd());
+        step(
+            "proc ro bind",
+            mount(
+                Some(&path),
+                &path,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            ),
+        )?;
+        let again = step("proc ro reopen", open_in_root(r, Path::new(ro), false))?;
+        step(
+            "proc read-only",
+            sys::make_readonly_recursive(again.as_fd()),
+        )?;
+    }
+
+    // A minimal /dev: bind host nodes (device nodes created in a user
+    // namespace would be unusable: its mounts are nodev).
+    mount_fs(
+        r,
+        "dev",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        "mode=0755,size=512k",
+    )?;
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let host = Path::new("/dev").join(node);
+        bind(r, &host, &Path::new("dev").join(node), false, false)?;
+    }
+    let dev = step("open dev", open_in_root(r, Path::new("dev"), true))?;
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        step("dev symlink", nix::unistd::symlinkat(to, dev.as_fd(), link))?;
+    }
+    if p.tty {
+        // The workload uses the caller's terminal: share the host's devpts
+        // so the terminal keeps its name (ttyname(3), `tty`, sudo, gpg) and
+        // new ptys come from the same instance through the host's ptmx.
+        bind(r, Path::new("/dev/pts"), Path::new("dev/pts"), true, false)?;
+        bind(
+            r,
+            Path::new("/dev/ptmx"),
+            Path::new("dev/ptmx"),
+            false,
+            false,
+        )?;
+    } else {
+        step(
+            "dev symlink",
+            nix::unistd::symlinkat("pts/ptmx", dev.as_fd(), "ptmx"),
+        )?;
+        mount_fs(
+            r,
+            "dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620",
+        )?;
+    }
+    let tmpfs_mb = p.limits.tmpfs_mb.unwrap_or(1024);
+    mount_fs(
+        r,
+        "dev/shm",
+        "tmpfs",
+        nsnx,
+        &format!("mode=1777,size={tmpfs_mb}m"),
+    )?;
+    for (d, fd) in p.devices.iter().zip(&fds.devices) {
+        bind(r, &fd_path(fd.as_fd()), &d.dst, d.is_dir, false)?;
+    }
+
+    // Read-only /sys: a fresh sysfs when we own the network namespace (so
+    // /sys/class/net shows ours), otherwise a bind of the host's.
+    if p.network == karapace_protocol::Network::Isolated {
+        mount_fs(r, "sys", "sysfs", nsnx | MsFlags::MS_RDONLY, "")?;
+    } else {
+        bind(r, Path::new("/sys"), Path::new("sys"), true, true)?;
+    }
+
+    // Private /tmp and /run: the host's are never shared.
+    mount_fs(
+        r,
+        "tmp",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        &format!("mode=1777,size={tmpfs_mb}m"),
+    )?;
+    mount_fs(
+        r,
+        "run",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        &format!("mode=0755,size={tmpfs_mb}m"),
+    )?;
+
+    // Policy binds (home, display and audio sockets, fonts, manifest mounts).
+    for (b, fd) in p.binds.iter().zip(&fds.binds) {
+        bind(r, &fd_path(fd.as_fd()), &b.dst, b.is_dir, b.readonly)?;
+    }
+    Ok(root)
+}
+
+/// Step 4: `pivot_root` into the new root and detach the old one.
+pub fn pivot(root: &OwnedFd) -> Result<(), Step> {
+    step("fchdir root", nix::unistd::fchdir(root.as_fd()))?;
+    step("pivot_root", nix::unistd::pivot_root(".", "."))?;
+    step("detach old root", umount2(".", MntFlags::MNT_DETACH))?;
+    step("chdir /", nix::unistd::chdir("/"))
+}

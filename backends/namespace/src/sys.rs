@@ -1,0 +1,166 @@
+//! Thin wrappers over the few system calls nix does not cover. Every
+//! `unsafe` block of the backend lives in this file.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// Result of [`clone_into_namespaces`].
+pub enum Forked {
+    Parent(Pid),
+    Child,
+}
+
+/// `clone(2)` with `CLONE_NEWUSER | CLONE_NEWPID`: the single-syscall form of
+/// `unshare(CLONE_NEWUSER | CLONE_NEWPID)` followed by `fork()`, so the child
+/// is directly pid 1 of the new pid namespace and owned by the new user
+/// namespace. No stack is passed: like `fork`, the child continues on a
+/// copy-on-write copy of the caller's stack (with its guard page).
+pub fn clone_into_namespaces() -> Result<Forked, Errno> {
+    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::SIGCHLD;
+    // SAFETY: the raw clone syscall without CLONE_VM and with a NULL stack
+    // behaves like fork(2). The helper is single-threaded when it calls this
+    // (no other thread can hold the allocator or stdio locks), and glibc ≥ 2.25
+    // keeps no pid cache that could go stale in the child.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::c_ulong::try_from(flags).unwrap_or(0),
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            0usize,
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(
+            i32::try_from(pid).map_err(|_| Errno::EOVERFLOW)?,
+        ))),
+    }
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+const AT_RECURSIVE: libc::c_int = 0x8000;
+
+/// Makes the mount tree rooted at `fd` read-only, recursively, without touching
+/// any other (possibly locked) mount flag.
+pub fn make_readonly_recursive(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: `attr` is a valid, fully initialised `struct mount_attr` that
+    // outlives the call and whose size is passed; `empty` is a valid C string;
+    // the fd is borrowed, so it stays open for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH | AT_RECURSIVE,
+            std::ptr::from_ref(&attr),
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret == -1 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub fn loopback_up() -> Result<(), Errno> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: `raw` is a freshly created descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = libc::c_char::try_from(*src).unwrap_or(0);
+    }
+    // SAFETY: SIOCGIFFLAGS reads into `req`, a valid ifreq with a NUL-terminated name.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut req) } < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel filled the flags member of the union just above.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= i16::try_from(libc::IFF_UP).unwrap_or(1);
+    }
+    // SAFETY: SIOCSIFFLAGS reads `req`, which is valid and initialised.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &raw const req) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// Marks every descriptor from 3 upwards close-on-exec, so nothing the helper
+/// holds (sockets, store directories) leaks into the workload.
+pub fn cloexec_from_3() -> Result<(), Errno> {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on the
+    // descriptors; it does not invalidate any Rust-owned fd.
+    let ret = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC.cast_signed()) };
+    if ret == -1 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Restores default dispositions for every catchable signal (the helper
+/// ignores some, and ignored dispositions survive execve).
+pub fn reset_signal_dispositions() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no code in signal context.
+        let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+    }
+}
+
+/// `fork(2)` for the single-threaded init process.
+pub fn fork() -> Result<Forked, Errno> {
+    // SAFETY: the environment's init process is single-threaded, so the child
+    // cannot inherit a lock held by another thread.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// `execve(2)`; returns only on failure.
+pub fn execve(path: &CString, argv: &[CString], env: &[CString]) -> Errno {
+    match nix::unistd::execve(path, argv, env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
+
+/// Exits immediately without running destructors or atexit handlers (used
+/// in forked children, which must not flush the parent's buffers twice).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it never returns.
+    unsafe { libc::_exit(code) }
+}

@@ -1,0 +1,399 @@
+//! Spawning the helper, the socket handshake, stdio and signal forwarding.
+
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use interprocess::local_socket::traits::{Listener as _, StreamCommon};
+use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
+use interprocess::os::unix::uds_local_socket::{Listener, Stream};
+use karapace_protocol::{
+    Hello, PROTOCOL_VERSION, Reply, Request, RunSpec, Timings, WaitStatus, read_frame, write_frame,
+};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::iterator::backend::SignalDelivery;
+use signal_hook::iterator::exfiltrator::WithOrigin;
+use signal_hook::low_level::siginfo::Cause;
+
+use crate::HelperError;
+
+/// How long the helper may take to connect back.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the workload's stdio is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdioMode {
+    /// The caller's own stdin/stdout/stderr (exec, enter).
+    Inherit,
+    /// stdout is captured and returned in [`RunOutcome::stdout`]; stdin is
+    /// /dev/null, stderr inherited (e.g. `dpkg-query` during a build).
+    CaptureStdout,
+    /// stdin and stdout are /dev/null, stderr inherited.
+    Null,
+}
+
+/// Result of a finished run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub status: WaitStatus,
+    /// Captured stdout with [`StdioMode::CaptureStdout`].
+    pub stdout: Option<Vec<u8>>,
+    /// Helper-side timestamps (`CLOCK_MONOTONIC` ns).
+    pub timings: Timings,
+    /// Client-side timestamps (ns, same clock): spawn start, helper
+    /// connected, handshake done, `Exited` received, helper reaped.
+    pub client: ClientTimings,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientTimings {
+    pub spawn: u64,
+    pub connected: u64,
+    pub handshake: u64,
+    pub exited: u64,
+    pub reaped: u64,
+}
+
+fn now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(t.tv_nsec()).unwrap_or(0)
+    })
+}
+
+/// The helper binary: `$KARAPACE_HELPER`, else `karapace-helper` next to the
+/// current executable (or one directory up, for cargo's `deps/` layout).
+pub fn helper_path() -> Result<PathBuf, HelperError> {
+    if let Some(p) = std::env::var_os("KARAPACE_HELPER") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(HelperError::NotFound(p))
+        };
+    }
+    let exe = std::env::current_exe().map_err(HelperError::Spawn)?;
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    let candidates = [dir.join("karapace-helper"), dir.join("../karapace-helper")];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| HelperError::NotFound(candidates[0].clone()))
+}
+
+/// A running helper session.
+pub struct Session {
+    child: Child,
+    stream: Stream,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    signals: Signals,
+    started: Option<Timings>,
+    /// The workload had the caller's terminal (give it back afterwards).
+    tty: bool,
+    client: ClientTimings,
+}
+
+/// Signal delivery through a self-pipe polled together with the helper
+/// socket: no extra thread on the hot path.
+type Signals = SignalDelivery<UnixStream, WithOrigin>;
+
+fn forwarded_signals() -> std::io::Result<Signals> {
+    let (r, w) = UnixStream::pair()?;
+    SignalDelivery::with_pipe(
+        r,
+        w,
+        WithOrigin::default(),
+        [SIGINT, SIGTERM, SIGHUP, SIGQUIT],
+    )
+}
+
+fn socket_dir() -> std::io::Result<tempfile::TempDir> {
+    // Prefer memory-backed directories: creating and removing a directory
+    // on a disk file system can cost milliseconds. mkdtemp() creates the
+    // directory with mode 0700 under an unpredictable name, which is safe
+    // even inside the sticky, world-writable /dev/shm.
+    let candidates = [
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        Some(PathBuf::from("/dev/shm")),
+    ];
+    for base in candidates.into_iter().flatten() {
+        if base.is_dir()
+            && let Ok(dir) = tempfile::Builder::new()
+                .prefix("karapace-")
+                .tempdir_in(&base)
+        {
+            return Ok(dir);
+        }
+    }
+    tempfile::Builder::new().prefix("karapace-").tempdir()
+}
+
+fn accept(listener: &Listener, child: &mut Child) -> Result<Stream, HelperError> {
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(50u16)) {
+            Ok(n) if n > 0 => return listener.accept().map_err(HelperError::Socket),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(HelperError::Socket(e.into())),
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            return Err(HelperError::HelperDied(st.to_string()));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(HelperError::Timeout(CONNECT_TIMEOUT));
+        }
+    }
+}
+
+/// Spawns the helper, performs the handshake and sends `spec`. Returns once
+/// the request is sent; call [`Session::wait`] for the outcome. The helper's
+/// pid ([`Session::helper_pid`]) identifies the session for `stop`.
+///
+/// Dropping a `Session` without waiting closes the socket, and the helper
+/// then kills the environment. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to
+/// the calling process are relayed to the workload while [`Session::wait`]
+/// runs; the handlers are installed (through `signal-hook`) at the first
+/// spawn and stay installed, so afterwards those signals no longer terminate
+/// the calling process by default: a CLI should exit once the session is over.
+pub fn spawn(spec: &RunSpec, stdio: StdioMode) -> Result<Session, HelperError> {
+    let (i, o) = match stdio {
+        StdioMode::Inherit => (Stdio::inherit(), Stdio::inherit()),
+        StdioMode::CaptureStdout => (Stdio::null(), Stdio::piped()),
+        StdioMode::Null => (Stdio::null(), Stdio::null()),
+    };
+    spawn_with(spec, i, o, Stdio::inherit())
+}
+
+/// [`spawn`] with explicit stdio for the workload (a piped stdout is
+/// collected into [`RunOutcome::stdout`]).
+#[allow(clippy::too_many_lines)]
+pub fn spawn_with(
+    spec: &RunSpec,
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Result<Session, HelperError> {
+    let mut client = ClientTimings {
+        spawn: now_ns(),
+        ..ClientTimings::default()
+    };
+    let helper = helper_path()?;
+    let dir = socket_dir().map_err(HelperError::Socket)?;
+    let sock = dir.path().join("helper.sock");
+    let name = sock
+        .as_os_str()
+        .to_fs_name::<GenericFilePath>()
+        .map_err(HelperError::Socket)?;
+    let listener: Listener = ListenerOptions::new()
+        .name(name)
+        .create_sync_as()
+        .map_err(HelperError::Socket)?;
+
+    // Forward SIGINT/SIGTERM/SIGHUP/SIGQUIT sent to *us*; register before
+    // spawning so an early Ctrl-C cannot kill the core mid-setup.
+    let signals = forwarded_signals().map_err(HelperError::Socket)?;
+
+    let mut cmd = Command::new(&helper);
+    cmd.arg("--socket")
+        .arg(&sock)
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr);
+    let mut child = cmd.spawn().map_err(HelperError::Spawn)?;
+    let stdout = child.stdout.take().map(|mut out| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            buf
+        })
+    });
+    let fail = |child: &mut Child, e: HelperError| {
+        let _ = child.kill();
+        let _ = child.wait();
+        e
+    };
+    let mut stream = match accept(&listener, &mut child) {
+        Ok(s) => s,
+        Err(e) => return Err(fail(&mut child, e)),
+    };
+    client.connected = now_ns();
+    // The peer must be the helper we just spawned, running as ourselves.
+    let creds = stream.peer_creds().map_err(HelperError::Socket)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if creds.pid() != i32::try_from(child.id()).ok() || creds.euid() != Some(me) {
+        return Err(fail(
+            &mut child,
+            HelperError::Peer(format!("{:?}/{:?}", creds.pid(), creds.euid())),
+        ));
+    }
+    // The connection is made: the socket's name and directory can go now,
+    // while the helper works.
+    drop(listener);
+    drop(dir);
+    match read_frame::<Reply>(&mut stream) {
+        Ok(Reply::Hello(h)) if h.version == PROTOCOL_VERSION => {}
+        Ok(Reply::Hello(h)) => {
+            return Err(fail(
+                &mut child,
+                karapace_protocol::Refusal::VersionMismatch {
+                    helper: h.version,
+                    core: PROTOCOL_VERSION,
+                }
+                .into(),
+            ));
+        }
+        Ok(Reply::Failed(r)) => return Err(fail(&mut child, r.into())),
+        Ok(_) => return Err(fail(&mut child, HelperError::Peer("expected Hello".into()))),
+        Err(e) => return Err(fail(&mut child, e.into())),
+    }
+    let hello = Request::Hello(Hello {
+        version: PROTOCOL_VERSION,
+        pid: std::process::id(),
+    });
+    if let Err(e) = write_frame(&mut stream, &hello) {
+        return Err(fail(&mut child, e.into()));
+    }
+    if let Err(e) = write_frame(&mut stream, &Request::Run(Box::new(spec.clone()))) {
+        return Err(fail(&mut child, e.into()));
+    }
+    client.handshake = now_ns();
+
+    Ok(Session {
+        child,
+        stream,
+        stdout,
+        signals,
+        started: None,
+        client,
+        tty: spec.tty,
+    })
+}
+
+impl Session {
+    /// Pid of the helper process (record it with the session; pass it to
+    /// [`crate::stop_session`]).
+    pub fn helper_pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Next reply from the helper; meanwhile forwards signals sent to us
+    /// (not terminal-generated ones, which already reached the workload's
+    /// foreground process group).
+    fn next_reply(&mut self) -> Result<Reply, HelperError> {
+        loop {
+            let (sock, sig) = {
+                let mut fds = [
+                    PollFd::new(self.stream.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.signals.get_read().as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(HelperError::Socket(e.into())),
+                }
+                let ready = |f: &PollFd| f.revents().is_some_and(|e| !e.is_empty());
+                (ready(&fds[0]), ready(&fds[1]))
+            };
+            if sig {
+                let sigs: Vec<_> = self
+                    .signals
+                    .pending()
+                    .filter(|o| !matches!(o.cause, Cause::Kernel))
+                    .map(|o| o.signal)
+                    .collect();
+                for n in sigs {
+                    write_frame(&mut self.stream, &Request::Signal(n))?;
+                }
+            }
+            if sock {
+                return Ok(read_frame::<Reply>(&mut self.stream)?);
+            }
+        }
+    }
+
+    /// Waits until the workload has started (its `execve` succeeded).
+    pub fn wait_started(&mut self) -> Result<Timings, HelperError> {
+        if let Some(t) = self.started {
+            return Ok(t);
+        }
+        match self.next_reply()? {
+            Reply::Started { timings, .. } => {
+                self.started = Some(timings);
+                Ok(timings)
+            }
+            Reply::Failed(r) => Err(r.into()),
+            other => Err(HelperError::Peer(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Waits for the workload to finish and the helper to exit.
+    pub fn wait(mut self) -> Result<RunOutcome, HelperError> {
+        let result = self.wait_inner();
+        self.signals.handle().close();
+        if result.is_err() {
+            let _ = self.child.kill();
+        }
+        let helper_status = self.child.wait();
+        self.client.reaped = now_ns();
+        if self.tty {
+            crate::terminal::restore_foreground();
+        }
+        let stdout = self.stdout.take().and_then(|t| t.join().ok());
+        let (status, timings) = match result {
+            Ok(r) => r,
+            Err(HelperError::Protocol(karapace_protocol::FrameError::Closed)) => {
+                // The helper died without a report (e.g. SIGKILL from stop).
+                use std::os::unix::process::ExitStatusExt;
+                let st = helper_status.map_err(HelperError::Socket)?;
+                match (st.code(), st.signal()) {
+                    (_, Some(sig)) => (WaitStatus::Signaled(sig), Timings::default()),
+                    (Some(c), None) => {
+                        return Err(HelperError::HelperDied(format!("exit code {c}")));
+                    }
+                    _ => return Err(HelperError::HelperDied(st.to_string())),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(RunOutcome {
+            status,
+            stdout,
+            timings,
+            client: self.client,
+        })
+    }
+
+    fn wait_inner(&mut self) -> Result<(WaitStatus, Timings), HelperError> {
+        self.wait_started()?;
+        loop {
+            match self.next_reply()? {
+                Reply::Exited { status, timings } => {
+                    self.client.exited = now_ns();
+                    return Ok((status, timings));
+                }
+                Reply::Failed(r) => return Err(r.into()),
+                Reply::Started { .. } | Reply::Hello(_) => {}
+            }
+        }
+    }
+}
+
+/// Runs `spec` to completion with the given stdio; returns the workload's
+/// status (use [`WaitStatus::code`] for the shell-style exit code).
+pub fn run(spec: &RunSpec, stdio: StdioMode) -> Result<WaitStatus, HelperError> {
+    Ok(spawn(spec, stdio)?.wait()?.status)
+}
+
+/// Runs `spec` with stdout captured (stdin is /dev/null).
+pub fn capture(spec: &RunSpec) -> Result<(WaitStatus, Vec<u8>), HelperError> {
+    let out = spawn(spec, StdioMode::CaptureStdout)?.wait()?;
+    Ok((out.status, out.stdout.unwrap_or_default()))
+}

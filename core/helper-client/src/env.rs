@@ -1,0 +1,96 @@
+//! The environment variables a workload receives: an allowlist of the
+//! caller's, plus the variables every Karapace environment defines.
+
+/// Passed through when set.
+pub const ALLOWED: &[&str] = &[
+    "TERM",
+    "COLORTERM",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "XDG_RUNTIME_DIR",
+    "XDG_SESSION_TYPE",
+    "XDG_CURRENT_DESKTOP",
+    "XAUTHORITY",
+    "PULSE_SERVER",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "NO_COLOR",
+    "CLICOLOR",
+    "COLUMNS",
+    "LINES",
+];
+/// Passed through when set (prefix match).
+pub const ALLOWED_PREFIXES: &[&str] = &["LC_"];
+/// Never passed, even if a later allowlist change would admit them:
+/// credentials and handles to host daemons.
+pub const DENIED: &[&str] = &["SSH_AUTH_SOCK", "GPG_AGENT_INFO", "DOCKER_HOST"];
+pub const DENIED_PREFIXES: &[&str] = &["AWS_"];
+
+/// Default `PATH` inside an environment.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub fn allowed(name: &str) -> bool {
+    let denied = DENIED.contains(&name) || DENIED_PREFIXES.iter().any(|p| name.starts_with(p));
+    let allowed = ALLOWED.contains(&name) || ALLOWED_PREFIXES.iter().any(|p| name.starts_with(p));
+    allowed && !denied
+}
+
+/// Filters `vars` (usually `std::env::vars()`) and adds `KARAPACE_ENV=1`,
+/// `HOME`, `USER`, `HOSTNAME` and `PATH`.
+pub fn workload_env(
+    vars: impl IntoIterator<Item = (String, String)>,
+    home: &str,
+    user: &str,
+    hostname: &str,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vars.into_iter().filter(|(k, _)| allowed(k)).collect();
+    for (k, v) in [
+        ("KARAPACE_ENV", "1"),
+        ("HOME", home),
+        ("USER", user),
+        ("HOSTNAME", hostname),
+        ("PATH", DEFAULT_PATH),
+    ] {
+        out.retain(|(name, _)| name != k);
+        out.push((k.to_string(), v.to_string()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_pass() {
+        let vars = [
+            ("SSH_AUTH_SOCK", "/x"),
+            ("AWS_SECRET_ACCESS_KEY", "k"),
+            ("GPG_AGENT_INFO", "g"),
+            ("DOCKER_HOST", "d"),
+            ("TERM", "xterm"),
+            ("LC_ALL", "C"),
+            ("SECRET", "s"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let env = workload_env(vars, "/home/u", "u", "karapace-abc");
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(names.contains(&"TERM") && names.contains(&"LC_ALL"));
+        for bad in [
+            "SSH_AUTH_SOCK",
+            "AWS_SECRET_ACCESS_KEY",
+            "GPG_AGENT_INFO",
+            "DOCKER_HOST",
+            "SECRET",
+        ] {
+            assert!(!names.contains(&bad), "{bad} leaked");
+        }
+        assert!(env.contains(&("KARAPACE_ENV".into(), "1".into())));
+        assert!(env.contains(&("HOSTNAME".into(), "karapace-abc".into())));
+    }
+}

@@ -1,0 +1,88 @@
+//! Ending a session from another invocation (`karapace stop`).
+
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error("process {0} is not a live session (gone, or its pid was reused)")]
+    NotRunning(u32),
+    #[error("cannot signal process {pid}: {source}")]
+    Signal { pid: u32, source: std::io::Error },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// Exited after SIGTERM.
+    Terminated,
+    /// Needed SIGKILL after the grace period.
+    Killed,
+}
+
+/// Start time of `pid` in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`); store it with the pid to recognise the process later.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: parse
+    // after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn wait_exit(fd: &std::os::fd::OwnedFd, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(n) if n > 0 => return true,
+            Ok(_) if left.is_zero() => return false,
+            Ok(_) | Err(_) => {
+                if left.is_zero() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Stops the session whose helper runs as `pid`: SIGTERM (relayed by the
+/// helper to the workload), then SIGKILL after `grace` (the helper's death
+/// kills the whole environment). The process is pinned with a pidfd, and
+/// `start_time` (from [`process_start_time`] at session start) guards
+/// against a reused pid.
+pub fn stop_session(
+    pid: u32,
+    start_time: Option<u64>,
+    grace: Duration,
+) -> Result<StopOutcome, StopError> {
+    let raw = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or(StopError::NotRunning(pid))?;
+    let fd = pidfd_open(raw, PidfdFlags::empty()).map_err(|_| StopError::NotRunning(pid))?;
+    // The pidfd pins the process; if the pid now names a different process
+    // than the recorded one, its start time differs.
+    if let Some(expected) = start_time
+        && process_start_time(pid) != Some(expected)
+    {
+        return Err(StopError::NotRunning(pid));
+    }
+    let send = |sig| {
+        pidfd_send_signal(&fd, sig).map_err(|e| StopError::Signal {
+            pid,
+            source: e.into(),
+        })
+    };
+    send(Signal::TERM)?;
+    if wait_exit(&fd, grace) {
+        return Ok(StopOutcome::Terminated);
+    }
+    send(Signal::KILL)?;
+    wait_exit(&fd, Duration::from_secs(5));
+    Ok(StopOutcome::Killed)
+}

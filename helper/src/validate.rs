@@ -1,0 +1,339 @@
+//! Turns a decoded `RunSpec` into a `Prepared` request: every limit checked,
+//! every path opened with `openat2` beneath its allowed root with
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, so the kernel — not a string
+//! comparison — decides whether a path escapes. The opened descriptors are
+//! what the backend mounts, so nothing can be swapped in between.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path};
+
+use karapace_backend_namespace::{
+    IdMap, Opened, Prepared, PreparedBind, PreparedUpper, subordinate_ranges,
+};
+use karapace_protocol::{IdMapMode, Identity, Refusal, RunSpec, Upper, limits};
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::{SFlag, fstat};
+
+fn too_large(what: &str, got: usize, max: usize) -> Refusal {
+    Refusal::TooLarge {
+        what: what.into(),
+        got: got as u64,
+        max: max as u64,
+    }
+}
+
+fn check_len(what: &str, got: usize, max: usize) -> Result<(), Refusal> {
+    if got > max {
+        Err(too_large(what, got, max))
+    } else {
+        Ok(())
+    }
+}
+
+/// Absolute, with only normal components (no `.`, `..`, or repeated roots).
+fn normalized(p: &Path) -> Result<(), Refusal> {
+    check_len("path", p.as_os_str().len(), limits::MAX_STRING)?;
+    let mut comps = p.components();
+    let ok = comps.next() == Some(Component::RootDir)
+        && comps.all(|c| matches!(c, Component::Normal(_)))
+        && !p.as_os_str().as_bytes().contains(&0);
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::NotNormalized(p.to_path_buf()))
+    }
+}
+
+fn first_component(p: &Path) -> Option<&std::ffi::OsStr> {
+    p.components().find_map(|c| match c {
+        Component::Normal(n) => Some(n),
+        _ => None,
+    })
+}
+
+fn open_err(path: &Path, e: Errno) -> Refusal {
+    match e {
+        Errno::ELOOP => Refusal::Symlink(path.to_path_buf()),
+        Errno::EXDEV => Refusal::OutsideStore(path.to_path_buf()),
+        e => Refusal::Open {
+            path: path.to_path_buf(),
+            errno: e as i32,
+        },
+    }
+}
+
+fn how(dir: bool, resolve: ResolveFlag) -> OpenHow {
+    let mut flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
+    if dir {
+        flags |= OFlag::O_DIRECTORY;
+    }
+    OpenHow::new().flags(flags).resolve(resolve)
+}
+
+/// Opens an absolute host path with no symbolic link anywhere along it.
+fn open_absolute(p: &Path, dir: bool) -> Result<OwnedFd, Refusal> {
+    normalized(p)?;
+    openat2(AT_FDCWD, p, how(dir, ResolveFlag::RESOLVE_NO_SYMLINKS)).map_err(|e| open_err(p, e))
+}
+
+/// Opens `p` beneath the already opened `base` (whose path is `base_path`).
+fn open_beneath(base: &OwnedFd, base_path: &Path, p: &Path, dir: bool) -> Result<OwnedFd, Refusal> {
+    let rel = p
+        .strip_prefix(base_path)
+        .map_err(|_| Refusal::OutsideStore(p.to_path_buf()))?;
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    let resolve = ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS;
+    openat2(base.as_fd(), rel, how(dir, resolve)).map_err(|e| open_err(p, e))
+}
+
+fn is_dir(fd: &OwnedFd) -> Result<bool, Refusal> {
+    let st = fstat(fd.as_fd()).map_err(|e| Refusal::Setup {
+        step: "fstat".into(),
+        errno: e as i32,
+    })?;
+    Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+}
+
+fn is_char_device(fd: &OwnedFd) -> Result<bool, Refusal> {
+    let st = fstat(fd.as_fd()).map_err(|e| Refusal::Setup {
+        step: "fstat".into(),
+        errno: e as i32,
+    })?;
+    Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR)
+}
+
+/// Kernel filesystems never accepted as mount sources or targets.
+fn kernel_path(p: &Path) -> bool {
+    matches!(
+        first_component(p).and_then(|c| c.to_str()),
+        Some("proc" | "sys" | "dev")
+    ) || first_component(p).is_none()
+}
+
+fn device_allowed(p: &Path) -> bool {
+    let names: Vec<_> = p
+        .components()
+        .skip(1)
+        .filter_map(|c| c.as_os_str().to_str())
+        .collect();
+    matches!(names.as_slice(), ["dev", "dri" | "snd", ..])
+        || matches!(names.as_slice(), ["dev", n] if n.starts_with("nvidia"))
+}
+
+fn cstring(what: &str, s: &str) -> Result<CString, Refusal> {
+    check_len(what, s.len(), limits::MAX_STRING)?;
+    CString::new(s).map_err(|_| Refusal::Invalid(format!("{what} contains a NUL byte")))
+}
+
+fn check_hostname(h: &str) -> Result<(), Refusal> {
+    check_len("hostname", h.len(), limits::MAX_HOSTNAME)?;
+    let ok = !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !h.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Refusal::Invalid(format!("hostname {h:?}")))
+    }
+}
+
+/// Validates and opens everything `spec` refers to (one linear checklist,
+/// deliberately kept in one place for auditing).
+#[allow(clippy::too_many_lines)]
+pub fn prepare(spec: RunSpec, uid: u32, gid: u32) -> Result<Prepared, Refusal> {
+    check_len("lowers", spec.lowers.len(), limits::MAX_LOWERS)?;
+    check_len("argv", spec.argv.len(), limits::MAX_ARGV)?;
+    check_len("env", spec.env.len(), limits::MAX_ENV)?;
+    check_len("binds", spec.binds.len(), limits::MAX_BINDS)?;
+    check_len("devices", spec.devices.len(), limits::MAX_DEVICES)?;
+    check_len(
+        "mount prefixes",
+        spec.allowed_mount_prefixes.len(),
+        limits::MAX_BINDS,
+    )?;
+    let max_mb = usize::try_from(limits::MAX_TMPFS_MB).unwrap_or(usize::MAX);
+    let mb = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    if let Some(t) = spec.limits.tmpfs_mb {
+        check_len("tmpfs size (MiB)", mb(t), max_mb)?;
+    }
+    if let Upper::Tmpfs { size_mb } = spec.upper {
+        check_len("throwaway upper (MiB)", mb(size_mb), max_mb)?;
+    }
+    if spec.lowers.is_empty() {
+        return Err(Refusal::Invalid("no lower layer".into()));
+    }
+    if spec.argv.is_empty() {
+        return Err(Refusal::Invalid("empty argv".into()));
+    }
+    check_hostname(&spec.hostname)?;
+    normalized(&spec.cwd)?;
+
+    // The store root: canonical, symlink-free and owned by the caller.
+    let root = open_absolute(&spec.store_root, true)?;
+    let st = fstat(root.as_fd()).map_err(|e| open_err(&spec.store_root, e))?;
+    if st.st_uid != uid {
+        return Err(Refusal::NotOwner(spec.store_root));
+    }
+    let store = |p: &Path| -> Result<Opened, Refusal> {
+        normalized(p)?;
+        let fd = open_beneath(&root, &spec.store_root, p, true)?;
+        Ok(Opened {
+            fd,
+            path: p.to_path_buf(),
+        })
+    };
+    let lowers = spec
+        .lowers
+        .iter()
+        .map(|p| store(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let upper = match &spec.upper {
+        Upper::Store { upper, work } => PreparedUpper::Store {
+            upper: store(upper)?,
+            work: store(work)?,
+        },
+        Upper::Tmpfs { size_mb } => PreparedUpper::Tmpfs { size_mb: *size_mb },
+        Upper::ReadOnly => PreparedUpper::ReadOnly,
+    };
+
+    // Bind sources must lie beneath one of the policy's prefixes.
+    let mut prefixes = Vec::new();
+    for q in &spec.allowed_mount_prefixes {
+        if kernel_path(q) {
+            return Err(Refusal::MountNotAllowed(q.clone()));
+        }
+        prefixes.push((q.clone(), open_absolute(q, true)?));
+    }
+    let mut binds = Vec::new();
+    for b in &spec.binds {
+        normalized(&b.src)?;
+        normalized(&b.dst)?;
+        if kernel_path(&b.src) {
+            return Err(Refusal::MountNotAllowed(b.src.clone()));
+        }
+        if kernel_path(&b.dst) {
+            return Err(Refusal::TargetNotAllowed(b.dst.clone()));
+        }
+        let Some((qp, qfd)) = prefixes.iter().find(|(q, _)| b.src.starts_with(q)) else {
+            return Err(Refusal::MountNotAllowed(b.src.clone()));
+        };
+        let src = open_beneath(qfd, qp, &b.src, false).map_err(|e| match e {
+            Refusal::OutsideStore(p) => Refusal::MountNotAllowed(p),
+            e => e,
+        })?;
+        let is_dir = is_dir(&src)?;
+        let src = Opened {
+            fd: src,
+            path: b.src.clone(),
+        };
+        binds.push(PreparedBind {
+            src,
+            dst: b.dst.clone(),
+            readonly: b.readonly,
+            is_dir,
+        });
+    }
+    let mut devices = Vec::new();
+    for d in &spec.devices {
+        normalized(d)?;
+        if !device_allowed(d) {
+            return Err(Refusal::DeviceNotAllowed(d.clone()));
+        }
+        let src = open_absolute(d, false)?;
+        let is_dir = is_dir(&src)?;
+        if !is_dir && !is_char_device(&src)? {
+            return Err(Refusal::DeviceNotAllowed(d.clone()));
+        }
+        let src = Opened {
+            fd: src,
+            path: d.clone(),
+        };
+        devices.push(PreparedBind {
+            src,
+            dst: d.clone(),
+            readonly: false,
+            is_dir,
+        });
+    }
+
+    let argv = spec
+        .argv
+        .iter()
+        .map(|a| cstring("argument", a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut env = Vec::new();
+    let mut path_env = None;
+    for (k, v) in &spec.env {
+        if k.is_empty() || k.contains('=') {
+            return Err(Refusal::Invalid(format!("environment variable name {k:?}")));
+        }
+        if k == "PATH" {
+            path_env = Some(v.clone());
+        }
+        env.push(cstring("environment entry", &format!("{k}={v}"))?);
+    }
+    let id_map = match (spec.id_map, spec.identity) {
+        (IdMapMode::Auto, Identity::Root) => {
+            subordinate_ranges(uid, gid).map_or(IdMap::Single, |(u, g)| IdMap::Subordinate {
+                uid: u,
+                gid: g,
+            })
+        }
+        _ => IdMap::Single,
+    };
+    Ok(Prepared {
+        lowers,
+        upper,
+        binds,
+        devices,
+        argv,
+        env,
+        path_env,
+        cwd: spec.cwd,
+        hostname: spec.hostname,
+        network: spec.network,
+        limits: spec.limits,
+        identity: spec.identity,
+        id_map,
+        capabilities: spec.capabilities,
+        tty: spec.tty,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization() {
+        assert!(normalized(Path::new("/a/b")).is_ok());
+        assert!(normalized(Path::new("a/b")).is_err());
+        assert!(normalized(Path::new("/a/../b")).is_err());
+        assert!(normalized(Path::new("/a/./b")).is_ok()); // Path drops interior "."
+    }
+
+    #[test]
+    fn devices() {
+        assert!(device_allowed(Path::new("/dev/dri")));
+        assert!(device_allowed(Path::new("/dev/snd/controlC0")));
+        assert!(device_allowed(Path::new("/dev/nvidia0")));
+        assert!(!device_allowed(Path::new("/dev/sda")));
+        assert!(!device_allowed(Path::new("/dev/mem")));
+        assert!(!device_allowed(Path::new("/etc/dri")));
+    }
+
+    #[test]
+    fn kernel_paths() {
+        assert!(kernel_path(Path::new("/proc/1")));
+        assert!(kernel_path(Path::new("/")));
+        assert!(!kernel_path(Path::new("/home/u")));
+    }
+}

@@ -1,0 +1,354 @@
+//! Escape tests: run real workloads in real namespaces and check what they
+//! can and cannot do. Run as root and as an unprivileged user
+//! (tests/run-as-user.sh).
+
+mod common;
+
+use common::{out, sh, spec, store};
+use std::path::PathBuf;
+
+use karapace_helper_client::{Network, Upper, WaitStatus};
+
+#[test]
+fn exit_status_is_propagated() {
+    let s = store();
+    assert_eq!(out(&sh(&s, "exit 7")).0, 7);
+    assert_eq!(out(&spec(&s, &["true"])).0, 0);
+    assert_eq!(out(&spec(&s, &["false"])).0, 1);
+    let (status, _) = karapace_helper_client::capture(&sh(&s, "kill -TERM $$")).unwrap();
+    assert_eq!(status, WaitStatus::Signaled(15));
+    assert_eq!(status.code(), 143);
+}
+
+#[test]
+fn missing_command_is_a_typed_exec_error() {
+    let s = store();
+    let err = karapace_helper_client::capture(&spec(&s, &["no-such-cmd"])).unwrap_err();
+    assert_eq!(err.exit_code(), 127, "{err}");
+}
+
+#[test]
+fn pid_namespace_shows_only_our_tree() {
+    let s = store();
+    let (code, o) = out(&sh(&s, "echo $$; ls /proc | grep -E '^[0-9]+$'"));
+    assert_eq!(code, 0);
+    let mut lines = o.lines();
+    assert_eq!(lines.next(), Some("2"), "workload is pid 2 under our init");
+    let pids: Vec<u32> = lines.filter_map(|l| l.parse().ok()).collect();
+    assert!(
+        pids.contains(&1) && pids.iter().all(|p| *p < 10),
+        "host pids visible: {pids:?}"
+    );
+}
+
+#[test]
+fn hostname_is_ours() {
+    let s = store();
+    assert_eq!(out(&spec(&s, &["hostname"])).1.trim(), "karapace-test1234");
+}
+
+#[test]
+fn no_caps_no_new_privs_seccomp() {
+    let s = store();
+    let (_, o) = out(&spec(&s, &["cat", "/proc/self/status"]));
+    let field = |k: &str| {
+        o.lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l[k.len()..].trim().to_string())
+    };
+    assert_eq!(field("CapEff:").as_deref(), Some("0000000000000000"));
+    assert_eq!(field("CapBnd:").as_deref(), Some("0000000000000000"));
+    assert_eq!(field("NoNewPrivs:").as_deref(), Some("1"));
+    assert_eq!(field("Seccomp:").as_deref(), Some("2"));
+}
+
+#[test]
+fn forbidden_syscalls_fail_with_eperm() {
+    let s = store();
+    let mut sp = spec(&s, &["/probe/probe"]);
+    common::probe_binds(&mut sp);
+    let (code, o) = out(&sp);
+    assert_eq!(code, 0, "{o}");
+    let get = |k: &str| {
+        o.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or_else(|| panic!("{k} missing in {o}"))
+    };
+    for k in [
+        "mount",
+        "unshare_mnt",
+        "unshare_user",
+        "keyctl",
+        "add_key",
+        "bpf",
+        "perf_event_open",
+        "tiocsti",
+        "tiocsti_hibits",
+        "fsopen",
+        "open_tree",
+        "settimeofday",
+        "userfaultfd",
+    ] {
+        assert_eq!(get(k), libc::EPERM, "{k}");
+    }
+    assert_eq!(get("clone3"), libc::ENOSYS);
+    assert_eq!(get("getpid"), 0);
+}
+
+#[test]
+fn busybox_mount_and_unshare_fail() {
+    let s = store();
+    let (_, o) = out(&sh(
+        &s,
+        "mount -t tmpfs none /mnt 2>&1; echo rc=$?; unshare -m true 2>&1; echo rc=$?",
+    ));
+    assert_eq!(o.matches("rc=0").count(), 0, "{o}");
+    assert!(
+        o.contains("Operation not permitted") || o.contains("Permission denied"),
+        "{o}"
+    );
+}
+
+#[test]
+fn proc_sys_and_sys_are_read_only() {
+    let s = store();
+    let (_, o) = out(&sh(
+        &s,
+        "echo 1 > /proc/sys/kernel/ns_last_pid 2>&1; echo rc=$?; touch /sys/x 2>&1; echo rc=$?",
+    ));
+    assert_eq!(o.matches("rc=0").count(), 0, "{o}");
+    assert!(o.contains("Read-only"), "{o}");
+}
+
+#[test]
+fn writes_outside_overlay_are_denied() {
+    let s = store();
+    // New top-level entries (Landlock) and kernel filesystems are refused;
+    // the overlay itself is writable, but a throwaway upper leaves the
+    // layer untouched.
+    let (code, o) = out(&sh(
+        &s,
+        "touch /newtop 2>/dev/null && echo top-ok; echo x > /etc/hello && echo etc-ok; echo x > /dev/newdev 2>/dev/null && echo dev-ok; true",
+    ));
+    assert_eq!(code, 0);
+    assert!(!o.contains("top-ok") && !o.contains("dev-ok"), "{o}");
+    assert!(o.contains("etc-ok"), "{o}");
+    assert!(
+        !s.layer().join("etc/hello").exists(),
+        "lower layer modified"
+    );
+}
+
+#[test]
+fn persistent_upper_keeps_writes_in_the_store() {
+    let s = store();
+    let mut sp = sh(&s, "echo persisted > /etc/marker");
+    sp.upper = Upper::Store {
+        upper: s.root.join("envs/e1/upper"),
+        work: s.root.join("envs/e1/work"),
+    };
+    assert_eq!(out(&sp).0, 0);
+    let got = std::fs::read_to_string(s.root.join("envs/e1/upper/etc/marker")).unwrap();
+    assert_eq!(got.trim(), "persisted");
+    assert!(!s.layer().join("etc/marker").exists());
+}
+
+#[test]
+fn isolated_network_has_only_lo() {
+    let s = store();
+    let (_, o) = out(&sh(
+        &s,
+        "ls /sys/class/net; grep -c : /proc/net/dev; cat /sys/class/net/lo/flags",
+    ));
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines.first(), Some(&"lo"), "{o}");
+    assert_eq!(lines.get(1), Some(&"1"), "only lo in /proc/net/dev: {o}");
+    let flags =
+        u32::from_str_radix(lines.get(2).unwrap_or(&"0").trim_start_matches("0x"), 16).unwrap_or(0);
+    assert_eq!(flags & 1, 1, "lo is up");
+}
+
+#[test]
+fn host_network_is_shared_when_asked() {
+    let s = store();
+    let mut sp = sh(&s, "grep -c : /proc/net/dev");
+    sp.network = Network::Host;
+    let (_, o) = out(&sp);
+    let host = std::fs::read_to_string("/proc/net/dev")
+        .unwrap()
+        .matches(':')
+        .count();
+    assert_eq!(o.trim().parse::<usize>().unwrap(), host);
+}
+
+#[test]
+fn stdin_and_stdout_stream() {
+    use std::io::{BufRead, Write};
+    let s = store();
+    // stdin: feed data through a pipe, read it back through another.
+    let (in_r, mut in_w) = std::io::pipe().unwrap();
+    let (out_r, out_w) = std::io::pipe().unwrap();
+    let sp = sh(&s, "read line; echo got:$line; sleep 1; echo late");
+    let started = std::time::Instant::now();
+    let session = karapace_helper_client::spawn_with(
+        &sp,
+        in_r.into(),
+        out_w.into(),
+        std::process::Stdio::inherit(),
+    )
+    .unwrap();
+    in_w.write_all(b"hello\n").unwrap();
+    drop(in_w);
+    let mut reader = std::io::BufReader::new(out_r);
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    let first_at = started.elapsed();
+    assert_eq!(first.trim(), "got:hello");
+    assert!(
+        first_at < std::time::Duration::from_millis(900),
+        "output was buffered: {first_at:?}"
+    );
+    let outcome = session.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert_eq!(rest.trim(), "late");
+    assert_eq!(outcome.status, WaitStatus::Exited(0));
+}
+
+#[test]
+fn stop_terminates_then_kills() {
+    let s = store();
+    let session = karapace_helper_client::spawn(
+        &spec(&s, &["sleep", "30"]),
+        karapace_helper_client::StdioMode::Null,
+    )
+    .unwrap();
+    let pid = session.helper_pid();
+    let start = karapace_helper_client::process_start_time(pid);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let how = karapace_helper_client::stop_session(pid, start, std::time::Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(how, karapace_helper_client::StopOutcome::Terminated);
+    assert_eq!(session.wait().unwrap().status, WaitStatus::Signaled(15));
+
+    let session = karapace_helper_client::spawn(
+        &sh(&s, "trap '' TERM; sleep 30"),
+        karapace_helper_client::StdioMode::Null,
+    )
+    .unwrap();
+    let pid = session.helper_pid();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let how =
+        karapace_helper_client::stop_session(pid, None, std::time::Duration::from_millis(300))
+            .unwrap();
+    assert_eq!(how, karapace_helper_client::StopOutcome::Killed);
+    assert_eq!(session.wait().unwrap().status, WaitStatus::Signaled(9));
+    // A wrong start time (pid reuse) is refused.
+    assert!(
+        karapace_helper_client::stop_session(
+            std::process::id(),
+            Some(1),
+            std::time::Duration::from_millis(10)
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn read_only_bind_is_read_only() {
+    let s = store();
+    let host = tempfile::tempdir().unwrap();
+    let src = std::fs::canonicalize(host.path()).unwrap();
+    std::fs::write(src.join("f"), "data").unwrap();
+    let mut sp = sh(
+        &s,
+        "cat /data/f; echo x > /data/g 2>/dev/null && echo wrote; true",
+    );
+    sp.allowed_mount_prefixes.push(src.clone());
+    sp.binds.push(karapace_helper_client::BindMount {
+        src: src.clone(),
+        dst: "/data".into(),
+        readonly: true,
+    });
+    let (_, o) = out(&sp);
+    assert!(o.contains("data") && !o.contains("wrote"), "{o}");
+    assert!(!src.join("g").exists());
+}
+
+#[test]
+fn terminal_is_inherited_with_its_name() {
+    // `script` gives kp-run (an example built with the tests) a real pty as
+    // its stdin; the workload must see it as its terminal, by name.
+    let s = store();
+    let mut probe = PathBuf::new();
+    let mut sp = spec(&s, &["true"]);
+    common::probe_binds(&mut sp);
+    if let Some(b) = sp.binds.first() {
+        probe = b.src.join("kp-run");
+    }
+    let cmd = format!(
+        "{} {} {} -- /bin/sh -c 'tty; test -t 0 && echo stdin-is-tty'",
+        probe.display(),
+        s.root.display(),
+        s.layer().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env(
+            "KARAPACE_HELPER",
+            karapace_helper_client::helper_path().unwrap(),
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script(1) from util-linux");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("stdin-is-tty"), "{text}");
+    assert!(out.status.success(), "{text}");
+}
+
+#[test]
+fn policy_home_read_only_and_host_tmp_private() {
+    use karapace_helper_client::policy::{HomeAccess, HostRequest, Policy, host_integration};
+    let s = store();
+    let home_dir = tempfile::tempdir().unwrap();
+    let home = std::fs::canonicalize(home_dir.path()).unwrap();
+    std::fs::write(home.join("notes"), "mine").unwrap();
+    let host_tmp = tempfile::NamedTempFile::new_in("/tmp").unwrap();
+    let mut policy = Policy::default_for(&home);
+    policy.home = HomeAccess::ReadOnly;
+    let req = HostRequest {
+        home: home.clone(),
+        manifest_dir: home.clone(),
+        ..HostRequest::default()
+    };
+    let setup = host_integration(&policy, &req, &[]).unwrap();
+    let script = format!(
+        "cat {h}/notes; echo; touch {h}/new 2>/dev/null && echo home-writable; test -e {t} && echo host-tmp-visible; true",
+        h = home.display(),
+        t = host_tmp.path().display()
+    );
+    let mut sp = sh(&s, &script);
+    sp.binds = setup.binds;
+    sp.allowed_mount_prefixes = setup.allowed_mount_prefixes;
+    let (code, o) = out(&sp);
+    assert_eq!(code, 0, "{o}");
+    assert!(o.contains("mine"), "{o}");
+    assert!(
+        !o.contains("home-writable") && !home.join("new").exists(),
+        "{o}"
+    );
+    assert!(!o.contains("host-tmp-visible"), "{o}");
+
+    policy.home = HomeAccess::ReadWrite;
+    let setup = host_integration(&policy, &req, &[]).unwrap();
+    let mut sp = sh(&s, &format!("echo hi > {}/new", home.display()));
+    sp.binds = setup.binds;
+    sp.allowed_mount_prefixes = setup.allowed_mount_prefixes;
+    assert_eq!(out(&sp).0, 0);
+    assert_eq!(
+        std::fs::read_to_string(home.join("new")).unwrap().trim(),
+        "hi"
+    );
+}
