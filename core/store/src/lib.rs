@@ -1,1 +1,33 @@
 //! The content-addressed, crash-safe Karapace store.
+//!
+//! See `docs/storage-format.md` for the on-disk format, the WAL protocol and the rules of
+//! gc and verify.
+#![deny(unsafe_code)]
+
+pub mod crash;
+mod diff;
+mod envs;
+pub mod error;
+mod fsutil;
+mod gc;
+mod layers;
+mod meta;
+pub mod migrate;
+mod objects;
+mod sessions;
+mod snapshots;
+mod store;
+pub mod tar;
+mod verify;
+mod wal;
+
+pub use diff::{Diff, diff_trees};
+pub use error::{CorruptEntry, StoreError};
+pub use gc::GcReport;
+pub use layers::{ImportOptions, LayerKind, LayerManifest, layer_hash, snapshot_hash};
+pub use meta::{EnvMetadata, EnvState, validate_name};
+pub use objects::{ObjectHash, ObjectReader, ObjectWriter, is_valid_key, verify_object};
+pub use sessions::{SessionGuard, SessionInfo, process_start_time};
+pub use snapshots::SnapshotInfo;
+pub use store::{STORE_FORMAT_VERSION, StagingDir, Store, StoreLock};
+pub use verify::{VerifyFailure, VerifyReport};

@@ -1,0 +1,255 @@
+//! Drift between an environment's upper and its read-only lower layers, whiteout-aware.
+//!
+//! The lower view follows overlayfs rules: layers are searched top first; a whiteout or a
+//! non-directory hides everything below it; an opaque directory hides the same directory in
+//! lower layers. All filesystem access is `lstat`/no-follow.
+
+use crate::error::{Result, io_at};
+use crate::store::Store;
+use crate::tar::{OPAQUE_XATTRS, WHITEOUT_XATTRS};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// Paths relative to the environment root, sorted.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diff {
+    pub added: Vec<String>,
+    pub modified: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl Diff {
+    pub fn has_drift(&self) -> bool {
+        !(self.added.is_empty() && self.modified.is_empty() && self.removed.is_empty())
+    }
+}
+
+fn lstat(p: &Path) -> Option<Metadata> {
+    fs::symlink_metadata(p).ok()
+}
+
+fn is_whiteout(p: &Path, m: &Metadata) -> bool {
+    (m.file_type().is_char_device() && m.rdev() == 0)
+        || (m.is_file()
+            && m.len() == 0
+            && WHITEOUT_XATTRS
+                .iter()
+                .any(|n| matches!(xattr::get(p, n), Ok(Some(_)))))
+}
+
+fn is_opaque(p: &Path) -> bool {
+    OPAQUE_XATTRS
+        .iter()
+        .any(|n| matches!(xattr::get(p, n), Ok(Some(v)) if v.first() == Some(&b'y')))
+}
+
+/// How `layer` treats `rel` through rel's proper ancestors: (hidden here, blocks lower
+/// layers). A missing ancestor hides nothing below; a whiteout or non-directory ancestor
+/// hides rel in this and every lower layer; an opaque ancestor cuts off lower layers.
+fn ancestor_state(layer: &Path, rel: &Path) -> (bool, bool) {
+    let comps: Vec<_> = rel.components().collect();
+    let mut blocks = false;
+    let mut cur = layer.to_path_buf();
+    for c in comps.iter().take(comps.len().saturating_sub(1)) {
+        cur.push(c);
+        match lstat(&cur) {
+            None => return (true, blocks),
+            Some(m) if is_whiteout(&cur, &m) || !m.is_dir() => return (true, true),
+            Some(_) => {
+                if is_opaque(&cur) {
+                    blocks = true;
+                }
+            }
+        }
+    }
+    (false, blocks)
+}
+
+/// The lower entry visible at `rel`, if any.
+fn lower_lookup(lowers: &[PathBuf], rel: &Path) -> Option<(PathBuf, Metadata)> {
+    for layer in lowers {
+        let (hidden, blocks) = ancestor_state(layer, rel);
+        if !hidden {
+            let p = layer.join(rel);
+            if let Some(m) = lstat(&p) {
+                if is_whiteout(&p, &m) {
+                    return None;
+                }
+                return Some((p, m));
+            }
+        }
+        if blocks {
+            return None;
+        }
+    }
+    None
+}
+
+/// Layers contributing to the merged lower directory `rel`, top first.
+fn dir_layers(lowers: &[PathBuf], rel: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for layer in lowers {
+        let (hidden, blocks) = ancestor_state(layer, rel);
+        if !hidden {
+            let p = layer.join(rel);
+            if let Some(m) = lstat(&p) {
+                if !m.is_dir() {
+                    break;
+                }
+                let opaque = is_opaque(&p);
+                out.push(p);
+                if opaque {
+                    break;
+                }
+            }
+        }
+        if blocks {
+            break;
+        }
+    }
+    out
+}
+
+/// Every visible lower path strictly below `rel` (merged view).
+fn lower_descendants(lowers: &[PathBuf], rel: &Path, out: &mut Vec<PathBuf>) {
+    let mut names: BTreeSet<OsString> = BTreeSet::new();
+    for d in dir_layers(lowers, rel) {
+        if let Ok(rd) = fs::read_dir(&d) {
+            for e in rd.flatten() {
+                names.insert(e.file_name());
+            }
+        }
+    }
+    for n in names {
+        let child = rel.join(&n);
+        if let Some((_, m)) = lower_lookup(lowers, &child) {
+            out.push(child.clone());
+            if m.is_dir() {
+                lower_descendants(lowers, &child, out);
+            }
+        }
+    }
+}
+
+fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let na = read_full(&mut fa, &mut ba)?;
+        let nb = read_full(&mut fb, &mut bb)?;
+        if na != nb || ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn differs(up: &Path, um: &Metadata, lp: &Path, lm: &Metadata) -> Result<bool> {
+    let (ut, lt) = (um.file_type(), lm.file_type());
+    if ut.is_dir() != lt.is_dir()
+        || ut.is_file() != lt.is_file()
+        || ut.is_symlink() != lt.is_symlink()
+    {
+        return Ok(true);
+    }
+    if ut.is_symlink() {
+        return Ok(fs::read_link(up).ok() != fs::read_link(lp).ok());
+    }
+    if (um.mode() & 0o7777) != (lm.mode() & 0o7777) {
+        return Ok(true);
+    }
+    if ut.is_file() {
+        if um.len() != lm.len() {
+            return Ok(true);
+        }
+        return Ok(!same_content(up, lp).map_err(io_at("compare", up))?);
+    }
+    if !ut.is_dir() {
+        return Ok(um.rdev() != lm.rdev());
+    }
+    Ok(false)
+}
+
+fn show(rel: &Path) -> String {
+    rel.to_string_lossy().into_owned()
+}
+
+/// Compare an upper directory with lower trees (top first).
+pub fn diff_trees(upper: &Path, lowers: &[PathBuf]) -> Result<Diff> {
+    let mut d = Diff::default();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel_dir) = stack.pop() {
+        let abs_dir = upper.join(&rel_dir);
+        let rd = fs::read_dir(&abs_dir).map_err(io_at("read", &abs_dir))?;
+        for e in rd {
+            let e = e.map_err(io_at("read", &abs_dir))?;
+            let rel = rel_dir.join(e.file_name());
+            let up = e.path();
+            let Some(um) = lstat(&up) else { continue };
+            if is_whiteout(&up, &um) {
+                if lower_lookup(lowers, &rel).is_some() {
+                    d.removed.push(show(&rel));
+                }
+                continue;
+            }
+            match lower_lookup(lowers, &rel) {
+                None => d.added.push(show(&rel)),
+                Some((lp, lm)) => {
+                    if differs(&up, &um, &lp, &lm)? {
+                        d.modified.push(show(&rel));
+                    }
+                }
+            }
+            if um.is_dir() {
+                if is_opaque(&up) {
+                    let mut below = Vec::new();
+                    lower_descendants(lowers, &rel, &mut below);
+                    for p in below {
+                        if lstat(&upper.join(&p)).is_none() {
+                            d.removed.push(show(&p));
+                        }
+                    }
+                }
+                stack.push(rel);
+            }
+        }
+    }
+    d.added.sort();
+    d.modified.sort();
+    d.removed.sort();
+    d.removed.dedup();
+    Ok(d)
+}
+
+impl Store {
+    /// Drift of an environment's upper against its layers.
+    pub fn diff(&self, env_id: &str) -> Result<Diff> {
+        let _l = self.lock_shared()?;
+        let m = self.read_meta_raw(env_id)?;
+        let mut lowers = Vec::new();
+        for h in m.lower_layers_top_first() {
+            lowers.push(self.layer_tree(&h)?);
+        }
+        diff_trees(&self.layout.upper(env_id), &lowers)
+    }
+}

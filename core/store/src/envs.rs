@@ -1,0 +1,236 @@
+//! Environment records: create, read, list, state changes, rename, destroy.
+
+use crate::crash::crash_point;
+use crate::error::{CorruptEntry, Result, StoreError, io_at};
+use crate::fsutil::{exists_nofollow, fsync_dir, unique_name, write_atomic};
+use crate::meta::{self, EnvMetadata, EnvState, validate_name};
+use crate::objects::is_valid_key;
+use crate::store::Store;
+use crate::wal::WalOp;
+use std::fs;
+use std::io;
+
+impl Store {
+    fn check_env_id(env_id: &str) -> Result<()> {
+        if is_valid_key(env_id) {
+            Ok(())
+        } else {
+            Err(StoreError::Invalid(format!(
+                "'{env_id}' is not a 64-hex env_id"
+            )))
+        }
+    }
+
+    /// Read one metadata file as stored (no Running derivation).
+    pub(crate) fn read_meta_raw(&self, env_id: &str) -> Result<EnvMetadata> {
+        Self::check_env_id(env_id).map_err(|_| StoreError::UnknownEnv(env_id.to_string()))?;
+        let path = self.layout.meta_file(env_id);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::UnknownEnv(env_id.to_string()));
+            }
+            Err(e) => return Err(io_at("read", &path)(e)),
+        };
+        meta::decode(&text, env_id)
+            .map_err(|reason| StoreError::CorruptMetadata(vec![CorruptEntry { path, reason }]))
+    }
+
+    /// Stored state overlaid with live sessions: Running exactly while a session lives.
+    fn derive_state(&self, mut m: EnvMetadata) -> Result<EnvMetadata> {
+        if matches!(m.state, EnvState::Built | EnvState::Running) {
+            let live = self.live_session_count(&m.env_id)?;
+            m.state = if live > 0 {
+                EnvState::Running
+            } else {
+                EnvState::Built
+            };
+        }
+        Ok(m)
+    }
+
+    /// Metadata of one environment.
+    pub fn env(&self, env_id: &str) -> Result<EnvMetadata> {
+        let _l = self.lock_shared()?;
+        let m = self.read_meta_raw(env_id)?;
+        self.derive_state(m)
+    }
+
+    /// Ids of every metadata file (sorted), whatever their content.
+    pub(crate) fn metadata_ids(&self) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for e in
+            fs::read_dir(&self.layout.metadata).map_err(io_at("read", &self.layout.metadata))?
+        {
+            let e = e.map_err(io_at("read", &self.layout.metadata))?;
+            ids.push(e.file_name().to_string_lossy().into_owned());
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// All metadata, plus every file that failed to read (never skipped silently).
+    pub(crate) fn scan_metadata(&self) -> Result<(Vec<EnvMetadata>, Vec<CorruptEntry>)> {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        for id in self.metadata_ids()? {
+            match self.read_meta_raw(&id) {
+                Ok(m) => ok.push(m),
+                Err(StoreError::CorruptMetadata(mut v)) => bad.append(&mut v),
+                Err(StoreError::UnknownEnv(_)) => bad.push(CorruptEntry {
+                    path: self.layout.meta_file(&id),
+                    reason: "file name is not a 64-hex env_id".into(),
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((ok, bad))
+    }
+
+    /// Every environment (sorted by `env_id`). Any corrupt metadata file makes this fail with
+    /// [`StoreError::CorruptMetadata`] naming each bad file.
+    pub fn list_envs(&self) -> Result<Vec<EnvMetadata>> {
+        let _l = self.lock_shared()?;
+        let (ok, bad) = self.scan_metadata()?;
+        if !bad.is_empty() {
+            return Err(StoreError::CorruptMetadata(bad));
+        }
+        ok.into_iter().map(|m| self.derive_state(m)).collect()
+    }
+
+    fn check_name_free(&self, name: &str, except: &str) -> Result<()> {
+        let (ok, bad) = self.scan_metadata()?;
+        if !bad.is_empty() {
+            return Err(StoreError::CorruptMetadata(bad));
+        }
+        if ok
+            .iter()
+            .any(|m| m.env_id != except && m.name.as_deref() == Some(name))
+        {
+            return Err(StoreError::DuplicateName(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Record a new environment with empty `upper`/`work` dirs, atomically.
+    pub fn create_env(&self, meta: EnvMetadata) -> Result<()> {
+        Self::check_env_id(&meta.env_id)?;
+        let _l = self.lock_exclusive()?;
+        let id = meta.env_id.clone();
+        if exists_nofollow(&self.layout.meta_file(&id))
+            || exists_nofollow(&self.layout.env_dir(&id))
+        {
+            return Err(StoreError::EnvExists(id));
+        }
+        if let Some(n) = &meta.name {
+            validate_name(n)?;
+            self.check_name_free(n, &id)?;
+        }
+        let mut m = meta;
+        if m.short_id.is_empty() {
+            m.short_id = id[..12].to_string();
+        }
+        let now = meta::now_rfc3339();
+        if m.created_at.is_empty() {
+            m.created_at.clone_from(&now);
+        }
+        m.updated_at = now;
+        let (_, text) = meta::encode(&m)?;
+        self.run_op(WalOp::CreateEnv { env_id: id.clone() }, || {
+            let stage = self.layout.tmp.join(unique_name("env"));
+            for sub in ["upper", "work", "sessions"] {
+                let d = stage.join(sub);
+                fs::create_dir_all(&d).map_err(io_at("create", &d))?;
+            }
+            fsync_dir(&stage)?;
+            let dest = self.layout.env_dir(&id);
+            fs::rename(&stage, &dest).map_err(io_at("create", &dest))?;
+            fsync_dir(&self.layout.envs)?;
+            crash_point("create_env.after_env_dir");
+            write_atomic(
+                &self.layout.tmp,
+                &self.layout.meta_file(&id),
+                text.as_bytes(),
+            )?;
+            crash_point("create_env.after_metadata");
+            Ok(())
+        })
+    }
+
+    /// Replace an environment's metadata (journaled).
+    fn write_meta(&self, m: &EnvMetadata) -> Result<()> {
+        let mut m = m.clone();
+        m.updated_at = meta::now_rfc3339();
+        let (_, content) = meta::encode(&m)?;
+        let op = WalOp::SetMetadata {
+            env_id: m.env_id.clone(),
+            content,
+        };
+        let op2 = op.clone();
+        self.run_op(op, || self.settle(&op2))
+    }
+
+    /// Change the stored state. `Running` is normally derived from live sessions; storing
+    /// it is allowed but a dead session never keeps it (readers report Built).
+    pub fn set_state(&self, env_id: &str, state: EnvState) -> Result<()> {
+        let _l = self.lock_exclusive()?;
+        let mut m = self.read_meta_raw(env_id)?;
+        m.state = state;
+        self.write_meta(&m)
+    }
+
+    /// Rename (names are validated and unique).
+    pub fn rename_env(&self, env_id: &str, new_name: &str) -> Result<()> {
+        validate_name(new_name)?;
+        let _l = self.lock_exclusive()?;
+        let mut m = self.read_meta_raw(env_id)?;
+        self.check_name_free(new_name, env_id)?;
+        m.name = Some(new_name.to_string());
+        self.write_meta(&m)
+    }
+
+    /// Replace the layer references of an environment (after a build) and set its state.
+    pub fn update_env_layers(
+        &self,
+        env_id: &str,
+        base_layer: &str,
+        dependency_layers: Vec<String>,
+        policy_layer: Option<String>,
+        state: EnvState,
+    ) -> Result<()> {
+        let _l = self.lock_exclusive()?;
+        let mut m = self.read_meta_raw(env_id)?;
+        for l in std::iter::once(base_layer)
+            .chain(dependency_layers.iter().map(String::as_str))
+            .chain(policy_layer.as_deref())
+        {
+            if !self.layout.layer_file(l).exists() || !is_valid_key(l) {
+                return Err(StoreError::UnknownLayer(l.to_string()));
+            }
+        }
+        m.base_layer = base_layer.to_string();
+        m.dependency_layers = dependency_layers;
+        m.policy_layer = policy_layer;
+        m.state = state;
+        self.write_meta(&m)
+    }
+
+    /// Remove an environment: metadata, upper, work. Refused while a session is live.
+    pub fn destroy_env(&self, env_id: &str) -> Result<()> {
+        // Validate before building any path from it: the id becomes part of paths removed below.
+        Self::check_env_id(env_id).map_err(|_| StoreError::UnknownEnv(env_id.to_string()))?;
+        let _l = self.lock_exclusive()?;
+        if !exists_nofollow(&self.layout.meta_file(env_id))
+            && !exists_nofollow(&self.layout.env_dir(env_id))
+        {
+            return Err(StoreError::UnknownEnv(env_id.to_string()));
+        }
+        self.ensure_idle(env_id)?;
+        self.run_op(
+            WalOp::Destroy {
+                env_id: env_id.to_string(),
+            },
+            || self.destroy_steps(env_id),
+        )
+    }
+}

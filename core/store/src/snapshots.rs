@@ -1,0 +1,138 @@
+//! Snapshots of an environment's writable upper: commit, list, restore.
+
+use crate::crash::crash_point;
+use crate::error::{Result, StoreError, io_at};
+use crate::fsutil::{fsync_dir, remove_tree_if_exists, remove_tree_parallel};
+use crate::layers::{LayerKind, LayerManifest, snapshot_hash};
+use crate::meta::now_rfc3339;
+use crate::store::Store;
+use crate::tar::pack_dir;
+use crate::wal::WalOp;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
+
+/// One snapshot as listed by `snapshots`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub hash: String,
+    pub parent: Option<String>,
+    /// The value `restore` accepts (equal to `hash`).
+    pub restore_hash: String,
+    pub tar_hash: String,
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+impl Store {
+    /// Pack the env's upper (whiteout-aware) into a Snapshot layer; returns its hash.
+    /// Idempotent: unchanged content gives the same hash and writes nothing new.
+    pub fn commit(&self, env_id: &str) -> Result<String> {
+        let _l = self.lock_exclusive()?;
+        let meta = self.read_meta_raw(env_id)?;
+        self.ensure_idle(env_id)?;
+        self.run_op(
+            WalOp::Commit {
+                env_id: env_id.to_string(),
+            },
+            || {
+                let w = self.new_object_writer()?;
+                let (w, _) = pack_dir(&self.layout.upper(env_id), w)?;
+                let (tar_hash, _) = w.finish()?;
+                crash_point("commit.after_object");
+                let hash = snapshot_hash(env_id, &meta.base_layer, &tar_hash);
+                if !self.layout.layer_file(&hash).is_file() {
+                    let m = LayerManifest {
+                        hash: hash.clone(),
+                        kind: LayerKind::Snapshot,
+                        parent: Some(meta.top_layer().to_string()),
+                        object_refs: vec![tar_hash.clone()],
+                        read_only: true,
+                        tar_hash,
+                        env_id: Some(env_id.to_string()),
+                        base_layer: Some(meta.base_layer.clone()),
+                        created_at: Some(now_rfc3339()),
+                    };
+                    self.write_layer_manifest(&m)?;
+                }
+                crash_point("commit.after_manifest");
+                Ok(hash)
+            },
+        )
+    }
+
+    pub(crate) fn snapshot_manifests(&self, env_id: Option<&str>) -> Result<Vec<LayerManifest>> {
+        let mut v = Vec::new();
+        for h in self.layer_hashes()? {
+            let Ok(m) = self.read_layer(&h) else { continue };
+            if m.kind == LayerKind::Snapshot && (env_id.is_none() || m.env_id.as_deref() == env_id)
+            {
+                v.push(m);
+            }
+        }
+        v.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.hash.cmp(&b.hash))
+        });
+        Ok(v)
+    }
+
+    /// Snapshots of an environment, oldest first.
+    pub fn snapshots(&self, env_id: &str) -> Result<Vec<SnapshotInfo>> {
+        let _l = self.lock_shared()?;
+        self.read_meta_raw(env_id)?;
+        Ok(self
+            .snapshot_manifests(Some(env_id))?
+            .into_iter()
+            .map(|m| SnapshotInfo {
+                restore_hash: m.hash.clone(),
+                hash: m.hash,
+                parent: m.parent,
+                tar_hash: m.tar_hash,
+                created_at: m.created_at,
+            })
+            .collect())
+    }
+
+    /// Replace the env's upper with a snapshot: unpack into a staging dir, then swap under
+    /// the WAL (the old upper is kept until the commit point).
+    pub fn restore(&self, env_id: &str, snapshot: &str) -> Result<()> {
+        let _l = self.lock_exclusive()?;
+        self.read_meta_raw(env_id)?;
+        let m = match self.read_layer(snapshot) {
+            Ok(m) if m.kind == LayerKind::Snapshot && m.env_id.as_deref() == Some(env_id) => m,
+            Ok(_) | Err(StoreError::UnknownLayer(_)) => {
+                return Err(StoreError::UnknownSnapshot(snapshot.to_string()));
+            }
+            Err(e) => return Err(e),
+        };
+        self.ensure_idle(env_id)?;
+        let upper = self.layout.upper(env_id);
+        let staging = self.restore_staging(env_id);
+        let old = self.restore_old(env_id);
+        let env_dir = self.layout.env_dir(env_id);
+        self.run_op(
+            WalOp::Restore {
+                env_id: env_id.to_string(),
+            },
+            || {
+                remove_tree_if_exists(&staging)?;
+                fs::create_dir(&staging).map_err(io_at("create", &staging))?;
+                crash_point("restore.mid_unpack");
+                self.unpack_layer_into(&m, &staging)?;
+                // Everything unpacked must be durable before the swap becomes the truth.
+                let f = File::open(&staging).map_err(io_at("open", &staging))?;
+                nix::unistd::syncfs(&f).map_err(|e| io_at("syncfs", &staging)(e.into()))?;
+                crash_point("restore.after_unpack");
+                fs::rename(&upper, &old).map_err(io_at("move old upper", &upper))?;
+                fsync_dir(&env_dir)?;
+                crash_point("restore.after_move_old");
+                fs::rename(&staging, &upper).map_err(io_at("install restored upper", &upper))?;
+                fsync_dir(&env_dir)?;
+                crash_point("restore.after_swap");
+                remove_tree_parallel(&old)?;
+                fsync_dir(&env_dir)
+            },
+        )
+    }
+}

@@ -1,0 +1,384 @@
+//! The `Store` handle: layout, opening, format version and the store-wide lock.
+
+use crate::error::{Result, StoreError, io_at};
+use crate::fsutil::{fsync_dir, write_atomic};
+use nix::fcntl::{Flock, FlockArg};
+use std::cell::RefCell;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The on-disk format this build reads and writes.
+pub const STORE_FORMAT_VERSION: u32 = 3;
+
+/// Paths of everything in a store (see docs/storage-format.md).
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub root: PathBuf,
+    pub store: PathBuf,
+    pub version: PathBuf,
+    pub objects: PathBuf,
+    pub layers: PathBuf,
+    pub metadata: PathBuf,
+    pub trees: PathBuf,
+    pub wal: PathBuf,
+    pub tmp: PathBuf,
+    pub staging: PathBuf,
+    pub envs: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Self {
+        let store = root.join("store");
+        Layout {
+            root: root.to_path_buf(),
+            version: store.join("version"),
+            objects: store.join("objects"),
+            layers: store.join("layers"),
+            metadata: store.join("metadata"),
+            trees: store.join("trees"),
+            wal: store.join("wal"),
+            tmp: store.join("tmp"),
+            staging: store.join("staging"),
+            envs: root.join("env"),
+            store,
+        }
+    }
+    pub fn env_dir(&self, id: &str) -> PathBuf {
+        self.envs.join(id)
+    }
+    pub fn upper(&self, id: &str) -> PathBuf {
+        self.env_dir(id).join("upper")
+    }
+    pub fn work(&self, id: &str) -> PathBuf {
+        self.env_dir(id).join("work")
+    }
+    pub fn sessions(&self, id: &str) -> PathBuf {
+        self.env_dir(id).join("sessions")
+    }
+    pub fn meta_file(&self, id: &str) -> PathBuf {
+        self.metadata.join(id)
+    }
+    pub fn layer_file(&self, hash: &str) -> PathBuf {
+        self.layers.join(hash)
+    }
+    fn all_dirs(&self) -> [&PathBuf; 10] {
+        [
+            &self.store,
+            &self.objects,
+            &self.layers,
+            &self.metadata,
+            &self.trees,
+            &self.wal,
+            &self.tmp,
+            &self.staging,
+            &self.envs,
+            &self.root,
+        ]
+    }
+}
+
+#[derive(Debug)]
+struct LockInner {
+    file: Option<File>,
+    held: Option<Flock<File>>,
+    shared: u32,
+    exclusive: u32,
+    /// Exclusive lock taken by `try_lock_exclusive` without recovery: the next
+    /// `lock_exclusive` must still recover before any mutation.
+    needs_recovery: bool,
+}
+
+/// An open store. Not `Sync`: use one `Store` per thread (each has its own lock file
+/// description, so threads and processes serialize through `flock` alike).
+#[derive(Debug)]
+pub struct Store {
+    pub(crate) layout: Layout,
+    lock: RefCell<LockInner>,
+}
+
+/// A held store lock; released (or downgraded) on drop. Re-entrant within one `Store`.
+#[derive(Debug)]
+#[must_use = "the lock is released when this guard is dropped"]
+pub struct StoreLock<'a> {
+    store: &'a Store,
+    exclusive: bool,
+}
+
+impl Drop for StoreLock<'_> {
+    fn drop(&mut self) {
+        self.store.release(self.exclusive);
+    }
+}
+
+/// A scratch directory from [`Store::staging_dir`]; removed on drop.
+#[derive(Debug)]
+pub struct StagingDir {
+    path: PathBuf,
+}
+
+impl StagingDir {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StagingDir {
+    fn drop(&mut self) {
+        let _ = crate::fsutil::remove_tree_if_exists(&self.path);
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct VersionFile {
+    format_version: u32,
+}
+
+/// Read the `format_version` of `store/version` (`None` when the file does not exist).
+pub(crate) fn read_format_version(layout: &Layout) -> Result<Option<u32>> {
+    let text = match fs::read_to_string(&layout.version) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_at("read", &layout.version)(e)),
+    };
+    let v: VersionFile = serde_json::from_str(&text).map_err(|e| StoreError::Integrity {
+        key: layout.version.display().to_string(),
+        reason: format!("unreadable version file: {e}"),
+    })?;
+    Ok(Some(v.format_version))
+}
+
+impl Store {
+    fn with_layout(layout: Layout) -> Result<Store> {
+        let file = File::open(&layout.store).map_err(io_at("open store", &layout.store))?;
+        Ok(Store {
+            layout,
+            lock: RefCell::new(LockInner {
+                file: Some(file),
+                held: None,
+                shared: 0,
+                exclusive: 0,
+                needs_recovery: false,
+            }),
+        })
+    }
+
+    /// Open an existing store without creating or modifying anything (read-only commands).
+    pub fn open(root: &Path) -> Result<Store> {
+        let layout = Layout::new(root);
+        match read_format_version(&layout)? {
+            None => Err(StoreError::NoStore(root.to_path_buf())),
+            Some(STORE_FORMAT_VERSION) => Store::with_layout(layout),
+            Some(found) => Err(StoreError::Version {
+                found,
+                expected: STORE_FORMAT_VERSION,
+            }),
+        }
+    }
+
+    /// Open the store, creating it if absent, and run WAL recovery (mutating commands).
+    pub fn open_or_init(root: &Path) -> Result<Store> {
+        let layout = Layout::new(root);
+        match read_format_version(&layout)? {
+            Some(STORE_FORMAT_VERSION) => {}
+            Some(found) => {
+                return Err(StoreError::Version {
+                    found,
+                    expected: STORE_FORMAT_VERSION,
+                });
+            }
+            None => {
+                if layout.envs.exists() && layout.store.join("objects").exists() {
+                    // Store content without a version file: never guess.
+                    return Err(StoreError::Integrity {
+                        key: layout.version.display().to_string(),
+                        reason: "store has no version file".into(),
+                    });
+                }
+            }
+        }
+        for d in layout.all_dirs().iter().rev() {
+            fs::create_dir_all(d).map_err(io_at("create", d))?;
+        }
+        if read_format_version(&layout)?.is_none() {
+            let body = serde_json::to_vec_pretty(&VersionFile {
+                format_version: STORE_FORMAT_VERSION,
+            })
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            write_atomic(&layout.tmp, &layout.version, &body)?;
+            fsync_dir(&layout.root)?;
+        }
+        let store = Store::with_layout(layout)?;
+        // Taking the exclusive lock fresh runs recovery.
+        drop(store.lock_exclusive()?);
+        Ok(store)
+    }
+
+    /// The store root directory.
+    pub fn root(&self) -> &Path {
+        &self.layout.root
+    }
+
+    /// Exclusive store lock (mutations). Acquiring it fresh first completes or rolls back any
+    /// interrupted operation found in the write-ahead log.
+    pub fn lock_exclusive(&self) -> Result<StoreLock<'_>> {
+        let fresh = self.acquire(true)?;
+        let guard = StoreLock {
+            store: self,
+            exclusive: true,
+        };
+        let pending = std::mem::take(&mut self.lock.borrow_mut().needs_recovery);
+        if (fresh || pending)
+            && let Err(e) = self.recover()
+        {
+            self.lock.borrow_mut().needs_recovery = true;
+            return Err(e);
+        }
+        Ok(guard)
+    }
+
+    /// Take the exclusive lock only if it is free right now (`Ok(None)` when another handle
+    /// holds the store lock). A probe: it does not run recovery itself, but the next
+    /// mutation still does before touching anything.
+    pub fn try_lock_exclusive(&self) -> Result<Option<StoreLock<'_>>> {
+        let mut l = self.lock.borrow_mut();
+        if l.held.is_some() {
+            if l.exclusive == 0 {
+                // Held shared by this handle: converting could block, so report it as taken.
+                return Ok(None);
+            }
+            l.exclusive += 1;
+            return Ok(Some(StoreLock {
+                store: self,
+                exclusive: true,
+            }));
+        }
+        let file = l
+            .file
+            .take()
+            .ok_or_else(|| StoreError::Lock("lock file handle lost".into()))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(h) => {
+                l.held = Some(h);
+                l.exclusive = 1;
+                l.needs_recovery = true;
+                Ok(Some(StoreLock {
+                    store: self,
+                    exclusive: true,
+                }))
+            }
+            Err((file, nix::errno::Errno::EWOULDBLOCK)) => {
+                l.file = Some(file);
+                Ok(None)
+            }
+            Err((file, e)) => {
+                l.file = Some(file);
+                Err(StoreError::Lock(format!(
+                    "flock {}: {e}",
+                    self.layout.store.display()
+                )))
+            }
+        }
+    }
+
+    /// Shared store lock (reads).
+    pub fn lock_shared(&self) -> Result<StoreLock<'_>> {
+        self.acquire(false)?;
+        Ok(StoreLock {
+            store: self,
+            exclusive: false,
+        })
+    }
+
+    /// Returns true when this call took the exclusive lock from nothing/shared.
+    fn acquire(&self, exclusive: bool) -> Result<bool> {
+        let mut l = self.lock.borrow_mut();
+        let lock_err = |e: nix::errno::Errno| {
+            StoreError::Lock(format!("flock {}: {e}", self.layout.store.display()))
+        };
+        let arg = if exclusive {
+            FlockArg::LockExclusive
+        } else {
+            FlockArg::LockShared
+        };
+        let mut fresh = false;
+        if let Some(held) = l.held.as_ref() {
+            if exclusive && l.exclusive == 0 {
+                held.relock(FlockArg::LockExclusive).map_err(lock_err)?;
+                fresh = true;
+            }
+        } else {
+            let file = l
+                .file
+                .take()
+                .ok_or_else(|| StoreError::Lock("lock file handle lost".into()))?;
+            match Flock::lock(file, arg) {
+                Ok(h) => l.held = Some(h),
+                Err((file, e)) => {
+                    l.file = Some(file);
+                    return Err(lock_err(e));
+                }
+            }
+            fresh = exclusive;
+        }
+        if exclusive {
+            l.exclusive += 1;
+        } else {
+            l.shared += 1;
+        }
+        Ok(fresh)
+    }
+
+    fn release(&self, exclusive: bool) {
+        let mut l = self.lock.borrow_mut();
+        if exclusive {
+            l.exclusive = l.exclusive.saturating_sub(1);
+        } else {
+            l.shared = l.shared.saturating_sub(1);
+        }
+        if l.exclusive == 0 && l.shared == 0 {
+            if let Some(h) = l.held.take() {
+                match h.unlock() {
+                    Ok(f) => l.file = Some(f),
+                    // Unlock failed: dropping the Flock closes the fd, which releases it anyway;
+                    // reopen so the Store stays usable.
+                    Err((h, _)) => {
+                        drop(h);
+                        l.file = File::open(&self.layout.store).ok();
+                    }
+                }
+            }
+        } else if exclusive
+            && l.exclusive == 0
+            && let Some(h) = l.held.as_ref()
+        {
+            let _ = h.relock(FlockArg::LockShared);
+        }
+    }
+
+    /// A private scratch directory inside the store (same filesystem as the layer trees, so
+    /// `ImportOptions::adopt_tree` can rename out of it). Removed when the guard drops; a
+    /// crashed owner's directory is removed by the next recovery (the name records the
+    /// owner's pid and start time). Unlike `store/tmp`, it survives lock hand-overs.
+    pub fn staging_dir(&self) -> Result<StagingDir> {
+        let pid = std::process::id();
+        let start = crate::sessions::process_start_time(pid).unwrap_or(0);
+        fs::create_dir_all(&self.layout.staging).map_err(io_at("create", &self.layout.staging))?;
+        let path = self
+            .layout
+            .staging
+            .join(format!("{pid}-{start}-{}", crate::fsutil::unique_name("s")));
+        fs::create_dir(&path).map_err(io_at("create", &path))?;
+        Ok(StagingDir { path })
+    }
+
+    /// Writable upper directory of an environment (overlay upperdir).
+    pub fn env_upper(&self, env_id: &str) -> PathBuf {
+        self.layout.upper(env_id)
+    }
+
+    /// Overlay work directory of an environment.
+    pub fn env_work(&self, env_id: &str) -> PathBuf {
+        self.layout.work(env_id)
+    }
+}

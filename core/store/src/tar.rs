@@ -1,0 +1,691 @@
+//! Deterministic layer tars: pack a directory into a tar stream and unpack one safely.
+//!
+//! Packing: entries sorted by path bytes, mtime 0, uid/gid 0 (the invoking user is root
+//! inside a rootless environment), permission bits kept, symlinks kept, hardlinks kept as
+//! links (tracked by dev+ino), regular files streamed. Overlay whiteouts (char device 0:0 or
+//! a file carrying an `overlay.whiteout` xattr) become OCI `.wh.<name>` entries; opaque
+//! directories get a `<dir>/.wh..wh..opq` entry. Sockets are skipped (they are runtime
+//! artefacts, never content).
+//!
+//! Unpacking streams entry by entry and refuses anything that could write outside the
+//! target: absolute paths, `..`, entries below a symlinked parent, hard links leaving the
+//! tree, relative symlinks climbing above the root, and (unless told to skip them) device
+//! nodes and fifos. Trees produced here must be read with no-follow semantics (`lstat`):
+//! absolute symlinks are kept because they resolve inside the environment's root at run time.
+
+use crate::error::{Result, StoreError, io_at, io_err};
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use tar::{EntryType, Header};
+
+/// OCI whiteout file prefix.
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+/// OCI opaque-directory marker file name.
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+/// Xattrs overlayfs uses to mark an opaque directory (privileged and rootless forms).
+pub const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
+/// Xattrs marking a regular file as a whiteout (overlayfs ≥ 6.7 "xwhiteouts").
+pub const WHITEOUT_XATTRS: [&str; 2] = ["trusted.overlay.whiteout", "user.overlay.whiteout"];
+/// The xattr this store writes for opaque directories when converting `.wh..wh..opq`.
+///
+/// `user.` and not `trusted.`: rootless overlayfs (mounted with `userxattr` inside a user
+/// namespace) only reads `user.overlay.*`, and an unprivileged process cannot write
+/// `trusted.*` at all.
+pub const STORE_OPAQUE_XATTR: &str = "user.overlay.opaque";
+
+/// What kind of node a walked path is, as it will appear in the tar.
+#[derive(Debug)]
+enum Node {
+    Dir {
+        mode: u32,
+    },
+    File {
+        mode: u32,
+        size: u64,
+        dev_ino: Option<(u64, u64)>,
+    },
+    Symlink {
+        target: PathBuf,
+    },
+    Device {
+        kind: EntryType,
+        mode: u32,
+        major: u32,
+        minor: u32,
+    },
+    Fifo {
+        mode: u32,
+    },
+    /// An empty OCI marker file (`.wh.<name>` or `.wh..wh..opq`).
+    Marker,
+}
+
+struct Walked {
+    tar_path: Vec<u8>,
+    src: PathBuf,
+    node: Node,
+}
+
+fn has_xattr_y(path: &Path, names: &[&str]) -> bool {
+    names.iter().any(
+        |n| matches!(xattr::get(path, n), Ok(Some(v)) if v.first() == Some(&b'y') || v.is_empty()),
+    )
+}
+
+fn is_xattr_whiteout(path: &Path, meta: &fs::Metadata) -> bool {
+    // Whiteout files are always empty; skip the xattr syscalls for anything else.
+    meta.len() == 0
+        && WHITEOUT_XATTRS
+            .iter()
+            .any(|n| matches!(xattr::get(path, n), Ok(Some(_))))
+}
+
+fn join_tar(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(parent.len() + name.len() + 1);
+    if !parent.is_empty() {
+        p.extend_from_slice(parent);
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+fn major(rdev: u64) -> u32 {
+    // glibc's encoding of dev_t.
+    u32::try_from(((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0x0000_0fff)).unwrap_or(u32::MAX)
+}
+fn minor(rdev: u64) -> u32 {
+    u32::try_from(((rdev >> 12) & 0xffff_ff00) | (rdev & 0x0000_00ff)).unwrap_or(u32::MAX)
+}
+
+/// Walk `root` and collect every node with its tar path (paths only; contents stay on disk).
+fn walk(root: &Path) -> Result<Vec<Walked>> {
+    let mut out = Vec::new();
+    let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(root.to_path_buf(), Vec::new())];
+    while let Some((dir, tar_dir)) = stack.pop() {
+        let rd = fs::read_dir(&dir).map_err(io_at("read directory", &dir))?;
+        for ent in rd {
+            let ent = ent.map_err(io_at("read directory", &dir))?;
+            let name = ent.file_name();
+            let src = ent.path();
+            let meta = fs::symlink_metadata(&src).map_err(io_at("stat", &src))?;
+            let ft = meta.file_type();
+            let mode = meta.mode() & 0o7777;
+            let tar_path = join_tar(&tar_dir, name.as_bytes());
+            let whiteout_path = || {
+                let mut n = WHITEOUT_PREFIX.as_bytes().to_vec();
+                n.extend_from_slice(name.as_bytes());
+                join_tar(&tar_dir, &n)
+            };
+            if ft.is_dir() {
+                if has_xattr_y(&src, &OPAQUE_XATTRS) {
+                    let mut marker = tar_path.clone();
+                    marker.push(b'/');
+                    marker.extend_from_slice(OPAQUE_MARKER.as_bytes());
+                    out.push(Walked {
+                        tar_path: marker,
+                        src: src.clone(),
+                        node: Node::Marker,
+                    });
+                }
+                out.push(Walked {
+                    tar_path: tar_path.clone(),
+                    src: src.clone(),
+                    node: Node::Dir { mode },
+                });
+                stack.push((src, tar_path));
+            } else if ft.is_file() {
+                if is_xattr_whiteout(&src, &meta) {
+                    out.push(Walked {
+                        tar_path: whiteout_path(),
+                        src,
+                        node: Node::Marker,
+                    });
+                } else {
+                    let dev_ino = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
+                    out.push(Walked {
+                        tar_path,
+                        src,
+                        node: Node::File {
+                            mode,
+                            size: meta.len(),
+                            dev_ino,
+                        },
+                    });
+                }
+            } else if ft.is_symlink() {
+                let target = fs::read_link(&src).map_err(io_at("read link", &src))?;
+                out.push(Walked {
+                    tar_path,
+                    src,
+                    node: Node::Symlink { target },
+                });
+            } else if ft.is_char_device() && meta.rdev() == 0 {
+                out.push(Walked {
+                    tar_path: whiteout_path(),
+                    src,
+                    node: Node::Marker,
+                });
+            } else if ft.is_char_device() || ft.is_block_device() {
+                let kind = if ft.is_char_device() {
+                    EntryType::Char
+                } else {
+                    EntryType::Block
+                };
+                let (major, minor) = (major(meta.rdev()), minor(meta.rdev()));
+                out.push(Walked {
+                    tar_path,
+                    src,
+                    node: Node::Device {
+                        kind,
+                        mode,
+                        major,
+                        minor,
+                    },
+                });
+            } else if ft.is_fifo() {
+                out.push(Walked {
+                    tar_path,
+                    src,
+                    node: Node::Fifo { mode },
+                });
+            }
+            // Sockets: skipped on purpose (runtime artefacts).
+        }
+    }
+    out.sort_by(|a, b| a.tar_path.cmp(&b.tar_path));
+    Ok(out)
+}
+
+fn header(kind: EntryType, mode: u32, size: u64) -> Header {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(size);
+    h
+}
+
+/// Reads exactly `remaining` bytes or fails: a file that shrinks while being packed must not
+/// produce a corrupt archive (and one that grows is truncated at its stat size).
+struct ExactReader<R> {
+    inner: R,
+    remaining: u64,
+    path: PathBuf,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let want = usize::try_from(self.remaining)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} shrank while being packed", self.path.display()),
+            ));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Counts of what was packed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PackStats {
+    pub entries: u64,
+    pub file_bytes: u64,
+}
+
+/// Pack `dir` into a deterministic tar stream written to `out`; returns `out` and stats.
+pub fn pack_dir<W: Write>(dir: &Path, out: W) -> Result<(W, PackStats)> {
+    let entries = walk(dir)?;
+    let mut b = tar::Builder::new(out);
+    let mut stats = PackStats::default();
+    let mut seen_inodes: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    for w in entries {
+        let path = Path::new(OsStr::from_bytes(&w.tar_path));
+        let ctx = || format!("pack {}", w.src.display());
+        stats.entries += 1;
+        match w.node {
+            Node::Dir { mode } => {
+                let mut h = header(EntryType::Directory, mode, 0);
+                b.append_data(&mut h, path, io::empty())
+                    .map_err(io_err(ctx()))?;
+            }
+            Node::Marker => {
+                let mut h = header(EntryType::Regular, 0o644, 0);
+                b.append_data(&mut h, path, io::empty())
+                    .map_err(io_err(ctx()))?;
+            }
+            Node::File {
+                mode,
+                size,
+                dev_ino,
+            } => {
+                if let Some(key) = dev_ino {
+                    if let Some(first) = seen_inodes.get(&key) {
+                        let mut h = header(EntryType::Link, mode, 0);
+                        let target = Path::new(OsStr::from_bytes(first));
+                        b.append_link(&mut h, path, target).map_err(io_err(ctx()))?;
+                        continue;
+                    }
+                    seen_inodes.insert(key, w.tar_path.clone());
+                }
+                let f = File::open(&w.src).map_err(io_at("open", &w.src))?;
+                let mut h = header(EntryType::Regular, mode, size);
+                let r = ExactReader {
+                    inner: f,
+                    remaining: size,
+                    path: w.src.clone(),
+                };
+                b.append_data(&mut h, path, r).map_err(io_err(ctx()))?;
+                stats.file_bytes += size;
+            }
+            Node::Symlink { target } => {
+                let mut h = header(EntryType::Symlink, 0o777, 0);
+                b.append_link(&mut h, path, &target)
+                    .map_err(io_err(ctx()))?;
+            }
+            Node::Device {
+                kind,
+                mode,
+                major,
+                minor,
+            } => {
+                let mut h = header(kind, mode, 0);
+                h.set_device_major(major).map_err(io_err(ctx()))?;
+                h.set_device_minor(minor).map_err(io_err(ctx()))?;
+                b.append_data(&mut h, path, io::empty())
+                    .map_err(io_err(ctx()))?;
+            }
+            Node::Fifo { mode } => {
+                let mut h = header(EntryType::Fifo, mode, 0);
+                b.append_data(&mut h, path, io::empty())
+                    .map_err(io_err(ctx()))?;
+            }
+        }
+    }
+    b.finish().map_err(io_err("finish tar stream"))?;
+    let out = b.into_inner().map_err(io_err("finish tar stream"))?;
+    Ok((out, stats))
+}
+
+/// What to do with OCI whiteout entries (`.wh.<name>`, `.wh..wh..opq`) when unpacking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhiteoutMode {
+    /// Turn them back into overlayfs whiteouts: char device 0:0 (unprivileged mknod of a
+    /// 0:0 whiteout is allowed since Linux 5.8) and the `user.overlay.opaque` xattr.
+    Convert,
+    /// Keep them as ordinary empty files (plain extraction of an OCI layer).
+    AsFiles,
+    /// Refuse the archive.
+    Reject,
+}
+
+/// How to unpack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnpackOptions {
+    pub whiteouts: WhiteoutMode,
+    /// Skip device nodes and fifos instead of refusing the archive.
+    pub skip_devices: bool,
+    /// Refuse relative symlinks that climb above the unpack root.
+    pub reject_escaping_symlinks: bool,
+}
+
+impl Default for UnpackOptions {
+    fn default() -> Self {
+        UnpackOptions {
+            whiteouts: WhiteoutMode::AsFiles,
+            skip_devices: false,
+            reject_escaping_symlinks: true,
+        }
+    }
+}
+
+impl UnpackOptions {
+    /// Options for rebuilding an overlay upper or lower tree from a layer of this store.
+    pub fn overlay() -> Self {
+        UnpackOptions {
+            whiteouts: WhiteoutMode::Convert,
+            skip_devices: true,
+            reject_escaping_symlinks: true,
+        }
+    }
+}
+
+/// Counts of what was unpacked.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UnpackStats {
+    pub entries: u64,
+    pub file_bytes: u64,
+}
+
+/// Errors from reading the archive: malformed or corrupt input is an integrity error.
+fn archive_err(e: io::Error) -> StoreError {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof | io::ErrorKind::Other
+    ) {
+        StoreError::Integrity {
+            key: "archive".into(),
+            reason: e.to_string(),
+        }
+    } else {
+        io_err("read archive")(e)
+    }
+}
+
+fn unsafe_entry(path: &Path, reason: &str) -> StoreError {
+    StoreError::UnsafeArchive {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Split an archive path into plain components, refusing absolute paths and `..`.
+fn clean_components(path: &Path) -> Result<Vec<OsString>> {
+    let mut out = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_os_string()),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(unsafe_entry(path, "absolute path"));
+            }
+            Component::ParentDir => return Err(unsafe_entry(path, "'..' component")),
+        }
+    }
+    Ok(out)
+}
+
+/// Lexical check that a relative symlink stays inside the root when resolved from its
+/// directory. Absolute targets resolve inside the environment root at run time.
+fn symlink_escapes(parent_depth: usize, target: &Path) -> bool {
+    let mut depth = i64::try_from(parent_depth).unwrap_or(i64::MAX);
+    for c in target.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => depth = 0,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            Component::Normal(_) => depth += 1,
+        }
+    }
+    false
+}
+
+struct Unpacker<'a> {
+    root: &'a Path,
+    opts: UnpackOptions,
+    /// Directories (relative) known to be real directories we may write into.
+    verified: HashSet<PathBuf>,
+    dir_modes: Vec<(PathBuf, u32)>,
+    buf: Vec<u8>,
+}
+
+impl Unpacker<'_> {
+    /// Make sure every ancestor of `rel` is a real directory (creating missing ones);
+    /// refuse symlinked or non-directory parents.
+    fn ensure_parents(&mut self, rel: &[OsString], create: bool, shown: &Path) -> Result<()> {
+        let mut cur = PathBuf::new();
+        for c in &rel[..rel.len().saturating_sub(1)] {
+            cur.push(c);
+            if self.verified.contains(&cur) {
+                continue;
+            }
+            let abs = self.root.join(&cur);
+            match fs::symlink_metadata(&abs) {
+                Ok(m) if m.file_type().is_dir() => {}
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(unsafe_entry(shown, "parent directory is a symlink"));
+                }
+                Ok(_) => return Err(unsafe_entry(shown, "parent is not a directory")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    fs::create_dir(&abs).map_err(io_at("create directory", &abs))?;
+                }
+                Err(e) => return Err(io_at("stat", &abs)(e)),
+            }
+            self.verified.insert(cur.clone());
+        }
+        Ok(())
+    }
+
+    /// Remove whatever non-directory is at `abs` so a new entry can take its place.
+    fn clear_slot(abs: &Path, shown: &Path, new_is_dir: bool) -> Result<bool> {
+        match fs::symlink_metadata(abs) {
+            Ok(m) if m.is_dir() => {
+                if new_is_dir {
+                    Ok(true)
+                } else {
+                    Err(unsafe_entry(shown, "would replace a directory"))
+                }
+            }
+            Ok(_) => {
+                fs::remove_file(abs).map_err(io_at("replace", abs))?;
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_at("stat", abs)(e)),
+        }
+    }
+
+    fn write_file(&mut self, abs: &Path, shown: &Path, mode: u32, r: &mut dyn Read) -> Result<u64> {
+        let create = || OpenOptions::new().write(true).create_new(true).open(abs);
+        // Create first (the common case needs no extra stat); on EEXIST replace the old
+        // entry (never a directory) and try again. O_EXCL never follows a symlink.
+        let mut f = match create() {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Self::clear_slot(abs, shown, false)?;
+                create().map_err(io_at("create", abs))?
+            }
+            Err(e) => return Err(io_at("create", abs)(e)),
+        };
+        let mut total = 0u64;
+        loop {
+            let n = match r.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(archive_err(e)),
+            };
+            f.write_all(&self.buf[..n]).map_err(io_at("write", abs))?;
+            total += n as u64;
+        }
+        f.set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(io_at("chmod", abs))?;
+        Ok(total)
+    }
+
+    #[allow(clippy::too_many_lines)] // one match over entry types reads best in one place
+    fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>, stats: &mut UnpackStats) -> Result<()> {
+        let raw_path = e
+            .path()
+            .map_err(io_err("read archive entry path"))?
+            .into_owned();
+        let comps = clean_components(&raw_path)?;
+        let kind = e.header().entry_type();
+        let mode = e
+            .header()
+            .mode()
+            .map_err(io_err("read archive entry mode"))?
+            & 0o7777;
+        if comps.is_empty() {
+            // The archive root ("./"): nothing to create.
+            return Ok(());
+        }
+        let rel: PathBuf = comps.iter().collect();
+        let name = comps[comps.len() - 1].as_bytes();
+        let is_marker = name.starts_with(WHITEOUT_PREFIX.as_bytes());
+        if is_marker && self.opts.whiteouts != WhiteoutMode::AsFiles {
+            if self.opts.whiteouts == WhiteoutMode::Reject {
+                return Err(unsafe_entry(
+                    &raw_path,
+                    "whiteout entries are not accepted here",
+                ));
+            }
+            self.ensure_parents(&comps, true, &raw_path)?;
+            let parent_abs = self.root.join(rel.parent().unwrap_or(Path::new("")));
+            if name == OPAQUE_MARKER.as_bytes() {
+                xattr::set(&parent_abs, STORE_OPAQUE_XATTR, b"y")
+                    .map_err(io_at("set opaque xattr on", &parent_abs))?;
+            } else {
+                let target = parent_abs.join(OsStr::from_bytes(&name[WHITEOUT_PREFIX.len()..]));
+                if Self::clear_slot(&target, &raw_path, false)? {
+                    return Err(unsafe_entry(
+                        &raw_path,
+                        "whiteout over a directory in the same layer",
+                    ));
+                }
+                nix::sys::stat::mknod(
+                    &target,
+                    nix::sys::stat::SFlag::S_IFCHR,
+                    nix::sys::stat::Mode::empty(),
+                    nix::sys::stat::makedev(0, 0),
+                )
+                .map_err(|errno| io_at("create whiteout", &target)(io::Error::from(errno)))?;
+            }
+            stats.entries += 1;
+            return Ok(());
+        }
+        let abs = self.root.join(&rel);
+        match kind {
+            EntryType::Directory => {
+                self.ensure_parents(&comps, true, &raw_path)?;
+                if !Self::clear_slot(&abs, &raw_path, true)? {
+                    fs::create_dir(&abs).map_err(io_at("create directory", &abs))?;
+                }
+                // Owner must keep write access while children are created; the real mode is
+                // applied at the end.
+                self.verified.insert(rel.clone());
+                self.dir_modes.push((abs, mode));
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                self.ensure_parents(&comps, true, &raw_path)?;
+                stats.file_bytes += self.write_file(&abs, &raw_path, mode, &mut e)?;
+            }
+            EntryType::Symlink => {
+                let target = e
+                    .link_name()
+                    .map_err(io_err("read link target"))?
+                    .ok_or_else(|| unsafe_entry(&raw_path, "symlink without target"))?
+                    .into_owned();
+                if self.opts.reject_escaping_symlinks && symlink_escapes(comps.len() - 1, &target) {
+                    return Err(unsafe_entry(&raw_path, "symlink points outside the tree"));
+                }
+                self.ensure_parents(&comps, true, &raw_path)?;
+                Self::clear_slot(&abs, &raw_path, false)?;
+                std::os::unix::fs::symlink(&target, &abs).map_err(io_at("create symlink", &abs))?;
+            }
+            EntryType::Link => {
+                let target = e
+                    .link_name()
+                    .map_err(io_err("read link target"))?
+                    .ok_or_else(|| unsafe_entry(&raw_path, "hard link without target"))?
+                    .into_owned();
+                let tcomps = clean_components(&target)
+                    .map_err(|_| unsafe_entry(&raw_path, "hard link points outside the tree"))?;
+                if tcomps.is_empty() {
+                    return Err(unsafe_entry(&raw_path, "hard link to the root"));
+                }
+                self.ensure_parents(&tcomps, false, &raw_path)?;
+                let src_abs = self.root.join(tcomps.iter().collect::<PathBuf>());
+                match fs::symlink_metadata(&src_abs) {
+                    Ok(m) if m.is_dir() => {
+                        return Err(unsafe_entry(&raw_path, "hard link to a directory"));
+                    }
+                    Ok(_) => {}
+                    Err(_) => return Err(unsafe_entry(&raw_path, "hard link to a missing entry")),
+                }
+                self.ensure_parents(&comps, true, &raw_path)?;
+                Self::clear_slot(&abs, &raw_path, false)?;
+                fs::hard_link(&src_abs, &abs).map_err(io_at("create hard link", &abs))?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let major = e.header().device_major().ok().flatten().unwrap_or(1);
+                let minor = e.header().device_minor().ok().flatten().unwrap_or(1);
+                if kind == EntryType::Char
+                    && major == 0
+                    && minor == 0
+                    && self.opts.whiteouts == WhiteoutMode::Convert
+                {
+                    // A raw overlay whiteout in a non-OCI tar: keep its meaning.
+                    self.ensure_parents(&comps, true, &raw_path)?;
+                    Self::clear_slot(&abs, &raw_path, false)?;
+                    nix::sys::stat::mknod(
+                        &abs,
+                        nix::sys::stat::SFlag::S_IFCHR,
+                        nix::sys::stat::Mode::empty(),
+                        nix::sys::stat::makedev(0, 0),
+                    )
+                    .map_err(|errno| io_at("create whiteout", &abs)(io::Error::from(errno)))?;
+                } else if self.opts.skip_devices {
+                    return Ok(());
+                } else {
+                    return Err(unsafe_entry(
+                        &raw_path,
+                        "device nodes and fifos are not allowed",
+                    ));
+                }
+            }
+            // Metadata records (e.g. the pax global header `git archive` writes): no file.
+            EntryType::XGlobalHeader | EntryType::XHeader => return Ok(()),
+            other => {
+                return Err(unsafe_entry(
+                    &raw_path,
+                    &format!("unsupported entry type {other:?}"),
+                ));
+            }
+        }
+        stats.entries += 1;
+        Ok(())
+    }
+}
+
+/// Unpack a tar stream into `dest` (which must exist), streaming entry by entry.
+pub fn unpack<R: Read>(r: R, dest: &Path, opts: UnpackOptions) -> Result<UnpackStats> {
+    let meta = fs::symlink_metadata(dest).map_err(io_at("stat unpack target", dest))?;
+    if !meta.is_dir() {
+        return Err(StoreError::Invalid(format!(
+            "{} is not a directory",
+            dest.display()
+        )));
+    }
+    let mut u = Unpacker {
+        root: dest,
+        opts,
+        verified: HashSet::new(),
+        dir_modes: Vec::new(),
+        buf: vec![0; 256 * 1024],
+    };
+    let mut stats = UnpackStats::default();
+    let mut ar = tar::Archive::new(r);
+    let entries = ar.entries().map_err(archive_err)?;
+    for e in entries {
+        let e = e.map_err(archive_err)?;
+        u.entry(e, &mut stats)?;
+    }
+    // Deepest first, so a read-only parent never blocks a child's chmod.
+    u.dir_modes
+        .sort_by_key(|d| std::cmp::Reverse(d.0.as_os_str().len()));
+    for (p, mode) in u.dir_modes {
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_at("chmod", &p))?;
+    }
+    Ok(stats)
+}
