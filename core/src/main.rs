@@ -1,1 +1,5 @@
-fn main() {}
+//! The `karapace` binary.
+
+fn main() {
+    std::process::exit(karapace::cli::main());
+}

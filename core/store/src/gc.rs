@@ -128,6 +128,9 @@ impl Store {
 
     /// Collect garbage. A dry run reports exactly what a real run would remove.
     pub fn gc(&self, dry_run: bool) -> Result<GcReport> {
+        // Wait for running builds (their fresh layers are not referenced yet); the dry run too,
+        // so that it reports exactly what a real run would remove.
+        let _lease = self.gc_lease()?;
         let _l = self.lock_exclusive()?;
         let mut plan = self.gc_plan()?;
         plan.dry_run = dry_run;

@@ -1,0 +1,355 @@
+//! The command-line grammar. It mirrors the standard `karapace` tool exactly (same subcommands,
+//! positionals, flags and defaults, see `shared/spec/cli.md`); only help wording is ours.
+//!
+//! Global flags are declared `global = true` so they are accepted before or after the subcommand
+//! (the standard tool accepts `--store` only before it — a deliberate fix).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Deterministic, isolated development environments from a declarative manifest.
+#[derive(Debug, Parser)]
+#[command(name = "karapace", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// Store root (default: ~/.local/share/karapace).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub store: Option<String>,
+
+    /// Print structured JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Debug logging on stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Trace logging on stderr (wins over --verbose).
+    #[arg(long, global = true)]
+    pub trace: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Template {
+    Minimal,
+    Dev,
+    GuiDev,
+    RustDev,
+    UbuntuDev,
+}
+
+impl Template {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Template::Minimal => "minimal",
+            Template::Dev => "dev",
+            Template::GuiDev => "gui-dev",
+            Template::RustDev => "rust-dev",
+            Template::UbuntuDev => "ubuntu-dev",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Elvish,
+    Fish,
+    Powershell,
+    Zsh,
+}
+
+/// Flags shared by `build` and `rebuild`.
+#[derive(Debug, Args, Clone)]
+pub struct BuildArgs {
+    /// Manifest to build.
+    #[arg(default_value = "karapace.toml")]
+    pub manifest: PathBuf,
+
+    /// Name for the environment.
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Install exactly the versions in karapace.lock; fail if that is impossible.
+    #[arg(long)]
+    pub locked: bool,
+
+    /// Use only cached images and no network.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// Refuse a base image that is not an explicit http(s) URL.
+    #[arg(long)]
+    pub require_pinned_image: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a new karapace.toml in the current directory.
+    New {
+        name: String,
+        #[arg(long, value_enum)]
+        template: Option<Template>,
+        /// Overwrite an existing karapace.toml.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Resolve, lock and build an environment from a manifest.
+    Build(BuildArgs),
+    /// Build the environment anew, then destroy the old one (keeps its name).
+    Rebuild(BuildArgs),
+    /// Rewrite base.image to the explicit image URL.
+    Pin {
+        #[arg(default_value = "karapace.toml")]
+        manifest: PathBuf,
+        /// Only check that base.image is pinned (exit 1 if not).
+        #[arg(long)]
+        check: bool,
+        /// Build afterwards to refresh karapace.lock.
+        #[arg(long)]
+        write_lock: bool,
+    },
+    /// Open an interactive login shell, or run a command with the terminal.
+    Enter {
+        env_id: String,
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Run a command non-interactively, streaming stdin, stdout and stderr.
+    Exec {
+        env_id: String,
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Destroy an environment (refused while it is running).
+    Destroy { env_id: String },
+    /// Stop every session of a running environment.
+    Stop { env_id: String },
+    /// Freeze an environment: no further writes.
+    Freeze { env_id: String },
+    /// Archive an environment: data kept, entry refused, protected from gc.
+    Archive { env_id: String },
+    /// List environments.
+    List,
+    /// Show an environment's metadata.
+    Inspect { env_id: String },
+    /// Show changes in the environment's writable layer.
+    Diff { env_id: String },
+    /// List an environment's snapshots.
+    Snapshots { env_id: String },
+    /// Snapshot the environment's writable layer.
+    Commit { env_id: String },
+    /// Restore the writable layer from a snapshot.
+    Restore { env_id: String, snapshot: String },
+    /// Remove orphaned environments, layers and objects.
+    Gc {
+        /// Report what would be removed without removing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Re-hash every object, layer and metadata file in the store.
+    VerifyStore,
+    /// Push an environment to a remote store.
+    Push {
+        env_id: String,
+        #[arg(long, value_name = "NAME@TAG")]
+        tag: Option<String>,
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
+    },
+    /// Pull an environment from a remote store.
+    Pull {
+        reference: String,
+        #[arg(long, value_name = "URL")]
+        remote: Option<String>,
+    },
+    /// Rename an environment.
+    Rename { env_id: String, new_name: String },
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write man pages.
+    ManPages {
+        #[arg(default_value = "man")]
+        dir: PathBuf,
+    },
+    /// Terminal user interface.
+    Tui,
+    /// Check the host, the store and the runtime.
+    Doctor,
+    /// Check the store format and upgrade it (with a backup).
+    Migrate,
+}
+
+impl Command {
+    /// The subcommand's name as typed on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::New { .. } => "new",
+            Command::Build(_) => "build",
+            Command::Rebuild(_) => "rebuild",
+            Command::Pin { .. } => "pin",
+            Command::Enter { .. } => "enter",
+            Command::Exec { .. } => "exec",
+            Command::Destroy { .. } => "destroy",
+            Command::Stop { .. } => "stop",
+            Command::Freeze { .. } => "freeze",
+            Command::Archive { .. } => "archive",
+            Command::List => "list",
+            Command::Inspect { .. } => "inspect",
+            Command::Diff { .. } => "diff",
+            Command::Snapshots { .. } => "snapshots",
+            Command::Commit { .. } => "commit",
+            Command::Restore { .. } => "restore",
+            Command::Gc { .. } => "gc",
+            Command::VerifyStore => "verify-store",
+            Command::Push { .. } => "push",
+            Command::Pull { .. } => "pull",
+            Command::Rename { .. } => "rename",
+            Command::Completions { .. } => "completions",
+            Command::ManPages { .. } => "man-pages",
+            Command::Tui => "tui",
+            Command::Doctor => "doctor",
+            Command::Migrate => "migrate",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("karapace").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_before_and_after_subcommand() {
+        let before = parse(&["--store", "/s", "--json", "list"]).unwrap();
+        let after = parse(&["list", "--store", "/s", "--json"]).unwrap();
+        for cli in [before, after] {
+            assert_eq!(cli.global.store.as_deref(), Some("/s"));
+            assert!(cli.global.json);
+            assert!(matches!(cli.command, Command::List));
+        }
+    }
+
+    #[test]
+    fn exec_requires_double_dash() {
+        let err = parse(&["exec", "abc", "true"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let ok = parse(&["exec", "abc", "--", "sh", "-c", "echo --json"]).unwrap();
+        match ok.command {
+            Command::Exec { env_id, command } => {
+                assert_eq!(env_id, "abc");
+                assert_eq!(command, ["sh", "-c", "echo --json"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(!ok.global.json, "--json after -- belongs to the command");
+    }
+
+    #[test]
+    fn enter_takes_optional_command() {
+        let cli = parse(&["enter", "dev"]).unwrap();
+        assert!(matches!(cli.command, Command::Enter { ref command, .. } if command.is_empty()));
+        let cli = parse(&["enter", "dev", "--", "ls", "-la"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Enter { ref command, .. } if command == &["ls", "-la"])
+        );
+    }
+
+    #[test]
+    fn build_defaults_and_flags() {
+        let cli = parse(&["build"]).unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!("not build")
+        };
+        assert_eq!(b.manifest, PathBuf::from("karapace.toml"));
+        assert!(!b.locked && !b.offline && !b.require_pinned_image && b.name.is_none());
+        let cli = parse(&[
+            "build",
+            "x.toml",
+            "--name",
+            "n",
+            "--locked",
+            "--offline",
+            "--require-pinned-image",
+        ])
+        .unwrap();
+        let Command::Build(b) = cli.command else {
+            panic!("not build")
+        };
+        assert_eq!(b.manifest, PathBuf::from("x.toml"));
+        assert!(b.locked && b.offline && b.require_pinned_image);
+        assert_eq!(b.name.as_deref(), Some("n"));
+    }
+
+    #[test]
+    fn every_subcommand_parses() {
+        let lines: &[&[&str]] = &[
+            &["new", "x", "--template", "gui-dev", "--force"],
+            &["build"],
+            &["rebuild", "m.toml", "--locked"],
+            &["pin", "--check"],
+            &["pin", "m.toml", "--write-lock"],
+            &["enter", "e"],
+            &["exec", "e", "--", "true"],
+            &["destroy", "e"],
+            &["stop", "e"],
+            &["freeze", "e"],
+            &["archive", "e"],
+            &["list"],
+            &["inspect", "e"],
+            &["diff", "e"],
+            &["snapshots", "e"],
+            &["commit", "e"],
+            &["restore", "e", "abc"],
+            &["gc", "--dry-run"],
+            &["verify-store"],
+            &["push", "e", "--tag", "n@t", "--remote", "http://x"],
+            &["pull", "n@t", "--remote", "http://x"],
+            &["rename", "e", "new"],
+            &["completions", "zsh"],
+            &["man-pages"],
+            &["man-pages", "out"],
+            &["tui"],
+            &["doctor"],
+            &["migrate"],
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for line in lines {
+            let cli = parse(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            seen.insert(cli.command.name());
+        }
+        assert_eq!(seen.len(), 26, "all 26 subcommands: {seen:?}");
+    }
+
+    #[test]
+    fn unknown_template_and_shell_are_usage_errors() {
+        assert_eq!(
+            parse(&["new", "x", "--template", "nope"])
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
+        assert_eq!(parse(&["completions", "tcsh"]).unwrap_err().exit_code(), 2);
+    }
+}

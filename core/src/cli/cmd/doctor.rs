@@ -1,0 +1,280 @@
+//! `doctor`: host, store and runtime checks, in the order of the contract, then ours.
+
+use serde::Serialize;
+
+use crate::cli::Ctx;
+use crate::error::Result;
+use crate::{output, prereqs};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Status {
+    Pass,
+    Fail,
+    Warn,
+    Info,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    name: &'static str,
+    status: Status,
+    message: String,
+}
+
+fn check(name: &'static str, status: Status, message: impl Into<String>) -> Check {
+    Check {
+        name,
+        status,
+        message: message.into(),
+    }
+}
+
+pub fn run(ctx: &Ctx) -> Result<i32> {
+    let mut checks = Vec::new();
+    let missing = prereqs::check();
+    checks.push(if missing.is_empty() {
+        check(
+            "runtime_prereqs",
+            Status::Pass,
+            "user namespaces, overlayfs and karapace-helper available",
+        )
+    } else {
+        let text: Vec<String> = missing
+            .iter()
+            .map(|m| format!("{} (fix: {})", m.what, m.fix))
+            .collect();
+        check("runtime_prereqs", Status::Fail, text.join("; "))
+    });
+    store_checks(ctx, &mut checks);
+    checks.push(disk_space(ctx));
+    checks.push(match prereqs::helper_path() {
+        Some(p) => check(
+            "helper",
+            Status::Pass,
+            format!("karapace-helper at {}", p.display()),
+        ),
+        None => check(
+            "helper",
+            Status::Fail,
+            "karapace-helper not found next to karapace (or KARAPACE_HELPER)",
+        ),
+    });
+    checks.push(landlock());
+    checks.push(seccomp());
+    plugins(&mut checks);
+
+    let healthy = !checks.iter().any(|c| c.status == Status::Fail);
+    if ctx.json() {
+        output::json(&serde_json::json!({"checks": checks, "healthy": healthy}))?;
+    } else {
+        for c in &checks {
+            let tag = match c.status {
+                Status::Pass => "PASS",
+                Status::Fail => "FAIL",
+                Status::Warn => "WARN",
+                Status::Info => "INFO",
+            };
+            output::line(&format!("[{tag}] {}: {}", c.name, c.message))?;
+        }
+        output::line(if healthy { "healthy" } else { "problems found" })?;
+    }
+    Ok(i32::from(!healthy))
+}
+
+fn store_checks(ctx: &Ctx, checks: &mut Vec<Check>) {
+    let root = ctx.engine.root();
+    let store = match ctx.engine.open_read() {
+        Ok(Some(store)) => store,
+        Ok(None) => {
+            checks.push(check(
+                "store_exists",
+                Status::Info,
+                format!(
+                    "no store at {} yet (created by the first build)",
+                    root.display()
+                ),
+            ));
+            for name in [
+                "store_version",
+                "store_integrity",
+                "wal_clean",
+                "store_lock",
+                "environments",
+            ] {
+                checks.push(check(name, Status::Info, "skipped: no store"));
+            }
+            return;
+        }
+        Err(e) => {
+            checks.push(check(
+                "store_exists",
+                Status::Pass,
+                format!("store at {}", root.display()),
+            ));
+            checks.push(check("store_version", Status::Fail, e.to_string()));
+            for name in ["store_integrity", "wal_clean", "store_lock", "environments"] {
+                checks.push(check(name, Status::Info, "skipped: store cannot be opened"));
+            }
+            return;
+        }
+    };
+    checks.push(check(
+        "store_exists",
+        Status::Pass,
+        format!("store at {}", root.display()),
+    ));
+    checks.push(check(
+        "store_version",
+        Status::Pass,
+        format!("format {}", karapace_store::STORE_FORMAT_VERSION),
+    ));
+    checks.push(match store.verify() {
+        Ok(r) if r.failed == 0 => check(
+            "store_integrity",
+            Status::Pass,
+            format!("{} items verified", r.checked),
+        ),
+        Ok(r) => check(
+            "store_integrity",
+            Status::Fail,
+            format!(
+                "{} of {} items failed (run verify-store)",
+                r.failed, r.checked
+            ),
+        ),
+        Err(e) => check("store_integrity", Status::Fail, e.to_string()),
+    });
+    checks.push(match store.wal_pending() {
+        Ok(0) => check("wal_clean", Status::Pass, "no interrupted operations"),
+        Ok(n) => check(
+            "wal_clean",
+            Status::Warn,
+            format!("{n} interrupted operation(s); the next mutating command recovers them"),
+        ),
+        Err(e) => check("wal_clean", Status::Fail, e.to_string()),
+    });
+    checks.push(match store.try_lock_exclusive() {
+        Ok(Some(_lock)) => check("store_lock", Status::Pass, "store lock is free"),
+        Ok(None) => check(
+            "store_lock",
+            Status::Warn,
+            "another karapace process holds the store lock",
+        ),
+        Err(e) => check("store_lock", Status::Fail, e.to_string()),
+    });
+    checks.push(match store.list_envs() {
+        Ok(envs) => check(
+            "environments",
+            Status::Pass,
+            format!("{} environment(s)", envs.len()),
+        ),
+        Err(e) => check("environments", Status::Fail, e.to_string()),
+    });
+}
+
+fn disk_space(ctx: &Ctx) -> Check {
+    let mut dir = ctx.engine.root().to_path_buf();
+    while !dir.exists() {
+        if !dir.pop() {
+            break;
+        }
+    }
+    match nix::sys::statvfs::statvfs(&dir) {
+        Ok(s) => {
+            let free = s.blocks_available().saturating_mul(s.fragment_size());
+            let gib = free / (1 << 30);
+            let mib = free / (1 << 20);
+            if mib < 256 {
+                check(
+                    "disk_space",
+                    Status::Fail,
+                    format!("only {mib} MiB free at {}", dir.display()),
+                )
+            } else if gib < 2 {
+                check(
+                    "disk_space",
+                    Status::Warn,
+                    format!("{mib} MiB free at {}", dir.display()),
+                )
+            } else {
+                check(
+                    "disk_space",
+                    Status::Pass,
+                    format!("{gib} GiB free at {}", dir.display()),
+                )
+            }
+        }
+        Err(e) => check(
+            "disk_space",
+            Status::Warn,
+            format!("cannot measure free space: {e}"),
+        ),
+    }
+}
+
+/// Every resolver plugin found (built-in or from a plugin directory), and every one that failed.
+fn plugins(checks: &mut Vec<Check>) {
+    use karapace_plugin_host::PluginHost;
+    match PluginHost::load(&PluginHost::default_dirs()) {
+        Ok(host) => {
+            let found: Vec<String> = host
+                .list()
+                .iter()
+                .map(|p| match &p.path {
+                    Some(path) => format!(
+                        "{} {} ({}: {})",
+                        p.name,
+                        p.version,
+                        p.source.as_str(),
+                        path.display()
+                    ),
+                    None => format!("{} {} ({})", p.name, p.version, p.source.as_str()),
+                })
+                .collect();
+            checks.push(check("plugins", Status::Pass, found.join(", ")));
+            for failure in host.failures() {
+                checks.push(check(
+                    "plugins",
+                    Status::Warn,
+                    format!(
+                        "{} failed to load: {}",
+                        failure.path.display(),
+                        failure.error
+                    ),
+                ));
+            }
+        }
+        Err(e) => checks.push(check("plugins", Status::Fail, e.to_string())),
+    }
+}
+
+fn landlock() -> Check {
+    match std::fs::read_to_string("/sys/kernel/security/lsm") {
+        Ok(lsms) if lsms.split(',').any(|l| l.trim() == "landlock") => {
+            check("landlock", Status::Pass, "Landlock is enabled")
+        }
+        Ok(_) => check(
+            "landlock",
+            Status::Warn,
+            "Landlock is not enabled: environments get no filesystem ruleset",
+        ),
+        Err(_) => check(
+            "landlock",
+            Status::Info,
+            "cannot read /sys/kernel/security/lsm",
+        ),
+    }
+}
+
+fn seccomp() -> Check {
+    if std::path::Path::new("/proc/sys/kernel/seccomp/actions_avail").exists() {
+        check("seccomp", Status::Pass, "seccomp filters are available")
+    } else {
+        check(
+            "seccomp",
+            Status::Fail,
+            "seccomp filter mode is not available in this kernel",
+        )
+    }
+}

@@ -1,0 +1,132 @@
+//! The command-line front-end: parse, set up logging, dispatch to one module per subcommand, and
+//! turn errors into exit codes in one place.
+
+pub mod args;
+mod cmd;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+pub use args::{Cli, Command, GlobalArgs};
+
+use crate::engine::Engine;
+use crate::error::{CoreError, Result};
+
+/// What every subcommand gets: the global flags and the engine over the chosen store.
+pub struct Ctx {
+    pub global: GlobalArgs,
+    pub engine: Engine,
+}
+
+impl Ctx {
+    pub fn json(&self) -> bool {
+        self.global.json
+    }
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version on stdout (exit 0) and usage errors on stderr (exit 2).
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    init_logging(&cli.global);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&e);
+            e.exit_code()
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let root = store_root(cli.global.store.as_deref())?;
+    let ctx = Ctx {
+        global: cli.global,
+        engine: Engine::new(root),
+    };
+    cmd::dispatch(&ctx, cli.command)
+}
+
+/// `--store`, else `~/.local/share/karapace`. A leading `~/` expands to `$HOME`.
+pub fn store_root(flag: Option<&str>) -> Result<PathBuf> {
+    let home = || {
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| CoreError::Usage("HOME is not set; pass --store <PATH>".into()))
+    };
+    match flag {
+        Some("~") => home(),
+        Some(p) if p.starts_with("~/") => Ok(home()?.join(&p[2..])),
+        Some("") => Err(CoreError::Usage("--store must not be empty".into())),
+        Some(p) => Ok(PathBuf::from(p)),
+        None => Ok(home()?.join(".local/share/karapace")),
+    }
+}
+
+/// Logs go to stderr only. `KARAPACE_LOG` (tracing filter syntax) overrides `-v`/`--trace`.
+fn init_logging(global: &GlobalArgs) {
+    let default = if global.trace {
+        "trace"
+    } else if global.verbose {
+        "debug"
+    } else {
+        "warn"
+    };
+    let filter = std::env::var("KARAPACE_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+/// Prints `error: <message>` (and suggestions, in text mode) on stderr.
+fn report(e: &CoreError) {
+    eprintln!("error: {e}");
+    if let CoreError::NoMatch { suggestions, .. } = e
+        && !suggestions.is_empty()
+    {
+        eprintln!("Did you mean:");
+        for s in suggestions {
+            eprintln!("  {s}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_root_expansion() {
+        // SAFETY-free: tests in this module only read HOME.
+        let home = std::env::var("HOME").unwrap_or_default();
+        if home.is_empty() {
+            return;
+        }
+        assert_eq!(
+            store_root(Some("~/s")).unwrap(),
+            PathBuf::from(&home).join("s")
+        );
+        assert_eq!(store_root(Some("/abs")).unwrap(), PathBuf::from("/abs"));
+        assert_eq!(
+            store_root(None).unwrap(),
+            PathBuf::from(&home).join(".local/share/karapace")
+        );
+        assert_eq!(store_root(Some("")).unwrap_err().exit_code(), 2);
+    }
+}

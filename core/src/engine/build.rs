@@ -1,0 +1,276 @@
+//! `build` and `rebuild`: manifest, normalize, image, resolve, lock, `env_id`, layers, metadata.
+
+use std::path::{Path, PathBuf};
+
+use karapace_backend_mock as mock;
+use karapace_schema::{Backend, LockFile, NormalizedManifest, ResolvedPackage};
+use karapace_store::{EnvMetadata, EnvState, LayerKind, Store};
+
+use super::{Engine, pipeline, policy_layer};
+use crate::error::{CoreError, Result};
+
+/// What `build`/`rebuild` were asked to do.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub manifest: PathBuf,
+    pub name: Option<String>,
+    pub locked: bool,
+    pub offline: bool,
+    pub require_pinned_image: bool,
+}
+
+/// The environment a build produced, and whether it already existed unchanged.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    pub env: EnvMetadata,
+    pub unchanged: bool,
+}
+
+/// The lock file that belongs to a manifest: `karapace.lock` beside it.
+pub fn lock_path(manifest: &Path) -> PathBuf {
+    manifest.with_file_name("karapace.lock")
+}
+
+/// The manifest's directory, absolute (recorded for `./` mounts).
+fn source_dir(manifest: &Path) -> Result<PathBuf> {
+    let dir = manifest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    dir.canonicalize()
+        .map_err(|e| CoreError::io(format!("cannot resolve {}", dir.display()), e))
+}
+
+fn is_url(image: &str) -> bool {
+    image.starts_with("http://") || image.starts_with("https://")
+}
+
+impl Engine {
+    pub fn build(&self, req: &BuildRequest) -> Result<BuildOutcome> {
+        let manifest = karapace_schema::load_manifest(&req.manifest)?.normalize()?;
+        if let Some(name) = &req.name {
+            karapace_schema::validate_env_name(name).map_err(|e| CoreError::InvalidName {
+                name: name.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        if req.require_pinned_image && !is_url(&manifest.base_image) {
+            return Err(CoreError::Other(format!(
+                "base image '{}' is not pinned to an http(s) URL (run `karapace pin`)",
+                manifest.base_image
+            )));
+        }
+        let lock_file = lock_path(&req.manifest);
+        let existing = read_lock(&lock_file, &manifest, req.locked)?;
+        let store = self.open_write()?;
+        if let Some(env) = unchanged_env(&store, existing.as_ref(), &manifest) {
+            let env = apply_name(&store, env, req.name.as_deref())?;
+            return Ok(BuildOutcome {
+                env,
+                unchanged: true,
+            });
+        }
+        // Builds hold a lease so a concurrent gc cannot collect layers imported for an
+        // environment whose metadata is not written yet.
+        let _lease = store.build_lease()?;
+        let locked = existing.as_ref().filter(|_| req.locked);
+        let (lock, base_layer, dependency_layers) = match manifest.runtime_backend {
+            Backend::Mock => build_mock(&store, &manifest, locked)?,
+            Backend::Namespace => {
+                let built = pipeline::build(&store, &manifest, req, locked)?;
+                (built.lock, built.base_layer, built.dependency_layers)
+            }
+            Backend::Oci => {
+                return Err(CoreError::Unavailable {
+                    what: "building with the 'oci' backend".into(),
+                });
+            }
+        };
+        if let Some(expected) = locked.filter(|l| l.env_id != lock.env_id) {
+            return Err(CoreError::Other(format!(
+                "--locked: the build resolved to environment {} but karapace.lock records {}",
+                lock.short_id, expected.short_id
+            )));
+        }
+        let parent = dependency_layers.last().unwrap_or(&base_layer).clone();
+        let source_dir = source_dir(&req.manifest)?;
+        let policy = policy_layer::write(&store, &manifest, &lock, &source_dir, Some(&parent))?;
+
+        let env = match store.env(&lock.env_id) {
+            Ok(env) if env.state != EnvState::Defined => env,
+            _ => {
+                let meta = EnvMetadata {
+                    env_id: lock.env_id.clone(),
+                    short_id: lock.short_id.clone(),
+                    name: None,
+                    state: EnvState::Built,
+                    manifest_hash: manifest.manifest_hash(),
+                    base_layer,
+                    dependency_layers,
+                    policy_layer: Some(policy),
+                    // Set by the store.
+                    created_at: String::new(),
+                    updated_at: String::new(),
+                    checksum: String::new(),
+                };
+                store.create_env(meta)?;
+                store.env(&lock.env_id)?
+            }
+        };
+        let env = apply_name(&store, env, req.name.as_deref())?;
+        if !req.locked {
+            lock.write_atomic(&lock_file)?;
+        }
+        Ok(BuildOutcome {
+            env,
+            unchanged: false,
+        })
+    }
+
+    /// `rebuild`: builds the new environment first, then destroys the old one and hands its name on.
+    pub fn rebuild(&self, req: &BuildRequest) -> Result<BuildOutcome> {
+        let lock_file = lock_path(&req.manifest);
+        let old = LockFile::read(&lock_file).ok().map(|l| l.env_id);
+        if !req.locked && lock_file.exists() {
+            // Re-resolve: the old lock must not short-circuit the build. It is restored if the build fails.
+            let backup = lock_file.with_extension("lock.rebuild-old");
+            std::fs::rename(&lock_file, &backup)
+                .map_err(|e| CoreError::io("cannot set the old lock aside", e))?;
+            let result = self.build(&BuildRequest {
+                name: None,
+                ..req.clone()
+            });
+            if result.is_err() {
+                let _ = std::fs::rename(&backup, &lock_file);
+            } else {
+                let _ = std::fs::remove_file(&backup);
+            }
+            return self.finish_rebuild(&result?, old, req.name.as_deref());
+        }
+        let outcome = self.build(&BuildRequest {
+            name: None,
+            ..req.clone()
+        })?;
+        self.finish_rebuild(&outcome, old, req.name.as_deref())
+    }
+
+    fn finish_rebuild(
+        &self,
+        outcome: &BuildOutcome,
+        old: Option<String>,
+        name: Option<&str>,
+    ) -> Result<BuildOutcome> {
+        let store = self.open_write()?;
+        let mut keep_name = name.map(str::to_owned);
+        if let Some(old_env) = old
+            .filter(|id| *id != outcome.env.env_id)
+            .and_then(|id| store.env(&id).ok())
+        {
+            super::lifecycle::check(
+                super::lifecycle::Op::Destroy,
+                super::effective_state(&store, &old_env)?,
+                &old_env.short_id,
+            )?;
+            keep_name = keep_name.or(old_env.name.clone());
+            store.destroy_env(&old_env.env_id)?;
+        }
+        let env = apply_name(
+            &store,
+            store.env(&outcome.env.env_id)?,
+            keep_name.as_deref(),
+        )?;
+        Ok(BuildOutcome {
+            env,
+            unchanged: false,
+        })
+    }
+}
+
+/// Gives `env` the requested name (unique names are enforced by the store).
+fn apply_name(store: &Store, env: EnvMetadata, name: Option<&str>) -> Result<EnvMetadata> {
+    match name {
+        Some(name) if env.name.as_deref() != Some(name) => {
+            store.rename_env(&env.env_id, name)?;
+            Ok(store.env(&env.env_id)?)
+        }
+        _ => Ok(env),
+    }
+}
+
+/// Reads the manifest's lock. Under `--locked` it must exist and match the manifest (exit 1
+/// otherwise); without it an outdated or unreadable lock only means resolving again.
+fn read_lock(path: &Path, manifest: &NormalizedManifest, locked: bool) -> Result<Option<LockFile>> {
+    if !locked && !path.exists() {
+        return Ok(None);
+    }
+    let lock = match LockFile::read(path) {
+        Ok(lock) => lock,
+        Err(e) if !locked => {
+            tracing::warn!("ignoring unreadable {}: {e}", path.display());
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match lock
+        .verify_integrity()
+        .and_then(|()| lock.verify_intent(manifest))
+    {
+        Ok(()) => Ok(Some(lock)),
+        Err(e) if locked => Err(e.into()),
+        Err(e) => {
+            tracing::info!("lock file is out of date, resolving again: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// The environment a still-valid lock describes, when it is already built: a no-op build that
+/// needs no network.
+fn unchanged_env(
+    store: &Store,
+    lock: Option<&LockFile>,
+    manifest: &NormalizedManifest,
+) -> Option<EnvMetadata> {
+    let lock = lock?;
+    debug_assert!(lock.verify_intent(manifest).is_ok());
+    store
+        .env(&lock.env_id)
+        .ok()
+        .filter(|env| env.state != EnvState::Defined)
+}
+
+/// The mock pipeline: synthetic base, deterministic resolution, no network.
+fn build_mock(
+    store: &Store,
+    manifest: &NormalizedManifest,
+    locked: Option<&LockFile>,
+) -> Result<(LockFile, String, Vec<String>)> {
+    let base_dir = store.staging_dir()?;
+    mock::write_base_tree(base_dir.path(), &manifest.base_image)
+        .map_err(|e| CoreError::io("cannot write the mock base", e))?;
+    let base = store.import_layer_dir(base_dir.path(), LayerKind::Base, None)?;
+
+    let locked: Vec<(String, String)> = locked
+        .map(|l| l.resolved_packages.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| (p.name.clone(), p.version.clone()))
+        .collect();
+    let resolved = mock::resolve(&manifest.system_packages, &locked);
+    let mut dependency_layers = Vec::new();
+    if !resolved.is_empty() {
+        let dep_dir = store.staging_dir()?;
+        mock::write_dependency_tree(dep_dir.path(), &resolved)
+            .map_err(|e| CoreError::io("cannot write the mock packages", e))?;
+        let dep =
+            store.import_layer_dir(dep_dir.path(), LayerKind::Dependency, Some(&base.hash))?;
+        dependency_layers.push(dep.hash);
+    }
+    let packages = resolved
+        .into_iter()
+        .map(|(name, version)| ResolvedPackage { name, version })
+        .collect();
+    let lock =
+        LockFile::from_resolved(manifest, &mock::base_digest(&manifest.base_image), packages);
+    Ok((lock, base.hash, dependency_layers))
+}

@@ -1,0 +1,200 @@
+//! The lifecycle engine: everything the CLI (and later the TUI and D-Bus front-ends) can ask of
+//! Karapace. It composes the schema, the store and the runtimes; it never prints.
+
+mod build;
+pub mod lifecycle;
+mod pipeline;
+mod policy_layer;
+pub mod resolve;
+mod run;
+mod runtime;
+
+use std::path::{Path, PathBuf};
+
+use karapace_store::{EnvMetadata, EnvState, Store, StoreError};
+
+pub use build::{BuildOutcome, BuildRequest};
+pub use run::RunMode;
+
+use crate::error::{CoreError, Result};
+use lifecycle::Op;
+use resolve::Identified;
+
+/// The engine over one store root.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    root: PathBuf,
+}
+
+impl Identified for EnvMetadata {
+    fn env_id(&self) -> &str {
+        &self.env_id
+    }
+    fn short_id(&self) -> &str {
+        &self.short_id
+    }
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+impl Engine {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Engine { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Opens the store for a read-only command; `None` when there is no store yet. Never creates one.
+    pub fn open_read(&self) -> Result<Option<Store>> {
+        match Store::open(&self.root) {
+            Ok(store) => Ok(Some(store)),
+            Err(StoreError::NoStore(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens (creating if needed) the store for a mutating command; this also recovers from any
+    /// interrupted mutation recorded in the write-ahead log.
+    pub fn open_write(&self) -> Result<Store> {
+        Ok(Store::open_or_init(&self.root)?)
+    }
+
+    /// Opens an existing store for a command that needs an environment.
+    fn open_existing(&self, query: &str) -> Result<Store> {
+        self.open_read()?.ok_or_else(|| CoreError::NoMatch {
+            query: query.to_owned(),
+            suggestions: Vec::new(),
+        })
+    }
+
+    /// All environments with their effective state (Running when a session is live).
+    pub fn list(&self) -> Result<Vec<EnvMetadata>> {
+        let Some(store) = self.open_read()? else {
+            return Ok(Vec::new());
+        };
+        let mut envs = store.list_envs()?;
+        for env in &mut envs {
+            env.state = effective_state(&store, env)?;
+        }
+        envs.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.env_id.cmp(&b.env_id))
+        });
+        Ok(envs)
+    }
+
+    /// Finds the environment designated by `query` (`env_id`, `short_id`, prefix or name).
+    pub fn find(&self, store: &Store, query: &str) -> Result<EnvMetadata> {
+        let mut envs = store.list_envs()?;
+        let index = resolve::resolve(&envs, query)?;
+        let mut env = envs.swap_remove(index);
+        env.state = effective_state(store, &env)?;
+        Ok(env)
+    }
+
+    pub fn inspect(&self, query: &str) -> Result<EnvMetadata> {
+        let store = self.open_existing(query)?;
+        self.find(&store, query)
+    }
+
+    pub fn freeze(&self, query: &str) -> Result<EnvMetadata> {
+        self.transition(query, Op::Freeze, EnvState::Frozen)
+    }
+
+    pub fn archive(&self, query: &str) -> Result<EnvMetadata> {
+        self.transition(query, Op::Archive, EnvState::Archived)
+    }
+
+    fn transition(&self, query: &str, op: Op, to: EnvState) -> Result<EnvMetadata> {
+        let store = self.open_write()?;
+        let env = self.find(&store, query)?;
+        lifecycle::check(op, env.state, query)?;
+        store.set_state(&env.env_id, to)?;
+        Ok(store.env(&env.env_id)?)
+    }
+
+    pub fn destroy(&self, query: &str) -> Result<EnvMetadata> {
+        let store = self.open_write()?;
+        let env = self.find(&store, query)?;
+        lifecycle::check(Op::Destroy, env.state, query)?;
+        store.destroy_env(&env.env_id)?;
+        Ok(env)
+    }
+
+    pub fn rename(&self, query: &str, new_name: &str) -> Result<EnvMetadata> {
+        karapace_schema::validate_env_name(new_name).map_err(|e| CoreError::InvalidName {
+            name: new_name.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let store = self.open_write()?;
+        let env = self.find(&store, query)?;
+        store.rename_env(&env.env_id, new_name)?;
+        Ok(store.env(&env.env_id)?)
+    }
+
+    /// Snapshots the writable layer; returns the environment and the snapshot hash.
+    pub fn commit(&self, query: &str) -> Result<(EnvMetadata, String)> {
+        let store = self.open_write()?;
+        let env = self.find(&store, query)?;
+        lifecycle::check(Op::Commit, env.state, query)?;
+        let hash = store.commit(&env.env_id)?;
+        Ok((env, hash))
+    }
+
+    pub fn restore(&self, query: &str, snapshot: &str) -> Result<EnvMetadata> {
+        let store = self.open_write()?;
+        let env = self.find(&store, query)?;
+        lifecycle::check(Op::Restore, env.state, query)?;
+        store.restore(&env.env_id, snapshot)?;
+        Ok(env)
+    }
+
+    pub fn snapshots(
+        &self,
+        query: &str,
+    ) -> Result<(EnvMetadata, Vec<karapace_store::SnapshotInfo>)> {
+        let store = self.open_existing(query)?;
+        let env = self.find(&store, query)?;
+        let snaps = store.snapshots(&env.env_id)?;
+        Ok((env, snaps))
+    }
+
+    pub fn diff(&self, query: &str) -> Result<(EnvMetadata, karapace_store::Diff)> {
+        let store = self.open_existing(query)?;
+        let env = self.find(&store, query)?;
+        let diff = store.diff(&env.env_id)?;
+        Ok((env, diff))
+    }
+
+    pub fn gc(&self, dry_run: bool) -> Result<karapace_store::GcReport> {
+        if dry_run {
+            // A dry run is read-only: it must not create a store.
+            match self.open_read()? {
+                Some(store) => Ok(store.gc(true)?),
+                None => Ok(karapace_store::GcReport::default()),
+            }
+        } else {
+            Ok(self.open_write()?.gc(false)?)
+        }
+    }
+
+    /// `None` when there is no store at all.
+    pub fn verify(&self) -> Result<Option<karapace_store::VerifyReport>> {
+        match self.open_read()? {
+            Some(store) => Ok(Some(store.verify()?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Running when at least one live session exists, else the stored state.
+fn effective_state(store: &Store, env: &EnvMetadata) -> Result<EnvState> {
+    if env.state == EnvState::Built && !store.sessions(&env.env_id)?.is_empty() {
+        return Ok(EnvState::Running);
+    }
+    Ok(env.state)
+}

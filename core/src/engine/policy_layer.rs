@@ -1,0 +1,67 @@
+//! The Policy layer: the topmost read-only layer of every environment, holding what the runtime
+//! needs after the build — the normalized manifest, its lock (backend, mounts, hardware, network
+//! isolation, limits) and the manifest's directory (for `./` mounts). It lives in the environment at
+//! `/etc/karapace/`, so the workload can see what it was built from. Keeping it as a layer means gc
+//! keeps it with the environment and push/pull carry it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use karapace_schema::{LockFile, NormalizedManifest};
+use karapace_store::{EnvMetadata, LayerKind, Store};
+
+use crate::error::{CoreError, Result};
+
+const DIR: &str = "etc/karapace";
+const MANIFEST_FILE: &str = "manifest.json";
+const LOCK_FILE: &str = "karapace.lock";
+const SOURCE_DIR_FILE: &str = "source-dir";
+
+/// Writes the Policy layer and returns its hash.
+pub fn write(
+    store: &Store,
+    manifest: &NormalizedManifest,
+    lock: &LockFile,
+    source_dir: &Path,
+    parent: Option<&str>,
+) -> Result<String> {
+    let staging = store.staging_dir()?;
+    let dir = staging.path().join(DIR);
+    let io = |e| CoreError::io("cannot stage the policy layer", e);
+    fs::create_dir_all(&dir).map_err(io)?;
+    fs::write(dir.join(MANIFEST_FILE), manifest.canonical_json()).map_err(io)?;
+    fs::write(
+        dir.join(SOURCE_DIR_FILE),
+        source_dir.as_os_str().as_encoded_bytes(),
+    )
+    .map_err(io)?;
+    lock.write_atomic(&dir.join(LOCK_FILE))?;
+    let layer = store.import_layer_dir(staging.path(), LayerKind::Policy, parent)?;
+    Ok(layer.hash)
+}
+
+fn tree(store: &Store, env: &EnvMetadata) -> Result<PathBuf> {
+    let policy = env.policy_layer.as_deref().ok_or_else(|| {
+        CoreError::Other(format!(
+            "environment {} has no policy layer; rebuild it",
+            env.short_id
+        ))
+    })?;
+    Ok(store.layer_tree(policy)?.join(DIR))
+}
+
+/// Reads back the lock of a built environment.
+pub fn read_lock(store: &Store, env: &EnvMetadata) -> Result<LockFile> {
+    Ok(LockFile::read(&tree(store, env)?.join(LOCK_FILE))?)
+}
+
+/// The directory of the manifest the environment was built from (for `./` mounts); the current
+/// directory when unknown.
+pub fn read_source_dir(store: &Store, env: &EnvMetadata) -> Result<PathBuf> {
+    let text = fs::read_to_string(tree(store, env)?.join(SOURCE_DIR_FILE)).unwrap_or_default();
+    if text.is_empty() {
+        return std::env::current_dir()
+            .map_err(|e| CoreError::io("cannot read the current directory", e));
+    }
+    Ok(PathBuf::from(text))
+}

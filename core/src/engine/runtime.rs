@@ -1,0 +1,159 @@
+//! Lowering an environment (or a build step) to the helper's declarative `RunSpec`.
+//! The core decides *what* runs where; the helper checks it again and does the privileged work.
+
+use std::path::{Path, PathBuf};
+
+use karapace_helper_client::policy::{HostRequest, Policy, host_integration};
+use karapace_helper_client::{
+    Capabilities, IdMapMode, Identity, Limits, Network, RunSpec, Upper, env as hc_env,
+};
+use karapace_schema::LockFile;
+use karapace_store::{EnvMetadata, Store};
+
+use crate::error::{CoreError, Result};
+
+/// The caller's home directory.
+pub fn home() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| CoreError::Other("HOME is not set".into()))
+}
+
+fn user_name() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map_or_else(|| "user".to_owned(), |u| u.name)
+        })
+}
+
+/// Overlay lowers (top first) of a built environment, as directories in the store.
+pub fn lowers(store: &Store, env: &EnvMetadata) -> Result<Vec<PathBuf>> {
+    env.lower_layers_top_first()
+        .iter()
+        .map(|h| Ok(store.layer_tree(h)?))
+        .collect()
+}
+
+/// The spec for an interactive or exec session of a built environment.
+pub fn session_spec(
+    store: &Store,
+    env: &EnvMetadata,
+    lock: &LockFile,
+    source_dir: &Path,
+    argv: Vec<String>,
+    tty: bool,
+) -> Result<RunSpec> {
+    let home = home()?;
+    let hostname = format!("karapace-{}", env.short_id);
+    let policy = Policy::load(&home).map_err(|e| CoreError::Other(e.to_string()))?;
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let request = HostRequest {
+        gui: tty,
+        gpu: lock.hardware_gpu,
+        audio: lock.hardware_audio,
+        mounts: lock
+            .mounts
+            .iter()
+            .map(|m| (m.host_path.clone(), m.container_path.clone()))
+            .collect(),
+        manifest_dir: source_dir.to_path_buf(),
+        home: home.clone(),
+    };
+    let host =
+        host_integration(&policy, &request, &vars).map_err(|e| CoreError::Other(e.to_string()))?;
+    let cwd = if host.binds.iter().any(|b| b.dst == home) {
+        home.clone()
+    } else {
+        PathBuf::from("/")
+    };
+    if lock.cpu_shares.is_some() || lock.memory_limit_mb.is_some() {
+        tracing::warn!(
+            "resource limits (cpu_shares, memory_limit_mb) are recorded but not enforced by the namespace backend yet"
+        );
+    }
+    Ok(RunSpec {
+        store_root: canonical_root(store)?,
+        lowers: lowers(store, env)?,
+        upper: Upper::Store {
+            upper: store.env_upper(&env.env_id),
+            work: store.env_work(&env.env_id),
+        },
+        argv,
+        env: hc_env::workload_env(vars, &home.to_string_lossy(), &user_name(), &hostname),
+        cwd,
+        hostname,
+        binds: host.binds,
+        devices: host.devices,
+        network: if lock.network_isolation {
+            Network::Isolated
+        } else {
+            Network::Host
+        },
+        limits: Limits {
+            memory_mb: lock.memory_limit_mb,
+            cpu_shares: lock.cpu_shares,
+            ..Limits::default()
+        },
+        identity: Identity::Caller,
+        id_map: IdMapMode::Auto,
+        capabilities: Capabilities::None,
+        tty,
+        allowed_mount_prefixes: host.allowed_mount_prefixes,
+    })
+}
+
+/// The spec for one package-manager step of a build: root inside the user namespace with the
+/// capabilities a package manager needs, a single-uid map (so every file it writes stays readable
+/// by the caller and can be packed into a layer), no host integration at all.
+pub fn build_step_spec(
+    store_root: &Path,
+    lowers: Vec<PathBuf>,
+    upper: &Path,
+    work: &Path,
+    argv: Vec<String>,
+    extra_env: &[(String, String)],
+    network: Network,
+) -> RunSpec {
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), hc_env::DEFAULT_PATH.into()),
+        ("HOME".into(), "/root".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("KARAPACE_ENV".into(), "1".into()),
+    ];
+    env.extend(extra_env.iter().cloned());
+    RunSpec {
+        store_root: store_root.to_path_buf(),
+        lowers,
+        upper: Upper::Store {
+            upper: upper.to_path_buf(),
+            work: work.to_path_buf(),
+        },
+        argv,
+        env,
+        cwd: PathBuf::from("/"),
+        hostname: "karapace-build".into(),
+        binds: Vec::new(),
+        devices: Vec::new(),
+        network,
+        limits: Limits::default(),
+        identity: Identity::Root,
+        id_map: IdMapMode::Single,
+        capabilities: Capabilities::PackageManager,
+        tty: false,
+        allowed_mount_prefixes: Vec::new(),
+    }
+}
+
+/// The store root with symlinks resolved: the helper compares paths beneath it component-wise.
+pub fn canonical_root(store: &Store) -> Result<PathBuf> {
+    store
+        .root()
+        .canonicalize()
+        .map_err(|e| CoreError::io(format!("cannot resolve {}", store.root().display()), e))
+}

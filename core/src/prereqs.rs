@@ -1,0 +1,78 @@
+//! Host prerequisites for real (non-mock) environments. `KARAPACE_SKIP_PREREQS=1` skips the gate.
+
+use std::fs;
+use std::path::PathBuf;
+
+/// One failed prerequisite, with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missing {
+    pub what: String,
+    pub fix: String,
+}
+
+/// Whether the user asked to skip the prerequisite gate.
+pub fn skipped() -> bool {
+    std::env::var("KARAPACE_SKIP_PREREQS").is_ok_and(|v| v == "1")
+}
+
+fn read_number(path: &str) -> Option<i64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Checks user namespaces, overlayfs and the helper binary.
+pub fn check() -> Vec<Missing> {
+    let mut missing = Vec::new();
+    if read_number("/proc/sys/user/max_user_namespaces") == Some(0) {
+        missing.push(Missing {
+            what: "user namespaces are disabled (user.max_user_namespaces = 0)".into(),
+            fix: "sysctl -w user.max_user_namespaces=15000, or install karapace-helper in privileged mode".into(),
+        });
+    }
+    if read_number("/proc/sys/kernel/unprivileged_userns_clone") == Some(0) {
+        missing.push(Missing {
+            what:
+                "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)"
+                    .into(),
+            fix: "sysctl -w kernel.unprivileged_userns_clone=1, or use the privileged helper"
+                .into(),
+        });
+    }
+    if read_number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
+        missing.push(Missing {
+            what: "AppArmor restricts unprivileged user namespaces".into(),
+            fix: "add an AppArmor profile allowing userns for karapace-helper".into(),
+        });
+    }
+    let filesystems = fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if !filesystems
+        .lines()
+        .any(|l| l.trim_end().ends_with("overlay"))
+        && !has_fuse_overlayfs()
+    {
+        missing.push(Missing {
+            what: "neither kernel overlayfs nor fuse-overlayfs is available".into(),
+            fix: "modprobe overlay, or install fuse-overlayfs".into(),
+        });
+    }
+    if helper_path().is_none() {
+        missing.push(Missing {
+            what: "karapace-helper was not found next to karapace".into(),
+            fix: "install karapace-helper beside the karapace binary or set KARAPACE_HELPER".into(),
+        });
+    }
+    missing
+}
+
+fn has_fuse_overlayfs() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("fuse-overlayfs").is_file()))
+}
+
+/// Where the helper binary is: `KARAPACE_HELPER`, else next to the current executable.
+pub fn helper_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("KARAPACE_HELPER") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let exe = std::env::current_exe().ok()?;
+    Some(exe.with_file_name("karapace-helper")).filter(|p| p.is_file())
+}

@@ -1,0 +1,518 @@
+//! The CLI contract, end to end through the real binary, on the mock backend.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::process::Stdio;
+
+use common::{Kp, code, stderr, stdout};
+
+#[test]
+fn version_and_help() {
+    let kp = Kp::new();
+    let out = kp.ok(&["--version"]);
+    assert_eq!(
+        out.trim(),
+        format!("karapace {}", env!("CARGO_PKG_VERSION"))
+    );
+    let help = kp.ok(&["--help"]);
+    for sub in ["build", "exec", "verify-store", "man-pages", "migrate"] {
+        assert!(help.contains(sub), "help lists {sub}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let kp = Kp::new();
+    assert_eq!(code(&kp.run(&["exec", "x", "true"])), 2, "exec without --");
+    assert_eq!(code(&kp.run(&["frobnicate"])), 2);
+    assert_eq!(code(&kp.run(&["completions", "tcsh"])), 2);
+}
+
+#[test]
+fn read_only_commands_never_create_a_store() {
+    let kp = Kp::new();
+    for args in [
+        &["list"][..],
+        &["inspect", "abc"],
+        &["diff", "abc"],
+        &["snapshots", "abc"],
+        &["verify-store"],
+        &["migrate"],
+        &["doctor"],
+        &["gc", "--dry-run"],
+    ] {
+        let _ = kp.run(args);
+        assert!(!kp.store().exists(), "{args:?} created the store");
+    }
+    assert_eq!(kp.ok(&["list"]).trim(), "no environments found");
+    assert_eq!(kp.json(&["list"]), serde_json::json!([]));
+}
+
+#[test]
+fn new_writes_templates_and_refuses_to_overwrite() {
+    let kp = Kp::new();
+    let v = kp.json(&["new", "demo", "--template", "dev"]);
+    assert_eq!(v["status"], "written");
+    assert_eq!(v["template"], "dev");
+    assert_eq!(v["name"], "demo");
+    assert_eq!(v["path"], "karapace.toml");
+    let manifest = kp.work().join("karapace.toml");
+    assert!(
+        fs::read_to_string(&manifest)
+            .unwrap()
+            .contains("manifest_version = 1")
+    );
+    // Non-TTY without --force: refuse, keep the file.
+    fs::write(&manifest, "# mine\n").unwrap();
+    let out = kp.run(&["new", "demo", "--template", "minimal"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&manifest).unwrap(), "# mine\n");
+    kp.ok(&["new", "demo", "--template", "minimal", "--force"]);
+    assert_ne!(fs::read_to_string(&manifest).unwrap(), "# mine\n");
+    // No template and no TTY to ask on.
+    assert_eq!(code(&kp.run(&["new", "other", "--force"])), 1);
+    for t in ["minimal", "dev", "gui-dev", "rust-dev", "ubuntu-dev"] {
+        kp.ok(&["new", "x", "--template", t, "--force"]);
+    }
+}
+
+#[test]
+fn manifest_errors_exit_2_with_position() {
+    let kp = Kp::new();
+    kp.manifest(
+        "bad.toml",
+        "manifest_version = 1\n[base]\nimage = \"debian\"\nfrobnicate = true\n",
+    );
+    let out = kp.run(&["build", "bad.toml"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("frobnicate"), "{err}");
+    assert!(err.contains(":4:"), "line 4 named: {err}");
+    kp.manifest(
+        "dash.toml",
+        "manifest_version = 1\n[base]\nimage = \"debian\"\n[system]\npackages = [\"-oDebug=1\"]\n",
+    );
+    assert_eq!(code(&kp.run(&["build", "dash.toml"])), 2);
+    assert_eq!(code(&kp.run(&["build", "missing.toml"])), 2);
+}
+
+#[test]
+fn build_list_inspect_and_env_id_resolution() {
+    let kp = Kp::new();
+    let id = kp.build_mock("karapace.toml", &["git", "curl"], Some("web"));
+    assert_eq!(id.len(), 64);
+    let lock = fs::read_to_string(kp.work().join("karapace.lock")).unwrap();
+    assert!(lock.starts_with("lock_version = 2"), "{lock}");
+    assert!(lock.contains(&id));
+
+    let list = kp.json(&["list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["env_id"], id.as_str());
+    assert_eq!(list[0]["state"], "Built");
+    let text = kp.ok(&["list"]);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["SHORT_ID", "NAME", "STATE", "ENV_ID"]);
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row, [&id[..12], "web", "built", id.as_str()]);
+
+    for q in [id.as_str(), &id[..12], &id[..5], "web"] {
+        assert_eq!(kp.json(&["inspect", q])["env_id"], id.as_str(), "query {q}");
+    }
+    let text = kp.ok(&["inspect", "web"]);
+    assert!(text.lines().any(|l| l == format!("env_id: {id}")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l == "state: built" || l == "state: Built"),
+        "{text}"
+    );
+
+    let out = kp.run(&["inspect", "wbe"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("no environment matching 'wbe'"));
+    assert!(stderr(&out).contains("Did you mean"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("web"));
+
+    // A no-op build returns the same environment.
+    let again = kp.json(&["build"]);
+    assert_eq!(again["env_id"], id.as_str());
+    assert_eq!(again["status"], "built");
+}
+
+#[test]
+fn ambiguous_prefix_is_exit_1() {
+    let kp = Kp::new();
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        ids.push(kp.build_mock(&format!("m{i}.toml"), &[&format!("pkg{i}")], None));
+    }
+    // Find two ids sharing a first hex digit (24 ids over 16 digits: guaranteed).
+    let (a, _) = ids
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| {
+            ids[i + 1..]
+                .iter()
+                .find(|b| b[..1] == a[..1])
+                .map(|b| (a.clone(), b.clone()))
+        })
+        .unwrap();
+    let out = kp.run(&["inspect", &a[..1]]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("ambiguous env_id prefix"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn exec_streams_and_returns_inner_status() {
+    let kp = Kp::new();
+    let id = kp.build_mock("karapace.toml", &[], None);
+    assert_eq!(code(&kp.run(&["exec", &id, "--", "sh", "-c", "exit 7"])), 7);
+    assert_eq!(
+        code(&kp.run(&["exec", &id, "--", "sh", "-c", "kill -KILL $$"])),
+        137
+    );
+    let mut child = kp
+        .cmd(&["exec", &id, "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello through stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(stdout(&out), "hello through stdin\n");
+    let out = kp.run(&["exec", &id, "--", "sh", "-c", "echo $KARAPACE_ENV"]);
+    assert_eq!(stdout(&out).trim(), "1");
+}
+
+#[test]
+fn snapshots_commit_diff_restore() {
+    let kp = Kp::new();
+    let id = kp.build_mock("karapace.toml", &["curl"], Some("snap"));
+    assert!(
+        kp.ok(&["diff", "snap"]).starts_with("no drift detected"),
+        "no drift right after build"
+    );
+    let d = kp.json(&["diff", "snap"]);
+    assert_eq!(d["has_drift"], false);
+
+    kp.ok(&[
+        "exec",
+        "snap",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p work && echo one > work/file",
+    ]);
+    let d = kp.json(&["diff", "snap"]);
+    assert_eq!(d["has_drift"], true);
+    assert!(
+        d["added"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "work/file"),
+        "{d}"
+    );
+
+    let c1 = kp.json(&["commit", "snap"]);
+    let hash = c1["snapshot_hash"].as_str().unwrap().to_owned();
+    assert_eq!(c1["env_id"], id.as_str());
+    let text = kp.ok(&["commit", "snap"]);
+    assert_eq!(
+        text.trim(),
+        format!("committed snapshot {hash} for snap"),
+        "commit is idempotent"
+    );
+    let snaps = kp.json(&["snapshots", "snap"]);
+    let list = snaps["snapshots"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["restore_hash"], hash.as_str());
+    for key in ["hash", "parent", "restore_hash", "tar_hash"] {
+        assert!(list[0][key].is_string(), "{key} in {snaps}");
+    }
+
+    kp.ok(&[
+        "exec",
+        "snap",
+        "--",
+        "sh",
+        "-c",
+        "echo two > work/file && echo x > extra",
+    ]);
+    let r = kp.json(&["restore", "snap", &hash]);
+    assert_eq!(r["restored_snapshot"], hash.as_str());
+    let out = kp.run(&[
+        "exec",
+        "snap",
+        "--",
+        "sh",
+        "-c",
+        "cat work/file; test ! -e extra",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "one\n");
+
+    let out = kp.run(&["restore", "snap", &"0".repeat(64)]);
+    assert_eq!(code(&out), 3, "unknown snapshot: {}", stderr(&out));
+}
+
+#[test]
+fn states_freeze_archive_destroy_rename() {
+    let kp = Kp::new();
+    let id = kp.build_mock("karapace.toml", &[], Some("st"));
+    kp.ok(&["freeze", "st"]);
+    assert_eq!(kp.json(&["inspect", "st"])["state"], "Frozen");
+    assert_eq!(
+        code(&kp.run(&["exec", "st", "--", "true"])),
+        1,
+        "frozen refuses exec"
+    );
+    kp.ok(&["commit", "st"]);
+    kp.ok(&["archive", "st"]);
+    assert_eq!(kp.json(&["inspect", "st"])["state"], "Archived");
+    assert_eq!(
+        code(&kp.run(&["enter", "st", "--", "true"])),
+        1,
+        "archived refuses entry"
+    );
+    let stop = kp.run(&["stop", "st"]);
+    assert_eq!(code(&stop), 1);
+    assert!(
+        stderr(&stop).contains("is not running"),
+        "{}",
+        stderr(&stop)
+    );
+
+    assert_eq!(code(&kp.run(&["rename", "st", "bad name!"])), 3);
+    kp.build_mock("other.toml", &["x"], Some("taken"));
+    assert_eq!(
+        code(&kp.run(&["rename", "st", "taken"])),
+        3,
+        "duplicate name"
+    );
+    kp.ok(&["rename", "st", "renamed"]);
+    assert_eq!(kp.json(&["inspect", "renamed"])["env_id"], id.as_str());
+
+    kp.ok(&["destroy", "renamed"]);
+    assert_eq!(code(&kp.run(&["inspect", &id])), 1);
+}
+
+#[test]
+fn gc_dry_run_matches_real_run_and_protects_archived() {
+    let kp = Kp::new();
+    let keep = kp.build_mock("a.toml", &["a"], Some("keep"));
+    kp.ok(&["archive", "keep"]);
+    let gone = kp.build_mock("b.toml", &["b"], Some("gone"));
+    kp.ok(&["commit", "gone"]);
+    kp.ok(&["destroy", &gone]);
+    let dry = kp.json(&["gc", "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    let would = (
+        dry["orphaned_envs"].as_array().unwrap().len(),
+        dry["orphaned_layers"].as_array().unwrap().len(),
+        dry["orphaned_objects"].as_array().unwrap().len(),
+    );
+    assert!(
+        would.1 > 0 || would.2 > 0,
+        "destroying an env leaves something to collect: {dry}"
+    );
+    let real = kp.json(&["gc"]);
+    assert_eq!(real["dry_run"], false);
+    let removed = (
+        usize::try_from(real["removed_envs"].as_u64().unwrap()).unwrap(),
+        usize::try_from(real["removed_layers"].as_u64().unwrap()).unwrap(),
+        usize::try_from(real["removed_objects"].as_u64().unwrap()).unwrap(),
+    );
+    assert_eq!(would, removed, "dry run predicts the real run");
+    let again = kp.json(&["gc", "--dry-run"]);
+    assert!(again["orphaned_layers"].as_array().unwrap().is_empty());
+    assert_eq!(kp.json(&["inspect", "keep"])["env_id"], keep.as_str());
+    kp.ok(&["verify-store"]);
+}
+
+#[test]
+fn verify_store_reports_corruption_with_exit_3() {
+    let kp = Kp::new();
+    kp.build_mock("karapace.toml", &["curl"], None);
+    let clean = kp.json(&["verify-store"]);
+    assert_eq!(clean["failed"], 0);
+    assert!(clean["checked"].as_u64().unwrap() > 0);
+    // Corrupt one object.
+    let objects = kp.store().join("store/objects");
+    let victim = walk_files(&objects).into_iter().next().expect("an object");
+    let mut bytes = fs::read(&victim).unwrap();
+    bytes.push(b'!');
+    fs::write(&victim, bytes).unwrap();
+    let out = kp.run(&["verify-store"]);
+    assert_eq!(code(&out), 3);
+    assert!(stdout(&out).contains("  FAIL "), "{}", stdout(&out));
+}
+
+#[test]
+fn json_stdout_stays_clean_with_logging() {
+    let kp = Kp::new();
+    kp.build_mock("karapace.toml", &[], None);
+    let out = kp.cmd(&["--trace", "list", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("stdout is pure JSON");
+    let out = kp
+        .cmd(&["list", "--json"])
+        .env("KARAPACE_LOG", "debug")
+        .output()
+        .unwrap();
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("stdout is pure JSON");
+}
+
+#[test]
+fn locked_build_in_a_fresh_store_gives_the_same_env_id() {
+    let kp = Kp::new();
+    let id = kp.build_mock("karapace.toml", &["curl", "git"], None);
+    let lock_before = fs::read(kp.work().join("karapace.lock")).unwrap();
+    let fresh = kp.dir.path().join("fresh-store");
+    let out = std::process::Command::new(common::BIN)
+        .arg("--store")
+        .arg(&fresh)
+        .args(["build", "--locked", "--json"])
+        .current_dir(kp.work())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["env_id"], id.as_str());
+    assert_eq!(
+        fs::read(kp.work().join("karapace.lock")).unwrap(),
+        lock_before,
+        "--locked never rewrites the lock"
+    );
+    // A lock that no longer matches the manifest fails --locked with exit 1.
+    kp.manifest("karapace.toml", "manifest_version = 1\n[base]\nimage = \"debian\"\n[system]\npackages = [\"vim\"]\n[runtime]\nbackend = \"mock\"\n");
+    assert_eq!(code(&kp.run(&["build", "--locked"])), 1);
+    fs::remove_file(kp.work().join("karapace.lock")).unwrap();
+    assert_eq!(
+        code(&kp.run(&["build", "--locked"])),
+        1,
+        "missing lock under --locked"
+    );
+}
+
+#[test]
+fn rebuild_keeps_the_name_and_replaces_the_env() {
+    let kp = Kp::new();
+    let old = kp.build_mock("karapace.toml", &["curl"], Some("rb"));
+    kp.manifest("karapace.toml", "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[system]\npackages = [\"curl\", \"git\"]\n[runtime]\nbackend = \"mock\"\n");
+    let v = kp.json(&["rebuild"]);
+    assert_eq!(v["status"], "rebuilt");
+    assert_ne!(v["env_id"], old.as_str());
+    assert_eq!(v["name"], "rb");
+    assert_eq!(code(&kp.run(&["inspect", &old])), 1, "old env destroyed");
+    assert_eq!(kp.json(&["list"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn running_sessions_stop_and_block_destroy() {
+    let kp = Kp::new();
+    let id = kp.build_mock("karapace.toml", &[], Some("run"));
+    let mut child = kp
+        .cmd(&["exec", "run", "--", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while kp.json(&["inspect", "run"])["state"] != "Running" {
+        assert!(std::time::Instant::now() < deadline, "never became Running");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        code(&kp.run(&["destroy", "run"])),
+        1,
+        "running env is not destroyed"
+    );
+    // Another environment is not blocked by the open session.
+    kp.build_mock("other.toml", &["x"], Some("free"));
+    kp.ok(&["exec", "free", "--", "true"]);
+    kp.ok(&["stop", "run"]);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143), "inner SIGTERM → 128+15");
+    assert_eq!(kp.json(&["inspect", &id])["state"], "Built");
+    kp.ok(&["destroy", "run"]);
+}
+
+#[test]
+fn tui_json_and_unavailable_features_fail_clearly() {
+    let kp = Kp::new();
+    let out = kp.run(&["tui", "--json"]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("JSON output is not supported for 'tui'"));
+    let out = kp.run(&["pull", "x@latest"]);
+    assert_eq!(code(&out), 1, "pull never pretends to succeed");
+}
+
+#[test]
+fn completions_and_man_pages() {
+    let kp = Kp::new();
+    for shell in ["bash", "elvish", "fish", "powershell", "zsh"] {
+        let out = kp.ok(&["completions", shell]);
+        assert!(
+            out.contains("verify-store"),
+            "{shell} completion mentions subcommands"
+        );
+    }
+    kp.ok(&["man-pages", "pages"]);
+    let pages = fs::read_dir(kp.work().join("pages")).unwrap().count();
+    assert_eq!(pages, 27, "karapace.1 plus one page per subcommand");
+}
+
+#[test]
+fn doctor_reports_checks_in_contract_order() {
+    let kp = Kp::new();
+    let out = kp.cmd(&["doctor", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &names[..8],
+        [
+            "runtime_prereqs",
+            "store_exists",
+            "store_version",
+            "store_integrity",
+            "wal_clean",
+            "store_lock",
+            "environments",
+            "disk_space"
+        ]
+    );
+    assert_eq!(v["healthy"].as_bool().unwrap(), out.status.success());
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
