@@ -36,8 +36,52 @@ pub fn write(
     )
     .map_err(io)?;
     lock.write_atomic(&dir.join(LOCK_FILE))?;
+    for target in mount_targets(lock) {
+        fs::create_dir_all(staging.path().join(target)).map_err(io)?;
+    }
     let layer = store.import_layer_dir(staging.path(), LayerKind::Policy, parent)?;
     Ok(layer.hash)
+}
+
+/// Directories that sessions bind-mount onto: the user's home, the manifest's mount targets and
+/// the read-only font/icon/theme targets. Creating them here, in a read-only layer, means a
+/// session never has to create mountpoints in the user's writable layer (which would show up in
+/// `diff` and in snapshots).
+fn mount_targets(lock: &LockFile) -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let mut targets: Vec<PathBuf> = [
+        "usr/local/share/fonts",
+        "usr/local/share/icons",
+        "usr/local/share/themes",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    let expand = |p: &str| -> Option<PathBuf> {
+        match (p.strip_prefix("~/"), &home) {
+            (Some(rest), Some(h)) => Some(h.join(rest)),
+            _ => Some(PathBuf::from(p)).filter(|p| p.is_absolute()),
+        }
+    };
+    targets.extend(home.clone());
+    targets.extend(lock.mounts.iter().filter_map(|m| expand(&m.container_path)));
+    // Only plain components below the root: never `..`, never anything absolute after stripping.
+    targets
+        .into_iter()
+        .filter_map(|t| {
+            let rel: PathBuf = t
+                .components()
+                .filter_map(|c| match c {
+                    std::path::Component::Normal(n) => Some(n),
+                    _ => None,
+                })
+                .collect();
+            (t.components()
+                .all(|c| !matches!(c, std::path::Component::ParentDir))
+                && !rel.as_os_str().is_empty())
+            .then_some(rel)
+        })
+        .collect()
 }
 
 fn tree(store: &Store, env: &EnvMetadata) -> Result<PathBuf> {

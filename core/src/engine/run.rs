@@ -45,7 +45,14 @@ impl Engine {
         )?;
         let lock = policy_layer::read_lock(&store, &env)?;
         let argv: Vec<String> = if argv.is_empty() {
-            vec!["/bin/sh".into(), "-l".into()]
+            // The user's login shell inside: bash when the image has it, else sh.
+            [
+                "/bin/sh",
+                "-c",
+                "command -v bash >/dev/null 2>&1 && exec bash -l; exec sh -l",
+            ]
+            .map(String::from)
+            .to_vec()
         } else {
             argv.to_vec()
         };
@@ -74,8 +81,11 @@ impl Engine {
                 let spec = runtime::session_spec(&store, &env, &lock, &source_dir, argv, tty)?;
                 let session = hc::spawn(&spec, StdioMode::Inherit).map_err(CoreError::helper)?;
                 let _guard = store.begin_session(&env.env_id, session.helper_pid())?;
-                let outcome = session.wait().map_err(CoreError::helper)?;
-                Ok(outcome.status.code())
+                let outcome = session.wait().map_err(CoreError::helper);
+                if tty {
+                    hc::terminal::restore_foreground();
+                }
+                Ok(outcome?.status.code())
             }
             Backend::Oci => Err(CoreError::Unavailable {
                 what: "running environments with the 'oci' backend".into(),

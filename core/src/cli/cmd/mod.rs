@@ -72,3 +72,16 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Migrate => migrate::run(ctx),
     }
 }
+
+/// The result of a state change (`freeze`, `archive`).
+fn print_state(ctx: &Ctx, env: &karapace_store::EnvMetadata) -> Result<i32> {
+    if ctx.json() {
+        crate::output::json(&serde_json::json!({"env_id": env.env_id, "state": env.state}))?;
+    } else {
+        crate::output::line(&format!(
+            "environment {} is now {}",
+            env.short_id, env.state
+        ))?;
+    }
+    Ok(0)
+}
