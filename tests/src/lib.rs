@@ -1,1 +1,28 @@
-//! End-to-end and cross-crate tests for Karapace.
+//! End-to-end and cross-crate tests for Karapace: test support.
+//!
+//! The tests drive the real `karapace` binary (and, through it, `karapace-helper`) as a user
+//! would, each against a private store, image cache and project directory:
+//!
+//! ```no_run
+//! use karapace_tests::{Karapace, TestDir};
+//! let dir = TestDir::new("example");
+//! let k = Karapace::new(&dir).image_server("file:///var/cache/karapace-test/mirror");
+//! let v = k.json(&["list"]);
+//! assert!(v.as_array().is_some_and(Vec::is_empty));
+//! ```
+
+pub mod bins;
+pub mod lock;
+pub mod mirror;
+pub mod process;
+pub mod runner;
+pub mod soft;
+pub mod testdir;
+
+pub use bins::{helper_bin, karapace_bin};
+pub use lock::LockInfo;
+pub use mirror::Mirror;
+pub use process::Outcome;
+pub use runner::Karapace;
+pub use soft::SoftChecks;
+pub use testdir::TestDir;

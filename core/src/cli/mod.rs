@@ -48,7 +48,10 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    let root = store_root(cli.global.store.as_deref())?;
+    // Absolute once, here: every path derived from the root (layer trees, uppers) then is too,
+    // which the helper requires.
+    let root = std::path::absolute(store_root(cli.global.store.as_deref())?)
+        .map_err(|e| CoreError::io("cannot resolve the store path", e))?;
     let ctx = Ctx {
         global: cli.global,
         engine: Engine::new(root),

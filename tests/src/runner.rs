@@ -1,0 +1,171 @@
+//! `Karapace`: the binary under test, bound to one test's private store, image cache and
+//! image server.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::{self, Outcome, shell_quote};
+use crate::testdir::TestDir;
+
+/// Default limit for one command; a first build with apt may take minutes on a busy machine.
+/// `KARAPACE_TEST_TIMEOUT_SECS` overrides it.
+const DEFAULT_TIMEOUT: Duration = Duration::from_mins(15);
+
+/// Runs `karapace --store <store> …` with `XDG_CACHE_HOME=<cache>` and, when set,
+/// `KARAPACE_IMAGE_SERVER`. `HOME` is the real one: rootless runs need the user's identity, and
+/// everything karapace writes is redirected by `--store` and the cache variable.
+#[derive(Debug, Clone)]
+pub struct Karapace {
+    bin: PathBuf,
+    store: PathBuf,
+    cache: PathBuf,
+    cwd: PathBuf,
+    image_server: Option<String>,
+    envs: Vec<(OsString, OsString)>,
+    timeout: Duration,
+}
+
+impl Karapace {
+    pub fn new(dir: &TestDir) -> Self {
+        Self::with_paths(&dir.store(), &dir.cache(), &dir.project())
+    }
+
+    pub fn with_paths(store: &Path, cache: &Path, cwd: &Path) -> Self {
+        let timeout = std::env::var("KARAPACE_TEST_TIMEOUT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        Karapace {
+            bin: crate::bins::karapace_bin(),
+            store: store.to_path_buf(),
+            cache: cache.to_path_buf(),
+            cwd: cwd.to_path_buf(),
+            image_server: None,
+            envs: Vec::new(),
+            timeout,
+        }
+    }
+
+    /// Sets `KARAPACE_IMAGE_SERVER` for every later command.
+    #[must_use]
+    pub fn image_server(mut self, url: impl Into<String>) -> Self {
+        self.image_server = Some(url.into());
+        self
+    }
+
+    pub fn set_image_server(&mut self, url: impl Into<String>) {
+        self.image_server = Some(url.into());
+    }
+
+    /// An extra environment variable for every later command.
+    #[must_use]
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.envs.push((key.into(), value.into()));
+        self
+    }
+
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn store(&self) -> &Path {
+        &self.store
+    }
+
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// The `Command` (not started) for `karapace --store <store> <args>`.
+    pub fn command(&self, args: &[&str]) -> (Command, String) {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--store").arg(&self.store).args(args);
+        cmd.current_dir(&self.cwd);
+        cmd.env("XDG_CACHE_HOME", &self.cache);
+        let mut shown = vec![
+            format!("cd {} &&", shell_quote(&self.cwd.to_string_lossy())),
+            format!(
+                "XDG_CACHE_HOME={}",
+                shell_quote(&self.cache.to_string_lossy())
+            ),
+        ];
+        match &self.image_server {
+            Some(url) => {
+                cmd.env("KARAPACE_IMAGE_SERVER", url);
+                shown.push(format!("KARAPACE_IMAGE_SERVER={}", shell_quote(url)));
+            }
+            None => {
+                cmd.env_remove("KARAPACE_IMAGE_SERVER");
+            }
+        }
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+            shown.push(format!(
+                "{}={}",
+                k.to_string_lossy(),
+                shell_quote(&v.to_string_lossy())
+            ));
+        }
+        shown.push(shell_quote(&self.bin.to_string_lossy()));
+        shown.push("--store".to_owned());
+        shown.push(shell_quote(&self.store.to_string_lossy()));
+        shown.extend(args.iter().map(|a| shell_quote(a)));
+        (cmd, shown.join(" "))
+    }
+
+    /// Runs `karapace <args>` and returns what happened, whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        let (cmd, shown) = self.command(args);
+        process::run(cmd, shown, None, self.timeout)
+    }
+
+    /// Runs `karapace <args>` with `stdin` as its standard input.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Outcome {
+        let (cmd, shown) = self.command(args);
+        process::run(cmd, shown, Some(stdin), self.timeout)
+    }
+
+    /// Runs `karapace <args>` and asserts exit code 0.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> Outcome {
+        let out = self.run(args);
+        out.assert_success();
+        out
+    }
+
+    /// Runs `karapace --json <args>`, asserts exit code 0 and parses stdout.
+    #[track_caller]
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        self.ok(&all).json()
+    }
+
+    /// `karapace exec <env> -- <argv>`, whatever the exit code.
+    pub fn exec(&self, env: &str, argv: &[&str]) -> Outcome {
+        self.run(&exec_args(env, argv))
+    }
+
+    /// `karapace exec <env> -- <argv>` with `stdin`.
+    pub fn exec_with_stdin(&self, env: &str, argv: &[&str], stdin: &[u8]) -> Outcome {
+        self.run_with_stdin(&exec_args(env, argv), stdin)
+    }
+
+    /// `karapace exec <env> -- sh -c <script>`, asserting success; returns stdout.
+    #[track_caller]
+    pub fn sh(&self, env: &str, script: &str) -> String {
+        let out = self.exec(env, &["sh", "-c", script]);
+        out.assert_success();
+        out.stdout_str()
+    }
+}
+
+fn exec_args<'a>(env: &'a str, command: &[&'a str]) -> Vec<&'a str> {
+    let mut all = vec!["exec", env, "--"];
+    all.extend_from_slice(command);
+    all
+}

@@ -1,0 +1,102 @@
+//! A private directory per test: store, image cache and project directory.
+//!
+//! Kept (and its path printed) when the test fails, so the store and logs can be inspected.
+
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+
+/// `<tmp>/karapace-<label>-XXXXXX/{store,cache,project}`.
+pub struct TestDir {
+    dir: Option<TempDir>,
+    path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(label: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("karapace-{label}-"))
+            .tempdir()
+            .unwrap_or_else(|e| panic!("cannot create a temporary directory: {e}"));
+        let path = dir.path().to_path_buf();
+        for sub in ["cache", "project"] {
+            std::fs::create_dir_all(path.join(sub))
+                .unwrap_or_else(|e| panic!("cannot create {}/{sub}: {e}", path.display()));
+        }
+        TestDir {
+            dir: Some(dir),
+            path,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Store root (not created: `build` must create it).
+    pub fn store(&self) -> PathBuf {
+        self.path.join("store")
+    }
+
+    /// `XDG_CACHE_HOME` for karapace (its image cache is `<cache>/karapace/images`).
+    pub fn cache(&self) -> PathBuf {
+        self.path.join("cache")
+    }
+
+    /// Where manifests and lock files go.
+    pub fn project(&self) -> PathBuf {
+        self.path.join("project")
+    }
+
+    /// Writes `<project>/<name>` and returns its path.
+    pub fn write_project_file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.project().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
+        }
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", p.display()));
+        p
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        if std::thread::panicking() || std::env::var_os("KARAPACE_TEST_KEEP").is_some() {
+            let kept = dir.keep();
+            eprintln!("kept test directory for inspection: {}", kept.display());
+            return;
+        }
+        // Overlayfs leaves `work/work` with mode 000, and read-only layer trees may lack write
+        // bits: open directories up, then remove. Files owned by other ids (a rootless run with
+        // subordinate ids) may still resist; a leftover temp directory must not fail a test.
+        let path = dir.keep();
+        if std::fs::remove_dir_all(&path).is_err() {
+            make_dirs_writable(&path);
+            if let Err(e) = std::fs::remove_dir_all(&path) {
+                eprintln!("note: could not fully remove {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// Adds `u+rwx` to every directory below `path` (never following symlinks).
+fn make_dirs_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o700 != 0o700 {
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o700));
+    }
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            make_dirs_writable(&entry.path());
+        }
+    }
+}
