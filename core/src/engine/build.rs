@@ -94,7 +94,20 @@ impl Engine {
         }
         let parent = dependency_layers.last().unwrap_or(&base_layer).clone();
         let source_dir = source_dir(&req.manifest)?;
-        let policy = policy_layer::write(&store, &manifest, &lock, &source_dir, Some(&parent))?;
+        let lowers = dependency_layers
+            .iter()
+            .rev()
+            .chain(std::iter::once(&base_layer))
+            .map(|h| store.layer_tree(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let policy = policy_layer::write(
+            &store,
+            &manifest,
+            &lock,
+            &source_dir,
+            &lowers,
+            Some(&parent),
+        )?;
 
         let env = match store.env(&lock.env_id) {
             Ok(env) if env.state != EnvState::Defined => env,

@@ -23,6 +23,7 @@ pub fn write(
     manifest: &NormalizedManifest,
     lock: &LockFile,
     source_dir: &Path,
+    lowers: &[PathBuf],
     parent: Option<&str>,
 ) -> Result<String> {
     let staging = store.staging_dir()?;
@@ -39,6 +40,7 @@ pub fn write(
     for target in mount_targets(lock) {
         fs::create_dir_all(staging.path().join(target)).map_err(io)?;
     }
+    add_caller_identity(staging.path(), lowers).map_err(io)?;
     let layer = store.import_layer_dir(staging.path(), LayerKind::Policy, parent)?;
     Ok(layer.hash)
 }
@@ -82,6 +84,70 @@ fn mount_targets(lock: &LockFile) -> Vec<PathBuf> {
             .then_some(rel)
         })
         .collect()
+}
+
+/// Sessions run as the caller's own uid (see the runtime); give that uid a `passwd` and `group`
+/// entry so tools inside show a name instead of "I have no name!". The files are copied from the
+/// topmost lower that has them and shadow it from this read-only layer, so the user's writable
+/// layer and `diff` are untouched. Nothing to do for root, or for images without these files.
+fn add_caller_identity(staging: &Path, lowers: &[PathBuf]) -> std::io::Result<()> {
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    if uid.is_root() {
+        return Ok(());
+    }
+    let raw_name = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_default();
+    // Only characters that cannot break the colon-separated format.
+    let name: String = raw_name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .collect();
+    let name = if name.is_empty() {
+        "user".to_owned()
+    } else {
+        name
+    };
+    let home = std::env::var("HOME")
+        .ok()
+        .filter(|h| !h.contains([':', '\n']))
+        .unwrap_or_else(|| format!("/home/{name}"));
+    let entries = [
+        (
+            "etc/passwd",
+            uid.as_raw(),
+            format!("{name}:x:{uid}:{gid}::{home}:/bin/sh"),
+        ),
+        ("etc/group", gid.as_raw(), format!("{name}:x:{gid}:")),
+    ];
+    for (file, id, line) in entries {
+        let Some(source) = lowers.iter().map(|l| l.join(file)).find(|p| p.is_file()) else {
+            continue;
+        };
+        let mut text = fs::read_to_string(&source)?;
+        let id = id.to_string();
+        if text
+            .lines()
+            .any(|l| l.split(':').nth(2) == Some(id.as_str()))
+        {
+            continue;
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&line);
+        text.push('\n');
+        let target = staging.join(file);
+        if let Some(dir) = target.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(&target, text)?;
+        fs::set_permissions(&target, fs::metadata(&source)?.permissions())?;
+    }
+    Ok(())
 }
 
 fn tree(store: &Store, env: &EnvMetadata) -> Result<PathBuf> {
