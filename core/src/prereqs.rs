@@ -68,11 +68,8 @@ fn has_fuse_overlayfs() -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("fuse-overlayfs").is_file()))
 }
 
-/// Where the helper binary is: `KARAPACE_HELPER`, else next to the current executable.
+/// Where the helper binary is (`KARAPACE_HELPER`, else next to `karapace`); the helper client
+/// owns that rule.
 pub fn helper_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("KARAPACE_HELPER") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    let exe = std::env::current_exe().ok()?;
-    Some(exe.with_file_name("karapace-helper")).filter(|p| p.is_file())
+    karapace_helper_client::helper_path().ok()
 }
