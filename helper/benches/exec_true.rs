@@ -58,6 +58,7 @@ fn spec(root: &Path, base: &Path) -> RunSpec {
         capabilities: Capabilities::None,
         tty: false,
         allowed_mount_prefixes: vec![],
+        join: vec![],
     }
 }
 

@@ -32,6 +32,7 @@ fn main() {
         capabilities: Capabilities::None,
         tty: false,
         allowed_mount_prefixes: vec![],
+        join: vec![],
     };
     for _ in 0..5 {
         let t0 = Instant::now();

@@ -38,6 +38,7 @@ fn main() {
         capabilities: Capabilities::None,
         tty: std::io::IsTerminal::is_terminal(&std::io::stdin()),
         allowed_mount_prefixes: vec![],
+        join: vec![],
     };
     karapace_helper_client::terminal::enter_banner("kp-run", "kprun");
     let out = karapace_helper_client::spawn(&spec, StdioMode::Inherit)

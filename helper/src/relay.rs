@@ -40,7 +40,11 @@ fn init_status(init: Pid) -> WaitStatus {
 }
 
 pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: u64) -> ExitCode {
-    let Launched { init, mut events } = launched;
+    let Launched {
+        init,
+        mut events,
+        keepalive: _keepalive,
+    } = launched;
     let Ok(sfd) = SignalFd::with_flags(&blocked_set(), SfdFlags::SFD_CLOEXEC) else {
         let _ = kill(init, Signal::SIGKILL);
         return ExitCode::from(1);
@@ -80,8 +84,13 @@ pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: 
                 }) => {
                     timings.request = t_request;
                     timings.validated = t_validated;
-                    let _ = init_status(init);
+                    // Report first: the init process's exit tears the mount
+                    // namespace down, and unmounting a persistent overlay
+                    // syncs the whole upper file system, which can take long
+                    // on a busy disk. The caller learns the status now; its
+                    // session record stays live until this process exits.
                     let _ = write_frame(&mut stream, &Reply::Exited { status, timings });
+                    let _ = init_status(init);
                     return ExitCode::SUCCESS;
                 }
                 Ok(reply @ Reply::Failed(_)) => {

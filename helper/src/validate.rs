@@ -154,6 +154,7 @@ pub fn prepare(spec: RunSpec, uid: u32, gid: u32) -> Result<Prepared, Refusal> {
     check_len("env", spec.env.len(), limits::MAX_ENV)?;
     check_len("binds", spec.binds.len(), limits::MAX_BINDS)?;
     check_len("devices", spec.devices.len(), limits::MAX_DEVICES)?;
+    check_len("sessions to join", spec.join.len(), limits::MAX_JOIN)?;
     check_len(
         "mount prefixes",
         spec.allowed_mount_prefixes.len(),
@@ -172,6 +173,15 @@ pub fn prepare(spec: RunSpec, uid: u32, gid: u32) -> Result<Prepared, Refusal> {
     }
     if spec.argv.is_empty() {
         return Err(Refusal::Invalid("empty argv".into()));
+    }
+    // Joining shares a running session's overlay: only sessions of a stored
+    // environment, run as the caller, ever join one.
+    if !spec.join.is_empty()
+        && (!matches!(spec.upper, Upper::Store { .. }) || spec.identity != Identity::Caller)
+    {
+        return Err(Refusal::Invalid(
+            "only caller sessions of a stored environment can join another session".into(),
+        ));
     }
     check_hostname(&spec.hostname)?;
     normalized(&spec.cwd)?;
@@ -305,6 +315,7 @@ pub fn prepare(spec: RunSpec, uid: u32, gid: u32) -> Result<Prepared, Refusal> {
         id_map,
         capabilities: spec.capabilities,
         tty: spec.tty,
+        join: spec.join,
     })
 }
 

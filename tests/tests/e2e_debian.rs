@@ -621,3 +621,104 @@ fn relative_store_and_manifest_paths_work() {
     out.assert_success();
     assert!(out.stdout_str().starts_with("12."), "{out}");
 }
+
+/// Several sessions of one environment at once: later ones join the first (one overlay, writes
+/// seen both ways at once, same root device), a session that ends lets `commit` run straight
+/// away, and `stop` ends every session.
+#[test]
+fn concurrent_sessions_share_one_environment() {
+    use std::io::Read;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let Some(mirror) = Mirror::fixture() else {
+        return;
+    };
+    let dir = TestDir::new("e2e-sessions");
+    let k = Karapace::new(&dir).image_server(mirror.file_url());
+    let env = build(
+        &k,
+        &dir.write_project_file("sessions/karapace.toml", BARE_MANIFEST),
+        &[],
+    )
+    .env_id;
+
+    let spawn = |script: &str| {
+        let (mut cmd, _) = k.command(&["exec", &env, "--", "sh", "-c", script]);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn karapace exec")
+    };
+    let wait_running = || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while state(&k, &env) != "Running" {
+            assert!(Instant::now() < deadline, "the first session never ran");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    let mut first = spawn(
+        "echo one > /var/tmp/first; stat -c %d / > /var/tmp/dev; \
+         while [ ! -e /var/tmp/second ]; do sleep 0.05; done; cat /var/tmp/second",
+    );
+    wait_running();
+    let out = k.exec(
+        &env,
+        &[
+            "sh",
+            "-c",
+            "while [ ! -e /var/tmp/dev ]; do sleep 0.05; done; cat /var/tmp/first; \
+             [ \"$(stat -c %d /)\" = \"$(cat /var/tmp/dev)\" ] && echo same-root; \
+             echo two > /var/tmp/second",
+        ],
+    );
+    out.assert_success();
+    assert_eq!(out.stdout_str(), "one\nsame-root\n", "second session");
+    let status = first.wait().expect("wait for the first session");
+    let mut text = String::new();
+    first
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut text)
+        .expect("read");
+    assert!(status.success(), "first session: {status:?}");
+    assert_eq!(text, "two\n", "the first session sees the second's write");
+
+    // Both sessions are over: commit must not find the environment busy.
+    k.ok(&["commit", &env]);
+
+    // `stop` ends every session of the environment.
+    let mut a = spawn("exec sleep 120");
+    wait_running();
+    let mut b = spawn("exec sleep 120");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let records = k.store().join("env").join(&env).join("sessions");
+    let count = || {
+        std::fs::read_dir(&records).map_or(0, |rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                .count()
+        })
+    };
+    while count() < 2 {
+        assert!(Instant::now() < deadline, "the second session never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = k.ok(&["stop", &env]);
+    assert!(
+        out.stdout_str().contains("stopped 2"),
+        "{}",
+        out.stdout_str()
+    );
+    for child in [&mut a, &mut b] {
+        let status = child.wait().expect("wait");
+        assert_eq!(
+            status.code(),
+            Some(143),
+            "a stopped session exits 128+SIGTERM"
+        );
+    }
+}

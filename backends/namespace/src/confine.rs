@@ -2,6 +2,7 @@
 //! for the helper's own long-lived processes.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use landlock::{
@@ -187,34 +188,64 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
     sock_filter { code, jt, jf, k }
 }
 
-/// A second, hand-written filter: ENOSYS for `clone3` (its flags live in
-/// memory a filter cannot read; libc then falls back to `clone`, whose flags
-/// the EPERM filter checks) and for the whole x32 syscall range, which would
-/// otherwise reach the same kernel entry points under different numbers.
-pub fn enosys_filter() -> BpfProgram {
+/// A hand-written prelude run before the EPERM filter: ENOSYS for `clone3`
+/// (its flags live in memory a filter cannot read; libc then falls back to
+/// `clone`, whose flags the EPERM filter checks) and for the whole x32
+/// syscall range, which would otherwise reach the same kernel entry points
+/// under different numbers. Every other call falls through to the next
+/// instruction, the first of the EPERM filter (which loads what it needs
+/// itself and kills foreign architectures).
+fn enosys_prelude() -> Vec<sock_filter> {
     const LD_W_ABS: u16 = 0x20;
     const JEQ_K: u16 = 0x15;
     const JGE_K: u16 = 0x35;
     const RET_K: u16 = 0x06;
     let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS.cast_unsigned();
     vec![
-        stmt(LD_W_ABS, 4), // seccomp_data.arch
-        jump(JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
-        stmt(RET_K, libc::SECCOMP_RET_ALLOW), // other arches: the EPERM filter kills them
-        stmt(LD_W_ABS, 0),                    // seccomp_data.nr
-        jump(JGE_K, X32_SYSCALL_BIT, 2, 0),
-        jump(JEQ_K, u32::try_from(libc::SYS_clone3).unwrap_or(435), 1, 0),
-        stmt(RET_K, libc::SECCOMP_RET_ALLOW),
-        stmt(RET_K, enosys),
-    ]
+        stmt(LD_W_ABS, 4),                    // 0: seccomp_data.arch
+        jump(JEQ_K, AUDIT_ARCH_X86_64, 0, 4), // 1: other arches → 6
+        stmt(LD_W_ABS, 0),                    // 2: seccomp_data.nr
+        jump(JGE_K, X32_SYSCALL_BIT, 1, 0),   // 3: x32 → 5
+        jump(JEQ_K, u32::try_from(libc::SYS_clone3).unwrap_or(435), 0, 1), // 4: → 5 / 6
+        stmt(RET_K, enosys),                  // 5
+    ] // 6: the EPERM filter
 }
 
-/// Installs both seccomp filters on the calling thread (needs `no_new_privs`).
+/// The complete filter: one program, so the kernel runs (and JIT-compiles)
+/// a single filter per system call.
+pub fn filter(control: bool) -> Result<BpfProgram, ConfineError> {
+    let mut prog = enosys_prelude();
+    prog.extend(eperm_filter(control)?);
+    Ok(prog)
+}
+
+/// Both filters, compiled once in the helper before it forks, so the init
+/// and workload processes inherit them instead of compiling their own.
+static FILTERS: std::sync::OnceLock<Result<(BpfProgram, BpfProgram), String>> =
+    std::sync::OnceLock::new();
+
+fn filters() -> Result<&'static (BpfProgram, BpfProgram), ConfineError> {
+    FILTERS
+        .get_or_init(|| {
+            Ok((
+                filter(false).map_err(|e| e.to_string())?,
+                filter(true).map_err(|e| e.to_string())?,
+            ))
+        })
+        .as_ref()
+        .map_err(|e| ConfineError::Seccomp(e.clone()))
+}
+
+/// Compiles the filters now (see [`FILTERS`]).
+pub fn precompile() -> Result<(), ConfineError> {
+    filters().map(|_| ())
+}
+
+/// Installs the seccomp filter on the calling thread (needs `no_new_privs`).
 pub fn apply_seccomp(control: bool) -> Result<(), ConfineError> {
-    let main = eperm_filter(control)?;
-    seccompiler::apply_filter(&enosys_filter())
-        .map_err(|e| ConfineError::Seccomp(e.to_string()))?;
-    seccompiler::apply_filter(&main).map_err(|e| ConfineError::Seccomp(e.to_string()))
+    let (workload, ctl) = filters()?;
+    let prog = if control { ctl } else { workload };
+    seccompiler::apply_filter(prog).map_err(|e| ConfineError::Seccomp(e.to_string()))
 }
 
 /// Capabilities kept by [`karapace_protocol::Capabilities::PackageManager`].
@@ -295,17 +326,20 @@ pub fn landlock_workload(writable: &[PathBuf]) -> Result<(), ConfineError> {
         ))
         .map_err(ll)?;
     for path in writable {
-        let Ok(meta) = std::fs::metadata(path) else {
+        let Ok(fd) = PathFd::new(path) else {
             continue; // optional path absent in this image
         };
-        let access = if meta.is_dir() {
+        // fstat of the open descriptor: no second path walk.
+        let is_dir = nix::sys::stat::fstat(fd.as_fd()).is_ok_and(|st| {
+            nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT
+                == nix::sys::stat::SFlag::S_IFDIR
+        });
+        let access = if is_dir {
             AccessFs::from_all(abi)
         } else {
             AccessFs::from_file(abi)
         };
-        rs = rs
-            .add_rule(PathBeneath::new(PathFd::new(path).map_err(ll)?, access))
-            .map_err(ll)?;
+        rs = rs.add_rule(PathBeneath::new(fd, access)).map_err(ll)?;
     }
     rs.restrict_self().map_err(ll)?;
     Ok(())
@@ -369,7 +403,8 @@ mod tests {
         let w = eperm_filter(false).unwrap();
         let c = eperm_filter(true).unwrap();
         assert!(w.len() < 512 && c.len() < 512, "{} {}", w.len(), c.len());
-        assert_eq!(enosys_filter().len(), 8);
+        assert_eq!(enosys_prelude().len(), 6);
+        assert_eq!(filter(false).unwrap().len(), w.len() + 6);
     }
 
     #[test]

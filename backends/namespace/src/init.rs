@@ -4,11 +4,12 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use karapace_protocol::{Identity, Network, Refusal, Reply, Timings, WaitStatus, write_frame};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::signalfd::SignalFd;
@@ -37,16 +38,35 @@ pub fn run(p: &Prepared, uid: u32, gid: u32, events: OwnedFd, go: OwnedFd) -> i3
     supervise(p, &mut ev, timings)
 }
 
-fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Result<(), Step> {
-    // Step 1 (continued): id maps. The parent releases us once it has
-    // written subordinate maps; a single map we write ourselves.
+/// Waits until the helper releases this process, then ties this process's
+/// life to the helper's: `PR_SET_PDEATHSIG`, and a check that the helper did
+/// not die before it took effect (the release pipe's write end is then
+/// closed).
+fn wait_release(go: OwnedFd) -> Result<(), Step> {
+    let mut go = File::from(go);
     let mut byte = [0u8; 1];
-    let got = File::from(go)
+    let got = go
         .read(&mut byte)
-        .map_err(|_| Step("wait for id maps", Errno::EIO))?;
+        .map_err(|_| Step("wait for release", Errno::EIO))?;
     if got != 1 {
         return Err(Step("helper went away", Errno::EPIPE));
     }
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| Step("pdeathsig", e))?;
+    let mut fds = [PollFd::new(go.as_fd(), PollFlags::POLLIN)];
+    let _ = poll(&mut fds, PollTimeout::ZERO);
+    if fds[0]
+        .revents()
+        .is_some_and(|r| r.contains(PollFlags::POLLHUP))
+    {
+        return Err(Step("helper went away", Errno::EPIPE));
+    }
+    Ok(())
+}
+
+fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Result<(), Step> {
+    // Step 1 (continued): id maps. The parent releases us once it has
+    // written subordinate maps; a single map we write ourselves.
+    wait_release(go)?;
     if p.id_map == IdMap::Single {
         let (iu, ig) = match p.identity {
             Identity::Root => (0, 0),
@@ -54,8 +74,6 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
         };
         idmap::write_single(iu, uid, ig, gid)?;
     }
-    // If the helper dies, so does the whole environment.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| Step("pdeathsig", e))?;
 
     // Step 2: the remaining namespaces, in this process only.
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
@@ -75,6 +93,31 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
     drop(root);
     t.mounts = now_ns();
     Ok(())
+}
+
+/// The init process of a session that joined a running environment (see
+/// `join.rs`): it already sits in the environment's namespaces and in a
+/// private copy of its mount tree; it only needs a `/proc` for its own pid
+/// namespace.
+pub fn run_joined(p: &Prepared, events: File, go: OwnedFd) -> i32 {
+    let mut ev = events;
+    let mut timings = Timings::default();
+    let result = wait_release(go).and_then(|()| {
+        timings.namespaces = now_ns();
+        rootfs::remount_proc()?;
+        step_chdir_root()?;
+        timings.mounts = now_ns();
+        Ok(())
+    });
+    if let Err(step) = result {
+        report(&mut ev, &Reply::Failed(step.into()));
+        return 1;
+    }
+    supervise(p, &mut ev, timings)
+}
+
+fn step_chdir_root() -> Result<(), Step> {
+    nix::unistd::chdir("/").map_err(|e| Step("chdir /", e))
 }
 
 fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings) -> i32 {

@@ -11,6 +11,7 @@
 mod confine;
 mod idmap;
 mod init;
+mod join;
 mod rootfs;
 mod sys;
 mod workload;
@@ -58,6 +59,8 @@ pub struct Prepared {
     pub capabilities: karapace_protocol::Capabilities,
     /// The workload's stdin is the caller's terminal.
     pub tty: bool,
+    /// Running sessions to join instead of mounting a fresh environment.
+    pub join: Vec<karapace_protocol::JoinTarget>,
 }
 
 pub enum PreparedUpper {
@@ -95,6 +98,10 @@ pub struct Launched {
     /// Protocol `Reply` frames from the init process: `Started`, then
     /// `Exited` or `Failed`.
     pub events: File,
+    /// Write end of the pipe that released the init process. Hold it while
+    /// the environment runs: the init process treats its closing (the helper
+    /// died) as the end of the environment.
+    pub keepalive: Option<File>,
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds, for [`karapace_protocol::Timings`].
@@ -129,10 +136,19 @@ pub fn blocked_set() -> nix::sys::signal::SigSet {
     set
 }
 
-/// Starts the environment. The caller must be single-threaded and must have
+/// Starts the environment, or a new session inside a running one when
+/// `p.join` names one. The caller must be single-threaded and must have
 /// blocked [`blocked_set`].
 pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
     let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
+    confine::precompile().map_err(|e| Refusal::Setup {
+        step: format!("seccomp filter: {e}"),
+        errno: 0,
+    })?;
+    if !p.join.is_empty() {
+        let target = join::open_target(&p.join, uid, gid)?;
+        return join::launch(p, &target);
+    }
     let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
     let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
     match sys::clone_into_namespaces().map_err(|e| Step("clone", e))? {
@@ -160,6 +176,7 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
             Ok(Launched {
                 init: pid,
                 events: File::from(ev_r),
+                keepalive: Some(go),
             })
         }
     }

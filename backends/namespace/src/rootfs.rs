@@ -325,31 +325,7 @@ pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
     let r = root.as_fd();
     let nsnx = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
 
-    // /proc, with /proc/sys and /proc/sysrq-trigger read-only.
-    mount_fs(r, "proc", "proc", nsnx, "")?;
-    for ro in ["proc/sys", "proc/sysrq-trigger"] {
-        let fd = match open_in_root(r, Path::new(ro), false) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => continue, // not configured in this kernel
-            Err(e) => return Err(Step("proc ro target", e)),
-        };
-        let path = fd_path(fd.as_fd());
-        step(
-            "proc ro bind",
-            mount(
-                Some(&path),
-                &path,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            ),
-        )?;
-        let again = step("proc ro reopen", open_in_root(r, Path::new(ro), false))?;
-        step(
-            "proc read-only",
-            sys::make_readonly_recursive(again.as_fd()),
-        )?;
-    }
+    mount_proc(r)?;
 
     // A minimal /dev: bind host nodes (device nodes created in a user
     // namespace would be unusable: its mounts are nodev).
@@ -439,6 +415,70 @@ pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
         bind(r, &fd_path(fd.as_fd()), &b.dst, b.is_dir, b.readonly)?;
     }
     Ok(root)
+}
+
+/// `/proc` for the current pid namespace, with /proc/sys and
+/// /proc/sysrq-trigger read-only.
+fn mount_proc(r: BorrowedFd<'_>) -> Result<(), Step> {
+    let nsnx = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_fs(r, "proc", "proc", nsnx, "")?;
+    proc_read_only(r)
+}
+
+fn proc_read_only(r: BorrowedFd<'_>) -> Result<(), Step> {
+    for ro in ["proc/sys", "proc/sysrq-trigger"] {
+        let fd = match open_in_root(r, Path::new(ro), false) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => continue, // not configured in this kernel
+            Err(e) => return Err(Step("proc ro target", e)),
+        };
+        let path = fd_path(fd.as_fd());
+        step(
+            "proc ro bind",
+            mount(
+                Some(&path),
+                &path,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            ),
+        )?;
+        let again = step("proc ro reopen", open_in_root(r, Path::new(ro), false))?;
+        step(
+            "proc read-only",
+            sys::make_readonly_recursive(again.as_fd()),
+        )?;
+    }
+    Ok(())
+}
+
+/// A joined session's `/proc`: mounted over the one of the session it
+/// joined (that one shows the other session's pid namespace). The kernel
+/// only allows a new procfs where a fully visible one exists, so the old
+/// mount stays underneath, covered.
+pub fn remount_proc() -> Result<(), Step> {
+    // `/proc/self` of the covered procfs names nothing in this pid namespace,
+    // so the mount target cannot be a `/proc/self/fd` path here; `/proc` is
+    // a mount point, which no process can rename or replace with a link.
+    step(
+        "mount proc",
+        mount(
+            Some("proc"),
+            "/proc",
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        ),
+    )?;
+    let root = step(
+        "open root",
+        nix::fcntl::open(
+            "/",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ),
+    )?;
+    proc_read_only(root.as_fd())
 }
 
 /// Step 4: `pivot_root` into the new root and detach the old one.

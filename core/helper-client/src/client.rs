@@ -94,6 +94,8 @@ pub struct Session {
     stdout: Option<JoinHandle<Vec<u8>>>,
     signals: Signals,
     started: Option<Timings>,
+    /// Host pid of the environment's init process, from `Started`.
+    init_pid: Option<u32>,
     /// The workload had the caller's terminal (give it back afterwards).
     tty: bool,
     client: ClientTimings,
@@ -175,14 +177,49 @@ pub fn spawn(spec: &RunSpec, stdio: StdioMode) -> Result<Session, HelperError> {
 
 /// [`spawn`] with explicit stdio for the workload (a piped stdout is
 /// collected into [`RunOutcome::stdout`]).
-#[allow(clippy::too_many_lines)]
 pub fn spawn_with(
     spec: &RunSpec,
     stdin: Stdio,
     stdout: Stdio,
     stderr: Stdio,
 ) -> Result<Session, HelperError> {
-    let mut client = ClientTimings {
+    prespawn_with(stdin, stdout, stderr)?.run(spec)
+}
+
+/// A helper started before its request is known: its exec and start-up (about a
+/// millisecond) overlap whatever the caller still has to do to build the request. Dropping
+/// it kills the helper.
+pub struct Pending {
+    child: Option<Child>,
+    listener: Listener,
+    /// The socket's directory, removed with the `Pending`.
+    _dir: tempfile::TempDir,
+    signals: Option<Signals>,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    client: ClientTimings,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts a helper for a request sent later with [`Pending::run`].
+pub fn prespawn(stdio: StdioMode) -> Result<Pending, HelperError> {
+    let (i, o) = match stdio {
+        StdioMode::Inherit => (Stdio::inherit(), Stdio::inherit()),
+        StdioMode::CaptureStdout => (Stdio::null(), Stdio::piped()),
+        StdioMode::Null => (Stdio::null(), Stdio::null()),
+    };
+    prespawn_with(i, o, Stdio::inherit())
+}
+
+fn prespawn_with(stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Result<Pending, HelperError> {
+    let client = ClientTimings {
         spawn: now_ns(),
         ..ClientTimings::default()
     };
@@ -216,66 +253,85 @@ pub fn spawn_with(
             buf
         })
     });
-    let fail = |child: &mut Child, e: HelperError| {
-        let _ = child.kill();
-        let _ = child.wait();
-        e
-    };
-    let mut stream = match accept(&listener, &mut child) {
-        Ok(s) => s,
-        Err(e) => return Err(fail(&mut child, e)),
-    };
-    client.connected = now_ns();
-    // The peer must be the helper we just spawned, running as ourselves.
-    let creds = stream.peer_creds().map_err(HelperError::Socket)?;
-    let me = nix::unistd::geteuid().as_raw();
-    if creds.pid() != i32::try_from(child.id()).ok() || creds.euid() != Some(me) {
-        return Err(fail(
-            &mut child,
-            HelperError::Peer(format!("{:?}/{:?}", creds.pid(), creds.euid())),
-        ));
-    }
-    // The connection is made: the socket's name and directory can go now,
-    // while the helper works.
-    drop(listener);
-    drop(dir);
-    match read_frame::<Reply>(&mut stream) {
-        Ok(Reply::Hello(h)) if h.version == PROTOCOL_VERSION => {}
-        Ok(Reply::Hello(h)) => {
+    Ok(Pending {
+        child: Some(child),
+        listener,
+        _dir: dir,
+        signals: Some(signals),
+        stdout,
+        client,
+    })
+}
+
+impl Pending {
+    /// Accepts the helper's connection, checks it, performs the handshake and sends `spec`.
+    /// Returns once the request is sent; call [`Session::wait`] for the outcome.
+    pub fn run(mut self, spec: &RunSpec) -> Result<Session, HelperError> {
+        let (Some(mut child), Some(signals)) = (self.child.take(), self.signals.take()) else {
+            return Err(HelperError::Peer("helper already used".into()));
+        };
+        let mut client = self.client;
+        let fail = |child: &mut Child, e: HelperError| {
+            let _ = child.kill();
+            let _ = child.wait();
+            e
+        };
+        let mut stream = match accept(&self.listener, &mut child) {
+            Ok(s) => s,
+            Err(e) => return Err(fail(&mut child, e)),
+        };
+        client.connected = now_ns();
+        // The peer must be the helper we just spawned, running as ourselves.
+        let creds = match stream.peer_creds() {
+            Ok(c) => c,
+            Err(e) => return Err(fail(&mut child, HelperError::Socket(e))),
+        };
+        let me = nix::unistd::geteuid().as_raw();
+        if creds.pid() != i32::try_from(child.id()).ok() || creds.euid() != Some(me) {
             return Err(fail(
                 &mut child,
-                karapace_protocol::Refusal::VersionMismatch {
-                    helper: h.version,
-                    core: PROTOCOL_VERSION,
-                }
-                .into(),
+                HelperError::Peer(format!("{:?}/{:?}", creds.pid(), creds.euid())),
             ));
         }
-        Ok(Reply::Failed(r)) => return Err(fail(&mut child, r.into())),
-        Ok(_) => return Err(fail(&mut child, HelperError::Peer("expected Hello".into()))),
-        Err(e) => return Err(fail(&mut child, e.into())),
+        match read_frame::<Reply>(&mut stream) {
+            Ok(Reply::Hello(h)) if h.version == PROTOCOL_VERSION => {}
+            Ok(Reply::Hello(h)) => {
+                return Err(fail(
+                    &mut child,
+                    karapace_protocol::Refusal::VersionMismatch {
+                        helper: h.version,
+                        core: PROTOCOL_VERSION,
+                    }
+                    .into(),
+                ));
+            }
+            Ok(Reply::Failed(r)) => return Err(fail(&mut child, r.into())),
+            Ok(_) => return Err(fail(&mut child, HelperError::Peer("expected Hello".into()))),
+            Err(e) => return Err(fail(&mut child, e.into())),
+        }
+        let hello = Request::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            pid: std::process::id(),
+        });
+        if let Err(e) = write_frame(&mut stream, &hello) {
+            return Err(fail(&mut child, e.into()));
+        }
+        if let Err(e) = write_frame(&mut stream, &Request::Run(Box::new(spec.clone()))) {
+            return Err(fail(&mut child, e.into()));
+        }
+        client.handshake = now_ns();
+        Ok(Session {
+            child,
+            stream,
+            stdout: self.stdout.take(),
+            signals,
+            started: None,
+            init_pid: None,
+            client,
+            tty: spec.tty,
+        })
+        // `self` drops here: the socket's name and directory go, the helper is connected.
     }
-    let hello = Request::Hello(Hello {
-        version: PROTOCOL_VERSION,
-        pid: std::process::id(),
-    });
-    if let Err(e) = write_frame(&mut stream, &hello) {
-        return Err(fail(&mut child, e.into()));
-    }
-    if let Err(e) = write_frame(&mut stream, &Request::Run(Box::new(spec.clone()))) {
-        return Err(fail(&mut child, e.into()));
-    }
-    client.handshake = now_ns();
-
-    Ok(Session {
-        child,
-        stream,
-        stdout,
-        signals,
-        started: None,
-        client,
-        tty: spec.tty,
-    })
 }
 
 impl Session {
@@ -319,14 +375,20 @@ impl Session {
         }
     }
 
+    /// Host pid of the environment's init process, once [`Session::wait_started`] returned.
+    pub fn init_pid(&self) -> Option<u32> {
+        self.init_pid
+    }
+
     /// Waits until the workload has started (its `execve` succeeded).
     pub fn wait_started(&mut self) -> Result<Timings, HelperError> {
         if let Some(t) = self.started {
             return Ok(t);
         }
         match self.next_reply()? {
-            Reply::Started { timings, .. } => {
+            Reply::Started { pid, timings } => {
                 self.started = Some(timings);
+                self.init_pid = Some(pid);
                 Ok(timings)
             }
             Reply::Failed(r) => Err(r.into()),
@@ -334,25 +396,47 @@ impl Session {
         }
     }
 
-    /// Waits for the workload to finish and the helper to exit.
-    pub fn wait(mut self) -> Result<RunOutcome, HelperError> {
+    /// Waits for the workload to finish and the helper to exit (which includes the
+    /// environment's teardown: its upper is unmounted and synced when this returns).
+    pub fn wait(self) -> Result<RunOutcome, HelperError> {
+        self.finish(true).map(|(outcome, _)| outcome)
+    }
+
+    /// Waits for the workload to finish, but not for the helper to tear the environment
+    /// down: it may still be unmounting (and syncing) the overlay, and exits on its own
+    /// ([`Session::helper_pid`] tells when it is gone). The flag says whether the helper had
+    /// already exited.
+    pub fn wait_workload(self) -> Result<(RunOutcome, bool), HelperError> {
+        self.finish(false)
+    }
+
+    fn finish(mut self, reap: bool) -> Result<(RunOutcome, bool), HelperError> {
         let result = self.wait_inner();
         self.signals.handle().close();
         if result.is_err() {
             let _ = self.child.kill();
         }
-        let helper_status = self.child.wait();
-        self.client.reaped = now_ns();
+        // `None`: left running (dropping a `Child` neither kills nor waits for it).
+        let helper_status = if reap || result.is_err() {
+            Some(self.child.wait())
+        } else {
+            self.child.try_wait().ok().flatten().map(Ok)
+        };
+        if helper_status.is_some() {
+            self.client.reaped = now_ns();
+        }
         if self.tty {
             crate::terminal::restore_foreground();
         }
         let stdout = self.stdout.take().and_then(|t| t.join().ok());
-        let (status, timings) = match result {
-            Ok(r) => r,
-            Err(HelperError::Protocol(karapace_protocol::FrameError::Closed)) => {
+        let (status, timings) = match (result, helper_status.as_ref()) {
+            (Ok(r), _) => r,
+            (Err(HelperError::Protocol(karapace_protocol::FrameError::Closed)), Some(st)) => {
                 // The helper died without a report (e.g. SIGKILL from stop).
                 use std::os::unix::process::ExitStatusExt;
-                let st = helper_status.map_err(HelperError::Socket)?;
+                let st = st.as_ref().map_err(|e| {
+                    HelperError::Socket(std::io::Error::new(e.kind(), e.to_string()))
+                })?;
                 match (st.code(), st.signal()) {
                     (_, Some(sig)) => (WaitStatus::Signaled(sig), Timings::default()),
                     (Some(c), None) => {
@@ -361,14 +445,18 @@ impl Session {
                     _ => return Err(HelperError::HelperDied(st.to_string())),
                 }
             }
-            Err(e) => return Err(e),
+            (Err(e), _) => return Err(e),
         };
-        Ok(RunOutcome {
-            status,
-            stdout,
-            timings,
-            client: self.client,
-        })
+        let exited = helper_status.is_some();
+        Ok((
+            RunOutcome {
+                status,
+                stdout,
+                timings,
+                client: self.client,
+            },
+            exited,
+        ))
     }
 
     fn wait_inner(&mut self) -> Result<(WaitStatus, Timings), HelperError> {

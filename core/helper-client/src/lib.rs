@@ -16,11 +16,12 @@ mod stop;
 pub mod terminal;
 
 pub use client::{
-    ClientTimings, RunOutcome, Session, StdioMode, capture, helper_path, run, spawn, spawn_with,
+    ClientTimings, Pending, RunOutcome, Session, StdioMode, capture, helper_path, prespawn, run,
+    spawn, spawn_with,
 };
 pub use karapace_protocol::{
-    BindMount, Capabilities, IdMapMode, Identity, Limits, Network, Refusal, RunSpec, Timings,
-    Upper, WaitStatus,
+    BindMount, Capabilities, IdMapMode, Identity, JoinTarget, Limits, Network, Refusal, RunSpec,
+    Timings, Upper, WaitStatus,
 };
 pub use stop::{StopError, StopOutcome, process_start_time, stop_session};
 

@@ -1,7 +1,7 @@
 //! `exec`, `enter` and `stop`: running commands inside an environment and ending sessions.
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use karapace_backend_mock as mock;
 use karapace_helper_client::{self as hc, StdioMode};
@@ -32,6 +32,9 @@ impl Engine {
     /// Runs `argv` in the environment and returns the inner command's exit status
     /// (128+N when it died of signal N).
     pub fn run(&self, query: &str, argv: &[String], mode: RunMode) -> Result<i32> {
+        // Start the helper first: its exec and start-up overlap reading the store and building
+        // the request. Environments of other backends simply drop it (which kills it).
+        let pending = hc::prespawn(StdioMode::Inherit).ok();
         let store = self.open_write()?;
         let env = self.find(&store, query)?;
         lifecycle::check(
@@ -58,11 +61,12 @@ impl Engine {
         };
         match lock.runtime_backend {
             Backend::Mock => {
+                drop(pending);
                 let upper = store.env_upper(&env.env_id);
                 let extra = [("KARAPACE_ENV_ID".to_owned(), env.env_id.clone())];
                 let mut child = mock::spawn(&upper, &argv, &extra)
                     .map_err(|e| CoreError::io(format!("cannot start '{}'", argv[0]), e))?;
-                let _session = store.begin_session(&env.env_id, child.id())?;
+                let _session = store.begin_session(&env.env_id, child.id(), None)?;
                 let forwarder = forward_signals(child.id())?;
                 let status = child
                     .wait()
@@ -78,14 +82,20 @@ impl Engine {
                 }
                 let source_dir = policy_layer::read_source_dir(&store, &env)?;
                 let tty = mode == RunMode::Enter && std::io::stdin().is_terminal();
-                let spec = runtime::session_spec(&store, &env, &lock, &source_dir, argv, tty)?;
-                let session = hc::spawn(&spec, StdioMode::Inherit).map_err(CoreError::helper)?;
-                let _guard = store.begin_session(&env.env_id, session.helper_pid())?;
-                let outcome = session.wait().map_err(CoreError::helper);
+                let mut spec = runtime::session_spec(&store, &env, &lock, &source_dir, argv, tty)?;
+                let (session, mut guard) = start_session(&store, &env.env_id, &mut spec, pending)?;
+                // Return as soon as the workload is done; the helper finishes unmounting
+                // (and syncing) the overlay on its own, its session record live until then.
+                let outcome = session.wait_workload().map_err(CoreError::helper);
                 if tty {
                     hc::terminal::restore_foreground();
                 }
-                Ok(outcome?.status.code())
+                let (outcome, helper_gone) = outcome?;
+                if !helper_gone {
+                    guard.keep_record();
+                }
+                log_timings(&outcome);
+                Ok(outcome.status.code())
             }
             Backend::Oci => Err(CoreError::Unavailable {
                 what: "running environments with the 'oci' backend".into(),
@@ -124,6 +134,103 @@ impl Engine {
             }
         }
         Ok(stopped)
+    }
+}
+
+/// Where a session's time went (`-v`, or `KARAPACE_LOG=debug`): milliseconds from spawning the
+/// helper, on one monotonic clock shared by the core and the helper.
+fn log_timings(o: &hc::RunOutcome) {
+    let base = o.client.spawn;
+    let ms = |t: u64| {
+        if t < base {
+            -1.0
+        } else {
+            // Nanoseconds to milliseconds, for a log line.
+            #[allow(clippy::cast_precision_loss)]
+            let v = (t - base) as f64 / 1e6;
+            v
+        }
+    };
+    let (c, h) = (&o.client, &o.timings);
+    tracing::debug!(
+        "session timings (ms from spawn): connected {:.2}, handshake {:.2}, request {:.2}, \
+         validated {:.2}, namespaces {:.2}, mounts {:.2}, exec {:.2}, exited {:.2}, \
+         reported {:.2}, helper reaped {:.2}",
+        ms(c.connected),
+        ms(c.handshake),
+        ms(h.request),
+        ms(h.validated),
+        ms(h.namespaces),
+        ms(h.mounts),
+        ms(h.exec),
+        ms(h.exited),
+        ms(c.exited),
+        ms(c.reaped)
+    );
+}
+
+/// How long a new session waits for sessions that are ending (their overlay is still mounted
+/// and can be neither joined nor mounted a second time).
+const ENDING_SESSIONS_WAIT: Duration = Duration::from_secs(10);
+
+/// Starts a helper session of a namespace-backend environment. While another session of the
+/// environment runs, the new one joins it (one overlay mount per upper directory, ever);
+/// otherwise it mounts the environment afresh. Session starts of one environment are serialised,
+/// and the new session is recorded (with its init process, for later joiners) before the next
+/// one may start.
+fn start_session(
+    store: &karapace_store::Store,
+    env_id: &str,
+    spec: &mut hc::RunSpec,
+    mut pending: Option<hc::Pending>,
+) -> Result<(hc::Session, karapace_store::SessionGuard)> {
+    let _setup = store.session_setup(env_id)?;
+    store.prune_dead_sessions(env_id);
+    let deadline = Instant::now() + ENDING_SESSIONS_WAIT;
+    loop {
+        let live = store.sessions(env_id)?;
+        spec.join = live
+            .iter()
+            .filter(|s| !s.is_ending())
+            .filter_map(|s| {
+                Some(hc::JoinTarget {
+                    pid: s.init_pid?,
+                    start_time: s.init_start_time?,
+                })
+            })
+            .collect();
+        let must_wait = !live.is_empty() && spec.join.is_empty();
+        if !must_wait {
+            let started = match pending.take() {
+                Some(p) => p.run(spec),
+                None => hc::spawn(spec, StdioMode::Inherit),
+            };
+            let mut session = started.map_err(CoreError::helper)?;
+            match session.wait_started() {
+                Ok(_) => {
+                    let guard =
+                        store.begin_session(env_id, session.helper_pid(), session.init_pid())?;
+                    return Ok((session, guard));
+                }
+                // Every session to join ended meanwhile; their overlay may still be unmounting.
+                Err(hc::HelperError::Refused(hc::Refusal::NoJoinTarget)) => {
+                    let _ = session.wait();
+                }
+                Err(e) => {
+                    let _ = session.wait();
+                    return Err(CoreError::helper(e));
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(CoreError::Other(format!(
+                "environment {env_id} has {} session(s) that can be neither joined nor waited \
+                 out (started by an older karapace?); end them with 'karapace stop'",
+                live.len()
+            )));
+        }
+        // Ending sessions usually finish unmounting within a millisecond or two.
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

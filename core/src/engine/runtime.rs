@@ -105,6 +105,7 @@ pub fn session_spec(
         capabilities: Capabilities::None,
         tty,
         allowed_mount_prefixes: host.allowed_mount_prefixes,
+        join: Vec::new(),
     })
 }
 
@@ -147,6 +148,7 @@ pub fn build_step_spec(
         capabilities: Capabilities::PackageManager,
         tty: false,
         allowed_mount_prefixes: Vec::new(),
+        join: Vec::new(),
     }
 }
 

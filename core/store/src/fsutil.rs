@@ -55,6 +55,19 @@ pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<
     res
 }
 
+/// Write `bytes` to `dest` atomically (temp file + rename) but not durably: for runtime state
+/// that means nothing after a crash, where two fsyncs would dominate the cost.
+pub(crate) fn write_volatile(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_dir.join(unique_name("write"));
+    let res = fs::write(&tmp, bytes)
+        .map_err(io_at("write", &tmp))
+        .and_then(|()| fs::rename(&tmp, dest).map_err(io_at("rename into place", dest)));
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
+
 /// Remove a file if present (idempotent).
 pub(crate) fn remove_file_if_exists(path: &Path) -> Result<bool> {
     match fs::remove_file(path) {

@@ -4,9 +4,16 @@
 //! `/proc/<pid>/stat`) and holds a shared `flock` on `env/<id>/session.lock` for the guard's
 //! lifetime. A record is live while its pid runs with the same start time (pid reuse is
 //! detected), so a session killed by SIGKILL never leaves its environment stuck Running.
+//!
+//! A record also names the session's init process (`init_pid`, `init_start_time`), which a
+//! later session of the same environment joins instead of mounting the overlay a second time.
+//! Starting sessions are serialised by `env/<id>/session.setup.lock` ([`Store::session_setup`])
+//! so that "no live session, mount fresh" and "join that one" are decided one at a time.
+//! Records are runtime state, not data: they are written without fsync (a crash ends every
+//! session anyway, and an unreadable record counts as dead).
 
 use crate::error::{Result, StoreError, io_at};
-use crate::fsutil::write_atomic;
+use crate::fsutil::write_volatile;
 use crate::meta::now_rfc3339;
 use crate::store::Store;
 use nix::errno::Errno;
@@ -23,28 +30,71 @@ pub struct SessionInfo {
     /// Process start time in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
     pub start_time: u64,
     pub started_at: String,
+    /// Host pid of the session's init process, when the session has one (helper sessions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_pid: Option<u32>,
+    /// Start time of `init_pid`, as for `start_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_start_time: Option<u64>,
+}
+
+/// Held while a session is being started (see the module documentation).
+#[derive(Debug)]
+pub struct SetupGuard {
+    _lock: Flock<File>,
 }
 
 /// Held while a session runs; removes its record and releases the lock on drop.
 #[derive(Debug)]
 pub struct SessionGuard {
-    record: PathBuf,
+    /// `None` when the process had already exited at registration (nothing to record).
+    record: Option<PathBuf>,
+    keep_record: bool,
     _lock: Flock<File>,
+}
+
+impl SessionGuard {
+    /// The session's process is still ending (tearing its environment down) after the caller
+    /// is done with it: leave the record, which stays live until that process exits.
+    pub fn keep_record(&mut self) {
+        self.keep_record = true;
+    }
 }
 
 impl Drop for SessionGuard {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.record);
+        if let (false, Some(record)) = (self.keep_record, &self.record) {
+            let _ = fs::remove_file(record);
+        }
     }
 }
 
-/// Start time of a process, or `None` if it does not exist.
+/// How long operations that need an idle environment wait for sessions that are ending.
+const ENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl SessionInfo {
+    /// The session's workload and init have exited; its helper is still tearing the
+    /// environment down.
+    pub fn is_ending(&self) -> bool {
+        match (self.init_pid, self.init_start_time) {
+            (Some(pid), Some(start)) => process_start_time(pid) != Some(start),
+            _ => false,
+        }
+    }
+}
+
+/// Start time of a running process, or `None` if it does not exist or has exited (a zombie
+/// waiting to be reaped — an ended session whose parent exited first — counts as gone).
 pub fn process_start_time(pid: u32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // comm may contain spaces and ')' — fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     // rest starts at field 3 (state); start time is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 impl Store {
@@ -52,12 +102,30 @@ impl Store {
         self.layout.env_dir(env_id).join("session.lock")
     }
 
-    /// Register a session of `pid` in `env_id`.
-    pub fn begin_session(&self, env_id: &str, pid: u32) -> Result<SessionGuard> {
+    /// Serialises session starts of `env_id` (blocks while another session is starting).
+    pub fn session_setup(&self, env_id: &str) -> Result<SetupGuard> {
+        if !crate::objects::is_valid_key(env_id) {
+            return Err(StoreError::UnknownEnv(env_id.to_string()));
+        }
+        let dir = self.layout.env_dir(env_id);
+        fs::create_dir_all(&dir).map_err(io_at("create", &dir))?;
+        let path = dir.join("session.setup.lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_at("open", &path))?;
+        let lock = Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| StoreError::Lock(format!("{}: {e}", path.display())))?;
+        Ok(SetupGuard { _lock: lock })
+    }
+
+    /// Register a session of `pid` in `env_id`; `init` is the session's init process, if any.
+    pub fn begin_session(&self, env_id: &str, pid: u32, init: Option<u32>) -> Result<SessionGuard> {
         let _l = self.lock_exclusive()?;
         self.read_meta_raw(env_id)?;
-        let start_time = process_start_time(pid)
-            .ok_or_else(|| StoreError::Invalid(format!("process {pid} does not exist")))?;
+        let start_time = process_start_time(pid);
         let dir = self.layout.sessions(env_id);
         fs::create_dir_all(&dir).map_err(io_at("create", &dir))?;
         let lock_path = self.session_lock_path(env_id);
@@ -70,19 +138,31 @@ impl Store {
         let lock = Flock::lock(f, FlockArg::LockSharedNonblock).map_err(|(_, e)| {
             StoreError::Lock(format!("session lock {}: {e}", lock_path.display()))
         })?;
+        let Some(start_time) = start_time else {
+            // Already over (a command that exits at once): a guard without a record.
+            return Ok(SessionGuard {
+                record: None,
+                keep_record: false,
+                _lock: lock,
+            });
+        };
+        let init_start_time = init.and_then(process_start_time);
         let info = SessionInfo {
             pid,
             start_time,
             started_at: now_rfc3339(),
+            init_pid: init.filter(|_| init_start_time.is_some()),
+            init_start_time,
         };
         let record = dir.join(format!(
             "{}.json",
             crate::fsutil::unique_name(&pid.to_string())
         ));
         let body = serde_json::to_vec(&info).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        write_atomic(&self.layout.tmp, &record, &body)?;
+        write_volatile(&self.layout.tmp, &record, &body)?;
         Ok(SessionGuard {
-            record,
+            record: Some(record),
+            keep_record: false,
             _lock: lock,
         })
     }
@@ -137,8 +217,19 @@ impl Store {
         }
     }
 
-    /// Refuse when the environment is in use.
+    /// Refuse when the environment is in use. Sessions whose workload has ended but whose
+    /// helper is still unmounting the environment are waited for (briefly), so that
+    /// `karapace exec … && karapace commit …` never fails for a session that already ended.
     pub(crate) fn ensure_idle(&self, env_id: &str) -> Result<()> {
+        let deadline = std::time::Instant::now() + ENDING_WAIT;
+        while std::time::Instant::now() < deadline {
+            let sessions = self.sessions(env_id)?;
+            let ending = !sessions.is_empty() && sessions.iter().all(SessionInfo::is_ending);
+            if !ending {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let live = self.live_session_count(env_id)?;
         if live > 0 || self.session_lock_held(env_id)? {
             return Err(StoreError::EnvBusy {
@@ -149,8 +240,8 @@ impl Store {
         Ok(())
     }
 
-    /// Remove records of dead sessions (called by gc).
-    pub(crate) fn prune_dead_sessions(&self, env_id: &str) {
+    /// Remove records of dead sessions (called by gc and before a session starts).
+    pub fn prune_dead_sessions(&self, env_id: &str) {
         let dir = self.layout.sessions(env_id);
         let Ok(rd) = fs::read_dir(&dir) else { return };
         for e in rd.flatten() {

@@ -188,7 +188,7 @@ fn env_lifecycle_names_and_corrupt_metadata() {
 fn sessions_derive_running_and_die_with_their_process() {
     let f = fixture();
     let a = make_env(&f.store, "alpha", &f.base);
-    let g = f.store.begin_session(&a, std::process::id()).unwrap();
+    let g = f.store.begin_session(&a, std::process::id(), None).unwrap();
     assert_eq!(f.store.env(&a).unwrap().state, EnvState::Running);
     assert_eq!(f.store.sessions(&a).unwrap().len(), 1);
     assert!(matches!(
@@ -207,7 +207,7 @@ fn sessions_derive_running_and_die_with_their_process() {
         .arg("30")
         .spawn()
         .unwrap();
-    let g = f.store.begin_session(&a, child.id()).unwrap();
+    let g = f.store.begin_session(&a, child.id(), None).unwrap();
     std::mem::forget(g); // as if karapace itself was killed: record and lock file stay
     assert_eq!(f.store.sessions(&a).unwrap().len(), 1);
     child.kill().unwrap();

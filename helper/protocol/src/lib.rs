@@ -12,7 +12,7 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of any message type.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame body either side accepts (1 MiB). A request is a few KiB;
 /// anything near this is hostile or broken.
@@ -26,6 +26,8 @@ pub mod limits {
     pub const MAX_ENV: usize = 4096;
     pub const MAX_BINDS: usize = 256;
     pub const MAX_DEVICES: usize = 64;
+    /// Sessions a request may offer to join.
+    pub const MAX_JOIN: usize = 64;
     /// Longest single string (argument, env entry, path).
     pub const MAX_STRING: usize = 64 * 1024;
     pub const MAX_HOSTNAME: usize = 64;
@@ -134,6 +136,22 @@ pub struct RunSpec {
     /// Host paths under which bind sources are allowed (policy, validated by
     /// the core; the helper re-checks every source against it).
     pub allowed_mount_prefixes: Vec<PathBuf>,
+    /// Running sessions of the same environment, tried in order. When one is
+    /// still alive, the workload joins its user, mount, UTS, IPC (and
+    /// network) namespaces instead of mounting the overlay a second time
+    /// (two overlay mounts must never share an upper directory) and gets a
+    /// private pid namespace and `/proc`. Empty: a fresh environment.
+    pub join: Vec<JoinTarget>,
+}
+
+/// A running session's init process, as recorded by the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTarget {
+    /// Host pid of the session's init process (from [`Reply::Started`]).
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (`/proc/<pid>/stat` field 22),
+    /// so a recycled pid is never joined.
+    pub start_time: u64,
 }
 
 /// Where the writable layer lives.
@@ -241,6 +259,10 @@ pub enum Refusal {
     Setup { step: String, errno: i32 },
     #[error("cannot execute {argv0:?}: errno {errno}")]
     Exec { argv0: String, errno: i32 },
+    #[error("none of the sessions to join is running any more")]
+    NoJoinTarget,
+    #[error("process {pid} is not a session of this user's environment: {why}")]
+    BadJoinTarget { pid: u32, why: String },
 }
 
 /// Frame codec error.
@@ -340,6 +362,7 @@ mod tests {
             capabilities: Capabilities::None,
             tty: false,
             allowed_mount_prefixes: vec![],
+            join: vec![],
         }
     }
 

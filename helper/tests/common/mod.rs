@@ -76,6 +76,7 @@ pub fn spec(store: &Store, argv: &[&str]) -> RunSpec {
         capabilities: karapace_helper_client::Capabilities::None,
         tty: false,
         allowed_mount_prefixes: vec![],
+        join: vec![],
     }
 }
 

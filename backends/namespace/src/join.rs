@@ -1,0 +1,207 @@
+//! Joining a running session of the same environment.
+//!
+//! Two overlay mounts must never share an upper directory (the kernel calls
+//! it undefined behaviour), so a second session of an environment does not
+//! mount the overlay again: it enters the user, mount, UTS, IPC (and
+//! network) namespaces of a running session's init process through a pidfd,
+//! copies that mount namespace, and gets a pid namespace and `/proc` of its
+//! own. The overlay then stays mounted until the last session ends, and
+//! every session sees the others' writes at once.
+//!
+//! The target comes from the core's session records, so the helper checks it
+//! before joining anything: the pid still names the recorded process (start
+//! time), it runs as the caller, it lives in a user and mount namespace other
+//! than the helper's, and its root is an overlay (or fuse-overlayfs) mount.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+use karapace_protocol::{JoinTarget, Network, Refusal};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::statfs::{FsType, statfs};
+use nix::sys::wait::waitpid;
+use nix::unistd::{Pid, pipe2};
+
+use crate::{Launched, Prepared, Step, init, sys};
+
+const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+
+/// A checked join target, pinned by its pidfd.
+pub struct Target {
+    pidfd: OwnedFd,
+}
+
+enum Verdict {
+    /// The process has exited (or its pid was recycled): try the next one.
+    Gone,
+    /// Something that is not a session of this user's environment.
+    Bad(String),
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The four ids of a `Uid:` or `Gid:` line of `/proc/<pid>/status`.
+fn status_ids(status: &str, key: &str) -> Option<Vec<u32>> {
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..]
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect()
+}
+
+fn same_ns(pid: u32, ns: &str) -> Result<bool, Verdict> {
+    let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{ns}")).map_err(|_| Verdict::Gone)?;
+    let ours = std::fs::metadata(format!("/proc/self/ns/{ns}"))
+        .map_err(|e| Verdict::Bad(format!("own {ns} namespace: {e}")))?;
+    Ok((theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()))
+}
+
+fn check(t: JoinTarget, uid: u32, gid: u32) -> Result<Target, Verdict> {
+    let pid = i32::try_from(t.pid).map_err(|_| Verdict::Bad("pid out of range".into()))?;
+    if pid <= 1 {
+        return Err(Verdict::Bad("not a session process".into()));
+    }
+    // Pin first, then check: if the pid was recycled before the pidfd was
+    // opened, the start time differs; if the process dies afterwards, setns
+    // fails with ESRCH instead of entering another process's namespaces.
+    let pidfd = sys::pidfd_open(pid).map_err(|_| Verdict::Gone)?;
+    if start_time(t.pid) != Some(t.start_time) {
+        return Err(Verdict::Gone);
+    }
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| Verdict::Gone)?;
+    let uids = status_ids(&status, "Uid:").unwrap_or_default();
+    let gids = status_ids(&status, "Gid:").unwrap_or_default();
+    if uids.len() != 4 || uids.iter().any(|&u| u != uid) {
+        return Err(Verdict::Bad(format!("runs as uid {uids:?}, not {uid}")));
+    }
+    if gids.len() != 4 || gids.iter().any(|&g| g != gid) {
+        return Err(Verdict::Bad(format!("runs as gid {gids:?}, not {gid}")));
+    }
+    for ns in ["user", "mnt"] {
+        if same_ns(t.pid, ns)? {
+            return Err(Verdict::Bad(format!("shares the helper's {ns} namespace")));
+        }
+    }
+    let fs = statfs(format!("/proc/{pid}/root").as_str()).map_err(|_| Verdict::Gone)?;
+    let magic = fs.filesystem_type();
+    if magic != FsType(OVERLAYFS_SUPER_MAGIC) && magic != FsType(FUSE_SUPER_MAGIC) {
+        return Err(Verdict::Bad("its root is not an overlay".into()));
+    }
+    Ok(Target { pidfd })
+}
+
+/// The first target that is still running, checked.
+pub fn open_target(targets: &[JoinTarget], uid: u32, gid: u32) -> Result<Target, Refusal> {
+    for t in targets {
+        match check(*t, uid, gid) {
+            Ok(target) => return Ok(target),
+            Err(Verdict::Gone) => {}
+            Err(Verdict::Bad(why)) => return Err(Refusal::BadJoinTarget { pid: t.pid, why }),
+        }
+    }
+    Err(Refusal::NoJoinTarget)
+}
+
+fn kill_and_reap(pid: Pid) {
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = waitpid(pid, None);
+}
+
+/// Starts a session inside `target`'s namespaces. The caller must be
+/// single-threaded and must have blocked [`crate::blocked_set`].
+///
+/// A middle process enters the namespaces and unshares a mount and a pid
+/// namespace; the pid namespace only applies to its children, so it forks
+/// the session's init (pid 1) and exits. The helper is a child subreaper, so
+/// the init is re-parented to it and the helper waits for it exactly as for
+/// a fresh environment.
+pub fn launch(p: &Prepared, target: &Target) -> Result<Launched, Refusal> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| Step("subreaper", e))?;
+    let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
+    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
+    let (pid_r, pid_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
+    match sys::fork().map_err(|e| Step("fork", e))? {
+        sys::Forked::Child => {
+            drop((ev_r, go_w, pid_r));
+            let code = middle(p, target, ev_w, go_r, pid_w);
+            sys::exit_now(code)
+        }
+        sys::Forked::Parent(middle_pid) => {
+            drop((ev_w, go_r, pid_w));
+            let mut buf = [0u8; 4];
+            let got = File::from(pid_r).read_exact(&mut buf);
+            // The middle process exits right after reporting; once it is
+            // reaped, its child is ours.
+            let _ = waitpid(middle_pid, None);
+            if got.is_err() {
+                // It failed before forking; the reason is on the event pipe.
+                return Ok(Launched {
+                    init: middle_pid,
+                    events: File::from(ev_r),
+                    keepalive: None,
+                });
+            }
+            let init = Pid::from_raw(i32::from_le_bytes(buf));
+            let mut go = File::from(go_w);
+            if go.write_all(&[1]).is_err() {
+                kill_and_reap(init);
+                return Err(Step("release init", Errno::EPIPE).into());
+            }
+            Ok(Launched {
+                init,
+                events: File::from(ev_r),
+                keepalive: Some(go),
+            })
+        }
+    }
+}
+
+/// The middle process: enter, unshare, fork the init, report its pid.
+fn middle(p: &Prepared, target: &Target, ev: OwnedFd, go: OwnedFd, pid_w: OwnedFd) -> i32 {
+    let mut events = File::from(ev);
+    let fail = |events: &mut File, s: Step| {
+        let _ = karapace_protocol::write_frame(events, &karapace_protocol::Reply::Failed(s.into()));
+        1
+    };
+    let mut flags = CloneFlags::CLONE_NEWUSER
+        | CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC;
+    if p.network == Network::Isolated {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    if let Err(e) = setns(target.pidfd.as_fd(), flags) {
+        return fail(&mut events, Step("join session namespaces", e));
+    }
+    // A private copy of the session's mount tree (for our own /proc) and a
+    // pid namespace of our own, owned by the environment's user namespace.
+    if let Err(e) = unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID) {
+        return fail(&mut events, Step("unshare", e));
+    }
+    match sys::fork() {
+        Ok(sys::Forked::Child) => {
+            drop(pid_w);
+            let code = init::run_joined(p, events, go);
+            sys::exit_now(code)
+        }
+        Ok(sys::Forked::Parent(child)) => {
+            let mut w = File::from(pid_w);
+            if w.write_all(&child.as_raw().to_le_bytes()).is_err() {
+                let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                return 1;
+            }
+            0
+        }
+        Err(e) => fail(&mut events, Step("fork", e)),
+    }
+}
