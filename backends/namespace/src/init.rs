@@ -105,7 +105,6 @@ pub fn run_joined(p: &Prepared, events: File, go: OwnedFd) -> i32 {
     let result = wait_release(go).and_then(|()| {
         timings.namespaces = now_ns();
         rootfs::remount_proc()?;
-        step_chdir_root()?;
         timings.mounts = now_ns();
         Ok(())
     });
@@ -114,10 +113,6 @@ pub fn run_joined(p: &Prepared, events: File, go: OwnedFd) -> i32 {
         return 1;
     }
     supervise(p, &mut ev, timings)
-}
-
-fn step_chdir_root() -> Result<(), Step> {
-    nix::unistd::chdir("/").map_err(|e| Step("chdir /", e))
 }
 
 fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings) -> i32 {

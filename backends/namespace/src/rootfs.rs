@@ -452,7 +452,7 @@ fn proc_read_only(r: BorrowedFd<'_>) -> Result<(), Step> {
     Ok(())
 }
 
-/// A joined session's `/proc`: mounted over the one of the session it
+/// A joined session's `/proc` (and its working directory, `/`): mounted over the one of the session it
 /// joined (that one shows the other session's pid namespace). The kernel
 /// only allows a new procfs where a fully visible one exists, so the old
 /// mount stays underneath, covered.
@@ -478,7 +478,8 @@ pub fn remount_proc() -> Result<(), Step> {
             Mode::empty(),
         ),
     )?;
-    proc_read_only(root.as_fd())
+    proc_read_only(root.as_fd())?;
+    step("chdir /", nix::unistd::chdir("/"))
 }
 
 /// Step 4: `pivot_root` into the new root and detach the old one.

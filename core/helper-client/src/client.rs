@@ -167,12 +167,7 @@ fn accept(listener: &Listener, child: &mut Child) -> Result<Stream, HelperError>
 /// spawn and stay installed, so afterwards those signals no longer terminate
 /// the calling process by default: a CLI should exit once the session is over.
 pub fn spawn(spec: &RunSpec, stdio: StdioMode) -> Result<Session, HelperError> {
-    let (i, o) = match stdio {
-        StdioMode::Inherit => (Stdio::inherit(), Stdio::inherit()),
-        StdioMode::CaptureStdout => (Stdio::null(), Stdio::piped()),
-        StdioMode::Null => (Stdio::null(), Stdio::null()),
-    };
-    spawn_with(spec, i, o, Stdio::inherit())
+    prespawn(stdio)?.run(spec)
 }
 
 /// [`spawn`] with explicit stdio for the workload (a piped stdout is
@@ -429,14 +424,13 @@ impl Session {
             crate::terminal::restore_foreground();
         }
         let stdout = self.stdout.take().and_then(|t| t.join().ok());
-        let (status, timings) = match (result, helper_status.as_ref()) {
+        let exited = helper_status.is_some();
+        let (status, timings) = match (result, helper_status) {
             (Ok(r), _) => r,
             (Err(HelperError::Protocol(karapace_protocol::FrameError::Closed)), Some(st)) => {
                 // The helper died without a report (e.g. SIGKILL from stop).
                 use std::os::unix::process::ExitStatusExt;
-                let st = st.as_ref().map_err(|e| {
-                    HelperError::Socket(std::io::Error::new(e.kind(), e.to_string()))
-                })?;
+                let st = st.map_err(HelperError::Socket)?;
                 match (st.code(), st.signal()) {
                     (_, Some(sig)) => (WaitStatus::Signaled(sig), Timings::default()),
                     (Some(c), None) => {
@@ -447,7 +441,6 @@ impl Session {
             }
             (Err(e), _) => return Err(e),
         };
-        let exited = helper_status.is_some();
         Ok((
             RunOutcome {
                 status,
