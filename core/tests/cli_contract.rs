@@ -4,9 +4,9 @@ mod common;
 
 use std::fs;
 use std::io::Write;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
-use common::{Kp, code, stderr, stdout};
+use common::{BIN, Kp, code, stderr, stdout};
 
 #[test]
 fn version_and_help() {
@@ -515,4 +515,86 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+/// `karapace` runs `exec`/`enter` itself and hands everything else to `karapace-cli`: both must
+/// answer every run line identically (output, errors, exit codes).
+#[test]
+fn the_fast_front_and_the_complete_cli_agree() {
+    const FULL: &str = env!("CARGO_BIN_EXE_karapace-cli");
+    let kp = Kp::new();
+    let id = kp.build_mock("karapace.toml", &[], None);
+    let store = kp.store();
+    let store = store.to_str().unwrap();
+    let store_eq = format!("--store={store}");
+    let lines: Vec<Vec<&str>> = vec![
+        vec![
+            "--store",
+            store,
+            "exec",
+            &id,
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ],
+        vec![
+            "exec",
+            &id,
+            &store_eq,
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "echo $KARAPACE_ENV",
+        ],
+        vec!["--store", store, "exec", "no-such-env", "--", "true"],
+        vec!["--store", store, "enter", "no-such-env"],
+        vec!["--store", store, "enter", "no-such-env", "--", "true"],
+        vec!["--store=", "exec", &id, "--", "true"],
+        vec!["--store", store, "exec", &id],
+        vec!["--store", store, "exec", &id, "true"],
+        vec![
+            "--store", store, "exec", &id, "--json", "--json", "--", "true",
+        ],
+        vec!["--store", store, "exec", "--help"],
+    ];
+    for args in &lines {
+        let run = |bin: &str| {
+            Command::new(bin)
+                .args(args)
+                .current_dir(kp.work())
+                .env_remove("KARAPACE_LOG")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        let (front, full) = (run(BIN), run(FULL));
+        assert_eq!(code(&front), code(&full), "{args:?}");
+        assert_eq!(stdout(&front), stdout(&full), "{args:?}");
+        assert_eq!(stderr(&front), stderr(&full), "{args:?}");
+    }
+    // Delegated lines keep `karapace` as the program name in usage text.
+    let out = Command::new(BIN).args(["exec", "x"]).output().unwrap();
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("Usage: karapace exec"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_missing_complete_cli_is_a_clear_error() {
+    let out = Command::new(BIN)
+        .arg("list")
+        .env("KARAPACE_CLI", "/nonexistent/karapace-cli")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("cannot run /nonexistent/karapace-cli"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -9,10 +9,9 @@ use landlock::{
     ABI, Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
     RulesetCreatedAttr, Scope,
 };
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch, sock_filter,
-};
+use seccompiler::BpfProgram;
+
+use crate::bpf::{self, Rule, Verdict};
 
 /// Newest Landlock ABI we know; older kernels get the best-effort subset.
 const LANDLOCK_ABI: ABI = ABI::V6;
@@ -117,106 +116,66 @@ pub enum ConfineError {
     NoNewPrivs(nix::errno::Errno),
 }
 
-fn eq(arg: u8, value: u64) -> Result<SeccompCondition, ConfineError> {
-    // Dword compares only the low 32 bits, which is what the kernel uses for
-    // an ioctl request number: high garbage bits cannot sneak past.
-    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
-        .map_err(|e| ConfineError::Seccomp(e.to_string()))
-}
-
-fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, ConfineError> {
-    SeccompRule::new(conds).map_err(|e| ConfineError::Seccomp(e.to_string()))
-}
-
-/// The EPERM filter. `control` adds [`DENIED_CONTROL`] and refuses every clone.
-pub fn eperm_filter(control: bool) -> Result<BpfProgram, ConfineError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for (_, nr) in DENIED {
-        rules.insert(*nr, vec![]);
+/// The seccomp policy: ENOSYS for `clone3` (its flags live in memory a
+/// filter cannot read; libc then falls back to `clone`, whose flags are
+/// checked) and for the whole x32 range (the same kernel entry points under
+/// other numbers); EPERM for [`DENIED`], for `ioctl` `TIOCSTI`/`TIOCLINUX`,
+/// and for `clone` with namespace flags; foreign architectures are killed.
+/// `control` adds [`DENIED_CONTROL`] and refuses every `clone`.
+pub fn policy(control: bool) -> Result<bpf::Policy, ConfineError> {
+    let nr = |n: i64| u32::try_from(n).map_err(|_| ConfineError::Seccomp(format!("syscall {n}")));
+    let eperm = Verdict::Errno(u16::try_from(libc::EPERM).unwrap_or(1));
+    let enosys = Verdict::Errno(u16::try_from(libc::ENOSYS).unwrap_or(38));
+    let mut rules = BTreeMap::new();
+    for (_, n) in DENIED {
+        rules.insert(nr(*n)?, Rule::Always(eperm));
     }
+    rules.insert(nr(libc::SYS_clone3)?, Rule::Always(enosys));
     // Terminal injection: TIOCSTI pushes input into the controlling
     // terminal; TIOCLINUX can do the same on virtual consoles.
     rules.insert(
-        libc::SYS_ioctl,
-        vec![
-            rule(vec![eq(1, libc::TIOCSTI)?])?,
-            rule(vec![eq(1, libc::TIOCLINUX)?])?,
-        ],
+        nr(libc::SYS_ioctl)?,
+        Rule::ArgIn {
+            arg: 1,
+            values: [libc::TIOCSTI, libc::TIOCLINUX]
+                .iter()
+                .map(|r| u32::try_from(*r).unwrap_or(u32::MAX))
+                .collect(),
+            verdict: eperm,
+        },
     );
     if control {
-        for (_, nr) in DENIED_CONTROL {
-            rules.insert(*nr, vec![]);
+        for (_, n) in DENIED_CONTROL {
+            rules.insert(nr(*n)?, Rule::Always(eperm));
         }
     } else {
-        let mut clone_rules = Vec::new();
-        for flag in CLONE_NS_FLAGS {
-            let bits = u64::from(flag.cast_unsigned());
-            clone_rules.push(rule(vec![
-                SeccompCondition::new(
-                    0,
-                    SeccompCmpArgLen::Qword,
-                    SeccompCmpOp::MaskedEq(bits),
-                    bits,
-                )
-                .map_err(|e| ConfineError::Seccomp(e.to_string()))?,
-            ])?);
-        }
-        rules.insert(libc::SYS_clone, clone_rules);
+        let mask = CLONE_NS_FLAGS
+            .iter()
+            .fold(0u32, |m, f| m | f.cast_unsigned());
+        rules.insert(
+            nr(libc::SYS_clone)?,
+            Rule::ArgAnyBit {
+                arg: 0,
+                mask,
+                verdict: eperm,
+            },
+        );
     }
-    let filter = SeccompFilter::new(
+    Ok(bpf::Policy {
+        arch: AUDIT_ARCH_X86_64,
+        foreign_arch: Verdict::KillProcess,
+        high_range: Some((X32_SYSCALL_BIT, enosys)),
         rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM.cast_unsigned()),
-        TargetArch::x86_64,
-    )
-    .map_err(|e| ConfineError::Seccomp(e.to_string()))?;
-    BpfProgram::try_from(filter).map_err(|e| ConfineError::Seccomp(e.to_string()))
+    })
 }
 
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 
-fn stmt(code: u16, k: u32) -> sock_filter {
-    sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
-    sock_filter { code, jt, jf, k }
-}
-
-/// A hand-written prelude run before the EPERM filter: ENOSYS for `clone3`
-/// (its flags live in memory a filter cannot read; libc then falls back to
-/// `clone`, whose flags the EPERM filter checks) and for the whole x32
-/// syscall range, which would otherwise reach the same kernel entry points
-/// under different numbers. Every other call falls through to the next
-/// instruction, the first of the EPERM filter (which loads what it needs
-/// itself and kills foreign architectures).
-fn enosys_prelude() -> Vec<sock_filter> {
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const JGE_K: u16 = 0x35;
-    const RET_K: u16 = 0x06;
-    let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS.cast_unsigned();
-    vec![
-        stmt(LD_W_ABS, 4),                    // 0: seccomp_data.arch
-        jump(JEQ_K, AUDIT_ARCH_X86_64, 0, 4), // 1: other arches → 6
-        stmt(LD_W_ABS, 0),                    // 2: seccomp_data.nr
-        jump(JGE_K, X32_SYSCALL_BIT, 1, 0),   // 3: x32 → 5
-        jump(JEQ_K, u32::try_from(libc::SYS_clone3).unwrap_or(435), 0, 1), // 4: → 5 / 6
-        stmt(RET_K, enosys),                  // 5
-    ] // 6: the EPERM filter
-}
-
 /// The complete filter: one program, so the kernel runs (and JIT-compiles)
 /// a single filter per system call.
 pub fn filter(control: bool) -> Result<BpfProgram, ConfineError> {
-    let mut prog = enosys_prelude();
-    prog.extend(eperm_filter(control)?);
-    Ok(prog)
+    bpf::compile(&policy(control)?).map_err(|e| ConfineError::Seccomp(e.to_string()))
 }
 
 /// Both filters, compiled once in the helper before it forks, so the init
@@ -398,13 +357,173 @@ pub fn confine_control() -> Result<(), ConfineError> {
 mod tests {
     use super::*;
 
+    use crate::bpf::emulate::{Data, run};
+    use seccompiler::{
+        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+        SeccompRule, TargetArch, sock_filter,
+    };
+
+    /// The same policy written the straightforward way, with seccompiler's
+    /// linear filter behind a hand-written ENOSYS prelude (what this backend
+    /// shipped before the search-tree generator): the reference the
+    /// generated programs must agree with on every input.
+    fn reference(control: bool) -> Vec<sock_filter> {
+        let eq = |arg: u8, v: u64| {
+            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, v).unwrap()
+        };
+        let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+        for (_, nr) in DENIED {
+            rules.insert(*nr, vec![]);
+        }
+        rules.insert(
+            libc::SYS_ioctl,
+            vec![
+                SeccompRule::new(vec![eq(1, libc::TIOCSTI)]).unwrap(),
+                SeccompRule::new(vec![eq(1, libc::TIOCLINUX)]).unwrap(),
+            ],
+        );
+        if control {
+            for (_, nr) in DENIED_CONTROL {
+                rules.insert(*nr, vec![]);
+            }
+        } else {
+            let clone = CLONE_NS_FLAGS
+                .iter()
+                .map(|f| {
+                    let bits = u64::from(f.cast_unsigned());
+                    let c = SeccompCondition::new(
+                        0,
+                        SeccompCmpArgLen::Qword,
+                        SeccompCmpOp::MaskedEq(bits),
+                        bits,
+                    )
+                    .unwrap();
+                    SeccompRule::new(vec![c]).unwrap()
+                })
+                .collect();
+            rules.insert(libc::SYS_clone, clone);
+        }
+        let linear: Vec<sock_filter> = SeccompFilter::new(
+            rules,
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::EPERM.cast_unsigned()),
+            TargetArch::x86_64,
+        )
+        .unwrap()
+        .try_into()
+        .unwrap();
+        let s = |code, k| sock_filter {
+            code,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let j = |code, k, jt, jf| sock_filter { code, jt, jf, k };
+        let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS.cast_unsigned();
+        let mut prog = vec![
+            s(0x20, 4),
+            j(0x15, AUDIT_ARCH_X86_64, 0, 4),
+            s(0x20, 0),
+            j(0x35, X32_SYSCALL_BIT, 1, 0),
+            j(0x15, 435, 0, 1),
+            s(0x06, enosys),
+        ];
+        prog.extend(linear);
+        prog
+    }
+
+    /// Inputs: every syscall number up to 600 and a spread of x32 and
+    /// out-of-range numbers, each with argument vectors that hit or miss
+    /// the argument rules (including high garbage bits), on three
+    /// architectures.
+    fn inputs() -> Vec<Data> {
+        let mut nrs: Vec<u32> = (0..600).collect();
+        nrs.extend([
+            0x4000_0000,
+            0x4000_0001,
+            0x4000_0038,
+            0x4000_00a5,
+            0x7fff_ffff,
+            u32::MAX,
+        ]);
+        let mut args: Vec<[u64; 6]> = vec![[0; 6], [u64::MAX; 6]];
+        for req in [libc::TIOCSTI, libc::TIOCLINUX, libc::TIOCGWINSZ] {
+            args.push([0, req, 0, 0, 0, 0]);
+            args.push([0, req | 0xffff_ffff_0000_0000, 0, 0, 0, 0]);
+        }
+        for f in CLONE_NS_FLAGS {
+            let f = u64::from(f.cast_unsigned());
+            args.push([f | u64::from(libc::SIGCHLD.cast_unsigned()), 0, 0, 0, 0, 0]);
+        }
+        args.push([0x0120_0011, 0, 0, 0, 0, 0]); // fork()'s flags
+        args.push([0xffff_ffff_0000_0011, 0, 0, 0, 0, 0]);
+        let mut out = Vec::new();
+        for arch in [AUDIT_ARCH_X86_64, 0x4000_0003, 0xC000_00B7] {
+            for nr in &nrs {
+                for a in &args {
+                    out.push(Data {
+                        nr: *nr,
+                        arch,
+                        args: *a,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     #[test]
-    fn filters_compile_and_stay_small() {
-        let w = eperm_filter(false).unwrap();
-        let c = eperm_filter(true).unwrap();
-        assert!(w.len() < 512 && c.len() < 512, "{} {}", w.len(), c.len());
-        assert_eq!(enosys_prelude().len(), 6);
-        assert_eq!(filter(false).unwrap().len(), w.len() + 6);
+    fn generated_filters_agree_with_the_linear_reference() {
+        for control in [false, true] {
+            let ours = filter(control).unwrap();
+            let theirs = reference(control);
+            let (mut worst_ours, mut worst_theirs) = (0, 0);
+            for d in inputs() {
+                let (a, sa) = run(&ours, &d);
+                let (b, sb) = run(&theirs, &d);
+                assert_eq!(a, b, "control={control} {d:?}");
+                worst_ours = worst_ours.max(sa);
+                worst_theirs = worst_theirs.max(sb);
+            }
+            // The point of the search tree: short paths for every call.
+            assert!(worst_ours <= 16, "{worst_ours}");
+            assert!(
+                worst_ours * 4 < worst_theirs,
+                "{worst_ours} vs {worst_theirs}"
+            );
+        }
+    }
+
+    #[test]
+    fn denied_calls_get_eperm_and_ordinary_calls_pass() {
+        let prog = filter(false).unwrap();
+        let call = |nr: i64| {
+            run(
+                &prog,
+                &Data {
+                    nr: u32::try_from(nr).unwrap(),
+                    arch: AUDIT_ARCH_X86_64,
+                    args: [0; 6],
+                },
+            )
+            .0
+        };
+        let eperm = libc::SECCOMP_RET_ERRNO | libc::EPERM.cast_unsigned();
+        for (name, nr) in DENIED {
+            assert_eq!(call(*nr), eperm, "{name}");
+        }
+        for nr in [
+            libc::SYS_read,
+            libc::SYS_openat,
+            libc::SYS_execve,
+            libc::SYS_ptrace,
+        ] {
+            assert_eq!(call(nr), libc::SECCOMP_RET_ALLOW, "{nr}");
+        }
+        assert_eq!(
+            call(libc::SYS_clone3),
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS.cast_unsigned()
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! itself and reaps. Progress is reported to the caller as protocol frames
 //! on a pipe.
 
+mod bpf;
 mod confine;
 mod idmap;
 mod init;

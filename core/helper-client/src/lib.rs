@@ -23,7 +23,7 @@ pub use karapace_protocol::{
     BindMount, Capabilities, IdMapMode, Identity, JoinTarget, Limits, Network, Refusal, RunSpec,
     Timings, Upper, WaitStatus,
 };
-pub use stop::{StopError, StopOutcome, process_start_time, stop_session};
+pub use stop::{StopError, StopOutcome, process_start_time, stop_session, wait_process_exit};
 
 /// Errors of the helper client. [`HelperError::exit_code`] classifies them.
 #[derive(Debug, thiserror::Error)]

@@ -50,6 +50,23 @@ fn wait_exit(fd: &std::os::fd::OwnedFd, timeout: Duration) -> bool {
     }
 }
 
+/// Waits (at most `timeout`) until process `pid`, started at `start_time`,
+/// has exited; true when it has (or was already gone). Woken by the kernel
+/// the moment it exits, through a pidfd, rather than by polling.
+pub fn wait_process_exit(pid: u32, start_time: u64, timeout: Duration) -> bool {
+    let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return true;
+    };
+    let Ok(fd) = pidfd_open(raw, PidfdFlags::empty()) else {
+        return true; // no such process
+    };
+    // Checked after pinning: the pid cannot be recycled while the pidfd is open.
+    if process_start_time(pid) != Some(start_time) {
+        return true;
+    }
+    wait_exit(&fd, timeout)
+}
+
 /// Stops the session whose helper runs as `pid`: SIGTERM (relayed by the
 /// helper to the workload), then SIGKILL after `grace` (the helper's death
 /// kills the whole environment). The process is pinned with a pidfd, and

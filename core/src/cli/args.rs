@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Deterministic, isolated development environments from a declarative manifest.
 #[derive(Debug, Parser)]
-#[command(name = "karapace", version, about, long_about = None, propagate_version = true)]
+#[command(name = "karapace", bin_name = "karapace", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,

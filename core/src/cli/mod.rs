@@ -3,6 +3,7 @@
 
 pub mod args;
 mod cmd;
+pub mod fast;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -48,15 +49,19 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    // Absolute once, here: every path derived from the root (layer trees, uppers) then is too,
-    // which the helper requires.
-    let root = std::path::absolute(store_root(cli.global.store.as_deref())?)
-        .map_err(|e| CoreError::io("cannot resolve the store path", e))?;
-    let ctx = Ctx {
-        global: cli.global,
-        engine: Engine::new(root),
-    };
+    let ctx = context(cli.global)?;
     cmd::dispatch(&ctx, cli.command)
+}
+
+/// The engine over the chosen store. The root is made absolute once, here: every path derived
+/// from it (layer trees, uppers) then is too, which the helper requires.
+fn context(global: GlobalArgs) -> Result<Ctx> {
+    let root = std::path::absolute(store_root(global.store.as_deref())?)
+        .map_err(|e| CoreError::io("cannot resolve the store path", e))?;
+    Ok(Ctx {
+        global,
+        engine: Engine::new(root),
+    })
 }
 
 /// `--store`, else `~/.local/share/karapace`. A leading `~/` expands to `$HOME`.

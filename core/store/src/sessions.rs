@@ -228,7 +228,7 @@ impl Store {
             if !ending {
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let live = self.live_session_count(env_id)?;
         if live > 0 || self.session_lock_held(env_id)? {
