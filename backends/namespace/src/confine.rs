@@ -2,7 +2,6 @@
 //! for the helper's own long-lived processes.
 
 use std::collections::BTreeMap;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use landlock::{
@@ -288,17 +287,11 @@ pub fn landlock_workload(writable: &[PathBuf]) -> Result<(), ConfineError> {
         let Ok(fd) = PathFd::new(path) else {
             continue; // optional path absent in this image
         };
-        // fstat of the open descriptor: no second path walk.
-        let is_dir = nix::sys::stat::fstat(fd.as_fd()).is_ok_and(|st| {
-            nix::sys::stat::SFlag::from_bits_truncate(st.st_mode) & nix::sys::stat::SFlag::S_IFMT
-                == nix::sys::stat::SFlag::S_IFDIR
-        });
-        let access = if is_dir {
-            AccessFs::from_all(abi)
-        } else {
-            AccessFs::from_file(abi)
-        };
-        rs = rs.add_rule(PathBeneath::new(fd, access)).map_err(ll)?;
+        // For a file (a device node) the crate narrows this to the file rights
+        // (best-effort mode) after its own fstat: no second check here.
+        rs = rs
+            .add_rule(PathBeneath::new(fd, AccessFs::from_all(abi)))
+            .map_err(ll)?;
     }
     rs.restrict_self().map_err(ll)?;
     Ok(())
