@@ -325,6 +325,12 @@ pub fn workload_writable(extra: &[PathBuf]) -> Vec<PathBuf> {
             if matches!(name.to_str(), Some("proc" | "sys" | "dev")) {
                 continue;
             }
+            // A top-level symlink (`/bin` → `usr/bin` on merged-/usr systems) needs no rule:
+            // access through it is checked on its target, which lies beneath another
+            // top-level entry (writable, or one of the kernel file systems above).
+            if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                continue;
+            }
             out.push(Path::new("/").join(name));
         }
     }

@@ -235,14 +235,7 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
         )?;
         step("root read-only", sys::make_readonly_recursive(fd.as_fd()))?;
     } else {
-        let mut opts = format!("lowerdir={lowerdir}");
-        if let (Some(u), Some(w)) = (&upper, &work) {
-            let _ = write!(opts, ",upperdir={},workdir={}", u.display(), w.display());
-        }
-        opts.push_str(",userxattr");
-        if volatile {
-            opts.push_str(",volatile");
-        }
+        let opts = overlay_options(&lowerdir, upper.as_deref().zip(work.as_deref()), volatile);
         let kernel = mount(
             Some("overlay"),
             &target,
@@ -262,6 +255,20 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
             Mode::empty(),
         ),
     )
+}
+
+/// Mount options of the overlay root: `lowerdir` is the `:`-joined lower
+/// paths, top-most first.
+fn overlay_options(lowerdir: &str, upper_work: Option<(&Path, &Path)>, volatile: bool) -> String {
+    let mut opts = format!("lowerdir={lowerdir}");
+    if let Some((u, w)) = upper_work {
+        let _ = write!(opts, ",upperdir={},workdir={}", u.display(), w.display());
+    }
+    opts.push_str(",userxattr");
+    if volatile {
+        opts.push_str(",volatile");
+    }
+    opts
 }
 
 /// Older kernels refuse overlayfs in a user namespace: fall back to
@@ -488,4 +495,106 @@ pub fn pivot(root: &OwnedFd) -> Result<(), Step> {
     step("pivot_root", nix::unistd::pivot_root(".", "."))?;
     step("detach old root", umount2(".", MntFlags::MNT_DETACH))?;
     step("chdir /", nix::unistd::chdir("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::process::Command;
+
+    /// Set by the outer test for the inner one.
+    const DIR_ENV: &str = "KARAPACE_FUSE_TEST_DIR";
+
+    fn fuse_usable() -> bool {
+        let tool = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("fuse-overlayfs").is_file()));
+        tool && std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .is_ok()
+    }
+
+    /// The fallback for kernels that refuse overlayfs in a user namespace,
+    /// exercised for real: this test re-runs `fuse_fallback_inner` in a new
+    /// user and mount namespace (`unshare -Urm`; a multi-threaded test
+    /// process cannot unshare a user namespace itself), where it mounts two
+    /// lower layers and an upper directory — named through `/proc/self/fd`
+    /// exactly as the init process names them — with `fuse-overlayfs`.
+    /// Needs `fuse-overlayfs` and a usable `/dev/fuse`; skipped without them
+    /// unless `KARAPACE_TEST_FUSE=1` (set by scripts/test-all) makes their
+    /// absence a failure.
+    #[test]
+    fn fuse_overlayfs_fallback_mounts_the_same_layers() {
+        if !fuse_usable() {
+            assert!(
+                std::env::var_os("KARAPACE_TEST_FUSE").is_none_or(|v| v != "1"),
+                "KARAPACE_TEST_FUSE=1 but fuse-overlayfs or /dev/fuse is not usable"
+            );
+            eprintln!("skipped: fuse-overlayfs or /dev/fuse not usable");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in ["bottom/etc", "top/etc", "upper", "work", "merged"] {
+            std::fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        std::fs::write(d.join("bottom/etc/os"), "bottom").unwrap();
+        std::fs::write(d.join("bottom/etc/only-bottom"), "b").unwrap();
+        std::fs::write(d.join("top/etc/os"), "top").unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new("unshare")
+            .args(["-Urm", "--"])
+            .arg(&exe)
+            .args(["--exact", "rootfs::tests::fuse_fallback_inner", "--ignored"])
+            .env(DIR_ENV, d)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "inner test did not run: {text}");
+        // Writes through the merged view landed in the upper directory only.
+        assert_eq!(
+            std::fs::read_to_string(d.join("upper/etc/new")).unwrap(),
+            "written"
+        );
+        assert!(!d.join("top/etc/new").exists() && !d.join("bottom/etc/new").exists());
+    }
+
+    #[test]
+    #[ignore = "run by fuse_overlayfs_fallback_mounts_the_same_layers in its own namespaces"]
+    fn fuse_fallback_inner() {
+        let d = PathBuf::from(std::env::var_os(DIR_ENV).expect("run by the outer test"));
+        let open = |sub: &str| {
+            nix::fcntl::open(
+                &d.join(sub),
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .unwrap()
+        };
+        let (top, bottom, upper, work) = (open("top"), open("bottom"), open("upper"), open("work"));
+        let lowerdir = format!(
+            "{}:{}",
+            fd_path(top.as_fd()).display(),
+            fd_path(bottom.as_fd()).display()
+        );
+        let (u, w) = (fd_path(upper.as_fd()), fd_path(work.as_fd()));
+        let opts = overlay_options(&lowerdir, Some((&u, &w)), false);
+        let merged = d.join("merged");
+        fuse_overlay_fallback(&opts, &merged).expect("fuse-overlayfs mounts");
+        let os = std::fs::read_to_string(merged.join("etc/os"));
+        let bottom_only = std::fs::read_to_string(merged.join("etc/only-bottom"));
+        let wrote = std::fs::write(merged.join("etc/new"), "written");
+        // Unmount before asserting, so a failure leaves no FUSE daemon behind.
+        let _ = umount2(&merged, MntFlags::MNT_DETACH);
+        assert_eq!(os.unwrap(), "top", "the top layer wins");
+        assert_eq!(bottom_only.unwrap(), "b");
+        wrote.unwrap();
+    }
 }
