@@ -138,8 +138,10 @@ pub fn policy(control: bool) -> Result<bpf::Policy, ConfineError> {
             arg: 1,
             values: [libc::TIOCSTI, libc::TIOCLINUX]
                 .iter()
-                .map(|r| u32::try_from(*r).unwrap_or(u32::MAX))
-                .collect(),
+                .map(|r| {
+                    u32::try_from(*r).map_err(|_| ConfineError::Seccomp(format!("ioctl {r:#x}")))
+                })
+                .collect::<Result<_, _>>()?,
             verdict: eperm,
         },
     );

@@ -232,9 +232,9 @@ fn start_session(
         // Ending sessions usually finish unmounting within a millisecond or two: wake the moment
         // they are gone. (Sessions that can be neither joined nor waited on individually, i.e.
         // recorded without an init process, are polled.)
-        let left = deadline.saturating_duration_since(Instant::now());
         let mut waited = false;
         for s in live.iter().filter(|s| s.is_ending()) {
+            let left = deadline.saturating_duration_since(Instant::now());
             hc::wait_process_exit(s.pid, s.start_time, left);
             waited = true;
         }
