@@ -103,3 +103,41 @@ pub fn stop_session(
     wait_exit(&fd, Duration::from_secs(5));
     Ok(StopOutcome::Killed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn sleeper(secs: &str) -> (std::process::Child, u32, u64) {
+        let child = Command::new("sleep").arg(secs).spawn().unwrap();
+        let pid = child.id();
+        let start = process_start_time(pid).unwrap();
+        (child, pid, start)
+    }
+
+    #[test]
+    fn wait_process_exit_wakes_when_the_process_exits() {
+        let (mut child, pid, start) = sleeper("0.2");
+        let t = Instant::now();
+        assert!(wait_process_exit(pid, start, Duration::from_secs(10)));
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(150), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn wait_process_exit_times_out_and_ignores_other_processes() {
+        let (mut child, pid, start) = sleeper("30");
+        let t = Instant::now();
+        assert!(!wait_process_exit(pid, start, Duration::from_millis(100)));
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        // A different start time means the pid names another process: nothing to wait for.
+        assert!(wait_process_exit(pid, start + 1, Duration::from_secs(10)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Gone (reaped): nothing to wait for either.
+        assert!(wait_process_exit(pid, start, Duration::from_secs(10)));
+    }
+}
