@@ -117,9 +117,12 @@ fn forwarded_signals() -> std::io::Result<Signals> {
 
 fn socket_dir() -> std::io::Result<tempfile::TempDir> {
     // Prefer memory-backed directories: creating and removing a directory
-    // on a disk file system can cost milliseconds. mkdtemp() creates the
-    // directory with mode 0700 under an unpredictable name, which is safe
-    // even inside the sticky, world-writable /dev/shm.
+    // on a disk file system can cost milliseconds. The directory gets an
+    // unpredictable name and mode 0700 (set explicitly: tempfile creates
+    // directories with the default mode, 0755 under the usual umask), which
+    // is safe even inside the sticky, world-writable /dev/shm.
+    use std::os::unix::fs::PermissionsExt;
+    let private = std::fs::Permissions::from_mode(0o700);
     let candidates = [
         std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
         Some(PathBuf::from("/dev/shm")),
@@ -128,12 +131,16 @@ fn socket_dir() -> std::io::Result<tempfile::TempDir> {
         if base.is_dir()
             && let Ok(dir) = tempfile::Builder::new()
                 .prefix("karapace-")
+                .permissions(private.clone())
                 .tempdir_in(&base)
         {
             return Ok(dir);
         }
     }
-    tempfile::Builder::new().prefix("karapace-").tempdir()
+    tempfile::Builder::new()
+        .prefix("karapace-")
+        .permissions(private)
+        .tempdir()
 }
 
 fn accept(listener: &Listener, child: &mut Child) -> Result<Stream, HelperError> {
@@ -477,4 +484,25 @@ pub fn run(spec: &RunSpec, stdio: StdioMode) -> Result<WaitStatus, HelperError> 
 pub fn capture(spec: &RunSpec) -> Result<(WaitStatus, Vec<u8>), HelperError> {
     let out = spawn(spec, StdioMode::CaptureStdout)?.wait()?;
     Ok((out.status, out.stdout.unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_socket_directory_is_private_whatever_the_umask() {
+        let dir = super::socket_dir().unwrap();
+        let meta = std::fs::metadata(dir.path()).unwrap();
+        assert_eq!(
+            meta.permissions().mode() & 0o7777,
+            0o700,
+            "{}",
+            dir.path().display()
+        );
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            nix::unistd::geteuid().as_raw()
+        );
+    }
 }
