@@ -25,7 +25,8 @@ pub fn check() -> Vec<Missing> {
     if read_number("/proc/sys/user/max_user_namespaces") == Some(0) {
         missing.push(Missing {
             what: "user namespaces are disabled (user.max_user_namespaces = 0)".into(),
-            fix: "sysctl -w user.max_user_namespaces=15000, or install karapace-helper in privileged mode".into(),
+            // No privileged-helper alternative to offer yet (docs/security-model.md §3).
+            fix: "sysctl -w user.max_user_namespaces=15000".into(),
         });
     }
     if read_number("/proc/sys/kernel/unprivileged_userns_clone") == Some(0) {
@@ -33,8 +34,7 @@ pub fn check() -> Vec<Missing> {
             what:
                 "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)"
                     .into(),
-            fix: "sysctl -w kernel.unprivileged_userns_clone=1, or use the privileged helper"
-                .into(),
+            fix: "sysctl -w kernel.unprivileged_userns_clone=1".into(),
         });
     }
     if read_number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
