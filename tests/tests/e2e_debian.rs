@@ -722,3 +722,65 @@ fn concurrent_sessions_share_one_environment() {
         );
     }
 }
+
+/// A manifest mount through the CLI and the real helper: a host directory beneath a policy prefix
+/// (the default policy allows the home directory) is visible and writable inside, and the helper
+/// re-checks it beneath that prefix; a mount from outside every prefix is refused before anything
+/// runs.
+#[test]
+fn manifest_mounts_come_from_policy_prefixes_only() {
+    let Some(mirror) = Mirror::fixture() else {
+        return;
+    };
+    let dir = TestDir::new("e2e-mounts");
+    let server = mirror.serve_http();
+    let k = Karapace::new(&dir).image_server(server.url());
+    let home = std::path::PathBuf::from(std::env::var_os("HOME").expect("HOME is set"));
+    let shared = tempfile::Builder::new()
+        .prefix(".karapace-e2e-mount-")
+        .tempdir_in(&home)
+        .unwrap_or_else(|e| panic!("cannot create a directory in {}: {e}", home.display()));
+    std::fs::write(shared.path().join("from-host"), "hello from the host\n").unwrap();
+    let manifest = format!(
+        "{BARE_MANIFEST}\n[mounts]\ndata = \"{}:/data\"\n",
+        shared.path().display()
+    );
+    let built = build(
+        &k,
+        &dir.write_project_file("inside/karapace.toml", &manifest),
+        &[],
+    );
+    let out = k.sh(
+        &built.env_id,
+        "cat /data/from-host; echo written inside > /data/from-env",
+    );
+    assert_eq!(out, "hello from the host\n");
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("from-env")).unwrap(),
+        "written inside\n"
+    );
+
+    // The test directory lives under the temp directory, outside every default prefix.
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    if outside.starts_with(&home) {
+        return; // TMPDIR inside HOME: no path outside the prefixes to try
+    }
+    let manifest = format!(
+        "{BARE_MANIFEST}\n[mounts]\ndata = \"{}:/data\"\n",
+        outside.display()
+    );
+    let refused = build(
+        &k,
+        &dir.write_project_file("outside/karapace.toml", &manifest),
+        &[],
+    );
+    let out = k.exec(&refused.env_id, &["sh", "-c", "echo ran"]);
+    out.assert_code(1);
+    assert!(
+        out.stderr_str()
+            .contains("outside the allowed mount prefixes"),
+        "{out}"
+    );
+    assert!(!out.stdout_str().contains("ran"), "{out}");
+}

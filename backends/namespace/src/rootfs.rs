@@ -140,7 +140,7 @@ fn bind(root: BorrowedFd<'_>, src: &Path, dst: &Path, is_dir: bool, ro: bool) ->
         let mounted = step("bind reopen", open_in_root(root, &relative(dst), false))?;
         step(
             "bind read-only",
-            sys::make_readonly_recursive(mounted.as_fd()),
+            sys::make_readonly_nosuid_recursive(mounted.as_fd()),
         )?;
     }
     Ok(())
@@ -233,7 +233,10 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
             "open root",
             nix::fcntl::open(&target, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()),
         )?;
-        step("root read-only", sys::make_readonly_recursive(fd.as_fd()))?;
+        step(
+            "root read-only",
+            sys::make_readonly_nosuid_recursive(fd.as_fd()),
+        )?;
     } else {
         let opts = overlay_options(&lowerdir, upper.as_deref().zip(work.as_deref()), volatile);
         let kernel = mount(
@@ -279,7 +282,8 @@ fn fuse_overlay_fallback(opts: &str, target: &Path) -> Result<(), Errno> {
     let opts = opts
         .replace("/proc/self/", &format!("/proc/{}/", me.display()))
         .replace(",userxattr", "")
-        .replace(",volatile", "");
+        .replace(",volatile", "")
+        + ",nosuid";
     let status = std::process::Command::new("fuse-overlayfs")
         .arg("-o")
         .arg(opts)
@@ -453,7 +457,7 @@ fn proc_read_only(r: BorrowedFd<'_>) -> Result<(), Step> {
         let again = step("proc ro reopen", open_in_root(r, Path::new(ro), false))?;
         step(
             "proc read-only",
-            sys::make_readonly_recursive(again.as_fd()),
+            sys::make_readonly_nosuid_recursive(again.as_fd()),
         )?;
     }
     Ok(())
@@ -591,10 +595,23 @@ mod tests {
         let os = std::fs::read_to_string(merged.join("etc/os"));
         let bottom_only = std::fs::read_to_string(merged.join("etc/only-bottom"));
         let wrote = std::fs::write(merged.join("etc/new"), "written");
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let options = mountinfo
+            .lines()
+            .find(|l| l.split(' ').nth(4) == merged.to_str())
+            .map(str::to_owned);
         // Unmount before asserting, so a failure leaves no FUSE daemon behind.
         let _ = umount2(&merged, MntFlags::MNT_DETACH);
         assert_eq!(os.unwrap(), "top", "the top layer wins");
         assert_eq!(bottom_only.unwrap(), "b");
         wrote.unwrap();
+        let options = options.expect("the merged mount is in mountinfo");
+        assert!(
+            options
+                .split(' ')
+                .nth(5)
+                .is_some_and(|o| o.split(',').any(|f| f == "nosuid")),
+            "{options}"
+        );
     }
 }

@@ -52,13 +52,14 @@ struct MountAttr {
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
 const AT_RECURSIVE: libc::c_int = 0x8000;
 
-/// Makes the mount tree rooted at `fd` read-only, recursively, without touching
-/// any other (possibly locked) mount flag.
-pub fn make_readonly_recursive(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+/// Makes the mount tree rooted at `fd` read-only and `nosuid`, recursively,
+/// without clearing any other (possibly locked) mount flag.
+pub fn make_readonly_nosuid_recursive(fd: BorrowedFd<'_>) -> Result<(), Errno> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,

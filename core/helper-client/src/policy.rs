@@ -284,11 +284,15 @@ pub fn host_integration(
             path: src.clone(),
             source: e,
         })?;
-        if !policy.mount_prefixes.iter().any(|p| src.starts_with(p)) {
+        let Some(prefix) = policy.mount_prefixes.iter().find(|p| src.starts_with(p)) else {
             return Err(PolicyError::MountNotAllowed(src));
-        }
+        };
         let dst = normalized_target(inside, &req.home)?;
-        s.allowed_mount_prefixes.push(src.clone());
+        // The helper checks every bind source again, beneath the prefixes it is given: hand it
+        // the policy's prefix, not the source itself, so that check is a policy check too.
+        if !s.allowed_mount_prefixes.contains(prefix) {
+            s.allowed_mount_prefixes.push(prefix.clone());
+        }
         s.binds.push(BindMount {
             src,
             dst,
@@ -364,6 +368,8 @@ mod tests {
         req.mounts = vec![("./proj".into(), "/work".into())];
         let s = host_integration(&policy, &req, &[]).unwrap();
         assert_eq!(s.binds[0].src, home.join("proj"));
+        // The helper re-checks against the policy's prefix, not against the source itself.
+        assert_eq!(s.allowed_mount_prefixes, vec![home.clone()]);
         req.mounts = vec![("~/evil".into(), "/x".into())];
         assert!(matches!(
             host_integration(&policy, &req, &[]),
