@@ -4,9 +4,9 @@
 //! Why not just seccompiler's output: it tests the rules one system call
 //! after another, and when a filter is installed the kernel emulates it once
 //! per system-call number to build its "always allowed" cache. For a chain of
-//! ~50 rules that emulation dominated the cost of `seccomp(2)` (≈ 0.2 ms per
+//! ~50 rules that emulation dominated the cost of `seccomp(2)` (0.2–0.3 ms per
 //! process, on the critical path of every `exec`). Here every system call
-//! reaches its verdict after at most ~8 comparisons, so installing is cheap
+//! reaches its verdict after about a dozen instructions at most, so installing is cheap
 //! and so is the per-call run time. seccompiler still installs the program
 //! and stays the reference the tests compare against.
 

@@ -120,7 +120,8 @@ pub struct RunSpec {
     pub env: Vec<(String, String)>,
     /// Working directory inside the environment.
     pub cwd: PathBuf,
-    /// Must be `karapace-<short_id>`-like: `[a-z0-9-]`, at most 64 bytes.
+    /// A host name: ASCII letters, digits, `-` and `.`, not starting with `-`, at most 64 bytes
+    /// (the core sends `karapace-<short_id>` or `karapace-build`).
     pub hostname: String,
     pub binds: Vec<BindMount>,
     /// Host device nodes or directories (under `/dev/dri`, `/dev/snd`, `/dev/nvidia*`).
