@@ -1,7 +1,8 @@
 //! Karapace core: CLI, engine, and the glue between schema, store, images, plugins and helper.
 //!
-//! Front-ends (CLI today; TUI and D-Bus later) sit on [`engine::Engine`] and never reach into the
-//! store directly.
+//! Front-ends (CLI today; TUI and D-Bus later) sit on [`engine::Engine`] for everything that touches
+//! environments; only commands that do not (`new`, `pin`, `doctor`, `migrate`) use the lower crates
+//! directly.
 
 pub mod cli;
 pub mod engine;
