@@ -784,3 +784,55 @@ fn manifest_mounts_come_from_policy_prefixes_only() {
     );
     assert!(!out.stdout_str().contains("ran"), "{out}");
 }
+
+/// `enter` on a real terminal (a pty from script(1)), through the CLI and the real helper: the
+/// OSC 777 push/pop markers and the banner on the terminal, a login shell whose prompt names the
+/// environment's host name, the caller's own terminal inside (same device kind, same window size),
+/// and the shell's exit status as karapace's.
+#[test]
+fn enter_gives_a_login_shell_on_the_callers_terminal() {
+    let Some(mirror) = Mirror::fixture() else {
+        return;
+    };
+    let dir = TestDir::new("e2e-enter");
+    let server = mirror.serve_http();
+    let k = Karapace::new(&dir).image_server(server.url());
+    let built = build(
+        &k,
+        &dir.write_project_file("karapace.toml", BARE_MANIFEST),
+        &[],
+    );
+    let (_, shown) = k.command(&["enter", &built.env_id]);
+    // `shown` is `cd <dir> && VAR=… karapace --store … enter <env>`: size the pty first.
+    let line = format!("stty rows 33 cols 101 && {shown}");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin
+            .write_all(b"echo IN-ENV; stty size; tty; exit 3\n")
+            .expect("write to script");
+    }
+    let out = child.wait_with_output().expect("script finishes");
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    let push = format!("\x1b]777;container;push;{};karapace", built.short_id);
+    assert!(text.contains(&push), "no OSC 777 push marker: {text:?}");
+    assert!(text.contains("karapace: entering"), "no banner: {text}");
+    assert!(
+        text.contains("\x1b]777;container;pop;"),
+        "no pop marker: {text:?}"
+    );
+    assert!(
+        text.contains(&format!("@karapace-{}", built.short_id)),
+        "the prompt should show the environment's host name: {text}"
+    );
+    assert!(text.contains("IN-ENV\n33 101\n/dev/pts/"), "{text}");
+    assert!(text.contains("logout"), "a login shell says logout: {text}");
+}
