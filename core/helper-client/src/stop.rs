@@ -54,17 +54,20 @@ fn wait_exit(fd: &std::os::fd::OwnedFd, timeout: Duration) -> bool {
 /// has exited; true when it has (or was already gone). Woken by the kernel
 /// the moment it exits, through a pidfd, rather than by polling.
 pub fn wait_process_exit(pid: u32, start_time: u64, timeout: Duration) -> bool {
-    let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-        return true;
-    };
-    let Ok(fd) = pidfd_open(raw, PidfdFlags::empty()) else {
-        return true; // no such process
-    };
-    // Checked after pinning: the pid cannot be recycled while the pidfd is open.
-    if process_start_time(pid) != Some(start_time) {
-        return true;
+    pin(pid, Some(start_time)).is_none_or(|fd| wait_exit(&fd, timeout))
+}
+
+/// A pidfd on process `pid`, or `None` when no such process runs. With
+/// `start_time`, a pid that now names another process counts as gone: the
+/// start time is compared after pinning, so the pid cannot be recycled
+/// between the check and the use of the pidfd.
+fn pin(pid: u32, start_time: Option<u64>) -> Option<std::os::fd::OwnedFd> {
+    let raw = i32::try_from(pid).ok().and_then(Pid::from_raw)?;
+    let fd = pidfd_open(raw, PidfdFlags::empty()).ok()?;
+    match start_time {
+        Some(expected) if process_start_time(pid) != Some(expected) => None,
+        _ => Some(fd),
     }
-    wait_exit(&fd, timeout)
 }
 
 /// Stops the session whose helper runs as `pid`: SIGTERM (relayed by the
@@ -77,18 +80,7 @@ pub fn stop_session(
     start_time: Option<u64>,
     grace: Duration,
 ) -> Result<StopOutcome, StopError> {
-    let raw = i32::try_from(pid)
-        .ok()
-        .and_then(Pid::from_raw)
-        .ok_or(StopError::NotRunning(pid))?;
-    let fd = pidfd_open(raw, PidfdFlags::empty()).map_err(|_| StopError::NotRunning(pid))?;
-    // The pidfd pins the process; if the pid now names a different process
-    // than the recorded one, its start time differs.
-    if let Some(expected) = start_time
-        && process_start_time(pid) != Some(expected)
-    {
-        return Err(StopError::NotRunning(pid));
-    }
+    let fd = pin(pid, start_time).ok_or(StopError::NotRunning(pid))?;
     let send = |sig| {
         pidfd_send_signal(&fd, sig).map_err(|e| StopError::Signal {
             pid,

@@ -14,11 +14,10 @@
 //! grammar. So both binaries behave the same on every command line.
 
 use std::ffi::OsString;
-use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use super::{GlobalArgs, cmd, context, report};
+use super::{GlobalArgs, cmd, context, log_format, report};
 use crate::engine::RunMode;
 
 /// An `exec` or `enter` command line.
@@ -87,12 +86,7 @@ pub fn parse(args: &[OsString]) -> Option<RunLine> {
 pub fn run(line: RunLine) -> i32 {
     // The complete CLI's default log level (no -v/--trace/KARAPACE_LOG here), without building
     // an `EnvFilter`.
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+    let _ = log_format().with_max_level(tracing::Level::WARN).try_init();
     let global = GlobalArgs {
         store: line.store,
         json: line.json,

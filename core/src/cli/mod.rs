@@ -94,12 +94,21 @@ fn init_logging(global: &GlobalArgs) {
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let _ = log_format().with_env_filter(filter).try_init();
+}
+
+/// The log format both binaries use (stderr, colour only on a terminal, no targets); each adds
+/// its filter (`karapace`'s run path a plain level, so it never builds an `EnvFilter`).
+fn log_format() -> tracing_subscriber::fmt::SubscriberBuilder<
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format,
+    tracing_subscriber::filter::LevelFilter,
+    fn() -> std::io::Stderr,
+> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr as fn() -> std::io::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .try_init();
 }
 
 /// Prints `error: <message>` (and suggestions, in text mode) on stderr.
