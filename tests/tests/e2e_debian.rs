@@ -689,6 +689,15 @@ fn concurrent_sessions_share_one_environment() {
 
     // Both sessions are over: commit must not find the environment busy.
     k.ok(&["commit", &env]);
+    // Nor straight after a session whose helper is still unmounting, and the next session
+    // starts fresh instead of trying to join the ending one. (Before sessions were marked as
+    // ending, about half of these commits failed with "it is running".)
+    for round in 0..8 {
+        k.exec(&env, &["true"]).assert_success();
+        assert_eq!(state(&k, &env), "Built", "round {round}: state after exec");
+        k.exec(&env, &["true"]).assert_success();
+        k.ok(&["commit", &env]);
+    }
 
     // `stop` ends every session of the environment.
     let mut a = spawn("exec sleep 120");

@@ -193,6 +193,9 @@ fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings) -> i32 {
         if sig == Signal::SIGCHLD {
             if let Some(status) = reap(child) {
                 timings.exited = now_ns();
+                // Renamed before reporting, so that whoever learns of the end
+                // from the report already sees this session as ending.
+                let _ = nix::sys::prctl::set_name(crate::ENDING_PROCESS_NAME);
                 report(ev, &Reply::Exited { status, timings });
                 return 0;
             }

@@ -43,10 +43,30 @@ enum Verdict {
     Bad(String),
 }
 
+/// `PF_EXITING` (include/linux/sched.h), field 9 of `/proc/<pid>/stat`.
+const PF_EXITING: u64 = 0x4;
+
+/// Start time of a process that is neither a zombie nor ending. An init
+/// whose workload has exited ([`crate::ENDING_PROCESS_NAME`]) or that has
+/// begun to exit is tearing its namespaces down: joining them would fail
+/// half-way, so it counts as gone.
 fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    if stat.get(open + 1..close)?.as_bytes() == crate::ENDING_PROCESS_NAME.to_bytes() {
+        return None;
+    }
+    let rest = &stat[close + 1..];
+    let mut fields = rest.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return None;
+    }
+    let flags: u64 = fields.nth(5)?.parse().ok()?;
+    if flags & PF_EXITING != 0 {
+        return None;
+    }
+    fields.nth(12)?.parse().ok()
 }
 
 /// The four ids of a `Uid:` or `Gid:` line of `/proc/<pid>/status`.
@@ -203,5 +223,54 @@ fn middle(p: &Prepared, target: &Target, ev: OwnedFd, go: OwnedFd, pid_w: OwnedF
             0
         }
         Err(e) => fail(&mut events, Step("fork", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::start_time;
+
+    #[test]
+    fn running_processes_have_a_start_time_and_zombies_do_not() {
+        assert!(start_time(std::process::id()).is_some());
+        let child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        // Not waited for: once it has exited it stays a zombie until we reap it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while start_time(pid).is_some() {
+            assert!(std::time::Instant::now() < deadline, "true never exited");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut child = child;
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn an_init_that_reported_its_workloads_exit_cannot_be_joined() {
+        // /proc/<tid>/stat works for any thread: rename one, as an ending init renames itself.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            let tid = nix::unistd::gettid().as_raw().cast_unsigned();
+            let before = start_time(tid);
+            nix::sys::prctl::set_name(crate::ENDING_PROCESS_NAME).expect("rename");
+            tx.send((before, start_time(tid))).expect("send");
+            let _ = done_rx.recv();
+        });
+        let (before, after) = rx.recv().expect("recv");
+        done_tx.send(()).expect("release");
+        t.join().expect("thread");
+        assert!(before.is_some());
+        assert_eq!(after, None);
+    }
+
+    #[test]
+    fn the_store_reads_the_same_ending_name() {
+        assert_eq!(
+            crate::ENDING_PROCESS_NAME.to_str(),
+            Ok(karapace_store::ENDING_PROCESS_NAME)
+        );
     }
 }

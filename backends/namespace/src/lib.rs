@@ -28,7 +28,9 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::unistd::{Pid, getgid, getuid, pipe2};
 
-pub use confine::{ConfineError, DENIED, DENIED_CONTROL, PACKAGE_MANAGER_CAPS, confine_control};
+pub use confine::{
+    ConfineError, DENIED, DENIED_CONTROL, PACKAGE_MANAGER_CAPS, confine_control, precompile,
+};
 pub use idmap::{IdMap, SubRange, subordinate_ranges};
 
 /// A validated, opened path. The descriptor belongs to the helper's mount
@@ -112,6 +114,14 @@ pub fn now_ns() -> u64 {
             + u64::try_from(t.tv_nsec()).unwrap_or(0)
     })
 }
+
+/// The name (`comm`) an environment's init process takes once its workload
+/// has exited, just before it reports the exit: from then on it only tears
+/// the environment down (unmounting the overlay syncs the upper file system,
+/// which takes milliseconds) and can no longer be joined. The core's session
+/// records read it from `/proc/<pid>/stat` (`karapace_store` keeps the same
+/// constant; a test ties the two).
+pub const ENDING_PROCESS_NAME: &std::ffi::CStr = c"karapace-ending";
 
 /// Signals the control and init processes relay to the workload. They are
 /// blocked in the helper from the start and read through a signalfd.

@@ -181,7 +181,7 @@ impl Engine {
         {
             super::lifecycle::check(
                 super::lifecycle::Op::Destroy,
-                super::effective_state(&store, &old_env)?,
+                old_env.state,
                 &old_env.short_id,
             )?;
             keep_name = keep_name.or(old_env.name.clone());

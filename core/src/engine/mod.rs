@@ -75,10 +75,8 @@ impl Engine {
         let Some(store) = self.open_read()? else {
             return Ok(Vec::new());
         };
+        // States come derived from live sessions (`Store::list_envs`).
         let mut envs = store.list_envs()?;
-        for env in &mut envs {
-            env.state = effective_state(&store, env)?;
-        }
         envs.sort_by(|a, b| {
             a.created_at
                 .cmp(&b.created_at)
@@ -91,9 +89,7 @@ impl Engine {
     pub fn find(&self, store: &Store, query: &str) -> Result<EnvMetadata> {
         let mut envs = store.list_envs()?;
         let index = resolve::resolve(&envs, query)?;
-        let mut env = envs.swap_remove(index);
-        env.state = effective_state(store, &env)?;
-        Ok(env)
+        Ok(envs.swap_remove(index))
     }
 
     pub fn inspect(&self, query: &str) -> Result<EnvMetadata> {
@@ -189,12 +185,4 @@ impl Engine {
             None => Ok(None),
         }
     }
-}
-
-/// Running when at least one live session exists, else the stored state.
-fn effective_state(store: &Store, env: &EnvMetadata) -> Result<EnvState> {
-    if env.state == EnvState::Built && !store.sessions(&env.env_id)?.is_empty() {
-        return Ok(EnvState::Running);
-    }
-    Ok(env.state)
 }

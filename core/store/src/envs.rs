@@ -36,11 +36,17 @@ impl Store {
             .map_err(|reason| StoreError::CorruptMetadata(vec![CorruptEntry { path, reason }]))
     }
 
-    /// Stored state overlaid with live sessions: Running exactly while a session lives.
+    /// Stored state overlaid with live sessions: Running exactly while a session's workload
+    /// runs. A session whose workload is over but whose helper is still unmounting does not
+    /// count: commands that need the environment idle wait for it (`ensure_idle`).
     fn derive_state(&self, mut m: EnvMetadata) -> Result<EnvMetadata> {
         if matches!(m.state, EnvState::Built | EnvState::Running) {
-            let live = self.live_session_count(&m.env_id)?;
-            m.state = if live > 0 {
+            let running = self
+                .sessions(&m.env_id)?
+                .iter()
+                .filter(|s| !s.is_ending())
+                .count();
+            m.state = if running > 0 {
                 EnvState::Running
             } else {
                 EnvState::Built

@@ -36,6 +36,10 @@ pub struct SessionInfo {
     /// Start time of `init_pid`, as for `start_time`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_start_time: Option<u64>,
+    /// The session's workload had already exited when the session was recorded (a command
+    /// that ends at once): its helper is only tearing the environment down.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub workload_ended: bool,
 }
 
 /// Held while a session is being started (see the module documentation).
@@ -73,28 +77,69 @@ impl Drop for SessionGuard {
 const ENDING_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl SessionInfo {
-    /// The session's workload and init have exited; its helper is still tearing the
-    /// environment down.
+    /// The session's workload and init have exited, or its init is exiting; its helper is
+    /// still tearing the environment down. Such a session can no longer be joined.
     pub fn is_ending(&self) -> bool {
+        if self.workload_ended {
+            return true;
+        }
         match (self.init_pid, self.init_start_time) {
-            (Some(pid), Some(start)) => process_start_time(pid) != Some(start),
+            (Some(pid), Some(start)) => {
+                !matches!(process_state(pid), Some(s) if s.start_time == start && !s.ending)
+            }
             _ => false,
         }
     }
 }
 
-/// Start time of a running process, or `None` if it does not exist or has exited (a zombie
-/// waiting to be reaped — an ended session whose parent exited first — counts as gone).
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// The name an environment's init process takes once its workload has exited, just before it
+/// reports the exit (`karapace_backend_namespace::ENDING_PROCESS_NAME`; a test ties the two).
+pub const ENDING_PROCESS_NAME: &str = "karapace-ending";
+
+/// `PF_EXITING` (include/linux/sched.h), in field 9 of `/proc/<pid>/stat`: the process has
+/// begun to exit. An environment's init keeps this flag for the whole teardown of its
+/// namespaces (unmounting the overlay syncs the upper file system, milliseconds on a busy
+/// disk), during which it still looks like a running process.
+const PF_EXITING: u64 = 0x4;
+
+/// What `/proc/<pid>/stat` says about a process that has not exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcState {
+    /// Clock ticks since boot (field 22).
+    start_time: u64,
+    /// The process is an init whose workload has exited ([`ENDING_PROCESS_NAME`]), or it has
+    /// begun to exit (`PF_EXITING`).
+    ending: bool,
+}
+
+fn process_state(pid: u32) -> Option<ProcState> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Parses a `/proc/<pid>/stat` line; `None` for a zombie (an ended session whose parent
+/// exited first counts as gone) or an unreadable line.
+fn parse_stat(stat: &str) -> Option<ProcState> {
     // comm may contain spaces and ')' — fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // rest starts at field 3 (state); start time is field 22.
+    let close = stat.rfind(')')?;
+    let comm = stat.get(stat.find('(')? + 1..close)?;
+    let rest = &stat[close + 1..];
+    // rest starts at field 3 (state); flags is field 9, start time field 22.
     let mut fields = rest.split_whitespace();
     if matches!(fields.next(), Some("Z" | "X" | "x")) {
         return None;
     }
-    fields.nth(18)?.parse().ok()
+    let flags: u64 = fields.nth(5)?.parse().ok()?;
+    let start_time = fields.nth(12)?.parse().ok()?;
+    Some(ProcState {
+        start_time,
+        ending: flags & PF_EXITING != 0 || comm == ENDING_PROCESS_NAME,
+    })
+}
+
+/// Start time of a running process, or `None` if it does not exist or has exited (a zombie
+/// waiting to be reaped counts as gone; a process still tearing down its namespaces does not).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    process_state(pid).map(|s| s.start_time)
 }
 
 impl Store {
@@ -146,13 +191,23 @@ impl Store {
                 _lock: lock,
             });
         };
-        let init_start_time = init.and_then(process_start_time);
+        // An init that is already gone or ending means the workload is over: the record must
+        // still say so, or the session would count as running (and joinable) until its helper
+        // finishes unmounting.
+        let (init_pid, init_start_time, workload_ended) = match init {
+            None => (None, None, false),
+            Some(ipid) => match process_state(ipid) {
+                Some(s) => (Some(ipid), Some(s.start_time), s.ending),
+                None => (None, None, true),
+            },
+        };
         let info = SessionInfo {
             pid,
             start_time,
             started_at: now_rfc3339(),
-            init_pid: init.filter(|_| init_start_time.is_some()),
+            init_pid,
             init_start_time,
+            workload_ended,
         };
         let record = dir.join(format!(
             "{}.json",
@@ -253,5 +308,81 @@ impl Store {
                 let _ = fs::remove_file(e.path());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Real lines from this kernel: a helper's init in the middle of its exit (state D,
+    // flags 0x40004c) and the helper's control process (flags 0x400100).
+    const EXITING: &str = "10248 (karapace-helper) D 10247 10241 9699 0 -1 4194636 42 85 0 2 0 0 \
+                           0 0 20 0 1 0 1895676 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 \
+                           0 0 17 1 0 0 0 0 0";
+    const RUNNING: &str = "10247 (karapace-helper) S 10246 10241 9699 0 -1 4194560 103 0 0 0 0 \
+                           0 0 0 20 0 1 0 1895675 3424256 181 18446744073709551615 1 1 0 0 0 0 \
+                           0 0 0 0 0 0 17 1 0 0 0 0 0";
+
+    #[test]
+    fn stat_lines_give_start_time_and_the_exiting_flag() {
+        assert_eq!(
+            parse_stat(RUNNING),
+            Some(ProcState {
+                start_time: 1_895_675,
+                ending: false
+            })
+        );
+        assert_eq!(
+            parse_stat(EXITING),
+            Some(ProcState {
+                start_time: 1_895_676,
+                ending: true
+            })
+        );
+        // An init that has reported its workload's exit.
+        let renamed = RUNNING.replace("(karapace-helper)", "(karapace-ending)");
+        assert_eq!(parse_stat(&renamed).map(|s| s.ending), Some(true));
+        // A comm with spaces and parentheses does not shift the fields.
+        let odd = RUNNING.replace("(karapace-helper)", "(a) b (c))");
+        assert_eq!(parse_stat(&odd).map(|s| s.start_time), Some(1_895_675));
+        // Zombies and garbage are gone.
+        assert_eq!(parse_stat(&RUNNING.replace(") S ", ") Z ")), None);
+        assert_eq!(parse_stat("12 (x) S 1 2"), None);
+        assert_eq!(parse_stat("no parenthesis"), None);
+    }
+
+    #[test]
+    fn a_session_is_ending_once_its_init_is_gone_recycled_or_exiting() {
+        let me = std::process::id();
+        let start = process_start_time(me).expect("own start time");
+        let session = |init_pid, init_start_time| SessionInfo {
+            pid: me,
+            start_time: start,
+            started_at: String::new(),
+            init_pid,
+            init_start_time,
+            workload_ended: false,
+        };
+        assert!(!session(Some(me), Some(start)).is_ending());
+        assert!(session(Some(me), Some(start + 1)).is_ending());
+        assert!(session(Some(u32::MAX), Some(start)).is_ending());
+        // Sessions recorded without an init cannot be judged: never "ending"...
+        assert!(!session(None, None).is_ending());
+        // ...unless the workload was over before the record was written.
+        let ended = SessionInfo {
+            workload_ended: true,
+            ..session(None, None)
+        };
+        assert!(ended.is_ending());
+        // Older records (no such field) read as not ended.
+        let old: SessionInfo =
+            serde_json::from_str(r#"{"pid":1,"start_time":2,"started_at":"x"}"#).expect("parse");
+        assert!(!old.workload_ended);
+        assert!(
+            !serde_json::to_string(&old)
+                .expect("json")
+                .contains("workload_ended")
+        );
     }
 }

@@ -218,6 +218,42 @@ fn sessions_derive_running_and_die_with_their_process() {
     assert_eq!(f.store.env(&a).unwrap().state, EnvState::Built);
 }
 
+/// A session whose workload ended before it was recorded (its init already gone) is ending from
+/// the start: the environment reads as Built, and `commit` waits for the helper's teardown instead
+/// of refusing.
+#[test]
+fn a_session_recorded_after_its_workload_ended_is_ending() {
+    let f = fixture();
+    let a = make_env(&f.store, "alpha", &f.base);
+    // The "helper" is still unmounting for a moment; the "init" is long gone.
+    let mut helper = std::process::Command::new("sleep")
+        .arg("0.3")
+        .spawn()
+        .unwrap();
+    let mut g = f
+        .store
+        .begin_session(&a, helper.id(), Some(u32::MAX))
+        .unwrap();
+    // As `exec` does once the workload is done: it returns and leaves the record to the helper.
+    g.keep_record();
+    drop(g);
+    let sessions = f.store.sessions(&a).unwrap();
+    assert_eq!(
+        sessions.len(),
+        1,
+        "the session stays live until its helper exits"
+    );
+    assert!(sessions[0].workload_ended && sessions[0].is_ending());
+    assert_eq!(f.store.env(&a).unwrap().state, EnvState::Built);
+    let started = std::time::Instant::now();
+    f.store.commit(&a).unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(100),
+        "commit did not wait for the ending session"
+    );
+    helper.wait().unwrap();
+}
+
 #[test]
 fn commit_restore_and_snapshots() {
     let f = fixture();
