@@ -48,6 +48,17 @@ fn read_only_commands_never_create_a_store() {
     }
     assert_eq!(kp.ok(&["list"]).trim(), "no environments found");
     assert_eq!(kp.json(&["list"]), serde_json::json!([]));
+    // Nor does running something in an environment that cannot exist yet.
+    for args in [&["exec", "abc", "--", "true"][..], &["enter", "abc"]] {
+        let out = kp.run(args);
+        assert_ne!(code(&out), 0, "{args:?}");
+        assert!(
+            stderr(&out).contains("no environment matching 'abc'"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(!kp.store().exists(), "{args:?} created the store");
+    }
 }
 
 #[test]

@@ -70,6 +70,15 @@ impl Engine {
         })
     }
 
+    /// Opens an existing store for a command that records something in it (a session), after
+    /// recovering any interrupted mutation, as `open_write` does; but it creates nothing, so it
+    /// skips `open_write`'s directory checks: running a command needs an environment anyway.
+    fn open_existing_recovered(&self, query: &str) -> Result<Store> {
+        let store = self.open_existing(query)?;
+        drop(store.lock_exclusive()?);
+        Ok(store)
+    }
+
     /// All environments with their effective state (Running when a session is live).
     pub fn list(&self) -> Result<Vec<EnvMetadata>> {
         let Some(store) = self.open_read()? else {

@@ -35,7 +35,7 @@ impl Engine {
         // Start the helper first: its exec and start-up overlap reading the store and building
         // the request. Environments of other backends simply drop it (which kills it).
         let pending = hc::prespawn(StdioMode::Inherit).ok();
-        let store = self.open_write()?;
+        let store = self.open_existing_recovered(query)?;
         let env = self.find(&store, query)?;
         lifecycle::check(
             if mode == RunMode::Exec {
@@ -185,7 +185,6 @@ fn start_session(
     mut pending: Option<hc::Pending>,
 ) -> Result<(hc::Session, karapace_store::SessionGuard)> {
     let _setup = store.session_setup(env_id)?;
-    store.prune_dead_sessions(env_id);
     let deadline = Instant::now() + ENDING_SESSIONS_WAIT;
     loop {
         let live = store.sessions(env_id)?;
@@ -210,6 +209,11 @@ fn start_session(
                 Ok(_) => {
                     let guard =
                         store.begin_session(env_id, session.helper_pid(), session.init_pid())?;
+                    // Records of sessions that have ended are removed now, while the workload
+                    // runs, not before the request: the last session's helper has just synced
+                    // the file system, so unlinking its record can wait on the disk (a
+                    // synchronous discard, on ext4 mounted with `discard`).
+                    store.prune_dead_sessions(env_id);
                     return Ok((session, guard));
                 }
                 // Every session to join ended meanwhile; their overlay may still be unmounting.
