@@ -689,9 +689,9 @@ fn concurrent_sessions_share_one_environment() {
 
     // Both sessions are over: commit must not find the environment busy.
     k.ok(&["commit", &env]);
-    // Nor straight after a session whose helper is still unmounting, and the next session
-    // starts fresh instead of trying to join the ending one. (Before sessions were marked as
-    // ending, about half of these commits failed with "it is running".)
+    // Nor straight after a session whose helper is still unmounting: the environment reads as
+    // Built at once, and back-to-back sessions and commits all succeed. (Before sessions were
+    // marked as ending, about half of these commits failed with "it is running".)
     for round in 0..8 {
         k.exec(&env, &["true"]).assert_success();
         assert_eq!(state(&k, &env), "Built", "round {round}: state after exec");

@@ -200,8 +200,19 @@ fn middle(p: &Prepared, target: &Target, ev: OwnedFd, go: OwnedFd, pid_w: OwnedF
     if p.network == Network::Isolated {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    if let Err(e) = setns(target.pidfd.as_fd(), flags) {
-        return fail(&mut events, Step("join session namespaces", e));
+    match setns(target.pidfd.as_fd(), flags) {
+        Ok(()) => {}
+        // The target ended after it was checked (its namespaces are gone or
+        // being torn down): the same answer as a target that was already gone,
+        // so the core waits for it and mounts afresh.
+        Err(Errno::ESRCH) => {
+            let _ = karapace_protocol::write_frame(
+                &mut events,
+                &karapace_protocol::Reply::Failed(Refusal::NoJoinTarget),
+            );
+            return 1;
+        }
+        Err(e) => return fail(&mut events, Step("join session namespaces", e)),
     }
     // A private copy of the session's mount tree (for our own /proc) and a
     // pid namespace of our own, owned by the environment's user namespace.
@@ -264,6 +275,42 @@ mod tests {
         t.join().expect("thread");
         assert!(before.is_some());
         assert_eq!(after, None);
+    }
+
+    #[test]
+    fn an_ending_process_is_skipped_not_refused() {
+        // A process whose name is the ending name (exec'd through a symlink of that name). Were
+        // it not skipped as gone, the checks would go on and refuse it as a bad target: it
+        // shares our user and mount namespaces.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = crate::ENDING_PROCESS_NAME.to_str().expect("utf-8");
+        let link = dir.path().join(name);
+        std::os::unix::fs::symlink("/bin/sleep", &link).expect("symlink");
+        let mut child = std::process::Command::new(&link)
+            .arg("30")
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        assert!(stat.contains(&format!("({name})")), "{stat}");
+        let start_time = stat[stat.rfind(')').expect(")") + 1..]
+            .split_whitespace()
+            .nth(19)
+            .and_then(|v| v.parse().ok())
+            .expect("start time");
+        let target = super::JoinTarget { pid, start_time };
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+        let verdict = super::open_target(&[target], uid, gid).map(|_| ());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(
+            matches!(verdict, Err(super::Refusal::NoJoinTarget)),
+            "{:?}",
+            verdict.err()
+        );
     }
 
     #[test]

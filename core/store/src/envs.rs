@@ -225,6 +225,7 @@ impl Store {
     pub fn destroy_env(&self, env_id: &str) -> Result<()> {
         // Validate before building any path from it: the id becomes part of paths removed below.
         Self::check_env_id(env_id).map_err(|_| StoreError::UnknownEnv(env_id.to_string()))?;
+        let _starts = self.hold_session_starts(env_id)?;
         let _l = self.lock_exclusive()?;
         if !exists_nofollow(&self.layout.meta_file(env_id))
             && !exists_nofollow(&self.layout.env_dir(env_id))

@@ -154,7 +154,23 @@ impl Store {
         }
         let dir = self.layout.env_dir(env_id);
         fs::create_dir_all(&dir).map_err(io_at("create", &dir))?;
-        let path = dir.join("session.setup.lock");
+        self.lock_session_starts(env_id)
+    }
+
+    /// Keeps sessions of `env_id` from starting while held: `commit`, `restore` and `destroy`
+    /// take it before the store lock (the order a starting session uses: this lock, then the
+    /// store lock to record itself), so none can be half-way started (its overlay mounted, its
+    /// record not yet written) while they check that the environment is idle and change it.
+    /// `None` when the environment has no directory: then no session can be starting.
+    pub(crate) fn hold_session_starts(&self, env_id: &str) -> Result<Option<SetupGuard>> {
+        if !crate::objects::is_valid_key(env_id) || !self.layout.env_dir(env_id).is_dir() {
+            return Ok(None);
+        }
+        self.lock_session_starts(env_id).map(Some)
+    }
+
+    fn lock_session_starts(&self, env_id: &str) -> Result<SetupGuard> {
+        let path = self.layout.env_dir(env_id).join("session.setup.lock");
         let f = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -275,6 +291,8 @@ impl Store {
     /// Refuse when the environment is in use. Sessions whose workload has ended but whose
     /// helper is still unmounting the environment are waited for (briefly), so that
     /// `karapace exec … && karapace commit …` never fails for a session that already ended.
+    /// Callers hold [`Store::hold_session_starts`] (taken before the store lock), so no session
+    /// can be starting meanwhile.
     pub(crate) fn ensure_idle(&self, env_id: &str) -> Result<()> {
         let deadline = std::time::Instant::now() + ENDING_WAIT;
         while std::time::Instant::now() < deadline {
@@ -295,7 +313,7 @@ impl Store {
         Ok(())
     }
 
-    /// Remove records of dead sessions (called by gc and before a session starts).
+    /// Remove records of dead sessions (called by gc and once a new session has started).
     pub fn prune_dead_sessions(&self, env_id: &str) {
         let dir = self.layout.sessions(env_id);
         let Ok(rd) = fs::read_dir(&dir) else { return };

@@ -27,6 +27,7 @@ impl Store {
     /// Pack the env's upper (whiteout-aware) into a Snapshot layer; returns its hash.
     /// Idempotent: unchanged content gives the same hash and writes nothing new.
     pub fn commit(&self, env_id: &str) -> Result<String> {
+        let _starts = self.hold_session_starts(env_id)?;
         let _l = self.lock_exclusive()?;
         let meta = self.read_meta_raw(env_id)?;
         self.ensure_idle(env_id)?;
@@ -97,6 +98,7 @@ impl Store {
     /// Replace the env's upper with a snapshot: unpack into a staging dir, then swap under
     /// the WAL (the old upper is kept until the commit point).
     pub fn restore(&self, env_id: &str, snapshot: &str) -> Result<()> {
+        let _starts = self.hold_session_starts(env_id)?;
         let _l = self.lock_exclusive()?;
         self.read_meta_raw(env_id)?;
         let m = match self.read_layer(snapshot) {

@@ -225,9 +225,9 @@ fn sessions_derive_running_and_die_with_their_process() {
 fn a_session_recorded_after_its_workload_ended_is_ending() {
     let f = fixture();
     let a = make_env(&f.store, "alpha", &f.base);
-    // The "helper" is still unmounting for a moment; the "init" is long gone.
+    // The "helper" is still unmounting until we end it; the "init" is long gone.
     let mut helper = std::process::Command::new("sleep")
-        .arg("0.3")
+        .arg("60")
         .spawn()
         .unwrap();
     let mut g = f
@@ -245,13 +245,47 @@ fn a_session_recorded_after_its_workload_ended_is_ending() {
     );
     assert!(sessions[0].workload_ended && sessions[0].is_ending());
     assert_eq!(f.store.env(&a).unwrap().state, EnvState::Built);
+    // The helper finishes its teardown a little later; commit must wait for it.
+    let delay = std::time::Duration::from_millis(200);
+    let ender = std::thread::spawn(move || {
+        std::thread::sleep(delay);
+        helper.kill().unwrap();
+        helper.wait().unwrap();
+    });
     let started = std::time::Instant::now();
     f.store.commit(&a).unwrap();
     assert!(
-        started.elapsed() >= std::time::Duration::from_millis(100),
+        started.elapsed() >= delay,
         "commit did not wait for the ending session"
     );
-    helper.wait().unwrap();
+    ender.join().unwrap();
+}
+
+/// `commit` (like `restore` and `destroy`) waits while a session is starting (its overlay may
+/// already be mounted, its record not yet written) and then sees that session, instead of
+/// changing the environment under it.
+#[test]
+fn commit_waits_for_a_starting_session_and_then_refuses() {
+    let f = fixture();
+    let a = make_env(&f.store, "alpha", &f.base);
+    let setup = f.store.session_setup(&a).unwrap();
+    let root = f.store.root().to_path_buf();
+    let env = a.clone();
+    let committer = std::thread::spawn(move || {
+        // Its own handle, as another `karapace` process would have.
+        let other = Store::open(&root).unwrap();
+        other.commit(&env)
+    });
+    // The session is starting: give the commit time to reach the lock, then record the session.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let guard = f.store.begin_session(&a, std::process::id(), None).unwrap();
+    drop(setup);
+    let result = committer.join().unwrap();
+    assert!(
+        matches!(result, Err(StoreError::EnvBusy { .. })),
+        "commit did not see the session that was starting: {result:?}"
+    );
+    drop(guard);
 }
 
 #[test]
