@@ -105,6 +105,8 @@ const PF_EXITING: u64 = 0x4;
 /// What `/proc/<pid>/stat` says about a process that has not exited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ProcState {
+    /// Parent pid (field 4).
+    ppid: u32,
     /// Clock ticks since boot (field 22).
     start_time: u64,
     /// The process is an init whose workload has exited ([`ENDING_PROCESS_NAME`]), or it has
@@ -123,14 +125,16 @@ fn parse_stat(stat: &str) -> Option<ProcState> {
     let close = stat.rfind(')')?;
     let comm = stat.get(stat.find('(')? + 1..close)?;
     let rest = &stat[close + 1..];
-    // rest starts at field 3 (state); flags is field 9, start time field 22.
+    // rest starts at field 3 (state); ppid is field 4, flags field 9, start time field 22.
     let mut fields = rest.split_whitespace();
     if matches!(fields.next(), Some("Z" | "X" | "x")) {
         return None;
     }
-    let flags: u64 = fields.nth(5)?.parse().ok()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let flags: u64 = fields.nth(4)?.parse().ok()?;
     let start_time = fields.nth(12)?.parse().ok()?;
     Some(ProcState {
+        ppid,
         start_time,
         ending: flags & PF_EXITING != 0 || comm == ENDING_PROCESS_NAME,
     })
@@ -209,12 +213,13 @@ impl Store {
         };
         // An init that is already gone or ending means the workload is over: the record must
         // still say so, or the session would count as running (and joinable) until its helper
-        // finishes unmounting.
+        // finishes unmounting. The init is the helper's child until the helper reaps it, so a
+        // process under that pid with another parent means the pid has already been reused.
         let (init_pid, init_start_time, workload_ended) = match init {
             None => (None, None, false),
             Some(ipid) => match process_state(ipid) {
-                Some(s) => (Some(ipid), Some(s.start_time), s.ending),
-                None => (None, None, true),
+                Some(s) if s.ppid == pid => (Some(ipid), Some(s.start_time), s.ending),
+                _ => (None, None, true),
             },
         };
         let info = SessionInfo {
@@ -347,6 +352,7 @@ mod tests {
         assert_eq!(
             parse_stat(RUNNING),
             Some(ProcState {
+                ppid: 10_246,
                 start_time: 1_895_675,
                 ending: false
             })
@@ -354,6 +360,7 @@ mod tests {
         assert_eq!(
             parse_stat(EXITING),
             Some(ProcState {
+                ppid: 10_247,
                 start_time: 1_895_676,
                 ending: true
             })

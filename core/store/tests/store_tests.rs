@@ -261,6 +261,36 @@ fn a_session_recorded_after_its_workload_ended_is_ending() {
     ender.join().unwrap();
 }
 
+/// A session's init is its helper's child: recorded with its start time while it runs, and as
+/// ended when the pid names a process with another parent (the init was reaped and its pid reused).
+#[test]
+fn a_session_records_its_init_only_while_it_is_the_helpers_child() {
+    let f = fixture();
+    let a = make_env(&f.store, "alpha", &f.base);
+    let me = std::process::id();
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    // We are the "helper"; our child is the "init".
+    let g = f.store.begin_session(&a, me, Some(child.id())).unwrap();
+    let s = f.store.sessions(&a).unwrap();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].init_pid, Some(child.id()));
+    assert!(s[0].init_start_time.is_some() && !s[0].workload_ended && !s[0].is_ending());
+    assert_eq!(f.store.env(&a).unwrap().state, EnvState::Running);
+    drop(g);
+    // The child as "helper" and ourselves as its "init": not its child, so not its init.
+    let g = f.store.begin_session(&a, child.id(), Some(me)).unwrap();
+    let s = f.store.sessions(&a).unwrap();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].init_pid, None);
+    assert!(s[0].workload_ended && s[0].is_ending());
+    drop(g);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// `commit` (like `restore` and `destroy`) waits while a session is starting (its overlay may
 /// already be mounted, its record not yet written) and then sees that session, instead of
 /// changing the environment under it.
