@@ -140,6 +140,17 @@ fn parse_stat(stat: &str) -> Option<ProcState> {
     })
 }
 
+/// Opens (creating it if needed) and `flock`s one of an environment's lock files.
+fn flock_file(path: &std::path::Path, arg: FlockArg) -> Result<Flock<File>> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_at("open", path))?;
+    Flock::lock(f, arg).map_err(|(_, e)| StoreError::Lock(format!("{}: {e}", path.display())))
+}
+
 /// Start time of a running process, or `None` if it does not exist or has exited (a zombie
 /// waiting to be reaped counts as gone; a process still tearing down its namespaces does not).
 pub fn process_start_time(pid: u32) -> Option<u64> {
@@ -175,15 +186,9 @@ impl Store {
 
     fn lock_session_starts(&self, env_id: &str) -> Result<SetupGuard> {
         let path = self.layout.env_dir(env_id).join("session.setup.lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_at("open", &path))?;
-        let lock = Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| StoreError::Lock(format!("{}: {e}", path.display())))?;
-        Ok(SetupGuard { _lock: lock })
+        Ok(SetupGuard {
+            _lock: flock_file(&path, FlockArg::LockExclusive)?,
+        })
     }
 
     /// Register a session of `pid` in `env_id`; `init` is the session's init process, if any.
@@ -193,16 +198,10 @@ impl Store {
         let start_time = process_start_time(pid);
         let dir = self.layout.sessions(env_id);
         fs::create_dir_all(&dir).map_err(io_at("create", &dir))?;
-        let lock_path = self.session_lock_path(env_id);
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_at("open", &lock_path))?;
-        let lock = Flock::lock(f, FlockArg::LockSharedNonblock).map_err(|(_, e)| {
-            StoreError::Lock(format!("session lock {}: {e}", lock_path.display()))
-        })?;
+        let lock = flock_file(
+            &self.session_lock_path(env_id),
+            FlockArg::LockSharedNonblock,
+        )?;
         let Some(start_time) = start_time else {
             // Already over (a command that exits at once): a guard without a record.
             return Ok(SessionGuard {
