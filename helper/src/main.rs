@@ -3,8 +3,9 @@
 //! Started by the core for one operation with `--socket <path>`. It connects
 //! to the core's private socket, checks the peer's credentials, exchanges
 //! protocol versions, validates the single `Run` request, starts the
-//! environment through the namespace backend, confines itself (Landlock +
-//! seccomp) and then only relays signals and the workload's exit status.
+//! environment through the namespace backend and, once the workload has
+//! started, confines itself (Landlock + seccomp); from then on it only relays
+//! signals and the workload's exit status.
 
 mod relay;
 mod validate;
@@ -119,12 +120,18 @@ fn main() -> ExitCode {
         Err(r) => return fail(&mut stream, r),
     };
     let t_validated = backend::now_ns();
-    let launched = match backend::launch(&prepared) {
+    let mut launched = match backend::launch(&prepared) {
         Ok(l) => l,
         Err(r) => return fail(&mut stream, r),
     };
     // Everything the control process still holds that it must not keep.
     drop(prepared);
+    // Confine this process once the workload has started, not now: the new init process
+    // sets the environment up meanwhile, and on a small machine confining first would keep
+    // it waiting for a CPU (≈ 0.25 ms). Until then only the init process's report is read.
+    if let Some(code) = relay::await_start(&mut stream, &mut launched, t_request, t_validated) {
+        return code;
+    }
     if let Err(e) = backend::confine_control() {
         let _ = nix::sys::signal::kill(launched.init, nix::sys::signal::Signal::SIGKILL);
         return fail(

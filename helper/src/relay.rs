@@ -39,6 +39,79 @@ fn init_status(init: Pid) -> WaitStatus {
     }
 }
 
+/// What the control process does next after one report from the init process.
+enum Next {
+    Continue,
+    Exit(ExitCode),
+}
+
+/// Forwards one report of the init process to the core.
+fn forward_report(
+    stream: &mut Stream,
+    events: &mut std::fs::File,
+    init: Pid,
+    t_request: u64,
+    t_validated: u64,
+) -> Next {
+    match read_frame::<Reply>(events) {
+        Ok(Reply::Started { mut timings, .. }) => {
+            timings.request = t_request;
+            timings.validated = t_validated;
+            let pid = init.as_raw().cast_unsigned();
+            let _ = write_frame(stream, &Reply::Started { pid, timings });
+            Next::Continue
+        }
+        Ok(Reply::Exited {
+            status,
+            mut timings,
+        }) => {
+            timings.request = t_request;
+            timings.validated = t_validated;
+            // Report first: the init process's exit tears the mount
+            // namespace down, and unmounting a persistent overlay
+            // syncs the whole upper file system, which can take long
+            // on a busy disk. The caller learns the status now; its
+            // session record stays live until this process exits.
+            let _ = write_frame(stream, &Reply::Exited { status, timings });
+            let _ = init_status(init);
+            Next::Exit(ExitCode::SUCCESS)
+        }
+        Ok(reply @ Reply::Failed(_)) => {
+            let _ = init_status(init);
+            let _ = write_frame(stream, &reply);
+            Next::Exit(ExitCode::from(1))
+        }
+        Ok(Reply::Hello(_)) | Err(_) => {
+            // The init process died without reporting (SIGKILL).
+            let status = init_status(init);
+            let timings = karapace_protocol::Timings {
+                request: t_request,
+                validated: t_validated,
+                ..Default::default()
+            };
+            let _ = write_frame(stream, &Reply::Exited { status, timings });
+            Next::Exit(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Waits for the init process's first report (the workload started, or the setup failed)
+/// and forwards it. Until then nothing but the init process's own pipe is read: requests
+/// from the core and signals stay queued until the caller has confined this process.
+/// Returns the exit code when the session is already over.
+pub fn await_start(
+    stream: &mut Stream,
+    launched: &mut Launched,
+    t_request: u64,
+    t_validated: u64,
+) -> Option<ExitCode> {
+    let init = launched.init;
+    match forward_report(stream, &mut launched.events, init, t_request, t_validated) {
+        Next::Continue => None,
+        Next::Exit(code) => Some(code),
+    }
+}
+
 pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: u64) -> ExitCode {
     let Launched {
         init,
@@ -70,46 +143,11 @@ pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: 
             };
             (r(2), r(0), r(1))
         };
-        if ev_ev {
-            match read_frame::<Reply>(&mut events) {
-                Ok(Reply::Started { mut timings, .. }) => {
-                    timings.request = t_request;
-                    timings.validated = t_validated;
-                    let pid = init.as_raw().cast_unsigned();
-                    let _ = write_frame(&mut stream, &Reply::Started { pid, timings });
-                }
-                Ok(Reply::Exited {
-                    status,
-                    mut timings,
-                }) => {
-                    timings.request = t_request;
-                    timings.validated = t_validated;
-                    // Report first: the init process's exit tears the mount
-                    // namespace down, and unmounting a persistent overlay
-                    // syncs the whole upper file system, which can take long
-                    // on a busy disk. The caller learns the status now; its
-                    // session record stays live until this process exits.
-                    let _ = write_frame(&mut stream, &Reply::Exited { status, timings });
-                    let _ = init_status(init);
-                    return ExitCode::SUCCESS;
-                }
-                Ok(reply @ Reply::Failed(_)) => {
-                    let _ = init_status(init);
-                    let _ = write_frame(&mut stream, &reply);
-                    return ExitCode::from(1);
-                }
-                Ok(Reply::Hello(_)) | Err(_) => {
-                    // The init process died without reporting (SIGKILL).
-                    let status = init_status(init);
-                    let timings = karapace_protocol::Timings {
-                        request: t_request,
-                        validated: t_validated,
-                        ..Default::default()
-                    };
-                    let _ = write_frame(&mut stream, &Reply::Exited { status, timings });
-                    return ExitCode::SUCCESS;
-                }
-            }
+        if ev_ev
+            && let Next::Exit(code) =
+                forward_report(&mut stream, &mut events, init, t_request, t_validated)
+        {
+            return code;
         }
         if sig_ev && let Ok(Some(info)) = sfd.read_signal() {
             {

@@ -255,6 +255,49 @@ fn stop_terminates_then_kills() {
     );
 }
 
+/// The helper's control process and the environment's init confine themselves once the
+/// workload has started (the control process waits for that report before it confines itself,
+/// so poll for a moment): no capabilities, `no_new_privs`, a seccomp filter, and a Landlock
+/// domain that denies every file access (reading a host file fails).
+#[test]
+fn control_and_init_processes_are_confined_while_the_workload_runs() {
+    let s = store();
+    let mut session = karapace_helper_client::spawn(
+        &spec(&s, &["sleep", "30"]),
+        karapace_helper_client::StdioMode::Null,
+    )
+    .unwrap();
+    session.wait_started().unwrap();
+    let init = session.init_pid().expect("init pid from Started");
+    for pid in [session.helper_pid(), init] {
+        let status = format!("/proc/{pid}/status");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let confined = loop {
+            let text = std::fs::read_to_string(&status).unwrap();
+            let field = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim().to_owned())
+            };
+            let now = field("Seccomp:").as_deref() == Some("2")
+                && field("NoNewPrivs:").as_deref() == Some("1")
+                && field("CapEff:").as_deref() == Some("0000000000000000");
+            if now || std::time::Instant::now() > deadline {
+                break (now, text);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert!(confined.0, "process {pid} is not confined:\n{}", confined.1);
+    }
+    karapace_helper_client::stop_session(
+        session.helper_pid(),
+        None,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(session.wait().unwrap().status, WaitStatus::Signaled(15));
+}
+
 #[test]
 fn read_only_bind_is_read_only() {
     let s = store();

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! export KARAPACE_TEST_MIRROR="$(sudo scripts/test-image | tail -n 1)"
-//! cargo build --release -p karapace -p karapace-helper
+//! scripts/build-release
 //! cargo bench -p karapace-tests --bench build_bench
 //! ```
 //!
@@ -207,6 +207,18 @@ fn exec_against_bwrap(k: &Karapace, env_id: &str, runs: usize) {
     println!();
     println!("`exec -- /bin/true` against bubblewrap on the same root file system, interleaved:");
     println!();
+    let helper = karapace_tests::bins::helper_bin();
+    for bin in std::iter::once(k.bin().to_path_buf()).chain(helper) {
+        let linked = match is_dynamically_linked(&bin) {
+            Some(true) => {
+                "dynamically linked: build with scripts/build-release for published numbers"
+            }
+            Some(false) => "statically linked (scripts/build-release)",
+            None => "not an ELF file?",
+        };
+        println!("{}: {linked}", bin.display());
+    }
+    println!();
     println!(
         "| {:<62} | {:>10} | {:<19} |",
         "command (median of runs)", "median", "min – max"
@@ -230,6 +242,26 @@ fn exec_against_bwrap(k: &Karapace, env_id: &str, runs: usize) {
         theirs,
     );
     row(&format!("/bin/true ({runs})"), plain);
+}
+
+/// Whether an ELF executable names a program interpreter (`PT_INTERP`), i.e. is loaded by
+/// `ld.so`; `None` when the file cannot be read as a 64-bit little-endian ELF file.
+fn is_dynamically_linked(path: &std::path::Path) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    let data = std::fs::read(path).ok()?;
+    let u16_at = |o: usize| Some(u16::from_le_bytes(data.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(data.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(data.get(o..o + 8)?.try_into().ok()?));
+    if data.get(..5)? != b"\x7fELF\x02" {
+        return None;
+    }
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let (phentsize, phnum) = (usize::from(u16_at(0x36)?), usize::from(u16_at(0x38)?));
+    let mut interp = false;
+    for i in 0..phnum {
+        interp |= u32_at(phoff + i * phentsize)? == PT_INTERP;
+    }
+    Some(interp)
 }
 
 /// Markdown table: measured | spread | target | standard tool | target met.

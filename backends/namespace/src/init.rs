@@ -1,5 +1,5 @@
 //! The environment's init process (pid 1 of its pid namespace): finishes the
-//! setup, forks the workload, then relays signals and reaps until the
+//! setup, starts the workload, then relays signals and reaps until the
 //! workload exits.
 
 use std::fs::File;
@@ -133,18 +133,17 @@ fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings) -> i32 {
             return 1;
         }
     };
-    let child = match sys::fork() {
-        Ok(sys::Forked::Child) => {
-            drop(exec_r);
-            workload::exec(p, exec_w)
-        }
-        Ok(sys::Forked::Parent(c)) => c,
+    // This process is single-threaded, as `spawn_vfork` requires; the workload's process
+    // only reads `p` and writes to its own copy of `exec_w`.
+    let spawned = sys::spawn_vfork(&mut || workload::exec(p, exec_w.as_fd()));
+    drop(exec_w);
+    let child = match spawned {
+        Ok(c) => c,
         Err(e) => {
-            report(ev, &Reply::Failed(Step("fork", e).into()));
+            report(ev, &Reply::Failed(Step("spawn workload", e).into()));
             return 1;
         }
     };
-    drop(exec_w);
 
     // The write end closes on a successful execve; a failed one sends the
     // reason first.

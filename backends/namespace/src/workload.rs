@@ -3,8 +3,7 @@
 //! execve).
 
 use std::ffi::CString;
-use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -16,17 +15,19 @@ use crate::{Prepared, Step, confine, sys};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Never returns: either `execve` succeeds or the reason is written to
-/// `exec_w` and the process exits with 127.
-pub fn exec(p: &Prepared, exec_w: OwnedFd) -> ! {
+/// Runs in the workload's process, started by [`sys::spawn_vfork`]: either `execve`
+/// succeeds, or the reason is written to `exec_w` and 127 is returned as the exit code.
+/// Nothing here may free what the init process owns (the memory is shared until `execve`).
+pub fn exec(p: &Prepared, exec_w: BorrowedFd<'_>) -> i32 {
     let refusal = match prepare(p) {
         Ok(()) => exec_search(p),
         Err(r) => r,
     };
     if let Ok(bytes) = encode(&refusal) {
-        let _ = std::io::Write::write_all(&mut File::from(exec_w), &bytes);
+        // One small write to a pipe: atomic below PIPE_BUF.
+        let _ = nix::unistd::write(exec_w, &bytes);
     }
-    sys::exit_now(127)
+    127
 }
 
 fn confine_err(step: &str, e: &confine::ConfineError) -> Refusal {
