@@ -97,8 +97,9 @@ fn forward_report(
 
 /// Waits for the init process's first report (the workload started, or the setup failed)
 /// and forwards it. Until then nothing but the init process's own pipe is read: requests
-/// from the core and signals stay queued until the caller has confined this process.
-/// Returns the exit code when the session is already over.
+/// from the core and signals stay queued until the caller has confined this process. Only a
+/// hang-up of the core's socket is noticed (no data is read from it): the environment is then
+/// killed, as it is later in [`run`]. Returns the exit code when the session is already over.
 pub fn await_start(
     stream: &mut Stream,
     launched: &mut Launched,
@@ -106,6 +107,27 @@ pub fn await_start(
     t_validated: u64,
 ) -> Option<ExitCode> {
     let init = launched.init;
+    loop {
+        let mut fds = [
+            PollFd::new(launched.events.as_fd(), PollFlags::POLLIN),
+            // No events asked for: poll still reports POLLHUP and POLLERR.
+            PollFd::new(stream.as_fd(), PollFlags::empty()),
+        ];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return Some(ExitCode::from(1)),
+        }
+        let ready = |f: &PollFd| f.revents().is_some_and(|e| !e.is_empty());
+        if ready(&fds[0]) {
+            break;
+        }
+        if ready(&fds[1]) {
+            // The core is gone: nobody will collect the status.
+            let _ = kill(init, Signal::SIGKILL);
+            let _ = init_status(init);
+            return Some(ExitCode::from(1));
+        }
+    }
     match forward_report(stream, &mut launched.events, init, t_request, t_validated) {
         Next::Continue => None,
         Next::Exit(code) => Some(code),

@@ -286,6 +286,33 @@ fn exit_statuses_and_stdio(k: &Karapace, env_id: &str) {
     k.exec(env_id, &["false"]).assert_code(1);
     // A missing `--` is a usage error.
     k.run(&["exec", env_id, "true"]).assert_code(2);
+    // A command that does not exist is 127, whatever the host.
+    k.exec(env_id, &["/no/such/command"]).assert_code(127);
+
+    // A session that cannot start is explained by the missing prerequisite, with its fix...
+    let no_helper = "/nonexistent/karapace-helper";
+    let out = k
+        .clone()
+        .env("KARAPACE_HELPER", no_helper)
+        .exec(env_id, &["true"]);
+    out.assert_code(1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("karapace-helper was not found") && err.contains("fix:"),
+        "no prerequisite explanation\n{out}"
+    );
+    // ...unless the prerequisite gate is skipped: then the helper's own error.
+    let out = k
+        .clone()
+        .env("KARAPACE_HELPER", no_helper)
+        .env("KARAPACE_SKIP_PREREQS", "1")
+        .exec(env_id, &["true"]);
+    out.assert_code(1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(no_helper) && !err.contains("fix:"),
+        "expected the helper error alone\n{out}"
+    );
 
     // stdin and stdout are streamed.
     let out = k.exec_with_stdin(env_id, &["cat"], b"through stdin\n");

@@ -150,25 +150,27 @@ fn add_caller_identity(staging: &Path, lowers: &[PathBuf]) -> std::io::Result<()
     Ok(())
 }
 
-fn tree(store: &Store, env: &EnvMetadata) -> Result<PathBuf> {
+/// The policy layer's tree in the store (unpacked if needed). Read it once per command and pass
+/// it to [`read_lock`] and [`read_source_dir`]: each lookup reads the layer's metadata.
+pub fn layer_tree(store: &Store, env: &EnvMetadata) -> Result<PathBuf> {
     let policy = env.policy_layer.as_deref().ok_or_else(|| {
         CoreError::Other(format!(
             "environment {} has no policy layer; rebuild it",
             env.short_id
         ))
     })?;
-    Ok(store.layer_tree(policy)?.join(DIR))
+    Ok(store.layer_tree(policy)?)
 }
 
-/// Reads back the lock of a built environment.
-pub fn read_lock(store: &Store, env: &EnvMetadata) -> Result<LockFile> {
-    Ok(LockFile::read(&tree(store, env)?.join(LOCK_FILE))?)
+/// Reads back the lock of a built environment from its policy layer's tree.
+pub fn read_lock(policy_tree: &Path) -> Result<LockFile> {
+    Ok(LockFile::read(&policy_tree.join(DIR).join(LOCK_FILE))?)
 }
 
 /// The directory of the manifest the environment was built from (for `./` mounts); the current
 /// directory when unknown.
-pub fn read_source_dir(store: &Store, env: &EnvMetadata) -> Result<PathBuf> {
-    let text = fs::read_to_string(tree(store, env)?.join(SOURCE_DIR_FILE)).unwrap_or_default();
+pub fn read_source_dir(policy_tree: &Path) -> Result<PathBuf> {
+    let text = fs::read_to_string(policy_tree.join(DIR).join(SOURCE_DIR_FILE)).unwrap_or_default();
     if text.is_empty() {
         return std::env::current_dir()
             .map_err(|e| CoreError::io("cannot read the current directory", e));

@@ -46,7 +46,8 @@ impl Engine {
             env.state,
             query,
         )?;
-        let lock = policy_layer::read_lock(&store, &env)?;
+        let policy_tree = policy_layer::layer_tree(&store, &env)?;
+        let lock = policy_layer::read_lock(&policy_tree)?;
         let argv: Vec<String> = if argv.is_empty() {
             // The user's login shell inside: bash when the image has it, else sh.
             [
@@ -75,15 +76,19 @@ impl Engine {
                 Ok(mock::exit_code(status?))
             }
             Backend::Namespace => {
-                if !prereqs::skipped()
-                    && let Some(m) = prereqs::check().into_iter().next()
-                {
-                    return Err(CoreError::Other(format!("{} (fix: {})", m.what, m.fix)));
-                }
-                let source_dir = policy_layer::read_source_dir(&store, &env)?;
+                let source_dir = policy_layer::read_source_dir(&policy_tree)?;
                 let tty = mode == RunMode::Enter && std::io::stdin().is_terminal();
-                let mut spec = runtime::session_spec(&store, &env, &lock, &source_dir, argv, tty)?;
-                let (session, mut guard) = start_session(&store, &env.env_id, &mut spec, pending)?;
+                let mut spec = runtime::session_spec(
+                    &store,
+                    &env,
+                    &lock,
+                    &policy_tree,
+                    &source_dir,
+                    argv,
+                    tty,
+                )?;
+                let (session, mut guard) = start_session(&store, &env.env_id, &mut spec, pending)
+                    .map_err(explain_setup_failure)?;
                 // Return as soon as the workload is done; the helper finishes unmounting
                 // (and syncing) the overlay on its own, its session record live until then.
                 let outcome = session.wait_workload().map_err(CoreError::helper);
@@ -134,6 +139,26 @@ impl Engine {
             }
         }
         Ok(stopped)
+    }
+}
+
+/// A session that could not start: when the host lacks a prerequisite (user namespaces,
+/// overlayfs, the helper binary), say that and how to fix it rather than which step failed.
+/// The check runs only after a failure: it reads several `/proc` files, which every
+/// successful `exec` would otherwise pay for, and a host it would flag may still work (an
+/// `AppArmor` profile can allow the helper its user namespaces). A command that cannot be
+/// executed is the workload's problem, never the host's.
+fn explain_setup_failure(e: CoreError) -> CoreError {
+    if matches!(
+        e,
+        CoreError::Helper(hc::HelperError::Refused(hc::Refusal::Exec { .. }))
+    ) || prereqs::skipped()
+    {
+        return e;
+    }
+    match prereqs::check().into_iter().next() {
+        Some(m) => CoreError::Other(format!("{} (fix: {}; the helper said: {e})", m.what, m.fix)),
+        None => e,
     }
 }
 

@@ -32,11 +32,18 @@ fn user_name() -> String {
         })
 }
 
-/// Overlay lowers (top first) of a built environment, as directories in the store.
-pub fn lowers(store: &Store, env: &EnvMetadata) -> Result<Vec<PathBuf>> {
+/// Overlay lowers (top first) of a built environment, as directories in the store; the policy
+/// layer's tree is already known (`policy_layer::layer_tree`).
+pub fn lowers(store: &Store, env: &EnvMetadata, policy_tree: &Path) -> Result<Vec<PathBuf>> {
     env.lower_layers_top_first()
         .iter()
-        .map(|h| Ok(store.layer_tree(h)?))
+        .map(|h| {
+            if env.policy_layer.as_ref() == Some(h) {
+                Ok(policy_tree.to_path_buf())
+            } else {
+                Ok(store.layer_tree(h)?)
+            }
+        })
         .collect()
 }
 
@@ -45,6 +52,7 @@ pub fn session_spec(
     store: &Store,
     env: &EnvMetadata,
     lock: &LockFile,
+    policy_tree: &Path,
     source_dir: &Path,
     argv: Vec<String>,
     tty: bool,
@@ -79,7 +87,7 @@ pub fn session_spec(
     }
     Ok(RunSpec {
         store_root: canonical_root(store)?,
-        lowers: lowers(store, env)?,
+        lowers: lowers(store, env, policy_tree)?,
         upper: Upper::Store {
             upper: store.env_upper(&env.env_id),
             work: store.env_work(&env.env_id),
