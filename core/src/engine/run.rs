@@ -230,15 +230,16 @@ fn start_session(
                 None => hc::spawn(spec, StdioMode::Inherit),
             };
             let mut session = started.map_err(CoreError::helper)?;
+            // Records of sessions that have ended are removed while the helper sets the
+            // environment up, the longest wait of a session start: unlinking the last
+            // session's record can wait on the disk (its block, written moments ago, is freed
+            // with a synchronous discard on ext4 mounted with `discard`), which delayed the
+            // request when done before it, and the workload's exit when done after the start.
+            store.prune_dead_sessions(env_id);
             match session.wait_started() {
                 Ok(_) => {
                     let guard =
                         store.begin_session(env_id, session.helper_pid(), session.init_pid())?;
-                    // Records of sessions that have ended are removed now, while the workload
-                    // runs, not before the request: the last session's helper has just synced
-                    // the file system, so unlinking its record can wait on the disk (a
-                    // synchronous discard, on ext4 mounted with `discard`).
-                    store.prune_dead_sessions(env_id);
                     return Ok((session, guard));
                 }
                 // Every session to join ended meanwhile; their overlay may still be unmounting.
