@@ -3,9 +3,21 @@
 use std::fs;
 use std::path::PathBuf;
 
+/// What a prerequisite is needed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Creating the environment's user namespace (and with it the others).
+    UserNamespaces,
+    /// Mounting the environment's layers.
+    Overlay,
+    /// Starting the helper at all.
+    Helper,
+}
+
 /// One failed prerequisite, with what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Missing {
+    pub kind: Kind,
     pub what: String,
     pub fix: String,
 }
@@ -24,6 +36,7 @@ pub fn check() -> Vec<Missing> {
     let mut missing = Vec::new();
     if read_number("/proc/sys/user/max_user_namespaces") == Some(0) {
         missing.push(Missing {
+            kind: Kind::UserNamespaces,
             what: "user namespaces are disabled (user.max_user_namespaces = 0)".into(),
             // No privileged-helper alternative to offer yet (docs/security-model.md §3).
             fix: "sysctl -w user.max_user_namespaces=15000".into(),
@@ -31,6 +44,7 @@ pub fn check() -> Vec<Missing> {
     }
     if read_number("/proc/sys/kernel/unprivileged_userns_clone") == Some(0) {
         missing.push(Missing {
+            kind: Kind::UserNamespaces,
             what:
                 "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)"
                     .into(),
@@ -39,6 +53,7 @@ pub fn check() -> Vec<Missing> {
     }
     if read_number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
         missing.push(Missing {
+            kind: Kind::UserNamespaces,
             what: "AppArmor restricts unprivileged user namespaces".into(),
             fix: "add an AppArmor profile allowing userns for karapace-helper".into(),
         });
@@ -50,12 +65,14 @@ pub fn check() -> Vec<Missing> {
         && !has_fuse_overlayfs()
     {
         missing.push(Missing {
+            kind: Kind::Overlay,
             what: "neither kernel overlayfs nor fuse-overlayfs is available".into(),
             fix: "modprobe overlay, or install fuse-overlayfs".into(),
         });
     }
     if helper_path().is_none() {
         missing.push(Missing {
+            kind: Kind::Helper,
             what: "karapace-helper was not found next to karapace".into(),
             fix: "install karapace-helper beside the karapace binary or set KARAPACE_HELPER".into(),
         });

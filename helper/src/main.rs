@@ -128,19 +128,13 @@ fn main() -> ExitCode {
     drop(prepared);
     // Confine this process once the workload has started, not now: the new init process
     // sets the environment up meanwhile, and on a small machine confining first would keep
-    // it waiting for a CPU (≈ 0.25 ms). Until then only the init process's report is read.
-    if let Some(code) = relay::await_start(&mut stream, &mut launched, t_request, t_validated) {
+    // it waiting for a CPU (≈ 0.25 ms). Until then only the init process's report is read;
+    // the core hears of the start only once this process is confined.
+    let confine = || backend::confine_control().map_err(|e| e.to_string());
+    if let Some(code) =
+        relay::await_start(&mut stream, &mut launched, t_request, t_validated, confine)
+    {
         return code;
-    }
-    if let Err(e) = backend::confine_control() {
-        let _ = nix::sys::signal::kill(launched.init, nix::sys::signal::Signal::SIGKILL);
-        return fail(
-            &mut stream,
-            Refusal::Setup {
-                step: format!("confine helper: {e}"),
-                errno: 0,
-            },
-        );
     }
     relay::run(stream, launched, t_request, t_validated)
 }

@@ -1,12 +1,13 @@
-//! The confined control loop: relays signals from the core (and from `stop`)
-//! to the environment, and the environment's reports back to the core.
+//! The control process after the launch: waits (unconfined, reading only the init process's
+//! pipe) for the workload's start, confines itself, then relays signals from the core (and
+//! from `stop`) to the environment and the environment's reports back to the core.
 
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use interprocess::os::unix::uds_local_socket::Stream;
 use karapace_backend_namespace::{Launched, blocked_set};
-use karapace_protocol::{Reply, Request, WaitStatus, read_frame, write_frame};
+use karapace_protocol::{FrameError, Refusal, Reply, Request, WaitStatus, read_frame, write_frame};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -45,15 +46,15 @@ enum Next {
     Exit(ExitCode),
 }
 
-/// Forwards one report of the init process to the core.
+/// Forwards one report of the init process (as read from its pipe) to the core.
 fn forward_report(
     stream: &mut Stream,
-    events: &mut std::fs::File,
+    report: Result<Reply, FrameError>,
     init: Pid,
     t_request: u64,
     t_validated: u64,
 ) -> Next {
-    match read_frame::<Reply>(events) {
+    match report {
         Ok(Reply::Started { mut timings, .. }) => {
             timings.request = t_request;
             timings.validated = t_validated;
@@ -95,16 +96,19 @@ fn forward_report(
     }
 }
 
-/// Waits for the init process's first report (the workload started, or the setup failed)
-/// and forwards it. Until then nothing but the init process's own pipe is read: requests
-/// from the core and signals stay queued until the caller has confined this process. Only a
-/// hang-up of the core's socket is noticed (no data is read from it): the environment is then
-/// killed, as it is later in [`run`]. Returns the exit code when the session is already over.
+/// Waits for the init process's first report (the workload started, or the setup failed).
+/// Until then nothing but the init process's own pipe is read: requests from the core and
+/// signals stay queued. Only a hang-up of the core's socket is noticed (no data is read from
+/// it): the environment is then killed, as it is later in [`run`]. On `Started`, `confine`
+/// runs before the report is forwarded, so the core never hears of a start by an unconfined
+/// helper; if it fails, the environment is killed and the core gets `Failed`. Returns the exit
+/// code when the session is already over.
 pub fn await_start(
     stream: &mut Stream,
     launched: &mut Launched,
     t_request: u64,
     t_validated: u64,
+    confine: impl FnOnce() -> Result<(), String>,
 ) -> Option<ExitCode> {
     let init = launched.init;
     loop {
@@ -128,7 +132,20 @@ pub fn await_start(
             return Some(ExitCode::from(1));
         }
     }
-    match forward_report(stream, &mut launched.events, init, t_request, t_validated) {
+    let report = read_frame::<Reply>(&mut launched.events);
+    if matches!(report, Ok(Reply::Started { .. }))
+        && let Err(e) = confine()
+    {
+        let _ = kill(init, Signal::SIGKILL);
+        let _ = init_status(init);
+        let failed = Reply::Failed(Refusal::Setup {
+            step: format!("confine helper: {e}"),
+            errno: 0,
+        });
+        let _ = write_frame(stream, &failed);
+        return Some(ExitCode::from(1));
+    }
+    match forward_report(stream, report, init, t_request, t_validated) {
         Next::Continue => None,
         Next::Exit(code) => Some(code),
     }
@@ -166,8 +183,13 @@ pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: 
             (r(2), r(0), r(1))
         };
         if ev_ev
-            && let Next::Exit(code) =
-                forward_report(&mut stream, &mut events, init, t_request, t_validated)
+            && let Next::Exit(code) = forward_report(
+                &mut stream,
+                read_frame::<Reply>(&mut events),
+                init,
+                t_request,
+                t_validated,
+            )
         {
             return code;
         }

@@ -133,9 +133,14 @@ fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings) -> i32 {
             return 1;
         }
     };
-    // This process is single-threaded, as `spawn_vfork` requires; the workload's process
-    // only reads `p` and writes to its own copy of `exec_w`.
-    let spawned = sys::spawn_vfork(&mut || workload::exec(p, exec_w.as_fd()));
+    // SAFETY: this process is single-threaded. The workload's process reads `p`, allocates
+    // what it needs without freeing anything of ours, writes at most one short frame to its
+    // own copy of `exec_w`, resets every signal disposition before it unblocks signals, and
+    // ends in execve or returns. Should it die half-way (a panic aborts it; SIGKILL can hit it
+    // inside an allocation), this process may find the allocator locked or inconsistent and
+    // hang or misreport; `stop` still ends the session (SIGKILL to the helper, whose death
+    // kills this process through PDEATHSIG).
+    let spawned = unsafe { sys::spawn_vfork(&mut || workload::exec(p, exec_w.as_fd())) };
     drop(exec_w);
     let child = match spawned {
         Ok(c) => c,

@@ -162,6 +162,8 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
     }
     let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
     let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
+    // "clone", "write id map", "unshare" and "overlay mount": the core explains failures of
+    // these steps by the host's prerequisites (core/src/engine/run.rs); keep the names.
     match sys::clone_into_namespaces().map_err(|e| Step("clone", e))? {
         sys::Forked::Child => {
             drop(ev_r);

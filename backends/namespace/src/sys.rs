@@ -141,7 +141,7 @@ pub fn reset_signal_dispositions() {
     }
 }
 
-/// `fork(2)` for the single-threaded init process.
+/// `fork(2)` for single-threaded processes (the helper, the join middle process).
 pub fn fork() -> Result<Forked, Errno> {
     // SAFETY: the environment's init process is single-threaded, so the child
     // cannot inherit a lock held by another thread.
@@ -168,12 +168,24 @@ extern "C" fn vfork_child(arg: *mut libc::c_void) -> libc::c_int {
 /// `execve` or exits, this process being suspended meanwhile (`CLONE_VM | CLONE_VFORK`,
 /// what `posix_spawn` does). It saves what `fork` costs a process with a Rust runtime: the
 /// copy of the page tables and the copy-on-write faults on both sides afterwards (≈ 0.2 ms
-/// per session on a small VM). `child` must end in `execve` or return the exit code; it
-/// runs on its own stack with a guard page, with signal dispositions and mask still shared
-/// in content (reset them first), file descriptors, working directory and credentials
-/// copied as by `fork`.
-pub fn spawn_vfork(child: &mut dyn FnMut() -> i32) -> Result<Pid, Errno> {
-    let page = 4096;
+/// per session on a small VM). `child` runs on its own stack (with a guard page) with every
+/// signal blocked, and either calls `execve` or returns its exit code. File descriptors, the
+/// working directory, credentials, resource limits and signal dispositions are the child's
+/// own copies, as after `fork`.
+///
+/// # Safety
+/// The caller must be single-threaded (no other thread may run on the shared memory, or hold
+/// a lock the child could need). `child` must not free or move memory the caller still uses,
+/// must not leave shared state describing per-process resources (say, a lazily opened
+/// descriptor cached in a static), and must reset the signal dispositions it inherits before
+/// it unblocks signals (a handler would otherwise run on the caller's memory and alternate
+/// stack). If the child dies before `execve` (a panic aborts it; a signal can kill it in the
+/// middle of an allocation), the caller's heap may be left inconsistent: only a caller that
+/// treats that as the end of its own useful life may accept it.
+pub unsafe fn spawn_vfork(child: &mut dyn FnMut() -> i32) -> Result<Pid, Errno> {
+    use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
+    // SAFETY: sysconf has no preconditions.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     // SAFETY: a fresh private anonymous mapping; the result is checked before use.
     let base = unsafe {
         libc::mmap(
@@ -191,12 +203,19 @@ pub fn spawn_vfork(child: &mut dyn FnMut() -> i32) -> Result<Pid, Errno> {
     // SAFETY: `base` is the start of the mapping made above, at least one page long.
     let guarded = unsafe { libc::mprotect(base, page, libc::PROT_NONE) };
     let result = if guarded == 0 {
+        // Blocked in the child too until it has reset the dispositions: no handler of this
+        // process may run on the shared memory.
+        let mut old = SigSet::empty();
+        let blocked = sigprocmask(
+            SigmaskHow::SIG_SETMASK,
+            Some(&SigSet::all()),
+            Some(&mut old),
+        );
         let mut arg: &mut dyn FnMut() -> i32 = child;
-        // SAFETY: the stack top is the end of our mapping (16-byte aligned, the guard page
-        // at its bottom); `arg` outlives the child's use of it because CLONE_VFORK keeps
-        // this thread suspended until the child has exec'd or exited, and this process is
-        // single-threaded (the caller's contract), so nothing else touches the shared
-        // memory while the child runs.
+        // SAFETY: the stack top is the end of our mapping (page-aligned, the guard page at its
+        // bottom); `arg` outlives the child's use of it because CLONE_VFORK keeps this thread
+        // suspended until the child has exec'd or exited; the caller guarantees that no other
+        // thread runs meanwhile and what `child` may do (see `# Safety`).
         let ret = unsafe {
             libc::clone(
                 vfork_child,
@@ -205,11 +224,15 @@ pub fn spawn_vfork(child: &mut dyn FnMut() -> i32) -> Result<Pid, Errno> {
                 std::ptr::from_mut(&mut arg).cast(),
             )
         };
-        if ret == -1 {
+        let spawned = if ret == -1 {
             Err(Errno::last())
         } else {
             Ok(Pid::from_raw(ret))
+        };
+        if blocked.is_ok() {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
         }
+        spawned
     } else {
         Err(Errno::last())
     };
@@ -261,10 +284,13 @@ mod tests {
     #[test]
     fn the_child_shares_memory_and_the_caller_waits_for_its_exit() {
         let seen = AtomicU32::new(0);
-        let pid = spawn_vfork(&mut || {
-            seen.store(std::process::id(), Ordering::SeqCst);
-            7
-        })
+        // SAFETY: the child only stores to an atomic of this frame and returns.
+        let pid = unsafe {
+            spawn_vfork(&mut || {
+                seen.store(std::process::id(), Ordering::SeqCst);
+                7
+            })
+        }
         .unwrap();
         // Written by the child, in its own process, before this thread resumed.
         let child = seen.load(Ordering::SeqCst);
@@ -282,12 +308,33 @@ mod tests {
             c"exit 5".as_ptr(),
             std::ptr::null(),
         ];
-        let pid = spawn_vfork(&mut || {
+        let mut child = || {
             // SAFETY: NUL-terminated strings and a NULL-terminated argv, all alive here.
             unsafe { libc::execv(path.as_ptr(), argv.as_ptr()) };
             127
-        })
-        .unwrap();
+        };
+        // SAFETY: the child only calls execv (and returns if it fails).
+        let pid = unsafe { spawn_vfork(&mut child) }.unwrap();
         assert_eq!(waitpid(pid, None).unwrap(), WaitStatus::Exited(pid, 5));
+    }
+
+    /// Recursion without end; `black_box` keeps the frames (and their stack use) real.
+    fn recurse(depth: u64) -> u64 {
+        let frame = std::hint::black_box([depth; 64]);
+        if depth == u64::MAX {
+            return 0;
+        }
+        frame[0] + recurse(std::hint::black_box(depth + 1))
+    }
+
+    #[test]
+    fn a_child_that_overflows_its_stack_dies_on_the_guard_page() {
+        // SAFETY: the child touches only its own stack until the guard page stops it.
+        let pid =
+            unsafe { spawn_vfork(&mut || i32::try_from(recurse(0) & 0x7f).unwrap_or(1)) }.unwrap();
+        assert_eq!(
+            waitpid(pid, None).unwrap(),
+            WaitStatus::Signaled(pid, nix::sys::signal::Signal::SIGSEGV, false)
+        );
     }
 }

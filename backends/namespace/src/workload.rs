@@ -15,6 +15,11 @@ use crate::{Prepared, Step, confine, sys};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Longest text a refusal from the workload's process carries: the init process is
+/// suspended until this process exits and cannot read the pipe meanwhile, so the whole reason
+/// must fit in the pipe at once (`PIPE_BUF`, 4096 bytes, is the least a pipe holds).
+const MAX_REASON: usize = 1024;
+
 /// Runs in the workload's process, started by [`sys::spawn_vfork`]: either `execve`
 /// succeeds, or the reason is written to `exec_w` and 127 is returned as the exit code.
 /// Nothing here may free what the init process owns (the memory is shared until `execve`).
@@ -23,11 +28,38 @@ pub fn exec(p: &Prepared, exec_w: BorrowedFd<'_>) -> i32 {
         Ok(()) => exec_search(p),
         Err(r) => r,
     };
-    if let Ok(bytes) = encode(&refusal) {
-        // One small write to a pipe: atomic below PIPE_BUF.
+    if let Ok(bytes) = encode(&bounded(refusal)) {
+        // One write of less than PIPE_BUF bytes to an empty pipe: it never blocks.
         let _ = nix::unistd::write(exec_w, &bytes);
     }
     127
+}
+
+/// `r` with its text cut to [`MAX_REASON`] bytes (a command name can be 128 KiB long).
+fn bounded(r: Refusal) -> Refusal {
+    fn cut(mut s: String) -> String {
+        if s.len() > MAX_REASON {
+            let mut end = MAX_REASON;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
+            s.push('…');
+        }
+        s
+    }
+    match r {
+        Refusal::Exec { argv0, errno } => Refusal::Exec {
+            argv0: cut(argv0),
+            errno,
+        },
+        Refusal::Setup { step, errno } => Refusal::Setup {
+            step: cut(step),
+            errno,
+        },
+        Refusal::Invalid(why) => Refusal::Invalid(cut(why)),
+        other => other,
+    }
 }
 
 fn confine_err(step: &str, e: &confine::ConfineError) -> Refusal {
@@ -109,4 +141,42 @@ fn exec_search(p: &Prepared) -> Refusal {
     } else {
         Errno::ENOENT
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use karapace_protocol::{Refusal, encode};
+
+    use super::{MAX_REASON, bounded};
+
+    #[test]
+    fn a_refusal_from_the_workload_always_fits_in_a_pipe_at_once() {
+        let long = "é".repeat(70_000);
+        for r in [
+            Refusal::Exec {
+                argv0: long.clone(),
+                errno: 36,
+            },
+            Refusal::Setup {
+                step: long.clone(),
+                errno: 1,
+            },
+            Refusal::Invalid(long.clone()),
+        ] {
+            let bytes = encode(&bounded(r)).unwrap();
+            assert!(bytes.len() < 4096, "{} bytes", bytes.len());
+        }
+        let short = Refusal::Exec {
+            argv0: "/bin/nope".into(),
+            errno: 2,
+        };
+        assert_eq!(bounded(short.clone()), short);
+        let Refusal::Exec { argv0, .. } = bounded(Refusal::Exec {
+            argv0: long,
+            errno: 36,
+        }) else {
+            unreachable!()
+        };
+        assert!(argv0.len() <= MAX_REASON + '…'.len_utf8() && argv0.ends_with('…'));
+    }
 }

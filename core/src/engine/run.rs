@@ -142,21 +142,32 @@ impl Engine {
     }
 }
 
-/// A session that could not start: when the host lacks a prerequisite (user namespaces,
-/// overlayfs, the helper binary), say that and how to fix it rather than which step failed.
-/// The check runs only after a failure: it reads several `/proc` files, which every
-/// successful `exec` would otherwise pay for, and a host it would flag may still work (an
-/// `AppArmor` profile can allow the helper its user namespaces). A command that cannot be
-/// executed is the workload's problem, never the host's.
+/// A session whose helper could not be started or could not create its namespaces or mount its
+/// layers: when the host lacks the matching prerequisite (the helper binary; user namespaces;
+/// overlayfs), say that and how to fix it rather than only which step failed. The checks run only after
+/// such a failure: they read several `/proc` files, which every successful `exec` would
+/// otherwise pay for, and a host they would flag may still work (an `AppArmor` profile can allow
+/// the helper its user namespaces). Every other error (a command that cannot be executed, a
+/// refused mount, a store error) passes through unchanged, with its own exit code.
 fn explain_setup_failure(e: CoreError) -> CoreError {
-    if matches!(
-        e,
-        CoreError::Helper(hc::HelperError::Refused(hc::Refusal::Exec { .. }))
-    ) || prereqs::skipped()
-    {
+    use hc::{HelperError, Refusal};
+    use prereqs::Kind;
+    let kind = match &e {
+        CoreError::Helper(HelperError::NotFound(_) | HelperError::Spawn(_)) => Kind::Helper,
+        // The backend's names of the steps these prerequisites are needed for.
+        CoreError::Helper(HelperError::Refused(Refusal::Setup { step, .. })) => {
+            match step.as_str() {
+                "clone" | "write id map" | "unshare" => Kind::UserNamespaces,
+                "overlay mount" => Kind::Overlay,
+                _ => return e,
+            }
+        }
+        _ => return e,
+    };
+    if prereqs::skipped() {
         return e;
     }
-    match prereqs::check().into_iter().next() {
+    match prereqs::check().into_iter().find(|m| m.kind == kind) {
         Some(m) => CoreError::Other(format!("{} (fix: {}; the helper said: {e})", m.what, m.fix)),
         None => e,
     }

@@ -322,11 +322,14 @@ impl Store {
         let dir = self.layout.sessions(env_id);
         let Ok(rd) = fs::read_dir(&dir) else { return };
         for e in rd.flatten() {
-            let live = fs::read(e.path())
-                .ok()
-                .and_then(|t| serde_json::from_slice::<SessionInfo>(&t).ok())
-                .is_some_and(|i| process_start_time(i.pid) == Some(i.start_time));
-            if !live {
+            // Records are written whole (renamed into place), so one that does not parse is
+            // garbage; one that cannot be read at all (EMFILE, EIO) may be live: keep it.
+            let dead = match fs::read(e.path()) {
+                Ok(text) => serde_json::from_slice::<SessionInfo>(&text)
+                    .map_or(true, |i| process_start_time(i.pid) != Some(i.start_time)),
+                Err(_) => false,
+            };
+            if dead {
                 let _ = fs::remove_file(e.path());
             }
         }
