@@ -94,11 +94,13 @@ impl Engine {
         Ok(envs)
     }
 
-    /// Finds the environment designated by `query` (`env_id`, `short_id`, prefix or name).
+    /// Finds the environment designated by `query` (`env_id`, `short_id`, prefix or name), with
+    /// its effective state. Only that environment's sessions are read: `exec` must not get slower
+    /// with every environment in the store.
     pub fn find(&self, store: &Store, query: &str) -> Result<EnvMetadata> {
-        let mut envs = store.list_envs()?;
+        let mut envs = store.list_envs_recorded()?;
         let index = resolve::resolve(&envs, query)?;
-        Ok(envs.swap_remove(index))
+        Ok(store.with_live_state(envs.swap_remove(index))?)
     }
 
     pub fn inspect(&self, query: &str) -> Result<EnvMetadata> {

@@ -97,11 +97,28 @@ impl Store {
     /// [`StoreError::CorruptMetadata`] naming each bad file.
     pub fn list_envs(&self) -> Result<Vec<EnvMetadata>> {
         let _l = self.lock_shared()?;
+        self.list_envs_recorded()?
+            .into_iter()
+            .map(|m| self.derive_state(m))
+            .collect()
+    }
+
+    /// Like [`Store::list_envs`], but each state as recorded: Running is not derived from live
+    /// sessions, so no session directory is read. For finding one environment among many;
+    /// [`Store::with_live_state`] then gives the one found its effective state.
+    pub fn list_envs_recorded(&self) -> Result<Vec<EnvMetadata>> {
+        let _l = self.lock_shared()?;
         let (ok, bad) = self.scan_metadata()?;
         if !bad.is_empty() {
             return Err(StoreError::CorruptMetadata(bad));
         }
-        ok.into_iter().map(|m| self.derive_state(m)).collect()
+        Ok(ok)
+    }
+
+    /// `m` (from [`Store::list_envs_recorded`]) with its effective state: Running while a
+    /// session that is not ending is live, Built otherwise.
+    pub fn with_live_state(&self, m: EnvMetadata) -> Result<EnvMetadata> {
+        self.derive_state(m)
     }
 
     fn check_name_free(&self, name: &str, except: &str) -> Result<()> {

@@ -184,6 +184,32 @@ fn env_lifecycle_names_and_corrupt_metadata() {
     assert!(leftovers(&f.root).is_empty());
 }
 
+/// Finding one environment reads only its own sessions: the recorded listing leaves states as
+/// recorded, and `with_live_state` derives Running for the one asked about.
+#[test]
+fn recorded_listing_leaves_state_to_with_live_state() {
+    let f = fixture();
+    let a = make_env(&f.store, "alpha", &f.base);
+    let b = make_env(&f.store, "beta", &f.base);
+    let _g = f.store.begin_session(&a, std::process::id(), None).unwrap();
+    let recorded = f.store.list_envs_recorded().unwrap();
+    assert_eq!(recorded.len(), 2);
+    assert!(recorded.iter().all(|m| m.state == EnvState::Built));
+    let live = f.store.list_envs().unwrap();
+    for m in recorded {
+        let derived = f.store.with_live_state(m.clone()).unwrap();
+        let expected = if m.env_id == a {
+            EnvState::Running
+        } else {
+            assert_eq!(m.env_id, b);
+            EnvState::Built
+        };
+        assert_eq!(derived.state, expected, "{}", m.env_id);
+        let listed = live.iter().find(|l| l.env_id == m.env_id).unwrap();
+        assert_eq!(listed.state, expected, "list_envs for {}", m.env_id);
+    }
+}
+
 #[test]
 fn sessions_derive_running_and_die_with_their_process() {
     let f = fixture();
