@@ -143,8 +143,9 @@ pub fn reset_signal_dispositions() {
 
 /// `fork(2)` for single-threaded processes (the helper, the join middle process).
 pub fn fork() -> Result<Forked, Errno> {
-    // SAFETY: the environment's init process is single-threaded, so the child
-    // cannot inherit a lock held by another thread.
+    // SAFETY: only single-threaded processes call this (the helper before it starts any
+    // thread, the join middle process), so the child cannot inherit a lock held by another
+    // thread.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
