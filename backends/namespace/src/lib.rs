@@ -3,7 +3,7 @@
 //! [`launch`] creates the environment's init process with
 //! `clone(CLONE_NEWUSER | CLONE_NEWPID)`; the init process performs the rest
 //! of the setup in the order of the architecture document (id maps, mount /
-//! UTS / IPC / network namespaces, mounts, `pivot_root`), forks the workload
+//! UTS / IPC / network namespaces, mounts, `pivot_root`), starts the workload
 //! (Landlock, capability drop, `no_new_privs`, seccomp, `execve`), confines
 //! itself and reaps. Progress is reported to the caller as protocol frames
 //! on a pipe.

@@ -252,7 +252,7 @@ pub fn execve(path: &CString, argv: &[CString], env: &[CString]) -> Errno {
 }
 
 /// Exits immediately without running destructors or atexit handlers (used
-/// in forked children, which must not flush the parent's buffers twice).
+/// in forked and cloned children, which must not flush the parent's buffers twice).
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is always safe to call; it never returns.
     unsafe { libc::_exit(code) }

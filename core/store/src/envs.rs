@@ -39,7 +39,7 @@ impl Store {
     /// Stored state overlaid with live sessions: Running exactly while a session's workload
     /// runs. A session whose workload is over but whose helper is still unmounting does not
     /// count: commands that need the environment idle wait for it (`ensure_idle`).
-    fn derive_state(&self, mut m: EnvMetadata) -> Result<EnvMetadata> {
+    pub fn with_live_state(&self, mut m: EnvMetadata) -> Result<EnvMetadata> {
         if matches!(m.state, EnvState::Built | EnvState::Running) {
             let running = self
                 .sessions(&m.env_id)?
@@ -59,7 +59,7 @@ impl Store {
     pub fn env(&self, env_id: &str) -> Result<EnvMetadata> {
         let _l = self.lock_shared()?;
         let m = self.read_meta_raw(env_id)?;
-        self.derive_state(m)
+        self.with_live_state(m)
     }
 
     /// Ids of every metadata file (sorted), whatever their content.
@@ -99,7 +99,7 @@ impl Store {
         let _l = self.lock_shared()?;
         self.list_envs_recorded()?
             .into_iter()
-            .map(|m| self.derive_state(m))
+            .map(|m| self.with_live_state(m))
             .collect()
     }
 
@@ -113,12 +113,6 @@ impl Store {
             return Err(StoreError::CorruptMetadata(bad));
         }
         Ok(ok)
-    }
-
-    /// `m` (from [`Store::list_envs_recorded`]) with its effective state: Running while a
-    /// session that is not ending is live, Built otherwise.
-    pub fn with_live_state(&self, m: EnvMetadata) -> Result<EnvMetadata> {
-        self.derive_state(m)
     }
 
     fn check_name_free(&self, name: &str, except: &str) -> Result<()> {

@@ -317,7 +317,8 @@ impl Store {
         Ok(())
     }
 
-    /// Remove records of dead sessions (called by gc and once a new session has started).
+    /// Remove records of dead sessions (called by gc, and by every new session while its helper
+    /// sets the environment up).
     pub fn prune_dead_sessions(&self, env_id: &str) {
         let dir = self.layout.sessions(env_id);
         let Ok(rd) = fs::read_dir(&dir) else { return };
