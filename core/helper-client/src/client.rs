@@ -1,7 +1,7 @@
 //! Spawning the helper, the socket handshake, stdio and signal forwarding.
 
 use std::io::Read;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -91,7 +91,8 @@ pub fn helper_path() -> Result<PathBuf, HelperError> {
 pub struct Session {
     child: Child,
     stream: Stream,
-    stdout: Option<JoinHandle<Vec<u8>>>,
+    stdout: Option<JoinHandle<Captured>>,
+    capture_cap: usize,
     signals: Signals,
     started: Option<Timings>,
     /// Host pid of the environment's init process, from `Started`.
@@ -185,7 +186,7 @@ pub fn spawn_with(
     stdout: Stdio,
     stderr: Stdio,
 ) -> Result<Session, HelperError> {
-    prespawn_with(stdin, stdout, stderr)?.run(spec)
+    prespawn_with(stdin, stdout, stderr, DEFAULT_CAPTURE_CAP)?.run(spec)
 }
 
 /// A helper started before its request is known: its exec and start-up (about a
@@ -197,8 +198,33 @@ pub struct Pending {
     /// The socket's directory, removed with the `Pending`.
     _dir: tempfile::TempDir,
     signals: Option<Signals>,
-    stdout: Option<JoinHandle<Vec<u8>>>,
+    stdout: Option<JoinHandle<Captured>>,
+    capture_cap: usize,
     client: ClientTimings,
+}
+
+/// What the stdout reader collected: at most the cap, and whether the workload wrote more.
+struct Captured {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+/// Reads the workload's stdout, at most `cap` bytes. On one byte more it stops reading and kills
+/// the helper (which takes the whole environment with it), so a workload that writes without end
+/// costs neither memory nor time. The helper is pinned with a pidfd taken before it can have
+/// been reaped, so the kill never reaches another process.
+fn read_capped(out: impl Read, cap: usize, helper: Option<OwnedFd>) -> Captured {
+    let mut bytes = Vec::new();
+    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+    let _ = out.take(limit).read_to_end(&mut bytes);
+    let overflowed = bytes.len() > cap;
+    if overflowed {
+        bytes.truncate(cap);
+        if let Some(fd) = helper {
+            let _ = rustix::process::pidfd_send_signal(&fd, rustix::process::Signal::KILL);
+        }
+    }
+    Captured { bytes, overflowed }
 }
 
 impl Drop for Pending {
@@ -217,10 +243,15 @@ pub fn prespawn(stdio: StdioMode) -> Result<Pending, HelperError> {
         StdioMode::CaptureStdout => (Stdio::null(), Stdio::piped()),
         StdioMode::Null => (Stdio::null(), Stdio::null()),
     };
-    prespawn_with(i, o, Stdio::inherit())
+    prespawn_with(i, o, Stdio::inherit(), DEFAULT_CAPTURE_CAP)
 }
 
-fn prespawn_with(stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Result<Pending, HelperError> {
+fn prespawn_with(
+    stdin: Stdio,
+    stdout: Stdio,
+    stderr: Stdio,
+    capture_cap: usize,
+) -> Result<Pending, HelperError> {
     let client = ClientTimings {
         spawn: now_ns(),
         ..ClientTimings::default()
@@ -248,12 +279,15 @@ fn prespawn_with(stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Result<Pending, 
         .stdout(stdout)
         .stderr(stderr);
     let mut child = cmd.spawn().map_err(HelperError::Spawn)?;
-    let stdout = child.stdout.take().map(|mut out| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = out.read_to_end(&mut buf);
-            buf
-        })
+    let stdout = child.stdout.take().map(|out| {
+        // Not reaped before `finish`, so this pidfd names our helper.
+        let pidfd = i32::try_from(child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .and_then(|pid| {
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+            });
+        std::thread::spawn(move || read_capped(out, capture_cap, pidfd))
     });
     Ok(Pending {
         child: Some(child),
@@ -261,6 +295,7 @@ fn prespawn_with(stdin: Stdio, stdout: Stdio, stderr: Stdio) -> Result<Pending, 
         _dir: dir,
         signals: Some(signals),
         stdout,
+        capture_cap,
         client,
     })
 }
@@ -326,6 +361,7 @@ impl Pending {
             child,
             stream,
             stdout: self.stdout.take(),
+            capture_cap: self.capture_cap,
             signals,
             started: None,
             init_pid: None,
@@ -430,7 +466,14 @@ impl Session {
         if self.tty {
             crate::terminal::restore_foreground();
         }
-        let stdout = self.stdout.take().and_then(|t| t.join().ok());
+        let captured = self.stdout.take().and_then(|t| t.join().ok());
+        if let Some(Captured {
+            overflowed: true, ..
+        }) = captured
+        {
+            return Err(HelperError::OutputTooLarge(self.capture_cap));
+        }
+        let stdout = captured.map(|c| c.bytes);
         let exited = helper_status.is_some();
         let (status, timings) = match (result, helper_status) {
             (Ok(r), _) => r,
@@ -480,11 +523,22 @@ pub fn run(spec: &RunSpec, stdio: StdioMode) -> Result<WaitStatus, HelperError> 
     Ok(spawn(spec, stdio)?.wait()?.status)
 }
 
-/// Runs `spec` with stdout captured (stdin is /dev/null).
+/// Runs `spec` with stdout captured (stdin is /dev/null), at most [`DEFAULT_CAPTURE_CAP`] bytes.
 pub fn capture(spec: &RunSpec) -> Result<(WaitStatus, Vec<u8>), HelperError> {
-    let out = spawn(spec, StdioMode::CaptureStdout)?.wait()?;
+    capture_bounded(spec, DEFAULT_CAPTURE_CAP)
+}
+
+/// Runs `spec` with stdout captured (stdin is /dev/null). A workload that writes more than `cap`
+/// bytes is killed at once and the run fails with [`HelperError::OutputTooLarge`]: never more
+/// than `cap` + 1 bytes are held.
+pub fn capture_bounded(spec: &RunSpec, cap: usize) -> Result<(WaitStatus, Vec<u8>), HelperError> {
+    let pending = prespawn_with(Stdio::null(), Stdio::piped(), Stdio::inherit(), cap)?;
+    let out = pending.run(spec)?.wait()?;
     Ok((out.status, out.stdout.unwrap_or_default()))
 }
+
+/// The cap of [`capture`] and of piped stdout in [`spawn_with`].
+pub const DEFAULT_CAPTURE_CAP: usize = 16 << 20;
 
 #[cfg(test)]
 mod tests {

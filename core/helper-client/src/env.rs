@@ -1,5 +1,7 @@
 //! The environment variables a workload receives: an allowlist of the
-//! caller's, plus the variables every Karapace environment defines.
+//! caller's, the variables of the host integrations the policy granted (see
+//! [`crate::policy::HostSetup::env`]: `DISPLAY` only with the X11 socket, and so on), plus the
+//! variables every Karapace environment defines.
 
 /// Passed through when set.
 pub const ALLOWED: &[&str] = &[
@@ -8,14 +10,8 @@ pub const ALLOWED: &[&str] = &[
     "LANG",
     "LANGUAGE",
     "TZ",
-    "DISPLAY",
-    "WAYLAND_DISPLAY",
-    "XDG_RUNTIME_DIR",
     "XDG_SESSION_TYPE",
     "XDG_CURRENT_DESKTOP",
-    "XAUTHORITY",
-    "PULSE_SERVER",
-    "DBUS_SESSION_BUS_ADDRESS",
     "EDITOR",
     "VISUAL",
     "PAGER",
@@ -40,15 +36,20 @@ pub fn allowed(name: &str) -> bool {
     allowed && !denied
 }
 
-/// Filters `vars` (usually `std::env::vars()`) and adds `KARAPACE_ENV=1`,
-/// `HOME`, `USER`, `HOSTNAME` and `PATH`.
+/// Filters `vars` (usually `std::env::vars()`), adds the `granted` integration variables and
+/// `KARAPACE_ENV=1`, `HOME`, `USER`, `HOSTNAME` and `PATH`.
 pub fn workload_env(
     vars: impl IntoIterator<Item = (String, String)>,
+    granted: &[(String, String)],
     home: &str,
     user: &str,
     hostname: &str,
 ) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = vars.into_iter().filter(|(k, _)| allowed(k)).collect();
+    for (k, v) in granted {
+        out.retain(|(name, _)| name != k);
+        out.push((k.clone(), v.clone()));
+    }
     for (k, v) in [
         ("KARAPACE_ENV", "1"),
         ("HOME", home),
@@ -76,9 +77,15 @@ mod tests {
             ("TERM", "xterm"),
             ("LC_ALL", "C"),
             ("SECRET", "s"),
+            ("DISPLAY", ":0"),
+            ("DBUS_SESSION_BUS_ADDRESS", "unix:path=/run/user/1/bus"),
+            ("WAYLAND_DISPLAY", "wayland-0"),
+            ("XAUTHORITY", "/home/u/.Xauthority"),
+            ("PULSE_SERVER", "unix:/x"),
+            ("XDG_RUNTIME_DIR", "/run/user/1"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
-        let env = workload_env(vars, "/home/u", "u", "karapace-abc");
+        let env = workload_env(vars, &[], "/home/u", "u", "karapace-abc");
         let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
         assert!(names.contains(&"TERM") && names.contains(&"LC_ALL"));
         for bad in [
@@ -87,6 +94,13 @@ mod tests {
             "GPG_AGENT_INFO",
             "DOCKER_HOST",
             "SECRET",
+            // Integration variables pass only with their grant (`HostSetup::env`).
+            "DISPLAY",
+            "DBUS_SESSION_BUS_ADDRESS",
+            "WAYLAND_DISPLAY",
+            "XAUTHORITY",
+            "PULSE_SERVER",
+            "XDG_RUNTIME_DIR",
         ] {
             assert!(!names.contains(&bad), "{bad} leaked");
         }

@@ -16,8 +16,8 @@ mod stop;
 pub mod terminal;
 
 pub use client::{
-    ClientTimings, Pending, RunOutcome, Session, StdioMode, capture, helper_path, prespawn, run,
-    spawn, spawn_with,
+    ClientTimings, DEFAULT_CAPTURE_CAP, Pending, RunOutcome, Session, StdioMode, capture,
+    capture_bounded, helper_path, prespawn, run, spawn, spawn_with,
 };
 pub use karapace_protocol::{
     BindMount, Capabilities, IdMapMode, Identity, JoinTarget, Limits, Network, Refusal, RunSpec,
@@ -44,6 +44,8 @@ pub enum HelperError {
     Refused(#[from] Refusal),
     #[error("karapace-helper exited unexpectedly ({0})")]
     HelperDied(String),
+    #[error("the command wrote more than {0} bytes to its output; it was stopped")]
+    OutputTooLarge(usize),
 }
 
 impl HelperError {

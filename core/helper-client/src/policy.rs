@@ -8,10 +8,20 @@
 //! ```toml
 //! home = "read-write"            # "read-write" | "read-only" | "none"
 //! mount_prefixes = ["~/", "/srv"] # where manifest mounts may come from
-//! gui = true                      # Wayland, X11, PipeWire, PulseAudio, D-Bus, fonts
+//! gui = true                      # master switch for everything below and fonts/icons/themes
+//! wayland = true                  # the Wayland socket (interactive sessions)
+//! x11 = true                      # /tmp/.X11-unix, DISPLAY, XAUTHORITY (interactive sessions)
+//! pipewire = true                 # PipeWire and PulseAudio sockets (interactive sessions)
+//! dbus = false                    # the session bus: host code execution (systemd --user, portals)
+//! ssh_agent = false               # SSH_AUTH_SOCK and its socket
 //! gpu = true                      # /dev/dri, /dev/nvidia* when the manifest asks
 //! audio = true                    # /dev/snd when the manifest asks
 //! ```
+//!
+//! Manifest mounts inside the home directory (or containing it) obey `home`: refused under
+//! `"none"`, read-only under `"read-only"` — unless a policy file names a mount prefix that
+//! covers them (the administrator's always; the user's only where the administrator left the home
+//! read-write). A manifest is someone else's file; the policy is the user's word.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -31,6 +41,12 @@ pub enum PolicyError {
     },
     #[error("mount target {0:?} must be an absolute path without '..'")]
     BadTarget(String),
+    #[error(
+        "mount {src:?} reaches into your home directory, which your policy does not share \
+         (home = \"none\"); name a prefix covering it in mount_prefixes of \
+         ~/.config/karapace/policy.toml to allow it"
+    )]
+    HomeNotShared { src: PathBuf },
 }
 
 /// How the home directory is shared; ordered from tightest to loosest.
@@ -48,17 +64,31 @@ struct PolicyFile {
     home: Option<HomeAccess>,
     mount_prefixes: Option<Vec<String>>,
     gui: Option<bool>,
+    wayland: Option<bool>,
+    x11: Option<bool>,
+    pipewire: Option<bool>,
+    dbus: Option<bool>,
+    ssh_agent: Option<bool>,
     gpu: Option<bool>,
     audio: Option<bool>,
 }
 
 /// The effective, validated policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // one switch per host integration, as in the file
 pub struct Policy {
     pub home: HomeAccess,
     /// Canonical host prefixes manifest mounts may come from.
     pub mount_prefixes: Vec<PathBuf>,
+    /// Prefixes a policy file names itself (never the defaults): manifest mounts beneath them
+    /// are not restricted by `home`.
+    pub granted_prefixes: Vec<PathBuf>,
     pub gui: bool,
+    pub wayland: bool,
+    pub x11: bool,
+    pub pipewire: bool,
+    pub dbus: bool,
+    pub ssh_agent: bool,
     pub gpu: bool,
     pub audio: bool,
 }
@@ -84,7 +114,13 @@ impl Policy {
         Policy {
             home: HomeAccess::ReadWrite,
             mount_prefixes: canonical_all(prefixes),
+            granted_prefixes: Vec::new(),
             gui: true,
+            wayland: true,
+            x11: true,
+            pipewire: true,
+            dbus: false,
+            ssh_agent: false,
             gpu: true,
             audio: true,
         }
@@ -124,25 +160,41 @@ impl Policy {
             })
         };
         let mut p = Policy::default_for(home);
+        // Switches that grant a handle to host code (the session bus, the SSH agent) are off by
+        // default; the user may turn them on unless the administrator said no.
+        let mut admin_forbids = (false, false);
         if let Some(a) = admin {
             let a = parse(a)?;
             p.home = a.home.unwrap_or(p.home);
             if let Some(m) = a.mount_prefixes {
                 p.mount_prefixes =
                     canonical_all(m.iter().map(|s| expand(s, home, Path::new("/"))).collect());
+                p.granted_prefixes.clone_from(&p.mount_prefixes);
             }
             p.gui = a.gui.unwrap_or(p.gui);
+            p.wayland = a.wayland.unwrap_or(p.wayland);
+            p.x11 = a.x11.unwrap_or(p.x11);
+            p.pipewire = a.pipewire.unwrap_or(p.pipewire);
+            p.dbus = a.dbus.unwrap_or(p.dbus);
+            p.ssh_agent = a.ssh_agent.unwrap_or(p.ssh_agent);
             p.gpu = a.gpu.unwrap_or(p.gpu);
             p.audio = a.audio.unwrap_or(p.audio);
+            admin_forbids = (a.dbus == Some(false), a.ssh_agent == Some(false));
         }
         if let Some(u) = user {
             let u = parse(u)?;
             // The user may only tighten: minimum of each setting, and
             // prefixes only where they lie inside an admin prefix.
+            let admin_home = p.home;
             p.home = p.home.min(u.home.unwrap_or(p.home));
             p.gui &= u.gui.unwrap_or(true);
+            p.wayland &= u.wayland.unwrap_or(true);
+            p.x11 &= u.x11.unwrap_or(true);
+            p.pipewire &= u.pipewire.unwrap_or(true);
             p.gpu &= u.gpu.unwrap_or(true);
             p.audio &= u.audio.unwrap_or(true);
+            p.dbus = u.dbus.unwrap_or(p.dbus) && !admin_forbids.0;
+            p.ssh_agent = u.ssh_agent.unwrap_or(p.ssh_agent) && !admin_forbids.1;
             if let Some(m) = u.mount_prefixes {
                 let wanted =
                     canonical_all(m.iter().map(|s| expand(s, home, Path::new("/"))).collect());
@@ -150,6 +202,19 @@ impl Policy {
                     .into_iter()
                     .filter(|w| p.mount_prefixes.iter().any(|a| w.starts_with(a)))
                     .collect();
+                // The user's own prefixes lift their own `home` restriction, never the
+                // administrator's.
+                if admin_home == HomeAccess::ReadWrite {
+                    p.granted_prefixes.clone_from(&p.mount_prefixes);
+                } else {
+                    let admin_granted = std::mem::take(&mut p.granted_prefixes);
+                    p.granted_prefixes = p
+                        .mount_prefixes
+                        .iter()
+                        .filter(|m| admin_granted.iter().any(|g| m.starts_with(g)))
+                        .cloned()
+                        .collect();
+                }
             }
         }
         Ok(p)
@@ -167,7 +232,7 @@ fn canonical_all(paths: Vec<PathBuf>) -> Vec<PathBuf> {
 #[derive(Debug, Clone, Default)]
 pub struct HostRequest {
     /// Interactive session with GUI integration (Wayland, X11, audio
-    /// servers, D-Bus, fonts).
+    /// servers, D-Bus, fonts) as far as the policy grants each.
     pub gui: bool,
     pub gpu: bool,
     pub audio: bool,
@@ -184,18 +249,45 @@ pub struct HostSetup {
     pub binds: Vec<BindMount>,
     pub devices: Vec<PathBuf>,
     pub allowed_mount_prefixes: Vec<PathBuf>,
+    /// Variables of the caller that a granted integration needs (`WAYLAND_DISPLAY`,
+    /// `SSH_AUTH_SOCK`, …); everything else follows the allowlist in [`crate::env`].
+    pub env: Vec<(String, String)>,
 }
 
 impl HostSetup {
-    fn add(&mut self, src: &Path, dst: &Path, readonly: bool) {
-        if let Ok(src) = std::fs::canonicalize(src) {
-            self.allowed_mount_prefixes.push(src.clone());
-            self.binds.push(BindMount {
-                src,
-                dst: dst.to_path_buf(),
-                readonly,
-            });
+    /// Shares `src` (if it exists) at `dst`; true when it was added.
+    fn add(&mut self, src: &Path, dst: &Path, readonly: bool) -> bool {
+        let Ok(src) = std::fs::canonicalize(src) else {
+            return false;
+        };
+        self.allowed_mount_prefixes.push(src.clone());
+        self.binds.push(BindMount {
+            src,
+            dst: dst.to_path_buf(),
+            readonly,
+        });
+        true
+    }
+
+    /// Shares the socket a variable names and passes the variable on.
+    fn add_with_var(&mut self, var: (&str, Option<String>), socket: &Path, readonly: bool) {
+        if let (name, Some(value)) = var
+            && self.add(socket, socket, readonly)
+        {
+            self.env.push((name.to_owned(), value));
         }
+    }
+}
+
+/// A manifest mount's container side: `path` or `path:ro` / `path:rw` (read-write, as before).
+/// Returns the path and whether the manifest asked for read-only.
+pub fn split_mount_mode(container: &str) -> (&str, bool) {
+    if let Some(path) = container.strip_suffix(":ro") {
+        (path.trim_end(), true)
+    } else if let Some(path) = container.strip_suffix(":rw") {
+        (path.trim_end(), false)
+    } else {
+        (container, false)
     }
 }
 
@@ -213,9 +305,9 @@ fn normalized_target(t: &str, home: &Path) -> Result<PathBuf, PolicyError> {
 }
 
 /// Lowers `policy` and `req` (with the caller's environment `vars`) to bind
-/// mounts and devices. Every source is canonicalized here (symlinks
+/// mounts, devices and the variables they need. Every source is canonicalized here (symlinks
 /// resolved) and, for manifest mounts, checked component-wise against the
-/// policy's prefixes; the helper checks again with `openat2`.
+/// policy's prefixes and its home setting; the helper checks again with `openat2`.
 pub fn host_integration(
     policy: &Policy,
     req: &HostRequest,
@@ -224,44 +316,17 @@ pub fn host_integration(
     let var = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let mut s = HostSetup::default();
     match policy.home {
-        HomeAccess::ReadWrite => s.add(&req.home, &req.home, false),
-        HomeAccess::ReadOnly => s.add(&req.home, &req.home, true),
+        HomeAccess::ReadWrite => _ = s.add(&req.home, &req.home, false),
+        HomeAccess::ReadOnly => _ = s.add(&req.home, &req.home, true),
         HomeAccess::None => {}
     }
     if req.gui && policy.gui {
-        if let Some(rt) = var("XDG_RUNTIME_DIR").map(PathBuf::from) {
-            if let Some(w) = var("WAYLAND_DISPLAY") {
-                let sock = rt.join(w);
-                s.add(&sock, &sock, false);
-            }
-            for sock in ["pipewire-0", "pulse/native", "bus"] {
-                s.add(&rt.join(sock), &rt.join(sock), false);
-            }
-        }
-        if let Some(addr) = var("DBUS_SESSION_BUS_ADDRESS")
-            && let Some(path) = addr
-                .strip_prefix("unix:path=")
-                .map(|p| p.split(',').next().unwrap_or(p))
-        {
-            s.add(Path::new(path), Path::new(path), false);
-        }
-        if var("DISPLAY").is_some() {
-            s.add(
-                Path::new("/tmp/.X11-unix"),
-                Path::new("/tmp/.X11-unix"),
-                true,
-            );
-            if let Some(xa) = var("XAUTHORITY") {
-                s.add(Path::new(&xa), Path::new(&xa), true);
-            }
-        }
-        for (host, inside) in [
-            ("/usr/share/fonts", "/usr/local/share/fonts"),
-            ("/usr/share/icons", "/usr/local/share/icons"),
-            ("/usr/share/themes", "/usr/local/share/themes"),
-        ] {
-            s.add(Path::new(host), Path::new(inside), true);
-        }
+        gui_integration(policy, &var, &mut s);
+    }
+    if policy.ssh_agent
+        && let Some(sock) = var("SSH_AUTH_SOCK")
+    {
+        s.add_with_var(("SSH_AUTH_SOCK", Some(sock.clone())), Path::new(&sock), false);
     }
     if req.gpu && policy.gpu {
         if Path::new("/dev/dri").is_dir() {
@@ -278,6 +343,7 @@ pub fn host_integration(
     if req.audio && policy.audio && Path::new("/dev/snd").is_dir() {
         s.devices.push("/dev/snd".into());
     }
+    let home = std::fs::canonicalize(&req.home).unwrap_or_else(|_| req.home.clone());
     for (host, inside) in &req.mounts {
         let src = expand(host, &req.home, &req.manifest_dir);
         let src = std::fs::canonicalize(&src).map_err(|e| PolicyError::MountSource {
@@ -287,7 +353,23 @@ pub fn host_integration(
         let Some(prefix) = policy.mount_prefixes.iter().find(|p| src.starts_with(p)) else {
             return Err(PolicyError::MountNotAllowed(src));
         };
+        let (inside, asked_readonly) = split_mount_mode(inside);
         let dst = normalized_target(inside, &req.home)?;
+        // A manifest may not widen what the policy shares of the home directory: a mount inside
+        // it (or of a directory holding it) gets at most the home setting, unless a policy file
+        // grants a prefix covering it.
+        let reaches_home = src.starts_with(&home) || home.starts_with(&src);
+        let granted = policy.granted_prefixes.iter().any(|g| src.starts_with(g));
+        let home_cap = if reaches_home && !granted {
+            policy.home
+        } else {
+            HomeAccess::ReadWrite
+        };
+        let readonly = match home_cap {
+            HomeAccess::None => return Err(PolicyError::HomeNotShared { src }),
+            HomeAccess::ReadOnly => true,
+            HomeAccess::ReadWrite => asked_readonly,
+        };
         // The helper checks every bind source again, beneath the prefixes it is given: hand it
         // the policy's prefix, not the source itself, so that check is a policy check too.
         if !s.allowed_mount_prefixes.contains(prefix) {
@@ -296,10 +378,70 @@ pub fn host_integration(
         s.binds.push(BindMount {
             src,
             dst,
-            readonly: false,
+            readonly,
         });
     }
     Ok(s)
+}
+
+/// Wayland, X11, PipeWire/PulseAudio, the session bus and fonts, each as far as the policy
+/// grants it. The variables a socket needs pass only with that socket.
+fn gui_integration(policy: &Policy, var: &dyn Fn(&str) -> Option<String>, s: &mut HostSetup) {
+    let runtime_dir = var("XDG_RUNTIME_DIR");
+    let mut shared_runtime = false;
+    if let Some(rt) = runtime_dir.as_deref().map(PathBuf::from) {
+        if policy.wayland
+            && let Some(w) = var("WAYLAND_DISPLAY")
+        {
+            let before = s.binds.len();
+            s.add_with_var(("WAYLAND_DISPLAY", Some(w.clone())), &rt.join(&w), false);
+            shared_runtime |= s.binds.len() > before;
+        }
+        if policy.pipewire {
+            shared_runtime |= s.add(&rt.join("pipewire-0"), &rt.join("pipewire-0"), false);
+            shared_runtime |= s.add(&rt.join("pulse/native"), &rt.join("pulse/native"), false);
+            if let Some(ps) = var("PULSE_SERVER") {
+                s.env.push(("PULSE_SERVER".to_owned(), ps));
+            }
+        }
+        if policy.dbus {
+            shared_runtime |= s.add(&rt.join("bus"), &rt.join("bus"), false);
+        }
+    }
+    if policy.dbus
+        && let Some(addr) = var("DBUS_SESSION_BUS_ADDRESS")
+    {
+        if let Some(path) = addr
+            .strip_prefix("unix:path=")
+            .map(|p| p.split(',').next().unwrap_or(p))
+        {
+            s.add(Path::new(path), Path::new(path), false);
+        }
+        s.env.push(("DBUS_SESSION_BUS_ADDRESS".to_owned(), addr));
+    }
+    if let (true, Some(rt)) = (shared_runtime, runtime_dir) {
+        s.env.push(("XDG_RUNTIME_DIR".to_owned(), rt));
+    }
+    if policy.x11
+        && let Some(display) = var("DISPLAY")
+    {
+        s.add(
+            Path::new("/tmp/.X11-unix"),
+            Path::new("/tmp/.X11-unix"),
+            true,
+        );
+        s.env.push(("DISPLAY".to_owned(), display));
+        if let Some(xa) = var("XAUTHORITY") {
+            s.add_with_var(("XAUTHORITY", Some(xa.clone())), Path::new(&xa), true);
+        }
+    }
+    for (host, inside) in [
+        ("/usr/share/fonts", "/usr/local/share/fonts"),
+        ("/usr/share/icons", "/usr/local/share/icons"),
+        ("/usr/share/themes", "/usr/local/share/themes"),
+    ] {
+        s.add(Path::new(host), Path::new(inside), true);
+    }
 }
 
 #[cfg(test)]
@@ -354,11 +496,9 @@ mod tests {
         std::fs::create_dir(home.join("proj")).unwrap();
         std::os::unix::fs::symlink("/etc", home.join("evil")).unwrap();
         let policy = Policy {
-            home: HomeAccess::None,
+            home: HomeAccess::ReadWrite,
             mount_prefixes: vec![home.clone()],
-            gui: false,
-            gpu: false,
-            audio: false,
+            ..Policy::default_for(&home)
         };
         let mut req = HostRequest {
             home: home.clone(),
@@ -367,7 +507,8 @@ mod tests {
         };
         req.mounts = vec![("./proj".into(), "/work".into())];
         let s = host_integration(&policy, &req, &[]).unwrap();
-        assert_eq!(s.binds[0].src, home.join("proj"));
+        let work = s.binds.iter().find(|b| b.dst == Path::new("/work")).unwrap();
+        assert_eq!(work.src, home.join("proj"));
         // The helper re-checks against the policy's prefix, not against the source itself.
         assert_eq!(s.allowed_mount_prefixes, vec![home.clone()]);
         req.mounts = vec![("~/evil".into(), "/x".into())];
@@ -380,5 +521,152 @@ mod tests {
             host_integration(&policy, &req, &[]),
             Err(PolicyError::BadTarget(_))
         ));
+    }
+
+    /// A hostile manifest's `../:/workspace` (or `./` deep in the home) must not widen what the
+    /// policy shares of the home directory.
+    #[test]
+    fn manifest_mounts_obey_the_home_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(home.join("repo/sub")).unwrap();
+        let mut policy = Policy::default_for(&home);
+        policy.mount_prefixes = vec![home.clone()];
+        let mut req = HostRequest {
+            home: home.clone(),
+            manifest_dir: home.join("repo"),
+            ..HostRequest::default()
+        };
+        let climb = vec![("../".to_owned(), "/workspace".to_owned())];
+        let inside = vec![("./sub".to_owned(), "/work:ro".to_owned())];
+
+        policy.home = HomeAccess::None;
+        req.mounts.clone_from(&climb);
+        assert!(matches!(
+            host_integration(&policy, &req, &[]),
+            Err(PolicyError::HomeNotShared { .. })
+        ));
+        req.mounts.clone_from(&inside);
+        assert!(matches!(
+            host_integration(&policy, &req, &[]),
+            Err(PolicyError::HomeNotShared { .. })
+        ));
+
+        policy.home = HomeAccess::ReadOnly;
+        req.mounts = vec![("../".to_owned(), "/workspace".to_owned())];
+        let s = host_integration(&policy, &req, &[]).unwrap();
+        let ws = s.binds.iter().find(|b| b.dst == Path::new("/workspace")).unwrap();
+        assert!(ws.readonly, "forced read-only under home = read-only");
+
+        // A prefix a policy file names itself lifts the restriction, with the manifest's mode.
+        policy.home = HomeAccess::None;
+        policy.granted_prefixes = vec![home.join("repo")];
+        req.mounts.clone_from(&inside);
+        let s = host_integration(&policy, &req, &[]).unwrap();
+        assert_eq!(s.binds.len(), 1);
+        assert_eq!(s.binds[0].dst, Path::new("/work"));
+        assert!(s.binds[0].readonly, "`:ro` asks for read-only");
+        req.mounts = vec![("./sub".to_owned(), "/work".to_owned())];
+        assert!(!host_integration(&policy, &req, &[]).unwrap().binds[0].readonly);
+        // … but not for the directory above it.
+        req.mounts.clone_from(&climb);
+        assert!(host_integration(&policy, &req, &[]).is_err());
+    }
+
+    #[test]
+    fn only_the_administrator_or_a_user_with_a_shared_home_grants_prefixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(home.join("proj")).unwrap();
+        let user = format!("home = \"none\"\nmount_prefixes = [{:?}]", home.join("proj"));
+        let p = Policy::from_texts(None, Some((Path::new("u"), &user)), &home).unwrap();
+        assert_eq!(p.granted_prefixes, vec![home.join("proj")]);
+        // The administrator said none: the user cannot hand parts of the home back.
+        let admin = "home = \"none\"";
+        let p = Policy::from_texts(
+            Some((Path::new("a"), admin)),
+            Some((Path::new("u"), &user)),
+            &home,
+        )
+        .unwrap();
+        assert!(p.granted_prefixes.is_empty());
+        assert_eq!(p.home, HomeAccess::None);
+    }
+
+    #[test]
+    fn split_mount_mode_keeps_plain_targets() {
+        assert_eq!(split_mount_mode("/data"), ("/data", false));
+        assert_eq!(split_mount_mode("/data:ro"), ("/data", true));
+        assert_eq!(split_mount_mode("/data:rw"), ("/data", false));
+    }
+
+    /// The session bus and the SSH agent are handles to host code: off unless a policy grants
+    /// them; the administrator can forbid them. Their variables pass only with their sockets.
+    #[test]
+    fn session_bus_and_ssh_agent_need_a_grant() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = std::fs::canonicalize(dir.path()).unwrap();
+        let rt = home.join("run");
+        std::fs::create_dir_all(&rt).unwrap();
+        for f in ["bus", "wayland-0", "agent.sock"] {
+            std::fs::write(rt.join(f), b"").unwrap();
+        }
+        let vars: Vec<(String, String)> = [
+            ("XDG_RUNTIME_DIR", rt.to_str().unwrap().to_owned()),
+            ("WAYLAND_DISPLAY", "wayland-0".to_owned()),
+            (
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!("unix:path={}", rt.join("bus").display()),
+            ),
+            ("SSH_AUTH_SOCK", rt.join("agent.sock").to_str().unwrap().to_owned()),
+            ("DISPLAY", ":0".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let req = HostRequest {
+            gui: true,
+            home: home.clone(),
+            manifest_dir: home.clone(),
+            ..HostRequest::default()
+        };
+        let names = |s: &HostSetup| s.env.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        let srcs = |s: &HostSetup| s.binds.iter().map(|b| b.src.clone()).collect::<Vec<_>>();
+
+        let p = Policy::from_texts(None, None, &home).unwrap();
+        let s = host_integration(&p, &req, &vars).unwrap();
+        assert!(names(&s).contains(&"WAYLAND_DISPLAY".to_owned()));
+        assert!(!names(&s).contains(&"DBUS_SESSION_BUS_ADDRESS".to_owned()));
+        assert!(!names(&s).contains(&"SSH_AUTH_SOCK".to_owned()));
+        assert!(!srcs(&s).contains(&rt.join("bus")));
+        assert!(!srcs(&s).contains(&rt.join("agent.sock")));
+
+        let user = "dbus = true\nssh_agent = true\nx11 = false";
+        let p = Policy::from_texts(None, Some((Path::new("u"), user)), &home).unwrap();
+        let s = host_integration(&p, &req, &vars).unwrap();
+        assert!(names(&s).contains(&"DBUS_SESSION_BUS_ADDRESS".to_owned()));
+        assert!(names(&s).contains(&"SSH_AUTH_SOCK".to_owned()));
+        assert!(srcs(&s).contains(&rt.join("bus")));
+        assert!(srcs(&s).contains(&rt.join("agent.sock")));
+        assert!(!names(&s).contains(&"DISPLAY".to_owned()), "x11 = false");
+
+        let admin = "dbus = false\nssh_agent = false";
+        let p = Policy::from_texts(
+            Some((Path::new("a"), admin)),
+            Some((Path::new("u"), user)),
+            &home,
+        )
+        .unwrap();
+        assert!(!p.dbus && !p.ssh_agent);
+
+        // No GUI for non-interactive sessions, whatever the policy.
+        let p = Policy::from_texts(None, Some((Path::new("u"), user)), &home).unwrap();
+        let exec = HostRequest {
+            gui: false,
+            ..req.clone()
+        };
+        let s = host_integration(&p, &exec, &vars).unwrap();
+        assert!(!names(&s).contains(&"WAYLAND_DISPLAY".to_owned()));
+        assert!(!names(&s).contains(&"DBUS_SESSION_BUS_ADDRESS".to_owned()));
     }
 }

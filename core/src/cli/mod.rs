@@ -113,13 +113,13 @@ fn log_format() -> tracing_subscriber::fmt::SubscriberBuilder<
 
 /// Prints `error: <message>` (and suggestions, in text mode) on stderr.
 fn report(e: &CoreError) {
-    eprintln!("error: {e}");
+    crate::output::note(&format!("error: {e}"));
     if let CoreError::NoMatch { suggestions, .. } = e
         && !suggestions.is_empty()
     {
-        eprintln!("Did you mean:");
+        crate::output::note("Did you mean:");
         for s in suggestions {
-            eprintln!("  {s}");
+            crate::output::note(&format!("  {s}"));
         }
     }
 }

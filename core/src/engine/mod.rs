@@ -189,6 +189,19 @@ impl Engine {
         }
     }
 
+    /// The host paths an `exec` session of `env` would see, as the policy files lower them today
+    /// (interactive sessions add the GUI sockets the policy grants). An error says why sessions
+    /// would be refused (a mount outside the policy, a missing source).
+    pub fn host_shares(&self, env: &EnvMetadata) -> Result<Vec<karapace_helper_client::BindMount>> {
+        let store = self.open_existing(&env.env_id)?;
+        let tree = policy_layer::layer_tree(&store, env)?;
+        let lock = policy_layer::read_lock(&tree)?;
+        let source_dir = policy_layer::read_source_dir(&tree)?;
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let setup = runtime::host_setup(&lock, &source_dir, &runtime::home()?, &vars, false)?;
+        Ok(setup.binds)
+    }
+
     /// `None` when there is no store at all.
     pub fn verify(&self) -> Result<Option<karapace_store::VerifyReport>> {
         match self.open_read()? {

@@ -230,7 +230,10 @@ fn query(
         &[],
         Network::Isolated,
     );
-    let (status, out) = hc::capture(&spec).map_err(CoreError::helper)?;
+    // Read at most the cap the plugin host accepts (+1, to notice more): a hostile package's
+    // query output must not fill the core's memory.
+    let (status, out) = hc::capture_bounded(&spec, karapace_plugin_host::MAX_QUERY_OUTPUT_BYTES)
+        .map_err(CoreError::helper)?;
     if status.code() != 0 {
         return Err(CoreError::Other(format!(
             "`{}` exited with status {}",

@@ -5,9 +5,13 @@
 //! keeps it with the environment and push/pull carry it.
 
 use std::fs;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use karapace_helper_client::policy::split_mount_mode;
 use karapace_schema::{LockFile, NormalizedManifest};
+use karapace_store::beneath::read_regular_in_root;
 use karapace_store::{EnvMetadata, LayerKind, Store};
 
 use crate::error::{CoreError, Result};
@@ -16,6 +20,10 @@ const DIR: &str = "etc/karapace";
 const MANIFEST_FILE: &str = "manifest.json";
 const LOCK_FILE: &str = "karapace.lock";
 const SOURCE_DIR_FILE: &str = "source-dir";
+/// Largest `etc/passwd` / `etc/group` taken from an image (real ones are a few KiB).
+const MAX_IDENTITY_FILE: u64 = 4 << 20;
+/// Largest lock or source-dir record read back from a policy layer.
+const MAX_RECORD: u64 = 16 << 20;
 
 /// Writes the Policy layer and returns its hash.
 pub fn write(
@@ -66,7 +74,11 @@ fn mount_targets(lock: &LockFile) -> Vec<PathBuf> {
         }
     };
     targets.extend(home.clone());
-    targets.extend(lock.mounts.iter().filter_map(|m| expand(&m.container_path)));
+    targets.extend(
+        lock.mounts
+            .iter()
+            .filter_map(|m| expand(split_mount_mode(&m.container_path).0)),
+    );
     // Only plain components below the root: never `..`, never anything absolute after stripping.
     targets
         .into_iter()
@@ -124,10 +136,25 @@ fn add_caller_identity(staging: &Path, lowers: &[PathBuf]) -> std::io::Result<()
         ("etc/group", gid.as_raw(), format!("{name}:x:{gid}:")),
     ];
     for (file, id, line) in entries {
-        let Some(source) = lowers.iter().map(|l| l.join(file)).find(|p| p.is_file()) else {
+        // The topmost lower that has the file; read beneath that layer's tree only (links resolve
+        // inside it, never on the host — an image's `etc/passwd -> ~/.ssh/id_ed25519` must not
+        // put the user's key into the environment).
+        let mut source = None;
+        for lower in lowers {
+            if let Some(found) = read_regular_in_root(lower, Path::new(file), MAX_IDENTITY_FILE)? {
+                source = Some(found);
+                break;
+            }
+        }
+        let Some(source) = source else {
             continue;
         };
-        let mut text = fs::read_to_string(&source)?;
+        let mut text = String::from_utf8(source.bytes).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the image's {file} is not UTF-8 text"),
+            )
+        })?;
         let id = id.to_string();
         if text
             .lines()
@@ -145,7 +172,8 @@ fn add_caller_identity(staging: &Path, lowers: &[PathBuf]) -> std::io::Result<()
             fs::create_dir_all(dir)?;
         }
         fs::write(&target, text)?;
-        fs::set_permissions(&target, fs::metadata(&source)?.permissions())?;
+        // Permission bits only: never a set-id or sticky bit from the image.
+        fs::set_permissions(&target, fs::Permissions::from_mode(source.mode & 0o777))?;
     }
     Ok(())
 }
@@ -162,18 +190,34 @@ pub fn layer_tree(store: &Store, env: &EnvMetadata) -> Result<PathBuf> {
     Ok(store.layer_tree(policy)?)
 }
 
+/// Reads a record of the policy layer (its tree may have come from another machine: read it
+/// beneath the tree, no-follow, capped, like any layer content).
+fn read_record(policy_tree: &Path, name: &str) -> Result<Option<Vec<u8>>> {
+    let rel = Path::new(DIR).join(name);
+    read_regular_in_root(policy_tree, &rel, MAX_RECORD)
+        .map(|f| f.map(|f| f.bytes))
+        .map_err(|e| CoreError::io("cannot read the environment's policy layer", e))
+}
+
 /// Reads back the lock of a built environment from its policy layer's tree.
 pub fn read_lock(policy_tree: &Path) -> Result<LockFile> {
-    Ok(LockFile::read(&policy_tree.join(DIR).join(LOCK_FILE))?)
+    let path = policy_tree.join(DIR).join(LOCK_FILE);
+    let bytes = read_record(policy_tree, LOCK_FILE)?.ok_or_else(|| {
+        CoreError::from(karapace_schema::LockError::Missing { path: path.clone() })
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        CoreError::Other(format!("{} is not UTF-8 text", path.display()))
+    })?;
+    Ok(LockFile::parse(&text)?)
 }
 
 /// The directory of the manifest the environment was built from (for `./` mounts); the current
 /// directory when unknown.
 pub fn read_source_dir(policy_tree: &Path) -> Result<PathBuf> {
-    let text = fs::read_to_string(policy_tree.join(DIR).join(SOURCE_DIR_FILE)).unwrap_or_default();
-    if text.is_empty() {
+    let bytes = read_record(policy_tree, SOURCE_DIR_FILE)?.unwrap_or_default();
+    if bytes.is_empty() {
         return std::env::current_dir()
             .map_err(|e| CoreError::io("cannot read the current directory", e));
     }
-    Ok(PathBuf::from(text))
+    Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use karapace_helper_client::policy::{HostRequest, Policy, host_integration};
+use karapace_helper_client::policy::{HostRequest, HostSetup, Policy, host_integration};
 use karapace_helper_client::{
     Capabilities, IdMapMode, Identity, Limits, Network, RunSpec, Upper, env as hc_env,
 };
@@ -47,6 +47,31 @@ pub fn lowers(store: &Store, env: &EnvMetadata, policy_tree: &Path) -> Result<Ve
         .collect()
 }
 
+/// What of the host a session of this environment sees: the policy files applied to the lock's
+/// mounts and hardware (and, for interactive sessions, the GUI integrations the policy grants).
+pub fn host_setup(
+    lock: &LockFile,
+    source_dir: &Path,
+    home: &Path,
+    vars: &[(String, String)],
+    interactive: bool,
+) -> Result<HostSetup> {
+    let policy = Policy::load(home).map_err(|e| CoreError::Other(e.to_string()))?;
+    let request = HostRequest {
+        gui: interactive,
+        gpu: lock.hardware_gpu,
+        audio: lock.hardware_audio,
+        mounts: lock
+            .mounts
+            .iter()
+            .map(|m| (m.host_path.clone(), m.container_path.clone()))
+            .collect(),
+        manifest_dir: source_dir.to_path_buf(),
+        home: home.to_path_buf(),
+    };
+    host_integration(&policy, &request, vars).map_err(|e| CoreError::Other(e.to_string()))
+}
+
 /// The spec for an interactive or exec session of a built environment.
 pub fn session_spec(
     store: &Store,
@@ -59,22 +84,8 @@ pub fn session_spec(
 ) -> Result<RunSpec> {
     let home = home()?;
     let hostname = format!("karapace-{}", env.short_id);
-    let policy = Policy::load(&home).map_err(|e| CoreError::Other(e.to_string()))?;
     let vars: Vec<(String, String)> = std::env::vars().collect();
-    let request = HostRequest {
-        gui: tty,
-        gpu: lock.hardware_gpu,
-        audio: lock.hardware_audio,
-        mounts: lock
-            .mounts
-            .iter()
-            .map(|m| (m.host_path.clone(), m.container_path.clone()))
-            .collect(),
-        manifest_dir: source_dir.to_path_buf(),
-        home: home.clone(),
-    };
-    let host =
-        host_integration(&policy, &request, &vars).map_err(|e| CoreError::Other(e.to_string()))?;
+    let host = host_setup(lock, source_dir, &home, &vars, tty)?;
     let cwd = if host.binds.iter().any(|b| b.dst == home) {
         home.clone()
     } else {
@@ -93,7 +104,13 @@ pub fn session_spec(
             work: store.env_work(&env.env_id),
         },
         argv,
-        env: hc_env::workload_env(vars, &home.to_string_lossy(), &user_name(), &hostname),
+        env: hc_env::workload_env(
+            vars,
+            &host.env,
+            &home.to_string_lossy(),
+            &user_name(),
+            &hostname,
+        ),
         cwd,
         hostname,
         binds: host.binds,

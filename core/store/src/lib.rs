@@ -4,6 +4,7 @@
 //! gc and verify.
 #![deny(unsafe_code)]
 
+pub mod beneath;
 pub mod crash;
 mod diff;
 mod envs;

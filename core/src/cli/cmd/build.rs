@@ -40,5 +40,36 @@ pub fn run(ctx: &Ctx, args: &BuildArgs, rebuild: bool) -> Result<i32> {
         ))?;
         output::line(&format!("env_id: {}", env.env_id))?;
     }
+    report_host_shares(ctx, env);
     Ok(0)
+}
+
+/// Says on stderr (stdout is for scripts) which host paths the environment will see, so a
+/// manifest from someone else cannot share more of the host than the user notices.
+fn report_host_shares(ctx: &Ctx, env: &karapace_store::EnvMetadata) {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    match ctx.engine.host_shares(env) {
+        Ok(binds) if binds.is_empty() => {
+            output::note("host paths shared with this environment: none");
+        }
+        Ok(binds) => {
+            output::note("host paths shared with this environment:");
+            for b in binds {
+                let mode = if b.readonly { "read-only" } else { "read-write" };
+                let what = if home.as_deref() == Some(b.src.as_path()) {
+                    ", your home directory"
+                } else {
+                    ""
+                };
+                output::note(&format!(
+                    "  {} -> {} ({mode}{what})",
+                    output::escape(&b.src.to_string_lossy()),
+                    output::escape(&b.dst.to_string_lossy())
+                ));
+            }
+        }
+        Err(e) => output::note(&format!(
+            "warning: sessions of this environment will be refused: {e}"
+        )),
+    }
 }

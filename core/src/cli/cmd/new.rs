@@ -62,7 +62,7 @@ fn prompt_template() -> Result<String> {
         if names.contains(&answer.as_str()) {
             return Ok(answer);
         }
-        eprintln!("unknown template '{answer}'");
+        output::note(&format!("unknown template '{answer}'"));
     }
 }
 
