@@ -192,3 +192,20 @@ proptest::proptest! {
         proptest::prop_assert!(!started, "something ran");
     }
 }
+
+/// Finding 7: a workload that writes without end (a hostile package's query output) is stopped
+/// once it passes the cap; the caller never holds more than the cap.
+#[test]
+fn endless_output_is_cut_off_at_the_cap() {
+    let s = store();
+    // Ignores SIGPIPE, so only the kill can stop it.
+    let spec = sh(&s, "trap '' PIPE; while :; do yes 2>/dev/null; done");
+    match karapace_helper_client::capture_bounded(&spec, 1 << 20) {
+        Err(HelperError::OutputTooLarge(cap)) => assert_eq!(cap, 1 << 20),
+        other => panic!("endless output was not cut off: {other:?}"),
+    }
+    // Output under the cap is returned whole.
+    let (status, out) =
+        karapace_helper_client::capture_bounded(&sh(&s, "head -c 1000 /dev/zero"), 1000).unwrap();
+    assert_eq!((status.code(), out.len()), (0, 1000));
+}

@@ -326,7 +326,11 @@ pub fn host_integration(
     if policy.ssh_agent
         && let Some(sock) = var("SSH_AUTH_SOCK")
     {
-        s.add_with_var(("SSH_AUTH_SOCK", Some(sock.clone())), Path::new(&sock), false);
+        s.add_with_var(
+            ("SSH_AUTH_SOCK", Some(sock.clone())),
+            Path::new(&sock),
+            false,
+        );
     }
     if req.gpu && policy.gpu {
         if Path::new("/dev/dri").is_dir() {
@@ -375,11 +379,7 @@ pub fn host_integration(
         if !s.allowed_mount_prefixes.contains(prefix) {
             s.allowed_mount_prefixes.push(prefix.clone());
         }
-        s.binds.push(BindMount {
-            src,
-            dst,
-            readonly,
-        });
+        s.binds.push(BindMount { src, dst, readonly });
     }
     Ok(s)
 }
@@ -507,7 +507,11 @@ mod tests {
         };
         req.mounts = vec![("./proj".into(), "/work".into())];
         let s = host_integration(&policy, &req, &[]).unwrap();
-        let work = s.binds.iter().find(|b| b.dst == Path::new("/work")).unwrap();
+        let work = s
+            .binds
+            .iter()
+            .find(|b| b.dst == Path::new("/work"))
+            .unwrap();
         assert_eq!(work.src, home.join("proj"));
         // The helper re-checks against the policy's prefix, not against the source itself.
         assert_eq!(s.allowed_mount_prefixes, vec![home.clone()]);
@@ -555,7 +559,11 @@ mod tests {
         policy.home = HomeAccess::ReadOnly;
         req.mounts = vec![("../".to_owned(), "/workspace".to_owned())];
         let s = host_integration(&policy, &req, &[]).unwrap();
-        let ws = s.binds.iter().find(|b| b.dst == Path::new("/workspace")).unwrap();
+        let ws = s
+            .binds
+            .iter()
+            .find(|b| b.dst == Path::new("/workspace"))
+            .unwrap();
         assert!(ws.readonly, "forced read-only under home = read-only");
 
         // A prefix a policy file names itself lifts the restriction, with the manifest's mode.
@@ -578,7 +586,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = std::fs::canonicalize(dir.path()).unwrap();
         std::fs::create_dir_all(home.join("proj")).unwrap();
-        let user = format!("home = \"none\"\nmount_prefixes = [{:?}]", home.join("proj"));
+        let user = format!(
+            "home = \"none\"\nmount_prefixes = [{:?}]",
+            home.join("proj")
+        );
         let p = Policy::from_texts(None, Some((Path::new("u"), &user)), &home).unwrap();
         assert_eq!(p.granted_prefixes, vec![home.join("proj")]);
         // The administrator said none: the user cannot hand parts of the home back.
@@ -618,7 +629,10 @@ mod tests {
                 "DBUS_SESSION_BUS_ADDRESS",
                 format!("unix:path={}", rt.join("bus").display()),
             ),
-            ("SSH_AUTH_SOCK", rt.join("agent.sock").to_str().unwrap().to_owned()),
+            (
+                "SSH_AUTH_SOCK",
+                rt.join("agent.sock").to_str().unwrap().to_owned(),
+            ),
             ("DISPLAY", ":0".to_owned()),
         ]
         .into_iter()

@@ -41,9 +41,9 @@ pub use cache::{CacheOutcome, default_cache_dir};
 pub use error::{PluginError, ResolverError};
 pub use karapace_schema::ResolvedPackage;
 pub use limits::Limits;
-pub use validate::MAX_QUERY_OUTPUT_BYTES;
 pub use plugin::Plugin;
 pub use types::{LoadFailure, PackageRequest, PluginInfo, PluginSource, Step, StepOptions};
+pub use validate::MAX_QUERY_OUTPUT_BYTES;
 
 /// System-wide plugin directory (distribution packages install here).
 pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/karapace/plugins";

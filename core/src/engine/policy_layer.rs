@@ -127,13 +127,25 @@ fn add_caller_identity(staging: &Path, lowers: &[PathBuf]) -> std::io::Result<()
         .ok()
         .filter(|h| !h.contains([':', '\n']))
         .unwrap_or_else(|| format!("/home/{name}"));
+    add_identity(staging, lowers, (uid.as_raw(), gid.as_raw()), &name, &home)
+}
+
+/// Adds `name` with `uid`/`gid` and `home` to the image's `etc/passwd` and `etc/group` (see
+/// [`add_caller_identity`]).
+fn add_identity(
+    staging: &Path,
+    lowers: &[PathBuf],
+    (uid, gid): (u32, u32),
+    name: &str,
+    home: &str,
+) -> std::io::Result<()> {
     let entries = [
         (
             "etc/passwd",
-            uid.as_raw(),
+            uid,
             format!("{name}:x:{uid}:{gid}::{home}:/bin/sh"),
         ),
-        ("etc/group", gid.as_raw(), format!("{name}:x:{gid}:")),
+        ("etc/group", gid, format!("{name}:x:{gid}:")),
     ];
     for (file, id, line) in entries {
         // The topmost lower that has the file; read beneath that layer's tree only (links resolve
@@ -205,9 +217,8 @@ pub fn read_lock(policy_tree: &Path) -> Result<LockFile> {
     let bytes = read_record(policy_tree, LOCK_FILE)?.ok_or_else(|| {
         CoreError::from(karapace_schema::LockError::Missing { path: path.clone() })
     })?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        CoreError::Other(format!("{} is not UTF-8 text", path.display()))
-    })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| CoreError::Other(format!("{} is not UTF-8 text", path.display())))?;
     Ok(LockFile::parse(&text)?)
 }
 
@@ -220,4 +231,70 @@ pub fn read_source_dir(policy_tree: &Path) -> Result<PathBuf> {
             .map_err(|e| CoreError::io("cannot read the current directory", e));
     }
     Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A hostile image's `etc/passwd -> <host file>` and `etc/group -> /proc/self/environ` must
+    /// not copy host content into the environment (the review's finding 1).
+    #[test]
+    fn identity_files_are_never_read_through_host_links() {
+        let host = tempfile::tempdir().unwrap();
+        let secret = host.path().join("id_ed25519");
+        fs::write(&secret, "-----BEGIN OPENSSH PRIVATE KEY----- host secret\n").unwrap();
+        let image = tempfile::tempdir().unwrap();
+        fs::create_dir(image.path().join("etc")).unwrap();
+        symlink(&secret, image.path().join("etc/passwd")).unwrap();
+        symlink("/proc/self/environ", image.path().join("etc/group")).unwrap();
+        let staging = tempfile::tempdir().unwrap();
+        let lowers = vec![image.path().to_path_buf()];
+        add_identity(staging.path(), &lowers, (1000, 1000), "u", "/home/u").unwrap();
+        // Both links resolve inside the image, where nothing exists: nothing to extend.
+        assert!(!staging.path().join("etc/passwd").exists());
+        assert!(!staging.path().join("etc/group").exists());
+
+        // A relative link climbing out is clamped at the image's root too.
+        fs::remove_file(image.path().join("etc/passwd")).unwrap();
+        let climb = format!("{}{}", "../".repeat(40), secret.display());
+        symlink(climb, image.path().join("etc/passwd")).unwrap();
+        add_identity(staging.path(), &lowers, (1000, 1000), "u", "/home/u").unwrap();
+        assert!(!staging.path().join("etc/passwd").exists());
+
+        // A FIFO is refused instead of hanging the build.
+        fs::remove_file(image.path().join("etc/passwd")).unwrap();
+        nix::unistd::mkfifo(
+            &image.path().join("etc/passwd"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        assert!(add_identity(staging.path(), &lowers, (1000, 1000), "u", "/home/u").is_err());
+    }
+
+    #[test]
+    fn identity_is_added_to_the_images_own_files() {
+        let image = tempfile::tempdir().unwrap();
+        fs::create_dir(image.path().join("etc")).unwrap();
+        fs::write(
+            image.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\n",
+        )
+        .unwrap();
+        // A link inside the image is followed as the environment would.
+        fs::write(image.path().join("etc/group.real"), "root:x:0:\n").unwrap();
+        symlink("/etc/group.real", image.path().join("etc/group")).unwrap();
+        let staging = tempfile::tempdir().unwrap();
+        let lowers = vec![image.path().to_path_buf()];
+        add_identity(staging.path(), &lowers, (1000, 1001), "u", "/home/u").unwrap();
+        assert_eq!(
+            fs::read_to_string(staging.path().join("etc/passwd")).unwrap(),
+            "root:x:0:0::/root:/bin/sh\nu:x:1000:1001::/home/u:/bin/sh\n"
+        );
+        assert_eq!(
+            fs::read_to_string(staging.path().join("etc/group")).unwrap(),
+            "root:x:0:\nu:x:1001:\n"
+        );
+    }
 }

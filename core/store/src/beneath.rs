@@ -122,7 +122,11 @@ mod tests {
         );
         // A relative link climbing out is clamped at the tree's root.
         let depth = t.path().components().count();
-        let climb = format!("{}{}", "../".repeat(depth + 2), host.path().join("secret").display());
+        let climb = format!(
+            "{}{}",
+            "../".repeat(depth + 2),
+            host.path().join("secret").display()
+        );
         symlink(&climb, t.path().join("etc/climb")).unwrap();
         assert!(
             read_regular_in_root(t.path(), Path::new("etc/climb"), 1024)

@@ -55,7 +55,11 @@ fn report_host_shares(ctx: &Ctx, env: &karapace_store::EnvMetadata) {
         Ok(binds) => {
             output::note("host paths shared with this environment:");
             for b in binds {
-                let mode = if b.readonly { "read-only" } else { "read-write" };
+                let mode = if b.readonly {
+                    "read-only"
+                } else {
+                    "read-write"
+                };
                 let what = if home.as_deref() == Some(b.src.as_path()) {
                     ", your home directory"
                 } else {
