@@ -16,26 +16,37 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     write_stdout(&text)
 }
 
-/// Prints one line of text for humans on stdout, with control characters escaped (see
-/// [`escape`]). A closed pipe (e.g. `| head`) is not an error worth a message.
+/// Prints one line of text for humans on stdout with every control character escaped, newlines
+/// included (see [`escape`]): scripts read stdout line by line, and a name a workload chose (a
+/// file in `diff`) must not forge a line. A closed pipe (e.g. `| head`) is not an error worth a
+/// message.
 pub fn line(text: &str) -> Result<()> {
-    write_stdout(&escape(text))
+    write_stdout(&escape(text, Newlines::Escape))
 }
 
-/// Prints one line for humans on stderr (notes, warnings, errors), escaped like [`line`].
+/// Prints a message for humans on stderr (notes, warnings, errors; it may span lines), with
+/// control characters other than newline and tab escaped.
 pub fn note(text: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{}", escape(text));
+    let _ = writeln!(std::io::stderr().lock(), "{}", escape(text, Newlines::Keep));
 }
 
-/// Text for a terminal with every character that could steer it made visible: C0 controls but
-/// newline and tab, DEL, C1 controls and the bidirectional overrides (which reorder what a human
-/// reads). Names, paths and messages come from manifests, images and workloads, and a hostile one
-/// must not be able to move the cursor, retitle the window or hide text in the user's terminal.
-pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
-    fn steers(c: char) -> bool {
-        (c.is_control() && c != '\n' && c != '\t')
+/// Whether [`escape`] keeps newlines and tabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Newlines {
+    Keep,
+    Escape,
+}
+
+/// Text for a terminal with every character that could steer it made visible: C0 controls (but
+/// newline and tab with [`Newlines::Keep`]), DEL, C1 controls and the bidirectional overrides
+/// (which reorder what a human reads). Names, paths and messages come from manifests, images and
+/// workloads, and a hostile one must not be able to move the cursor, retitle the window or hide
+/// text in the user's terminal.
+pub fn escape(text: &str, newlines: Newlines) -> std::borrow::Cow<'_, str> {
+    let steers = |c: char| {
+        (c.is_control() && !(newlines == Newlines::Keep && matches!(c, '\n' | '\t')))
             || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    }
+    };
     if !text.chars().any(steers) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -64,13 +75,18 @@ fn write_stdout(text: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{Newlines, escape};
 
     #[test]
     fn terminal_controls_are_made_visible() {
-        assert_eq!(escape("plain name/ü\tok\n"), "plain name/ü\tok\n");
-        assert_eq!(escape("a\x1b]0;pwned\x07b"), "a\\x1b]0;pwned\\x07b");
-        assert_eq!(escape("\r\x7f\u{9b}"), "\\x0d\\x7f\\x9b");
-        assert_eq!(escape("x\u{202e}y"), "x\\u{202e}y");
+        let keep = |t| escape(t, Newlines::Keep).into_owned();
+        assert_eq!(keep("plain name/ü\tok\n"), "plain name/ü\tok\n");
+        assert_eq!(keep("a\x1b]0;pwned\x07b"), "a\\x1b]0;pwned\\x07b");
+        assert_eq!(keep("\r\x7f\u{9b}"), "\\x0d\\x7f\\x9b");
+        assert_eq!(keep("x\u{202e}y"), "x\\u{202e}y");
+        assert_eq!(
+            escape("a\nbuilt environment x", Newlines::Escape),
+            "a\\x0abuilt environment x"
+        );
     }
 }

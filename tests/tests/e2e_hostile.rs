@@ -228,7 +228,10 @@ fn terminal_escapes_from_workload_names_are_made_visible() {
         .image_server(server.url())
         .env("HOME", &home);
     let (env, _) = built_env(&k, &plain_manifest(&home));
-    k.sh(&env, "touch \"/etc/$(printf 'x\\033]0;pwned\\007y')\"");
+    k.sh(
+        &env,
+        "touch \"/etc/$(printf 'x\\033]0;pwned\\007y')\" \"/etc/$(printf 'z\\n  - forged')\"",
+    );
     let out = k.ok(&["diff", &env]);
     let text = out.stdout_str();
     assert!(
@@ -236,6 +239,12 @@ fn terminal_escapes_from_workload_names_are_made_visible() {
         "{text:?}"
     );
     assert!(text.contains("x\\x1b]0;pwned\\x07y"), "{text:?}");
+    // A newline in a name cannot forge a line of output ("forged" removed).
+    assert!(text.contains("z\\x0a  - forged"), "{text:?}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("  - forged")),
+        "{text:?}"
+    );
     let json = k.ok(&["--json", "diff", &env]).json();
     assert!(
         json.to_string().contains("x\\u001b]0;pwned\\u0007y"),

@@ -67,8 +67,8 @@ fn report_host_shares(ctx: &Ctx, env: &karapace_store::EnvMetadata) {
                 };
                 output::note(&format!(
                     "  {} -> {} ({mode}{what})",
-                    output::escape(&b.src.to_string_lossy()),
-                    output::escape(&b.dst.to_string_lossy())
+                    output::escape(&b.src.to_string_lossy(), output::Newlines::Escape),
+                    output::escape(&b.dst.to_string_lossy(), output::Newlines::Escape)
                 ));
             }
         }
