@@ -2,9 +2,15 @@
 //!
 //! The lower view follows overlayfs rules: layers are searched top first; a whiteout or a
 //! non-directory hides everything below it; an opaque directory hides the same directory in
-//! lower layers. All filesystem access is `lstat`/no-follow.
+//! lower layers. All filesystem access is `lstat`/no-follow: file contents and link targets
+//! are read beneath the layer's root one `O_NOFOLLOW` component at a time, and files are
+//! opened `O_NONBLOCK` and checked to be regular on the open descriptor. A running workload
+//! may swap anything in its upper at any moment: a FIFO never blocks `diff`, and a symlink
+//! (to a host file, say) is never followed; an entry that stops being a regular file between
+//! the listing and the read counts as modified.
 
 use crate::error::{Result, io_at};
+use crate::fsutil::{is_not_regular_error, open_regular_beneath, read_link_beneath};
 use crate::store::Store;
 use crate::tar::{OPAQUE_XATTRS, WHITEOUT_XATTRS};
 use serde::{Deserialize, Serialize};
@@ -70,8 +76,8 @@ fn ancestor_state(layer: &Path, rel: &Path) -> (bool, bool) {
     (false, blocks)
 }
 
-/// The lower entry visible at `rel`, if any.
-fn lower_lookup(lowers: &[PathBuf], rel: &Path) -> Option<(PathBuf, Metadata)> {
+/// The lower entry visible at `rel`, if any: the layer it is in and its metadata.
+fn lower_lookup<'a>(lowers: &'a [PathBuf], rel: &Path) -> Option<(&'a Path, Metadata)> {
     for layer in lowers {
         let (hidden, blocks) = ancestor_state(layer, rel);
         if !hidden {
@@ -80,7 +86,7 @@ fn lower_lookup(lowers: &[PathBuf], rel: &Path) -> Option<(PathBuf, Metadata)> {
                 if is_whiteout(&p, &m) {
                     return None;
                 }
-                return Some((p, m));
+                return Some((layer, m));
             }
         }
         if blocks {
@@ -136,8 +142,18 @@ fn lower_descendants(lowers: &[PathBuf], rel: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
-    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+/// Whether `rel` has the same bytes in the trees `a` and `b` (see the module doc for how the
+/// files are opened). `Ok(false)` when either is no longer a regular file reachable without
+/// following a symlink.
+fn same_content(a: &Path, b: &Path, rel: &Path) -> io::Result<bool> {
+    let open = |base: &Path| match open_regular_beneath(base, rel) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if is_not_regular_error(&e) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let (Some(mut fa), Some(mut fb)) = (open(a)?, open(b)?) else {
+        return Ok(false);
+    };
     let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
         let na = read_full(&mut fa, &mut ba)?;
@@ -164,7 +180,9 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn differs(up: &Path, um: &Metadata, lp: &Path, lm: &Metadata) -> Result<bool> {
+/// Whether `rel` differs between the upper `upper` (metadata `um`) and the lower layer
+/// `lower` (metadata `lm`).
+fn differs(upper: &Path, lower: &Path, rel: &Path, um: &Metadata, lm: &Metadata) -> Result<bool> {
     let (ut, lt) = (um.file_type(), lm.file_type());
     if ut.is_dir() != lt.is_dir()
         || ut.is_file() != lt.is_file()
@@ -173,7 +191,7 @@ fn differs(up: &Path, um: &Metadata, lp: &Path, lm: &Metadata) -> Result<bool> {
         return Ok(true);
     }
     if ut.is_symlink() {
-        return Ok(fs::read_link(up).ok() != fs::read_link(lp).ok());
+        return Ok(read_link_beneath(upper, rel).ok() != read_link_beneath(lower, rel).ok());
     }
     if (um.mode() & 0o7777) != (lm.mode() & 0o7777) {
         return Ok(true);
@@ -182,7 +200,8 @@ fn differs(up: &Path, um: &Metadata, lp: &Path, lm: &Metadata) -> Result<bool> {
         if um.len() != lm.len() {
             return Ok(true);
         }
-        return Ok(!same_content(up, lp).map_err(io_at("compare", up))?);
+        let shown = upper.join(rel);
+        return Ok(!same_content(upper, lower, rel).map_err(io_at("compare", &shown))?);
     }
     if !ut.is_dir() {
         return Ok(um.rdev() != lm.rdev());
@@ -214,8 +233,8 @@ pub fn diff_trees(upper: &Path, lowers: &[PathBuf]) -> Result<Diff> {
             }
             match lower_lookup(lowers, &rel) {
                 None => d.added.push(show(&rel)),
-                Some((lp, lm)) => {
-                    if differs(&up, &um, &lp, &lm)? {
+                Some((lower, lm)) => {
+                    if differs(upper, lower, &rel, &um, &lm)? {
                         d.modified.push(show(&rel));
                     }
                 }

@@ -210,7 +210,7 @@ pub fn without_set_id(mode: u32) -> u32 {
 }
 
 /// Drop the file-capability xattr of a regular file. Removing `security.capability` needs
-/// CAP_SETFCAP, which a rootless caller lacks; changing the owner (even to the same owner,
+/// `CAP_SETFCAP`, which a rootless caller lacks; changing the owner (even to the same owner,
 /// which any owner may do) makes the kernel drop it along with the set-id bits.
 fn drop_capability(path: &Path, meta: &fs::Metadata) -> io::Result<bool> {
     if xattr::get(path, CAPABILITY_XATTR)?.is_none() {
@@ -345,14 +345,9 @@ fn libc_flags() -> i32 {
     (OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).bits()
 }
 
-/// Open the regular file `rel` beneath `base` for reading: no component may be a symlink
-/// (each directory is opened with `O_NOFOLLOW` relative to the previous one, so a directory
-/// swapped for a symlink by a running workload is refused, not followed), `rel` may not be
-/// absolute or contain `..`, and the file itself is opened `O_NOFOLLOW | O_NONBLOCK` and must
-/// be a regular file per `fstat` (a FIFO never blocks the reader; a device is never read).
-/// `base` itself is trusted (it may be a symlink).
-pub fn open_regular_beneath(base: &Path, rel: &Path) -> io::Result<File> {
-    let mut names: Vec<&OsStr> = Vec::new();
+/// The components of a plain relative path (no `..`, not absolute).
+fn plain_components(rel: &Path) -> io::Result<Vec<&OsStr>> {
+    let mut names = Vec::new();
     for c in rel.components() {
         match c {
             Component::Normal(n) => names.push(n),
@@ -365,14 +360,32 @@ pub fn open_regular_beneath(base: &Path, rel: &Path) -> io::Result<File> {
             }
         }
     }
+    Ok(names)
+}
+
+/// Open the directory `base/<dirs…>` one component at a time, each with `O_NOFOLLOW`: a
+/// symlink anywhere below `base` is an error (ELOOP/ENOTDIR), never followed.
+fn open_dirs_beneath(base: &Path, dirs: &[&OsStr]) -> io::Result<std::os::fd::OwnedFd> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut dir: std::os::fd::OwnedFd = File::open(base)?.into();
+    for d in dirs {
+        dir = nix::fcntl::openat(&dir, *d, flags, Mode::empty()).map_err(io::Error::from)?;
+    }
+    Ok(dir)
+}
+
+/// Open the regular file `rel` beneath `base` for reading: no component may be a symlink
+/// (each directory is opened with `O_NOFOLLOW` relative to the previous one, so a directory
+/// swapped for a symlink by a running workload is refused, not followed), `rel` may not be
+/// absolute or contain `..`, and the file itself is opened `O_NOFOLLOW | O_NONBLOCK` and must
+/// be a regular file per `fstat` (a FIFO never blocks the reader; a device is never read).
+/// `base` itself is trusted (it may be a symlink).
+pub fn open_regular_beneath(base: &Path, rel: &Path) -> io::Result<File> {
+    let names = plain_components(rel)?;
     let Some((last, dirs)) = names.split_last() else {
         return Err(not_regular(&base.display().to_string()));
     };
-    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut dir: std::os::fd::OwnedFd = File::open(base)?.into();
-    for d in dirs {
-        dir = nix::fcntl::openat(&dir, *d, dir_flags, Mode::empty()).map_err(io::Error::from)?;
-    }
+    let dir = open_dirs_beneath(base, dirs)?;
     let fd = nix::fcntl::openat(
         &dir,
         *last,
@@ -386,6 +399,31 @@ pub fn open_regular_beneath(base: &Path, rel: &Path) -> io::Result<File> {
     } else {
         Err(not_regular(&base.join(rel).display().to_string()))
     }
+}
+
+/// The target of the symlink `rel` beneath `base`, following no symlink on the way.
+pub fn read_link_beneath(base: &Path, rel: &Path) -> io::Result<PathBuf> {
+    let names = plain_components(rel)?;
+    let Some((last, dirs)) = names.split_last() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no symlink named",
+        ));
+    };
+    let dir = open_dirs_beneath(base, dirs)?;
+    nix::fcntl::readlinkat(&dir, *last)
+        .map(PathBuf::from)
+        .map_err(io::Error::from)
+}
+
+/// True when an open error means "this is not (any more) a regular file reachable without
+/// following a symlink" rather than a failure to report.
+pub(crate) fn is_not_regular_error(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::InvalidInput
+        || e.kind() == io::ErrorKind::NotFound
+        || matches!(e.raw_os_error(), Some(code) if code == nix::libc::ELOOP
+            || code == nix::libc::ENOTDIR
+            || code == nix::libc::ENXIO)
 }
 
 /// Read the regular file `rel` beneath `base`, at most `cap` bytes, with the guarantees of

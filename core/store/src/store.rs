@@ -255,13 +255,17 @@ impl Store {
             // Above the store (e.g. ~/.local/share): the user's own directories, usual modes.
             fs::create_dir_all(parent).map_err(io_at("create", parent))?;
         }
-        for d in layout.all_dirs() {
+        // Check the root before creating anything in it: a root someone else owns is refused
+        // untouched.
+        for (i, d) in layout.all_dirs().into_iter().enumerate() {
             match create_dir_private(d) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 r => r.map_err(io_at("create", d))?,
             }
+            if i == 0 {
+                secure_root(root)?;
+            }
         }
-        secure_root(root)?;
         // Stores made before directories were private: close the fixed ones too.
         for d in &layout.all_dirs()[1..] {
             let m = fs::symlink_metadata(d).map_err(io_at("stat", d))?;
