@@ -272,3 +272,60 @@ impl Store {
         diff_trees(&self.layout.upper(env_id), &lowers)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// An upper and a lower that both hold `etc/f` = "same", with the metadata `diff` saw
+    /// when it listed them; the caller then swaps the upper's entry as a running workload can.
+    fn listed() -> (tempfile::TempDir, PathBuf, PathBuf, Metadata, Metadata) {
+        let t = tempfile::tempdir().unwrap();
+        let (upper, lower) = (t.path().join("upper"), t.path().join("lower"));
+        for d in [&upper, &lower] {
+            fs::create_dir_all(d.join("etc")).unwrap();
+            fs::write(d.join("etc/f"), b"same").unwrap();
+        }
+        let um = lstat(&upper.join("etc/f")).unwrap();
+        let lm = lstat(&lower.join("etc/f")).unwrap();
+        (t, upper, lower, um, lm)
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_fifo_does_not_block_diff() {
+        let (_t, upper, lower, um, lm) = listed();
+        let fifo = upper.join("etc/f");
+        fs::remove_file(&fifo).unwrap();
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let (u, l) = (upper.clone(), lower.clone());
+        std::thread::spawn(move || {
+            let r = differs(&u, &l, Path::new("etc/f"), &um, &lm).map_err(|e| e.to_string());
+            let _ = tx.send(r);
+        });
+        let Ok(r) = rx.recv_timeout(Duration::from_mins(1)) else {
+            // Release the blocked reader before failing.
+            let _ = fs::OpenOptions::new().write(true).open(&fifo);
+            panic!("diff blocked opening a FIFO");
+        };
+        assert!(r.unwrap(), "a FIFO where a file was is a modification");
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_symlink_to_a_host_file_is_not_read() {
+        let (t, upper, lower, um, lm) = listed();
+        // The host file has exactly the lower's content: reading it would say "unchanged".
+        let host = t.path().join("host");
+        fs::create_dir(&host).unwrap();
+        fs::write(host.join("f"), b"same").unwrap();
+        fs::remove_file(upper.join("etc/f")).unwrap();
+        std::os::unix::fs::symlink(host.join("f"), upper.join("etc/f")).unwrap();
+        assert!(differs(&upper, &lower, Path::new("etc/f"), &um, &lm).unwrap());
+        // The same through a directory swapped for a symlink.
+        fs::remove_dir_all(upper.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&host, upper.join("etc")).unwrap();
+        assert!(differs(&upper, &lower, Path::new("etc/f"), &um, &lm).unwrap());
+    }
+}
