@@ -8,7 +8,7 @@ use nix::sys::stat::Mode;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -109,10 +109,9 @@ pub(crate) fn remove_tree_if_exists(path: &Path) -> Result<bool> {
 }
 
 fn make_tree_writable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
     let mut stack: Vec<PathBuf> = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+        let _ = chmod_nofollow(&dir, 0o700);
         if let Ok(rd) = fs::read_dir(&dir) {
             for e in rd.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_dir()) {
@@ -198,6 +197,19 @@ pub(crate) fn create_dir_all_private(path: &Path) -> io::Result<()> {
     }
 }
 
+/// chmod without following a symlink at the last component (a symlink is an error): the
+/// store changes modes of entries it has just lstat'ed, and a swapped-in symlink must not
+/// pass the change on to whatever it points at.
+pub(crate) fn chmod_nofollow(path: &Path, mode: u32) -> io::Result<()> {
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        Mode::from_bits_truncate(mode & 0o7777),
+        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+    )
+    .map_err(io::Error::from)
+}
+
 /// Setuid and setgid: never kept on a regular file in a layer or a layer tree.
 pub const SET_ID_BITS: u32 = 0o6000;
 
@@ -252,7 +264,7 @@ pub fn clear_set_id(root: &Path) -> Result<u64> {
         };
         let had_set_id = mode & SET_ID_BITS != 0;
         if had_set_id {
-            fs::set_permissions(path, fs::Permissions::from_mode(without_set_id(mode)))
+            chmod_nofollow(path, without_set_id(mode))
                 .map_err(io_at("clear set-id bits of", path))?;
         }
         if had_cap || had_set_id {
@@ -277,7 +289,7 @@ impl OpenedDirs {
         if mode & 0o500 == 0o500 {
             return Ok(());
         }
-        fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o700))?;
+        chmod_nofollow(dir, mode | 0o700)?;
         self.restore.push((dir.to_path_buf(), mode));
         Ok(())
     }
@@ -286,7 +298,7 @@ impl OpenedDirs {
 impl Drop for OpenedDirs {
     fn drop(&mut self) {
         for (p, mode) in self.restore.drain(..).rev() {
-            let _ = fs::set_permissions(&p, fs::Permissions::from_mode(mode));
+            let _ = chmod_nofollow(&p, mode);
         }
     }
 }
@@ -324,21 +336,6 @@ fn not_regular(what: &str) -> io::Error {
         io::ErrorKind::InvalidInput,
         format!("{what} is not a regular file"),
     )
-}
-
-/// Open a regular file for reading without following a symlink at its last component and
-/// without blocking on a FIFO or device; anything but a regular file (checked on the opened
-/// descriptor, so a swap after the check cannot matter) is an error.
-pub(crate) fn open_regular_nofollow_at(path: &Path) -> io::Result<File> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_flags())
-        .open(path)?;
-    if f.metadata()?.is_file() {
-        Ok(f)
-    } else {
-        Err(not_regular(&path.display().to_string()))
-    }
 }
 
 fn libc_flags() -> i32 {

@@ -21,7 +21,7 @@
 //! because they resolve inside the environment's root at run time.
 
 use crate::error::{Result, StoreError, io_at, io_err};
-use crate::fsutil::{OpenedDirs, open_regular_nofollow_at, without_set_id};
+use crate::fsutil::{OpenedDirs, chmod_nofollow, open_regular_beneath, without_set_id};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
@@ -263,21 +263,19 @@ pub struct PackStats {
     pub file_bytes: u64,
 }
 
-/// Open a file to pack it: never through a symlink, never blocking on a FIFO put in its place.
-/// A file its owner may not read (mode 000, as some images ship `/etc/shadow`) is made
+/// Open the file `path` (below the packed directory `root`) to pack it: no symlink followed on
+/// the way from `root`, no blocking on a FIFO put in its place, nothing but a regular file
+/// read. A file its owner may not read (mode 000, as some images ship `/etc/shadow`) is made
 /// readable for the open and given its mode back.
-fn open_for_pack(path: &Path) -> Result<File> {
-    match open_regular_nofollow_at(path) {
+fn open_for_pack(root: &Path, path: &Path) -> Result<File> {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    match open_regular_beneath(root, rel) {
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-            let mode = fs::symlink_metadata(path)
-                .map_err(io_at("stat", path))?
-                .mode()
-                & 0o7777;
-            fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o400))
-                .map_err(io_at("open", path))?;
-            let f = open_regular_nofollow_at(path);
-            fs::set_permissions(path, fs::Permissions::from_mode(mode))
-                .map_err(io_at("chmod", path))?;
+            let meta = fs::symlink_metadata(path).map_err(io_at("stat", path))?;
+            let mode = meta.mode() & 0o7777;
+            chmod_nofollow(path, mode | 0o400).map_err(io_at("open", path))?;
+            let f = open_regular_beneath(root, rel);
+            chmod_nofollow(path, mode).map_err(io_at("chmod", path))?;
             f.map_err(io_at("open", path))
         }
         r => r.map_err(io_at("open", path)),
@@ -320,7 +318,7 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W) -> Result<(W, PackStats)> {
                     }
                     seen_inodes.insert(key, w.tar_path.clone());
                 }
-                let f = open_for_pack(&w.src)?;
+                let f = open_for_pack(dir, &w.src)?;
                 let mut h = header(EntryType::Regular, mode, size);
                 let r = ExactReader {
                     inner: f,
