@@ -221,11 +221,20 @@ pub fn without_set_id(mode: u32) -> u32 {
     mode & 0o7777 & !SET_ID_BITS
 }
 
+/// Whether a file carries `security.capability` (a filesystem without xattrs has none).
+fn has_capability(path: &Path) -> io::Result<bool> {
+    match xattr::get(path, CAPABILITY_XATTR) {
+        Ok(v) => Ok(v.is_some()),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EOPNOTSUPP) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Drop the file-capability xattr of a regular file. Removing `security.capability` needs
 /// `CAP_SETFCAP`, which a rootless caller lacks; changing the owner (even to the same owner,
 /// which any owner may do) makes the kernel drop it along with the set-id bits.
 fn drop_capability(path: &Path, meta: &fs::Metadata) -> io::Result<bool> {
-    if xattr::get(path, CAPABILITY_XATTR)?.is_none() {
+    if !has_capability(path)? {
         return Ok(false);
     }
     if let Err(e) = xattr::remove(path, CAPABILITY_XATTR)
@@ -233,7 +242,7 @@ fn drop_capability(path: &Path, meta: &fs::Metadata) -> io::Result<bool> {
     {
         std::os::unix::fs::lchown(path, Some(meta.uid()), None)?;
     }
-    if xattr::get(path, CAPABILITY_XATTR)?.is_some() {
+    if has_capability(path)? {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             format!("cannot remove {CAPABILITY_XATTR} from {}", path.display()),
