@@ -45,6 +45,7 @@ fn set_capability(path: &Path) {
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", "set_capability_in_user_namespace", "--quiet"])
         .env(SETCAP_ENV, path)
+        .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
     assert!(status.success(), "setting a capability in a user namespace");
