@@ -935,14 +935,22 @@ fn set_id_files_of_a_workload_reach_no_layer_and_no_other_user() {
     let upper = store.join("env").join(&built.env_id).join("upper");
     let in_upper = upper.join(tool.trim_start_matches('/'));
     assert_eq!(mode_of(&in_upper), 0o4755, "the workload's own upper");
-    for private in [store.clone(), store.join("env"), store.join("env").join(&built.env_id)] {
+    for private in [
+        store.clone(),
+        store.join("env"),
+        store.join("env").join(&built.env_id),
+    ] {
         assert_eq!(mode_of(&private), 0o700, "{}", private.display());
     }
 
     let v = k.json(&["commit", "e2e-setid"]);
     let snapshot = str_field(&v, "snapshot_hash").to_owned();
     k.json(&["restore", "e2e-setid", &snapshot]);
-    assert_eq!(mode_of(&in_upper), 0o755, "restored from the snapshot layer");
+    assert_eq!(
+        mode_of(&in_upper),
+        0o755,
+        "restored from the snapshot layer"
+    );
     let out = k.exec("e2e-setid", &["stat", "-c", "%a", tool]);
     out.assert_success();
     assert_eq!(out.stdout_str().trim(), "755", "{out}");
@@ -954,8 +962,11 @@ fn set_id_files_of_a_workload_reach_no_layer_and_no_other_user() {
             "e2e-setid",
             &format!("cp /bin/true {tool} && chmod 4755 {tool}"),
         );
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let as_other = |path: &Path| {
             std::process::Command::new("runuser")
                 .args(["-u", "nobody", "--", "test", "-e"])
@@ -966,7 +977,13 @@ fn set_id_files_of_a_workload_reach_no_layer_and_no_other_user() {
         };
         assert!(as_other(&dir.project()), "the test directory is reachable");
         assert!(as_other(&store), "the store root itself is visible");
-        assert!(!as_other(&in_upper), "another user reached the workload's set-id file");
-        assert!(!as_other(&store.join("env")), "another user traversed the store root");
+        assert!(
+            !as_other(&in_upper),
+            "another user reached the workload's set-id file"
+        );
+        assert!(
+            !as_other(&store.join("env")),
+            "another user traversed the store root"
+        );
     }
 }

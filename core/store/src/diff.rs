@@ -10,7 +10,9 @@
 //! the listing and the read counts as modified.
 
 use crate::error::{Result, io_at};
-use crate::fsutil::{is_not_regular_error, open_regular_beneath, read_link_beneath};
+use crate::fsutil::{
+    is_not_regular_error, open_dir_beneath, open_regular_beneath, read_link_beneath,
+};
 use crate::store::Store;
 use crate::tar::{OPAQUE_XATTRS, WHITEOUT_XATTRS};
 use serde::{Deserialize, Serialize};
@@ -218,10 +220,18 @@ pub fn diff_trees(upper: &Path, lowers: &[PathBuf]) -> Result<Diff> {
     let mut d = Diff::default();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel_dir) = stack.pop() {
-        let abs_dir = upper.join(&rel_dir);
-        let rd = fs::read_dir(&abs_dir).map_err(io_at("read", &abs_dir))?;
+        let shown = upper.join(&rel_dir);
+        // Listed through the descriptor of the directory itself: a running workload that
+        // swaps it (or a parent) for a symlink cannot point the listing at a host directory.
+        let (_dir, abs_dir) = match open_dir_beneath(upper, &rel_dir) {
+            Ok(d) => d,
+            // No longer a directory reachable without a symlink: it was reported already.
+            Err(e) if is_not_regular_error(&e) && !rel_dir.as_os_str().is_empty() => continue,
+            Err(e) => return Err(io_at("open", &shown)(e)),
+        };
+        let rd = fs::read_dir(&abs_dir).map_err(io_at("read", &shown))?;
         for e in rd {
-            let e = e.map_err(io_at("read", &abs_dir))?;
+            let e = e.map_err(io_at("read", &shown))?;
             let rel = rel_dir.join(e.file_name());
             let up = e.path();
             let Some(um) = lstat(&up) else { continue };
@@ -311,6 +321,21 @@ mod tests {
             panic!("diff blocked opening a FIFO");
         };
         assert!(r.unwrap(), "a FIFO where a file was is a modification");
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_is_not_listed() {
+        let (t, upper, _lower, _um, _lm) = listed();
+        let host = t.path().join("host");
+        fs::create_dir(&host).unwrap();
+        fs::write(host.join("secret"), b"s").unwrap();
+        fs::remove_dir_all(upper.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&host, upper.join("etc")).unwrap();
+        let e = open_dir_beneath(&upper, Path::new("etc")).unwrap_err();
+        assert!(is_not_regular_error(&e), "{e}");
+        // The whole diff: `etc` is reported as what it now is, nothing below it is listed.
+        let d = diff_trees(&upper, &[]).unwrap();
+        assert_eq!(d.added, ["etc"]);
     }
 
     #[test]

@@ -407,6 +407,22 @@ pub fn open_regular_beneath(base: &Path, rel: &Path) -> io::Result<File> {
     }
 }
 
+/// The directory `rel` beneath `base`, opened one `O_NOFOLLOW` component at a time (see
+/// [`open_regular_beneath`]), as a path that names that very directory from now on
+/// (`/proc/self/fd/<fd>`, valid while the returned descriptor is open): listing it or
+/// lstat'ing entries through that path cannot be redirected by a component swapped for a
+/// symlink afterwards.
+pub(crate) fn open_dir_beneath(
+    base: &Path,
+    rel: &Path,
+) -> io::Result<(std::os::fd::OwnedFd, PathBuf)> {
+    use std::os::fd::AsRawFd;
+    let names = plain_components(rel)?;
+    let fd = open_dirs_beneath(base, &names)?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    Ok((fd, path))
+}
+
 /// The target of the symlink `rel` beneath `base`, following no symlink on the way.
 pub fn read_link_beneath(base: &Path, rel: &Path) -> io::Result<PathBuf> {
     let names = plain_components(rel)?;
