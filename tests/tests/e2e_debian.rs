@@ -875,3 +875,115 @@ fn enter_gives_a_login_shell_on_the_callers_terminal() {
     assert!(text.contains("IN-ENV\n33 101\n/dev/pts/"), "{text}");
     assert!(text.contains("logout"), "a login shell says logout: {text}");
 }
+
+/// Every regular file under `root` with setuid or setgid set (mode-000 directories of the
+/// image are skipped: nothing in them can be run by anyone but their owner).
+fn set_id_files(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.is_file() && m.mode() & 0o6000 != 0 {
+                found.push(p.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .mode()
+        & 0o7777
+}
+
+/// Issue 12: a workload's `chmod 4755` stays in its own upper, which no other user can reach;
+/// the image's set-id programs and a committed snapshot carry no set-id bit into the store.
+#[test]
+fn set_id_files_of_a_workload_reach_no_layer_and_no_other_user() {
+    let Some(mirror) = Mirror::fixture() else {
+        return;
+    };
+    let dir = TestDir::new("e2e-setid");
+    let server = mirror.serve_http();
+    let k = Karapace::new(&dir).image_server(server.url());
+    let manifest = dir.write_project_file("karapace.toml", BARE_MANIFEST);
+    let built = build(&k, &manifest, &["--name", "e2e-setid"]);
+    let store = k.store().to_path_buf();
+    let trees = store.join("store/trees");
+    // The image ships su, passwd, mount… set-id: the base layer tree has them without.
+    let out = k.exec("e2e-setid", &["stat", "-c", "%a", "/usr/bin/passwd"]);
+    out.assert_success();
+    assert_eq!(out.stdout_str().trim(), "755", "{out}");
+    assert_eq!(set_id_files(&trees), Vec::<String>::new());
+
+    let tool = "/usr/local/bin/escalate";
+    k.sh(
+        "e2e-setid",
+        &format!("cp /bin/true {tool} && chmod 4755 {tool}"),
+    );
+    let upper = store.join("env").join(&built.env_id).join("upper");
+    let in_upper = upper.join(tool.trim_start_matches('/'));
+    assert_eq!(mode_of(&in_upper), 0o4755, "the workload's own upper");
+    for private in [
+        store.clone(),
+        store.join("env"),
+        store.join("env").join(&built.env_id),
+    ] {
+        assert_eq!(mode_of(&private), 0o700, "{}", private.display());
+    }
+
+    let v = k.json(&["commit", "e2e-setid"]);
+    let snapshot = str_field(&v, "snapshot_hash").to_owned();
+    k.json(&["restore", "e2e-setid", &snapshot]);
+    assert_eq!(
+        mode_of(&in_upper),
+        0o755,
+        "restored from the snapshot layer"
+    );
+    let out = k.exec("e2e-setid", &["stat", "-c", "%a", tool]);
+    out.assert_success();
+    assert_eq!(out.stdout_str().trim(), "755", "{out}");
+    assert_eq!(set_id_files(&trees), Vec::<String>::new());
+
+    if nix::unistd::geteuid().is_root() {
+        // Another local user reaches everything up to the store root, and nothing inside it.
+        k.sh(
+            "e2e-setid",
+            &format!("cp /bin/true {tool} && chmod 4755 {tool}"),
+        );
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let as_other = |path: &Path| {
+            std::process::Command::new("runuser")
+                .args(["-u", "nobody", "--", "test", "-e"])
+                .arg(path)
+                .status()
+                .unwrap()
+                .success()
+        };
+        assert!(as_other(&dir.project()), "the test directory is reachable");
+        assert!(as_other(&store), "the store root itself is visible");
+        assert!(
+            !as_other(&in_upper),
+            "another user reached the workload's set-id file"
+        );
+        assert!(
+            !as_other(&store.join("env")),
+            "another user traversed the store root"
+        );
+    }
+}

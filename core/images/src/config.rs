@@ -4,6 +4,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use karapace_store::tar::ArchiveLimits;
+
 use crate::arch::host_arch;
 use crate::error::{ImageError, Result};
 use crate::url;
@@ -14,6 +16,11 @@ pub const DEFAULT_SERVER: &str = "https://images.linuxcontainers.org";
 pub const SERVER_ENV: &str = "KARAPACE_IMAGE_SERVER";
 /// Key in `~/.config/karapace/config.toml` naming the image server.
 pub const SERVER_CONFIG_KEY: &str = "image_server";
+/// Key in `~/.config/karapace/config.toml`: most entries one image or layer archive may have.
+pub const MAX_ENTRIES_CONFIG_KEY: &str = "archive_max_entries";
+/// Key in `~/.config/karapace/config.toml`: most content bytes one image or layer archive may
+/// unpack to.
+pub const MAX_BYTES_CONFIG_KEY: &str = "archive_max_bytes";
 
 /// Network behaviour of downloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +57,9 @@ pub struct ImageConfig {
     pub offline: bool,
     /// Timeouts and progress display.
     pub transfer: TransferOptions,
+    /// Caps on an archive's entries and content bytes, for images and for the store's layers
+    /// (`archive_max_entries`, `archive_max_bytes` in the config file).
+    pub archive_limits: ArchiveLimits,
 }
 
 impl ImageConfig {
@@ -65,6 +75,7 @@ impl ImageConfig {
             cache_dir: default_cache_dir(),
             offline: false,
             transfer: TransferOptions::default(),
+            archive_limits: archive_limits_from(file.as_deref())?,
         })
     }
 
@@ -77,6 +88,7 @@ impl ImageConfig {
             cache_dir: cache_dir.into(),
             offline: false,
             transfer: TransferOptions::default(),
+            archive_limits: ArchiveLimits::default(),
         })
     }
 }
@@ -99,6 +111,48 @@ pub fn default_cache_dir() -> PathBuf {
     std::env::temp_dir().join("karapace-images")
 }
 
+/// The config file as a TOML table (`None` when there is no file; a broken one is an error).
+fn read_config(path: &Path) -> Result<Option<toml::Table>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text)
+            .map(Some)
+            .map_err(|e| ImageError::Config {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ImageError::io(path, e)),
+    }
+}
+
+/// The archive caps of the config file at `config_file`: `archive_max_entries` and
+/// `archive_max_bytes` (positive integers), each defaulting to [`ArchiveLimits::default`].
+pub fn archive_limits_from(config_file: Option<&Path>) -> Result<ArchiveLimits> {
+    let mut limits = ArchiveLimits::default();
+    let Some(path) = config_file else {
+        return Ok(limits);
+    };
+    let Some(table) = read_config(path)? else {
+        return Ok(limits);
+    };
+    for (key, slot) in [
+        (MAX_ENTRIES_CONFIG_KEY, &mut limits.max_entries),
+        (MAX_BYTES_CONFIG_KEY, &mut limits.max_bytes),
+    ] {
+        match table.get(key) {
+            None => {}
+            Some(toml::Value::Integer(n)) if *n > 0 => *slot = n.unsigned_abs(),
+            Some(_) => {
+                return Err(ImageError::Config {
+                    path: path.to_path_buf(),
+                    message: format!("'{key}' must be a positive integer"),
+                });
+            }
+        }
+    }
+    Ok(limits)
+}
+
 /// The precedence rule, separated from the process environment so it can be tested:
 /// `env_value` (if non-empty) wins, then `image_server` in the TOML file at `config_file`
 /// (a missing file is fine, a broken one is an error), then [`DEFAULT_SERVER`].
@@ -106,30 +160,24 @@ pub fn server_from(env_value: Option<&str>, config_file: Option<&Path>) -> Resul
     if let Some(v) = env_value.map(str::trim).filter(|v| !v.is_empty()) {
         return normalize_server(v, SERVER_ENV);
     }
-    if let Some(path) = config_file {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let config_err = |message: String| ImageError::Config {
-                    path: path.to_path_buf(),
-                    message,
-                };
-                let table: toml::Table =
-                    toml::from_str(&text).map_err(|e| config_err(e.to_string()))?;
-                match table.get(SERVER_CONFIG_KEY) {
-                    Some(toml::Value::String(s)) => {
-                        return normalize_server(s, SERVER_CONFIG_KEY)
-                            .map_err(|e| config_err(e.to_string()));
-                    }
-                    Some(_) => {
-                        return Err(config_err(format!(
-                            "'{SERVER_CONFIG_KEY}' must be a string"
-                        )));
-                    }
-                    None => {}
-                }
+    if let Some(path) = config_file
+        && let Some(table) = read_config(path)?
+    {
+        let config_err = |message: String| ImageError::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        match table.get(SERVER_CONFIG_KEY) {
+            Some(toml::Value::String(s)) => {
+                return normalize_server(s, SERVER_CONFIG_KEY)
+                    .map_err(|e| config_err(e.to_string()));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ImageError::io(path, e)),
+            Some(_) => {
+                return Err(config_err(format!(
+                    "'{SERVER_CONFIG_KEY}' must be a string"
+                )));
+            }
+            None => {}
         }
     }
     Ok(DEFAULT_SERVER.to_string())

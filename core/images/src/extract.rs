@@ -5,18 +5,18 @@
 //! paths, no `..`, nothing below a symlinked parent, hard links only to earlier entries inside
 //! the tree, relative symlinks may not climb above the root, nothing ever followed. This module
 //! adds what is specific to images: compression detection, skipping device nodes and fifos
-//! (an unprivileged user cannot create them, and a rootfs gets its `/dev` from the runtime), and
-//! the set-id policy.
+//! (an unprivileged user cannot create them, and a rootfs gets its `/dev` from the runtime), the
+//! set-id policy, and the size caps of `~/.config/karapace/config.toml`.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use karapace_store::error::StoreError;
-use karapace_store::tar::{UnpackOptions, WhiteoutMode, unpack};
+use karapace_store::tar::{ArchiveLimits, UnpackOptions, WhiteoutMode, unpack};
 
 use crate::cache::CachedImage;
+use crate::config::{archive_limits_from, config_file_path};
 use crate::error::{ImageError, Result};
 
 /// Compression of an archive, recognised by its first bytes (never by file name).
@@ -50,6 +50,8 @@ pub struct ExtractOptions {
     /// a real privilege-carrying file outside any container. Nothing in a rootless environment
     /// needs them (its root is the mapped invoking user).
     pub keep_set_id: bool,
+    /// Caps on entries and content bytes (see [`crate::ImageConfig::archive_limits`]).
+    pub limits: ArchiveLimits,
 }
 
 /// What an extraction produced.
@@ -63,10 +65,29 @@ pub struct ExtractReport {
     pub set_id_cleared: u64,
 }
 
-/// Extracts a cached (already verified) image into `dest` (created if missing).
+/// Extracts a cached (already verified) image into `dest` (created if missing), with the
+/// archive caps of this user's configuration (`archive_max_entries`, `archive_max_bytes` in
+/// `~/.config/karapace/config.toml`; defaults otherwise).
 pub fn extract(image: &CachedImage, dest: &Path) -> Result<ExtractReport> {
+    let limits = archive_limits_from(config_file_path().as_deref())?;
+    extract_with(
+        image,
+        dest,
+        ExtractOptions {
+            limits,
+            ..ExtractOptions::default()
+        },
+    )
+}
+
+/// Extracts a cached (already verified) image into `dest` (created if missing).
+pub fn extract_with(
+    image: &CachedImage,
+    dest: &Path,
+    opts: ExtractOptions,
+) -> Result<ExtractReport> {
     let f = File::open(&image.path).map_err(|e| ImageError::io(&image.path, e))?;
-    extract_archive(f, dest, ExtractOptions::default())
+    extract_archive(f, dest, opts)
 }
 
 /// Extracts any tar stream — gzip, xz, zstd or plain, detected from its magic bytes — into
@@ -91,17 +112,16 @@ pub fn extract_archive(r: impl Read, dest: &Path, opts: ExtractOptions) -> Resul
         whiteouts: WhiteoutMode::AsFiles,
         skip_devices: true,
         reject_escaping_symlinks: true,
+        keep_set_id: opts.keep_set_id,
+        limits: opts.limits,
     };
+    // The unpacker drops set-id bits as it writes each file (the store's one rule for every
+    // tree it unpacks), so no file is ever set-id on disk, not even for a moment.
     let stats = unpack(reader, dest, unpack_opts).map_err(map_store_error)?;
-    let set_id_cleared = if opts.keep_set_id {
-        0
-    } else {
-        clear_set_id(dest)?
-    };
     Ok(ExtractReport {
         entries: stats.entries,
         file_bytes: stats.file_bytes,
-        set_id_cleared,
+        set_id_cleared: stats.set_id_cleared,
     })
 }
 
@@ -113,29 +133,4 @@ fn map_store_error(e: StoreError) -> ImageError {
         },
         other => ImageError::Archive(other.to_string()),
     }
-}
-
-/// Clears setuid/setgid on every regular file under `root` (never following symlinks).
-fn clear_set_id(root: &Path) -> Result<u64> {
-    let mut cleared = 0;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = fs::read_dir(&dir).map_err(|e| ImageError::io(&dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| ImageError::io(&dir, e))?;
-            let path = entry.path();
-            let meta = fs::symlink_metadata(&path).map_err(|e| ImageError::io(&path, e))?;
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file() {
-                let mode = meta.permissions().mode();
-                if mode & 0o6000 != 0 {
-                    fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o1777))
-                        .map_err(|e| ImageError::io(&path, e))?;
-                    cleared += 1;
-                }
-            }
-        }
-    }
-    Ok(cleared)
 }

@@ -36,13 +36,16 @@ pub use alias::{ALIASES, Distro, ImageRef, alias_target, is_pinned_url, parse_im
 pub use arch::{host_arch, map_machine_arch};
 pub use cache::{CachedImage, ImageCache, sha256_file};
 pub use config::{
-    DEFAULT_SERVER, ImageConfig, SERVER_ENV, TransferOptions, default_cache_dir, server_from,
+    DEFAULT_SERVER, ImageConfig, SERVER_ENV, TransferOptions, archive_limits_from,
+    default_cache_dir, server_from,
 };
 pub use download::fetch;
 pub use error::ImageError;
 pub use extract::{
     Compression, ExtractOptions, ExtractReport, detect_compression, extract, extract_archive,
+    extract_with,
 };
+pub use karapace_store::tar::ArchiveLimits;
 pub use resolve::{Resolution, ResolvedImage, pin_url, resolve};
 
 /// `--require-pinned-image` / `pin --check`: the manifest's image must be an explicit http(s) URL.

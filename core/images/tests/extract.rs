@@ -76,7 +76,10 @@ fn set_id_bits_can_be_kept_on_request() {
     let report = extract_archive(
         common::small_rootfs().as_slice(),
         &dest,
-        ExtractOptions { keep_set_id: true },
+        ExtractOptions {
+            keep_set_id: true,
+            ..ExtractOptions::default()
+        },
     )
     .unwrap();
     assert_eq!(report.set_id_cleared, 0);

@@ -92,9 +92,39 @@ fn debian_bookworm_over_http_and_file_urls() {
         "bookworm is Debian 12, got {version:?}"
     );
     assert!(rootfs.join("usr/bin/apt-get").is_file());
+    // Every symlink was resolved through the tree and none climbs out: the image's real
+    // relative links (`etc/os-release -> ../usr/lib/os-release`, the rc*.d links…) are all
+    // accepted.
+    let climbing = relative_links_climbing(&rootfs, 1);
+    assert!(climbing > 20, "only {climbing} relative links with `..`");
     let sources = std::fs::read_to_string(rootfs.join("etc/apt/sources.list")).unwrap_or_default();
     assert!(
         sources.contains("bookworm"),
         "apt points at a bookworm mirror: {sources:?}"
     );
+}
+
+/// How many symlinks under `root` have a relative target with at least `ups` `..` components.
+fn relative_links_climbing(root: &Path, ups: usize) -> usize {
+    let mut n = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.file_type().is_symlink() {
+                let t = std::fs::read_link(&p).unwrap();
+                let dots = t
+                    .components()
+                    .filter(|c| matches!(c, std::path::Component::ParentDir))
+                    .count();
+                if t.is_relative() && dots >= ups {
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
 }

@@ -2,9 +2,17 @@
 //!
 //! The lower view follows overlayfs rules: layers are searched top first; a whiteout or a
 //! non-directory hides everything below it; an opaque directory hides the same directory in
-//! lower layers. All filesystem access is `lstat`/no-follow.
+//! lower layers. All filesystem access is `lstat`/no-follow: file contents and link targets
+//! are read beneath the layer's root one `O_NOFOLLOW` component at a time, and files are
+//! opened `O_NONBLOCK` and checked to be regular on the open descriptor. A running workload
+//! may swap anything in its upper at any moment: a FIFO never blocks `diff`, and a symlink
+//! (to a host file, say) is never followed; an entry that stops being a regular file between
+//! the listing and the read counts as modified.
 
 use crate::error::{Result, io_at};
+use crate::fsutil::{
+    is_not_regular_error, open_dir_beneath, open_regular_beneath, read_link_beneath,
+};
 use crate::store::Store;
 use crate::tar::{OPAQUE_XATTRS, WHITEOUT_XATTRS};
 use serde::{Deserialize, Serialize};
@@ -70,8 +78,8 @@ fn ancestor_state(layer: &Path, rel: &Path) -> (bool, bool) {
     (false, blocks)
 }
 
-/// The lower entry visible at `rel`, if any.
-fn lower_lookup(lowers: &[PathBuf], rel: &Path) -> Option<(PathBuf, Metadata)> {
+/// The lower entry visible at `rel`, if any: the layer it is in and its metadata.
+fn lower_lookup<'a>(lowers: &'a [PathBuf], rel: &Path) -> Option<(&'a Path, Metadata)> {
     for layer in lowers {
         let (hidden, blocks) = ancestor_state(layer, rel);
         if !hidden {
@@ -80,7 +88,7 @@ fn lower_lookup(lowers: &[PathBuf], rel: &Path) -> Option<(PathBuf, Metadata)> {
                 if is_whiteout(&p, &m) {
                     return None;
                 }
-                return Some((p, m));
+                return Some((layer, m));
             }
         }
         if blocks {
@@ -136,8 +144,18 @@ fn lower_descendants(lowers: &[PathBuf], rel: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
-    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+/// Whether `rel` has the same bytes in the trees `a` and `b` (see the module doc for how the
+/// files are opened). `Ok(false)` when either is no longer a regular file reachable without
+/// following a symlink.
+fn same_content(a: &Path, b: &Path, rel: &Path) -> io::Result<bool> {
+    let open = |base: &Path| match open_regular_beneath(base, rel) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if is_not_regular_error(&e) => Ok(None),
+        Err(e) => Err(e),
+    };
+    let (Some(mut fa), Some(mut fb)) = (open(a)?, open(b)?) else {
+        return Ok(false);
+    };
     let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
         let na = read_full(&mut fa, &mut ba)?;
@@ -164,7 +182,9 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn differs(up: &Path, um: &Metadata, lp: &Path, lm: &Metadata) -> Result<bool> {
+/// Whether `rel` differs between the upper `upper` (metadata `um`) and the lower layer
+/// `lower` (metadata `lm`).
+fn differs(upper: &Path, lower: &Path, rel: &Path, um: &Metadata, lm: &Metadata) -> Result<bool> {
     let (ut, lt) = (um.file_type(), lm.file_type());
     if ut.is_dir() != lt.is_dir()
         || ut.is_file() != lt.is_file()
@@ -173,7 +193,7 @@ fn differs(up: &Path, um: &Metadata, lp: &Path, lm: &Metadata) -> Result<bool> {
         return Ok(true);
     }
     if ut.is_symlink() {
-        return Ok(fs::read_link(up).ok() != fs::read_link(lp).ok());
+        return Ok(read_link_beneath(upper, rel).ok() != read_link_beneath(lower, rel).ok());
     }
     if (um.mode() & 0o7777) != (lm.mode() & 0o7777) {
         return Ok(true);
@@ -182,7 +202,8 @@ fn differs(up: &Path, um: &Metadata, lp: &Path, lm: &Metadata) -> Result<bool> {
         if um.len() != lm.len() {
             return Ok(true);
         }
-        return Ok(!same_content(up, lp).map_err(io_at("compare", up))?);
+        let shown = upper.join(rel);
+        return Ok(!same_content(upper, lower, rel).map_err(io_at("compare", &shown))?);
     }
     if !ut.is_dir() {
         return Ok(um.rdev() != lm.rdev());
@@ -199,10 +220,18 @@ pub fn diff_trees(upper: &Path, lowers: &[PathBuf]) -> Result<Diff> {
     let mut d = Diff::default();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel_dir) = stack.pop() {
-        let abs_dir = upper.join(&rel_dir);
-        let rd = fs::read_dir(&abs_dir).map_err(io_at("read", &abs_dir))?;
+        let shown = upper.join(&rel_dir);
+        // Listed through the descriptor of the directory itself: a running workload that
+        // swaps it (or a parent) for a symlink cannot point the listing at a host directory.
+        let (_dir, abs_dir) = match open_dir_beneath(upper, &rel_dir) {
+            Ok(d) => d,
+            // No longer a directory reachable without a symlink: it was reported already.
+            Err(e) if is_not_regular_error(&e) && !rel_dir.as_os_str().is_empty() => continue,
+            Err(e) => return Err(io_at("open", &shown)(e)),
+        };
+        let rd = fs::read_dir(&abs_dir).map_err(io_at("read", &shown))?;
         for e in rd {
-            let e = e.map_err(io_at("read", &abs_dir))?;
+            let e = e.map_err(io_at("read", &shown))?;
             let rel = rel_dir.join(e.file_name());
             let up = e.path();
             let Some(um) = lstat(&up) else { continue };
@@ -214,8 +243,8 @@ pub fn diff_trees(upper: &Path, lowers: &[PathBuf]) -> Result<Diff> {
             }
             match lower_lookup(lowers, &rel) {
                 None => d.added.push(show(&rel)),
-                Some((lp, lm)) => {
-                    if differs(&up, &um, &lp, &lm)? {
+                Some((lower, lm)) => {
+                    if differs(upper, lower, &rel, &um, &lm)? {
                         d.modified.push(show(&rel));
                     }
                 }
@@ -251,5 +280,77 @@ impl Store {
             lowers.push(self.layer_tree(&h)?);
         }
         diff_trees(&self.layout.upper(env_id), &lowers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// An upper and a lower that both hold `etc/f` = "same", with the metadata `diff` saw
+    /// when it listed them; the caller then swaps the upper's entry as a running workload can.
+    fn listed() -> (tempfile::TempDir, PathBuf, PathBuf, Metadata, Metadata) {
+        let t = tempfile::tempdir().unwrap();
+        let (upper, lower) = (t.path().join("upper"), t.path().join("lower"));
+        for d in [&upper, &lower] {
+            fs::create_dir_all(d.join("etc")).unwrap();
+            fs::write(d.join("etc/f"), b"same").unwrap();
+        }
+        let um = lstat(&upper.join("etc/f")).unwrap();
+        let lm = lstat(&lower.join("etc/f")).unwrap();
+        (t, upper, lower, um, lm)
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_fifo_does_not_block_diff() {
+        let (_t, upper, lower, um, lm) = listed();
+        let fifo = upper.join("etc/f");
+        fs::remove_file(&fifo).unwrap();
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let (u, l) = (upper.clone(), lower.clone());
+        std::thread::spawn(move || {
+            let r = differs(&u, &l, Path::new("etc/f"), &um, &lm).map_err(|e| e.to_string());
+            let _ = tx.send(r);
+        });
+        let Ok(r) = rx.recv_timeout(Duration::from_mins(1)) else {
+            // Release the blocked reader before failing.
+            let _ = fs::OpenOptions::new().write(true).open(&fifo);
+            panic!("diff blocked opening a FIFO");
+        };
+        assert!(r.unwrap(), "a FIFO where a file was is a modification");
+    }
+
+    #[test]
+    fn a_directory_swapped_for_a_symlink_is_not_listed() {
+        let (t, upper, _lower, _um, _lm) = listed();
+        let host = t.path().join("host");
+        fs::create_dir(&host).unwrap();
+        fs::write(host.join("secret"), b"s").unwrap();
+        fs::remove_dir_all(upper.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&host, upper.join("etc")).unwrap();
+        let e = open_dir_beneath(&upper, Path::new("etc")).unwrap_err();
+        assert!(is_not_regular_error(&e), "{e}");
+        // The whole diff: `etc` is reported as what it now is, nothing below it is listed.
+        let d = diff_trees(&upper, &[]).unwrap();
+        assert_eq!(d.added, ["etc"]);
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_symlink_to_a_host_file_is_not_read() {
+        let (t, upper, lower, um, lm) = listed();
+        // The host file has exactly the lower's content: reading it would say "unchanged".
+        let host = t.path().join("host");
+        fs::create_dir(&host).unwrap();
+        fs::write(host.join("f"), b"same").unwrap();
+        fs::remove_file(upper.join("etc/f")).unwrap();
+        std::os::unix::fs::symlink(host.join("f"), upper.join("etc/f")).unwrap();
+        assert!(differs(&upper, &lower, Path::new("etc/f"), &um, &lm).unwrap());
+        // The same through a directory swapped for a symlink.
+        fs::remove_dir_all(upper.join("etc")).unwrap();
+        std::os::unix::fs::symlink(&host, upper.join("etc")).unwrap();
+        assert!(differs(&upper, &lower, Path::new("etc/f"), &um, &lm).unwrap());
     }
 }

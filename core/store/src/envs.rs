@@ -2,13 +2,26 @@
 
 use crate::crash::crash_point;
 use crate::error::{CorruptEntry, Result, StoreError, io_at};
-use crate::fsutil::{exists_nofollow, fsync_dir, unique_name, write_atomic};
+use crate::fsutil::{
+    CONTENT_ROOT_MODE, PRIVATE_DIR_MODE, create_dir_mode, exists_nofollow, fsync_dir, unique_name,
+    write_atomic,
+};
 use crate::meta::{self, EnvMetadata, EnvState, validate_name};
 use crate::objects::is_valid_key;
 use crate::store::Store;
 use crate::wal::WalOp;
 use std::fs;
 use std::io;
+
+/// The directories of `env/<id>/` and their modes: everything private but the upper's root,
+/// which is the environment's `/` (see [`CONTENT_ROOT_MODE`]).
+pub(crate) fn env_subdirs() -> [(&'static str, u32); 3] {
+    [
+        ("upper", CONTENT_ROOT_MODE),
+        ("work", PRIVATE_DIR_MODE),
+        ("sessions", PRIVATE_DIR_MODE),
+    ]
+}
 
 impl Store {
     fn check_env_id(env_id: &str) -> Result<()> {
@@ -155,9 +168,10 @@ impl Store {
         let (_, text) = meta::encode(&m)?;
         self.run_op(WalOp::CreateEnv { env_id: id.clone() }, || {
             let stage = self.layout.tmp.join(unique_name("env"));
-            for sub in ["upper", "work", "sessions"] {
+            create_dir_mode(&stage, PRIVATE_DIR_MODE).map_err(io_at("create", &stage))?;
+            for (sub, mode) in env_subdirs() {
                 let d = stage.join(sub);
-                fs::create_dir_all(&d).map_err(io_at("create", &d))?;
+                create_dir_mode(&d, mode).map_err(io_at("create", &d))?;
             }
             fsync_dir(&stage)?;
             let dest = self.layout.env_dir(&id);

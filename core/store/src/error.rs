@@ -47,6 +47,8 @@ pub enum StoreError {
     UnsafeArchive { path: String, reason: String },
     #[error("invalid argument: {0}")]
     Invalid(String),
+    #[error("unsafe store: {0}")]
+    Insecure(String),
 }
 
 /// One unreadable or checksum-failing metadata file.
@@ -81,6 +83,7 @@ impl StoreError {
                 | StoreError::UnknownSnapshot(_)
                 | StoreError::EnvBusy { .. }
                 | StoreError::UnsafeArchive { .. }
+                | StoreError::Insecure(_)
         )
     }
 

@@ -4,7 +4,10 @@
 
 use crate::crash::crash_point;
 use crate::error::{Result, StoreError, io_at, io_err};
-use crate::fsutil::{exists_nofollow, fsync_dir, remove_tree_if_exists, unique_name, write_atomic};
+use crate::fsutil::{
+    CONTENT_ROOT_MODE, clear_set_id, create_dir_mode, exists_nofollow, fsync_dir,
+    remove_tree_if_exists, unique_name, write_atomic,
+};
 use crate::objects::{ObjectHash, ObjectReader, ObjectWriter, is_valid_key, object_path, read_err};
 use crate::store::Store;
 use crate::tar::{UnpackOptions, pack_dir, unpack};
@@ -58,6 +61,8 @@ pub struct LayerManifest {
 pub struct ImportOptions {
     /// Move the directory into the tree cache (rename, same filesystem only) so it never
     /// has to be unpacked again. The caller's directory is gone afterwards on success.
+    /// Its regular files lose their setuid/setgid bits and `security.capability` xattrs
+    /// first, as they would in a tree unpacked from the layer.
     pub adopt_tree: bool,
 }
 
@@ -182,6 +187,11 @@ impl Store {
         let _l = self.lock_exclusive()?;
         self.check_parent(parent)?;
         self.run_op(WalOp::Import, || {
+            if opts.adopt_tree {
+                // The directory becomes a layer tree as it is: whatever a build step or an
+                // image left in it must carry no privileges (the packed tar never does).
+                clear_set_id(dir)?;
+            }
             let w = self.new_object_writer()?;
             let (w, _) = pack_dir(dir, w)?;
             let (tar_hash, _) = w.finish()?;
@@ -272,7 +282,11 @@ impl Store {
         let r = self.open_object(&m.tar_hash)?;
         // Buffered: the tar reader issues many small reads (512-byte headers).
         let mut r = io::BufReader::with_capacity(crate::objects::IO_BUF, r);
-        unpack(&mut r, dest, UnpackOptions::overlay())?;
+        let opts = UnpackOptions {
+            limits: self.archive_limits(),
+            ..UnpackOptions::overlay()
+        };
+        unpack(&mut r, dest, opts)?;
         // Read to the end so the object's hash is checked even past the tar trailer.
         io::copy(&mut r, &mut io::sink()).map_err(read_err(&m.tar_hash))?;
         Ok(())
@@ -288,7 +302,7 @@ impl Store {
             return Ok(tree);
         }
         let staging = self.layout.tmp.join(unique_name("tree"));
-        fs::create_dir(&staging).map_err(io_at("create", &staging))?;
+        create_dir_mode(&staging, CONTENT_ROOT_MODE).map_err(io_at("create", &staging))?;
         let res = self.unpack_layer_into(&m, &staging).and_then(|()| {
             crash_point("tree.after_unpack");
             match fs::rename(&staging, &tree) {

@@ -9,7 +9,7 @@ pub mod crash;
 mod diff;
 mod envs;
 pub mod error;
-mod fsutil;
+pub mod fsutil;
 mod gc;
 mod layers;
 mod lease;

@@ -137,7 +137,7 @@ pub fn migrate(root: &Path) -> Result<MigrateReport> {
                     backup.display()
                 )));
             }
-            fs::create_dir(&backup).map_err(io_at("create", &backup))?;
+            crate::fsutil::create_dir_private(&backup).map_err(io_at("create", &backup))?;
             // Move the version marker last-in/first-out: once `store/` is gone the root reads
             // as "no store", never as a half-migrated one.
             for name in ["store", "env"] {

@@ -181,7 +181,7 @@ impl ObjectWriter {
         sf.f.sync_all().map_err(io_at("fsync", &self.tmp))?;
         drop(sf);
         let shard = self.objects_dir.join(&hash[..2]);
-        let created = match fs::create_dir(&shard) {
+        let created = match crate::fsutil::create_dir_private(&shard) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
             Err(e) => return Err(io_at("create", &shard)(e)),

@@ -168,7 +168,7 @@ impl Store {
             return Err(StoreError::UnknownEnv(env_id.to_string()));
         }
         let dir = self.layout.env_dir(env_id);
-        fs::create_dir_all(&dir).map_err(io_at("create", &dir))?;
+        crate::fsutil::create_dir_all_private(&dir).map_err(io_at("create", &dir))?;
         self.lock_session_starts(env_id)
     }
 
@@ -197,7 +197,7 @@ impl Store {
         self.read_meta_raw(env_id)?;
         let start_time = process_start_time(pid);
         let dir = self.layout.sessions(env_id);
-        fs::create_dir_all(&dir).map_err(io_at("create", &dir))?;
+        crate::fsutil::create_dir_all_private(&dir).map_err(io_at("create", &dir))?;
         let lock = flock_file(
             &self.session_lock_path(env_id),
             FlockArg::LockSharedNonblock,

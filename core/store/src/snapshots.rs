@@ -2,7 +2,9 @@
 
 use crate::crash::crash_point;
 use crate::error::{Result, StoreError, io_at};
-use crate::fsutil::{fsync_dir, remove_tree_if_exists, remove_tree_parallel};
+use crate::fsutil::{
+    CONTENT_ROOT_MODE, create_dir_mode, fsync_dir, remove_tree_if_exists, remove_tree_parallel,
+};
 use crate::layers::{LayerKind, LayerManifest, snapshot_hash};
 use crate::meta::now_rfc3339;
 use crate::store::Store;
@@ -119,7 +121,7 @@ impl Store {
             },
             || {
                 remove_tree_if_exists(&staging)?;
-                fs::create_dir(&staging).map_err(io_at("create", &staging))?;
+                create_dir_mode(&staging, CONTENT_ROOT_MODE).map_err(io_at("create", &staging))?;
                 crash_point("restore.mid_unpack");
                 self.unpack_layer_into(&m, &staging)?;
                 // Everything unpacked must be durable before the swap becomes the truth.

@@ -1,11 +1,14 @@
 //! The `Store` handle: layout, opening, format version and the store-wide lock.
 
 use crate::error::{Result, StoreError, io_at};
-use crate::fsutil::{fsync_dir, write_atomic};
+use crate::fsutil::{
+    PRIVATE_DIR_MODE, create_dir_all_private, create_dir_private, fsync_dir, write_atomic,
+};
 use nix::fcntl::{Flock, FlockArg};
 use std::cell::RefCell;
 use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The on-disk format this build reads and writes.
@@ -62,8 +65,10 @@ impl Layout {
     pub fn layer_file(&self, hash: &str) -> PathBuf {
         self.layers.join(hash)
     }
+    /// Every fixed directory, parents first.
     fn all_dirs(&self) -> [&PathBuf; 10] {
         [
+            &self.root,
             &self.store,
             &self.objects,
             &self.layers,
@@ -73,7 +78,6 @@ impl Layout {
             &self.tmp,
             &self.staging,
             &self.envs,
-            &self.root,
         ]
     }
 }
@@ -95,6 +99,7 @@ struct LockInner {
 pub struct Store {
     pub(crate) layout: Layout,
     lock: RefCell<LockInner>,
+    archive_limits: std::cell::Cell<crate::tar::ArchiveLimits>,
 }
 
 /// A held store lock; released (or downgraded) on drop. Re-entrant within one `Store`.
@@ -148,6 +153,41 @@ pub(crate) fn read_format_version(layout: &Layout) -> Result<Option<u32>> {
     Ok(Some(v.format_version))
 }
 
+/// The store root must be the caller's and private: other local users must not be able to
+/// reach environment uppers (whatever a workload wrote there, set-id files included) or
+/// layer trees. A root open to group/other is repaired to 0700 with a warning on stderr; a
+/// root owned by someone else is refused (the caller cannot make it safe: its owner could
+/// open it again at any time).
+pub(crate) fn secure_root(root: &Path) -> Result<()> {
+    let meta = fs::metadata(root).map_err(io_at("stat store root", root))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(StoreError::Insecure(format!(
+            "the store root {} belongs to uid {}, not to you (uid {me}); a store must be \
+             owned by the user who runs karapace (choose another root with --store, or \
+             fix its owner)",
+            root.display(),
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(root, fs::Permissions::from_mode(PRIVATE_DIR_MODE)).map_err(|e| {
+            StoreError::Insecure(format!(
+                "the store root {} is accessible to other users (mode {mode:o}) and \
+                     could not be changed to 700: {e}",
+                root.display()
+            ))
+        })?;
+        eprintln!(
+            "karapace: warning: the store root {} was accessible to other users (mode \
+             {mode:o}); changed it to 700",
+            root.display()
+        );
+    }
+    Ok(())
+}
+
 impl Store {
     fn with_layout(layout: Layout) -> Result<Store> {
         let file = File::open(&layout.store).map_err(io_at("open store", &layout.store))?;
@@ -160,7 +200,18 @@ impl Store {
                 exclusive: 0,
                 needs_recovery: false,
             }),
+            archive_limits: std::cell::Cell::new(crate::tar::ArchiveLimits::default()),
         })
+    }
+
+    /// Caps applied when this store unpacks a layer (see [`crate::tar::ArchiveLimits`]).
+    pub fn set_archive_limits(&self, limits: crate::tar::ArchiveLimits) {
+        self.archive_limits.set(limits);
+    }
+
+    /// The caps applied when this store unpacks a layer.
+    pub fn archive_limits(&self) -> crate::tar::ArchiveLimits {
+        self.archive_limits.get()
     }
 
     /// Open an existing store without creating or modifying anything (read-only commands).
@@ -168,7 +219,10 @@ impl Store {
         let layout = Layout::new(root);
         match read_format_version(&layout)? {
             None => Err(StoreError::NoStore(root.to_path_buf())),
-            Some(STORE_FORMAT_VERSION) => Store::with_layout(layout),
+            Some(STORE_FORMAT_VERSION) => {
+                secure_root(root)?;
+                Store::with_layout(layout)
+            }
             Some(found) => Err(StoreError::Version {
                 found,
                 expected: STORE_FORMAT_VERSION,
@@ -197,8 +251,28 @@ impl Store {
                 }
             }
         }
-        for d in layout.all_dirs().iter().rev() {
-            fs::create_dir_all(d).map_err(io_at("create", d))?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // Above the store (e.g. ~/.local/share): the user's own directories, usual modes.
+            fs::create_dir_all(parent).map_err(io_at("create", parent))?;
+        }
+        // Check the root before creating anything in it: a root someone else owns is refused
+        // untouched.
+        for (i, d) in layout.all_dirs().into_iter().enumerate() {
+            match create_dir_private(d) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                r => r.map_err(io_at("create", d))?,
+            }
+            if i == 0 {
+                secure_root(root)?;
+            }
+        }
+        // Stores made before directories were private: close the fixed ones too.
+        for d in &layout.all_dirs()[1..] {
+            let m = fs::symlink_metadata(d).map_err(io_at("stat", d))?;
+            if m.is_dir() && m.mode() & 0o077 != 0 {
+                fs::set_permissions(d, fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+                    .map_err(io_at("chmod", d))?;
+            }
         }
         if read_format_version(&layout)?.is_none() {
             let body = serde_json::to_vec_pretty(&VersionFile {
@@ -363,12 +437,13 @@ impl Store {
     pub fn staging_dir(&self) -> Result<StagingDir> {
         let pid = std::process::id();
         let start = crate::sessions::process_start_time(pid).unwrap_or(0);
-        fs::create_dir_all(&self.layout.staging).map_err(io_at("create", &self.layout.staging))?;
+        create_dir_all_private(&self.layout.staging)
+            .map_err(io_at("create", &self.layout.staging))?;
         let path = self
             .layout
             .staging
             .join(format!("{pid}-{start}-{}", crate::fsutil::unique_name("s")));
-        fs::create_dir(&path).map_err(io_at("create", &path))?;
+        create_dir_private(&path).map_err(io_at("create", &path))?;
         Ok(StagingDir { path })
     }
 

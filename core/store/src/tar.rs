@@ -1,7 +1,9 @@
 //! Deterministic layer tars: pack a directory into a tar stream and unpack one safely.
 //!
 //! Packing: entries sorted by path bytes, mtime 0, uid/gid 0 (the invoking user is root
-//! inside a rootless environment), permission bits kept, symlinks kept, hardlinks kept as
+//! inside a rootless environment), permission bits kept except setuid/setgid on regular files
+//! (never part of a layer; xattrs such as file capabilities are never packed either),
+//! symlinks kept, hardlinks kept as
 //! links (tracked by dev+ino), regular files streamed. Overlay whiteouts (char device 0:0 or
 //! a file carrying an `overlay.whiteout` xattr) become OCI `.wh.<name>` entries; opaque
 //! directories get a `<dir>/.wh..wh..opq` entry. Sockets are skipped (they are runtime
@@ -9,11 +11,17 @@
 //!
 //! Unpacking streams entry by entry and refuses anything that could write outside the
 //! target: absolute paths, `..`, entries below a symlinked parent, hard links leaving the
-//! tree, relative symlinks climbing above the root, and (unless told to skip them) device
-//! nodes and fifos. Trees produced here must be read with no-follow semantics (`lstat`):
-//! absolute symlinks are kept because they resolve inside the environment's root at run time.
+//! tree, relative symlinks that resolve above the root (resolved through the symlinks of the
+//! tree, during extraction and once more over the finished tree), and (unless told to skip
+//! them) device nodes and fifos. Set-id bits are dropped from regular files unless asked to
+//! keep them. Before the `tar` crate sees a byte, [`ArchiveGuard`] follows the 512-byte block
+//! structure and refuses long-name, long-link and pax headers over [`MAX_META_ENTRY`] (the
+//! crate would read them into memory whole) and archives over the [`ArchiveLimits`]. Trees
+//! produced here must be read with no-follow semantics (`lstat`): absolute symlinks are kept
+//! because they resolve inside the environment's root at run time.
 
 use crate::error::{Result, StoreError, io_at, io_err};
+use crate::fsutil::{OpenedDirs, chmod_nofollow, open_regular_beneath, without_set_id};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
@@ -104,8 +112,14 @@ fn minor(rdev: u64) -> u32 {
 }
 
 /// Walk `root` and collect every node with its tar path (paths only; contents stay on disk).
-fn walk(root: &Path) -> Result<Vec<Walked>> {
+/// Directories the owner cannot list or search (mode 000 from an image, say) are opened up in
+/// `opened`, which gives them their modes back when the caller is done reading.
+fn walk(root: &Path, opened: &mut OpenedDirs) -> Result<Vec<Walked>> {
     let mut out = Vec::new();
+    let root_meta = fs::symlink_metadata(root).map_err(io_at("stat", root))?;
+    opened
+        .open(root, root_meta.mode())
+        .map_err(io_at("open up", root))?;
     let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(root.to_path_buf(), Vec::new())];
     while let Some((dir, tar_dir)) = stack.pop() {
         let rd = fs::read_dir(&dir).map_err(io_at("read directory", &dir))?;
@@ -138,6 +152,7 @@ fn walk(root: &Path) -> Result<Vec<Walked>> {
                     src: src.clone(),
                     node: Node::Dir { mode },
                 });
+                opened.open(&src, mode).map_err(io_at("open up", &src))?;
                 stack.push((src, tar_path));
             } else if ft.is_file() {
                 if is_xattr_whiteout(&src, &meta) {
@@ -152,7 +167,7 @@ fn walk(root: &Path) -> Result<Vec<Walked>> {
                         tar_path,
                         src,
                         node: Node::File {
-                            mode,
+                            mode: without_set_id(mode),
                             size: meta.len(),
                             dev_ino,
                         },
@@ -248,9 +263,29 @@ pub struct PackStats {
     pub file_bytes: u64,
 }
 
+/// Open the file `path` (below the packed directory `root`) to pack it: no symlink followed on
+/// the way from `root`, no blocking on a FIFO put in its place, nothing but a regular file
+/// read. A file its owner may not read (mode 000, as some images ship `/etc/shadow`) is made
+/// readable for the open and given its mode back.
+fn open_for_pack(root: &Path, path: &Path) -> Result<File> {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    match open_regular_beneath(root, rel) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            let meta = fs::symlink_metadata(path).map_err(io_at("stat", path))?;
+            let mode = meta.mode() & 0o7777;
+            chmod_nofollow(path, mode | 0o400).map_err(io_at("open", path))?;
+            let f = open_regular_beneath(root, rel);
+            chmod_nofollow(path, mode).map_err(io_at("chmod", path))?;
+            f.map_err(io_at("open", path))
+        }
+        r => r.map_err(io_at("open", path)),
+    }
+}
+
 /// Pack `dir` into a deterministic tar stream written to `out`; returns `out` and stats.
 pub fn pack_dir<W: Write>(dir: &Path, out: W) -> Result<(W, PackStats)> {
-    let entries = walk(dir)?;
+    let mut opened = OpenedDirs::default();
+    let entries = walk(dir, &mut opened)?;
     let mut b = tar::Builder::new(out);
     let mut stats = PackStats::default();
     let mut seen_inodes: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
@@ -283,7 +318,7 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W) -> Result<(W, PackStats)> {
                     }
                     seen_inodes.insert(key, w.tar_path.clone());
                 }
-                let f = File::open(&w.src).map_err(io_at("open", &w.src))?;
+                let f = open_for_pack(dir, &w.src)?;
                 let mut h = header(EntryType::Regular, mode, size);
                 let r = ExactReader {
                     inner: f,
@@ -319,6 +354,7 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W) -> Result<(W, PackStats)> {
     }
     b.finish().map_err(io_err("finish tar stream"))?;
     let out = b.into_inner().map_err(io_err("finish tar stream"))?;
+    drop(opened);
     Ok((out, stats))
 }
 
@@ -342,6 +378,10 @@ pub struct UnpackOptions {
     pub skip_devices: bool,
     /// Refuse relative symlinks that climb above the unpack root.
     pub reject_escaping_symlinks: bool,
+    /// Keep setuid/setgid bits on regular files (off: they are dropped and counted).
+    pub keep_set_id: bool,
+    /// Caps on the archive's size.
+    pub limits: ArchiveLimits,
 }
 
 impl Default for UnpackOptions {
@@ -350,6 +390,8 @@ impl Default for UnpackOptions {
             whiteouts: WhiteoutMode::AsFiles,
             skip_devices: false,
             reject_escaping_symlinks: true,
+            keep_set_id: false,
+            limits: ArchiveLimits::default(),
         }
     }
 }
@@ -360,7 +402,7 @@ impl UnpackOptions {
         UnpackOptions {
             whiteouts: WhiteoutMode::Convert,
             skip_devices: true,
-            reject_escaping_symlinks: true,
+            ..UnpackOptions::default()
         }
     }
 }
@@ -370,6 +412,8 @@ impl UnpackOptions {
 pub struct UnpackStats {
     pub entries: u64,
     pub file_bytes: u64,
+    /// Regular files whose setuid/setgid bits were dropped.
+    pub set_id_cleared: u64,
 }
 
 /// Errors from reading the archive: malformed or corrupt input is an integrity error.
@@ -410,24 +454,62 @@ fn clean_components(path: &Path) -> Result<Vec<OsString>> {
     Ok(out)
 }
 
-/// Lexical check that a relative symlink stays inside the root when resolved from its
-/// directory. Absolute targets resolve inside the environment root at run time.
-fn symlink_escapes(parent_depth: usize, target: &Path) -> bool {
-    let mut depth = i64::try_from(parent_depth).unwrap_or(i64::MAX);
-    for c in target.components() {
-        match c {
-            Component::RootDir | Component::Prefix(_) => depth = 0,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return true;
+/// Most symlinks one resolution may pass through (the kernel's limit too).
+const MAX_LINK_HOPS: u32 = 40;
+
+/// One step of a path being resolved.
+enum Step {
+    Root,
+    Up,
+    Name(OsString),
+}
+
+/// Push `path`'s steps onto `todo` (a stack: the first step ends up on top).
+fn push_steps(todo: &mut Vec<Step>, path: &Path) {
+    for c in path.components().rev() {
+        todo.push(match c {
+            Component::RootDir | Component::Prefix(_) => Step::Root,
+            Component::ParentDir => Step::Up,
+            Component::CurDir => continue,
+            Component::Normal(n) => Step::Name(n.to_os_string()),
+        });
+    }
+}
+
+/// Resolve `target`, the target of the symlink at `link` (relative to `root`), through the
+/// symlinks now in the tree, as `openat2(RESOLVE_IN_ROOT)` would (an absolute target, here
+/// or on a link passed through, starts again at the root). `Ok(true)` when a `..` would
+/// climb above the root. Components that do not exist (yet), or are not directories, are
+/// taken lexically: the check after extraction sees what they became.
+fn symlink_escapes(root: &Path, link: &Path, target: &Path) -> Result<bool> {
+    let mut cur: PathBuf = link.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut todo = Vec::new();
+    push_steps(&mut todo, target);
+    let mut hops = 0;
+    while let Some(step) = todo.pop() {
+        match step {
+            Step::Root => cur = PathBuf::new(),
+            Step::Up => {
+                if !cur.pop() {
+                    return Ok(true);
                 }
             }
-            Component::Normal(_) => depth += 1,
+            Step::Name(n) => {
+                cur.push(&n);
+                let abs = root.join(&cur);
+                if fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink()) {
+                    hops += 1;
+                    if hops > MAX_LINK_HOPS {
+                        return Err(unsafe_entry(link, "symlink chain too long to check"));
+                    }
+                    let next = fs::read_link(&abs).map_err(io_at("read link", &abs))?;
+                    cur.pop();
+                    push_steps(&mut todo, &next);
+                }
+            }
         }
     }
-    false
+    Ok(false)
 }
 
 struct Unpacker<'a> {
@@ -436,6 +518,9 @@ struct Unpacker<'a> {
     /// Directories (relative) known to be real directories we may write into.
     verified: HashSet<PathBuf>,
     dir_modes: Vec<(PathBuf, u32)>,
+    /// Symlinks created (relative paths), checked again over the finished tree: a link
+    /// extracted later can change where an earlier one leads.
+    links: Vec<PathBuf>,
     buf: Vec<u8>,
 }
 
@@ -513,6 +598,33 @@ impl Unpacker<'_> {
         Ok(total)
     }
 
+    /// The mode a regular file gets: set-id bits dropped (and counted) unless kept.
+    fn file_mode(&self, mode: u32, stats: &mut UnpackStats) -> u32 {
+        if self.opts.keep_set_id || without_set_id(mode) == mode {
+            mode
+        } else {
+            stats.set_id_cleared += 1;
+            without_set_id(mode)
+        }
+    }
+
+    /// Check every symlink again now that the tree is complete.
+    fn recheck_links(&mut self) -> Result<()> {
+        self.links.sort();
+        self.links.dedup();
+        for rel in &self.links {
+            let abs = self.root.join(rel);
+            // Replaced by a later entry: that entry was checked on its own.
+            let Ok(target) = fs::read_link(&abs) else {
+                continue;
+            };
+            if symlink_escapes(self.root, rel, &target)? {
+                return Err(unsafe_entry(rel, "symlink points outside the tree"));
+            }
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_lines)] // one match over entry types reads best in one place
     fn entry<R: Read>(&mut self, mut e: tar::Entry<'_, R>, stats: &mut UnpackStats) -> Result<()> {
         let raw_path = e
@@ -578,6 +690,7 @@ impl Unpacker<'_> {
             }
             EntryType::Regular | EntryType::Continuous => {
                 self.ensure_parents(&comps, true, &raw_path)?;
+                let mode = self.file_mode(mode, stats);
                 stats.file_bytes += self.write_file(&abs, &raw_path, mode, &mut e)?;
             }
             EntryType::Symlink => {
@@ -586,12 +699,16 @@ impl Unpacker<'_> {
                     .map_err(io_err("read link target"))?
                     .ok_or_else(|| unsafe_entry(&raw_path, "symlink without target"))?
                     .into_owned();
-                if self.opts.reject_escaping_symlinks && symlink_escapes(comps.len() - 1, &target) {
+                self.ensure_parents(&comps, true, &raw_path)?;
+                let check = self.opts.reject_escaping_symlinks;
+                if check && symlink_escapes(self.root, &rel, &target)? {
                     return Err(unsafe_entry(&raw_path, "symlink points outside the tree"));
                 }
-                self.ensure_parents(&comps, true, &raw_path)?;
                 Self::clear_slot(&abs, &raw_path, false)?;
                 std::os::unix::fs::symlink(&target, &abs).map_err(io_at("create symlink", &abs))?;
+                if check {
+                    self.links.push(rel.clone());
+                }
             }
             EntryType::Link => {
                 let target = e
@@ -658,6 +775,16 @@ impl Unpacker<'_> {
     }
 }
 
+fn unpack_entries<R: Read>(r: R, u: &mut Unpacker<'_>, stats: &mut UnpackStats) -> Result<()> {
+    let mut ar = tar::Archive::new(r);
+    let entries = ar.entries().map_err(archive_err)?;
+    for e in entries {
+        let e = e.map_err(archive_err)?;
+        u.entry(e, stats)?;
+    }
+    Ok(())
+}
+
 /// Unpack a tar stream into `dest` (which must exist), streaming entry by entry.
 pub fn unpack<R: Read>(r: R, dest: &Path, opts: UnpackOptions) -> Result<UnpackStats> {
     let meta = fs::symlink_metadata(dest).map_err(io_at("stat unpack target", dest))?;
@@ -672,15 +799,20 @@ pub fn unpack<R: Read>(r: R, dest: &Path, opts: UnpackOptions) -> Result<UnpackS
         opts,
         verified: HashSet::new(),
         dir_modes: Vec::new(),
+        links: Vec::new(),
         buf: vec![0; 256 * 1024],
     };
     let mut stats = UnpackStats::default();
-    let mut ar = tar::Archive::new(r);
-    let entries = ar.entries().map_err(archive_err)?;
-    for e in entries {
-        let e = e.map_err(archive_err)?;
-        u.entry(e, &mut stats)?;
+    let mut guard = ArchiveGuard::new(r, opts.limits);
+    let res = unpack_entries(&mut guard, &mut u, &mut stats);
+    if let Some(reason) = guard.violation.take() {
+        return Err(StoreError::UnsafeArchive {
+            path: guard.entry_name(),
+            reason,
+        });
     }
+    res?;
+    u.recheck_links()?;
     // Deepest first, so a read-only parent never blocks a child's chmod.
     u.dir_modes
         .sort_by_key(|d| std::cmp::Reverse(d.0.as_os_str().len()));
@@ -688,4 +820,309 @@ pub fn unpack<R: Read>(r: R, dest: &Path, opts: UnpackOptions) -> Result<UnpackS
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_at("chmod", &p))?;
     }
     Ok(stats)
+}
+
+/// Largest GNU long-name (`L`), long-link (`K`) or pax (`x`, `g`) entry accepted. The `tar`
+/// crate reads these whole into memory, so their size field alone must never decide how much
+/// memory an archive gets: real ones are a path or a few records.
+pub const MAX_META_ENTRY: u64 = 1 << 20;
+
+/// Caps on one archive (an image or a layer). The defaults are far above any real root
+/// filesystem and still keep a hostile archive from filling the disk or the inode table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArchiveLimits {
+    /// Entries (files, directories, links…; not counting long-name and pax headers).
+    pub max_entries: u64,
+    /// Sum of the entries' content sizes, in bytes.
+    pub max_bytes: u64,
+}
+
+impl ArchiveLimits {
+    pub const DEFAULT_MAX_ENTRIES: u64 = 10_000_000;
+    pub const DEFAULT_MAX_BYTES: u64 = 256 << 30;
+}
+
+impl Default for ArchiveLimits {
+    fn default() -> Self {
+        ArchiveLimits {
+            max_entries: Self::DEFAULT_MAX_ENTRIES,
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+const BLOCK: usize = 512;
+
+enum GuardState {
+    /// At a header boundary.
+    Header,
+    /// Handing out the checked header block from `pos`.
+    Serve { pos: usize, len: usize },
+    /// Passing through an entry's content (`data`) and its padding (`pad`); a pax header's
+    /// content is also kept, to learn the size it gives the next entry.
+    Data { data: u64, pad: u64, pax: bool },
+    /// After the end-of-archive block (or a short read): nothing more to check.
+    Done,
+}
+
+/// A `Read` adapter in front of the `tar` crate that follows the archive's 512-byte
+/// header/content block structure and refuses, before the crate reads them, long-name,
+/// long-link and pax entries over [`MAX_META_ENTRY`], GNU sparse entries (its extra header
+/// blocks would hide the structure; the unpacker refuses them anyway), and archives beyond
+/// the [`ArchiveLimits`]. It mirrors how the crate finds entry boundaries (a pax `size`
+/// record overrides the next entry's header size); a pax header it cannot parse exactly is
+/// refused rather than guessed at.
+pub struct ArchiveGuard<R> {
+    inner: R,
+    limits: ArchiveLimits,
+    state: GuardState,
+    block: [u8; BLOCK],
+    pax: Vec<u8>,
+    pax_size: Option<u64>,
+    entries: u64,
+    bytes: u64,
+    /// What follows the header being served.
+    after_header: Option<GuardState>,
+    /// Why the archive was refused (set once; every later read fails too).
+    violation: Option<String>,
+}
+
+/// The size field of a header: octal text, or GNU base-256 when the top bit is set (as the
+/// `tar` crate reads it).
+fn header_size(h: &[u8; BLOCK]) -> Option<u64> {
+    let field = &h[124..136];
+    if field[0] & 0x80 != 0 {
+        return Some(
+            field[4..]
+                .iter()
+                .fold(0u64, |n, b| (n << 8) | u64::from(*b)),
+        );
+    }
+    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
+    let text = std::str::from_utf8(&field[..end]).ok()?;
+    u64::from_str_radix(text.trim(), 8).ok()
+}
+
+/// `ustar\0` + `00` (POSIX) or `ustar ` + ` \0` (GNU): headers the `tar` crate interprets
+/// long-name and pax entries of.
+fn recognized_magic(h: &[u8; BLOCK]) -> bool {
+    let (magic, version) = (&h[257..263], &h[263..265]);
+    (magic == b"ustar\0" && version == b"00") || (magic == b"ustar " && version == b" \0")
+}
+
+/// The `size` record of pax header content, parsed exactly as the `tar` crate does; an error
+/// where the crate would silently ignore the records (so the two could disagree).
+fn pax_size(data: &[u8]) -> std::result::Result<Option<u64>, String> {
+    for line in data.split(|b| *b == b'\n') {
+        if line.is_empty() {
+            return Ok(None);
+        }
+        let bad = || "malformed pax header record".to_string();
+        let sp = line.iter().position(|b| *b == b' ').ok_or_else(bad)?;
+        let len: usize = std::str::from_utf8(&line[..sp])
+            .ok()
+            .and_then(|l| l.parse().ok())
+            .ok_or_else(bad)?;
+        if line.len() + 1 != len {
+            return Err(bad());
+        }
+        let kv = &line[sp + 1..];
+        let eq = kv.iter().position(|b| *b == b'=').ok_or_else(bad)?;
+        if &kv[..eq] == b"size" {
+            return std::str::from_utf8(&kv[eq + 1..])
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Some)
+                .ok_or_else(|| "pax header with an invalid size record".to_string());
+        }
+    }
+    Ok(None)
+}
+
+impl<R: Read> ArchiveGuard<R> {
+    pub fn new(inner: R, limits: ArchiveLimits) -> Self {
+        ArchiveGuard {
+            inner,
+            limits,
+            state: GuardState::Header,
+            block: [0; BLOCK],
+            pax: Vec::new(),
+            pax_size: None,
+            entries: 0,
+            bytes: 0,
+            after_header: None,
+            violation: None,
+        }
+    }
+
+    /// Why the archive was refused, if it was.
+    pub fn violation(&self) -> Option<&str> {
+        self.violation.as_deref()
+    }
+
+    /// The name field of the last header read (for error messages).
+    fn entry_name(&self) -> String {
+        let name = &self.block[..100];
+        let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+        String::from_utf8_lossy(&name[..end]).into_owned()
+    }
+
+    fn refuse(&mut self, reason: String) -> io::Error {
+        let err = io::Error::new(io::ErrorKind::InvalidData, reason.clone());
+        self.violation.get_or_insert(reason);
+        err
+    }
+
+    /// Check the header in `self.block` and decide what follows it.
+    fn check_header(&mut self) -> std::result::Result<GuardState, String> {
+        let h = &self.block;
+        if h.iter().all(|b| *b == 0) {
+            return Ok(GuardState::Done);
+        }
+        let kind = h[156];
+        let size = header_size(h).ok_or("unreadable size field in a tar header")?;
+        let meta_name = match kind {
+            b'L' => Some("GNU long-name"),
+            b'K' => Some("GNU long-link"),
+            b'x' => Some("pax"),
+            b'g' => Some("pax global"),
+            _ => None,
+        };
+        if let Some(what) = meta_name {
+            if size > MAX_META_ENTRY {
+                return Err(format!(
+                    "{what} header claims {size} bytes (limit {MAX_META_ENTRY})"
+                ));
+            }
+            if kind != b'g' && !recognized_magic(h) {
+                return Err(format!("{what} header in a pre-POSIX tar header"));
+            }
+            if kind == b'x' {
+                self.pax.clear();
+            }
+            return Ok(GuardState::Data {
+                data: size,
+                pad: size.next_multiple_of(BLOCK as u64) - size,
+                pax: kind == b'x',
+            });
+        }
+        if kind == b'S' {
+            return Err("GNU sparse entries are not supported".into());
+        }
+        let size = self.pax_size.take().unwrap_or(size);
+        self.entries += 1;
+        self.bytes = self.bytes.saturating_add(size);
+        if self.entries > self.limits.max_entries {
+            return Err(format!(
+                "more than {} entries (the configured limit)",
+                self.limits.max_entries
+            ));
+        }
+        if self.bytes > self.limits.max_bytes {
+            return Err(format!(
+                "more than {} bytes of content (the configured limit)",
+                self.limits.max_bytes
+            ));
+        }
+        let pad = size
+            .checked_next_multiple_of(BLOCK as u64)
+            .ok_or("entry size overflows")?
+            - size;
+        Ok(GuardState::Data {
+            data: size,
+            pad,
+            pax: false,
+        })
+    }
+
+    /// Read a whole header block (or what is left of a truncated archive).
+    fn fill_block(&mut self) -> io::Result<usize> {
+        let mut n = 0;
+        while n < BLOCK {
+            match self.inner.read(&mut self.block[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<R: Read> Read for ArchiveGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(v) = &self.violation {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, v.clone()));
+        }
+        loop {
+            match self.state {
+                GuardState::Done => return self.inner.read(buf),
+                GuardState::Header => {
+                    let len = self.fill_block()?;
+                    if len < BLOCK {
+                        // Truncated: let the tar crate see (and report) what there is.
+                        self.state = GuardState::Serve { pos: 0, len };
+                        continue;
+                    }
+                    let next = match self.check_header() {
+                        Ok(next) => next,
+                        Err(reason) => return Err(self.refuse(reason)),
+                    };
+                    self.state = GuardState::Serve { pos: 0, len };
+                    self.after_header = Some(next);
+                }
+                GuardState::Serve { pos, len } => {
+                    if pos == len {
+                        self.state = if len < BLOCK {
+                            GuardState::Done
+                        } else {
+                            self.after_header.take().unwrap_or(GuardState::Done)
+                        };
+                        continue;
+                    }
+                    let n = buf.len().min(len - pos);
+                    buf[..n].copy_from_slice(&self.block[pos..pos + n]);
+                    self.state = GuardState::Serve { pos: pos + n, len };
+                    return Ok(n);
+                }
+                GuardState::Data { data, pad, pax } => {
+                    if data == 0 && pad == 0 {
+                        if pax {
+                            match pax_size(&self.pax) {
+                                Ok(size) => self.pax_size = size,
+                                Err(reason) => return Err(self.refuse(reason)),
+                            }
+                        }
+                        self.state = GuardState::Header;
+                        continue;
+                    }
+                    let left = if data > 0 { data } else { pad };
+                    let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                    let n = self.inner.read(&mut buf[..want])?;
+                    if n == 0 {
+                        self.state = GuardState::Done;
+                        return Ok(0);
+                    }
+                    if data > 0 {
+                        if pax {
+                            self.pax.extend_from_slice(&buf[..n]);
+                        }
+                        self.state = GuardState::Data {
+                            data: data - n as u64,
+                            pad,
+                            pax,
+                        };
+                    } else {
+                        self.state = GuardState::Data {
+                            data,
+                            pad: pad - n as u64,
+                            pax,
+                        };
+                    }
+                    return Ok(n);
+                }
+            }
+        }
+    }
 }

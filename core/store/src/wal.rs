@@ -11,13 +11,14 @@
 use crate::crash::crash_point;
 use crate::error::{Result, StoreError, io_at};
 use crate::fsutil::{
-    exists_nofollow, fsync_dir, remove_file_if_exists, remove_tree_if_exists, unique_name,
-    write_atomic,
+    CONTENT_ROOT_MODE, create_dir_all_private, create_dir_mode, exists_nofollow, fsync_dir,
+    remove_file_if_exists, remove_tree_if_exists, unique_name, write_atomic,
 };
 use crate::objects::object_path;
 use crate::store::Store;
 use serde::{Deserialize, Serialize};
 use std::fs;
+use std::io;
 use std::path::PathBuf;
 
 /// One journaled operation.
@@ -221,12 +222,14 @@ impl Store {
         match op {
             WalOp::CreateEnv { env_id } => {
                 if exists_nofollow(&self.layout.meta_file(env_id)) {
-                    for d in [
-                        self.layout.upper(env_id),
-                        self.layout.work(env_id),
-                        self.layout.sessions(env_id),
-                    ] {
-                        fs::create_dir_all(&d).map_err(io_at("create", &d))?;
+                    let env_dir = self.layout.env_dir(env_id);
+                    create_dir_all_private(&env_dir).map_err(io_at("create", &env_dir))?;
+                    for (sub, mode) in crate::envs::env_subdirs() {
+                        let d = env_dir.join(sub);
+                        match create_dir_mode(&d, mode) {
+                            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                            r => r.map_err(io_at("create", &d))?,
+                        }
                     }
                 } else {
                     remove_tree_if_exists(&self.layout.env_dir(env_id))?;
@@ -286,7 +289,7 @@ impl Store {
             remove_tree_if_exists(&old)?;
         }
         if !exists_nofollow(&upper) && exists_nofollow(&self.layout.env_dir(env_id)) {
-            fs::create_dir(&upper).map_err(io_at("create", &upper))?;
+            create_dir_mode(&upper, CONTENT_ROOT_MODE).map_err(io_at("create", &upper))?;
         }
         fsync_dir(&self.layout.env_dir(env_id)).or_else(|e| {
             if exists_nofollow(&self.layout.env_dir(env_id)) {
