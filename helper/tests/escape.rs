@@ -118,7 +118,14 @@ fn forbidden_syscalls_fail_with_eperm() {
     ] {
         assert_eq!(get(k), libc::EPERM, "{k}");
     }
-    assert_eq!(get("clone3"), libc::ENOSYS);
+    for k in [
+        "clone3",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+    ] {
+        assert_eq!(get(k), libc::ENOSYS, "{k}");
+    }
     assert_eq!(get("getpid"), 0);
 }
 

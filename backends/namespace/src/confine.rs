@@ -91,6 +91,17 @@ pub const DENIED_CONTROL: &[(&str, i64)] = &[
     ("clone", libc::SYS_clone),
 ];
 
+/// System calls answered ENOSYS, as if this kernel did not have them: `clone3` (its flags live
+/// in memory a filter cannot read; libc then falls back to `clone`, whose flags are checked) and
+/// io_uring (its rings submit file-system and network operations that no seccomp filter sees,
+/// and it has a long CVE history; programs fall back to ordinary system calls on ENOSYS).
+pub const UNSUPPORTED: &[(&str, i64)] = &[
+    ("clone3", libc::SYS_clone3),
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
+];
+
 /// Namespace-creating `clone` flags refused to the workload.
 const CLONE_NS_FLAGS: &[i32] = &[
     libc::CLONE_NEWNS,
@@ -115,10 +126,8 @@ pub enum ConfineError {
     NoNewPrivs(nix::errno::Errno),
 }
 
-/// The seccomp policy: ENOSYS for `clone3` (its flags live in memory a
-/// filter cannot read; libc then falls back to `clone`, whose flags are
-/// checked) and for the whole x32 range (the same kernel entry points under
-/// other numbers); EPERM for [`DENIED`], for `ioctl` `TIOCSTI`/`TIOCLINUX`,
+/// The seccomp policy: ENOSYS for [`UNSUPPORTED`] and for the whole x32 range
+/// (the same kernel entry points under other numbers); EPERM for [`DENIED`], for `ioctl` `TIOCSTI`/`TIOCLINUX`,
 /// and for `clone` with namespace flags; foreign architectures are killed.
 /// `control` adds [`DENIED_CONTROL`] and refuses every `clone`.
 pub fn policy(control: bool) -> Result<bpf::Policy, ConfineError> {
@@ -129,7 +138,9 @@ pub fn policy(control: bool) -> Result<bpf::Policy, ConfineError> {
     for (_, n) in DENIED {
         rules.insert(nr(*n)?, Rule::Always(eperm));
     }
-    rules.insert(nr(libc::SYS_clone3)?, Rule::Always(enosys));
+    for (_, n) in UNSUPPORTED {
+        rules.insert(nr(*n)?, Rule::Always(enosys));
+    }
     // Terminal injection: TIOCSTI pushes input into the controlling
     // terminal; TIOCLINUX can do the same on virtual consoles.
     rules.insert(
@@ -421,14 +432,21 @@ mod tests {
         };
         let j = |code, k, jt, jf| sock_filter { code, jt, jf, k };
         let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS.cast_unsigned();
+        // Foreign architectures go straight to the linear filter (which kills them); x32 and
+        // each call of UNSUPPORTED jump to the ENOSYS return right after the last test.
+        let n = u8::try_from(UNSUPPORTED.len()).unwrap();
         let mut prog = vec![
             s(0x20, 4),
-            j(0x15, AUDIT_ARCH_X86_64, 0, 4),
+            j(0x15, AUDIT_ARCH_X86_64, 0, 3 + n),
             s(0x20, 0),
-            j(0x35, X32_SYSCALL_BIT, 1, 0),
-            j(0x15, 435, 0, 1),
-            s(0x06, enosys),
+            j(0x35, X32_SYSCALL_BIT, n, 0),
         ];
+        for (i, (_, nr)) in (0u8..).zip(UNSUPPORTED) {
+            let last = i + 1 == n;
+            let nr = u32::try_from(*nr).unwrap();
+            prog.push(j(0x15, nr, n - 1 - i, u8::from(last)));
+        }
+        prog.push(s(0x06, enosys));
         prog.extend(linear);
         prog
     }
