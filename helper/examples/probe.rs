@@ -75,7 +75,15 @@ fn main() {
             ),
             (
                 "io_uring_enter",
-                errno_of(libc::syscall(libc::SYS_io_uring_enter, -1, 0, 0, 0, none, 0)),
+                errno_of(libc::syscall(
+                    libc::SYS_io_uring_enter,
+                    -1,
+                    0,
+                    0,
+                    0,
+                    none,
+                    0,
+                )),
             ),
             (
                 "io_uring_register",
