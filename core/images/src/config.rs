@@ -106,33 +106,58 @@ pub fn server_from(env_value: Option<&str>, config_file: Option<&Path>) -> Resul
     if let Some(v) = env_value.map(str::trim).filter(|v| !v.is_empty()) {
         return normalize_server(v, SERVER_ENV);
     }
-    if let Some(path) = config_file {
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let config_err = |message: String| ImageError::Config {
-                    path: path.to_path_buf(),
-                    message,
-                };
-                let table: toml::Table =
-                    toml::from_str(&text).map_err(|e| config_err(e.to_string()))?;
-                match table.get(SERVER_CONFIG_KEY) {
-                    Some(toml::Value::String(s)) => {
-                        return normalize_server(s, SERVER_CONFIG_KEY)
-                            .map_err(|e| config_err(e.to_string()));
-                    }
-                    Some(_) => {
-                        return Err(config_err(format!(
-                            "'{SERVER_CONFIG_KEY}' must be a string"
-                        )));
-                    }
-                    None => {}
-                }
+    if let Some(path) = config_file
+        && let Some(table) = read_config(path)?
+    {
+        let config_err = |message: String| ImageError::Config {
+            path: path.to_path_buf(),
+            message,
+        };
+        match table.get(SERVER_CONFIG_KEY) {
+            Some(toml::Value::String(s)) => {
+                return normalize_server(s, SERVER_CONFIG_KEY)
+                    .map_err(|e| config_err(e.to_string()));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(ImageError::io(path, e)),
+            Some(_) => {
+                return Err(config_err(format!(
+                    "'{SERVER_CONFIG_KEY}' must be a string"
+                )));
+            }
+            None => {}
         }
     }
     Ok(DEFAULT_SERVER.to_string())
+}
+
+/// The config file at `path` as a TOML table; `None` when there is no such file. A file that
+/// cannot be read or parsed is an error.
+pub fn read_config(path: &Path) -> Result<Option<toml::Table>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text)
+            .map(Some)
+            .map_err(|e| ImageError::Config {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ImageError::io(path, e)),
+    }
+}
+
+/// A `true`/`false` setting `key` of the config file at `config_file`: false when the file or
+/// the key is absent, an error when the value is not a boolean.
+pub fn config_flag(config_file: Option<&Path>, key: &str) -> Result<bool> {
+    let Some(path) = config_file else {
+        return Ok(false);
+    };
+    match read_config(path)?.as_ref().and_then(|t| t.get(key)) {
+        None => Ok(false),
+        Some(toml::Value::Boolean(b)) => Ok(*b),
+        Some(_) => Err(ImageError::Config {
+            path: path.to_path_buf(),
+            message: format!("'{key}' must be true or false"),
+        }),
+    }
 }
 
 fn normalize_server(server: &str, origin: &str) -> Result<String> {
@@ -157,4 +182,28 @@ fn normalize_server(server: &str, origin: &str) -> Result<String> {
     } else {
         trimmed.to_string()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_flag;
+
+    #[test]
+    fn a_flag_is_false_unless_the_file_says_true() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        assert!(!config_flag(None, "k").unwrap());
+        assert!(!config_flag(Some(&file), "k").unwrap(), "no file");
+        std::fs::write(&file, "image_server = \"https://x\"\n").unwrap();
+        assert!(!config_flag(Some(&file), "k").unwrap(), "no key");
+        std::fs::write(&file, "k = true\n").unwrap();
+        assert!(config_flag(Some(&file), "k").unwrap());
+        std::fs::write(&file, "k = false\n").unwrap();
+        assert!(!config_flag(Some(&file), "k").unwrap());
+        std::fs::write(&file, "k = \"yes\"\n").unwrap();
+        let err = config_flag(Some(&file), "k").unwrap_err().to_string();
+        assert!(err.contains("'k' must be true or false"), "{err}");
+        std::fs::write(&file, "k = [\n").unwrap();
+        assert!(config_flag(Some(&file), "k").is_err(), "broken file");
+    }
 }
