@@ -364,6 +364,37 @@ mod tests {
         assert_eq!(waitpid(pid, None).unwrap(), WaitStatus::Exited(pid, 5));
     }
 
+    #[test]
+    fn close_all_except_keeps_exactly_the_listed_descriptors() {
+        // In a child: closing descriptors of the test harness's process would break it.
+        // SAFETY: the child only calls open, close_range, fcntl and _exit (no allocation, no
+        // lock another thread could hold).
+        let child = match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                // SAFETY: plain open(2) calls of a NUL-terminated path.
+                let fds: [i32; 4] = std::array::from_fn(|_| unsafe {
+                    libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY)
+                });
+                let keep = [0, 1, 2, fds[1], fds[3]];
+                // SAFETY: nothing in this child uses the closed descriptors afterwards.
+                let closed = unsafe { super::close_all_except(&keep) };
+                // SAFETY: F_GETFD only asks whether the descriptor is open.
+                let open = |fd: i32| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+                let ok = closed.is_ok()
+                    && fds.iter().all(|fd| *fd > 2)
+                    && !open(fds[0])
+                    && open(fds[1])
+                    && !open(fds[2])
+                    && open(fds[3])
+                    && !open(fds[3] + 1)
+                    && open(2);
+                super::exit_now(i32::from(!ok))
+            }
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+        assert_eq!(waitpid(child, None).unwrap(), WaitStatus::Exited(child, 0));
+    }
+
     /// Recursion without end; `black_box` keeps the frames (and their stack use) real.
     fn recurse(depth: u64) -> u64 {
         let frame = std::hint::black_box([depth; 64]);
