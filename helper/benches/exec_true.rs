@@ -59,6 +59,7 @@ fn spec(root: &Path, base: &Path) -> RunSpec {
         tty: false,
         allowed_mount_prefixes: vec![],
         join: vec![],
+        allow_without_landlock: false,
     }
 }
 

@@ -33,6 +33,7 @@ fn main() {
         tty: false,
         allowed_mount_prefixes: vec![],
         join: vec![],
+        allow_without_landlock: false,
     };
     for _ in 0..5 {
         let t0 = Instant::now();

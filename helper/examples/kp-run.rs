@@ -39,6 +39,7 @@ fn main() {
         tty: std::io::IsTerminal::is_terminal(&std::io::stdin()),
         allowed_mount_prefixes: vec![],
         join: vec![],
+        allow_without_landlock: false,
     };
     karapace_helper_client::terminal::enter_banner("kp-run", "kprun");
     let out = karapace_helper_client::spawn(&spec, StdioMode::Inherit)

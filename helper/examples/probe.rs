@@ -68,6 +68,27 @@ fn main() {
                 )),
             ),
             ("clone3", errno_of(libc::syscall(libc::SYS_clone3, none, 0))),
+            // Allowed, these would fail with EFAULT (NULL parameters) or EBADF (fd -1).
+            (
+                "io_uring_setup",
+                errno_of(libc::syscall(libc::SYS_io_uring_setup, 1, none)),
+            ),
+            (
+                "io_uring_enter",
+                errno_of(libc::syscall(
+                    libc::SYS_io_uring_enter,
+                    -1,
+                    0,
+                    0,
+                    0,
+                    none,
+                    0,
+                )),
+            ),
+            (
+                "io_uring_register",
+                errno_of(libc::syscall(libc::SYS_io_uring_register, -1, 0, none, 0)),
+            ),
             (
                 "fsopen",
                 errno_of(libc::syscall(libc::SYS_fsopen, tmpfs.as_ptr(), 0)),

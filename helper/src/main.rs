@@ -31,23 +31,88 @@ fn protocol(e: &FrameError) -> Refusal {
     Refusal::Protocol(e.to_string())
 }
 
+/// Test seam: `karapace-helper --pretend-no-landlock --socket <path>` behaves as on a kernel
+/// without Landlock (its probe answers "none"). It can only make the helper refuse a request,
+/// or run it without Landlock when the request allows that anyway (the user's opt-out). The
+/// core never passes it, so neither a manifest nor an image can reach it; only someone who
+/// starts the helper by hand can, who could as well opt out in their own config.
+const PRETEND_NO_LANDLOCK: &str = "--pretend-no-landlock";
+
+/// What the command line asks for.
+enum Invocation {
+    /// `--version`.
+    Version,
+    /// `--landlock-abi`: the kernel's Landlock ABI as this helper sees it (`karapace doctor`).
+    LandlockAbi,
+    /// `--socket <path>`: serve one request of the core, on a kernel with `landlock_abi`.
+    Serve {
+        socket: OsString,
+        landlock_abi: Option<i32>,
+    },
+}
+
+fn invocation(args: &[OsString]) -> Option<Invocation> {
+    let args: Vec<&std::ffi::OsStr> = args.iter().skip(1).map(OsString::as_os_str).collect();
+    let text: Vec<Option<&str>> = args.iter().map(|a| a.to_str()).collect();
+    match text.as_slice() {
+        [Some("--version")] => Some(Invocation::Version),
+        [Some("--landlock-abi")] => Some(Invocation::LandlockAbi),
+        [Some("--socket"), _] => Some(Invocation::Serve {
+            socket: args[1].to_os_string(),
+            landlock_abi: backend::landlock_abi(),
+        }),
+        [Some(PRETEND_NO_LANDLOCK), Some("--socket"), _] => Some(Invocation::Serve {
+            socket: args[2].to_os_string(),
+            landlock_abi: None,
+        }),
+        _ => None,
+    }
+}
+
+/// The socket and Landlock ABI to serve a request with; `Err` once a question of the command
+/// line is answered (or the command line is wrong), with the exit code.
+fn serve_or_answer(args: &[OsString]) -> Result<(OsString, Option<i32>), ExitCode> {
+    match invocation(args) {
+        Some(Invocation::Version) => {
+            println!(
+                "karapace-helper {} (protocol {PROTOCOL_VERSION})",
+                env!("CARGO_PKG_VERSION")
+            );
+            Err(ExitCode::SUCCESS)
+        }
+        Some(Invocation::LandlockAbi) => {
+            match backend::landlock_abi() {
+                Some(v) => println!("{v}"),
+                None => println!("none"),
+            }
+            Err(ExitCode::SUCCESS)
+        }
+        Some(Invocation::Serve {
+            socket,
+            landlock_abi,
+        }) => Ok((socket, landlock_abi)),
+        None => {
+            eprintln!(
+                "usage: karapace-helper --socket <path>   (started by karapace, not by hand)"
+            );
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    // No other process of the user's may read this process's descriptors (the core's socket,
+    // the validated paths), memory or environment through /proc or ptrace: only processes
+    // with CAP_SYS_PTRACE over the host may. The environment's init process re-enables it for
+    // itself where it needs to (backends/namespace/src/init.rs).
+    if nix::sys::prctl::set_dumpable(false).is_err() {
+        return ExitCode::from(1);
+    }
     let args: Vec<OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == "--version") {
-        println!(
-            "karapace-helper {} (protocol {PROTOCOL_VERSION})",
-            env!("CARGO_PKG_VERSION")
-        );
-        return ExitCode::SUCCESS;
-    }
-    let [_, flag, path] = args.as_slice() else {
-        eprintln!("usage: karapace-helper --socket <path>   (started by karapace, not by hand)");
-        return ExitCode::from(2);
+    let (path, landlock_abi) = match serve_or_answer(&args) {
+        Ok(serve) => serve,
+        Err(code) => return code,
     };
-    if flag != "--socket" {
-        eprintln!("usage: karapace-helper --socket <path>");
-        return ExitCode::from(2);
-    }
     // Block the relayed signals before anything else: they are read from a
     // signalfd later, and a stop request arriving during setup is queued
     // rather than killing us half-way.
@@ -115,7 +180,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&mut stream, protocol(&e)),
     };
     let t_request = backend::now_ns();
-    let prepared = match validate::prepare(spec, uid, gid) {
+    let prepared = match validate::prepare(spec, uid, gid, landlock_abi) {
         Ok(p) => p,
         Err(r) => return fail(&mut stream, r),
     };
@@ -124,13 +189,14 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(r) => return fail(&mut stream, r),
     };
+    let landlock = prepared.landlock;
     // Everything the control process still holds that it must not keep.
     drop(prepared);
     // Confine this process once the workload has started, not now: the new init process
     // sets the environment up meanwhile, and on a small machine confining first would keep
     // it waiting for a CPU (≈ 0.25 ms). Until then only the init process's report is read;
     // the core hears of the start only once this process is confined.
-    let confine = || backend::confine_control().map_err(|e| e.to_string());
+    let confine = || backend::confine_control(landlock).map_err(|e| e.to_string());
     if let Some(code) =
         relay::await_start(&mut stream, &mut launched, t_request, t_validated, confine)
     {

@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
 use karapace_backend_namespace::{
-    IdMap, Opened, Prepared, PreparedBind, PreparedUpper, subordinate_ranges,
+    IdMap, Opened, Prepared, PreparedBind, PreparedUpper, landlock_decision, subordinate_ranges,
 };
 use karapace_protocol::{IdMapMode, Identity, Refusal, RunSpec, Upper, limits};
 use nix::errno::Errno;
@@ -146,9 +146,16 @@ fn check_hostname(h: &str) -> Result<(), Refusal> {
 }
 
 /// Validates and opens everything `spec` refers to (one linear checklist,
-/// deliberately kept in one place for auditing).
+/// deliberately kept in one place for auditing). `landlock_abi` is the kernel's (`None`: no
+/// Landlock), which a request must allow explicitly.
 #[allow(clippy::too_many_lines)]
-pub fn prepare(spec: RunSpec, uid: u32, gid: u32) -> Result<Prepared, Refusal> {
+pub fn prepare(
+    spec: RunSpec,
+    uid: u32,
+    gid: u32,
+    landlock_abi: Option<i32>,
+) -> Result<Prepared, Refusal> {
+    let landlock = landlock_decision(landlock_abi, spec.allow_without_landlock)?;
     check_len("lowers", spec.lowers.len(), limits::MAX_LOWERS)?;
     check_len("argv", spec.argv.len(), limits::MAX_ARGV)?;
     check_len("env", spec.env.len(), limits::MAX_ENV)?;
@@ -316,6 +323,7 @@ pub fn prepare(spec: RunSpec, uid: u32, gid: u32) -> Result<Prepared, Refusal> {
         capabilities: spec.capabilities,
         tty: spec.tty,
         join: spec.join,
+        landlock,
     })
 }
 

@@ -118,7 +118,14 @@ fn forbidden_syscalls_fail_with_eperm() {
     ] {
         assert_eq!(get(k), libc::EPERM, "{k}");
     }
-    assert_eq!(get("clone3"), libc::ENOSYS);
+    for k in [
+        "clone3",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+    ] {
+        assert_eq!(get(k), libc::ENOSYS, "{k}");
+    }
     assert_eq!(get("getpid"), 0);
 }
 
@@ -419,4 +426,73 @@ fn policy_home_read_only_and_host_tmp_private() {
         std::fs::read_to_string(home.join("new")).unwrap().trim(),
         "hi"
     );
+}
+
+/// Once the workload runs, the environment's init process holds neither the core's socket nor
+/// any descriptor the helper opened on the host (layers, upper and work, bind sources).
+#[test]
+fn the_init_holds_no_host_descriptors_after_setup() {
+    let s = store();
+    let host = tempfile::tempdir().unwrap();
+    let src = std::fs::canonicalize(host.path()).unwrap();
+    let mut sp = spec(&s, &["sleep", "30"]);
+    sp.upper = Upper::Store {
+        upper: s.root.join("envs/e1/upper"),
+        work: s.root.join("envs/e1/work"),
+    };
+    sp.allowed_mount_prefixes.push(src.clone());
+    sp.binds.push(karapace_helper_client::BindMount {
+        src,
+        dst: "/data".into(),
+        readonly: false,
+    });
+    let mut session =
+        karapace_helper_client::spawn(&sp, karapace_helper_client::StdioMode::Null).unwrap();
+    session.wait_started().unwrap();
+    let init = session.init_pid().expect("init pid");
+    common::assert_no_host_descriptors(init);
+    karapace_helper_client::stop_session(
+        session.helper_pid(),
+        None,
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap();
+    let _ = session.wait();
+}
+
+/// A workload cannot reach its init process's descriptors, root, working directory or
+/// environment: Landlock's ptrace rule refuses them (`nolandlock.rs` runs the same workload
+/// without Landlock). It may list the descriptor numbers: the kernel checks only the
+/// directory's owner for that, and the init stays dumpable so that later sessions can join it.
+#[test]
+fn the_workload_cannot_climb_out_through_its_init() {
+    let s = store();
+    let secret = common::host_secret(&s);
+    let (code, o) = out(&sh(&s, common::CLIMB_OUT_THROUGH_PID_1));
+    assert_eq!(code, 0, "{o}");
+    assert!(
+        o.lines().all(|l| l == "listed /proc/1/fd") && !o.contains(secret),
+        "{o}"
+    );
+}
+
+/// The helper's control process is not dumpable: no other process of the user without
+/// privilege over the host (a workload that reached the host's /proc) can read its descriptors
+/// (the core's socket) or its environment. The init stays inspectable by the user's processes
+/// where Landlock keeps the workload out (that is how later sessions join it).
+#[test]
+fn the_helper_cannot_be_inspected_by_other_processes_of_its_user() {
+    let s = store();
+    let mut session = karapace_helper_client::spawn(
+        &spec(&s, &["sleep", "30"]),
+        karapace_helper_client::StdioMode::Null,
+    )
+    .unwrap();
+    session.wait_started().unwrap();
+    let helper = session.helper_pid();
+    let init = session.init_pid().expect("init pid");
+    let results = (common::inspectable(helper), common::inspectable(init));
+    karapace_helper_client::stop_session(helper, None, std::time::Duration::from_secs(5)).unwrap();
+    let _ = session.wait();
+    assert_eq!(results, (false, true), "(helper, init) inspectable");
 }

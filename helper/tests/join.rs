@@ -202,3 +202,31 @@ fn join_refuses_what_is_not_a_session() {
 
     assert!(!pwned.exists(), "a refused request ran its workload");
 }
+
+/// A joined session's init (forked from a helper that held the core's socket and the request's
+/// validated paths) keeps none of them, and its workload cannot climb out through it.
+#[test]
+fn a_joined_sessions_init_holds_no_host_descriptors() {
+    let s = store();
+    let secret = common::host_secret(&s);
+    let mut first = hc::spawn(&persistent(&s, "exec sleep 60"), StdioMode::Null).expect("first");
+    first.wait_started().expect("first started");
+
+    let mut spec = persistent(&s, "exec sleep 60");
+    spec.join = vec![target_of(&first)];
+    let mut second = hc::spawn(&spec, StdioMode::Null).expect("second");
+    second.wait_started().expect("second started");
+    common::assert_no_host_descriptors(second.init_pid().expect("second init"));
+
+    let mut spec = persistent(&s, common::CLIMB_OUT_THROUGH_PID_1);
+    spec.join = vec![target_of(&second)];
+    let (code, out) = common::out(&spec);
+    assert_eq!(code, 0, "{out}");
+    // Listing the descriptor numbers is allowed (see escape.rs), following them is not.
+    assert!(
+        out.lines().all(|l| l == "listed /proc/1/fd") && !out.contains(secret),
+        "{out}"
+    );
+    stop(second);
+    stop(first);
+}

@@ -314,6 +314,8 @@ fn exit_statuses_and_stdio(k: &Karapace, env_id: &str) {
         "expected the helper error alone\n{out}"
     );
 
+    without_landlock(k, env_id);
+
     // stdin and stdout are streamed.
     let out = k.exec_with_stdin(env_id, &["cat"], b"through stdin\n");
     out.assert_success();
@@ -322,6 +324,49 @@ fn exit_statuses_and_stdio(k: &Karapace, env_id: &str) {
         "through stdin\n",
         "stdin did not reach the command\n{out}"
     );
+}
+
+/// On a kernel without Landlock (the helper's test seam makes it answer so) `exec` is refused
+/// with an error naming both opt-outs, and runs with either of them.
+fn without_landlock(k: &Karapace, env_id: &str) {
+    let helper = karapace_tests::bins::helper_bin().expect("karapace-helper next to karapace");
+    let dir = TestDir::new("e2e-no-landlock");
+    let wrapper = dir.path().join("helper-without-landlock");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec '{}' --pretend-no-landlock \"$@\"\n",
+            helper.display()
+        ),
+    )
+    .expect("write the wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod the wrapper");
+    let k = k.clone().env("KARAPACE_HELPER", &wrapper);
+    let out = k.exec(env_id, &["true"]);
+    out.assert_code(1);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("allow_without_landlock = true") && err.contains("--allow-without-landlock"),
+        "the refusal does not name the opt-outs\n{out}"
+    );
+    k.run(&["--allow-without-landlock", "exec", env_id, "--", "true"])
+        .assert_success();
+    // The user's config says the same (HOME only for this run: the policy's home is then it).
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".config/karapace")).expect("config dir");
+    std::fs::write(
+        home.join(".config/karapace/config.toml"),
+        "allow_without_landlock = true\n",
+    )
+    .expect("config");
+    k.clone()
+        .env("HOME", &home)
+        .exec(env_id, &["true"])
+        .assert_success();
 }
 
 /// `--locked` in a fresh store and image cache gives the same environment and the same curl.

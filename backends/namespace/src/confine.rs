@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use karapace_protocol::Refusal;
 use landlock::{
     ABI, Access, AccessFs, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, Scope,
+    RulesetCreatedAttr, RulesetStatus, Scope,
 };
 use seccompiler::BpfProgram;
 
@@ -91,6 +92,17 @@ pub const DENIED_CONTROL: &[(&str, i64)] = &[
     ("clone", libc::SYS_clone),
 ];
 
+/// System calls answered ENOSYS, as if this kernel did not have them: `clone3` (its flags live
+/// in memory a filter cannot read; libc then falls back to `clone`, whose flags are checked) and
+/// `io_uring` (its rings submit file-system and network operations that no seccomp filter sees,
+/// and it has a long CVE history; programs fall back to ordinary system calls on ENOSYS).
+pub const UNSUPPORTED: &[(&str, i64)] = &[
+    ("clone3", libc::SYS_clone3),
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
+];
+
 /// Namespace-creating `clone` flags refused to the workload.
 const CLONE_NS_FLAGS: &[i32] = &[
     libc::CLONE_NEWNS,
@@ -115,10 +127,8 @@ pub enum ConfineError {
     NoNewPrivs(nix::errno::Errno),
 }
 
-/// The seccomp policy: ENOSYS for `clone3` (its flags live in memory a
-/// filter cannot read; libc then falls back to `clone`, whose flags are
-/// checked) and for the whole x32 range (the same kernel entry points under
-/// other numbers); EPERM for [`DENIED`], for `ioctl` `TIOCSTI`/`TIOCLINUX`,
+/// The seccomp policy: ENOSYS for [`UNSUPPORTED`] and for the whole x32 range
+/// (the same kernel entry points under other numbers); EPERM for [`DENIED`], for `ioctl` `TIOCSTI`/`TIOCLINUX`,
 /// and for `clone` with namespace flags; foreign architectures are killed.
 /// `control` adds [`DENIED_CONTROL`] and refuses every `clone`.
 pub fn policy(control: bool) -> Result<bpf::Policy, ConfineError> {
@@ -129,7 +139,9 @@ pub fn policy(control: bool) -> Result<bpf::Policy, ConfineError> {
     for (_, n) in DENIED {
         rules.insert(nr(*n)?, Rule::Always(eperm));
     }
-    rules.insert(nr(libc::SYS_clone3)?, Rule::Always(enosys));
+    for (_, n) in UNSUPPORTED {
+        rules.insert(nr(*n)?, Rule::Always(enosys));
+    }
     // Terminal injection: TIOCSTI pushes input into the controlling
     // terminal; TIOCLINUX can do the same on virtual consoles.
     rules.insert(
@@ -263,6 +275,28 @@ fn ll(e: impl std::fmt::Display) -> ConfineError {
     ConfineError::Landlock(e.to_string())
 }
 
+/// Whether a request's processes are confined by Landlock, given the kernel's Landlock ABI
+/// (`None`: no Landlock) and whether the request allows running without it. Without Landlock a
+/// workload is confined by namespaces, capabilities, `no_new_privs` and seccomp only, so that
+/// needs the user's explicit opt-out; the refusal names it.
+pub fn landlock_decision(abi: Option<i32>, allow_without: bool) -> Result<bool, Refusal> {
+    match abi {
+        Some(v) if v >= 1 => Ok(true),
+        _ if allow_without => Ok(false),
+        _ => Err(Refusal::LandlockUnavailable),
+    }
+}
+
+/// Applies `ruleset`, and refuses a kernel that accepted it without enforcing anything (the
+/// probe said it has Landlock; best-effort mode would otherwise hide the difference).
+fn restrict(ruleset: landlock::RulesetCreated) -> Result<(), ConfineError> {
+    let status = ruleset.restrict_self().map_err(ll)?;
+    if status.ruleset == RulesetStatus::NotEnforced {
+        return Err(ll("the kernel enforces no Landlock ruleset"));
+    }
+    Ok(())
+}
+
 /// Landlock for the workload: read and execute everywhere below `/`, full
 /// access only beneath `writable`. Called after `pivot_root`, while the process
 /// still holds `CAP_SYS_ADMIN` in its user namespace (`no_new_privs` comes later,
@@ -295,25 +329,23 @@ pub fn landlock_workload(writable: &[PathBuf]) -> Result<(), ConfineError> {
             .add_rule(PathBeneath::new(fd, AccessFs::from_all(abi)))
             .map_err(ll)?;
     }
-    rs.restrict_self().map_err(ll)?;
-    Ok(())
+    restrict(rs)
 }
 
 /// Landlock for the helper's control and init processes: every filesystem
 /// access right handled, none granted.
 pub fn landlock_deny_all() -> Result<(), ConfineError> {
     let abi = LANDLOCK_ABI;
-    Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_all(abi))
-        .map_err(ll)?
-        .scope(Scope::AbstractUnixSocket)
-        .map_err(ll)?
-        .create()
-        .map_err(ll)?
-        .restrict_self()
-        .map_err(ll)?;
-    Ok(())
+    restrict(
+        Ruleset::default()
+            .set_compatibility(CompatLevel::BestEffort)
+            .handle_access(AccessFs::from_all(abi))
+            .map_err(ll)?
+            .scope(Scope::AbstractUnixSocket)
+            .map_err(ll)?
+            .create()
+            .map_err(ll)?,
+    )
 }
 
 /// Writable paths of a workload: each top-level entry of the root except the
@@ -346,9 +378,12 @@ pub fn workload_writable(extra: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// Confinement of a long-lived helper process that no longer mounts anything.
-pub fn confine_control() -> Result<(), ConfineError> {
-    landlock_deny_all()?;
+/// Confinement of a long-lived helper process that no longer mounts anything; Landlock only
+/// when the request's processes get it ([`landlock_decision`]).
+pub fn confine_control(landlock: bool) -> Result<(), ConfineError> {
+    if landlock {
+        landlock_deny_all()?;
+    }
     drop_capabilities(&[])?;
     set_no_new_privs()?;
     apply_seccomp(true)
@@ -421,14 +456,21 @@ mod tests {
         };
         let j = |code, k, jt, jf| sock_filter { code, jt, jf, k };
         let enosys = libc::SECCOMP_RET_ERRNO | libc::ENOSYS.cast_unsigned();
+        // Foreign architectures go straight to the linear filter (which kills them); x32 and
+        // each call of UNSUPPORTED jump to the ENOSYS return right after the last test.
+        let n = u8::try_from(UNSUPPORTED.len()).unwrap();
         let mut prog = vec![
             s(0x20, 4),
-            j(0x15, AUDIT_ARCH_X86_64, 0, 4),
+            j(0x15, AUDIT_ARCH_X86_64, 0, 3 + n),
             s(0x20, 0),
-            j(0x35, X32_SYSCALL_BIT, 1, 0),
-            j(0x15, 435, 0, 1),
-            s(0x06, enosys),
+            j(0x35, X32_SYSCALL_BIT, n, 0),
         ];
+        for (i, (_, nr)) in (0u8..).zip(UNSUPPORTED) {
+            let last = i + 1 == n;
+            let nr = u32::try_from(*nr).unwrap();
+            prog.push(j(0x15, nr, n - 1 - i, u8::from(last)));
+        }
+        prog.push(s(0x06, enosys));
         prog.extend(linear);
         prog
     }
@@ -521,10 +563,35 @@ mod tests {
         ] {
             assert_eq!(call(nr), libc::SECCOMP_RET_ALLOW, "{nr}");
         }
-        assert_eq!(
-            call(libc::SYS_clone3),
-            libc::SECCOMP_RET_ERRNO | libc::ENOSYS.cast_unsigned()
-        );
+        for (name, nr) in UNSUPPORTED {
+            assert_eq!(
+                call(*nr),
+                libc::SECCOMP_RET_ERRNO | libc::ENOSYS.cast_unsigned(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn landlock_is_required_unless_the_request_allows_running_without_it() {
+        // A kernel with Landlock (whatever its ABI): always applied, the opt-out changes nothing.
+        for abi in [1, 6, 7] {
+            assert_eq!(landlock_decision(Some(abi), false), Ok(true));
+            assert_eq!(landlock_decision(Some(abi), true), Ok(true));
+        }
+        // No Landlock (the probe's `None`; a nonsensical version counts as none): refused,
+        // naming both opt-outs, unless the request allows it.
+        for abi in [None, Some(0), Some(-1)] {
+            let refusal = landlock_decision(abi, false).unwrap_err();
+            assert_eq!(refusal, Refusal::LandlockUnavailable);
+            let text = refusal.to_string();
+            assert!(
+                text.contains("allow_without_landlock = true")
+                    && text.contains("--allow-without-landlock"),
+                "{text}"
+            );
+            assert_eq!(landlock_decision(abi, true), Ok(false));
+        }
     }
 
     #[test]
@@ -532,6 +599,7 @@ mod tests {
         let mut nrs: Vec<i64> = DENIED
             .iter()
             .chain(DENIED_CONTROL)
+            .chain(UNSUPPORTED)
             .map(|(_, n)| *n)
             .collect();
         let before = nrs.len();

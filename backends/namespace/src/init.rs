@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use karapace_protocol::{Identity, Network, Refusal, Reply, Timings, WaitStatus, write_frame};
 use nix::errno::Errno;
@@ -28,14 +28,45 @@ fn report(ev: &mut File, msg: &Reply) -> bool {
 pub fn run(p: &Prepared, uid: u32, gid: u32, events: OwnedFd, go: OwnedFd) -> i32 {
     let mut ev = File::from(events);
     let mut timings = Timings::default();
-    match setup(p, uid, gid, go, &mut timings) {
-        Ok(()) => {}
-        Err(step) => {
-            report(&mut ev, &Reply::Failed(step.into()));
-            return 1;
-        }
+    // Of the helper's descriptors keep only what the setup needs: the core's socket and
+    // anything else the helper holds never reach this process's later life or the workload.
+    let mut keep = vec![0, 1, 2, ev.as_raw_fd(), go.as_raw_fd()];
+    keep.extend(p.host_fds());
+    // SAFETY: nothing this process uses owns another descriptor (the helper's socket and
+    // listener objects stay untouched in its memory; this process ends in `exit_now`).
+    let result = unsafe { sys::close_all_except(&keep) }
+        .map_err(|e| Step("close inherited descriptors", e))
+        .and_then(|()| setup(p, uid, gid, go, &mut timings))
+        .and_then(|()| forget_the_host(p, ev.as_raw_fd()));
+    if let Err(step) = result {
+        report(&mut ev, &Reply::Failed(step.into()));
+        return 1;
     }
     supervise(p, &mut ev, timings)
+}
+
+/// Once the root is assembled: closes every descriptor but stdio and the report pipe (the
+/// validated paths were opened in the host's mount namespace: through `/proc/1/fd/N/..` they
+/// would lead back to the host's file system), then decides whether this process may be
+/// inspected by processes of its own user ([`joinable`]).
+fn forget_the_host(p: &Prepared, events: RawFd) -> Result<(), Step> {
+    // SAFETY: the `Opened` descriptors of `p` are closed here and never used again: `p` is only
+    // read for its argv, environment and paths from now on, and never dropped (this process
+    // ends in `exit_now`).
+    unsafe { sys::close_all_except(&[0, 1, 2, events]) }.map_err(|e| Step("close_range", e))?;
+    joinable(p)
+}
+
+/// Whether processes of the caller's user may inspect this process (`PR_SET_DUMPABLE`): its
+/// `/proc/<pid>/fd`, `root`, `cwd`, `environ` (the helper's whole environment) and memory, and
+/// `setns` through its pidfd, which is how a later session joins this one (join.rs). With
+/// Landlock the workload is kept out by its Landlock domain (a sandboxed process can ptrace or
+/// inspect only processes in its own domain or below), so this process stays joinable. Without
+/// Landlock it is made non-dumpable: then only a process with `CAP_SYS_PTRACE` in the host's
+/// user namespace may inspect it — not the workload, but not an unprivileged joiner either.
+/// The workload's own dumpable flag is reset by its `execve`.
+fn joinable(p: &Prepared) -> Result<(), Step> {
+    nix::sys::prctl::set_dumpable(p.landlock).map_err(|e| Step("PR_SET_DUMPABLE", e))
 }
 
 /// Waits until the helper releases this process, then ties this process's
@@ -67,6 +98,11 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
     // Step 1 (continued): id maps. The parent releases us once it has
     // written subordinate maps; a single map we write ourselves.
     wait_release(go)?;
+    // The helper is not dumpable, and neither is this copy of it: its /proc files would belong
+    // to the host's root, so it could not write its own id map, and fuse-overlayfs could not
+    // open the layers through its /proc/<pid>/fd. No workload exists yet; `joinable` decides
+    // once the root is assembled.
+    nix::sys::prctl::set_dumpable(true).map_err(|e| Step("PR_SET_DUMPABLE", e))?;
     if p.id_map == IdMap::Single {
         let (iu, ig) = match p.identity {
             Identity::Root => (0, 0),
@@ -102,12 +138,22 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
 pub fn run_joined(p: &Prepared, events: File, go: OwnedFd) -> i32 {
     let mut ev = events;
     let mut timings = Timings::default();
-    let result = wait_release(go).and_then(|()| {
-        timings.namespaces = now_ns();
-        rootfs::remount_proc()?;
-        timings.mounts = now_ns();
-        Ok(())
-    });
+    // Nothing of the helper's is needed here (no mounts but /proc): keep stdio, the report
+    // and release pipes only.
+    // SAFETY: the objects owning the other descriptors (the helper's socket, the request's
+    // validated paths, the target's pidfd) are never used again; this process ends in
+    // `exit_now`.
+    let closed = unsafe { sys::close_all_except(&[0, 1, 2, ev.as_raw_fd(), go.as_raw_fd()]) }
+        .map_err(|e| Step("close inherited descriptors", e));
+    let result = closed
+        .and_then(|()| joinable(p))
+        .and_then(|()| wait_release(go))
+        .and_then(|()| {
+            timings.namespaces = now_ns();
+            rootfs::remount_proc()?;
+            timings.mounts = now_ns();
+            Ok(())
+        });
     if let Err(step) = result {
         report(&mut ev, &Reply::Failed(step.into()));
         return 1;
@@ -171,7 +217,7 @@ fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings) -> i32 {
 
     // From here on this process only waits, reads signals and writes one
     // frame: confine it before it handles anything from the workload.
-    if let Err(e) = confine::confine_control() {
+    if let Err(e) = confine::confine_control(p.landlock) {
         let _ = kill(child, Signal::SIGKILL);
         report(
             ev,

@@ -15,7 +15,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 use karapace_protocol::{JoinTarget, Network, Refusal};
@@ -79,7 +79,14 @@ fn status_ids(status: &str, key: &str) -> Option<Vec<u32>> {
 }
 
 fn same_ns(pid: u32, ns: &str) -> Result<bool, Verdict> {
-    let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{ns}")).map_err(|_| Verdict::Gone)?;
+    let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{ns}")).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            // Not dumpable: a session started without Landlock (init.rs, `joinable`).
+            Verdict::Bad("it runs without Landlock and cannot be joined".into())
+        } else {
+            Verdict::Gone
+        }
+    })?;
     let ours = std::fs::metadata(format!("/proc/self/ns/{ns}"))
         .map_err(|e| Verdict::Bad(format!("own {ns} namespace: {e}")))?;
     Ok((theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()))
@@ -193,6 +200,22 @@ fn middle(p: &Prepared, target: &Target, ev: OwnedFd, go: OwnedFd, pid_w: OwnedF
         let _ = karapace_protocol::write_frame(events, &karapace_protocol::Reply::Failed(s.into()));
         1
     };
+    // The core's socket and the request's validated paths (opened in the host's mount
+    // namespace) must not follow into the session: keep only what this process uses.
+    let keep = [
+        0,
+        1,
+        2,
+        events.as_raw_fd(),
+        go.as_raw_fd(),
+        pid_w.as_raw_fd(),
+        target.pidfd.as_raw_fd(),
+    ];
+    // SAFETY: the objects owning the other descriptors (the helper's socket, `p`'s validated
+    // paths) are never used again; this process ends in `exit_now`.
+    if let Err(e) = unsafe { sys::close_all_except(&keep) } {
+        return fail(&mut events, Step("close inherited descriptors", e));
+    }
     let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS

@@ -20,7 +20,7 @@ mod workload;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use karapace_protocol::{Identity, Limits, Network, Refusal};
@@ -29,9 +29,11 @@ use nix::fcntl::OFlag;
 use nix::unistd::{Pid, getgid, getuid, pipe2};
 
 pub use confine::{
-    ConfineError, DENIED, DENIED_CONTROL, PACKAGE_MANAGER_CAPS, confine_control, precompile,
+    ConfineError, DENIED, DENIED_CONTROL, PACKAGE_MANAGER_CAPS, UNSUPPORTED, confine_control,
+    landlock_decision, precompile,
 };
 pub use idmap::{IdMap, SubRange, subordinate_ranges};
+pub use sys::landlock_abi;
 
 /// A validated, opened path. The descriptor belongs to the helper's mount
 /// namespace; the environment's init process re-resolves `path` in its own
@@ -64,6 +66,27 @@ pub struct Prepared {
     pub tty: bool,
     /// Running sessions to join instead of mounting a fresh environment.
     pub join: Vec<karapace_protocol::JoinTarget>,
+    /// Landlock confines the workload and the helper's own processes. False only on a kernel
+    /// without Landlock, for a request that allowed that ([`landlock_decision`]).
+    pub landlock: bool,
+}
+
+impl Prepared {
+    /// The descriptors of every validated path (lowers, upper and work, bind and device
+    /// sources): the helper opened them in the host's mount namespace.
+    fn host_fds(&self) -> Vec<RawFd> {
+        let mut fds: Vec<RawFd> = self.lowers.iter().map(|o| o.fd.as_raw_fd()).collect();
+        if let PreparedUpper::Store { upper, work } = &self.upper {
+            fds.extend([upper.fd.as_raw_fd(), work.fd.as_raw_fd()]);
+        }
+        fds.extend(
+            self.binds
+                .iter()
+                .chain(&self.devices)
+                .map(|b| b.src.fd.as_raw_fd()),
+        );
+        fds
+    }
 }
 
 pub enum PreparedUpper {

@@ -2,7 +2,7 @@
 //! `unsafe` block of the backend lives in this file.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
@@ -126,6 +126,51 @@ pub fn cloexec_from_3() -> Result<(), Errno> {
     } else {
         Ok(())
     }
+}
+
+/// Closes every descriptor of this process except those in `keep`.
+///
+/// # Safety
+/// Objects that own a closed descriptor (an `OwnedFd`, a `File`, a socket) must never be used or
+/// dropped afterwards: their number may name another descriptor by then. The init and middle
+/// processes that call this never return to such an object; they leave through [`exit_now`].
+pub unsafe fn close_all_except(keep: &[RawFd]) -> Result<(), Errno> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|fd| u32::try_from(*fd).ok())
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first = 0u32;
+    for kept in keep.iter().copied().chain(std::iter::once(u32::MAX)) {
+        if kept > first {
+            let last = if kept == u32::MAX { u32::MAX } else { kept - 1 };
+            // SAFETY: close_range(2) only closes descriptors; the caller vouches that nothing
+            // uses them afterwards (see `# Safety`).
+            if unsafe { libc::close_range(first, last, 0) } == -1 {
+                return Err(Errno::last());
+            }
+        }
+        first = kept.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// The Landlock ABI version of the running kernel, `None` when it has no Landlock (not built in,
+/// or not enabled with `lsm=`).
+pub fn landlock_abi() -> Option<i32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a NULL attribute pointer, size 0 and the VERSION flag the kernel only returns
+    // the ABI version (or an error); it reads and writes no memory of ours.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    i32::try_from(ret).ok().filter(|v| *v >= 1)
 }
 
 /// Restores default dispositions for every catchable signal (the helper
@@ -317,6 +362,37 @@ mod tests {
         // SAFETY: the child only calls execv (and returns if it fails).
         let pid = unsafe { spawn_vfork(&mut child) }.unwrap();
         assert_eq!(waitpid(pid, None).unwrap(), WaitStatus::Exited(pid, 5));
+    }
+
+    #[test]
+    fn close_all_except_keeps_exactly_the_listed_descriptors() {
+        // In a child: closing descriptors of the test harness's process would break it.
+        // SAFETY: the child only calls open, close_range, fcntl and _exit (no allocation, no
+        // lock another thread could hold).
+        let child = match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                // SAFETY: plain open(2) calls of a NUL-terminated path.
+                let fds: [i32; 4] = std::array::from_fn(|_| unsafe {
+                    libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY)
+                });
+                let keep = [0, 1, 2, fds[1], fds[3]];
+                // SAFETY: nothing in this child uses the closed descriptors afterwards.
+                let closed = unsafe { super::close_all_except(&keep) };
+                // SAFETY: F_GETFD only asks whether the descriptor is open.
+                let open = |fd: i32| unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
+                let ok = closed.is_ok()
+                    && fds.iter().all(|fd| *fd > 2)
+                    && !open(fds[0])
+                    && open(fds[1])
+                    && !open(fds[2])
+                    && open(fds[3])
+                    && !open(fds[3] + 1)
+                    && open(2);
+                super::exit_now(i32::from(!ok))
+            }
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+        assert_eq!(waitpid(child, None).unwrap(), WaitStatus::Exited(child, 0));
     }
 
     /// Recursion without end; `black_box` keeps the frames (and their stack use) real.

@@ -83,8 +83,10 @@ fn prepare(p: &Prepared) -> Result<(), Refusal> {
         .chain(p.devices.iter())
         .map(|b| b.dst.clone())
         .collect();
-    confine::landlock_workload(&confine::workload_writable(&extra))
-        .map_err(|e| confine_err("landlock", &e))?;
+    if p.landlock {
+        confine::landlock_workload(&confine::workload_writable(&extra))
+            .map_err(|e| confine_err("landlock", &e))?;
+    }
     let keep: &[caps::Capability] = match p.capabilities {
         karapace_protocol::Capabilities::None => &[],
         karapace_protocol::Capabilities::PackageManager => &confine::PACKAGE_MANAGER_CAPS,

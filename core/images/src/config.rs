@@ -111,20 +111,6 @@ pub fn default_cache_dir() -> PathBuf {
     std::env::temp_dir().join("karapace-images")
 }
 
-/// The config file as a TOML table (`None` when there is no file; a broken one is an error).
-fn read_config(path: &Path) -> Result<Option<toml::Table>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text)
-            .map(Some)
-            .map_err(|e| ImageError::Config {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ImageError::io(path, e)),
-    }
-}
-
 /// The archive caps of the config file at `config_file`: `archive_max_entries` and
 /// `archive_max_bytes` (positive integers), each defaulting to [`ArchiveLimits::default`].
 pub fn archive_limits_from(config_file: Option<&Path>) -> Result<ArchiveLimits> {
@@ -183,6 +169,37 @@ pub fn server_from(env_value: Option<&str>, config_file: Option<&Path>) -> Resul
     Ok(DEFAULT_SERVER.to_string())
 }
 
+/// The config file at `path` as a TOML table; `None` when there is no such file. A file that
+/// cannot be read or parsed is an error.
+pub fn read_config(path: &Path) -> Result<Option<toml::Table>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text)
+            .map(Some)
+            .map_err(|e| ImageError::Config {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ImageError::io(path, e)),
+    }
+}
+
+/// A `true`/`false` setting `key` of the config file at `config_file`: false when the file or
+/// the key is absent, an error when the value is not a boolean.
+pub fn config_flag(config_file: Option<&Path>, key: &str) -> Result<bool> {
+    let Some(path) = config_file else {
+        return Ok(false);
+    };
+    match read_config(path)?.as_ref().and_then(|t| t.get(key)) {
+        None => Ok(false),
+        Some(toml::Value::Boolean(b)) => Ok(*b),
+        Some(_) => Err(ImageError::Config {
+            path: path.to_path_buf(),
+            message: format!("'{key}' must be true or false"),
+        }),
+    }
+}
+
 fn normalize_server(server: &str, origin: &str) -> Result<String> {
     let s = server.trim();
     let invalid = |reason: String| ImageError::InvalidUrl {
@@ -205,4 +222,28 @@ fn normalize_server(server: &str, origin: &str) -> Result<String> {
     } else {
         trimmed.to_string()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::config_flag;
+
+    #[test]
+    fn a_flag_is_false_unless_the_file_says_true() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        assert!(!config_flag(None, "k").unwrap());
+        assert!(!config_flag(Some(&file), "k").unwrap(), "no file");
+        std::fs::write(&file, "image_server = \"https://x\"\n").unwrap();
+        assert!(!config_flag(Some(&file), "k").unwrap(), "no key");
+        std::fs::write(&file, "k = true\n").unwrap();
+        assert!(config_flag(Some(&file), "k").unwrap());
+        std::fs::write(&file, "k = false\n").unwrap();
+        assert!(!config_flag(Some(&file), "k").unwrap());
+        std::fs::write(&file, "k = \"yes\"\n").unwrap();
+        let err = config_flag(Some(&file), "k").unwrap_err().to_string();
+        assert!(err.contains("'k' must be true or false"), "{err}");
+        std::fs::write(&file, "k = [\n").unwrap();
+        assert!(config_flag(Some(&file), "k").is_err(), "broken file");
+    }
 }

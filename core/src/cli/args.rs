@@ -20,6 +20,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args, Clone, Default)]
+#[allow(clippy::struct_excessive_bools)] // independent command-line switches, not a state machine
 pub struct GlobalArgs {
     /// Store root (default: ~/.local/share/karapace).
     #[arg(long, global = true, value_name = "PATH")]
@@ -36,6 +37,11 @@ pub struct GlobalArgs {
     /// Trace logging on stderr (wins over --verbose).
     #[arg(long, global = true)]
     pub trace: bool,
+
+    /// Run environments even on a kernel without Landlock (confined by namespaces, capabilities
+    /// and seccomp only). Same as `allow_without_landlock = true` in ~/.config/karapace/config.toml.
+    #[arg(long, global = true)]
+    pub allow_without_landlock: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -249,6 +255,24 @@ mod tests {
             assert!(cli.global.json);
             assert!(matches!(cli.command, Command::List));
         }
+    }
+
+    #[test]
+    fn allow_without_landlock_is_a_global_switch() {
+        assert!(!parse(&["list"]).unwrap().global.allow_without_landlock);
+        for args in [
+            &["--allow-without-landlock", "exec", "e", "--", "true"][..],
+            &["exec", "e", "--allow-without-landlock", "--", "true"],
+            &["build", "--allow-without-landlock"],
+        ] {
+            assert!(
+                parse(args).unwrap().global.allow_without_landlock,
+                "{args:?}"
+            );
+        }
+        // After `--` it belongs to the command.
+        let cli = parse(&["exec", "e", "--", "x", "--allow-without-landlock"]).unwrap();
+        assert!(!cli.global.allow_without_landlock);
     }
 
     #[test]

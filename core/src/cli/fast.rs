@@ -92,6 +92,8 @@ pub fn run(line: RunLine) -> i32 {
         json: line.json,
         verbose: false,
         trace: false,
+        // The flag is not recognised here: such command lines go to the complete CLI.
+        allow_without_landlock: false,
     };
     let result = context(global).and_then(|ctx| match line.mode {
         RunMode::Exec => cmd::exec::run(&ctx, &line.env_id, &line.command),

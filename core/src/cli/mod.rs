@@ -58,10 +58,8 @@ fn run(cli: Cli) -> Result<i32> {
 fn context(global: GlobalArgs) -> Result<Ctx> {
     let root = std::path::absolute(store_root(global.store.as_deref())?)
         .map_err(|e| CoreError::io("cannot resolve the store path", e))?;
-    Ok(Ctx {
-        global,
-        engine: Engine::new(root),
-    })
+    let engine = Engine::new(root).allow_without_landlock(global.allow_without_landlock);
+    Ok(Ctx { global, engine })
 }
 
 /// `--store`, else `~/.local/share/karapace`. A leading `~/` expands to `$HOME`.

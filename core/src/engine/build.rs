@@ -6,7 +6,7 @@ use karapace_backend_mock as mock;
 use karapace_schema::{Backend, LockFile, NormalizedManifest, ResolvedPackage};
 use karapace_store::{EnvMetadata, EnvState, LayerKind, Store};
 
-use super::{Engine, pipeline, policy_layer};
+use super::{Engine, pipeline, policy_layer, runtime};
 use crate::error::{CoreError, Result};
 
 /// What `build`/`rebuild` were asked to do.
@@ -77,7 +77,8 @@ impl Engine {
         let (lock, base_layer, dependency_layers) = match manifest.runtime_backend {
             Backend::Mock => build_mock(&store, &manifest, locked)?,
             Backend::Namespace => {
-                let built = pipeline::build(&store, &manifest, req, locked)?;
+                let landlock_optout = runtime::allow_without_landlock(self.allow_without_landlock)?;
+                let built = pipeline::build(&store, &manifest, req, locked, landlock_optout)?;
                 (built.lock, built.base_layer, built.dependency_layers)
             }
             Backend::Oci => {

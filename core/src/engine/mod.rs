@@ -7,7 +7,7 @@ mod pipeline;
 mod policy_layer;
 pub mod resolve;
 mod run;
-mod runtime;
+pub(crate) mod runtime;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,9 @@ use resolve::Identified;
 #[derive(Debug, Clone)]
 pub struct Engine {
     root: PathBuf,
+    /// `--allow-without-landlock` (the user's config can say the same, see
+    /// [`runtime::allow_without_landlock`]).
+    allow_without_landlock: bool,
 }
 
 impl Identified for EnvMetadata {
@@ -40,7 +43,17 @@ impl Identified for EnvMetadata {
 
 impl Engine {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Engine { root: root.into() }
+        Engine {
+            root: root.into(),
+            allow_without_landlock: false,
+        }
+    }
+
+    /// Lets environments run on a kernel without Landlock (`--allow-without-landlock`).
+    #[must_use]
+    pub fn allow_without_landlock(mut self, allow: bool) -> Self {
+        self.allow_without_landlock = allow;
+        self
     }
 
     pub fn root(&self) -> &Path {

@@ -29,6 +29,7 @@ pub fn build(
     manifest: &NormalizedManifest,
     req: &BuildRequest,
     locked: Option<&LockFile>,
+    allow_without_landlock: bool,
 ) -> Result<Built> {
     if !prereqs::skipped() {
         let missing = prereqs::check();
@@ -69,6 +70,7 @@ pub fn build(
             &manifest.system_packages,
             &pinned,
             req.offline,
+            allow_without_landlock,
         )?;
         (layer.0, vec![layer.1])
     };
@@ -115,6 +117,7 @@ fn install(
     packages: &[String],
     pinned: &[ResolvedPackage],
     offline: bool,
+    allow_without_landlock: bool,
 ) -> Result<(Vec<ResolvedPackage>, String)> {
     let base_tree = store.layer_tree(base_layer)?;
     let host = PluginHost::load(&PluginHost::default_dirs()).map_err(CoreError::plugin)?;
@@ -165,7 +168,7 @@ fn install(
     let root = canonical_root(store)?;
     let lowers = vec![base_tree.clone()];
     for step in &steps {
-        let spec = build_step_spec(
+        let mut spec = build_step_spec(
             &root,
             lowers.clone(),
             &upper,
@@ -174,6 +177,7 @@ fn install(
             &step.env,
             Network::Host,
         );
+        spec.allow_without_landlock = allow_without_landlock;
         tracing::info!("{}: {}", plugin.name(), step.argv.join(" "));
         let status = hc::run(&spec, StdioMode::Null).map_err(CoreError::helper)?;
         if status.code() != 0 {
@@ -189,7 +193,14 @@ fn install(
             )));
         }
     }
-    let resolved = query(plugin, &root, &lowers, &upper, &work, packages)?;
+    let dirs = StepDirs {
+        root: &root,
+        lowers: &lowers,
+        upper: &upper,
+        work: &work,
+        allow_without_landlock,
+    };
+    let resolved = query(plugin, &dirs, packages)?;
     for p in pinned.iter().filter(|p| packages.contains(&p.name)) {
         if !resolved
             .iter()
@@ -211,25 +222,32 @@ fn install(
     Ok((resolved, layer.hash))
 }
 
+/// Where a build step runs, and whether it may run without Landlock.
+struct StepDirs<'a> {
+    root: &'a Path,
+    lowers: &'a [PathBuf],
+    upper: &'a Path,
+    work: &'a Path,
+    allow_without_landlock: bool,
+}
+
 /// Asks the package manager inside the environment for the exact installed versions.
 fn query(
     plugin: &Plugin,
-    root: &Path,
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
+    dirs: &StepDirs<'_>,
     packages: &[String],
 ) -> Result<Vec<ResolvedPackage>> {
     let argv = plugin.query_argv(packages).map_err(CoreError::plugin)?;
-    let spec = build_step_spec(
-        root,
-        lowers.to_vec(),
-        upper,
-        work,
+    let mut spec = build_step_spec(
+        dirs.root,
+        dirs.lowers.to_vec(),
+        dirs.upper,
+        dirs.work,
         argv.clone(),
         &[],
         Network::Isolated,
     );
+    spec.allow_without_landlock = dirs.allow_without_landlock;
     // Read at most the cap the plugin host accepts (+1, to notice more): a hostile package's
     // query output must not fill the core's memory.
     let (status, out) = hc::capture_bounded(&spec, karapace_plugin_host::MAX_QUERY_OUTPUT_BYTES)

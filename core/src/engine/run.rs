@@ -87,6 +87,8 @@ impl Engine {
                     argv,
                     tty,
                 )?;
+                spec.allow_without_landlock =
+                    runtime::allow_without_landlock(self.allow_without_landlock)?;
                 let (session, mut guard) = start_session(&store, &env.env_id, &mut spec, pending)
                     .map_err(explain_setup_failure)?;
                 // Return as soon as the workload is done; the helper finishes unmounting

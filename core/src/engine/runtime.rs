@@ -12,6 +12,23 @@ use karapace_store::{EnvMetadata, Store};
 
 use crate::error::{CoreError, Result};
 
+/// Key of `~/.config/karapace/config.toml` that lets environments run on a kernel without
+/// Landlock, like `--allow-without-landlock`.
+pub const ALLOW_WITHOUT_LANDLOCK_KEY: &str = "allow_without_landlock";
+
+/// Whether requests may run on a kernel without Landlock: the command-line flag, else the
+/// user's config. The helper decides with this whether to refuse such a kernel.
+pub fn allow_without_landlock(flag: bool) -> Result<bool> {
+    if flag {
+        return Ok(true);
+    }
+    let file = karapace_images::config::config_file_path();
+    Ok(karapace_images::config::config_flag(
+        file.as_deref(),
+        ALLOW_WITHOUT_LANDLOCK_KEY,
+    )?)
+}
+
 /// The caller's home directory.
 pub fn home() -> Result<PathBuf> {
     std::env::var_os("HOME")
@@ -131,6 +148,8 @@ pub fn session_spec(
         tty,
         allowed_mount_prefixes: host.allowed_mount_prefixes,
         join: Vec::new(),
+        // Set by the caller from the user's opt-out.
+        allow_without_landlock: false,
     })
 }
 
@@ -174,6 +193,8 @@ pub fn build_step_spec(
         tty: false,
         allowed_mount_prefixes: Vec::new(),
         join: Vec::new(),
+        // Set by the caller from the user's opt-out.
+        allow_without_landlock: false,
     }
 }
 

@@ -12,7 +12,7 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of any message type.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame body either side accepts (1 MiB). A request is a few KiB;
 /// anything near this is hostile or broken.
@@ -143,6 +143,11 @@ pub struct RunSpec {
     /// (two overlay mounts must never share an upper directory) and gets a
     /// private pid namespace and `/proc`. Empty: a fresh environment.
     pub join: Vec<JoinTarget>,
+    /// Run even on a kernel without Landlock (then the workload is confined by namespaces,
+    /// capabilities, `no_new_privs` and seccomp only). Set only by the user's explicit opt-out
+    /// (`allow_without_landlock` in the user's config, `--allow-without-landlock`); otherwise
+    /// the helper refuses such a kernel with [`Refusal::LandlockUnavailable`].
+    pub allow_without_landlock: bool,
 }
 
 /// A running session's init process, as recorded by the core.
@@ -264,6 +269,13 @@ pub enum Refusal {
     NoJoinTarget,
     #[error("process {pid} is not a session of this user's environment: {why}")]
     BadJoinTarget { pid: u32, why: String },
+    #[error(
+        "this kernel has no Landlock (not built in, or not enabled with lsm=), so environments \
+         would be confined without their file-system and ptrace rules; to run them anyway, set \
+         allow_without_landlock = true in ~/.config/karapace/config.toml or pass \
+         --allow-without-landlock"
+    )]
+    LandlockUnavailable,
 }
 
 /// Frame codec error.
@@ -364,6 +376,7 @@ mod tests {
             tty: false,
             allowed_mount_prefixes: vec![],
             join: vec![],
+            allow_without_landlock: false,
         }
     }
 

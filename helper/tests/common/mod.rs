@@ -77,6 +77,7 @@ pub fn spec(store: &Store, argv: &[&str]) -> RunSpec {
         tty: false,
         allowed_mount_prefixes: vec![],
         join: vec![],
+        allow_without_landlock: false,
     }
 }
 
@@ -118,4 +119,98 @@ pub fn probe_binds(spec: &mut RunSpec) {
             readonly: true,
         });
     }
+}
+
+/// Every descriptor of process `pid` from 3 up, as `/proc/<pid>/fd` names it (`pipe:[…]`,
+/// `anon_inode:[signalfd]`, a path, `socket:[…]`).
+pub fn descriptors(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("list the init's fds") {
+        let entry = entry.expect("fd entry");
+        let Some(n) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if n < 3 {
+            continue;
+        }
+        // A descriptor closed between listing and reading is simply gone.
+        if let Ok(target) = std::fs::read_link(entry.path()) {
+            out.push((n, target.to_string_lossy().into_owned()));
+        }
+    }
+    out
+}
+
+/// Asserts that `pid` (an environment's init process, after its workload started) holds no
+/// descriptor but stdio, pipes and anonymous inodes: nothing opened in the host's mount
+/// namespace (the validated paths), no socket (the core's).
+pub fn assert_no_host_descriptors(pid: u32) {
+    let fds = descriptors(pid);
+    let foreign: Vec<_> = fds
+        .iter()
+        .filter(|(_, t)| !(t.starts_with("pipe:") || t.starts_with("anon_inode:")))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "init {pid} still holds {foreign:?} (all: {fds:?})"
+    );
+}
+
+/// A file on the host, next to the store, that no workload may ever read: the lower layer is
+/// `<root>/layers/base`, so `<fd of the layer>/../../host-secret` names it.
+pub fn host_secret(store: &Store) -> &'static str {
+    const SECRET: &str = "host-secret-4f1c";
+    std::fs::write(store.root.join("host-secret"), SECRET).expect("host secret");
+    SECRET
+}
+
+/// A workload script that tries to leave the environment through its init process (pid 1):
+/// list its descriptors, climb out of each (`/proc/1/fd/N/../..`, where a layer's descriptor
+/// would lead to the store on the host), its root, working directory and environment. Prints
+/// a line naming each thing that worked.
+pub const CLIMB_OUT_THROUGH_PID_1: &str = r#"
+ls /proc/1/fd >/dev/null 2>&1 && echo "listed /proc/1/fd"
+n=0
+while [ $n -lt 64 ]; do
+  cat /proc/1/fd/$n/../../host-secret 2>/dev/null && echo " read through fd $n"
+  ls /proc/1/fd/$n/.. >/dev/null 2>&1 && echo "climbed out of fd $n"
+  n=$((n+1))
+done
+ls /proc/1/root/ >/dev/null 2>&1 && echo "listed /proc/1/root"
+readlink /proc/1/cwd >/dev/null 2>&1 && echo "read /proc/1/cwd"
+ls /proc/1/cwd/ >/dev/null 2>&1 && echo "listed /proc/1/cwd"
+cat /proc/1/environ >/dev/null 2>&1 && echo "read /proc/1/environ"
+cat /proc/1/maps >/dev/null 2>&1 && echo "read /proc/1/maps"
+true
+"#;
+
+/// A command run as this user with no capability at all (as root: an empty bounding set, so
+/// that `execve` grants none), like a workload that has reached the host's /proc.
+pub fn capless(program: &str) -> std::process::Command {
+    if nix::unistd::geteuid().is_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--bounding-set=-all", "--inh-caps=-all", program]);
+        c
+    } else {
+        std::process::Command::new(program)
+    }
+}
+
+/// Whether a process of this user without any capability can read process `pid`'s environment
+/// and list its descriptors through /proc. For processes of its own user, that the kernel
+/// allows exactly when `pid` is dumpable (`pid` being in the host's user namespace with no
+/// capabilities left, or in a user namespace this user owns).
+pub fn inspectable(pid: u32) -> bool {
+    let script = format!("cat /proc/{pid}/environ >/dev/null && ls /proc/{pid}/fd >/dev/null");
+    capless("sh")
+        .args(["-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("sh (and, as root, setpriv from util-linux)")
+        .success()
 }

@@ -60,7 +60,7 @@ pub fn run(ctx: &Ctx) -> Result<i32> {
             "karapace-helper not found next to karapace (or KARAPACE_HELPER)",
         ),
     });
-    checks.push(landlock());
+    checks.push(landlock(ctx));
     checks.push(seccomp());
     plugins(&mut checks);
 
@@ -249,20 +249,84 @@ fn plugins(checks: &mut Vec<Check>) {
     }
 }
 
-fn landlock() -> Check {
-    match std::fs::read_to_string("/sys/kernel/security/lsm") {
-        Ok(lsms) if lsms.split(',').any(|l| l.trim() == "landlock") => {
-            check("landlock", Status::Pass, "Landlock is enabled")
+/// Landlock as the helper, which applies it, sees it (`karapace-helper --landlock-abi`).
+fn landlock(ctx: &Ctx) -> Check {
+    let Some(helper) = prereqs::helper_path() else {
+        return check(
+            "landlock",
+            Status::Fail,
+            "cannot ask karapace-helper whether this kernel has Landlock: it was not found",
+        );
+    };
+    let answer = std::process::Command::new(&helper)
+        .arg("--landlock-abi")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    let abi = match answer {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            match text.trim() {
+                "none" => None,
+                v => match v.parse::<i32>() {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        return check(
+                            "landlock",
+                            Status::Fail,
+                            format!("karapace-helper answered {v:?} about Landlock"),
+                        );
+                    }
+                },
+            }
         }
-        Ok(_) => check(
+        Ok(out) => {
+            return check(
+                "landlock",
+                Status::Fail,
+                format!("karapace-helper --landlock-abi failed ({})", out.status),
+            );
+        }
+        Err(e) => {
+            return check(
+                "landlock",
+                Status::Fail,
+                format!("cannot run {}: {e}", helper.display()),
+            );
+        }
+    };
+    let allowed = crate::engine::runtime::allow_without_landlock(ctx.global.allow_without_landlock);
+    landlock_check(abi, allowed.unwrap_or(false))
+}
+
+/// The `landlock` check for the kernel's Landlock ABI (`None`: none) and the user's opt-out.
+/// A kernel without Landlock fails the check even with the opt-out: environments then run
+/// without their file-system and ptrace rules.
+fn landlock_check(abi: Option<i32>, allowed: bool) -> Check {
+    use crate::engine::runtime::ALLOW_WITHOUT_LANDLOCK_KEY;
+    match abi {
+        Some(v) if v >= 1 => check(
             "landlock",
-            Status::Warn,
-            "Landlock is not enabled: environments get no filesystem ruleset",
+            Status::Pass,
+            format!("Landlock ABI {v} is available"),
         ),
-        Err(_) => check(
+        _ if allowed => check(
             "landlock",
-            Status::Info,
-            "cannot read /sys/kernel/security/lsm",
+            Status::Fail,
+            format!(
+                "this kernel has no Landlock; environments run anyway because \
+                 {ALLOW_WITHOUT_LANDLOCK_KEY} = true (config) or --allow-without-landlock \
+                 allows it, confined by namespaces, capabilities and seccomp only"
+            ),
+        ),
+        _ => check(
+            "landlock",
+            Status::Fail,
+            format!(
+                "this kernel has no Landlock, so environments are refused; enable Landlock \
+                 (lsm=…,landlock), or opt out with {ALLOW_WITHOUT_LANDLOCK_KEY} = true in \
+                 ~/.config/karapace/config.toml or --allow-without-landlock"
+            ),
         ),
     }
 }
@@ -276,5 +340,26 @@ fn seccomp() -> Check {
             Status::Fail,
             "seccomp filter mode is not available in this kernel",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Status, landlock_check};
+
+    #[test]
+    fn a_kernel_without_landlock_fails_the_check_naming_the_opt_out() {
+        for allowed in [false, true] {
+            let c = landlock_check(None, allowed);
+            assert_eq!(c.status, Status::Fail, "{}", c.message);
+            assert!(
+                c.message.contains("allow_without_landlock = true")
+                    && c.message.contains("--allow-without-landlock"),
+                "{}",
+                c.message
+            );
+        }
+        let c = landlock_check(Some(7), false);
+        assert_eq!(c.status, Status::Pass, "{}", c.message);
     }
 }
