@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 
 use karapace_protocol::{Identity, Network, Refusal, Reply, Timings, WaitStatus, write_frame};
 use nix::errno::Errno;
@@ -16,7 +17,7 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus as NixWait, waitpid};
 use nix::unistd::{Pid, pipe2};
 
-use crate::{IdMap, Prepared, Step, confine, idmap, now_ns, rootfs, sys, workload};
+use crate::{IdMap, Prepared, Step, confine, idmap, now_ns, pty, rootfs, sys, workload};
 
 const SI_KERNEL: i32 = 0x80;
 
@@ -24,18 +25,37 @@ fn report(ev: &mut File, msg: &Reply) -> bool {
     write_frame(ev, msg).is_ok()
 }
 
-/// Runs in the cloned child; returns the process exit code.
-pub fn run(p: &Prepared, uid: u32, gid: u32, events: OwnedFd, go: OwnedFd) -> i32 {
+/// Runs in the cloned child; returns the process exit code. `terminal` is this process's end
+/// of the terminal channel (interactive sessions only, see `pty.rs`).
+pub fn run(
+    p: &Prepared,
+    uid: u32,
+    gid: u32,
+    events: OwnedFd,
+    go: OwnedFd,
+    terminal: Option<UnixStream>,
+) -> i32 {
     let mut ev = File::from(events);
     let mut timings = Timings::default();
-    match setup(p, uid, gid, go, &mut timings) {
-        Ok(()) => {}
+    let slave = setup(p, uid, gid, go, &mut timings).and_then(|()| session_pty(p, terminal));
+    match slave {
+        Ok(slave) => supervise(p, &mut ev, timings, slave),
         Err(step) => {
             report(&mut ev, &Reply::Failed(step.into()));
-            return 1;
+            1
         }
     }
-    supervise(p, &mut ev, timings)
+}
+
+/// Interactive sessions: a pty of the environment's devpts instance, whose master goes to the
+/// helper now (and the channel is closed); returns the slave for the workload.
+fn session_pty(p: &Prepared, terminal: Option<UnixStream>) -> Result<Option<OwnedFd>, Step> {
+    let (Some(size), Some(channel)) = (p.tty, terminal) else {
+        return Ok(None);
+    };
+    let (master, slave) = pty::open(size)?;
+    pty::send_master(channel, master)?;
+    Ok(Some(slave))
 }
 
 /// Waits until the helper releases this process, then ties this process's
@@ -98,24 +118,32 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
 /// The init process of a session that joined a running environment (see
 /// `join.rs`): it already sits in the environment's namespaces and in a
 /// private copy of its mount tree; it only needs a `/proc` for its own pid
-/// namespace.
-pub fn run_joined(p: &Prepared, events: File, go: OwnedFd) -> i32 {
+/// namespace and, when interactive, a devpts instance of its own (so that it
+/// sees no other session's ptys).
+pub fn run_joined(p: &Prepared, events: File, go: OwnedFd, terminal: Option<UnixStream>) -> i32 {
     let mut ev = events;
     let mut timings = Timings::default();
     let result = wait_release(go).and_then(|()| {
         timings.namespaces = now_ns();
         rootfs::remount_proc()?;
+        if p.tty.is_some() {
+            rootfs::remount_devpts()?;
+        }
         timings.mounts = now_ns();
-        Ok(())
+        session_pty(p, terminal)
     });
-    if let Err(step) = result {
-        report(&mut ev, &Reply::Failed(step.into()));
-        return 1;
+    match result {
+        Ok(slave) => supervise(p, &mut ev, timings, slave),
+        Err(step) => {
+            report(&mut ev, &Reply::Failed(step.into()));
+            1
+        }
     }
-    supervise(p, &mut ev, timings)
 }
 
-fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings) -> i32 {
+/// Starts the workload (on `slave`, the session's pty, when interactive), confines this
+/// process and reaps until the workload has exited.
+fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings, slave: Option<OwnedFd>) -> i32 {
     let sfd = match SignalFd::with_flags(
         &crate::blocked_set(),
         nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
@@ -133,15 +161,20 @@ fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings) -> i32 {
             return 1;
         }
     };
+    let tty = slave.as_ref().map(AsFd::as_fd);
     // SAFETY: this process is single-threaded. The workload's process reads `p`, allocates
     // what it needs without freeing anything of ours, writes at most one short frame to its
-    // own copy of `exec_w`, resets every signal disposition before it unblocks signals, and
-    // ends in execve or returns. Should it die half-way (a panic aborts it; SIGKILL can hit it
+    // own copy of `exec_w`, resets every signal disposition before it unblocks signals, (in an
+    // interactive session) makes the pty slave its terminal and standard descriptors (its own
+    // session and descriptor table, nothing of ours), and ends in execve or returns. Should it die half-way (a panic aborts it; SIGKILL can hit it
     // inside an allocation), this process may find the allocator locked or inconsistent and
     // hang or misreport; `stop` still ends the session (SIGKILL to the helper, whose death
     // kills this process through PDEATHSIG).
-    let spawned = unsafe { sys::spawn_vfork(&mut || workload::exec(p, exec_w.as_fd())) };
+    let spawned = unsafe { sys::spawn_vfork(&mut || workload::exec(p, exec_w.as_fd(), tty)) };
     drop(exec_w);
+    // The workload holds the slave now: without this copy, the master reads end of file once
+    // the workload and whatever it started have closed theirs.
+    drop(slave);
     let child = match spawned {
         Ok(c) => c,
         Err(e) => {

@@ -55,14 +55,14 @@ pub fn session_spec(
     policy_tree: &Path,
     source_dir: &Path,
     argv: Vec<String>,
-    tty: bool,
+    tty: Option<karapace_helper_client::TerminalSize>,
 ) -> Result<RunSpec> {
     let home = home()?;
     let hostname = format!("karapace-{}", env.short_id);
     let policy = Policy::load(&home).map_err(|e| CoreError::Other(e.to_string()))?;
     let vars: Vec<(String, String)> = std::env::vars().collect();
     let request = HostRequest {
-        gui: tty,
+        gui: tty.is_some(),
         gpu: lock.hardware_gpu,
         audio: lock.hardware_audio,
         mounts: lock
@@ -154,7 +154,7 @@ pub fn build_step_spec(
         identity: Identity::Root,
         id_map: IdMapMode::Single,
         capabilities: Capabilities::PackageManager,
-        tty: false,
+        tty: None,
         allowed_mount_prefixes: Vec::new(),
         join: Vec::new(),
     }
