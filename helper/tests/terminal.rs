@@ -29,7 +29,7 @@ struct Term {
     /// Tells the reader thread to let go of the master.
     stop: Arc<AtomicBool>,
     reader: Option<std::thread::JoinHandle<()>>,
-    _store: common::Store,
+    _store: Option<common::Store>,
 }
 
 fn kp_run() -> std::path::PathBuf {
@@ -40,16 +40,24 @@ impl Term {
     /// Starts `argv` in a session on a new terminal of `rows` × `cols`.
     fn start(argv: &[&str], rows: u16, cols: u16) -> Term {
         let store = common::store();
-        let (master, slave) = new_pty();
-        resize(&master, rows, cols);
-        let slave = std::fs::File::from(slave);
-        let child = Command::new("setsid")
-            .arg("--ctty")
+        let mut cmd = Command::new("setsid");
+        cmd.arg("--ctty")
             .arg(kp_run())
             .arg(&store.root)
             .arg(store.layer())
             .arg("--")
-            .args(argv)
+            .args(argv);
+        let mut term = Term::start_command(&mut cmd, rows, cols);
+        term._store = Some(store);
+        term
+    }
+
+    /// Runs `cmd` (which makes the terminal its controlling one) on a new terminal.
+    fn start_command(cmd: &mut Command, rows: u16, cols: u16) -> Term {
+        let (master, slave) = new_pty();
+        resize(&master, rows, cols);
+        let slave = std::fs::File::from(slave);
+        let child = cmd
             .stdin(Stdio::from(slave.try_clone().expect("dup")))
             .stdout(Stdio::from(slave.try_clone().expect("dup")))
             .stderr(Stdio::from(slave))
@@ -69,7 +77,7 @@ impl Term {
             output,
             stop,
             reader: Some(reader),
-            _store: store,
+            _store: None,
         }
     }
 
@@ -371,4 +379,78 @@ fn a_hang_up_of_the_callers_terminal_ends_the_session() {
     term.hang_up();
     let status = term.wait_exit();
     assert_eq!(status.code(), Some(128 + 1), "{}", term.text());
+}
+
+/// Set by the outer test for the inner one.
+const INNER_ENV: &str = "KARAPACE_TERMINAL_TEST_INNER";
+
+/// An interactive session that joins a running session of the same environment gets a devpts
+/// instance of its own too: it sees neither the ptys of the session it joined nor the host's.
+/// The client must run on a terminal, so this test re-runs `joined_session_inner` (the test
+/// binary itself) on a pty, and reads what it shows.
+#[test]
+fn a_joined_interactive_session_sees_only_its_own_ptys() {
+    let exe = std::env::current_exe().expect("test binary");
+    let exe = exe.to_str().expect("utf-8 path");
+    let mut term = Term::start_command(
+        Command::new("setsid")
+            .arg("--ctty")
+            .arg(exe)
+            .args(["--exact", "joined_session_inner", "--ignored", "--nocapture"])
+            .env(INNER_ENV, "1"),
+        24,
+        80,
+    );
+    let status = term.wait_exit();
+    let text = term.text();
+    assert!(status.success(), "{text}");
+    assert!(text.contains("1 passed"), "the inner test did not run: {text}");
+    assert!(text.contains("JOINED-PTS=[0 ptmx ]"), "{text}");
+    assert!(text.contains("JOINED-TTY=/dev/pts/0"), "{text}");
+}
+
+#[test]
+#[ignore = "run on a pty by a_joined_interactive_session_sees_only_its_own_ptys"]
+fn joined_session_inner() {
+    use karapace_helper_client::{self as hc, Identity, JoinTarget, StdioMode, Upper};
+    assert!(std::env::var_os(INNER_ENV).is_some(), "run by the outer test");
+    let s = common::store();
+    let persistent = |script: &str| {
+        let mut spec = common::sh(&s, script);
+        spec.upper = Upper::Store {
+            upper: s.root.join("envs/e1/upper"),
+            work: s.root.join("envs/e1/work"),
+        };
+        spec.identity = Identity::Caller;
+        spec
+    };
+    // The first session holds two ptys of its environment's instance (0 and 1).
+    let upper = s.root.join("envs/e1/upper");
+    let mut first = hc::spawn(
+        &persistent("exec 3<>/dev/ptmx 4<>/dev/ptmx; touch /var/ready; exec sleep 60 <&3"),
+        StdioMode::Null,
+    )
+    .expect("first session");
+    first.wait_started().expect("first started");
+    let deadline = Instant::now() + TIMEOUT;
+    while !upper.join("var/ready").exists() {
+        assert!(Instant::now() < deadline, "the first session never got ready");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = first.init_pid().expect("init pid");
+    let mut spec = persistent(
+        "echo JOINED-PTS=[$(ls /dev/pts | tr '\\n' ' ')] JOINED-TTY=$(tty); test -e /var/ready",
+    );
+    spec.tty = hc::terminal::caller_size();
+    assert!(spec.tty.is_some(), "stdin is a terminal");
+    spec.join = vec![JoinTarget {
+        pid,
+        start_time: hc::process_start_time(pid).expect("start time"),
+    }];
+    let joined = hc::spawn(&spec, StdioMode::Inherit)
+        .and_then(hc::Session::wait)
+        .expect("joined session");
+    hc::stop_session(first.helper_pid(), None, Duration::from_secs(5)).expect("stop");
+    let _ = first.wait();
+    assert_eq!(joined.status.code(), 0, "the joined session saw the first one's files");
 }
