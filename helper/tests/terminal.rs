@@ -396,7 +396,12 @@ fn a_joined_interactive_session_sees_only_its_own_ptys() {
         Command::new("setsid")
             .arg("--ctty")
             .arg(exe)
-            .args(["--exact", "joined_session_inner", "--ignored", "--nocapture"])
+            .args([
+                "--exact",
+                "joined_session_inner",
+                "--ignored",
+                "--nocapture",
+            ])
             .env(INNER_ENV, "1"),
         24,
         80,
@@ -404,7 +409,10 @@ fn a_joined_interactive_session_sees_only_its_own_ptys() {
     let status = term.wait_exit();
     let text = term.text();
     assert!(status.success(), "{text}");
-    assert!(text.contains("1 passed"), "the inner test did not run: {text}");
+    assert!(
+        text.contains("1 passed"),
+        "the inner test did not run: {text}"
+    );
     assert!(text.contains("JOINED-PTS=[0 ptmx ]"), "{text}");
     assert!(text.contains("JOINED-TTY=/dev/pts/0"), "{text}");
 }
@@ -413,7 +421,10 @@ fn a_joined_interactive_session_sees_only_its_own_ptys() {
 #[ignore = "run on a pty by a_joined_interactive_session_sees_only_its_own_ptys"]
 fn joined_session_inner() {
     use karapace_helper_client::{self as hc, Identity, JoinTarget, StdioMode, Upper};
-    assert!(std::env::var_os(INNER_ENV).is_some(), "run by the outer test");
+    assert!(
+        std::env::var_os(INNER_ENV).is_some(),
+        "run by the outer test"
+    );
     let s = common::store();
     let persistent = |script: &str| {
         let mut spec = common::sh(&s, script);
@@ -434,7 +445,10 @@ fn joined_session_inner() {
     first.wait_started().expect("first started");
     let deadline = Instant::now() + TIMEOUT;
     while !upper.join("var/ready").exists() {
-        assert!(Instant::now() < deadline, "the first session never got ready");
+        assert!(
+            Instant::now() < deadline,
+            "the first session never got ready"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let pid = first.init_pid().expect("init pid");
@@ -452,5 +466,9 @@ fn joined_session_inner() {
         .expect("joined session");
     hc::stop_session(first.helper_pid(), None, Duration::from_secs(5)).expect("stop");
     let _ = first.wait();
-    assert_eq!(joined.status.code(), 0, "the joined session saw the first one's files");
+    assert_eq!(
+        joined.status.code(),
+        0,
+        "the joined session saw the first one's files"
+    );
 }
