@@ -47,13 +47,17 @@ impl Term {
             .arg(store.layer())
             .arg("--")
             .args(argv);
-        let mut term = Term::start_command(&mut cmd, rows, cols);
-        term._store = Some(store);
-        term
+        Term::start_command(&mut cmd, rows, cols, Some(store))
     }
 
-    /// Runs `cmd` (which makes the terminal its controlling one) on a new terminal.
-    fn start_command(cmd: &mut Command, rows: u16, cols: u16) -> Term {
+    /// Runs `cmd` (which makes the terminal its controlling one) on a new terminal; `store` is
+    /// kept until the end.
+    fn start_command(
+        cmd: &mut Command,
+        rows: u16,
+        cols: u16,
+        store: Option<common::Store>,
+    ) -> Term {
         let (master, slave) = new_pty();
         resize(&master, rows, cols);
         let slave = std::fs::File::from(slave);
@@ -77,7 +81,7 @@ impl Term {
             output,
             stop,
             reader: Some(reader),
-            _store: None,
+            _store: store,
         }
     }
 
@@ -405,6 +409,7 @@ fn a_joined_interactive_session_sees_only_its_own_ptys() {
             .env(INNER_ENV, "1"),
         24,
         80,
+        None,
     );
     let status = term.wait_exit();
     let text = term.text();
@@ -471,4 +476,36 @@ fn joined_session_inner() {
         0,
         "the joined session saw the first one's files"
     );
+}
+
+/// With stdout redirected, `kp-run` (like `enter`) runs no pty: the workload writes to the file
+/// itself, byte for byte (no `\r` added by a line discipline), as with `exec`.
+#[test]
+fn a_session_whose_stdout_is_redirected_gets_no_pty() {
+    let store = common::store();
+    let (master, slave) = new_pty();
+    let out = tempfile::NamedTempFile::new().expect("temp file");
+    let slave = std::fs::File::from(slave);
+    let mut child = Command::new("setsid")
+        .arg("--ctty")
+        .arg(kp_run())
+        .arg(&store.root)
+        .arg(store.layer())
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "test -t 1 || echo plain; ls /dev/pts",
+        ])
+        .stdin(Stdio::from(slave.try_clone().expect("dup")))
+        .stdout(Stdio::from(out.reopen().expect("reopen")))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .expect("setsid(1) from util-linux");
+    let status = child.wait().expect("wait");
+    drop(master);
+    let text = std::fs::read_to_string(out.path()).expect("output");
+    assert!(status.success(), "{text}");
+    // No pty allocated in the environment's devpts: only the multiplexer.
+    assert_eq!(text, "plain\nptmx\n");
 }

@@ -447,18 +447,30 @@ impl Session {
         }
     }
 
-    /// Starts relaying an interactive session's pty, received with `Started`.
+    /// Starts relaying an interactive session's pty, received with `Started`. Without it the
+    /// session could only hang: the helper is killed (and the environment with it).
     fn start_relay(&mut self) -> Result<(), HelperError> {
-        let master = self
+        let relay = self
             .pty_master
             .take()
-            .ok_or_else(|| HelperError::Peer("no pty master came with Started".into()))?;
-        self.signals
-            .handle()
-            .add_signal(SIGWINCH)
-            .map_err(HelperError::Socket)?;
-        self.relay = Some(Relay::start(master));
-        Ok(())
+            .ok_or_else(|| HelperError::Peer("no pty master came with Started".into()))
+            .and_then(|master| {
+                self.signals
+                    .handle()
+                    .add_signal(SIGWINCH)
+                    .map_err(HelperError::Socket)?;
+                Ok(Relay::start(master))
+            });
+        match relay {
+            Ok(r) => {
+                self.relay = Some(r);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.child.kill();
+                Err(e)
+            }
+        }
     }
 
     /// Host pid of the environment's init process, once [`Session::wait_started`] returned.

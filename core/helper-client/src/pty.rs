@@ -26,10 +26,12 @@ const CHUNK: usize = 16 * 1024;
 /// Keystrokes held while the pty does not take them (its input queue is full).
 const INPUT_MAX: usize = 64 * 1024;
 
-/// The size of the caller's terminal (stdin), or `None` when stdin is not a terminal.
+/// The size of the caller's terminal when both stdin and stdout are terminals (what makes a
+/// session interactive, `RunSpec::tty`); `None` otherwise: with stdout redirected, the workload
+/// writes to the file or pipe itself, as with `exec`, rather than through a pty.
 pub fn caller_size() -> Option<TerminalSize> {
     let stdin = rustix::stdio::stdin();
-    if !rustix::termios::isatty(stdin) {
+    if !rustix::termios::isatty(stdin) || !rustix::termios::isatty(rustix::stdio::stdout()) {
         return None;
     }
     let w = rustix::termios::tcgetwinsize(stdin).unwrap_or(Winsize {

@@ -142,8 +142,8 @@ pub struct RunSpec {
     pub identity: Identity,
     pub id_map: IdMapMode,
     pub capabilities: Capabilities,
-    /// `Some` when the caller's stdin is a terminal (an interactive session), with that
-    /// terminal's size. The workload then never sees the caller's terminal nor the host's
+    /// `Some` for an interactive session (the caller's stdin and stdout are a terminal), with
+    /// that terminal's size. The workload then never sees the caller's terminal nor the host's
     /// devpts: it gets a new pseudo-terminal of the environment's own devpts instance (its
     /// stdin, stdout, stderr and controlling terminal, in a session of its own), sized like
     /// the caller's. The helper passes the pty's master to the core (`SCM_RIGHTS`, attached to
