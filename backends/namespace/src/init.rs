@@ -166,10 +166,10 @@ fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings, slave: Option<Ow
     // what it needs without freeing anything of ours, writes at most one short frame to its
     // own copy of `exec_w`, resets every signal disposition before it unblocks signals, (in an
     // interactive session) makes the pty slave its terminal and standard descriptors (its own
-    // session and descriptor table, nothing of ours), and ends in execve or returns. Should it die half-way (a panic aborts it; SIGKILL can hit it
-    // inside an allocation), this process may find the allocator locked or inconsistent and
-    // hang or misreport; `stop` still ends the session (SIGKILL to the helper, whose death
-    // kills this process through PDEATHSIG).
+    // session and descriptor table, nothing of ours), and ends in execve or returns. Should it
+    // die half-way (a panic aborts it; SIGKILL can hit it inside an allocation), this process
+    // may find the allocator locked or inconsistent and hang or misreport; `stop` still ends
+    // the session (SIGKILL to the helper, whose death kills this process through PDEATHSIG).
     let spawned = unsafe { sys::spawn_vfork(&mut || workload::exec(p, exec_w.as_fd(), tty)) };
     drop(exec_w);
     // The workload holds the slave now: without this copy, the master reads end of file once
