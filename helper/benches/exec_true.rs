@@ -56,7 +56,7 @@ fn spec(root: &Path, base: &Path) -> RunSpec {
         identity: Identity::Root,
         id_map: IdMapMode::Single,
         capabilities: Capabilities::None,
-        tty: false,
+        tty: None,
         allowed_mount_prefixes: vec![],
         join: vec![],
         allow_without_landlock: false,

@@ -30,7 +30,7 @@ fn main() {
         identity: Identity::Root,
         id_map: IdMapMode::Single,
         capabilities: Capabilities::None,
-        tty: false,
+        tty: None,
         allowed_mount_prefixes: vec![],
         join: vec![],
         allow_without_landlock: false,

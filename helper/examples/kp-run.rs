@@ -36,7 +36,7 @@ fn main() {
         identity: Identity::Root,
         id_map: IdMapMode::Single,
         capabilities: Capabilities::None,
-        tty: std::io::IsTerminal::is_terminal(&std::io::stdin()),
+        tty: karapace_helper_client::terminal::caller_size(),
         allowed_mount_prefixes: vec![],
         join: vec![],
         allow_without_landlock: false,

@@ -2,12 +2,14 @@
 //! pipe) for the workload's start, confines itself, then relays signals from the core (and
 //! from `stop`) to the environment and the environment's reports back to the core.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
 
 use interprocess::os::unix::uds_local_socket::Stream;
-use karapace_backend_namespace::{Launched, blocked_set};
-use karapace_protocol::{FrameError, Refusal, Reply, Request, WaitStatus, read_frame, write_frame};
+use karapace_backend_namespace::{Launched, blocked_set, receive_pty_master};
+use karapace_protocol::{
+    FrameError, Refusal, Reply, Request, WaitStatus, read_frame, write_frame, write_frame_with_fd,
+};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -46,10 +48,12 @@ enum Next {
     Exit(ExitCode),
 }
 
-/// Forwards one report of the init process (as read from its pipe) to the core.
+/// Forwards one report of the init process (as read from its pipe) to the core; `pty` (the
+/// master of an interactive session's pty) goes with `Started`.
 fn forward_report(
     stream: &mut Stream,
     report: Result<Reply, FrameError>,
+    pty: Option<OwnedFd>,
     init: Pid,
     t_request: u64,
     t_validated: u64,
@@ -59,7 +63,11 @@ fn forward_report(
             timings.request = t_request;
             timings.validated = t_validated;
             let pid = init.as_raw().cast_unsigned();
-            let _ = write_frame(stream, &Reply::Started { pid, timings });
+            let started = Reply::Started { pid, timings };
+            let _ = match pty {
+                Some(master) => write_frame_with_fd(stream, &started, master.as_fd()),
+                None => write_frame(stream, &started),
+            };
             Next::Continue
         }
         Ok(Reply::Exited {
@@ -101,8 +109,11 @@ fn forward_report(
 /// signals stay queued. Only a hang-up of the core's socket is noticed (no data is read from
 /// it): the environment is then killed, as it is later in [`run`]. On `Started`, `confine`
 /// runs before the report is forwarded, so the core never hears of a start by an unconfined
-/// helper; if it fails, the environment is killed and the core gets `Failed`. Returns the exit
-/// code when the session is already over.
+/// helper; if it fails, the environment is killed and the core gets `Failed`. In an
+/// interactive session the pty master, which the init process sent before it reported the
+/// start, is taken from the terminal channel first and passed on with `Started` (then closed
+/// here; this process never reads or writes the terminal). Returns the exit code when the
+/// session is already over.
 pub fn await_start(
     stream: &mut Stream,
     launched: &mut Launched,
@@ -133,22 +144,30 @@ pub fn await_start(
         }
     }
     let report = read_frame::<Reply>(&mut launched.events);
-    if matches!(report, Ok(Reply::Started { .. }))
-        && let Err(e) = confine()
-    {
-        let _ = kill(init, Signal::SIGKILL);
-        let _ = init_status(init);
-        let failed = Reply::Failed(Refusal::Setup {
-            step: format!("confine helper: {e}"),
-            errno: 0,
-        });
-        let _ = write_frame(stream, &failed);
-        return Some(ExitCode::from(1));
+    let started = matches!(report, Ok(Reply::Started { .. }));
+    // The channel is closed here whatever the report.
+    let pty = match launched.terminal.take() {
+        Some(mut channel) if started => match receive_pty_master(&mut channel) {
+            Ok(master) => Some(master),
+            Err(e) => return Some(abort(stream, init, format!("terminal: {e}"))),
+        },
+        _ => None,
+    };
+    if started && let Err(e) = confine() {
+        return Some(abort(stream, init, format!("confine helper: {e}")));
     }
-    match forward_report(stream, report, init, t_request, t_validated) {
+    match forward_report(stream, report, pty, init, t_request, t_validated) {
         Next::Continue => None,
         Next::Exit(code) => Some(code),
     }
+}
+
+/// Kills the environment after its start and tells the core why.
+fn abort(stream: &mut Stream, init: Pid, step: String) -> ExitCode {
+    let _ = kill(init, Signal::SIGKILL);
+    let _ = init_status(init);
+    let _ = write_frame(stream, &Reply::Failed(Refusal::Setup { step, errno: 0 }));
+    ExitCode::from(1)
 }
 
 pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: u64) -> ExitCode {
@@ -156,6 +175,7 @@ pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: 
         init,
         mut events,
         keepalive: _keepalive,
+        terminal: _,
     } = launched;
     let Ok(sfd) = SignalFd::with_flags(&blocked_set(), SfdFlags::SFD_CLOEXEC) else {
         let _ = kill(init, Signal::SIGKILL);
@@ -186,6 +206,7 @@ pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: 
             && let Next::Exit(code) = forward_report(
                 &mut stream,
                 read_frame::<Reply>(&mut events),
+                None,
                 init,
                 t_request,
                 t_validated,

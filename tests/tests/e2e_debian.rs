@@ -871,8 +871,9 @@ fn manifest_mounts_come_from_policy_prefixes_only() {
 
 /// `enter` on a real terminal (a pty from script(1)), through the CLI and the real helper: the
 /// OSC 777 push/pop markers and the banner on the terminal, a login shell whose prompt names the
-/// environment's host name, the caller's own terminal inside (same device kind, same window size),
-/// and the shell's exit status as karapace's.
+/// environment's host name, a terminal inside with the caller's window size that is a pty of the
+/// environment's own devpts (which lists that pty only: none of the host's), and the shell's exit
+/// status as karapace's.
 #[test]
 fn enter_gives_a_login_shell_on_the_callers_terminal() {
     let Some(mirror) = Mirror::fixture() else {
@@ -900,7 +901,7 @@ fn enter_gives_a_login_shell_on_the_callers_terminal() {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("piped stdin");
         stdin
-            .write_all(b"echo IN-ENV; stty size; tty; exit 3\n")
+            .write_all(b"echo IN-ENV; stty size; tty; echo PTS=$(ls /dev/pts); exit 3\n")
             .expect("write to script");
     }
     let out = child.wait_with_output().expect("script finishes");
@@ -918,6 +919,7 @@ fn enter_gives_a_login_shell_on_the_callers_terminal() {
         "the prompt should show the environment's host name: {text}"
     );
     assert!(text.contains("IN-ENV\n33 101\n/dev/pts/"), "{text}");
+    assert!(text.contains("PTS=0 ptmx\n"), "{text}");
     assert!(text.contains("logout"), "a login shell says logout: {text}");
 }
 

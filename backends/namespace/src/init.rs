@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 
 use karapace_protocol::{Identity, Network, Refusal, Reply, Timings, WaitStatus, write_frame};
 use nix::errno::Errno;
@@ -16,7 +17,7 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus as NixWait, waitpid};
 use nix::unistd::{Pid, pipe2};
 
-use crate::{IdMap, Prepared, Step, confine, idmap, now_ns, rootfs, sys, workload};
+use crate::{IdMap, Prepared, Step, confine, idmap, now_ns, pty, rootfs, sys, workload};
 
 const SI_KERNEL: i32 = 0x80;
 
@@ -24,36 +25,65 @@ fn report(ev: &mut File, msg: &Reply) -> bool {
     write_frame(ev, msg).is_ok()
 }
 
-/// Runs in the cloned child; returns the process exit code.
-pub fn run(p: &Prepared, uid: u32, gid: u32, events: OwnedFd, go: OwnedFd) -> i32 {
+/// Runs in the cloned child; returns the process exit code. `terminal` is this process's end
+/// of the terminal channel (interactive sessions only, see `pty.rs`).
+pub fn run(
+    p: &Prepared,
+    uid: u32,
+    gid: u32,
+    events: OwnedFd,
+    go: OwnedFd,
+    terminal: Option<UnixStream>,
+) -> i32 {
     let mut ev = File::from(events);
     let mut timings = Timings::default();
     // Of the helper's descriptors keep only what the setup needs: the core's socket and
     // anything else the helper holds never reach this process's later life or the workload.
     let mut keep = vec![0, 1, 2, ev.as_raw_fd(), go.as_raw_fd()];
     keep.extend(p.host_fds());
+    keep.extend(terminal.as_ref().map(AsRawFd::as_raw_fd));
     // SAFETY: nothing this process uses owns another descriptor (the helper's socket and
     // listener objects stay untouched in its memory; this process ends in `exit_now`).
     let result = unsafe { sys::close_all_except(&keep) }
         .map_err(|e| Step("close inherited descriptors", e))
         .and_then(|()| setup(p, uid, gid, go, &mut timings))
-        .and_then(|()| forget_the_host(p, ev.as_raw_fd()));
-    if let Err(step) = result {
-        report(&mut ev, &Reply::Failed(step.into()));
-        return 1;
+        .and_then(|()| session_pty(p, terminal))
+        .and_then(|slave| {
+            let slave_fd = slave.as_ref().map(AsRawFd::as_raw_fd);
+            forget_the_host(p, ev.as_raw_fd(), slave_fd).map(|()| slave)
+        });
+    match result {
+        Ok(slave) => supervise(p, &mut ev, timings, slave),
+        Err(step) => {
+            report(&mut ev, &Reply::Failed(step.into()));
+            1
+        }
     }
-    supervise(p, &mut ev, timings)
 }
 
-/// Once the root is assembled: closes every descriptor but stdio and the report pipe (the
-/// validated paths were opened in the host's mount namespace: through `/proc/1/fd/N/..` they
-/// would lead back to the host's file system), then decides whether this process may be
-/// inspected by processes of its own user ([`joinable`]).
-fn forget_the_host(p: &Prepared, events: RawFd) -> Result<(), Step> {
+/// Interactive sessions: a pty of the environment's devpts instance, whose master goes to the
+/// helper now (and the channel is closed); returns the slave for the workload.
+fn session_pty(p: &Prepared, terminal: Option<UnixStream>) -> Result<Option<OwnedFd>, Step> {
+    let (Some(size), Some(channel)) = (p.tty, terminal) else {
+        return Ok(None);
+    };
+    let (master, slave) = pty::open(size)?;
+    pty::send_master(channel, master)?;
+    Ok(Some(slave))
+}
+
+/// Once the root is assembled (and an interactive session's pty allocated, its master sent):
+/// closes every descriptor but stdio, the report pipe and the pty's slave (the validated paths
+/// were opened in the host's mount namespace: through `/proc/1/fd/N/..` they would lead back
+/// to the host's file system), then decides whether this process may be inspected by
+/// processes of its own user ([`joinable`]).
+fn forget_the_host(p: &Prepared, events: RawFd, slave: Option<RawFd>) -> Result<(), Step> {
+    let mut keep = vec![0, 1, 2, events];
+    keep.extend(slave);
     // SAFETY: the `Opened` descriptors of `p` are closed here and never used again: `p` is only
     // read for its argv, environment and paths from now on, and never dropped (this process
-    // ends in `exit_now`).
-    unsafe { sys::close_all_except(&[0, 1, 2, events]) }.map_err(|e| Step("close_range", e))?;
+    // ends in `exit_now`). The slave's `OwnedFd` is kept open.
+    unsafe { sys::close_all_except(&keep) }.map_err(|e| Step("close_range", e))?;
     joinable(p)
 }
 
@@ -134,16 +164,19 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
 /// The init process of a session that joined a running environment (see
 /// `join.rs`): it already sits in the environment's namespaces and in a
 /// private copy of its mount tree; it only needs a `/proc` for its own pid
-/// namespace.
-pub fn run_joined(p: &Prepared, events: File, go: OwnedFd) -> i32 {
+/// namespace and, when interactive, a devpts instance of its own (so that it
+/// sees no other session's ptys).
+pub fn run_joined(p: &Prepared, events: File, go: OwnedFd, terminal: Option<UnixStream>) -> i32 {
     let mut ev = events;
     let mut timings = Timings::default();
-    // Nothing of the helper's is needed here (no mounts but /proc): keep stdio, the report
-    // and release pipes only.
+    // Nothing of the helper's is needed here (no mounts but /proc and devpts): keep stdio,
+    // the report and release pipes and the terminal channel only.
+    let mut keep = vec![0, 1, 2, ev.as_raw_fd(), go.as_raw_fd()];
+    keep.extend(terminal.as_ref().map(AsRawFd::as_raw_fd));
     // SAFETY: the objects owning the other descriptors (the helper's socket, the request's
     // validated paths, the target's pidfd) are never used again; this process ends in
     // `exit_now`.
-    let closed = unsafe { sys::close_all_except(&[0, 1, 2, ev.as_raw_fd(), go.as_raw_fd()]) }
+    let closed = unsafe { sys::close_all_except(&keep) }
         .map_err(|e| Step("close inherited descriptors", e));
     let result = closed
         .and_then(|()| joinable(p))
@@ -151,17 +184,24 @@ pub fn run_joined(p: &Prepared, events: File, go: OwnedFd) -> i32 {
         .and_then(|()| {
             timings.namespaces = now_ns();
             rootfs::remount_proc()?;
+            if p.tty.is_some() {
+                rootfs::remount_devpts()?;
+            }
             timings.mounts = now_ns();
-            Ok(())
+            session_pty(p, terminal)
         });
-    if let Err(step) = result {
-        report(&mut ev, &Reply::Failed(step.into()));
-        return 1;
+    match result {
+        Ok(slave) => supervise(p, &mut ev, timings, slave),
+        Err(step) => {
+            report(&mut ev, &Reply::Failed(step.into()));
+            1
+        }
     }
-    supervise(p, &mut ev, timings)
 }
 
-fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings) -> i32 {
+/// Starts the workload (on `slave`, the session's pty, when interactive), confines this
+/// process and reaps until the workload has exited.
+fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings, slave: Option<OwnedFd>) -> i32 {
     let sfd = match SignalFd::with_flags(
         &crate::blocked_set(),
         nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
@@ -179,15 +219,20 @@ fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings) -> i32 {
             return 1;
         }
     };
+    let tty = slave.as_ref().map(AsFd::as_fd);
     // SAFETY: this process is single-threaded. The workload's process reads `p`, allocates
     // what it needs without freeing anything of ours, writes at most one short frame to its
-    // own copy of `exec_w`, resets every signal disposition before it unblocks signals, and
-    // ends in execve or returns. Should it die half-way (a panic aborts it; SIGKILL can hit it
-    // inside an allocation), this process may find the allocator locked or inconsistent and
-    // hang or misreport; `stop` still ends the session (SIGKILL to the helper, whose death
-    // kills this process through PDEATHSIG).
-    let spawned = unsafe { sys::spawn_vfork(&mut || workload::exec(p, exec_w.as_fd())) };
+    // own copy of `exec_w`, resets every signal disposition before it unblocks signals, (in an
+    // interactive session) makes the pty slave its terminal and standard descriptors (its own
+    // session and descriptor table, nothing of ours), and ends in execve or returns. Should it
+    // die half-way (a panic aborts it; SIGKILL can hit it inside an allocation), this process
+    // may find the allocator locked or inconsistent and hang or misreport; `stop` still ends
+    // the session (SIGKILL to the helper, whose death kills this process through PDEATHSIG).
+    let spawned = unsafe { sys::spawn_vfork(&mut || workload::exec(p, exec_w.as_fd(), tty)) };
     drop(exec_w);
+    // The workload holds the slave now: without this copy, the master reads end of file once
+    // the workload and whatever it started have closed theirs.
+    drop(slave);
     let child = match spawned {
         Ok(c) => c,
         Err(e) => {

@@ -17,6 +17,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
 
 use karapace_protocol::{JoinTarget, Network, Refusal};
 use nix::errno::Errno;
@@ -157,14 +158,15 @@ pub fn launch(p: &Prepared, target: &Target) -> Result<Launched, Refusal> {
     let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
     let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
     let (pid_r, pid_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
+    let (terminal, init_terminal) = crate::terminal_channel(p)?;
     match sys::fork().map_err(|e| Step("fork", e))? {
         sys::Forked::Child => {
-            drop((ev_r, go_w, pid_r));
-            let code = middle(p, target, ev_w, go_r, pid_w);
+            drop((ev_r, go_w, pid_r, terminal));
+            let code = middle(p, target, ev_w, go_r, pid_w, init_terminal);
             sys::exit_now(code)
         }
         sys::Forked::Parent(middle_pid) => {
-            drop((ev_w, go_r, pid_w));
+            drop((ev_w, go_r, pid_w, init_terminal));
             let mut buf = [0u8; 4];
             let got = File::from(pid_r).read_exact(&mut buf);
             // The middle process exits right after reporting; once it is
@@ -176,6 +178,7 @@ pub fn launch(p: &Prepared, target: &Target) -> Result<Launched, Refusal> {
                     init: middle_pid,
                     events: File::from(ev_r),
                     keepalive: None,
+                    terminal: None,
                 });
             }
             let init = Pid::from_raw(i32::from_le_bytes(buf));
@@ -188,13 +191,21 @@ pub fn launch(p: &Prepared, target: &Target) -> Result<Launched, Refusal> {
                 init,
                 events: File::from(ev_r),
                 keepalive: Some(go),
+                terminal,
             })
         }
     }
 }
 
 /// The middle process: enter, unshare, fork the init, report its pid.
-fn middle(p: &Prepared, target: &Target, ev: OwnedFd, go: OwnedFd, pid_w: OwnedFd) -> i32 {
+fn middle(
+    p: &Prepared,
+    target: &Target,
+    ev: OwnedFd,
+    go: OwnedFd,
+    pid_w: OwnedFd,
+    terminal: Option<UnixStream>,
+) -> i32 {
     let mut events = File::from(ev);
     let fail = |events: &mut File, s: Step| {
         let _ = karapace_protocol::write_frame(events, &karapace_protocol::Reply::Failed(s.into()));
@@ -202,7 +213,7 @@ fn middle(p: &Prepared, target: &Target, ev: OwnedFd, go: OwnedFd, pid_w: OwnedF
     };
     // The core's socket and the request's validated paths (opened in the host's mount
     // namespace) must not follow into the session: keep only what this process uses.
-    let keep = [
+    let mut keep = vec![
         0,
         1,
         2,
@@ -211,6 +222,8 @@ fn middle(p: &Prepared, target: &Target, ev: OwnedFd, go: OwnedFd, pid_w: OwnedF
         pid_w.as_raw_fd(),
         target.pidfd.as_raw_fd(),
     ];
+    // Interactive sessions: the init's end of the terminal channel (pty.rs).
+    keep.extend(terminal.as_ref().map(AsRawFd::as_raw_fd));
     // SAFETY: the objects owning the other descriptors (the helper's socket, `p`'s validated
     // paths) are never used again; this process ends in `exit_now`.
     if let Err(e) = unsafe { sys::close_all_except(&keep) } {
@@ -245,7 +258,7 @@ fn middle(p: &Prepared, target: &Target, ev: OwnedFd, go: OwnedFd, pid_w: OwnedF
     match sys::fork() {
         Ok(sys::Forked::Child) => {
             drop(pid_w);
-            let code = init::run_joined(p, events, go);
+            let code = init::run_joined(p, events, go, terminal);
             sys::exit_now(code)
         }
         Ok(sys::Forked::Parent(child)) => {

@@ -13,6 +13,7 @@ mod confine;
 mod idmap;
 mod init;
 mod join;
+mod pty;
 mod rootfs;
 mod sys;
 mod workload;
@@ -21,6 +22,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
 use karapace_protocol::{Identity, Limits, Network, Refusal};
@@ -62,8 +64,9 @@ pub struct Prepared {
     pub identity: Identity,
     pub id_map: IdMap,
     pub capabilities: karapace_protocol::Capabilities,
-    /// The workload's stdin is the caller's terminal.
-    pub tty: bool,
+    /// An interactive session, with the caller's terminal size: the workload gets a pty of
+    /// the environment's own devpts instance (see `pty.rs`).
+    pub tty: Option<karapace_protocol::TerminalSize>,
     /// Running sessions to join instead of mounting a fresh environment.
     pub join: Vec<karapace_protocol::JoinTarget>,
     /// Landlock confines the workload and the helper's own processes. False only on a kernel
@@ -128,7 +131,13 @@ pub struct Launched {
     /// the environment runs: the init process treats its closing (the helper
     /// died) as the end of the environment.
     pub keepalive: Option<File>,
+    /// Interactive sessions: the helper's end of the terminal channel, on which the init
+    /// process sends the master of the session's pty (once, before it reports `Started`);
+    /// read it with [`receive_pty_master`].
+    pub terminal: Option<UnixStream>,
 }
+
+pub use pty::receive_master as receive_pty_master;
 
 /// `CLOCK_MONOTONIC` in nanoseconds, for [`karapace_protocol::Timings`].
 pub fn now_ns() -> u64 {
@@ -185,18 +194,17 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
     }
     let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
     let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
+    let (terminal, init_terminal) = terminal_channel(p)?;
     // "clone", "write id map", "unshare" and "overlay mount": the core explains failures of
     // these steps by the host's prerequisites (core/src/engine/run.rs); keep the names.
     match sys::clone_into_namespaces().map_err(|e| Step("clone", e))? {
         sys::Forked::Child => {
-            drop(ev_r);
-            drop(go_w);
-            let code = init::run(p, uid, gid, ev_w, go_r);
+            drop((ev_r, go_w, terminal));
+            let code = init::run(p, uid, gid, ev_w, go_r, init_terminal);
             sys::exit_now(code)
         }
         sys::Forked::Parent(pid) => {
-            drop(ev_w);
-            drop(go_r);
+            drop((ev_w, go_r, init_terminal));
             if let IdMap::Subordinate { uid: u, gid: g } = &p.id_map {
                 // newuidmap/newgidmap are setuid helpers: they must run from
                 // this unconfined side, before anything sets no_new_privs.
@@ -213,7 +221,18 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
                 init: pid,
                 events: File::from(ev_r),
                 keepalive: Some(go),
+                terminal,
             })
         }
     }
+}
+
+/// The terminal channel of an interactive session (helper's end, init's end); none for
+/// others, which pay nothing for it.
+fn terminal_channel(p: &Prepared) -> Result<(Option<UnixStream>, Option<UnixStream>), Step> {
+    if p.tty.is_none() {
+        return Ok((None, None));
+    }
+    let (helper, init) = pty::channel()?;
+    Ok((Some(helper), Some(init)))
 }

@@ -16,6 +16,10 @@ use nix::sys::stat::{Mode, mkdirat};
 
 use crate::{Opened, Prepared, PreparedUpper, Step, sys};
 
+/// Mount flags and options of the environment's devpts instance.
+const DEVPTS_FLAGS: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC);
+const DEVPTS_OPTIONS: &str = "newinstance,ptmxmode=0666,mode=0620";
+
 /// Where the helper's scratch tmpfs is mounted inside its private mount
 /// namespace (the host's directory is only covered in that namespace).
 const SCRATCH: &str = "/tmp";
@@ -360,31 +364,14 @@ pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
     ] {
         step("dev symlink", nix::unistd::symlinkat(to, dev.as_fd(), link))?;
     }
-    if p.tty {
-        // The workload uses the caller's terminal: share the host's devpts
-        // so the terminal keeps its name (ttyname(3), `tty`, sudo, gpg) and
-        // new ptys come from the same instance through the host's ptmx.
-        bind(r, Path::new("/dev/pts"), Path::new("dev/pts"), true, false)?;
-        bind(
-            r,
-            Path::new("/dev/ptmx"),
-            Path::new("dev/ptmx"),
-            false,
-            false,
-        )?;
-    } else {
-        step(
-            "dev symlink",
-            nix::unistd::symlinkat("pts/ptmx", dev.as_fd(), "ptmx"),
-        )?;
-        mount_fs(
-            r,
-            "dev/pts",
-            "devpts",
-            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            "newinstance,ptmxmode=0666,mode=0620",
-        )?;
-    }
+    // A devpts instance of the environment's own (`newinstance`): the workload sees and opens
+    // only the ptys allocated in it, never the host's (nor, with a terminal, the caller's:
+    // an interactive session's workload gets a pty of this instance, see `pty.rs`).
+    step(
+        "dev symlink",
+        nix::unistd::symlinkat("pts/ptmx", dev.as_fd(), "ptmx"),
+    )?;
+    mount_fs(r, "dev/pts", "devpts", DEVPTS_FLAGS, DEVPTS_OPTIONS)?;
     let tmpfs_mb = p.limits.tmpfs_mb.unwrap_or(1024);
     mount_fs(
         r,
@@ -491,6 +478,23 @@ pub fn remount_proc() -> Result<(), Step> {
     )?;
     proc_read_only(root.as_fd())?;
     step("chdir /", nix::unistd::chdir("/"))
+}
+
+/// An interactive joined session's `/dev/pts`: a devpts instance of its own, mounted over the
+/// joined session's (in this session's private copy of the mount tree), so that it sees and
+/// opens no other session's ptys. `/dev/ptmx` is a symbolic link to `pts/ptmx`, so it names
+/// the new instance's multiplexer.
+pub fn remount_devpts() -> Result<(), Step> {
+    step(
+        "mount devpts",
+        mount(
+            Some("devpts"),
+            "/dev/pts",
+            Some("devpts"),
+            DEVPTS_FLAGS,
+            Some(DEVPTS_OPTIONS),
+        ),
+    )
 }
 
 /// Step 4: `pivot_root` into the new root and detach the old one.

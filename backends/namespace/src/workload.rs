@@ -11,7 +11,7 @@ use karapace_protocol::{Refusal, encode};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 
-use crate::{Prepared, Step, confine, sys};
+use crate::{Prepared, Step, confine, pty, sys};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -23,8 +23,10 @@ const MAX_REASON: usize = 1024;
 /// Runs in the workload's process, started by [`sys::spawn_vfork`]: either `execve`
 /// succeeds, or the reason is written to `exec_w` and 127 is returned as the exit code.
 /// Nothing here may free what the init process owns (the memory is shared until `execve`).
-pub fn exec(p: &Prepared, exec_w: BorrowedFd<'_>) -> i32 {
-    let refusal = match prepare(p) {
+/// `tty`: the slave of an interactive session's pty, which becomes the controlling terminal
+/// and the standard descriptors.
+pub fn exec(p: &Prepared, exec_w: BorrowedFd<'_>, tty: Option<BorrowedFd<'_>>) -> i32 {
+    let refusal = match prepare(p, tty) {
         Ok(()) => exec_search(p),
         Err(r) => r,
     };
@@ -69,10 +71,13 @@ fn confine_err(step: &str, e: &confine::ConfineError) -> Refusal {
     }
 }
 
-fn prepare(p: &Prepared) -> Result<(), Refusal> {
+fn prepare(p: &Prepared, tty: Option<BorrowedFd<'_>>) -> Result<(), Refusal> {
     sys::reset_signal_dispositions();
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| Step("sigprocmask", e))?;
+    if let Some(slave) = tty {
+        pty::take_terminal(slave)?;
+    }
     set_limits(p)?;
     nix::unistd::chdir(&p.cwd).map_err(|e| Step("chdir to working directory", e))?;
 

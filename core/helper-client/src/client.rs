@@ -12,15 +12,17 @@ use interprocess::local_socket::traits::{Listener as _, StreamCommon};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::uds_local_socket::{Listener, Stream};
 use karapace_protocol::{
-    Hello, PROTOCOL_VERSION, Reply, Request, RunSpec, Timings, WaitStatus, read_frame, write_frame,
+    Hello, PROTOCOL_VERSION, Reply, Request, RunSpec, Timings, WaitStatus, read_frame,
+    read_frame_with_fd, write_frame,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH};
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::Cause;
 
 use crate::HelperError;
+use crate::pty::Relay;
 
 /// How long the helper may take to connect back.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,10 +99,20 @@ pub struct Session {
     started: Option<Timings>,
     /// Host pid of the environment's init process, from `Started`.
     init_pid: Option<u32>,
-    /// The workload had the caller's terminal (give it back afterwards).
+    /// An interactive session (`RunSpec::tty`): its pty master comes with `Started`.
     tty: bool,
+    /// The master received with `Started`, until the relay takes it.
+    pty_master: Option<OwnedFd>,
+    /// Interactive sessions, once started: the relay between the caller's terminal and the
+    /// session's pty (its drop restores the caller's terminal settings).
+    relay: Option<Relay>,
     client: ClientTimings,
 }
+
+/// How long the output of an interactive session's last moments may take to arrive after the
+/// workload's exit (it normally takes a few milliseconds: until the environment's processes
+/// are gone).
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Signal delivery through a self-pipe polled together with the helper
 /// socket: no extra thread on the hot path.
@@ -366,7 +378,9 @@ impl Pending {
             started: None,
             init_pid: None,
             client,
-            tty: spec.tty,
+            tty: spec.tty.is_some(),
+            pty_master: None,
+            relay: None,
         })
         // `self` drops here: the socket's name and directory go, the helper is connected.
     }
@@ -408,7 +422,89 @@ impl Session {
                 }
             }
             if sock {
+                if self.tty {
+                    // `Started` brings the pty master along.
+                    let (reply, fd) = read_frame_with_fd::<Reply>(&mut self.stream)?;
+                    self.pty_master = self.pty_master.take().or(fd);
+                    return Ok(reply);
+                }
                 return Ok(read_frame::<Reply>(&mut self.stream)?);
+            }
+        }
+    }
+
+    /// [`Session::next_reply`] of an interactive session once it runs: also relays between
+    /// the caller's terminal and the session's pty, and copies the caller's terminal size to
+    /// the pty on SIGWINCH.
+    fn next_reply_relaying(&mut self) -> Result<Reply, HelperError> {
+        loop {
+            let Some(relay) = self.relay.as_mut() else {
+                return self.next_reply();
+            };
+            let (sock, stdin, master) = {
+                let interest = relay.interest();
+                let mut fds = vec![
+                    PollFd::new(self.stream.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.signals.get_read().as_fd(), PollFlags::POLLIN),
+                ];
+                let stdin_at = interest.stdin.map(|fd| {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                    fds.len() - 1
+                });
+                let master_at = interest.master.map(|(fd, flags)| {
+                    fds.push(PollFd::new(fd, flags));
+                    fds.len() - 1
+                });
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(HelperError::Socket(e.into())),
+                }
+                let events = |i: usize| fds[i].revents().unwrap_or(PollFlags::empty());
+                (
+                    !events(0).is_empty(),
+                    stdin_at.map(events),
+                    master_at.map(events),
+                )
+            };
+            // Signals first, whether or not this poll saw them (the handler may have run just
+            // after it): a resize made before keys were typed reaches the pty before them.
+            let pending: Vec<_> = self.signals.pending().collect();
+            for o in pending {
+                if o.signal == SIGWINCH {
+                    relay.resize();
+                } else if !matches!(o.cause, Cause::Kernel) {
+                    write_frame(&mut self.stream, &Request::Signal(o.signal))?;
+                }
+            }
+            relay.handle(stdin, master);
+            if sock {
+                return Ok(read_frame::<Reply>(&mut self.stream)?);
+            }
+        }
+    }
+
+    /// Starts relaying an interactive session's pty, received with `Started`. Without it the
+    /// session could only hang: the helper is killed (and the environment with it).
+    fn start_relay(&mut self) -> Result<(), HelperError> {
+        let relay = self
+            .pty_master
+            .take()
+            .ok_or_else(|| HelperError::Peer("no pty master came with Started".into()))
+            .and_then(|master| {
+                self.signals
+                    .handle()
+                    .add_signal(SIGWINCH)
+                    .map_err(HelperError::Socket)?;
+                Ok(Relay::start(master))
+            });
+        match relay {
+            Ok(r) => {
+                self.relay = Some(r);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.child.kill();
+                Err(e)
             }
         }
     }
@@ -427,6 +523,9 @@ impl Session {
             Reply::Started { pid, timings } => {
                 self.started = Some(timings);
                 self.init_pid = Some(pid);
+                if self.tty {
+                    self.start_relay()?;
+                }
                 Ok(timings)
             }
             Reply::Failed(r) => Err(r.into()),
@@ -450,6 +549,10 @@ impl Session {
 
     fn finish(mut self, reap: bool) -> Result<(RunOutcome, bool), HelperError> {
         let result = self.wait_inner();
+        if let Some(mut relay) = self.relay.take() {
+            relay.drain(DRAIN_LIMIT);
+            // Dropped here: the caller's terminal gets its settings back.
+        }
         self.signals.handle().close();
         if result.is_err() {
             let _ = self.child.kill();
@@ -462,9 +565,6 @@ impl Session {
         };
         if helper_status.is_some() {
             self.client.reaped = now_ns();
-        }
-        if self.tty {
-            crate::terminal::restore_foreground();
         }
         let captured = self.stdout.take().and_then(|t| t.join().ok());
         if let Some(Captured {
@@ -505,7 +605,7 @@ impl Session {
     fn wait_inner(&mut self) -> Result<(WaitStatus, Timings), HelperError> {
         self.wait_started()?;
         loop {
-            match self.next_reply()? {
+            match self.next_reply_relaying()? {
                 Reply::Exited { status, timings } => {
                     self.client.exited = now_ns();
                     return Ok((status, timings));

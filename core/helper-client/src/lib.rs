@@ -4,7 +4,9 @@
 //! spawns the helper ([`spawn`], [`run`], [`capture`]), hands it a declarative
 //! [`RunSpec`] over a private socket, and gets the workload's exit status
 //! back. The workload inherits the caller's stdin/stdout/stderr directly, so
-//! output streams for real and a terminal behaves natively. [`stop_session`]
+//! output streams for real; an interactive session (`RunSpec::tty`) instead
+//! gets a pty of the environment's own, which the session relays to the
+//! caller's terminal (see [`terminal::caller_size`]). [`stop_session`]
 //! ends a session from another invocation. [`policy`] turns the policy files
 //! and the manifest's host-integration wishes into the bind mounts, devices
 //! and environment of a `RunSpec`.
@@ -12,6 +14,7 @@
 mod client;
 pub mod env;
 pub mod policy;
+mod pty;
 mod stop;
 pub mod terminal;
 
@@ -21,7 +24,7 @@ pub use client::{
 };
 pub use karapace_protocol::{
     BindMount, Capabilities, IdMapMode, Identity, JoinTarget, Limits, Network, Refusal, RunSpec,
-    Timings, Upper, WaitStatus,
+    TerminalSize, Timings, Upper, WaitStatus,
 };
 pub use stop::{StopError, StopOutcome, process_start_time, stop_session, wait_process_exit};
 

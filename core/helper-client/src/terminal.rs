@@ -1,6 +1,8 @@
 //! Terminal niceties for `enter`: OSC 777 container markers (understood by
 //! Ptyxis, GNOME Console and others) and a short banner, on stderr, only
-//! when stderr is a terminal.
+//! when stderr is a terminal; the caller's terminal size for `RunSpec::tty`.
+
+pub use crate::pty::caller_size;
 
 use std::io::{IsTerminal, Write};
 
@@ -37,32 +39,5 @@ pub fn leave_banner() {
     if err.is_terminal() {
         let _ = write!(err, "{}", osc_pop());
         let _ = err.flush();
-    }
-}
-
-/// Gives the terminal back to the caller's process group after a session.
-///
-/// An interactive shell inside the environment makes its own process group
-/// the terminal's foreground group; when it exits, that group is gone and
-/// the caller would be left in the background (and stopped by SIGTTOU/SIGTTIN
-/// the next time it touches the terminal). Call after [`crate::Session::wait`]
-/// for sessions that had the terminal.
-pub fn restore_foreground() {
-    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return;
-    }
-    let me = nix::unistd::getpgrp();
-    if nix::unistd::tcgetpgrp(&stdin).is_ok_and(|fg| fg == me) {
-        return;
-    }
-    // tcsetpgrp from a background group raises SIGTTOU unless it is blocked.
-    let mut ttou = SigSet::empty();
-    ttou.add(Signal::SIGTTOU);
-    let mut old = SigSet::empty();
-    if pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old)).is_ok() {
-        let _ = nix::unistd::tcsetpgrp(&stdin, me);
-        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     }
 }

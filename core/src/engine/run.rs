@@ -1,6 +1,5 @@
 //! `exec`, `enter` and `stop`: running commands inside an environment and ending sessions.
 
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use karapace_backend_mock as mock;
@@ -77,7 +76,13 @@ impl Engine {
             }
             Backend::Namespace => {
                 let source_dir = policy_layer::read_source_dir(&policy_tree)?;
-                let tty = mode == RunMode::Enter && std::io::stdin().is_terminal();
+                // Interactive sessions with a terminal get a pty of the environment's own,
+                // relayed to ours by the session (`hc::Session`).
+                let tty = if mode == RunMode::Enter {
+                    hc::terminal::caller_size()
+                } else {
+                    None
+                };
                 let mut spec = runtime::session_spec(
                     &store,
                     &env,
@@ -93,11 +98,7 @@ impl Engine {
                     .map_err(explain_setup_failure)?;
                 // Return as soon as the workload is done; the helper finishes unmounting
                 // (and syncing) the overlay on its own, its session record live until then.
-                let outcome = session.wait_workload().map_err(CoreError::helper);
-                if tty {
-                    hc::terminal::restore_foreground();
-                }
-                let (outcome, helper_gone) = outcome?;
+                let (outcome, helper_gone) = session.wait_workload().map_err(CoreError::helper)?;
                 if !helper_gone {
                     guard.keep_record();
                 }

@@ -97,12 +97,12 @@ pub fn session_spec(
     policy_tree: &Path,
     source_dir: &Path,
     argv: Vec<String>,
-    tty: bool,
+    tty: Option<karapace_helper_client::TerminalSize>,
 ) -> Result<RunSpec> {
     let home = home()?;
     let hostname = format!("karapace-{}", env.short_id);
     let vars: Vec<(String, String)> = std::env::vars().collect();
-    let host = host_setup(lock, source_dir, &home, &vars, tty)?;
+    let host = host_setup(lock, source_dir, &home, &vars, tty.is_some())?;
     let cwd = if host.binds.iter().any(|b| b.dst == home) {
         home.clone()
     } else {
@@ -190,7 +190,7 @@ pub fn build_step_spec(
         identity: Identity::Root,
         id_map: IdMapMode::Single,
         capabilities: Capabilities::PackageManager,
-        tty: false,
+        tty: None,
         allowed_mount_prefixes: Vec::new(),
         join: Vec::new(),
         // Set by the caller from the user's opt-out.

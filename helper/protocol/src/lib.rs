@@ -5,7 +5,9 @@
 //! capped at [`MAX_FRAME`]). It performs no I/O of its own besides reading and
 //! writing frames on a stream handed to it.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use bincode::Options;
@@ -107,6 +109,15 @@ pub struct Timings {
     pub exited: u64,
 }
 
+/// A terminal's window size (`struct winsize`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSize {
+    pub rows: u16,
+    pub cols: u16,
+    pub xpixel: u16,
+    pub ypixel: u16,
+}
+
 /// Declarative description of one workload run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSpec {
@@ -131,9 +142,13 @@ pub struct RunSpec {
     pub identity: Identity,
     pub id_map: IdMapMode,
     pub capabilities: Capabilities,
-    /// The caller's stdin is a terminal the workload inherits: the helper
-    /// then shares the host's devpts so the terminal keeps its name.
-    pub tty: bool,
+    /// `Some` for an interactive session (the caller's stdin and stdout are a terminal), with
+    /// that terminal's size. The workload then never sees the caller's terminal nor the host's
+    /// devpts: it gets a new pseudo-terminal of the environment's own devpts instance (its
+    /// stdin, stdout, stderr and controlling terminal, in a session of its own), sized like
+    /// the caller's. The helper passes the pty's master to the core (`SCM_RIGHTS`, attached to
+    /// the `Started` frame), which relays it to the caller's terminal.
+    pub tty: Option<TerminalSize>,
     /// Host paths under which bind sources are allowed (policy, validated by
     /// the core; the helper re-checks every source against it).
     pub allowed_mount_prefixes: Vec<PathBuf>,
@@ -322,15 +337,21 @@ pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, FrameError
         .map_err(|e| FrameError::Malformed(e.to_string()))
 }
 
-/// Writes one length-prefixed frame.
-pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), FrameError> {
+/// One whole frame (length prefix and body), for a caller that sends it itself (with a
+/// descriptor attached, say).
+pub fn frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     let body = encode(msg)?;
     // encode() capped the length at MAX_FRAME, which fits in u32.
     let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge(body.len() as u64))?;
     let mut buf = Vec::with_capacity(body.len() + 4);
     buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(&body);
-    w.write_all(&buf)?;
+    Ok(buf)
+}
+
+/// Writes one length-prefixed frame.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), FrameError> {
+    w.write_all(&frame(msg)?)?;
     w.flush()?;
     Ok(())
 }
@@ -344,6 +365,87 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, 
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
         Err(e) => return Err(e.into()),
     }
+    read_frame_body(len, r)
+}
+
+/// Writes one frame on a Unix stream socket with a copy of `fd` attached (`SCM_RIGHTS`, on
+/// the frame's first bytes); read it with [`read_frame_with_fd`]. A reader that uses
+/// [`read_frame`] gets the frame and the kernel closes the descriptor.
+pub fn write_frame_with_fd<T: Serialize>(
+    sock: &mut (impl Write + AsFd),
+    msg: &T,
+    fd: BorrowedFd<'_>,
+) -> Result<(), FrameError> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
+    let bytes = frame(msg)?;
+    let fds = [fd];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+        return Err(FrameError::Io(io::Error::from(io::ErrorKind::OutOfMemory)));
+    }
+    let sent = loop {
+        match sendmsg(
+            sock.as_fd(),
+            &[IoSlice::new(&bytes)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
+            Err(rustix::io::Errno::INTR) => {}
+            other => break other.map_err(io::Error::from)?,
+        }
+    };
+    // A blocking stream socket takes a frame this small at once; finish it should it not.
+    sock.write_all(bytes.get(sent..).unwrap_or_default())?;
+    sock.flush()?;
+    Ok(())
+}
+
+/// Reads one frame from a Unix stream socket together with the descriptor sent with it by
+/// [`write_frame_with_fd`], if any (received close-on-exec; should more arrive, all but the
+/// first are closed).
+pub fn read_frame_with_fd<T: for<'de> Deserialize<'de>>(
+    sock: &mut (impl Read + AsFd),
+) -> Result<(T, Option<OwnedFd>), FrameError> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    let mut fd = None;
+    while got < len.len() {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [IoSliceMut::new(&mut len[got..])];
+        let n = match recvmsg(
+            sock.as_fd(),
+            &mut iov,
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => other.map_err(io::Error::from)?.bytes,
+        };
+        for msg in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = msg {
+                for f in fds {
+                    if fd.is_none() {
+                        fd = Some(f);
+                    }
+                }
+            }
+        }
+        if n == 0 {
+            return Err(FrameError::Closed);
+        }
+        got += n;
+    }
+    Ok((read_frame_body(len, sock)?, fd))
+}
+
+/// The rest of a frame whose length prefix `len` has been read.
+fn read_frame_body<T: for<'de> Deserialize<'de>>(
+    len: [u8; 4],
+    r: &mut impl Read,
+) -> Result<T, FrameError> {
     let len = u32::from_le_bytes(len);
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(u64::from(len)));
@@ -373,7 +475,7 @@ mod tests {
             identity: Identity::Root,
             id_map: IdMapMode::Single,
             capabilities: Capabilities::None,
-            tty: false,
+            tty: None,
             allowed_mount_prefixes: vec![],
             join: vec![],
             allow_without_landlock: false,
@@ -420,6 +522,37 @@ mod tests {
         assert!(read_frame::<Request>(&mut buf.as_slice()).is_err());
         assert!(matches!(
             read_frame::<Request>(&mut [].as_slice()),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn a_descriptor_travels_with_its_frame() {
+        use std::os::unix::net::UnixStream;
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let (mut pipe_r, pipe_w) = std::io::pipe().unwrap();
+        let started = Reply::Started {
+            pid: 7,
+            timings: Timings::default(),
+        };
+        write_frame_with_fd(&mut a, &started, pipe_w.as_fd()).unwrap();
+        drop(pipe_w);
+        write_frame(&mut a, &Reply::Hello(Hello { version: 1, pid: 2 })).unwrap();
+        let (got, fd) = read_frame_with_fd::<Reply>(&mut b).unwrap();
+        assert_eq!(got, started);
+        // The received copy is the pipe's write end: what goes in comes out of the read end.
+        let mut w = std::fs::File::from(fd.expect("a descriptor"));
+        w.write_all(b"through").unwrap();
+        drop(w);
+        let mut text = String::new();
+        pipe_r.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "through");
+        // A frame without one reads the same, with none.
+        let (hello, none) = read_frame_with_fd::<Reply>(&mut b).unwrap();
+        assert!(matches!(hello, Reply::Hello(_)) && none.is_none());
+        drop(a);
+        assert!(matches!(
+            read_frame_with_fd::<Reply>(&mut b),
             Err(FrameError::Closed)
         ));
     }

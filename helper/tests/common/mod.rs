@@ -74,7 +74,7 @@ pub fn spec(store: &Store, argv: &[&str]) -> RunSpec {
         identity: Identity::Root,
         id_map: IdMapMode::Single,
         capabilities: karapace_helper_client::Capabilities::None,
-        tty: false,
+        tty: None,
         allowed_mount_prefixes: vec![],
         join: vec![],
         allow_without_landlock: false,
@@ -91,9 +91,8 @@ pub fn out(spec: &RunSpec) -> (i32, String) {
     (status.code(), String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// Directory holding the probe example (built by `cargo test`) and the host
-/// C library it links against, as bind mounts.
-pub fn probe_binds(spec: &mut RunSpec) {
+/// The directory of the examples built with the tests (the probe, kp-run).
+pub fn examples_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("exe");
     let examples = std::env::var_os("KARAPACE_PROBE_DIR").map_or_else(
         || {
@@ -104,7 +103,13 @@ pub fn probe_binds(spec: &mut RunSpec) {
         },
         PathBuf::from,
     );
-    let examples = std::fs::canonicalize(examples).expect("examples dir");
+    std::fs::canonicalize(examples).expect("examples dir")
+}
+
+/// Directory holding the probe example (built by `cargo test`) and the host
+/// C library it links against, as bind mounts.
+pub fn probe_binds(spec: &mut RunSpec) {
+    let examples = examples_dir();
     let libs = std::fs::canonicalize("/lib/x86_64-linux-gnu").expect("libdir");
     let lib64 = std::fs::canonicalize("/lib64").expect("lib64");
     for (src, dst) in [
