@@ -176,8 +176,8 @@ pub fn run_joined(p: &Prepared, events: File, go: OwnedFd, terminal: Option<Unix
     // SAFETY: the objects owning the other descriptors (the helper's socket, the request's
     // validated paths, the target's pidfd) are never used again; this process ends in
     // `exit_now`.
-    let closed = unsafe { sys::close_all_except(&keep) }
-        .map_err(|e| Step("close inherited descriptors", e));
+    let closed =
+        unsafe { sys::close_all_except(&keep) }.map_err(|e| Step("close inherited descriptors", e));
     let result = closed
         .and_then(|()| joinable(p))
         .and_then(|()| wait_release(go))
