@@ -20,6 +20,14 @@ use crate::error::{CoreError, Result};
 use lifecycle::Op;
 use resolve::Identified;
 
+/// The store with the archive caps of the user's config file (`archive_max_entries`,
+/// `archive_max_bytes`) for every layer it unpacks, as images get them.
+fn with_configured_limits(store: Store) -> Result<Store> {
+    let file = karapace_images::config::config_file_path();
+    store.set_archive_limits(karapace_images::archive_limits_from(file.as_deref())?);
+    Ok(store)
+}
+
 /// The engine over one store root.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -63,7 +71,7 @@ impl Engine {
     /// Opens the store for a read-only command; `None` when there is no store yet. Never creates one.
     pub fn open_read(&self) -> Result<Option<Store>> {
         match Store::open(&self.root) {
-            Ok(store) => Ok(Some(store)),
+            Ok(store) => Ok(Some(with_configured_limits(store)?)),
             Err(StoreError::NoStore(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -72,7 +80,7 @@ impl Engine {
     /// Opens (creating if needed) the store for a mutating command; this also recovers from any
     /// interrupted mutation recorded in the write-ahead log.
     pub fn open_write(&self) -> Result<Store> {
-        Ok(Store::open_or_init(&self.root)?)
+        with_configured_limits(Store::open_or_init(&self.root)?)
     }
 
     /// Opens an existing store for a command that needs an environment.
