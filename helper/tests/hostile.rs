@@ -209,3 +209,27 @@ fn endless_output_is_cut_off_at_the_cap() {
         karapace_helper_client::capture_bounded(&sh(&s, "head -c 1000 /dev/zero"), 1000).unwrap();
     assert_eq!((status.code(), out.len()), (0, 1000));
 }
+
+/// A bind target that a layer's symlink moves into `/dev` (`opt/devlink -> /dev`) is refused in
+/// the environment's init, though the target as written is fine.
+#[test]
+fn a_bind_target_redirected_into_dev_by_a_layer_link_is_refused() {
+    let s = store();
+    std::fs::create_dir_all(s.layer().join("opt")).unwrap();
+    std::os::unix::fs::symlink("/dev", s.layer().join("opt/devlink")).unwrap();
+    let src = s.root.join("shared");
+    std::fs::create_dir(&src).unwrap();
+    let mut sp = sh(&s, "echo ran");
+    sp.allowed_mount_prefixes = vec![src.clone()];
+    sp.binds = vec![BindMount {
+        src,
+        dst: "/opt/devlink/pts".into(),
+        readonly: false,
+    }];
+    match karapace_helper_client::capture(&sp) {
+        Err(HelperError::Refused(r)) => {
+            assert!(r.to_string().contains("kernel file system"), "{r}");
+        }
+        other => panic!("a bind into /dev through a link was not refused: {other:?}"),
+    }
+}

@@ -410,9 +410,37 @@ pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
 
     // Policy binds (home, display and audio sockets, fonts, manifest mounts).
     for (b, fd) in p.binds.iter().zip(&fds.binds) {
+        refuse_kernel_target(r, &b.dst, b.is_dir)?;
         bind(r, &fd_path(fd.as_fd()), &b.dst, b.is_dir, b.readonly)?;
     }
     Ok(root)
+}
+
+/// A policy bind's target, as resolved inside the new root (the image's symlinks followed), must
+/// not land in `/proc`, `/sys` or `/dev`: the helper checks the target as written, but a link
+/// in a layer (`opt/devlink -> /dev`) could move it there.
+fn refuse_kernel_target(r: BorrowedFd<'_>, dst: &Path, is_dir: bool) -> Result<(), Step> {
+    let target = if is_dir {
+        step("bind target", ensure_dir(r, dst))?
+    } else {
+        step("bind target", ensure_file(r, dst))?
+    };
+    let root = step("bind target", nix::fcntl::readlink(&fd_path(r)))?;
+    let resolved = step(
+        "bind target",
+        nix::fcntl::readlink(&fd_path(target.as_fd())),
+    )?;
+    let inside = Path::new(&resolved)
+        .strip_prefix(Path::new(&root))
+        .map_err(|_| Step("bind target outside the root", Errno::EXDEV))?;
+    match inside.components().next() {
+        Some(std::path::Component::Normal(first))
+            if ["proc", "sys", "dev"].iter().any(|k| first == *k) =>
+        {
+            Err(Step("bind target in a kernel file system", Errno::EPERM))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `/proc` for the current pid namespace, with /proc/sys and

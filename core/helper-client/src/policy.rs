@@ -399,8 +399,10 @@ fn gui_integration(policy: &Policy, var: &dyn Fn(&str) -> Option<String>, s: &mu
         }
         if policy.pipewire {
             shared_runtime |= s.add(&rt.join("pipewire-0"), &rt.join("pipewire-0"), false);
-            shared_runtime |= s.add(&rt.join("pulse/native"), &rt.join("pulse/native"), false);
-            if let Some(ps) = var("PULSE_SERVER") {
+            let pulse = s.add(&rt.join("pulse/native"), &rt.join("pulse/native"), false);
+            shared_runtime |= pulse;
+            // Only with the socket it is there to name.
+            if let (true, Some(ps)) = (pulse, var("PULSE_SERVER")) {
                 s.env.push(("PULSE_SERVER".to_owned(), ps));
             }
         }

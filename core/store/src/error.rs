@@ -128,7 +128,22 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> St
 
 /// Same as [`io_err`] but naming a path.
 pub(crate) fn io_at(what: &str, path: &std::path::Path) -> impl FnOnce(io::Error) -> StoreError {
-    io_err(format!("{what} {}", path.display()))
+    io_err(format!("{what} {}", shown_path(path)))
+}
+
+/// A path for an error message, at most 1 KiB of it: archive entries may carry names of up to a
+/// MiB (GNU long names), and an error must not become a megabyte of terminal output.
+pub(crate) fn shown_path(path: &std::path::Path) -> String {
+    const MAX: usize = 1024;
+    let full = path.display().to_string();
+    if full.len() <= MAX {
+        return full;
+    }
+    let mut end = MAX;
+    while !full.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &full[..end], full.len())
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

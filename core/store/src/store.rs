@@ -159,8 +159,18 @@ pub(crate) fn read_format_version(layout: &Layout) -> Result<Option<u32>> {
 /// root owned by someone else is refused (the caller cannot make it safe: its owner could
 /// open it again at any time).
 pub(crate) fn secure_root(root: &Path) -> Result<()> {
-    let meta = fs::metadata(root).map_err(io_at("stat store root", root))?;
     let me = nix::unistd::geteuid().as_raw();
+    // A store root may be a symlink of the user's own (a store on another disk), never one
+    // another user planted (`/tmp/x -> ~victim`: the store, and its chmod, would land there).
+    let link = fs::symlink_metadata(root).map_err(io_at("stat store root", root))?;
+    if link.file_type().is_symlink() && link.uid() != me && link.uid() != 0 {
+        return Err(StoreError::Insecure(format!(
+            "the store root {} is a symbolic link owned by uid {}, not by you (uid {me});              choose another root with --store",
+            root.display(),
+            link.uid()
+        )));
+    }
+    let meta = fs::metadata(root).map_err(io_at("stat store root", root))?;
     if meta.uid() != me {
         return Err(StoreError::Insecure(format!(
             "the store root {} belongs to uid {}, not to you (uid {me}); a store must be \

@@ -433,7 +433,7 @@ fn archive_err(e: io::Error) -> StoreError {
 
 fn unsafe_entry(path: &Path, reason: &str) -> StoreError {
     StoreError::UnsafeArchive {
-        path: path.display().to_string(),
+        path: crate::error::shown_path(path),
         reason: reason.to_string(),
     }
 }
@@ -723,16 +723,28 @@ impl Unpacker<'_> {
                 }
                 self.ensure_parents(&tcomps, false, &raw_path)?;
                 let src_abs = self.root.join(tcomps.iter().collect::<PathBuf>());
-                match fs::symlink_metadata(&src_abs) {
+                let links_to_symlink = match fs::symlink_metadata(&src_abs) {
                     Ok(m) if m.is_dir() => {
                         return Err(unsafe_entry(&raw_path, "hard link to a directory"));
                     }
-                    Ok(_) => {}
+                    Ok(m) => m.file_type().is_symlink(),
                     Err(_) => return Err(unsafe_entry(&raw_path, "hard link to a missing entry")),
-                }
+                };
                 self.ensure_parents(&comps, true, &raw_path)?;
+                // A hard link to a symlink is a second symlink with the same text in another
+                // directory, where a relative target may climb out: check it like one.
+                let check = self.opts.reject_escaping_symlinks && links_to_symlink;
+                if check {
+                    let text = fs::read_link(&src_abs).map_err(io_at("read link", &src_abs))?;
+                    if symlink_escapes(self.root, &rel, &text)? {
+                        return Err(unsafe_entry(&raw_path, "symlink points outside the tree"));
+                    }
+                }
                 Self::clear_slot(&abs, &raw_path, false)?;
                 fs::hard_link(&src_abs, &abs).map_err(io_at("create hard link", &abs))?;
+                if check {
+                    self.links.push(rel.clone());
+                }
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
                 let major = e.header().device_major().ok().flatten().unwrap_or(1);
@@ -879,6 +891,8 @@ pub struct ArchiveGuard<R> {
     block: [u8; BLOCK],
     pax: Vec<u8>,
     pax_size: Option<u64>,
+    /// A pax (`x`) header was read and no entry has consumed it yet.
+    pax_pending: bool,
     entries: u64,
     bytes: u64,
     /// What follows the header being served.
@@ -948,6 +962,7 @@ impl<R: Read> ArchiveGuard<R> {
             block: [0; BLOCK],
             pax: Vec::new(),
             pax_size: None,
+            pax_pending: false,
             entries: 0,
             bytes: 0,
             after_header: None,
@@ -997,8 +1012,15 @@ impl<R: Read> ArchiveGuard<R> {
             if kind != b'g' && !recognized_magic(h) {
                 return Err(format!("{what} header in a pre-POSIX tar header"));
             }
+            // The tar crate hands a `g` entry back as an ordinary entry that consumes a pending
+            // `x` (and its size), and errors on two `x` in a row; rather than follow it through
+            // those corners (where the two could disagree on where entries start), refuse them.
+            if self.pax_pending && matches!(kind, b'g' | b'x') {
+                return Err(format!("{what} header right after a pax header"));
+            }
             if kind == b'x' {
                 self.pax.clear();
+                self.pax_pending = true;
             }
             return Ok(GuardState::Data {
                 data: size,
@@ -1010,6 +1032,7 @@ impl<R: Read> ArchiveGuard<R> {
             return Err("GNU sparse entries are not supported".into());
         }
         let size = self.pax_size.take().unwrap_or(size);
+        self.pax_pending = false;
         self.entries += 1;
         self.bytes = self.bytes.saturating_add(size);
         if self.entries > self.limits.max_entries {

@@ -141,6 +141,32 @@ fn a_store_root_owned_by_someone_else_is_refused() {
     assert!(!root.join("store").exists());
 }
 
+/// `/tmp/x -> ~victim`, planted by another user: the victim's `--store /tmp/x` must not put the
+/// store (and its chmod) into the link's target. Only root can give a symlink to another owner,
+/// so the unprivileged run checks that the user's own link is accepted.
+#[test]
+fn a_store_root_symlink_planted_by_another_user_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().join("victim-home");
+    fs::create_dir(&target).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+    let link = t.path().join("x");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    if is_root() {
+        std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
+        let e = Store::open_or_init(&link).unwrap_err();
+        assert!(
+            matches!(&e, StoreError::Insecure(m) if m.contains("symbolic link owned by uid 65534")),
+            "{e}"
+        );
+        assert_eq!(mode(&target), 0o755, "left untouched");
+        assert!(!target.join("store").exists());
+    } else {
+        Store::open_or_init(&link).unwrap();
+        assert!(target.join("store").exists());
+    }
+}
+
 /// A workload-like upper: set-id files, a file capability, and a setgid directory.
 fn privileged_upper(dir: &Path) {
     write(&dir.join("usr/bin/suid"), b"#!/bin/sh\n");
@@ -300,6 +326,41 @@ fn pax_record(key: &str, value: &str) -> String {
     format!("{len}{body}")
 }
 
+/// The review's bypass: `x{size=huge}`, then `g`, then a file, then a long-name entry. The tar
+/// crate lets the `g` entry consume the pending `x`, so the guard, had it applied the huge size
+/// to the file, would never have seen the long-name header the crate then reads whole.
+#[test]
+fn a_global_pax_header_cannot_desynchronise_the_guard() {
+    let rec = pax_record("size", "214748364800");
+    let mut a = raw_header("pax", b'x', rec.len() as u64);
+    a.extend(padded(rec.into_bytes()));
+    a.extend(raw_header("global", b'g', 0));
+    a.extend(raw_header("f", b'0', 0));
+    a.extend(raw_header("././@LongLink", b'L', 8 << 20));
+    a.resize(a.len() + 64 * 1024, b'a');
+    let e = unpack_err(&a, UnpackOptions::default());
+    assert!(
+        matches!(&e, StoreError::UnsafeArchive { reason, .. } if reason.contains("right after a pax header")),
+        "{e}"
+    );
+    // Two pax headers for one entry are refused too.
+    let rec = pax_record("path", "x");
+    let mut a = raw_header("pax", b'x', rec.len() as u64);
+    a.extend(padded(rec.clone().into_bytes()));
+    a.extend(raw_header("pax", b'x', rec.len() as u64));
+    a.extend(padded(rec.into_bytes()));
+    a.extend(raw_header("f", b'0', 0));
+    a.extend([0u8; 1024]);
+    assert!(
+        unpack(
+            &a[..],
+            tempfile::tempdir().unwrap().path(),
+            UnpackOptions::default()
+        )
+        .is_err()
+    );
+}
+
 #[test]
 fn pax_headers_are_bounded_and_their_size_is_followed() {
     // Too big: a pax header is read whole by the tar crate.
@@ -416,6 +477,30 @@ fn symlink_chains_that_leave_the_tree_are_refused_in_either_order() {
             "{why}: {e}"
         );
     }
+}
+
+/// A hard link to a symlink is a copy of the symlink elsewhere: `a/b/c/l -> ../../../x` stays
+/// inside where it is, but a hard link to it at the top climbs out.
+#[test]
+fn a_hard_link_to_a_symlink_is_checked_where_it_lands() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    h.set_mode(0o777);
+    b.append_link(&mut h, "a/b/c/l", "../../../x").unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_size(0);
+    h.set_mode(0o777);
+    b.append_link(&mut h, "esc", "a/b/c/l").unwrap();
+    let bytes = b.into_inner().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let e = unpack(&bytes[..], t.path(), UnpackOptions::default()).unwrap_err();
+    assert!(
+        matches!(&e, StoreError::UnsafeArchive { reason, .. } if reason.contains("outside the tree")),
+        "{e}"
+    );
 }
 
 #[test]
