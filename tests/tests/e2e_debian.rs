@@ -1034,3 +1034,43 @@ fn set_id_files_of_a_workload_reach_no_layer_and_no_other_user() {
         );
     }
 }
+
+/// Issue 13 (installer output): a failed install shows the installer's own last lines and where
+/// the whole log is; `-v` streams the installer's output as it comes.
+#[test]
+fn a_failed_install_shows_the_installers_reason_and_keeps_the_log() {
+    let Some(mirror) = Mirror::fixture() else {
+        return;
+    };
+    let dir = TestDir::new("e2e-install-log");
+    let server = mirror.serve_http();
+    let k = Karapace::new(&dir).image_server(server.url());
+    let manifest = dir.write_project_file(
+        "karapace.toml",
+        &format!("{BARE_MANIFEST}\n[system]\npackages = [\"karapace-no-such-package\"]\n"),
+    );
+    let manifest = manifest.to_string_lossy().into_owned();
+    let out = k.run(&["build", &manifest]);
+    out.assert_code(1);
+    let err = out.stderr_str();
+    assert!(
+        err.contains("Unable to locate package karapace-no-such-package"),
+        "the installer's own message: {out}"
+    );
+    let log = err
+        .split("the whole log is ")
+        .nth(1)
+        .and_then(|rest| rest.split("):").next())
+        .unwrap_or_else(|| panic!("no log path in: {err}"));
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{log}: {e}"));
+    assert!(text.contains("$ apt-get"), "each step is named in the log: {text}");
+    assert!(text.contains("Unable to locate package"), "{text}");
+    assert!(out.stdout_str().is_empty(), "nothing but results on stdout: {out}");
+
+    let verbose = k.run(&["-v", "build", &manifest]);
+    verbose.assert_code(1);
+    assert!(
+        verbose.stderr_str().matches("Reading package lists").count() >= 1,
+        "-v streams the installer's output: {verbose}"
+    );
+}

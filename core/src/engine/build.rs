@@ -24,6 +24,8 @@ pub struct BuildRequest {
 pub struct BuildOutcome {
     pub env: EnvMetadata,
     pub unchanged: bool,
+    /// The installer log of this build (`<store>/logs/`), when it installed packages.
+    pub install_log: Option<PathBuf>,
 }
 
 /// The lock file that belongs to a manifest: `karapace.lock` beside it.
@@ -68,17 +70,20 @@ impl Engine {
             return Ok(BuildOutcome {
                 env,
                 unchanged: true,
+                install_log: None,
             });
         }
         // Builds hold a lease so a concurrent gc cannot collect layers imported for an
         // environment whose metadata is not written yet.
         let _lease = store.build_lease()?;
         let locked = existing.as_ref().filter(|_| req.locked);
+        let mut install_log = None;
         let (lock, base_layer, dependency_layers) = match manifest.runtime_backend {
             Backend::Mock => build_mock(&store, &manifest, locked)?,
             Backend::Namespace => {
                 let landlock_optout = runtime::allow_without_landlock(self.allow_without_landlock)?;
                 let built = pipeline::build(&store, &manifest, req, locked, landlock_optout)?;
+                install_log = built.install_log;
                 (built.lock, built.base_layer, built.dependency_layers)
             }
             Backend::Oci => {
@@ -138,6 +143,7 @@ impl Engine {
         Ok(BuildOutcome {
             env,
             unchanged: false,
+            install_log,
         })
     }
 
@@ -196,6 +202,7 @@ impl Engine {
         Ok(BuildOutcome {
             env,
             unchanged: false,
+            install_log: outcome.install_log.clone(),
         })
     }
 }

@@ -6,7 +6,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use karapace_helper_client::{self as hc, Network, StdioMode};
+use std::process::Stdio;
+
+use karapace_helper_client::{self as hc, Network};
 use karapace_images::{CachedImage, ImageCache, ImageConfig};
 use karapace_plugin_host::{PackageRequest, Plugin, PluginHost, StepOptions};
 use karapace_schema::{LockFile, NormalizedManifest, ResolvedPackage};
@@ -22,6 +24,8 @@ pub struct Built {
     pub lock: LockFile,
     pub base_layer: String,
     pub dependency_layers: Vec<String>,
+    /// Where the installer steps' output went (when packages were installed).
+    pub install_log: Option<PathBuf>,
 }
 
 pub fn build(
@@ -61,8 +65,8 @@ pub fn build(
     let pinned: Vec<ResolvedPackage> = locked
         .map(|l| l.resolved_packages.clone())
         .unwrap_or_default();
-    let (packages, dependency_layers) = if manifest.system_packages.is_empty() {
-        (Vec::new(), Vec::new())
+    let (packages, dependency_layers, install_log) = if manifest.system_packages.is_empty() {
+        (Vec::new(), Vec::new(), None)
     } else {
         let layer = install(
             store,
@@ -72,13 +76,14 @@ pub fn build(
             req.offline,
             allow_without_landlock,
         )?;
-        (layer.0, vec![layer.1])
+        (layer.0, vec![layer.1], Some(layer.2))
     };
     let lock = LockFile::from_resolved(manifest, &image.digest, packages);
     Ok(Built {
         lock,
         base_layer,
         dependency_layers,
+        install_log,
     })
 }
 
@@ -118,7 +123,7 @@ fn install(
     pinned: &[ResolvedPackage],
     offline: bool,
     allow_without_landlock: bool,
-) -> Result<(Vec<ResolvedPackage>, String)> {
+) -> Result<(Vec<ResolvedPackage>, String, PathBuf)> {
     let base_tree = store.layer_tree(base_layer)?;
     let host = PluginHost::load(&PluginHost::default_dirs()).map_err(CoreError::plugin)?;
     let plugin = host
@@ -167,6 +172,7 @@ fn install(
     }
     let root = canonical_root(store)?;
     let lowers = vec![base_tree.clone()];
+    let (log_path, mut log) = store.new_build_log()?;
     for step in &steps {
         let mut spec = build_step_spec(
             &root,
@@ -179,18 +185,14 @@ fn install(
         );
         spec.allow_without_landlock = allow_without_landlock;
         tracing::info!("{}: {}", plugin.name(), step.argv.join(" "));
-        let status = hc::run(&spec, StdioMode::Null).map_err(CoreError::helper)?;
+        let status = run_logged(&spec, &mut log)?;
         if status.code() != 0 {
-            let hint = if pinned.is_empty() {
-                ""
-            } else {
-                " (a locked version may no longer be available)"
-            };
-            return Err(CoreError::Other(format!(
-                "package installation failed: `{}` exited with status {}{hint}",
-                step.argv.join(" "),
-                status.code()
-            )));
+            return Err(install_failed(
+                &step.argv,
+                status.code(),
+                !pinned.is_empty(),
+                &log_path,
+            ));
         }
     }
     let dirs = StepDirs {
@@ -219,7 +221,7 @@ fn install(
         Some(base_layer),
         ImportOptions { adopt_tree: true },
     )?;
-    Ok((resolved, layer.hash))
+    Ok((resolved, layer.hash, log_path))
 }
 
 /// Where a build step runs, and whether it may run without Landlock.
@@ -271,6 +273,91 @@ fn query(
         resolved.push(p.clone());
     }
     Ok(resolved)
+}
+
+/// The error for a failed installer step: what ran, its status, and the installer's last lines
+/// (its real message, e.g. dpkg's) with the path of the whole log.
+fn install_failed(argv: &[String], code: i32, locked: bool, log: &Path) -> CoreError {
+    let hint = if locked {
+        " (a locked version may no longer be available)"
+    } else {
+        ""
+    };
+    CoreError::Other(format!(
+        "package installation failed: `{}` exited with status {code}{hint}\n\
+         the installer's last lines (the whole log is {}):\n{}",
+        argv.join(" "),
+        log.display(),
+        log_tail(log, TAIL_LINES)
+    ))
+}
+
+/// Lines of the installer's output an installation failure shows.
+const TAIL_LINES: usize = 25;
+
+/// Runs one installer step with its stdout and stderr appended to `log` (after a `$ argv`
+/// line). With `-v` (debug logging) the output is also streamed to stderr as it comes.
+fn run_logged(spec: &hc::RunSpec, log: &mut fs::File) -> Result<hc::WaitStatus> {
+    use std::io::Write;
+    let io = |e| CoreError::io("cannot write the build log", e);
+    writeln!(log, "$ {}", spec.argv.join(" ")).map_err(io)?;
+    let live = tracing::enabled!(tracing::Level::DEBUG);
+    let session = if live {
+        let (read, write) = std::io::pipe().map_err(io)?;
+        let err = write.try_clone().map_err(io)?;
+        let mut sink = log.try_clone().map_err(io)?;
+        let tee = std::thread::spawn(move || tee_to_stderr(read, &mut sink));
+        let session = hc::spawn_with(spec, Stdio::null(), write.into(), err.into());
+        // The helper's copies of the pipe end with it; the thread ends at its end of file.
+        let waited = session.and_then(hc::Session::wait);
+        let _ = tee.join();
+        waited
+    } else {
+        let out = log.try_clone().map_err(io)?;
+        let err = log.try_clone().map_err(io)?;
+        hc::spawn_with(spec, Stdio::null(), out.into(), err.into()).and_then(hc::Session::wait)
+    };
+    Ok(session.map_err(CoreError::helper)?.status)
+}
+
+/// Copies the installer's output to the log and to stderr (escaped: it is a package's text).
+fn tee_to_stderr(mut from: impl std::io::Read, log: &mut fs::File) {
+    use std::io::Write;
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let _ = log.write_all(&buf[..n]);
+                let text = String::from_utf8_lossy(&buf[..n]);
+                let _ = write!(
+                    std::io::stderr(),
+                    "{}",
+                    crate::output::escape(&text, crate::output::Newlines::Keep)
+                );
+            }
+        }
+    }
+}
+
+/// The last `lines` lines of the log at `path` (at most its last 64 KiB), for an error message.
+fn log_tail(path: &Path, lines: usize) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    const WINDOW: u64 = 64 * 1024;
+    let Ok(mut f) = fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(WINDOW)));
+    let mut bytes = Vec::new();
+    let _ = f.take(WINDOW).read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// overlayfs leaves `work/work` with mode 000; make it removable by its owner.

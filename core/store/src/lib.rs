@@ -13,6 +13,7 @@ pub mod fsutil;
 mod gc;
 mod layers;
 mod lease;
+mod logs;
 mod meta;
 pub mod migrate;
 mod objects;

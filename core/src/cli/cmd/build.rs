@@ -40,6 +40,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs, rebuild: bool) -> Result<i32> {
         ))?;
         output::line(&format!("env_id: {}", env.env_id))?;
     }
+    if let Some(log) = &outcome.install_log {
+        output::note(&format!("installer log: {}", log.display()));
+    }
     report_host_shares(ctx, env);
     Ok(0)
 }
