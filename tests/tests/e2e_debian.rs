@@ -1063,14 +1063,24 @@ fn a_failed_install_shows_the_installers_reason_and_keeps_the_log() {
         .and_then(|rest| rest.split("):").next())
         .unwrap_or_else(|| panic!("no log path in: {err}"));
     let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{log}: {e}"));
-    assert!(text.contains("$ apt-get"), "each step is named in the log: {text}");
+    assert!(
+        text.contains("$ apt-get"),
+        "each step is named in the log: {text}"
+    );
     assert!(text.contains("Unable to locate package"), "{text}");
-    assert!(out.stdout_str().is_empty(), "nothing but results on stdout: {out}");
+    assert!(
+        out.stdout_str().is_empty(),
+        "nothing but results on stdout: {out}"
+    );
 
     let verbose = k.run(&["-v", "build", &manifest]);
     verbose.assert_code(1);
     assert!(
-        verbose.stderr_str().matches("Reading package lists").count() >= 1,
+        verbose
+            .stderr_str()
+            .matches("Reading package lists")
+            .count()
+            >= 1,
         "-v streams the installer's output: {verbose}"
     );
 }
