@@ -69,6 +69,13 @@ pub enum CoreError {
 
     #[error("{0}")]
     Other(String),
+
+    /// An error and what the user can do about it (exit code of the error).
+    #[error("{error}\nhint: {hint}")]
+    Hinted {
+        error: Box<CoreError>,
+        hint: String,
+    },
 }
 
 impl CoreError {
@@ -92,8 +99,18 @@ impl CoreError {
     }
 
     /// The process exit code for this error.
+    /// This error with a hint of what to do about it.
+    #[must_use]
+    pub fn with_hint(self, hint: &str) -> CoreError {
+        CoreError::Hinted {
+            error: Box::new(self),
+            hint: hint.to_owned(),
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
+            CoreError::Hinted { error, .. } => error.exit_code(),
             CoreError::Manifest(_) | CoreError::Usage(_) | CoreError::PackageName { .. } => 2,
             CoreError::Helper(e) => e.exit_code(),
             CoreError::Store(e) if e.is_store_error() => 3,

@@ -8,6 +8,7 @@
 //! signals and the workload's exit status.
 
 mod relay;
+mod tree;
 mod validate;
 
 use std::ffi::OsString;
@@ -18,7 +19,7 @@ use interprocess::local_socket::{GenericFilePath, Stream, ToFsName, prelude::*};
 use interprocess::os::unix::uds_local_socket::Stream as UdStream;
 use karapace_backend_namespace as backend;
 use karapace_protocol::{
-    FrameError, Hello, PROTOCOL_VERSION, Refusal, Reply, Request, read_frame, write_frame,
+    FrameError, Hello, ID_MAPS_FULL, ID_MAPS_SINGLE, PROTOCOL_VERSION, Refusal, Reply, Request, read_frame, write_frame,
 };
 use nix::sys::signal::SigmaskHow;
 
@@ -44,6 +45,9 @@ enum Invocation {
     Version,
     /// `--landlock-abi`: the kernel's Landlock ABI as this helper sees it (`karapace doctor`).
     LandlockAbi,
+    /// `--id-maps`: which id maps environments of this user get ([`ID_MAPS_FULL`] or
+    /// [`ID_MAPS_SINGLE`], then a description), so the core knows whether owners are kept.
+    IdMaps,
     /// `--socket <path>`: serve one request of the core, on a kernel with `landlock_abi`.
     Serve {
         socket: OsString,
@@ -57,6 +61,7 @@ fn invocation(args: &[OsString]) -> Option<Invocation> {
     match text.as_slice() {
         [Some("--version")] => Some(Invocation::Version),
         [Some("--landlock-abi")] => Some(Invocation::LandlockAbi),
+        [Some("--id-maps")] => Some(Invocation::IdMaps),
         [Some("--socket"), _] => Some(Invocation::Serve {
             socket: args[1].to_os_string(),
             landlock_abi: backend::landlock_abi(),
@@ -84,6 +89,19 @@ fn serve_or_answer(args: &[OsString]) -> Result<(OsString, Option<i32>), ExitCod
             match backend::landlock_abi() {
                 Some(v) => println!("{v}"),
                 None => println!("none"),
+            }
+            Err(ExitCode::SUCCESS)
+        }
+        Some(Invocation::IdMaps) => {
+            let uid = nix::unistd::getuid().as_raw();
+            let gid = nix::unistd::getgid().as_raw();
+            match backend::IdMap::full(uid, gid) {
+                Ok(backend::IdMap::Subordinate { uid: u, gid: g }) => println!(
+                    "{ID_MAPS_FULL} subordinate uids {}+{} gids {}+{}",
+                    u.start, u.count, g.start, g.count
+                ),
+                Ok(map) => println!("{ID_MAPS_FULL} {map:?}"),
+                Err(r) => println!("{ID_MAPS_SINGLE} {r}"),
             }
             Err(ExitCode::SUCCESS)
         }
@@ -176,7 +194,16 @@ fn main() -> ExitCode {
 
     let spec = match read_frame::<Request>(&mut stream) {
         Ok(Request::Run(spec)) => *spec,
-        Ok(_) => return fail(&mut stream, Refusal::Protocol("expected Run".into())),
+        Ok(Request::Tree(job)) => {
+            return match tree::serve(job, uid, gid, landlock_abi) {
+                Ok(stats) => match write_frame(&mut stream, &Reply::TreeDone(stats)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(_) => ExitCode::from(1),
+                },
+                Err(r) => fail(&mut stream, r),
+            };
+        }
+        Ok(_) => return fail(&mut stream, Refusal::Protocol("expected Run or Tree".into())),
         Err(e) => return fail(&mut stream, protocol(&e)),
     };
     let t_request = backend::now_ns();

@@ -90,8 +90,8 @@ fn forward_report(
             let _ = write_frame(stream, &reply);
             Next::Exit(ExitCode::from(1))
         }
-        Ok(Reply::Hello(_)) | Err(_) => {
-            // The init process died without reporting (SIGKILL).
+        // The init process died without reporting (SIGKILL), or sent what it never sends.
+        Ok(Reply::Hello(_) | Reply::TreeDone(_)) | Err(_) => {
             let status = init_status(init);
             let timings = karapace_protocol::Timings {
                 request: t_request,

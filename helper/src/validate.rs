@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
 use karapace_backend_namespace::{
-    IdMap, Opened, Prepared, PreparedBind, PreparedUpper, landlock_decision, subordinate_ranges,
+    IdMap, Opened, Prepared, PreparedBind, PreparedUpper, landlock_decision,
 };
 use karapace_protocol::{IdMapMode, Identity, Refusal, RunSpec, Upper, limits};
 use nix::errno::Errno;
@@ -34,7 +34,7 @@ fn check_len(what: &str, got: usize, max: usize) -> Result<(), Refusal> {
 }
 
 /// Absolute, with only normal components (no `.`, `..`, or repeated roots).
-fn normalized(p: &Path) -> Result<(), Refusal> {
+pub(crate) fn normalized(p: &Path) -> Result<(), Refusal> {
     check_len("path", p.as_os_str().len(), limits::MAX_STRING)?;
     let mut comps = p.components();
     let ok = comps.next() == Some(Component::RootDir)
@@ -54,7 +54,7 @@ fn first_component(p: &Path) -> Option<&std::ffi::OsStr> {
     })
 }
 
-fn open_err(path: &Path, e: Errno) -> Refusal {
+pub(crate) fn open_err(path: &Path, e: Errno) -> Refusal {
     match e {
         Errno::ELOOP => Refusal::Symlink(path.to_path_buf()),
         Errno::EXDEV => Refusal::OutsideStore(path.to_path_buf()),
@@ -74,13 +74,13 @@ fn how(dir: bool, resolve: ResolveFlag) -> OpenHow {
 }
 
 /// Opens an absolute host path with no symbolic link anywhere along it.
-fn open_absolute(p: &Path, dir: bool) -> Result<OwnedFd, Refusal> {
+pub(crate) fn open_absolute(p: &Path, dir: bool) -> Result<OwnedFd, Refusal> {
     normalized(p)?;
     openat2(AT_FDCWD, p, how(dir, ResolveFlag::RESOLVE_NO_SYMLINKS)).map_err(|e| open_err(p, e))
 }
 
 /// Opens `p` beneath the already opened `base` (whose path is `base_path`).
-fn open_beneath(base: &OwnedFd, base_path: &Path, p: &Path, dir: bool) -> Result<OwnedFd, Refusal> {
+pub(crate) fn open_beneath(base: &OwnedFd, base_path: &Path, p: &Path, dir: bool) -> Result<OwnedFd, Refusal> {
     let rel = p
         .strip_prefix(base_path)
         .map_err(|_| Refusal::OutsideStore(p.to_path_buf()))?;
@@ -297,15 +297,7 @@ pub fn prepare(
         }
         env.push(cstring("environment entry", &format!("{k}={v}"))?);
     }
-    let id_map = match (spec.id_map, spec.identity) {
-        (IdMapMode::Auto, Identity::Root) => {
-            subordinate_ranges(uid, gid).map_or(IdMap::Single, |(u, g)| IdMap::Subordinate {
-                uid: u,
-                gid: g,
-            })
-        }
-        _ => IdMap::Single,
-    };
+    let (id_map, ignore_chown) = id_maps(spec.id_map, spec.identity, uid, gid)?;
     Ok(Prepared {
         lowers,
         upper,
@@ -320,11 +312,32 @@ pub fn prepare(
         limits: spec.limits,
         identity: spec.identity,
         id_map,
+        ignore_chown,
         capabilities: spec.capabilities,
         tty: spec.tty,
         join: spec.join,
         landlock,
     })
+}
+
+/// The id maps of a request, and whether `chown` is to be skipped ([`IdMapMode::Collapsed`]).
+/// In full maps the caller is root inside: a request to run as the caller's own uid can only
+/// have them when the caller is root.
+fn id_maps(
+    mode: IdMapMode,
+    identity: Identity,
+    uid: u32,
+    gid: u32,
+) -> Result<(IdMap, bool), Refusal> {
+    match (mode, identity) {
+        (IdMapMode::Single, _) => Ok((IdMap::Single, false)),
+        (IdMapMode::Collapsed, Identity::Root) => Ok((IdMap::Single, true)),
+        (IdMapMode::Full, Identity::Root) => Ok((IdMap::full(uid, gid)?, false)),
+        (IdMapMode::Full, Identity::Caller) if uid == 0 => Ok((IdMap::full(uid, gid)?, false)),
+        (mode, identity) => Err(Refusal::Invalid(format!(
+            "id maps {mode:?} cannot run a workload as {identity:?}"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Id maps: single-id maps by default, the caller's subordinate range when
-//! /etc/subuid grants one (newuidmap/newgidmap run before `no_new_privs`).
+//! Id maps: single-id maps by default; full maps (root: every id to itself; a user: the
+//! subordinate range from /etc/subuid, written by newuidmap/newgidmap before `no_new_privs`);
+//! collapsed maps, where `chown` succeeds without effect.
 
 mod common;
 
@@ -26,40 +27,77 @@ fn caller_identity_keeps_own_uid() {
     assert_eq!(o.trim(), nix::unistd::getuid().to_string());
 }
 
+/// Whether this user's /etc/subuid entry grants a full range (the tests run as root and as a
+/// user with one; CI creates it).
+fn granted_full_range() -> bool {
+    let uid = nix::unistd::getuid();
+    let Some(name) = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name) else {
+        return false;
+    };
+    std::fs::read_to_string("/etc/subuid").is_ok_and(|t| {
+        t.lines().any(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            f.len() == 3 && f[0] == name && f[2].parse::<u32>().is_ok_and(|c| c >= 65_535)
+        })
+    })
+}
+
 #[test]
-fn auto_uses_subordinate_range_when_granted() {
+fn full_maps_keep_owners_or_are_refused_without_a_range() {
     let s = store();
     let mut sp = sh(
         &s,
-        "wc -l < /proc/self/uid_map; (touch /tmp/f && chown 1000:1000 /tmp/f && echo chown-ok) 2>&1; true",
+        "cat /proc/self/uid_map; touch /tmp/f && chown 6:12 /tmp/f && stat -c %u:%g /tmp/f",
     );
-    sp.id_map = IdMapMode::Auto;
+    sp.id_map = IdMapMode::Full;
+    sp.capabilities = karapace_helper_client::Capabilities::PackageManager;
+    if nix::unistd::getuid().is_root() {
+        let (code, o) = out(&sp);
+        assert_eq!(code, 0, "{o}");
+        let map: Vec<&str> = o.lines().next().unwrap_or("").split_whitespace().collect();
+        assert_eq!(map, ["0", "0", "65536"], "root maps every id to itself: {o}");
+        assert_eq!(o.lines().last(), Some("6:12"), "{o}");
+    } else if granted_full_range() {
+        let (code, o) = out(&sp);
+        assert_eq!(code, 0, "{o}");
+        assert_eq!(o.lines().count(), 3, "own id plus the range: {o}");
+        assert_eq!(o.lines().last(), Some("6:12"), "{o}");
+    } else {
+        let err = karapace_helper_client::run(&sp, karapace_helper_client::StdioMode::Null)
+            .expect_err("full maps without a range must be refused");
+        assert!(
+            matches!(
+                err,
+                karapace_helper_client::HelperError::Refused(
+                    karapace_helper_client::Refusal::NoSubordinateRange
+                )
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn collapsed_maps_let_chown_succeed_and_change_nothing() {
+    let s = store();
+    let mut sp = sh(
+        &s,
+        "touch /tmp/f && chown 6:12 /tmp/f && chown -h 7 /tmp/f && echo chown-ok; stat -c %u:%g /tmp/f; wc -l < /proc/self/uid_map",
+    );
+    sp.id_map = IdMapMode::Collapsed;
     sp.capabilities = karapace_helper_client::Capabilities::PackageManager;
     let (code, o) = out(&sp);
     assert_eq!(code, 0, "{o}");
-    let uid = nix::unistd::getuid();
-    let granted = nix::unistd::User::from_uid(uid)
-        .ok()
-        .flatten()
-        .and_then(|u| {
-            std::fs::read_to_string("/etc/subuid")
-                .ok()
-                .map(|t| (u.name, t))
-        })
-        .is_some_and(|(name, t)| {
-            t.lines()
-                .any(|l| l.split(':').next() == Some(name.as_str()))
-        });
-    if granted {
-        assert_eq!(o.lines().next(), Some("2"), "subordinate range mapped: {o}");
-        assert!(o.contains("chown-ok"), "{o}");
-    } else {
-        assert_eq!(
-            o.lines().next(),
-            Some("1"),
-            "single map without a grant: {o}"
-        );
-    }
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines, ["chown-ok", "0:0", "1"], "{o}");
+}
+
+#[test]
+fn a_single_map_still_refuses_foreign_owners() {
+    let s = store();
+    let sp = sh(&s, "touch /tmp/f; chown 6:12 /tmp/f 2>/dev/null && echo changed || echo refused");
+    let (_, o) = out(&sp);
+    assert_eq!(o.trim(), "refused", "{o}");
 }
 
 #[test]

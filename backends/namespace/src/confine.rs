@@ -332,6 +332,53 @@ pub fn landlock_workload(writable: &[PathBuf]) -> Result<(), ConfineError> {
     restrict(rs)
 }
 
+/// Landlock for the helper's tree worker: every file-system right beneath `root` (the store),
+/// none anywhere else.
+pub fn landlock_beneath(root: &Path) -> Result<(), ConfineError> {
+    let abi = LANDLOCK_ABI;
+    let rs = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(abi))
+        .map_err(ll)?
+        .scope(Scope::from_all(abi))
+        .map_err(ll)?
+        .create()
+        .map_err(ll)?
+        .add_rule(PathBeneath::new(
+            PathFd::new(root).map_err(ll)?,
+            AccessFs::from_all(abi),
+        ))
+        .map_err(ll)?;
+    restrict(rs)
+}
+
+/// A second seccomp filter for build steps of [`karapace_protocol::IdMapMode::Collapsed`]:
+/// `chown`, `fchown`, `lchown` and `fchownat` return success without doing anything. Every
+/// id but the caller's is unmapped there, so a real change of owner could only fail
+/// (`EINVAL`) and abort the package manager; skipping it leaves every file the caller's,
+/// which is what that mode promises. Stacked on the workload's filter (the kernel applies
+/// the stricter verdict: an errno, here 0, over "allow").
+pub fn ignore_chown() -> Result<(), ConfineError> {
+    let nr = |n: i64| u32::try_from(n).map_err(|_| ConfineError::Seccomp(format!("syscall {n}")));
+    let mut rules = BTreeMap::new();
+    for n in [
+        libc::SYS_chown,
+        libc::SYS_fchown,
+        libc::SYS_lchown,
+        libc::SYS_fchownat,
+    ] {
+        rules.insert(nr(n)?, Rule::Always(Verdict::Errno(0)));
+    }
+    let program = bpf::compile(&bpf::Policy {
+        arch: AUDIT_ARCH_X86_64,
+        foreign_arch: Verdict::KillProcess,
+        high_range: None,
+        rules,
+    })
+    .map_err(|e| ConfineError::Seccomp(e.to_string()))?;
+    seccompiler::apply_filter(&program).map_err(|e| ConfineError::Seccomp(e.to_string()))
+}
+
 /// Landlock for the helper's control and init processes: every filesystem
 /// access right handled, none granted.
 pub fn landlock_deny_all() -> Result<(), ConfineError> {

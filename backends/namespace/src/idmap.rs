@@ -19,6 +19,43 @@ pub enum IdMap {
     Single,
     /// Inside 0 → caller, 1..=count → the subordinate range.
     Subordinate { uid: SubRange, gid: SubRange },
+    /// Inside `0..count` → the same ids on the host (a caller that is root).
+    Identity { count: u32 },
+}
+
+/// Ids every map that keeps owners covers: `0..=MAX_INSIDE_ID`.
+const FULL_COUNT: u32 = karapace_protocol::MAX_INSIDE_ID + 1;
+
+impl IdMap {
+    /// The maps of [`karapace_protocol::IdMapMode::Full`] for the caller `uid`/`gid`: the
+    /// identity for root, else 0 → the caller plus the caller's subordinate range, which must
+    /// cover every other inside id.
+    pub fn full(uid: u32, gid: u32) -> Result<IdMap, Refusal> {
+        if uid == 0 {
+            return Ok(IdMap::Identity { count: FULL_COUNT });
+        }
+        match subordinate_ranges(uid, gid) {
+            Some((u, g)) if u.count >= FULL_COUNT - 1 && g.count >= FULL_COUNT - 1 => {
+                Ok(IdMap::Subordinate { uid: u, gid: g })
+            }
+            _ => Err(Refusal::NoSubordinateRange),
+        }
+    }
+}
+
+/// Writes identity maps of `count` ids for `pid` (the caller is root on the host, which may
+/// write any map; `setgroups` stays allowed, so package managers can drop privileges).
+pub fn write_identity(pid: Pid, count: u32) -> Result<(), crate::Step> {
+    let line = format!("0 0 {count}");
+    for file in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{}/{file}", pid.as_raw()), &line).map_err(|e| {
+            crate::Step(
+                "write id map",
+                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 fn lookup(file: &Path, name: &str, id: u32) -> Option<SubRange> {

@@ -16,6 +16,7 @@ mod join;
 mod pty;
 mod rootfs;
 mod sys;
+pub mod worker;
 mod workload;
 
 use std::ffi::CString;
@@ -63,6 +64,8 @@ pub struct Prepared {
     pub limits: Limits,
     pub identity: Identity,
     pub id_map: IdMap,
+    /// The `chown` family succeeds without effect ([`karapace_protocol::IdMapMode::Collapsed`]).
+    pub ignore_chown: bool,
     pub capabilities: karapace_protocol::Capabilities,
     /// An interactive session, with the caller's terminal size: the workload gets a pty of
     /// the environment's own devpts instance (see `pty.rs`).
@@ -205,14 +208,21 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
         }
         sys::Forked::Parent(pid) => {
             drop((ev_w, go_r, init_terminal));
-            if let IdMap::Subordinate { uid: u, gid: g } = &p.id_map {
-                // newuidmap/newgidmap are setuid helpers: they must run from
-                // this unconfined side, before anything sets no_new_privs.
-                if let Err(e) = idmap::write_subordinate(pid, uid, gid, *u, *g) {
-                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                    let _ = nix::sys::wait::waitpid(pid, None);
-                    return Err(e);
+            // newuidmap/newgidmap are setuid helpers: they must run from this unconfined
+            // side, before anything sets no_new_privs. Root writes its identity maps here too.
+            let written = match p.id_map {
+                IdMap::Subordinate { uid: u, gid: g } => {
+                    idmap::write_subordinate(pid, uid, gid, u, g)
                 }
+                IdMap::Identity { count } => {
+                    idmap::write_identity(pid, count).map_err(Refusal::from)
+                }
+                IdMap::Single => Ok(()),
+            };
+            if let Err(e) = written {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+                return Err(e);
             }
             let mut go = File::from(go_w);
             go.write_all(&[1])

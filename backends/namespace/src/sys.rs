@@ -115,6 +115,24 @@ pub fn loopback_up() -> Result<(), Errno> {
     Ok(())
 }
 
+/// Points stdin and stdout at /dev/null (the helper's side of a tree job lets go of the tar
+/// streams once its worker holds them).
+pub fn stdio_to_null() -> Result<(), Errno> {
+    let null = nix::fcntl::open(
+        "/dev/null",
+        nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    for target in [0, 1] {
+        // SAFETY: dup2 onto 0 and 1 replaces this process's stdin and stdout; no Rust object
+        // owns those two descriptors (std's stdio handles only borrow them).
+        if unsafe { libc::dup2(null.as_raw_fd(), target) } == -1 {
+            return Err(Errno::last());
+        }
+    }
+    Ok(())
+}
+
 /// Marks every descriptor from 3 upwards close-on-exec, so nothing the helper
 /// holds (sockets, store directories) leaks into the workload.
 pub fn cloexec_from_3() -> Result<(), Errno> {

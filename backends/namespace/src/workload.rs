@@ -99,6 +99,9 @@ fn prepare(p: &Prepared, tty: Option<BorrowedFd<'_>>) -> Result<(), Refusal> {
     confine::drop_capabilities(keep).map_err(|e| confine_err("capabilities", &e))?;
     confine::set_no_new_privs().map_err(|e| confine_err("no_new_privs", &e))?;
     confine::apply_seccomp(false).map_err(|e| confine_err("seccomp", &e))?;
+    if p.ignore_chown {
+        confine::ignore_chown().map_err(|e| confine_err("seccomp", &e))?;
+    }
     sys::cloexec_from_3().map_err(|e| Step("close_range", e))?;
     Ok(())
 }

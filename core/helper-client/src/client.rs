@@ -12,7 +12,8 @@ use interprocess::local_socket::traits::{Listener as _, StreamCommon};
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::uds_local_socket::{Listener, Stream};
 use karapace_protocol::{
-    Hello, PROTOCOL_VERSION, Reply, Request, RunSpec, Timings, WaitStatus, read_frame,
+    Hello, PROTOCOL_VERSION, Reply, Request, RunSpec, Timings, TreeJob, TreeStats, WaitStatus,
+    read_frame,
     read_frame_with_fd, write_frame,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -316,6 +317,38 @@ impl Pending {
     /// Accepts the helper's connection, checks it, performs the handshake and sends `spec`.
     /// Returns once the request is sent; call [`Session::wait`] for the outcome.
     pub fn run(mut self, spec: &RunSpec) -> Result<Session, HelperError> {
+        let request = Request::Run(Box::new(spec.clone()));
+        let (child, stream, signals, mut client) = self.connect(&request)?;
+        client.handshake = now_ns();
+        Ok(Session {
+            child,
+            stream,
+            stdout: self.stdout.take(),
+            capture_cap: self.capture_cap,
+            signals,
+            started: None,
+            init_pid: None,
+            client,
+            tty: spec.tty.is_some(),
+            pty_master: None,
+            relay: None,
+        })
+        // `self` drops here: the socket's name and directory go, the helper is connected.
+    }
+
+    /// Accepts the helper's connection, checks it, performs the handshake and sends `job`.
+    /// Feed or drain the tar stream (the helper's stdin or stdout), then call
+    /// [`TreeSession::finish`].
+    pub fn tree(mut self, job: &TreeJob) -> Result<TreeSession, HelperError> {
+        let (child, stream, _signals, _) = self.connect(&Request::Tree(job.clone()))?;
+        Ok(TreeSession { child, stream })
+    }
+
+    /// The connection and handshake every request starts with, then `request`.
+    fn connect(
+        &mut self,
+        request: &Request,
+    ) -> Result<(Child, Stream, Signals, ClientTimings), HelperError> {
         let (Some(mut child), Some(signals)) = (self.child.take(), self.signals.take()) else {
             return Err(HelperError::Peer("helper already used".into()));
         };
@@ -365,25 +398,39 @@ impl Pending {
         if let Err(e) = write_frame(&mut stream, &hello) {
             return Err(fail(&mut child, e.into()));
         }
-        if let Err(e) = write_frame(&mut stream, &Request::Run(Box::new(spec.clone()))) {
+        if let Err(e) = write_frame(&mut stream, request) {
             return Err(fail(&mut child, e.into()));
         }
-        client.handshake = now_ns();
-        Ok(Session {
-            child,
-            stream,
-            stdout: self.stdout.take(),
-            capture_cap: self.capture_cap,
-            signals,
-            started: None,
-            init_pid: None,
-            client,
-            tty: spec.tty.is_some(),
-            pty_master: None,
-            relay: None,
-        })
-        // `self` drops here: the socket's name and directory go, the helper is connected.
+        Ok((child, stream, signals, client))
     }
+}
+
+/// A tree job sent to the helper ([`tree`]).
+pub struct TreeSession {
+    child: Child,
+    stream: Stream,
+}
+
+impl TreeSession {
+    /// Waits for the job's outcome (close or drain the tar stream first).
+    pub fn finish(mut self) -> Result<TreeStats, HelperError> {
+        let reply = read_frame::<Reply>(&mut self.stream);
+        let status = self.child.wait();
+        match reply {
+            Ok(Reply::TreeDone(stats)) => Ok(stats),
+            Ok(Reply::Failed(r)) => Err(r.into()),
+            Ok(_) => Err(HelperError::Peer("expected the tree job's outcome".into())),
+            Err(_) => Err(HelperError::HelperDied(match status {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            })),
+        }
+    }
+}
+
+/// Starts a tree job ([`TreeJob`]): the helper's stdin and stdout are the tar streams.
+pub fn tree(job: &TreeJob, stdin: Stdio, stdout: Stdio) -> Result<TreeSession, HelperError> {
+    prespawn_with(stdin, stdout, Stdio::inherit(), DEFAULT_CAPTURE_CAP)?.tree(job)
 }
 
 impl Session {
@@ -611,7 +658,7 @@ impl Session {
                     return Ok((status, timings));
                 }
                 Reply::Failed(r) => return Err(r.into()),
-                Reply::Started { .. } | Reply::Hello(_) => {}
+                Reply::Started { .. } | Reply::Hello(_) | Reply::TreeDone(_) => {}
             }
         }
     }

@@ -19,12 +19,13 @@ mod stop;
 pub mod terminal;
 
 pub use client::{
-    ClientTimings, DEFAULT_CAPTURE_CAP, Pending, RunOutcome, Session, StdioMode, capture,
-    capture_bounded, helper_path, prespawn, run, spawn, spawn_with,
+    ClientTimings, DEFAULT_CAPTURE_CAP, Pending, RunOutcome, Session, StdioMode, TreeSession,
+    capture, capture_bounded, helper_path, prespawn, run, spawn, spawn_with, tree,
 };
 pub use karapace_protocol::{
-    BindMount, Capabilities, IdMapMode, Identity, JoinTarget, Limits, Network, Refusal, RunSpec,
-    TerminalSize, Timings, Upper, WaitStatus,
+    BindMount, Capabilities, ID_MAPS_FULL, IdMapMode, Identity, JoinTarget, Limits, Network, Refusal, RunSpec,
+    TerminalSize, Timings, TreeFailure, TreeJob, TreeOp, TreeStats, UnpackSpec, Upper, WaitStatus,
+    Whiteouts,
 };
 pub use stop::{StopError, StopOutcome, process_start_time, stop_session, wait_process_exit};
 

@@ -13,7 +13,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use karapace_store::error::StoreError;
-use karapace_store::tar::{ArchiveLimits, UnpackOptions, WhiteoutMode, unpack};
+use karapace_store::tar::{ArchiveLimits, UnpackOptions, WhiteoutMode};
+use karapace_store::{InProcess, TreeWorker};
 
 use crate::cache::CachedImage;
 use crate::config::{archive_limits_from, config_file_path};
@@ -90,16 +91,47 @@ pub fn extract_with(
     extract_archive(f, dest, opts)
 }
 
+/// Extracts a cached (already verified) image into `dest` (created if missing) through
+/// `worker`, which decides who owns the extracted files (the owners the archive records, where
+/// the environment's ids are mapped; else the invoking user), with this user's archive caps.
+pub fn extract_with_worker(
+    image: &CachedImage,
+    dest: &Path,
+    worker: &dyn TreeWorker,
+) -> Result<ExtractReport> {
+    let limits = archive_limits_from(config_file_path().as_deref())?;
+    let f = File::open(&image.path).map_err(|e| ImageError::io(&image.path, e))?;
+    extract_archive_with(
+        f,
+        dest,
+        ExtractOptions {
+            limits,
+            ..ExtractOptions::default()
+        },
+        worker,
+    )
+}
+
 /// Extracts any tar stream — gzip, xz, zstd or plain, detected from its magic bytes — into
 /// `dest`, streaming (no temporary copy). Files are owned by the invoking user; permission bits
 /// are kept (set-id bits per [`ExtractOptions`]); symlinks and hard links are kept.
 pub fn extract_archive(r: impl Read, dest: &Path, opts: ExtractOptions) -> Result<ExtractReport> {
+    extract_archive_with(r, dest, opts, &InProcess::default())
+}
+
+/// [`extract_archive`] through `worker` (see [`extract_with_worker`]).
+pub fn extract_archive_with(
+    r: impl Read,
+    dest: &Path,
+    opts: ExtractOptions,
+    worker: &dyn TreeWorker,
+) -> Result<ExtractReport> {
     fs::create_dir_all(dest).map_err(|e| ImageError::io(dest, e))?;
     let mut input = BufReader::with_capacity(256 * 1024, r);
     let head = input
         .fill_buf()
         .map_err(|e| ImageError::Archive(e.to_string()))?;
-    let reader: Box<dyn Read> = match detect_compression(head) {
+    let mut reader: Box<dyn Read> = match detect_compression(head) {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
         Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(input)),
         Compression::Zstd => Box::new(
@@ -114,10 +146,13 @@ pub fn extract_archive(r: impl Read, dest: &Path, opts: ExtractOptions) -> Resul
         reject_escaping_symlinks: true,
         keep_set_id: opts.keep_set_id,
         limits: opts.limits,
+        owners: worker.owners(),
     };
     // The unpacker drops set-id bits as it writes each file (the store's one rule for every
     // tree it unpacks), so no file is ever set-id on disk, not even for a moment.
-    let stats = unpack(reader, dest, unpack_opts).map_err(map_store_error)?;
+    let stats = worker
+        .unpack(&mut reader, dest, unpack_opts)
+        .map_err(map_store_error)?;
     Ok(ExtractReport {
         entries: stats.entries,
         file_bytes: stats.file_bytes,

@@ -43,7 +43,7 @@ pub use download::fetch;
 pub use error::ImageError;
 pub use extract::{
     Compression, ExtractOptions, ExtractReport, detect_compression, extract, extract_archive,
-    extract_with,
+    extract_archive_with, extract_with, extract_with_worker,
 };
 pub use karapace_store::tar::ArchiveLimits;
 pub use resolve::{Resolution, ResolvedImage, pin_url, resolve};

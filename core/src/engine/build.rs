@@ -26,6 +26,8 @@ pub struct BuildOutcome {
     pub unchanged: bool,
     /// The installer log of this build (`<store>/logs/`), when it installed packages.
     pub install_log: Option<PathBuf>,
+    /// A note on who owns the environment's files (see `trees::collapsed_hint`).
+    pub ownership_note: Option<String>,
 }
 
 /// The lock file that belongs to a manifest: `karapace.lock` beside it.
@@ -71,6 +73,7 @@ impl Engine {
                 env,
                 unchanged: true,
                 install_log: None,
+                ownership_note: None,
             });
         }
         // Builds hold a lease so a concurrent gc cannot collect layers imported for an
@@ -78,12 +81,14 @@ impl Engine {
         let _lease = store.build_lease()?;
         let locked = existing.as_ref().filter(|_| req.locked);
         let mut install_log = None;
+        let mut ownership_note = None;
         let (lock, base_layer, dependency_layers) = match manifest.runtime_backend {
             Backend::Mock => build_mock(&store, &manifest, locked)?,
             Backend::Namespace => {
                 let landlock_optout = runtime::allow_without_landlock(self.allow_without_landlock)?;
                 let built = pipeline::build(&store, &manifest, req, locked, landlock_optout)?;
                 install_log = built.install_log;
+                ownership_note = built.ownership_note;
                 (built.lock, built.base_layer, built.dependency_layers)
             }
             Backend::Oci => {
@@ -144,6 +149,7 @@ impl Engine {
             env,
             unchanged: false,
             install_log,
+            ownership_note,
         })
     }
 
@@ -203,6 +209,7 @@ impl Engine {
             env,
             unchanged: false,
             install_log: outcome.install_log.clone(),
+            ownership_note: outcome.ownership_note.clone(),
         })
     }
 }

@@ -7,6 +7,7 @@ mod pipeline;
 mod policy_layer;
 pub mod resolve;
 mod run;
+pub mod trees;
 pub(crate) mod runtime;
 
 use std::path::{Path, PathBuf};
@@ -71,7 +72,10 @@ impl Engine {
     /// Opens the store for a read-only command; `None` when there is no store yet. Never creates one.
     pub fn open_read(&self) -> Result<Option<Store>> {
         match Store::open(&self.root) {
-            Ok(store) => Ok(Some(with_configured_limits(store)?)),
+            Ok(store) => {
+                store.set_tree_worker(self.tree_worker());
+                Ok(Some(with_configured_limits(store)?))
+            }
             Err(StoreError::NoStore(_)) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -80,7 +84,15 @@ impl Engine {
     /// Opens (creating if needed) the store for a mutating command; this also recovers from any
     /// interrupted mutation recorded in the write-ahead log.
     pub fn open_write(&self) -> Result<Store> {
-        with_configured_limits(Store::open_or_init(&self.root)?)
+        with_configured_limits(Store::open_or_init_with(
+            &self.root,
+            self.tree_worker(),
+        )?)
+    }
+
+    /// Who works on this store's trees (see [`trees`]).
+    fn tree_worker(&self) -> karapace_store::SharedTreeWorker {
+        trees::Trees::for_store(&self.root, self.allow_without_landlock)
     }
 
     /// Opens an existing store for a command that needs an environment.

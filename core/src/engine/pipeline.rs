@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 
 use std::process::Stdio;
 
-use karapace_helper_client::{self as hc, Network};
+use karapace_helper_client::{self as hc, IdMapMode, Network};
 use karapace_images::{CachedImage, ImageCache, ImageConfig};
 use karapace_plugin_host::{PackageRequest, Plugin, PluginHost, StepOptions};
 use karapace_schema::{LockFile, NormalizedManifest, ResolvedPackage};
-use karapace_store::{ImportOptions, LayerKind, Store};
+use karapace_store::{ImportOptions, LayerKind, Owners, Store};
 
 use super::BuildRequest;
 use super::runtime::{build_step_spec, canonical_root};
+use super::trees::{Ownership, collapsed_hint};
 use crate::error::{CoreError, Result};
 use crate::prereqs;
 
@@ -26,6 +27,9 @@ pub struct Built {
     pub dependency_layers: Vec<String>,
     /// Where the installer steps' output went (when packages were installed).
     pub install_log: Option<PathBuf>,
+    /// Why files of system users belong to the caller in this environment, and how to change
+    /// that (a caller without a subordinate id range).
+    pub ownership_note: Option<String>,
 }
 
 pub fn build(
@@ -60,7 +64,8 @@ pub fn build(
     }
     let cache = ImageCache::new(&cfg.cache_dir);
     let image = karapace_images::fetch(&resolved, &cache, req.offline)?;
-    let base_layer = base_layer(store, &cache, &image)?;
+    let ownership = Ownership::detect();
+    let base_layer = base_layer(store, &cache, &image, &ownership)?;
 
     let pinned: Vec<ResolvedPackage> = locked
         .map(|l| l.resolved_packages.clone())
@@ -74,23 +79,47 @@ pub fn build(
             &manifest.system_packages,
             &pinned,
             req.offline,
-            allow_without_landlock,
-        )?;
+            &Step {
+                id_map: ownership.build_id_map(),
+                allow_without_landlock,
+            },
+        )
+        .map_err(|e| match &ownership {
+            Ownership::Collapsed(why) => e.with_hint(&collapsed_hint(why)),
+            _ => e,
+        })?;
         (layer.0, vec![layer.1], Some(layer.2))
     };
     let lock = LockFile::from_resolved(manifest, &image.digest, packages);
+    let ownership_note = match &ownership {
+        Ownership::Collapsed(why) if !manifest.system_packages.is_empty() => {
+            Some(collapsed_hint(why))
+        }
+        _ => None,
+    };
     Ok(Built {
         lock,
         base_layer,
         dependency_layers,
         install_log,
+        ownership_note,
     })
 }
 
-/// The Base layer of an image, reused across builds: `<image cache>/base-layers/<sha256>` remembers
-/// which layer an archive became, and is trusted only if this store has that layer.
-fn base_layer(store: &Store, cache: &ImageCache, image: &CachedImage) -> Result<String> {
-    let index = cache.root().join("base-layers").join(image.sha256_hex());
+/// The Base layer of an image, reused across builds: `<image cache>/base-layers/<sha256>[-owners]`
+/// remembers which layer an archive became (with owners kept or not), and is trusted only if
+/// this store has that layer.
+fn base_layer(
+    store: &Store,
+    cache: &ImageCache,
+    image: &CachedImage,
+    ownership: &Ownership,
+) -> Result<String> {
+    let key = match ownership.owners() {
+        Owners::Keep => format!("{}-owners", image.sha256_hex()),
+        Owners::Collapse => image.sha256_hex().to_string(),
+    };
+    let index = cache.root().join("base-layers").join(key);
     if let Ok(hash) = fs::read_to_string(&index) {
         let hash = hash.trim();
         if store.layer(hash).is_ok() {
@@ -101,7 +130,7 @@ fn base_layer(store: &Store, cache: &ImageCache, image: &CachedImage) -> Result<
     let tree = staging.path().join("rootfs");
     fs::create_dir(&tree).map_err(|e| CoreError::io("cannot create a staging directory", e))?;
     tracing::info!("extracting {}", image.url);
-    karapace_images::extract(image, &tree)?;
+    karapace_images::extract_with_worker(image, &tree, &*store.tree_worker())?;
     let layer = store.import_layer_dir_with(
         &tree,
         LayerKind::Base,
@@ -122,7 +151,7 @@ fn install(
     packages: &[String],
     pinned: &[ResolvedPackage],
     offline: bool,
-    allow_without_landlock: bool,
+    how: &Step,
 ) -> Result<(Vec<ResolvedPackage>, String, PathBuf)> {
     let base_tree = store.layer_tree(base_layer)?;
     let host = PluginHost::load(&PluginHost::default_dirs()).map_err(CoreError::plugin)?;
@@ -155,8 +184,9 @@ fn install(
             None => PackageRequest::latest(name),
         })
         .collect();
+    // apt keeps its `_apt` sandbox only where `_apt` exists in the id maps.
     let options = StepOptions {
-        single_uid_map: true,
+        single_uid_map: how.id_map != IdMapMode::Full,
     };
     let mut steps = plugin.refresh_steps(options).map_err(CoreError::plugin)?;
     steps.extend(
@@ -183,7 +213,8 @@ fn install(
             &step.env,
             Network::Host,
         );
-        spec.allow_without_landlock = allow_without_landlock;
+        spec.id_map = how.id_map;
+        spec.allow_without_landlock = how.allow_without_landlock;
         tracing::info!("{}: {}", plugin.name(), step.argv.join(" "));
         let status = run_logged(&spec, &mut log)?;
         if status.code() != 0 {
@@ -200,7 +231,7 @@ fn install(
         lowers: &lowers,
         upper: &upper,
         work: &work,
-        allow_without_landlock,
+        how,
     };
     let resolved = query(plugin, &dirs, packages)?;
     for p in pinned.iter().filter(|p| packages.contains(&p.name)) {
@@ -224,13 +255,19 @@ fn install(
     Ok((resolved, layer.hash, log_path))
 }
 
-/// Where a build step runs, and whether it may run without Landlock.
+/// How every step of a build runs: its id maps, and whether it may run without Landlock.
+struct Step {
+    id_map: IdMapMode,
+    allow_without_landlock: bool,
+}
+
+/// Where a build step runs.
 struct StepDirs<'a> {
     root: &'a Path,
     lowers: &'a [PathBuf],
     upper: &'a Path,
     work: &'a Path,
-    allow_without_landlock: bool,
+    how: &'a Step,
 }
 
 /// Asks the package manager inside the environment for the exact installed versions.
@@ -249,7 +286,8 @@ fn query(
         &[],
         Network::Isolated,
     );
-    spec.allow_without_landlock = dirs.allow_without_landlock;
+    spec.id_map = dirs.how.id_map;
+    spec.allow_without_landlock = dirs.how.allow_without_landlock;
     // Read at most the cap the plugin host accepts (+1, to notice more): a hostile package's
     // query output must not fill the core's memory.
     let (status, out) = hc::capture_bounded(&spec, karapace_plugin_host::MAX_QUERY_OUTPUT_BYTES)

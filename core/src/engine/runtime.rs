@@ -143,7 +143,7 @@ pub fn session_spec(
             ..Limits::default()
         },
         identity: Identity::Caller,
-        id_map: IdMapMode::Auto,
+        id_map: super::trees::Ownership::session_id_map_for_caller(),
         capabilities: Capabilities::None,
         tty,
         allowed_mount_prefixes: host.allowed_mount_prefixes,
@@ -154,8 +154,8 @@ pub fn session_spec(
 }
 
 /// The spec for one package-manager step of a build: root inside the user namespace with the
-/// capabilities a package manager needs, a single-uid map (so every file it writes stays readable
-/// by the caller and can be packed into a layer), no host integration at all.
+/// capabilities a package manager needs, no host integration at all. Its id maps are the
+/// single one here; the build sets those of the user's case (`trees::Ownership`).
 pub fn build_step_spec(
     store_root: &Path,
     lowers: Vec<PathBuf>,

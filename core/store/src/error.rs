@@ -98,6 +98,16 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// An I/O error the store owner got for lack of permission (EACCES, EPERM): a job for the
+    /// store's [`crate::owners::TreeWorker`] when the files belong to the environment's ids.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. }
+            if source.kind() == io::ErrorKind::PermissionDenied
+                || source.raw_os_error() == Some(nix::errno::Errno::EPERM as i32))
+    }
+}
+
 /// True for ENOSPC/EDQUOT, however deeply a library wrapped it.
 pub(crate) fn io_is_no_space(e: &io::Error) -> bool {
     if e.kind() == io::ErrorKind::StorageFull || e.kind() == io::ErrorKind::QuotaExceeded {

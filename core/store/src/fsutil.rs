@@ -84,7 +84,7 @@ pub(crate) fn remove_file_if_exists(path: &Path) -> Result<bool> {
 
 /// Remove a directory tree if present (idempotent; tolerates a partial earlier removal).
 /// Read-only directories inside (e.g. from an unpacked layer) are made writable first.
-pub(crate) fn remove_tree_if_exists(path: &Path) -> Result<bool> {
+pub fn remove_tree_if_exists(path: &Path) -> Result<bool> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),

@@ -154,7 +154,7 @@ impl Store {
         {
             let h = e.file_name().to_string_lossy().into_owned();
             if !self.layout.layer_file(&h).exists() {
-                crate::fsutil::remove_tree_if_exists(&e.path())?;
+                self.remove_tree(&e.path())?;
             }
         }
         Ok(plan)

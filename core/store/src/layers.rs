@@ -5,12 +5,12 @@
 use crate::crash::crash_point;
 use crate::error::{Result, StoreError, io_at, io_err};
 use crate::fsutil::{
-    CONTENT_ROOT_MODE, clear_set_id, create_dir_mode, exists_nofollow, fsync_dir,
-    remove_tree_if_exists, unique_name, write_atomic,
+    CONTENT_ROOT_MODE, create_dir_mode, exists_nofollow, fsync_dir,
+    unique_name, write_atomic,
 };
 use crate::objects::{ObjectHash, ObjectReader, ObjectWriter, is_valid_key, object_path, read_err};
 use crate::store::Store;
-use crate::tar::{UnpackOptions, pack_dir, unpack};
+use crate::tar::UnpackOptions;
 use crate::wal::WalOp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -187,13 +187,10 @@ impl Store {
         let _l = self.lock_exclusive()?;
         self.check_parent(parent)?;
         self.run_op(WalOp::Import, || {
-            if opts.adopt_tree {
-                // The directory becomes a layer tree as it is: whatever a build step or an
-                // image left in it must carry no privileges (the packed tar never does).
-                clear_set_id(dir)?;
-            }
-            let w = self.new_object_writer()?;
-            let (w, _) = pack_dir(dir, w)?;
+            // An adopted directory becomes a layer tree as it is: whatever a build step or
+            // an image left in it must carry no privileges (the packed tar never does).
+            let mut w = self.new_object_writer()?;
+            self.tree_worker().pack(dir, opts.adopt_tree, &mut w)?;
             let (tar_hash, _) = w.finish()?;
             crash_point("import.after_object");
             let hash = layer_hash(kind, parent, &tar_hash);
@@ -286,7 +283,7 @@ impl Store {
             limits: self.archive_limits(),
             ..UnpackOptions::overlay()
         };
-        unpack(&mut r, dest, opts)?;
+        self.tree_worker().unpack(&mut r, dest, opts)?;
         // Read to the end so the object's hash is checked even past the tar trailer.
         io::copy(&mut r, &mut io::sink()).map_err(read_err(&m.tar_hash))?;
         Ok(())
@@ -312,7 +309,7 @@ impl Store {
                 Err(e) => Err(io_at("install tree", &tree)(e)),
             }
         });
-        let _ = remove_tree_if_exists(&staging);
+        let _ = self.remove_tree(&staging);
         res.map(|()| tree)
     }
 }

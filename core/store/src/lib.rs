@@ -17,6 +17,7 @@ mod logs;
 mod meta;
 pub mod migrate;
 mod objects;
+pub mod owners;
 mod sessions;
 mod snapshots;
 mod store;
@@ -35,5 +36,7 @@ pub use sessions::{
     ENDING_PROCESS_NAME, SessionGuard, SessionInfo, SetupGuard, process_start_time,
 };
 pub use snapshots::SnapshotInfo;
-pub use store::{STORE_FORMAT_VERSION, StagingDir, Store, StoreLock};
+pub use owners::{InProcess, TreeWorker};
+pub use store::{STORE_FORMAT_VERSION, SharedTreeWorker, StagingDir, Store, StoreLock};
+pub use tar::Owners;
 pub use verify::{VerifyFailure, VerifyReport};

@@ -3,12 +3,11 @@
 use crate::crash::crash_point;
 use crate::error::{Result, StoreError, io_at};
 use crate::fsutil::{
-    CONTENT_ROOT_MODE, create_dir_mode, fsync_dir, remove_tree_if_exists, remove_tree_parallel,
+    CONTENT_ROOT_MODE, create_dir_mode, fsync_dir,
 };
 use crate::layers::{LayerKind, LayerManifest, snapshot_hash};
 use crate::meta::now_rfc3339;
 use crate::store::Store;
-use crate::tar::pack_dir;
 use crate::wal::WalOp;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
@@ -38,8 +37,9 @@ impl Store {
                 env_id: env_id.to_string(),
             },
             || {
-                let w = self.new_object_writer()?;
-                let (w, _) = pack_dir(&self.layout.upper(env_id), w)?;
+                let mut w = self.new_object_writer()?;
+                self.tree_worker()
+                    .pack(&self.layout.upper(env_id), false, &mut w)?;
                 let (tar_hash, _) = w.finish()?;
                 crash_point("commit.after_object");
                 let hash = snapshot_hash(env_id, &meta.base_layer, &tar_hash);
@@ -120,7 +120,7 @@ impl Store {
                 env_id: env_id.to_string(),
             },
             || {
-                remove_tree_if_exists(&staging)?;
+                self.remove_tree(&staging)?;
                 create_dir_mode(&staging, CONTENT_ROOT_MODE).map_err(io_at("create", &staging))?;
                 crash_point("restore.mid_unpack");
                 self.unpack_layer_into(&m, &staging)?;
@@ -134,7 +134,7 @@ impl Store {
                 fs::rename(&staging, &upper).map_err(io_at("install restored upper", &upper))?;
                 fsync_dir(&env_dir)?;
                 crash_point("restore.after_swap");
-                remove_tree_parallel(&old)?;
+                self.remove_tree_parallel(&old)?;
                 fsync_dir(&env_dir)
             },
         )

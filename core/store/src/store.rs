@@ -10,6 +10,9 @@ use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::owners::{InProcess, TreeWorker};
 
 /// The on-disk format this build reads and writes.
 pub const STORE_FORMAT_VERSION: u32 = 3;
@@ -100,7 +103,11 @@ pub struct Store {
     pub(crate) layout: Layout,
     lock: RefCell<LockInner>,
     archive_limits: std::cell::Cell<crate::tar::ArchiveLimits>,
+    trees: RefCell<SharedTreeWorker>,
 }
+
+/// The store's [`TreeWorker`], shared with the scratch directories it hands out.
+pub type SharedTreeWorker = Arc<dyn TreeWorker + Send + Sync>;
 
 /// A held store lock; released (or downgraded) on drop. Re-entrant within one `Store`.
 #[derive(Debug)]
@@ -120,6 +127,7 @@ impl Drop for StoreLock<'_> {
 #[derive(Debug)]
 pub struct StagingDir {
     path: PathBuf,
+    trees: SharedTreeWorker,
 }
 
 impl StagingDir {
@@ -130,7 +138,7 @@ impl StagingDir {
 
 impl Drop for StagingDir {
     fn drop(&mut self) {
-        let _ = crate::fsutil::remove_tree_if_exists(&self.path);
+        let _ = crate::owners::remove_tree(&*self.trees, &self.path);
     }
 }
 
@@ -211,7 +219,29 @@ impl Store {
                 needs_recovery: false,
             }),
             archive_limits: std::cell::Cell::new(crate::tar::ArchiveLimits::default()),
+            trees: RefCell::new(Arc::new(InProcess::default())),
         })
+    }
+
+    /// Who packs, unpacks and removes this store's trees from now on (see [`TreeWorker`]);
+    /// the default does it in this process and records every file as root's.
+    pub fn set_tree_worker(&self, worker: SharedTreeWorker) {
+        *self.trees.borrow_mut() = worker;
+    }
+
+    /// The store's [`TreeWorker`].
+    pub fn tree_worker(&self) -> SharedTreeWorker {
+        Arc::clone(&self.trees.borrow())
+    }
+
+    /// Removes a tree of this store (by its owner alone when possible, else by the
+    /// [`TreeWorker`]); `Ok(false)` when nothing was there.
+    pub fn remove_tree(&self, path: &Path) -> Result<bool> {
+        crate::owners::remove_tree(&*self.tree_worker(), path)
+    }
+
+    pub(crate) fn remove_tree_parallel(&self, path: &Path) -> Result<bool> {
+        crate::owners::remove_tree_parallel(&*self.tree_worker(), path)
     }
 
     /// Caps applied when this store unpacks a layer (see [`crate::tar::ArchiveLimits`]).
@@ -242,6 +272,12 @@ impl Store {
 
     /// Open the store, creating it if absent, and run WAL recovery (mutating commands).
     pub fn open_or_init(root: &Path) -> Result<Store> {
+        Store::open_or_init_with(root, Arc::new(InProcess::default()))
+    }
+
+    /// [`Store::open_or_init`] with the [`TreeWorker`] that recovery (which may remove the
+    /// trees of interrupted builds) and everything after it use.
+    pub fn open_or_init_with(root: &Path, trees: SharedTreeWorker) -> Result<Store> {
         let layout = Layout::new(root);
         match read_format_version(&layout)? {
             Some(STORE_FORMAT_VERSION) => {}
@@ -293,6 +329,7 @@ impl Store {
             fsync_dir(&layout.root)?;
         }
         let store = Store::with_layout(layout)?;
+        store.set_tree_worker(trees);
         // Taking the exclusive lock fresh runs recovery.
         drop(store.lock_exclusive()?);
         Ok(store)
@@ -454,7 +491,10 @@ impl Store {
             .staging
             .join(format!("{pid}-{start}-{}", crate::fsutil::unique_name("s")));
         create_dir_private(&path).map_err(io_at("create", &path))?;
-        Ok(StagingDir { path })
+        Ok(StagingDir {
+            path,
+            trees: self.tree_worker(),
+        })
     }
 
     /// Writable upper directory of an environment (overlay upperdir).

@@ -29,6 +29,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use karapace_protocol::{MAX_INSIDE_ID, OVERFLOW_ID};
 use tar::{EntryType, Header};
 
 /// OCI whiteout file prefix.
@@ -77,6 +78,43 @@ struct Walked {
     tar_path: Vec<u8>,
     src: PathBuf,
     node: Node,
+    /// uid and gid recorded in the tar.
+    owner: (u32, u32),
+}
+
+/// Whose ids a tree's files carry, and so what a layer records about owners.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Owners {
+    /// Every file belongs to the store's owner, who is root inside the environment: layers
+    /// record 0:0 and unpacking sets no owner (a store owner without a subordinate id range).
+    #[default]
+    Collapse,
+    /// Files carry the owners they have inside the environment, because this process runs
+    /// where exactly those ids are mapped (root on the host, whose environments map every
+    /// id to itself, or the helper's tree worker in the environment's user namespace):
+    /// layers record them and unpacking restores them. Owners above [`MAX_INSIDE_ID`]
+    /// become [`OVERFLOW_ID`] (`nobody`), on every machine alike.
+    Keep,
+}
+
+fn inside_id(id: u64) -> u32 {
+    u32::try_from(id)
+        .ok()
+        .filter(|id| *id <= MAX_INSIDE_ID)
+        .unwrap_or(OVERFLOW_ID)
+}
+
+impl Owners {
+    /// What a tar records for a file with these host-visible ids.
+    fn recorded(self, meta: &fs::Metadata) -> (u32, u32) {
+        match self {
+            Owners::Collapse => (0, 0),
+            Owners::Keep => (
+                inside_id(u64::from(meta.uid())),
+                inside_id(u64::from(meta.gid())),
+            ),
+        }
+    }
 }
 
 fn has_xattr_y(path: &Path, names: &[&str]) -> bool {
@@ -114,7 +152,7 @@ fn minor(rdev: u64) -> u32 {
 /// Walk `root` and collect every node with its tar path (paths only; contents stay on disk).
 /// Directories the owner cannot list or search (mode 000 from an image, say) are opened up in
 /// `opened`, which gives them their modes back when the caller is done reading.
-fn walk(root: &Path, opened: &mut OpenedDirs) -> Result<Vec<Walked>> {
+fn walk(root: &Path, opened: &mut OpenedDirs, owners: Owners) -> Result<Vec<Walked>> {
     let mut out = Vec::new();
     let root_meta = fs::symlink_metadata(root).map_err(io_at("stat", root))?;
     opened
@@ -130,6 +168,7 @@ fn walk(root: &Path, opened: &mut OpenedDirs) -> Result<Vec<Walked>> {
             let meta = fs::symlink_metadata(&src).map_err(io_at("stat", &src))?;
             let ft = meta.file_type();
             let mode = meta.mode() & 0o7777;
+            let owner = owners.recorded(&meta);
             let tar_path = join_tar(&tar_dir, name.as_bytes());
             let whiteout_path = || {
                 let mut n = WHITEOUT_PREFIX.as_bytes().to_vec();
@@ -145,12 +184,14 @@ fn walk(root: &Path, opened: &mut OpenedDirs) -> Result<Vec<Walked>> {
                         tar_path: marker,
                         src: src.clone(),
                         node: Node::Marker,
+                        owner: (0, 0),
                     });
                 }
                 out.push(Walked {
                     tar_path: tar_path.clone(),
                     src: src.clone(),
                     node: Node::Dir { mode },
+                    owner,
                 });
                 opened.open(&src, mode).map_err(io_at("open up", &src))?;
                 stack.push((src, tar_path));
@@ -160,6 +201,7 @@ fn walk(root: &Path, opened: &mut OpenedDirs) -> Result<Vec<Walked>> {
                         tar_path: whiteout_path(),
                         src,
                         node: Node::Marker,
+                        owner: (0, 0),
                     });
                 } else {
                     let dev_ino = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
@@ -171,6 +213,7 @@ fn walk(root: &Path, opened: &mut OpenedDirs) -> Result<Vec<Walked>> {
                             size: meta.len(),
                             dev_ino,
                         },
+                        owner,
                     });
                 }
             } else if ft.is_symlink() {
@@ -179,12 +222,14 @@ fn walk(root: &Path, opened: &mut OpenedDirs) -> Result<Vec<Walked>> {
                     tar_path,
                     src,
                     node: Node::Symlink { target },
+                    owner,
                 });
             } else if ft.is_char_device() && meta.rdev() == 0 {
                 out.push(Walked {
                     tar_path: whiteout_path(),
                     src,
                     node: Node::Marker,
+                    owner: (0, 0),
                 });
             } else if ft.is_char_device() || ft.is_block_device() {
                 let kind = if ft.is_char_device() {
@@ -202,12 +247,14 @@ fn walk(root: &Path, opened: &mut OpenedDirs) -> Result<Vec<Walked>> {
                         major,
                         minor,
                     },
+                    owner,
                 });
             } else if ft.is_fifo() {
                 out.push(Walked {
                     tar_path,
                     src,
                     node: Node::Fifo { mode },
+                    owner,
                 });
             }
             // Sockets: skipped on purpose (runtime artefacts).
@@ -217,12 +264,12 @@ fn walk(root: &Path, opened: &mut OpenedDirs) -> Result<Vec<Walked>> {
     Ok(out)
 }
 
-fn header(kind: EntryType, mode: u32, size: u64) -> Header {
+fn header(kind: EntryType, mode: u32, size: u64, owner: (u32, u32)) -> Header {
     let mut h = Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(mode);
-    h.set_uid(0);
-    h.set_gid(0);
+    h.set_uid(u64::from(owner.0));
+    h.set_gid(u64::from(owner.1));
     h.set_mtime(0);
     h.set_size(size);
     h
@@ -282,10 +329,17 @@ fn open_for_pack(root: &Path, path: &Path) -> Result<File> {
     }
 }
 
-/// Pack `dir` into a deterministic tar stream written to `out`; returns `out` and stats.
+/// Pack `dir` into a deterministic tar stream written to `out`, every entry owned by 0:0;
+/// returns `out` and stats.
 pub fn pack_dir<W: Write>(dir: &Path, out: W) -> Result<(W, PackStats)> {
+    pack_dir_with(dir, out, Owners::Collapse)
+}
+
+/// Pack `dir` into a deterministic tar stream written to `out`, recording owners as `owners`
+/// says; returns `out` and stats.
+pub fn pack_dir_with<W: Write>(dir: &Path, out: W, owners: Owners) -> Result<(W, PackStats)> {
     let mut opened = OpenedDirs::default();
-    let entries = walk(dir, &mut opened)?;
+    let entries = walk(dir, &mut opened, owners)?;
     let mut b = tar::Builder::new(out);
     let mut stats = PackStats::default();
     let mut seen_inodes: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
@@ -295,12 +349,12 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W) -> Result<(W, PackStats)> {
         stats.entries += 1;
         match w.node {
             Node::Dir { mode } => {
-                let mut h = header(EntryType::Directory, mode, 0);
+                let mut h = header(EntryType::Directory, mode, 0, w.owner);
                 b.append_data(&mut h, path, io::empty())
                     .map_err(io_err(ctx()))?;
             }
             Node::Marker => {
-                let mut h = header(EntryType::Regular, 0o644, 0);
+                let mut h = header(EntryType::Regular, 0o644, 0, w.owner);
                 b.append_data(&mut h, path, io::empty())
                     .map_err(io_err(ctx()))?;
             }
@@ -311,7 +365,7 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W) -> Result<(W, PackStats)> {
             } => {
                 if let Some(key) = dev_ino {
                     if let Some(first) = seen_inodes.get(&key) {
-                        let mut h = header(EntryType::Link, mode, 0);
+                        let mut h = header(EntryType::Link, mode, 0, w.owner);
                         let target = Path::new(OsStr::from_bytes(first));
                         b.append_link(&mut h, path, target).map_err(io_err(ctx()))?;
                         continue;
@@ -319,7 +373,7 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W) -> Result<(W, PackStats)> {
                     seen_inodes.insert(key, w.tar_path.clone());
                 }
                 let f = open_for_pack(dir, &w.src)?;
-                let mut h = header(EntryType::Regular, mode, size);
+                let mut h = header(EntryType::Regular, mode, size, w.owner);
                 let r = ExactReader {
                     inner: f,
                     remaining: size,
@@ -329,7 +383,7 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W) -> Result<(W, PackStats)> {
                 stats.file_bytes += size;
             }
             Node::Symlink { target } => {
-                let mut h = header(EntryType::Symlink, 0o777, 0);
+                let mut h = header(EntryType::Symlink, 0o777, 0, w.owner);
                 b.append_link(&mut h, path, &target)
                     .map_err(io_err(ctx()))?;
             }
@@ -339,14 +393,14 @@ pub fn pack_dir<W: Write>(dir: &Path, out: W) -> Result<(W, PackStats)> {
                 major,
                 minor,
             } => {
-                let mut h = header(kind, mode, 0);
+                let mut h = header(kind, mode, 0, w.owner);
                 h.set_device_major(major).map_err(io_err(ctx()))?;
                 h.set_device_minor(minor).map_err(io_err(ctx()))?;
                 b.append_data(&mut h, path, io::empty())
                     .map_err(io_err(ctx()))?;
             }
             Node::Fifo { mode } => {
-                let mut h = header(EntryType::Fifo, mode, 0);
+                let mut h = header(EntryType::Fifo, mode, 0, w.owner);
                 b.append_data(&mut h, path, io::empty())
                     .map_err(io_err(ctx()))?;
             }
@@ -382,6 +436,8 @@ pub struct UnpackOptions {
     pub keep_set_id: bool,
     /// Caps on the archive's size.
     pub limits: ArchiveLimits,
+    /// Give entries their recorded owners ([`Owners::Keep`]) or none.
+    pub owners: Owners,
 }
 
 impl Default for UnpackOptions {
@@ -392,6 +448,7 @@ impl Default for UnpackOptions {
             reject_escaping_symlinks: true,
             keep_set_id: false,
             limits: ArchiveLimits::default(),
+            owners: Owners::Collapse,
         }
     }
 }
@@ -570,7 +627,24 @@ impl Unpacker<'_> {
         }
     }
 
-    fn write_file(&mut self, abs: &Path, shown: &Path, mode: u32, r: &mut dyn Read) -> Result<u64> {
+    /// The owner to give an entry: its recorded one ([`Owners::Keep`]) or none.
+    fn owner_of(&self, h: &Header) -> Option<(u32, u32)> {
+        (self.opts.owners == Owners::Keep).then(|| {
+            (
+                inside_id(h.uid().unwrap_or(u64::MAX)),
+                inside_id(h.gid().unwrap_or(u64::MAX)),
+            )
+        })
+    }
+
+    fn write_file(
+        &mut self,
+        abs: &Path,
+        shown: &Path,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+        r: &mut dyn Read,
+    ) -> Result<u64> {
         let create = || OpenOptions::new().write(true).create_new(true).open(abs);
         // Create first (the common case needs no extra stat); on EEXIST replace the old
         // entry (never a directory) and try again. O_EXCL never follows a symlink.
@@ -592,6 +666,10 @@ impl Unpacker<'_> {
             };
             f.write_all(&self.buf[..n]).map_err(io_at("write", abs))?;
             total += n as u64;
+        }
+        // Owner before mode: a change of owner clears the set-id bits.
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io_at("chown", abs))?;
         }
         f.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(io_at("chmod", abs))?;
@@ -643,6 +721,14 @@ impl Unpacker<'_> {
             return Ok(());
         }
         let rel: PathBuf = comps.iter().collect();
+        let owner = self.owner_of(e.header());
+        let lchown = |abs: &Path| -> Result<()> {
+            match owner {
+                Some((uid, gid)) => std::os::unix::fs::lchown(abs, Some(uid), Some(gid))
+                    .map_err(io_at("chown", abs)),
+                None => Ok(()),
+            }
+        };
         let name = comps[comps.len() - 1].as_bytes();
         let is_marker = name.starts_with(WHITEOUT_PREFIX.as_bytes());
         if is_marker && self.opts.whiteouts != WhiteoutMode::AsFiles {
@@ -683,6 +769,7 @@ impl Unpacker<'_> {
                 if !Self::clear_slot(&abs, &raw_path, true)? {
                     fs::create_dir(&abs).map_err(io_at("create directory", &abs))?;
                 }
+                lchown(&abs)?;
                 // Owner must keep write access while children are created; the real mode is
                 // applied at the end.
                 self.verified.insert(rel.clone());
@@ -691,7 +778,7 @@ impl Unpacker<'_> {
             EntryType::Regular | EntryType::Continuous => {
                 self.ensure_parents(&comps, true, &raw_path)?;
                 let mode = self.file_mode(mode, stats);
-                stats.file_bytes += self.write_file(&abs, &raw_path, mode, &mut e)?;
+                stats.file_bytes += self.write_file(&abs, &raw_path, mode, owner, &mut e)?;
             }
             EntryType::Symlink => {
                 let target = e
@@ -706,6 +793,7 @@ impl Unpacker<'_> {
                 }
                 Self::clear_slot(&abs, &raw_path, false)?;
                 std::os::unix::fs::symlink(&target, &abs).map_err(io_at("create symlink", &abs))?;
+                lchown(&abs)?;
                 if check {
                     self.links.push(rel.clone());
                 }

@@ -12,7 +12,7 @@ use crate::crash::crash_point;
 use crate::error::{Result, StoreError, io_at};
 use crate::fsutil::{
     CONTENT_ROOT_MODE, create_dir_all_private, create_dir_mode, exists_nofollow, fsync_dir,
-    remove_file_if_exists, remove_tree_if_exists, unique_name, write_atomic,
+    remove_file_if_exists, unique_name, write_atomic,
 };
 use crate::objects::object_path;
 use crate::store::Store;
@@ -175,7 +175,7 @@ impl Store {
                 _ => false,
             };
             if !alive {
-                remove_tree_if_exists(&e.path())?;
+                self.remove_tree(&e.path())?;
             }
         }
         Ok(())
@@ -189,7 +189,7 @@ impl Store {
         };
         for e in rd {
             let e = e.map_err(io_at("read", &self.layout.tmp))?;
-            remove_tree_if_exists(&e.path())?;
+            self.remove_tree(&e.path())?;
         }
         Ok(())
     }
@@ -232,7 +232,7 @@ impl Store {
                         }
                     }
                 } else {
-                    remove_tree_if_exists(&self.layout.env_dir(env_id))?;
+                    self.remove_tree(&self.layout.env_dir(env_id))?;
                     fsync_dir(&self.layout.envs)?;
                 }
                 Ok(())
@@ -261,9 +261,9 @@ impl Store {
         remove_file_if_exists(&self.layout.meta_file(env_id))?;
         fsync_dir(&self.layout.metadata)?;
         crash_point("destroy.after_metadata");
-        remove_tree_if_exists(&self.layout.upper(env_id))?;
+        self.remove_tree(&self.layout.upper(env_id))?;
         crash_point("destroy.mid_remove");
-        remove_tree_if_exists(&self.layout.env_dir(env_id))?;
+        self.remove_tree(&self.layout.env_dir(env_id))?;
         fsync_dir(&self.layout.envs)
     }
 
@@ -284,9 +284,9 @@ impl Store {
             fsync_dir(&self.layout.env_dir(env_id))?;
         }
         if has_s {
-            remove_tree_if_exists(&staging)?;
+            self.remove_tree(&staging)?;
         } else if has_u && has_o {
-            remove_tree_if_exists(&old)?;
+            self.remove_tree(&old)?;
         }
         if !exists_nofollow(&upper) && exists_nofollow(&self.layout.env_dir(env_id)) {
             create_dir_mode(&upper, CONTENT_ROOT_MODE).map_err(io_at("create", &upper))?;
@@ -315,12 +315,12 @@ impl Store {
         };
         for id in envs {
             remove_file_if_exists(&self.layout.meta_file(id))?;
-            remove_tree_if_exists(&self.layout.env_dir(id))?;
+            self.remove_tree(&self.layout.env_dir(id))?;
             tick();
         }
         for h in layers {
             remove_file_if_exists(&self.layout.layer_file(h))?;
-            remove_tree_if_exists(&self.layout.trees.join(h))?;
+            self.remove_tree(&self.layout.trees.join(h))?;
             tick();
         }
         for h in objects {

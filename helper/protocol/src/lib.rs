@@ -14,7 +14,7 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of any message type.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Largest frame body either side accepts (1 MiB). A request is a few KiB;
 /// anything near this is hostile or broken.
@@ -53,6 +53,9 @@ pub enum Request {
     Run(Box<RunSpec>),
     /// Forward a signal to the workload (only meaningful after `Run`).
     Signal(i32),
+    /// Work on a tree of the store whose files belong to the environment's ids (see
+    /// [`TreeJob`]). At most one per connection, instead of `Run`.
+    Tree(TreeJob),
 }
 
 /// Messages from the helper to the core.
@@ -72,6 +75,8 @@ pub enum Reply {
     },
     /// The request was refused or setup failed; nothing (more) runs.
     Failed(Refusal),
+    /// A [`TreeJob`] finished.
+    TreeDone(TreeStats),
 }
 
 /// How the workload ended.
@@ -238,13 +243,103 @@ pub enum Capabilities {
     PackageManager,
 }
 
+/// The highest id an environment's files and processes may have inside it: every id map
+/// that keeps owners maps `0..=MAX_INSIDE_ID`, so a layer means the same on every machine.
+/// Archives naming a higher owner get [`OVERFLOW_ID`] (`nobody`) instead.
+pub const MAX_INSIDE_ID: u32 = 65_535;
+/// The owner given to files whose recorded owner is above [`MAX_INSIDE_ID`].
+pub const OVERFLOW_ID: u32 = 65_534;
+
+/// First word of `karapace-helper --id-maps` when environments of the caller keep owners
+/// ([`IdMapMode::Full`] is available), followed by a description of the maps.
+pub const ID_MAPS_FULL: &str = "full";
+/// First word of `karapace-helper --id-maps` when only the caller's own ids can be mapped,
+/// followed by the reason.
+pub const ID_MAPS_SINGLE: &str = "single";
+
+/// The user namespace's id maps, which decide who may own files inside the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IdMapMode {
-    /// Map only the caller's uid/gid (fast, no setuid helpers).
+    /// Only the caller's uid/gid, mapped to 0 ([`Identity::Root`]) or to itself
+    /// ([`Identity::Caller`]). Other owners show as `nobody`; changing a file's owner fails.
     Single,
-    /// Also map the caller's subordinate range from /etc/subuid and
-    /// /etc/subgid via newuidmap/newgidmap when one is granted; else `Single`.
-    Auto,
+    /// Like `Single`, but the `chown` family succeeds without effect, so package managers that
+    /// set owners work and every file belongs to the caller (a caller without a subordinate
+    /// id range; root inside only).
+    Collapsed,
+    /// Owners kept: inside ids `0..=MAX_INSIDE_ID` are mapped, 0 to the caller and the rest to
+    /// the caller's subordinate range from /etc/subuid and /etc/subgid (through
+    /// newuidmap/newgidmap), or, for a caller that is root, each to itself. Refused when the
+    /// caller has no such range ([`Identity::Root`] only).
+    Full,
+}
+
+/// A job on a tree of the store, done by a process of the helper in a user namespace with the
+/// [`IdMapMode::Full`] maps: it can read, own and remove files of every id inside the
+/// environment, and only beneath the store root (Landlock). The tar stream is the helper's
+/// stdin (unpack) or stdout (pack).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeJob {
+    /// Canonical absolute store root, owned by the caller; every path lies beneath it.
+    pub store_root: PathBuf,
+    pub op: TreeOp,
+    /// As [`RunSpec::allow_without_landlock`]: without it, a kernel without Landlock is
+    /// refused.
+    pub allow_without_landlock: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TreeOp {
+    /// Write the deterministic layer tar of `dir` (owners as inside the environment) to stdout.
+    Pack { dir: PathBuf },
+    /// Unpack the layer tar read from stdin into the existing directory `dir`, giving every
+    /// entry its recorded owner.
+    Unpack { dir: PathBuf, options: UnpackSpec },
+    /// Remove `path` and everything beneath it (absent: nothing to do).
+    Remove { path: PathBuf },
+}
+
+/// How to unpack (the store's `UnpackOptions`, as plain data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnpackSpec {
+    pub whiteouts: Whiteouts,
+    pub skip_devices: bool,
+    pub reject_escaping_symlinks: bool,
+    pub keep_set_id: bool,
+    pub max_entries: u64,
+    pub max_bytes: u64,
+}
+
+/// What becomes of OCI whiteout entries (`.wh.<name>`, `.wh..wh..opq`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Whiteouts {
+    /// Overlay whiteouts (layer trees, restored uppers).
+    Convert,
+    /// Plain empty files (image archives).
+    AsFiles,
+    /// The archive is refused.
+    Reject,
+}
+
+/// What a tree job did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeStats {
+    pub entries: u64,
+    pub file_bytes: u64,
+    pub set_id_cleared: u64,
+    /// `Remove`: whether anything was there.
+    pub removed: bool,
+}
+
+/// Why a tree job failed, in the store's own terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum TreeFailure {
+    #[error("unsafe archive entry {path:?}: {reason}")]
+    UnsafeArchive { path: String, reason: String },
+    #[error("corrupt archive: {0}")]
+    Integrity(String),
+    #[error("{0}")]
+    Other(String),
 }
 
 /// Typed refusal or failure reported by the helper.
@@ -291,6 +386,13 @@ pub enum Refusal {
          --allow-without-landlock"
     )]
     LandlockUnavailable,
+    #[error("{0}")]
+    Tree(TreeFailure),
+    #[error(
+        "no subordinate id range of at least 65536 ids for this user in /etc/subuid and \
+         /etc/subgid (or newuidmap/newgidmap missing)"
+    )]
+    NoSubordinateRange,
 }
 
 /// Frame codec error.

@@ -43,6 +43,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs, rebuild: bool) -> Result<i32> {
     if let Some(log) = &outcome.install_log {
         output::note(&format!("installer log: {}", log.display()));
     }
+    if let Some(note) = &outcome.ownership_note {
+        output::note(&format!("note: {note}"));
+    }
     report_host_shares(ctx, env);
     Ok(0)
 }

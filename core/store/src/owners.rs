@@ -1,0 +1,92 @@
+//! Who works on the store's trees (layer trees, environment uppers, build scratch trees).
+//!
+//! When environments keep their files' owners, a tree holds files of the environment's
+//! subordinate ids: its owner can neither read all of them, nor give a file another owner,
+//! nor always remove them. Those jobs then go to a [`TreeWorker`] that runs where the
+//! environment's ids are mapped (the engine hands the store one that asks the helper, see
+//! `core/src/engine/trees.rs`). Everything else in the store stays plain file-system code.
+//!
+//! The store never follows a link inside a tree: packing opens with no-follow semantics and
+//! removal unlinks links themselves.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use crate::error::Result;
+use crate::fsutil::clear_set_id;
+use crate::tar::{Owners, PackStats, UnpackOptions, UnpackStats, pack_dir_with, unpack};
+
+/// Packs, unpacks and removes trees whose files may belong to the environment's ids.
+pub trait TreeWorker: fmt::Debug {
+    /// What layers record about owners (and so what unpacking restores).
+    fn owners(&self) -> Owners;
+    /// Writes the deterministic layer tar of `dir` to `out`. With `clear_set_id` the tree
+    /// itself loses its setuid/setgid bits and file capabilities first (it is about to
+    /// become a layer tree as it is).
+    fn pack(&self, dir: &Path, clear_set_id: bool, out: &mut dyn Write) -> Result<PackStats>;
+    /// Unpacks the tar read from `from` into the existing directory `dest`.
+    fn unpack(&self, from: &mut dyn Read, dest: &Path, opts: UnpackOptions)
+    -> Result<UnpackStats>;
+    /// Removes `path` and everything beneath it; `Ok(false)` when nothing was there.
+    fn remove(&self, path: &Path) -> Result<bool>;
+}
+
+/// The worker of a store whose owner can do every job alone: its environments either give
+/// every file to the store owner ([`Owners::Collapse`]), or map every id to itself because
+/// the owner is root ([`Owners::Keep`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InProcess {
+    pub owners: Owners,
+}
+
+impl TreeWorker for InProcess {
+    fn owners(&self) -> Owners {
+        self.owners
+    }
+
+    fn pack(&self, dir: &Path, clear: bool, out: &mut dyn Write) -> Result<PackStats> {
+        if clear {
+            clear_set_id(dir)?;
+        }
+        let (_, stats) = pack_dir_with(dir, out, self.owners)?;
+        Ok(stats)
+    }
+
+    fn unpack(
+        &self,
+        from: &mut dyn Read,
+        dest: &Path,
+        opts: UnpackOptions,
+    ) -> Result<UnpackStats> {
+        unpack(
+            from,
+            dest,
+            UnpackOptions {
+                owners: self.owners,
+                ..opts
+            },
+        )
+    }
+
+    fn remove(&self, path: &Path) -> Result<bool> {
+        crate::fsutil::remove_tree_if_exists(path)
+    }
+}
+
+/// Removes a tree: by the store owner alone when that works (the common case, and the fast
+/// one), else by `worker` (files of subordinate ids in directories the owner may not write).
+pub(crate) fn remove_tree(worker: &dyn TreeWorker, path: &Path) -> Result<bool> {
+    match crate::fsutil::remove_tree_if_exists(path) {
+        Err(e) if e.is_permission_denied() => worker.remove(path),
+        r => r,
+    }
+}
+
+/// [`remove_tree`], removing big trees on every core when the owner may.
+pub(crate) fn remove_tree_parallel(worker: &dyn TreeWorker, path: &Path) -> Result<bool> {
+    match crate::fsutil::remove_tree_parallel(path) {
+        Err(e) if e.is_permission_denied() => worker.remove(path),
+        r => r,
+    }
+}

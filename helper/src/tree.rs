@@ -1,0 +1,142 @@
+//! `Request::Tree`: pack, unpack or remove a tree of the caller's store in a user namespace
+//! with the environment's full id maps (see `karapace_backend_namespace::worker`).
+//!
+//! Why this is safe for a less trusted caller: every path must lie beneath the caller's own
+//! store root and is resolved there without following any symbolic link; removal is limited
+//! to the store's scratch, tree and environment directories; the work runs with capabilities
+//! only over the caller's own ids and the caller's subordinate ids, confined by Landlock to
+//! the store root; the archive code refuses every entry that could leave the target.
+
+use std::io::{self, BufReader, BufWriter, Write};
+use std::os::fd::AsFd;
+use std::path::{Component, Path, PathBuf};
+
+use karapace_backend_namespace::{IdMap, landlock_decision, worker};
+use karapace_protocol::{
+    Refusal, TreeFailure, TreeJob, TreeOp, TreeStats, UnpackSpec, Whiteouts,
+};
+use karapace_store::StoreError;
+use karapace_store::tar::{
+    ArchiveLimits, Owners, UnpackOptions, WhiteoutMode, pack_dir_with, unpack,
+};
+use nix::sys::stat::fstat;
+
+use crate::validate::{normalized, open_absolute, open_beneath};
+
+/// Directories of a store (relative to its root) whose subtrees a job may remove: scratch
+/// space, layer trees and environments. Never the objects, layers, metadata or the WAL.
+const REMOVABLE_UNDER: [&str; 4] = ["store/tmp", "store/staging", "store/trees", "env"];
+
+/// Checks `job` and runs it; `landlock_abi` is the kernel's.
+pub fn serve(
+    job: TreeJob,
+    uid: u32,
+    gid: u32,
+    landlock_abi: Option<i32>,
+) -> Result<TreeStats, Refusal> {
+    let landlock = landlock_decision(landlock_abi, job.allow_without_landlock)?;
+    let map = IdMap::full(uid, gid)?;
+    let root_path = job.store_root.clone();
+    let root = open_absolute(&root_path, true)?;
+    let st = fstat(root.as_fd()).map_err(|e| Refusal::Open {
+        path: root_path.clone(),
+        errno: e as i32,
+    })?;
+    if st.st_uid != uid {
+        return Err(Refusal::NotOwner(root_path));
+    }
+    match job.op {
+        TreeOp::Pack { dir } => {
+            normalized(&dir)?;
+            open_beneath(&root, &root_path, &dir, true)?;
+            worker::run(map, &root_path, landlock, move || pack(&dir))
+        }
+        TreeOp::Unpack { dir, options } => {
+            normalized(&dir)?;
+            open_beneath(&root, &root_path, &dir, true)?;
+            worker::run(map, &root_path, landlock, move || {
+                unpack_stdin(&dir, options)
+            })
+        }
+        TreeOp::Remove { path } => {
+            normalized(&path)?;
+            let parent = removable_parent(&root_path, &path)?;
+            open_beneath(&root, &root_path, &parent, true)?;
+            worker::run(map, &root_path, landlock, move || remove(&path))
+        }
+    }
+}
+
+/// The parent of `path`, which must lie strictly below one of [`REMOVABLE_UNDER`].
+fn removable_parent(root: &Path, path: &Path) -> Result<PathBuf, Refusal> {
+    let rel = path
+        .strip_prefix(root)
+        .map_err(|_| Refusal::OutsideStore(path.to_path_buf()))?;
+    let allowed = REMOVABLE_UNDER.iter().any(|base| {
+        rel.strip_prefix(base)
+            .is_ok_and(|below| below.components().any(|c| matches!(c, Component::Normal(_))))
+    });
+    match path.parent() {
+        Some(parent) if allowed => Ok(parent.to_path_buf()),
+        _ => Err(Refusal::Invalid(format!(
+            "{} is not a tree the store may remove",
+            path.display()
+        ))),
+    }
+}
+
+fn failure(e: StoreError) -> TreeFailure {
+    match e {
+        StoreError::UnsafeArchive { path, reason } => TreeFailure::UnsafeArchive { path, reason },
+        StoreError::Integrity { reason, .. } => TreeFailure::Integrity(reason),
+        other => TreeFailure::Other(other.to_string()),
+    }
+}
+
+fn pack(dir: &Path) -> Result<TreeStats, TreeFailure> {
+    // The directory becomes a layer tree as it is: nothing in it may carry privileges.
+    karapace_store::fsutil::clear_set_id(dir).map_err(failure)?;
+    let out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
+    let (mut out, stats) = pack_dir_with(dir, out, Owners::Keep).map_err(failure)?;
+    out.flush()
+        .map_err(|e| TreeFailure::Other(format!("write the archive: {e}")))?;
+    Ok(TreeStats {
+        entries: stats.entries,
+        file_bytes: stats.file_bytes,
+        ..TreeStats::default()
+    })
+}
+
+fn unpack_stdin(dir: &Path, spec: UnpackSpec) -> Result<TreeStats, TreeFailure> {
+    let opts = UnpackOptions {
+        whiteouts: match spec.whiteouts {
+            Whiteouts::Convert => WhiteoutMode::Convert,
+            Whiteouts::AsFiles => WhiteoutMode::AsFiles,
+            Whiteouts::Reject => WhiteoutMode::Reject,
+        },
+        skip_devices: spec.skip_devices,
+        reject_escaping_symlinks: spec.reject_escaping_symlinks,
+        keep_set_id: spec.keep_set_id,
+        limits: ArchiveLimits {
+            max_entries: spec.max_entries,
+            max_bytes: spec.max_bytes,
+        },
+        owners: Owners::Keep,
+    };
+    let input = BufReader::with_capacity(1 << 20, io::stdin().lock());
+    let stats = unpack(input, dir, opts).map_err(failure)?;
+    Ok(TreeStats {
+        entries: stats.entries,
+        file_bytes: stats.file_bytes,
+        set_id_cleared: stats.set_id_cleared,
+        removed: false,
+    })
+}
+
+fn remove(path: &Path) -> Result<TreeStats, TreeFailure> {
+    let removed = karapace_store::fsutil::remove_tree_if_exists(path).map_err(failure)?;
+    Ok(TreeStats {
+        removed,
+        ..TreeStats::default()
+    })
+}
