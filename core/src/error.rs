@@ -72,10 +72,7 @@ pub enum CoreError {
 
     /// An error and what the user can do about it (exit code of the error).
     #[error("{error}\nhint: {hint}")]
-    Hinted {
-        error: Box<CoreError>,
-        hint: String,
-    },
+    Hinted { error: Box<CoreError>, hint: String },
 }
 
 impl CoreError {

@@ -19,7 +19,8 @@ use interprocess::local_socket::{GenericFilePath, Stream, ToFsName, prelude::*};
 use interprocess::os::unix::uds_local_socket::Stream as UdStream;
 use karapace_backend_namespace as backend;
 use karapace_protocol::{
-    FrameError, Hello, ID_MAPS_FULL, ID_MAPS_SINGLE, PROTOCOL_VERSION, Refusal, Reply, Request, read_frame, write_frame,
+    FrameError, Hello, ID_MAPS_FULL, ID_MAPS_SINGLE, PROTOCOL_VERSION, Refusal, Reply, Request,
+    read_frame, write_frame,
 };
 use nix::sys::signal::SigmaskHow;
 
@@ -203,7 +204,12 @@ fn main() -> ExitCode {
                 Err(r) => fail(&mut stream, r),
             };
         }
-        Ok(_) => return fail(&mut stream, Refusal::Protocol("expected Run or Tree".into())),
+        Ok(_) => {
+            return fail(
+                &mut stream,
+                Refusal::Protocol("expected Run or Tree".into()),
+            );
+        }
         Err(e) => return fail(&mut stream, protocol(&e)),
     };
     let t_request = backend::now_ns();

@@ -12,9 +12,7 @@ use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 
 use karapace_backend_namespace::{IdMap, landlock_decision, worker};
-use karapace_protocol::{
-    Refusal, TreeFailure, TreeJob, TreeOp, TreeStats, UnpackSpec, Whiteouts,
-};
+use karapace_protocol::{Refusal, TreeFailure, TreeJob, TreeOp, TreeStats, UnpackSpec, Whiteouts};
 use karapace_store::StoreError;
 use karapace_store::tar::{
     ArchiveLimits, Owners, UnpackOptions, WhiteoutMode, pack_dir_with, unpack,
@@ -46,10 +44,10 @@ pub fn serve(
         return Err(Refusal::NotOwner(root_path));
     }
     match job.op {
-        TreeOp::Pack { dir } => {
+        TreeOp::Pack { dir, clear_set_id } => {
             normalized(&dir)?;
             open_beneath(&root, &root_path, &dir, true)?;
-            worker::run(map, &root_path, landlock, move || pack(&dir))
+            worker::run(map, &root_path, landlock, move || pack(&dir, clear_set_id))
         }
         TreeOp::Unpack { dir, options } => {
             normalized(&dir)?;
@@ -73,8 +71,11 @@ fn removable_parent(root: &Path, path: &Path) -> Result<PathBuf, Refusal> {
         .strip_prefix(root)
         .map_err(|_| Refusal::OutsideStore(path.to_path_buf()))?;
     let allowed = REMOVABLE_UNDER.iter().any(|base| {
-        rel.strip_prefix(base)
-            .is_ok_and(|below| below.components().any(|c| matches!(c, Component::Normal(_))))
+        rel.strip_prefix(base).is_ok_and(|below| {
+            below
+                .components()
+                .any(|c| matches!(c, Component::Normal(_)))
+        })
     });
     match path.parent() {
         Some(parent) if allowed => Ok(parent.to_path_buf()),
@@ -93,9 +94,10 @@ fn failure(e: StoreError) -> TreeFailure {
     }
 }
 
-fn pack(dir: &Path) -> Result<TreeStats, TreeFailure> {
-    // The directory becomes a layer tree as it is: nothing in it may carry privileges.
-    karapace_store::fsutil::clear_set_id(dir).map_err(failure)?;
+fn pack(dir: &Path, clear_set_id: bool) -> Result<TreeStats, TreeFailure> {
+    if clear_set_id {
+        karapace_store::fsutil::clear_set_id(dir).map_err(failure)?;
+    }
     let out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
     let (mut out, stats) = pack_dir_with(dir, out, Owners::Keep).map_err(failure)?;
     out.flush()

@@ -80,7 +80,12 @@ pub(crate) fn open_absolute(p: &Path, dir: bool) -> Result<OwnedFd, Refusal> {
 }
 
 /// Opens `p` beneath the already opened `base` (whose path is `base_path`).
-pub(crate) fn open_beneath(base: &OwnedFd, base_path: &Path, p: &Path, dir: bool) -> Result<OwnedFd, Refusal> {
+pub(crate) fn open_beneath(
+    base: &OwnedFd,
+    base_path: &Path,
+    p: &Path,
+    dir: bool,
+) -> Result<OwnedFd, Refusal> {
     let rel = p
         .strip_prefix(base_path)
         .map_err(|_| Refusal::OutsideStore(p.to_path_buf()))?;

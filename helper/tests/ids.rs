@@ -31,7 +31,11 @@ fn caller_identity_keeps_own_uid() {
 /// user with one; CI creates it).
 fn granted_full_range() -> bool {
     let uid = nix::unistd::getuid();
-    let Some(name) = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name) else {
+    let Some(name) = nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+    else {
         return false;
     };
     std::fs::read_to_string("/etc/subuid").is_ok_and(|t| {
@@ -55,7 +59,11 @@ fn full_maps_keep_owners_or_are_refused_without_a_range() {
         let (code, o) = out(&sp);
         assert_eq!(code, 0, "{o}");
         let map: Vec<&str> = o.lines().next().unwrap_or("").split_whitespace().collect();
-        assert_eq!(map, ["0", "0", "65536"], "root maps every id to itself: {o}");
+        assert_eq!(
+            map,
+            ["0", "0", "65536"],
+            "root maps every id to itself: {o}"
+        );
         assert_eq!(o.lines().last(), Some("6:12"), "{o}");
     } else if granted_full_range() {
         let (code, o) = out(&sp);
@@ -95,7 +103,10 @@ fn collapsed_maps_let_chown_succeed_and_change_nothing() {
 #[test]
 fn a_single_map_still_refuses_foreign_owners() {
     let s = store();
-    let sp = sh(&s, "touch /tmp/f; chown 6:12 /tmp/f 2>/dev/null && echo changed || echo refused");
+    let sp = sh(
+        &s,
+        "touch /tmp/f; chown 6:12 /tmp/f 2>/dev/null && echo changed || echo refused",
+    );
     let (_, o) = out(&sp);
     assert_eq!(o.trim(), "refused", "{o}");
 }

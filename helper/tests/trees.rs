@@ -32,9 +32,27 @@ fn layer_tar() -> Vec<u8> {
     };
     add("var", tar::EntryType::Directory, 0o755, (0, 0), b"");
     add("var/cache", tar::EntryType::Directory, 0o755, (0, 0), b"");
-    add("var/cache/man", tar::EntryType::Directory, 0o700, (6, 12), b"");
-    add("var/cache/man/index.db", tar::EntryType::Regular, 0o600, (6, 12), b"db");
-    add("var/far", tar::EntryType::Regular, 0o644, (4_000_000, 70_000), b"x");
+    add(
+        "var/cache/man",
+        tar::EntryType::Directory,
+        0o700,
+        (6, 12),
+        b"",
+    );
+    add(
+        "var/cache/man/index.db",
+        tar::EntryType::Regular,
+        0o600,
+        (6, 12),
+        b"db",
+    );
+    add(
+        "var/far",
+        tar::EntryType::Regular,
+        0o644,
+        (4_000_000, 70_000),
+        b"x",
+    );
     b.into_inner().expect("finish")
 }
 
@@ -82,6 +100,7 @@ fn pack(root: &Path, dir: &Path) -> Result<Vec<u8>, HelperError> {
             root,
             TreeOp::Pack {
                 dir: dir.to_path_buf(),
+                clear_set_id: false,
             },
         ),
         Stdio::null(),
@@ -162,13 +181,20 @@ fn unpacked_files_get_their_owners_and_pack_back_to_the_same_layer() {
     for e in tar::Archive::new(&packed[..]).entries().expect("entries") {
         let e = e.expect("entry");
         let path = e.path().expect("path").display().to_string();
-        owners.push((path, e.header().uid().unwrap_or(0), e.header().gid().unwrap_or(0)));
+        owners.push((
+            path,
+            e.header().uid().unwrap_or(0),
+            e.header().gid().unwrap_or(0),
+        ));
     }
     assert!(
         owners.contains(&("var/cache/man/index.db".into(), 6, 12)),
         "{owners:?}"
     );
-    assert!(owners.contains(&("var/far".into(), 65_534, 65_534)), "{owners:?}");
+    assert!(
+        owners.contains(&("var/far".into(), 65_534, 65_534)),
+        "{owners:?}"
+    );
 
     // The store's owner alone cannot remove a directory of another id (unless root); the
     // helper can.
@@ -218,11 +244,17 @@ fn paths_outside_the_store_or_its_removable_trees_are_refused() {
     );
     std::fs::create_dir_all(s.root.join("store/objects/ab")).expect("mkdir");
     let err = remove(&s.root, &s.root.join("store/objects")).expect_err("not removable");
-    assert!(matches!(err, HelperError::Refused(Refusal::Invalid(_))), "{err}");
+    assert!(
+        matches!(err, HelperError::Refused(Refusal::Invalid(_))),
+        "{err}"
+    );
     assert!(s.root.join("store/objects/ab").exists());
     // A symlink on the way is refused, not followed.
     scratch(&s.root, "t3");
     std::os::unix::fs::symlink(outside.path(), s.root.join("store/tmp/link")).expect("symlink");
     let err = pack(&s.root, &s.root.join("store/tmp/link")).expect_err("symlink");
-    assert!(matches!(err, HelperError::Refused(Refusal::Symlink(_))), "{err}");
+    assert!(
+        matches!(err, HelperError::Refused(Refusal::Symlink(_))),
+        "{err}"
+    );
 }

@@ -18,6 +18,7 @@ pub mod process;
 pub mod runner;
 pub mod soft;
 pub mod testdir;
+pub mod userdir;
 
 pub use bins::{helper_bin, karapace_bin};
 pub use lock::LockInfo;
@@ -26,3 +27,4 @@ pub use process::Outcome;
 pub use runner::Karapace;
 pub use soft::SoftChecks;
 pub use testdir::TestDir;
+pub use userdir::{UserDir, user_exists};

@@ -25,6 +25,8 @@ pub struct Karapace {
     image_server: Option<String>,
     envs: Vec<(OsString, OsString)>,
     timeout: Duration,
+    /// Run every command as this user (through `runuser`; the tests run as root then).
+    user: Option<String>,
 }
 
 impl Karapace {
@@ -45,7 +47,16 @@ impl Karapace {
             image_server: None,
             envs: Vec::new(),
             timeout,
+            user: None,
         }
+    }
+
+    /// Runs every later command as `user` (`runuser -u <user> --`; needs root). The store,
+    /// cache and working directory must be that user's.
+    #[must_use]
+    pub fn as_user(mut self, user: &str) -> Self {
+        self.user = Some(user.to_owned());
+        self
     }
 
     /// Sets `KARAPACE_IMAGE_SERVER` for every later command.
@@ -82,7 +93,14 @@ impl Karapace {
 
     /// The `Command` (not started) for `karapace --store <store> <args>`.
     pub fn command(&self, args: &[&str]) -> (Command, String) {
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = match &self.user {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
         cmd.arg("--store").arg(&self.store).args(args);
         cmd.current_dir(&self.cwd);
         cmd.env("XDG_CACHE_HOME", &self.cache);
@@ -109,6 +127,9 @@ impl Karapace {
                 k.to_string_lossy(),
                 shell_quote(&v.to_string_lossy())
             ));
+        }
+        if let Some(user) = &self.user {
+            shown.push(format!("runuser -u {} --", shell_quote(user)));
         }
         shown.push(shell_quote(&self.bin.to_string_lossy()));
         shown.push("--store".to_owned());

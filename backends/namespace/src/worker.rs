@@ -72,7 +72,11 @@ fn child<F: FnOnce() -> Outcome>(
     let mut byte = [0u8; 1];
     match File::from(go).read(&mut byte) {
         Ok(1) => {}
-        _ => return Err(TreeFailure::Other("the helper gave up on the id maps".into())),
+        _ => {
+            return Err(TreeFailure::Other(
+                "the helper gave up on the id maps".into(),
+            ));
+        }
     }
     if landlock {
         confine::landlock_beneath(store_root).map_err(|e| failed("confine", &e))?;
@@ -116,22 +120,20 @@ fn write_maps(pid: Pid, map: IdMap, uid: u32, gid: u32) -> Result<(), Refusal> {
     match map {
         IdMap::Subordinate { uid: u, gid: g } => idmap::write_subordinate(pid, uid, gid, u, g),
         IdMap::Identity { count } => idmap::write_identity(pid, count).map_err(Refusal::from),
-        IdMap::Single => Err(Refusal::Invalid(
-            "a tree job needs the full id maps".into(),
-        )),
+        IdMap::Single => Err(Refusal::Invalid("a tree job needs the full id maps".into())),
     }
 }
 
 /// Reads the worker's report and reaps it.
 fn finish(pid: Pid, out: OwnedFd) -> Result<TreeStats, Refusal> {
     let report = read_frame::<Outcome>(&mut File::from(out));
-    let status = waitpid(pid, None);
+    let reaped = waitpid(pid, None);
     match report {
         Ok(Ok(stats)) => Ok(stats),
         Ok(Err(failure)) => Err(Refusal::Tree(failure)),
         Err(_) => Err(Refusal::Tree(TreeFailure::Other(format!(
             "the tree worker ended without a report ({})",
-            match status {
+            match reaped {
                 Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
                 Ok(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
                 other => format!("{other:?}"),

@@ -13,8 +13,7 @@ use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName};
 use interprocess::os::unix::uds_local_socket::{Listener, Stream};
 use karapace_protocol::{
     Hello, PROTOCOL_VERSION, Reply, Request, RunSpec, Timings, TreeJob, TreeStats, WaitStatus,
-    read_frame,
-    read_frame_with_fd, write_frame,
+    read_frame, read_frame_with_fd, write_frame,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH};
@@ -415,12 +414,12 @@ impl TreeSession {
     /// Waits for the job's outcome (close or drain the tar stream first).
     pub fn finish(mut self) -> Result<TreeStats, HelperError> {
         let reply = read_frame::<Reply>(&mut self.stream);
-        let status = self.child.wait();
+        let ended = self.child.wait();
         match reply {
-            Ok(Reply::TreeDone(stats)) => Ok(stats),
+            Ok(Reply::TreeDone(done)) => Ok(done),
             Ok(Reply::Failed(r)) => Err(r.into()),
             Ok(_) => Err(HelperError::Peer("expected the tree job's outcome".into())),
-            Err(_) => Err(HelperError::HelperDied(match status {
+            Err(_) => Err(HelperError::HelperDied(match ended {
                 Ok(s) => s.to_string(),
                 Err(e) => e.to_string(),
             })),

@@ -7,8 +7,8 @@ mod pipeline;
 mod policy_layer;
 pub mod resolve;
 mod run;
-pub mod trees;
 pub(crate) mod runtime;
+pub mod trees;
 
 use std::path::{Path, PathBuf};
 
@@ -84,10 +84,7 @@ impl Engine {
     /// Opens (creating if needed) the store for a mutating command; this also recovers from any
     /// interrupted mutation recorded in the write-ahead log.
     pub fn open_write(&self) -> Result<Store> {
-        with_configured_limits(Store::open_or_init_with(
-            &self.root,
-            self.tree_worker(),
-        )?)
+        with_configured_limits(Store::open_or_init_with(&self.root, self.tree_worker())?)
     }
 
     /// Who works on this store's trees (see [`trees`]).

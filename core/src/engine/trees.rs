@@ -18,8 +18,8 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 
 use karapace_helper_client::{
-    self as hc, HelperError, ID_MAPS_FULL, IdMapMode, Refusal, TreeFailure, TreeJob, TreeOp, UnpackSpec,
-    Whiteouts,
+    self as hc, HelperError, ID_MAPS_FULL, IdMapMode, Refusal, TreeFailure, TreeJob, TreeOp,
+    UnpackSpec, Whiteouts,
 };
 use karapace_store::tar::{PackStats, UnpackOptions, UnpackStats, WhiteoutMode};
 use karapace_store::{InProcess, Owners, SharedTreeWorker, StoreError, TreeWorker};
@@ -181,16 +181,22 @@ impl TreeWorker for Trees {
         self.ownership().owners()
     }
 
-    fn pack(&self, dir: &Path, clear: bool, out: &mut dyn Write) -> karapace_store::error::Result<PackStats> {
+    fn pack(
+        &self,
+        dir: &Path,
+        clear: bool,
+        out: &mut dyn Write,
+    ) -> karapace_store::error::Result<PackStats> {
         if let Some(local) = self.local() {
             return local.pack(dir, clear, out);
         }
         let (read, write) = io::pipe().map_err(io_error("pack", dir))?;
         let job = self.job(TreeOp::Pack {
             dir: dir.to_path_buf(),
+            clear_set_id: clear,
         });
-        let session = hc::tree(&job, Stdio::null(), write.into())
-            .map_err(|e| store_error("pack", dir, e))?;
+        let session =
+            hc::tree(&job, Stdio::null(), write.into()).map_err(|e| store_error("pack", dir, e))?;
         // The helper and its worker hold the only write ends: end of file means the worker is
         // done (or gone, which `finish` reports).
         let copied = io::copy(&mut io::BufReader::with_capacity(1 << 20, read), out);
@@ -254,7 +260,9 @@ impl TreeWorker for Trees {
         });
         let session = hc::tree(&job, Stdio::null(), Stdio::null())
             .map_err(|e| store_error("remove", path, e))?;
-        let stats = session.finish().map_err(|e| store_error("remove", path, e))?;
+        let stats = session
+            .finish()
+            .map_err(|e| store_error("remove", path, e))?;
         Ok(stats.removed)
     }
 }

@@ -5,8 +5,7 @@
 use crate::crash::crash_point;
 use crate::error::{Result, StoreError, io_at, io_err};
 use crate::fsutil::{
-    CONTENT_ROOT_MODE, create_dir_mode, exists_nofollow, fsync_dir,
-    unique_name, write_atomic,
+    CONTENT_ROOT_MODE, create_dir_mode, exists_nofollow, fsync_dir, unique_name, write_atomic,
 };
 use crate::objects::{ObjectHash, ObjectReader, ObjectWriter, is_valid_key, object_path, read_err};
 use crate::store::Store;

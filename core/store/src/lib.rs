@@ -32,11 +32,11 @@ pub use layers::{ImportOptions, LayerKind, LayerManifest, layer_hash, snapshot_h
 pub use lease::BuildLease;
 pub use meta::{EnvMetadata, EnvState, validate_name};
 pub use objects::{ObjectHash, ObjectReader, ObjectWriter, is_valid_key, verify_object};
+pub use owners::{InProcess, TreeWorker};
 pub use sessions::{
     ENDING_PROCESS_NAME, SessionGuard, SessionInfo, SetupGuard, process_start_time,
 };
 pub use snapshots::SnapshotInfo;
-pub use owners::{InProcess, TreeWorker};
 pub use store::{STORE_FORMAT_VERSION, SharedTreeWorker, StagingDir, Store, StoreLock};
 pub use tar::Owners;
 pub use verify::{VerifyFailure, VerifyReport};

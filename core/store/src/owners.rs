@@ -26,8 +26,7 @@ pub trait TreeWorker: fmt::Debug {
     /// become a layer tree as it is).
     fn pack(&self, dir: &Path, clear_set_id: bool, out: &mut dyn Write) -> Result<PackStats>;
     /// Unpacks the tar read from `from` into the existing directory `dest`.
-    fn unpack(&self, from: &mut dyn Read, dest: &Path, opts: UnpackOptions)
-    -> Result<UnpackStats>;
+    fn unpack(&self, from: &mut dyn Read, dest: &Path, opts: UnpackOptions) -> Result<UnpackStats>;
     /// Removes `path` and everything beneath it; `Ok(false)` when nothing was there.
     fn remove(&self, path: &Path) -> Result<bool>;
 }
@@ -53,12 +52,7 @@ impl TreeWorker for InProcess {
         Ok(stats)
     }
 
-    fn unpack(
-        &self,
-        from: &mut dyn Read,
-        dest: &Path,
-        opts: UnpackOptions,
-    ) -> Result<UnpackStats> {
+    fn unpack(&self, from: &mut dyn Read, dest: &Path, opts: UnpackOptions) -> Result<UnpackStats> {
         unpack(
             from,
             dest,

@@ -2,9 +2,7 @@
 
 use crate::crash::crash_point;
 use crate::error::{Result, StoreError, io_at};
-use crate::fsutil::{
-    CONTENT_ROOT_MODE, create_dir_mode, fsync_dir,
-};
+use crate::fsutil::{CONTENT_ROOT_MODE, create_dir_mode, fsync_dir};
 use crate::layers::{LayerKind, LayerManifest, snapshot_hash};
 use crate::meta::now_rfc3339;
 use crate::store::Store;

@@ -22,6 +22,7 @@
 
 use crate::error::{Result, StoreError, io_at, io_err};
 use crate::fsutil::{OpenedDirs, chmod_nofollow, open_regular_beneath, without_set_id};
+use karapace_protocol::{MAX_INSIDE_ID, OVERFLOW_ID};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
@@ -29,7 +30,6 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use karapace_protocol::{MAX_INSIDE_ID, OVERFLOW_ID};
 use tar::{EntryType, Header};
 
 /// OCI whiteout file prefix.
@@ -80,6 +80,18 @@ struct Walked {
     node: Node,
     /// uid and gid recorded in the tar.
     owner: (u32, u32),
+}
+
+impl Walked {
+    /// An OCI marker entry (whiteout or opaque directory), owned by 0:0 like every marker.
+    fn marker(tar_path: Vec<u8>, src: PathBuf) -> Walked {
+        Walked {
+            tar_path,
+            src,
+            node: Node::Marker,
+            owner: (0, 0),
+        }
+    }
 }
 
 /// Whose ids a tree's files carry, and so what a layer records about owners.
@@ -180,12 +192,7 @@ fn walk(root: &Path, opened: &mut OpenedDirs, owners: Owners) -> Result<Vec<Walk
                     let mut marker = tar_path.clone();
                     marker.push(b'/');
                     marker.extend_from_slice(OPAQUE_MARKER.as_bytes());
-                    out.push(Walked {
-                        tar_path: marker,
-                        src: src.clone(),
-                        node: Node::Marker,
-                        owner: (0, 0),
-                    });
+                    out.push(Walked::marker(marker, src.clone()));
                 }
                 out.push(Walked {
                     tar_path: tar_path.clone(),
@@ -197,12 +204,7 @@ fn walk(root: &Path, opened: &mut OpenedDirs, owners: Owners) -> Result<Vec<Walk
                 stack.push((src, tar_path));
             } else if ft.is_file() {
                 if is_xattr_whiteout(&src, &meta) {
-                    out.push(Walked {
-                        tar_path: whiteout_path(),
-                        src,
-                        node: Node::Marker,
-                        owner: (0, 0),
-                    });
+                    out.push(Walked::marker(whiteout_path(), src));
                 } else {
                     let dev_ino = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
                     out.push(Walked {
@@ -225,12 +227,7 @@ fn walk(root: &Path, opened: &mut OpenedDirs, owners: Owners) -> Result<Vec<Walk
                     owner,
                 });
             } else if ft.is_char_device() && meta.rdev() == 0 {
-                out.push(Walked {
-                    tar_path: whiteout_path(),
-                    src,
-                    node: Node::Marker,
-                    owner: (0, 0),
-                });
+                out.push(Walked::marker(whiteout_path(), src));
             } else if ft.is_char_device() || ft.is_block_device() {
                 let kind = if ft.is_char_device() {
                     EntryType::Char

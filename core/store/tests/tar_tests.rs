@@ -308,3 +308,63 @@ fn later_entry_replaces_earlier_without_following_links() {
         "must not write through the old symlink"
     );
 }
+
+/// With owners kept, a tar records each entry's owner and unpacking gives it back; owners no
+/// id map covers become `nobody`. Changing owners needs root (the helper's tree worker does it
+/// for users, see helper/tests/trees.rs); without root, owners collapse to 0:0.
+#[test]
+fn kept_owners_round_trip_and_collapsed_ones_are_root() {
+    use karapace_store::Owners;
+    use karapace_store::tar::pack_dir_with;
+    let src = tempfile::tempdir().unwrap();
+    write(&src.path().join("var/cache/man/index.db"), b"db");
+    write(&src.path().join("etc/shadow"), b"");
+    let collapsed = pack_dir_with(src.path(), Vec::new(), Owners::Collapse)
+        .unwrap()
+        .0;
+    assert!(entry_names(&collapsed).iter().all(|e| e.2 == 0 && e.3 == 0));
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let chown = |p: &str, u: u32, g: u32| {
+        std::os::unix::fs::lchown(src.path().join(p), Some(u), Some(g)).unwrap();
+    };
+    chown("var/cache/man", 6, 12);
+    chown("var/cache/man/index.db", 6, 12);
+    chown("etc/shadow", 0, 42);
+    let kept = pack_dir_with(src.path(), Vec::new(), Owners::Keep)
+        .unwrap()
+        .0;
+    let owners: Vec<(String, u64, u64)> = entry_names(&kept)
+        .into_iter()
+        .map(|(p, _, u, g)| (p, u, g))
+        .collect();
+    assert!(
+        owners.contains(&("var/cache/man/index.db".into(), 6, 12)),
+        "{owners:?}"
+    );
+    assert!(owners.contains(&("etc/shadow".into(), 0, 42)), "{owners:?}");
+
+    let dest = tempfile::tempdir().unwrap();
+    let opts = UnpackOptions {
+        owners: Owners::Keep,
+        ..UnpackOptions::overlay()
+    };
+    unpack(&kept[..], dest.path(), opts).unwrap();
+    let m = fs::metadata(dest.path().join("var/cache/man/index.db")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (6, 12));
+    // A hostile owner far above every map becomes nobody.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(0);
+    h.set_mode(0o644);
+    h.set_uid(4_000_000_000);
+    h.set_gid(70_000);
+    b.append_data(&mut h, "far", &[][..]).unwrap();
+    let far = b.into_inner().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    unpack(&far[..], dest.path(), opts).unwrap();
+    let m = fs::symlink_metadata(dest.path().join("far")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (65_534, 65_534));
+}

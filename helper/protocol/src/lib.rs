@@ -291,7 +291,9 @@ pub struct TreeJob {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TreeOp {
     /// Write the deterministic layer tar of `dir` (owners as inside the environment) to stdout.
-    Pack { dir: PathBuf },
+    /// With `clear_set_id`, `dir` itself first loses its setuid/setgid bits and file
+    /// capabilities (it is about to become a layer tree as it is).
+    Pack { dir: PathBuf, clear_set_id: bool },
     /// Unpack the layer tar read from stdin into the existing directory `dir`, giving every
     /// entry its recorded owner.
     Unpack { dir: PathBuf, options: UnpackSpec },

@@ -61,6 +61,7 @@ pub fn run(ctx: &Ctx) -> Result<i32> {
         ),
     });
     checks.push(landlock(ctx));
+    checks.push(id_maps());
     checks.push(seccomp());
     plugins(&mut checks);
 
@@ -246,6 +247,25 @@ fn plugins(checks: &mut Vec<Check>) {
             }
         }
         Err(e) => checks.push(check("plugins", Status::Fail, e.to_string())),
+    }
+}
+
+/// Whether environments keep the owners of system users' files (docs/storage-format.md,
+/// "Owners and id maps"): a warning, with the fix, for a user without a subordinate range.
+fn id_maps() -> Check {
+    use crate::engine::trees::{Ownership, collapsed_hint};
+    match Ownership::detect() {
+        Ownership::Root => check(
+            "id-maps",
+            Status::Pass,
+            "root: environments map every id to itself; files keep their owners",
+        ),
+        Ownership::Subordinate(maps) => check(
+            "id-maps",
+            Status::Pass,
+            format!("{maps}: files keep their owners"),
+        ),
+        Ownership::Collapsed(why) => check("id-maps", Status::Warn, collapsed_hint(&why)),
     }
 }
 
