@@ -15,6 +15,7 @@ use karapace_schema::{LockFile, NormalizedManifest, ResolvedPackage};
 use karapace_store::{ImportOptions, LayerKind, Store};
 
 use super::BuildRequest;
+use super::reproducible;
 use super::runtime::{build_step_spec, canonical_root};
 use crate::error::{CoreError, Result};
 use crate::prereqs;
@@ -180,7 +181,7 @@ fn install(
             &upper,
             &work,
             step.argv.clone(),
-            &step.env,
+            &reproducible::step_env(&step.env),
             Network::Host,
         );
         spec.allow_without_landlock = allow_without_landlock;
@@ -214,6 +215,10 @@ fn install(
             )));
         }
     }
+    // Caches, logs and secrets of this build stay out of the layer (removed from the upper, so
+    // the base's copies show through).
+    let left_out = reproducible::clean_upper(&upper, &mut reproducible::remove_entry)?;
+    tracing::debug!("left out of the Dependency layer: {left_out:?}");
     make_removable(&work);
     let layer = store.import_layer_dir_with(
         &upper,
