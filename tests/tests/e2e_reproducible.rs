@@ -15,15 +15,22 @@ use std::time::{Duration, Instant};
 use karapace_tests::{Karapace, LockInfo, Mirror, TestDir};
 use serde_json::Value;
 
-/// curl, and git (more packages, perl, triggers); both install with today's single-id builds.
+/// curl; git (more packages, perl, triggers); tcpdump, whose postinst adds a system user, so
+/// `/etc/shadow` gets a date. All three install with today's single-id builds. Once packages with
+/// files of other owners install (issue 13, item 1), `openssh-server` and `postgresql` belong here
+/// too, with checks that their host keys and cluster are not in the layer.
 const MANIFEST: &str = r#"manifest_version = 1
 
 [base]
 image = "debian/bookworm"
 
 [system]
-packages = ["curl", "git"]
+packages = ["curl", "git", "tcpdump"]
 "#;
+
+/// `SOURCE_DATE_EPOCH` of build steps (2024-01-01) in days: what `useradd` records as the last
+/// password change instead of the day of the build.
+const SOURCE_DATE_DAY: &str = "19723";
 
 /// Build state that must never reach a layer (`core/src/engine/reproducible.rs`).
 const LEFT_OUT: &[&str] = &[
@@ -99,7 +106,7 @@ fn same_lock_in_two_stores_gives_the_same_dependency_layer() {
     let k1 = Karapace::new(&first).image_server(server.url());
     let (a, took_a) = build(&k1, &first, &[]);
     let lock = LockInfo::read(&first.project().join("karapace.lock"));
-    for name in ["curl", "git"] {
+    for name in ["curl", "git", "tcpdump"] {
         assert!(
             lock.packages.contains_key(name),
             "lock without {name}:\n{}",
@@ -160,6 +167,13 @@ fn same_lock_in_two_stores_gives_the_same_dependency_layer() {
     assert!(tree_a.join("var/lib/dpkg/status").is_file());
     k2.exec(&b.env_id, &["curl", "--version"]).assert_success();
     k2.exec(&b.env_id, &["git", "--version"]).assert_success();
+    // The user tcpdump's postinst added carries the fixed date, not the day of the build.
+    let shadow = k2.sh(&b.env_id, "grep '^tcpdump:' /etc/shadow");
+    assert_eq!(
+        shadow.split(':').nth(2),
+        Some(SOURCE_DATE_DAY),
+        "useradd did not take SOURCE_DATE_EPOCH: {shadow}"
+    );
 }
 
 /// One entry of a layer tree, as far as a layer records it.
