@@ -15,6 +15,7 @@ use karapace_schema::{LockFile, NormalizedManifest, ResolvedPackage};
 use karapace_store::{ImportOptions, LayerKind, Owners, Store};
 
 use super::BuildRequest;
+use super::reproducible;
 use super::runtime::{build_step_spec, canonical_root};
 use super::trees::{Ownership, collapsed_hint};
 use crate::error::{CoreError, Result};
@@ -210,7 +211,7 @@ fn install(
             &upper,
             &work,
             step.argv.clone(),
-            &step.env,
+            &reproducible::step_env(&step.env),
             Network::Host,
         );
         spec.id_map = how.id_map;
@@ -245,6 +246,14 @@ fn install(
             )));
         }
     }
+    // Caches, logs and secrets of this build stay out of the layer (removed from the upper, so
+    // the base's copies show through).
+    let mut remove = |path: &Path| -> Result<()> {
+        store.remove_tree(path)?;
+        Ok(())
+    };
+    let left_out = reproducible::clean_upper(&upper, &mut remove)?;
+    tracing::debug!("left out of the Dependency layer: {left_out:?}");
     make_removable(&work);
     let layer = store.import_layer_dir_with(
         &upper,
