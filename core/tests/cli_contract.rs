@@ -512,6 +512,30 @@ fn doctor_reports_checks_in_contract_order() {
     assert_eq!(v["healthy"].as_bool().unwrap(), out.status.success());
 }
 
+#[test]
+fn doctor_says_whether_files_keep_their_owners() {
+    let kp = Kp::new();
+    let out = kp.cmd(&["doctor", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let check = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "id-maps")
+        .cloned()
+        .unwrap_or_else(|| panic!("no id-maps check: {v:#}"));
+    let message = check["message"].as_str().unwrap_or_default();
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(check["status"], "pass", "{check:#}");
+        assert!(message.contains("every id to itself"), "{message}");
+    } else if check["status"] == "pass" {
+        assert!(message.contains("subordinate"), "{message}");
+    } else {
+        assert_eq!(check["status"], "warn", "{check:#}");
+        assert!(message.contains("usermod --add-subuids"), "{message}");
+    }
+}
+
 fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = fs::read_dir(dir) {

@@ -44,10 +44,10 @@ pub fn serve(
         return Err(Refusal::NotOwner(root_path));
     }
     match job.op {
-        TreeOp::Pack { dir, clear_set_id } => {
+        TreeOp::Pack { dir, adopt } => {
             normalized(&dir)?;
             open_beneath(&root, &root_path, &dir, true)?;
-            worker::run(map, &root_path, landlock, move || pack(&dir, clear_set_id))
+            worker::run(map, &root_path, landlock, move || pack(&dir, adopt))
         }
         TreeOp::Unpack { dir, options } => {
             normalized(&dir)?;
@@ -94,9 +94,10 @@ fn failure(e: StoreError) -> TreeFailure {
     }
 }
 
-fn pack(dir: &Path, clear_set_id: bool) -> Result<TreeStats, TreeFailure> {
-    if clear_set_id {
+fn pack(dir: &Path, adopt: bool) -> Result<TreeStats, TreeFailure> {
+    if adopt {
         karapace_store::fsutil::clear_set_id(dir).map_err(failure)?;
+        karapace_store::fsutil::settle_times(dir).map_err(failure)?;
     }
     let out = BufWriter::with_capacity(1 << 20, io::stdout().lock());
     let (mut out, stats) = pack_dir_with(dir, out, Owners::Keep).map_err(failure)?;

@@ -100,7 +100,7 @@ fn pack(root: &Path, dir: &Path) -> Result<Vec<u8>, HelperError> {
             root,
             TreeOp::Pack {
                 dir: dir.to_path_buf(),
-                clear_set_id: false,
+                adopt: false,
             },
         ),
         Stdio::null(),

@@ -184,16 +184,16 @@ impl TreeWorker for Trees {
     fn pack(
         &self,
         dir: &Path,
-        clear: bool,
+        adopt: bool,
         out: &mut dyn Write,
     ) -> karapace_store::error::Result<PackStats> {
         if let Some(local) = self.local() {
-            return local.pack(dir, clear, out);
+            return local.pack(dir, adopt, out);
         }
         let (read, write) = io::pipe().map_err(io_error("pack", dir))?;
         let job = self.job(TreeOp::Pack {
             dir: dir.to_path_buf(),
-            clear_set_id: clear,
+            adopt,
         });
         let session =
             hc::tree(&job, Stdio::null(), write.into()).map_err(|e| store_error("pack", dir, e))?;

@@ -284,6 +284,34 @@ pub fn clear_set_id(root: &Path) -> Result<u64> {
     Ok(cleared)
 }
 
+/// The time every entry of a layer tree carries: the epoch, as the layer's tar records it.
+/// Trees must not depend on when or where they were made: a package that indexes the times of
+/// files below it (man-db's `index.db`, font and icon caches) would otherwise write a
+/// different file in every store.
+const TREE_TIME: nix::sys::time::TimeSpec = nix::sys::time::TimeSpec::new(0, 0);
+
+/// Sets the access and modification times of `path` (never a link's target) to the tree time.
+pub(crate) fn settle_time(path: &Path) -> io::Result<()> {
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &TREE_TIME,
+        &TREE_TIME,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Gives every entry below `root`, and `root` itself, the tree time (see [`TREE_TIME`]): used
+/// when a directory becomes a layer tree as it is, so that it matches what unpacking the layer
+/// produces. Never follows a link.
+pub fn settle_times(root: &Path) -> Result<()> {
+    walk_tree(root, |path, _| {
+        settle_time(path).map_err(io_at("set the times of", path))
+    })?;
+    settle_time(root).map_err(io_at("set the times of", root))
+}
+
 /// Directories whose mode a walk widened so that their owner could list and search them;
 /// given back (deepest first) when dropped.
 #[derive(Default)]

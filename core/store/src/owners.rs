@@ -14,17 +14,17 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::error::Result;
-use crate::fsutil::clear_set_id;
+use crate::fsutil::{clear_set_id, settle_times};
 use crate::tar::{Owners, PackStats, UnpackOptions, UnpackStats, pack_dir_with, unpack};
 
 /// Packs, unpacks and removes trees whose files may belong to the environment's ids.
 pub trait TreeWorker: fmt::Debug {
     /// What layers record about owners (and so what unpacking restores).
     fn owners(&self) -> Owners;
-    /// Writes the deterministic layer tar of `dir` to `out`. With `clear_set_id` the tree
-    /// itself loses its setuid/setgid bits and file capabilities first (it is about to
-    /// become a layer tree as it is).
-    fn pack(&self, dir: &Path, clear_set_id: bool, out: &mut dyn Write) -> Result<PackStats>;
+    /// Writes the deterministic layer tar of `dir` to `out`. With `adopt`, `dir` is about to
+    /// become a layer tree as it is: it first loses its setuid/setgid bits and file
+    /// capabilities, and every entry gets the tree time, as if unpacked from the layer.
+    fn pack(&self, dir: &Path, adopt: bool, out: &mut dyn Write) -> Result<PackStats>;
     /// Unpacks the tar read from `from` into the existing directory `dest`.
     fn unpack(&self, from: &mut dyn Read, dest: &Path, opts: UnpackOptions) -> Result<UnpackStats>;
     /// Removes `path` and everything beneath it; `Ok(false)` when nothing was there.
@@ -44,9 +44,10 @@ impl TreeWorker for InProcess {
         self.owners
     }
 
-    fn pack(&self, dir: &Path, clear: bool, out: &mut dyn Write) -> Result<PackStats> {
-        if clear {
+    fn pack(&self, dir: &Path, adopt: bool, out: &mut dyn Write) -> Result<PackStats> {
+        if adopt {
             clear_set_id(dir)?;
+            settle_times(dir)?;
         }
         let (_, stats) = pack_dir_with(dir, out, self.owners)?;
         Ok(stats)

@@ -21,7 +21,9 @@
 //! because they resolve inside the environment's root at run time.
 
 use crate::error::{Result, StoreError, io_at, io_err};
-use crate::fsutil::{OpenedDirs, chmod_nofollow, open_regular_beneath, without_set_id};
+use crate::fsutil::{
+    OpenedDirs, chmod_nofollow, open_regular_beneath, settle_time, without_set_id,
+};
 use karapace_protocol::{MAX_INSIDE_ID, OVERFLOW_ID};
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -664,6 +666,12 @@ impl Unpacker<'_> {
             f.write_all(&self.buf[..n]).map_err(io_at("write", abs))?;
             total += n as u64;
         }
+        f.set_times(
+            fs::FileTimes::new()
+                .set_accessed(std::time::UNIX_EPOCH)
+                .set_modified(std::time::UNIX_EPOCH),
+        )
+        .map_err(io_at("set the times of", abs))?;
         // Owner before mode: a change of owner clears the set-id bits.
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io_at("chown", abs))?;
@@ -791,6 +799,7 @@ impl Unpacker<'_> {
                 Self::clear_slot(&abs, &raw_path, false)?;
                 std::os::unix::fs::symlink(&target, &abs).map_err(io_at("create symlink", &abs))?;
                 lchown(&abs)?;
+                settle_time(&abs).map_err(io_at("set the times of", &abs))?;
                 if check {
                     self.links.push(rel.clone());
                 }
@@ -913,9 +922,12 @@ pub fn unpack<R: Read>(r: R, dest: &Path, opts: UnpackOptions) -> Result<UnpackS
     // Deepest first, so a read-only parent never blocks a child's chmod.
     u.dir_modes
         .sort_by_key(|d| std::cmp::Reverse(d.0.as_os_str().len()));
+    // Directories last: every entry created in one changed its times.
     for (p, mode) in u.dir_modes {
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).map_err(io_at("chmod", &p))?;
+        settle_time(&p).map_err(io_at("set the times of", &p))?;
     }
+    settle_time(dest).map_err(io_at("set the times of", dest))?;
     Ok(stats)
 }
 

@@ -291,9 +291,9 @@ pub struct TreeJob {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TreeOp {
     /// Write the deterministic layer tar of `dir` (owners as inside the environment) to stdout.
-    /// With `clear_set_id`, `dir` itself first loses its setuid/setgid bits and file
-    /// capabilities (it is about to become a layer tree as it is).
-    Pack { dir: PathBuf, clear_set_id: bool },
+    /// With `adopt`, `dir` is about to become a layer tree as it is: it first loses its
+    /// setuid/setgid bits and file capabilities, and every entry gets the tree time.
+    Pack { dir: PathBuf, adopt: bool },
     /// Unpack the layer tar read from stdin into the existing directory `dir`, giving every
     /// entry its recorded owner.
     Unpack { dir: PathBuf, options: UnpackSpec },
