@@ -32,9 +32,22 @@ pub fn serve(
     gid: u32,
     landlock_abi: Option<i32>,
 ) -> Result<TreeStats, Refusal> {
+    // A tree job belongs to the core's store operation: when the core dies (crash, SIGKILL),
+    // so do this process and its worker, before the next command recovers the store.
+    let parent = nix::unistd::getppid();
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| {
+        Refusal::Setup {
+            step: "PR_SET_PDEATHSIG".into(),
+            errno: e as i32,
+        }
+    })?;
+    if nix::unistd::getppid() != parent {
+        return Err(Refusal::PeerRejected("the core is gone".into()));
+    }
     let landlock = landlock_decision(landlock_abi, job.allow_without_landlock)?;
     let map = IdMap::full(uid, gid)?;
     let root_path = job.store_root.clone();
+    canonical(&root_path)?;
     let root = open_absolute(&root_path, true)?;
     let st = fstat(root.as_fd()).map_err(|e| Refusal::Open {
         path: root_path.clone(),
@@ -43,25 +56,44 @@ pub fn serve(
     if st.st_uid != uid {
         return Err(Refusal::NotOwner(root_path));
     }
+    // The worker's root is the store root: it gets every path as seen from there.
+    let inside = |p: &Path| {
+        worker::inside(&root_path, p).ok_or_else(|| Refusal::OutsideStore(p.to_path_buf()))
+    };
     match job.op {
         TreeOp::Pack { dir, adopt } => {
-            normalized(&dir)?;
+            canonical(&dir)?;
             open_beneath(&root, &root_path, &dir, true)?;
+            let dir = inside(&dir)?;
             worker::run(map, &root_path, landlock, move || pack(&dir, adopt))
         }
         TreeOp::Unpack { dir, options } => {
-            normalized(&dir)?;
+            canonical(&dir)?;
             open_beneath(&root, &root_path, &dir, true)?;
+            let dir = inside(&dir)?;
             worker::run(map, &root_path, landlock, move || {
                 unpack_stdin(&dir, options)
             })
         }
         TreeOp::Remove { path } => {
-            normalized(&path)?;
+            canonical(&path)?;
             let parent = removable_parent(&root_path, &path)?;
             open_beneath(&root, &root_path, &parent, true)?;
+            let path = inside(&path)?;
             worker::run(map, &root_path, landlock, move || remove(&path))
         }
+    }
+}
+
+/// Absolute, normalized and spelt exactly as its components (no trailing `/`, which would make
+/// the kernel resolve the last component through a symbolic link).
+fn canonical(p: &Path) -> Result<(), Refusal> {
+    normalized(p)?;
+    let rebuilt: PathBuf = p.components().collect();
+    if rebuilt.as_os_str() == p.as_os_str() {
+        Ok(())
+    } else {
+        Err(Refusal::NotNormalized(p.to_path_buf()))
     }
 }
 

@@ -249,6 +249,18 @@ fn paths_outside_the_store_or_its_removable_trees_are_refused() {
         "{err}"
     );
     assert!(s.root.join("store/objects/ab").exists());
+    // A trailing '/' would make the kernel follow a link at the last component.
+    std::fs::create_dir_all(s.root.join("env")).expect("mkdir");
+    std::os::unix::fs::symlink("../store/objects", s.root.join("env/x")).expect("symlink");
+    let err = remove(&s.root, &s.root.join("env/x/")).expect_err("trailing slash");
+    assert!(
+        matches!(err, HelperError::Refused(Refusal::NotNormalized(_))),
+        "{err}"
+    );
+    assert!(
+        s.root.join("store/objects/ab").exists(),
+        "objects untouched"
+    );
     // A symlink on the way is refused, not followed.
     scratch(&s.root, "t3");
     std::os::unix::fs::symlink(outside.path(), s.root.join("store/tmp/link")).expect("symlink");

@@ -105,7 +105,28 @@ fn files_of_system_users_keep_their_owners_and_layers_match_across_id_maps() {
     assert_ne!(starts[0], starts[1], "the two users' ranges must differ");
     for (user, start) in RANGE_USERS.into_iter().zip(starts) {
         let home = UserDir::new("owners", user, MANIFEST, Some(&lock));
-        let k = home.karapace(&mirror);
+        // The first user reaches the store through a symbolic link of its own (a store on
+        // another disk, a symlinked home): every tree job must still find it.
+        let k = if user == RANGE_USERS[0] {
+            let via = home.path.join("via");
+            std::os::unix::fs::symlink(&home.path, &via).expect("symlink");
+            let u = nix::unistd::User::from_name(user)
+                .ok()
+                .flatten()
+                .expect("user");
+            std::os::unix::fs::lchown(&via, Some(u.uid.as_raw()), Some(u.gid.as_raw()))
+                .expect("chown the link");
+            Karapace::with_paths(
+                &via.join("store"),
+                &home.path.join("cache"),
+                &home.path.join("project"),
+            )
+            .image_server(mirror.file_url())
+            .env("HOME", &home.path)
+            .as_user(user)
+        } else {
+            home.karapace(&mirror)
+        };
         k.ok(&["build", "--locked", "--name", "t"]);
         assert_eq!(
             layers(&k),
@@ -135,10 +156,13 @@ fn files_of_system_users_keep_their_owners_and_layers_match_across_id_maps() {
             .unwrap_or_else(|| panic!("no snapshot hash in {snapshot:?}"))
             .to_owned();
         assert!(
-            k.ok(&["diff", "t"]).stdout_str().contains("karapace-owners-test"),
+            k.ok(&["diff", "t"])
+                .stdout_str()
+                .contains("karapace-owners-test"),
             "diff shows the change"
         );
-        k.exec("t", &["rm", "/etc/karapace-owners-test"]).assert_success();
+        k.exec("t", &["rm", "/etc/karapace-owners-test"])
+            .assert_success();
         k.ok(&["restore", "t", &snapshot]);
         let restored = k.exec("t", &["cat", "/etc/karapace-owners-test"]);
         assert_eq!(restored.stdout_str().trim(), "kept", "restored for {user}");

@@ -4,8 +4,11 @@
 //!
 //! Why it is safe for the caller: the process holds capabilities only in a new user namespace
 //! whose ids are the caller's own and the caller's subordinate range (what `newuidmap` grants
-//! the caller anyway); it shares the host's mount namespace but Landlock confines it to the
-//! store root, `no_new_privs` is set, and it runs no program, only the job's code.
+//! the caller anyway); in a mount namespace of its own it pivots into the store root, so
+//! nothing outside the store exists for it (not even for `chmod`, `chown` or `utimes`, which
+//! Landlock does not cover); Landlock and `no_new_privs` come on top, and it runs no program,
+//! only the job's code. The job's paths are therefore given relative to the store root
+//! ([`inside`]).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -25,8 +28,16 @@ use crate::{Step, confine, sys};
 /// The outcome a worker sends its parent.
 type Outcome = Result<TreeStats, TreeFailure>;
 
-/// Runs `job` in a new user namespace with `map` (from [`IdMap::full`]), confined to
-/// `store_root` (Landlock when `landlock`), and returns what it reported. The caller must be
+/// `path` (beneath `store_root`) as the worker sees it, once the store root is its `/`.
+pub fn inside(store_root: &Path, path: &Path) -> Option<std::path::PathBuf> {
+    path.strip_prefix(store_root)
+        .ok()
+        .map(|rel| Path::new("/").join(rel))
+}
+
+/// Runs `job` in a new user namespace with `map` (from [`IdMap::full`]), with `store_root` as
+/// its root directory (paths as [`inside`] gives them; Landlock too when `landlock`), and
+/// returns what it reported. The caller must be
 /// single-threaded. The worker inherits this process's stdin and stdout (the tar streams);
 /// this process lets go of both once the worker runs, so the core sees end of file or a
 /// broken pipe the moment the worker is gone.
@@ -64,7 +75,12 @@ fn child<F: FnOnce() -> Outcome>(
     job: F,
 ) -> Outcome {
     let failed = |what: &str, e: &dyn std::fmt::Display| TreeFailure::Other(format!("{what}: {e}"));
-    nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| failed("unshare", &e))?;
+    // Never outlive the helper (which never outlives the core): a store operation that was
+    // interrupted is undone by the next command, which must not find a worker still writing.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| failed("PR_SET_PDEATHSIG", &e))?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)
+        .map_err(|e| failed("unshare", &e))?;
     File::from(ready)
         .write_all(&[1])
         .map_err(|e| failed("report", &e))?;
@@ -78,11 +94,36 @@ fn child<F: FnOnce() -> Outcome>(
             ));
         }
     }
+    enter_store(store_root).map_err(|e| failed("enter the store", &e))?;
     if landlock {
-        confine::landlock_beneath(store_root).map_err(|e| failed("confine", &e))?;
+        confine::landlock_beneath(Path::new("/")).map_err(|e| failed("confine", &e))?;
     }
     confine::set_no_new_privs().map_err(|e| failed("confine", &e))?;
     job()
+}
+
+/// Makes `store_root` this process's `/` (private mounts, a bind of the store onto itself,
+/// `pivot_root`, the old root detached): the host's other files are gone from its view.
+fn enter_store(store_root: &Path) -> Result<(), Errno> {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    mount(
+        Some(store_root),
+        store_root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )?;
+    nix::unistd::chdir(store_root)?;
+    nix::unistd::pivot_root(".", ".")?;
+    umount2(".", MntFlags::MNT_DETACH)?;
+    nix::unistd::chdir("/")
 }
 
 fn parent(

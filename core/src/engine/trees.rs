@@ -109,7 +109,8 @@ pub fn collapsed_hint(why: &str) -> String {
 #[derive(Debug, Default)]
 pub struct Trees {
     ownership: OnceLock<Ownership>,
-    /// Canonical store root (the helper insists on one).
+    /// The store root as the store spells it (perhaps through a symbolic link of the user's:
+    /// the store checks who owns such a link, so it keeps that spelling).
     root: PathBuf,
     allow_without_landlock: bool,
 }
@@ -117,10 +118,9 @@ pub struct Trees {
 impl Trees {
     /// The worker for the store at `root`.
     pub fn for_store(root: &Path, allow_without_landlock: bool) -> SharedTreeWorker {
-        let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
         std::sync::Arc::new(Trees {
             ownership: OnceLock::new(),
-            root,
+            root: root.to_path_buf(),
             allow_without_landlock,
         })
     }
@@ -139,16 +139,27 @@ impl Trees {
         }
     }
 
-    fn job(&self, op: TreeOp) -> TreeJob {
-        TreeJob {
-            store_root: self.root.clone(),
-            op,
+    /// A job for the helper, which insists on symlink-free paths: the store root is resolved
+    /// now (the store exists by the time a tree is worked on) and `path`, a path of the store,
+    /// re-spelt beneath it.
+    fn job(&self, path: &Path, op: impl FnOnce(PathBuf) -> TreeOp) -> io::Result<TreeJob> {
+        let root = self.root.canonicalize()?;
+        let rel = path.strip_prefix(&self.root).map_err(|_| {
+            io::Error::other(format!(
+                "{} is not beneath the store root {}",
+                path.display(),
+                self.root.display()
+            ))
+        })?;
+        Ok(TreeJob {
+            op: op(root.join(rel)),
+            store_root: root,
             // The flag, or the user's config saying the same.
             allow_without_landlock: super::runtime::allow_without_landlock(
                 self.allow_without_landlock,
             )
             .unwrap_or(self.allow_without_landlock),
-        }
+        })
     }
 }
 
@@ -191,10 +202,9 @@ impl TreeWorker for Trees {
             return local.pack(dir, adopt, out);
         }
         let (read, write) = io::pipe().map_err(io_error("pack", dir))?;
-        let job = self.job(TreeOp::Pack {
-            dir: dir.to_path_buf(),
-            adopt,
-        });
+        let job = self
+            .job(dir, |dir| TreeOp::Pack { dir, adopt })
+            .map_err(io_error("pack", dir))?;
         let session =
             hc::tree(&job, Stdio::null(), write.into()).map_err(|e| store_error("pack", dir, e))?;
         // The helper and its worker hold the only write ends: end of file means the worker is
@@ -218,21 +228,21 @@ impl TreeWorker for Trees {
             return local.unpack(from, dest, opts);
         }
         let (read, mut write) = io::pipe().map_err(io_error("unpack into", dest))?;
-        let job = self.job(TreeOp::Unpack {
-            dir: dest.to_path_buf(),
-            options: UnpackSpec {
-                whiteouts: match opts.whiteouts {
-                    WhiteoutMode::Convert => Whiteouts::Convert,
-                    WhiteoutMode::AsFiles => Whiteouts::AsFiles,
-                    WhiteoutMode::Reject => Whiteouts::Reject,
-                },
-                skip_devices: opts.skip_devices,
-                reject_escaping_symlinks: opts.reject_escaping_symlinks,
-                keep_set_id: opts.keep_set_id,
-                max_entries: opts.limits.max_entries,
-                max_bytes: opts.limits.max_bytes,
+        let options = UnpackSpec {
+            whiteouts: match opts.whiteouts {
+                WhiteoutMode::Convert => Whiteouts::Convert,
+                WhiteoutMode::AsFiles => Whiteouts::AsFiles,
+                WhiteoutMode::Reject => Whiteouts::Reject,
             },
-        });
+            skip_devices: opts.skip_devices,
+            reject_escaping_symlinks: opts.reject_escaping_symlinks,
+            keep_set_id: opts.keep_set_id,
+            max_entries: opts.limits.max_entries,
+            max_bytes: opts.limits.max_bytes,
+        };
+        let job = self
+            .job(dest, |dir| TreeOp::Unpack { dir, options })
+            .map_err(io_error("unpack into", dest))?;
         let session = hc::tree(&job, read.into(), Stdio::null())
             .map_err(|e| store_error("unpack into", dest, e))?;
         // A worker that stops reading (the archive's end, or a refusal) breaks the pipe: the
@@ -255,9 +265,9 @@ impl TreeWorker for Trees {
         if let Some(local) = self.local() {
             return local.remove(path);
         }
-        let job = self.job(TreeOp::Remove {
-            path: path.to_path_buf(),
-        });
+        let job = self
+            .job(path, |path| TreeOp::Remove { path })
+            .map_err(io_error("remove", path))?;
         let session = hc::tree(&job, Stdio::null(), Stdio::null())
             .map_err(|e| store_error("remove", path, e))?;
         let stats = session

@@ -8,6 +8,7 @@ use nix::sys::stat::Mode;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,8 +84,33 @@ pub(crate) fn remove_file_if_exists(path: &Path) -> Result<bool> {
 }
 
 /// Remove a directory tree if present (idempotent; tolerates a partial earlier removal).
-/// Read-only directories inside (e.g. from an unpacked layer) are made writable first.
+/// Read-only directories inside (e.g. from an unpacked layer) are made writable first. A
+/// path spelt with a trailing `/` (or `/.`) is refused: the kernel would resolve its last
+/// component through a symbolic link.
 pub fn remove_tree_if_exists(path: &Path) -> Result<bool> {
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.ends_with(b"/") || bytes.ends_with(b"/.") {
+        return Err(StoreError::Invalid(format!(
+            "{} names a directory through a trailing '/'",
+            path.display()
+        )));
+    }
+    // A process that was writing into the tree when its owner died (a tree worker killed
+    // with the core) may still be finishing a write: give it a moment rather than fail.
+    for _ in 0..50 {
+        match remove_tree_once(path) {
+            Err(StoreError::Io { source, .. })
+                if source.kind() == io::ErrorKind::DirectoryNotEmpty =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+    remove_tree_once(path)
+}
+
+fn remove_tree_once(path: &Path) -> Result<bool> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
