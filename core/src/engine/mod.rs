@@ -5,6 +5,7 @@ mod build;
 pub mod lifecycle;
 mod pipeline;
 mod policy_layer;
+mod progress;
 pub mod resolve;
 mod run;
 pub(crate) mod runtime;

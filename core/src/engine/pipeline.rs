@@ -15,6 +15,7 @@ use karapace_schema::{LockFile, NormalizedManifest, ResolvedPackage};
 use karapace_store::{ImportOptions, LayerKind, Store};
 
 use super::BuildRequest;
+use super::progress;
 use super::runtime::{build_step_spec, canonical_root};
 use crate::error::{CoreError, Result};
 use crate::prereqs;
@@ -159,6 +160,7 @@ fn install(
         single_uid_map: true,
     };
     let mut steps = plugin.refresh_steps(options).map_err(CoreError::plugin)?;
+    let refreshing = steps.len();
     steps.extend(
         plugin
             .install_steps(&requests, options)
@@ -173,7 +175,7 @@ fn install(
     let root = canonical_root(store)?;
     let lowers = vec![base_tree.clone()];
     let (log_path, mut log) = store.new_build_log()?;
-    for step in &steps {
+    for (i, step) in steps.iter().enumerate() {
         let mut spec = build_step_spec(
             &root,
             lowers.clone(),
@@ -185,7 +187,16 @@ fn install(
         );
         spec.allow_without_landlock = allow_without_landlock;
         tracing::info!("{}: {}", plugin.name(), step.argv.join(" "));
-        let status = run_logged(&spec, &mut log)?;
+        let shown = progress::Step {
+            n: i + 1,
+            of: steps.len(),
+            label: if i < refreshing {
+                "refreshing"
+            } else {
+                "installing"
+            },
+        };
+        let status = run_logged(&spec, &mut log, shown)?;
         if status.code() != 0 {
             return Err(install_failed(
                 &step.argv,
@@ -283,8 +294,14 @@ fn install_failed(argv: &[String], code: i32, locked: bool, log: &Path) -> CoreE
     } else {
         ""
     };
+    // The package dpkg or apt said failed, first: the user's first question.
+    let failed = match progress::failing_packages_in(log).as_slice() {
+        [] => String::new(),
+        [one] => format!("{one}: "),
+        [first, rest @ ..] => format!("{first} (and {} more): ", rest.len()),
+    };
     CoreError::Other(format!(
-        "package installation failed: `{}` exited with status {code}{hint}\n\
+        "package installation failed: {failed}`{}` exited with status {code}{hint}\n\
          the installer's last lines (the whole log is {}):\n{}",
         argv.join(" "),
         log.display(),
@@ -296,17 +313,28 @@ fn install_failed(argv: &[String], code: i32, locked: bool, log: &Path) -> CoreE
 const TAIL_LINES: usize = 25;
 
 /// Runs one installer step with its stdout and stderr appended to `log` (after a `$ argv`
-/// line). With `-v` (debug logging) the output is also streamed to stderr as it comes.
-fn run_logged(spec: &hc::RunSpec, log: &mut fs::File) -> Result<hc::WaitStatus> {
+/// line). With `-v` (debug logging) the output is also streamed to stderr as it comes;
+/// otherwise, on a terminal, a progress line for `step` is kept on stderr.
+fn run_logged(
+    spec: &hc::RunSpec,
+    log: &mut fs::File,
+    step: progress::Step,
+) -> Result<hc::WaitStatus> {
     use std::io::Write;
     let io = |e| CoreError::io("cannot write the build log", e);
     writeln!(log, "$ {}", spec.argv.join(" ")).map_err(io)?;
     let live = tracing::enabled!(tracing::Level::DEBUG);
-    let session = if live {
+    let session = if live || progress::wanted() {
         let (read, write) = std::io::pipe().map_err(io)?;
         let err = write.try_clone().map_err(io)?;
         let mut sink = log.try_clone().map_err(io)?;
-        let tee = std::thread::spawn(move || tee_to_stderr(read, &mut sink));
+        let tee = std::thread::spawn(move || {
+            if live {
+                tee_to_stderr(read, &mut sink);
+            } else {
+                progress::relay(read, &mut sink, step);
+            }
+        });
         let session = hc::spawn_with(spec, Stdio::null(), write.into(), err.into());
         // The helper's copies of the pipe end with it; the thread ends at its end of file.
         let waited = session.and_then(hc::Session::wait);
