@@ -187,15 +187,7 @@ fn install(
         );
         spec.allow_without_landlock = allow_without_landlock;
         tracing::info!("{}: {}", plugin.name(), step.argv.join(" "));
-        let shown = progress::Step {
-            n: i + 1,
-            of: steps.len(),
-            label: if i < refreshing {
-                "refreshing"
-            } else {
-                "installing"
-            },
-        };
+        let shown = progress::Step::of_build(i, steps.len(), refreshing);
         let status = run_logged(&spec, &mut log, shown)?;
         if status.code() != 0 {
             return Err(install_failed(
@@ -323,6 +315,7 @@ fn run_logged(
     use std::io::Write;
     let io = |e| CoreError::io("cannot write the build log", e);
     writeln!(log, "$ {}", spec.argv.join(" ")).map_err(io)?;
+    let started = std::time::Instant::now();
     let live = tracing::enabled!(tracing::Level::DEBUG);
     let session = if live || progress::wanted() {
         let (read, write) = std::io::pipe().map_err(io)?;
@@ -345,7 +338,15 @@ fn run_logged(
         let err = log.try_clone().map_err(io)?;
         hc::spawn_with(spec, Stdio::null(), out.into(), err.into()).and_then(hc::Session::wait)
     };
-    Ok(session.map_err(CoreError::helper)?.status)
+    let status = session.map_err(CoreError::helper)?.status;
+    // Where a build's time goes (`-v`, and the build benchmark reads it).
+    tracing::info!(
+        "step finished in {:.2} s with status {}: {}",
+        started.elapsed().as_secs_f64(),
+        status.code(),
+        spec.argv.join(" ")
+    );
+    Ok(status)
 }
 
 /// Copies the installer's output to the log and to stderr (escaped: it is a package's text).

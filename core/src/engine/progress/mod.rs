@@ -144,7 +144,7 @@ mod tests {
         let soon = t0 + Duration::from_millis(30);
         assert_eq!(
             s.pending_for("b", soon),
-            Some(REDRAW_EVERY - Duration::from_millis(30))
+            REDRAW_EVERY.checked_sub(Duration::from_millis(30))
         );
         assert_eq!(s.pending_for("b", t0 + REDRAW_EVERY), Some(Duration::ZERO));
     }

@@ -13,6 +13,22 @@ pub struct Step {
     pub label: &'static str,
 }
 
+impl Step {
+    /// The `i`-th (0-based) of a build's `of` installer steps, the first `refreshing` of which
+    /// refresh the package lists and the rest install.
+    pub fn of_build(i: usize, of: usize, refreshing: usize) -> Self {
+        Step {
+            n: i + 1,
+            of,
+            label: if i < refreshing {
+                "refreshing"
+            } else {
+                "installing"
+            },
+        }
+    }
+}
+
 /// What one step is doing, as far as its output tells.
 #[derive(Debug)]
 pub struct Tracker {
@@ -123,11 +139,7 @@ mod tests {
     const INSTALL_CURL: &str = include_str!("testdata/apt-install-curl.txt");
 
     fn install_step() -> Step {
-        Step {
-            n: 2,
-            of: 2,
-            label: "installing",
-        }
+        Step::of_build(1, 2, 1)
     }
 
     /// Feeds `bytes` in chunks of `size` and returns every distinct line shown, in order.
@@ -185,12 +197,7 @@ mod tests {
 
     #[test]
     fn a_recorded_update_shows_the_index_files() {
-        let step = Step {
-            n: 1,
-            of: 2,
-            label: "refreshing",
-        };
-        let seen = shown(step, UPDATE.as_bytes(), 1);
+        let seen = shown(Step::of_build(0, 2, 1), UPDATE.as_bytes(), 1);
         assert!(
             seen.iter()
                 .any(|l| l == "[1/2] refreshing: fetching bookworm/main amd64 Packages (4)"),
