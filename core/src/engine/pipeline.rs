@@ -286,14 +286,26 @@ fn install_failed(argv: &[String], code: i32, locked: bool, log: &Path) -> CoreE
     } else {
         ""
     };
-    // The package dpkg or apt said failed, first: the user's first question.
-    let failed = match progress::failing_packages_in(log).as_slice() {
+    // The package dpkg or apt said failed, first: the user's first question. Then dpkg's
+    // first error (the cause) when the last lines no longer show it.
+    let found = progress::diagnose(log, TAIL_LINES);
+    let failed = match found.packages.as_slice() {
         [] => String::new(),
         [one] => format!("{one}: "),
         [first, rest @ ..] => format!("{first} (and {} more): ", rest.len()),
     };
+    let cause = if found.first_error.is_empty() {
+        String::new()
+    } else {
+        let lines: Vec<String> = found
+            .first_error
+            .iter()
+            .map(|l| format!("  | {l}"))
+            .collect();
+        format!("\ndpkg's first error:\n{}", lines.join("\n"))
+    };
     CoreError::Other(format!(
-        "package installation failed: {failed}`{}` exited with status {code}{hint}\n\
+        "package installation failed: {failed}`{}` exited with status {code}{hint}{cause}\n\
          the installer's last lines (the whole log is {}):\n{}",
         argv.join(" "),
         log.display(),

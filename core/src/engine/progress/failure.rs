@@ -6,22 +6,62 @@ use std::path::Path;
 /// How much of the end of a build log is searched (the failing step's output is at the end).
 const WINDOW: u64 = 64 * 1024;
 
-/// The packages apt/dpkg said failed, the root cause first, from the last 64 KiB of the log at
-/// `path`; empty when it names none (another package manager, or no log).
-pub fn failing_packages_in(path: &Path) -> Vec<String> {
+/// What the end of a failed step's log says about the failure.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// The packages apt/dpkg said failed, the root cause first; empty when it names none
+    /// (another package manager, or no log).
+    pub packages: Vec<String>,
+    /// dpkg's first error with the lines that led to it (the real reason, e.g. a `chown` that
+    /// failed in a maintainer script), when it comes before the last `tail` lines — which the
+    /// error shows anyway; empty otherwise.
+    pub first_error: Vec<String>,
+}
+
+/// Reads the last 64 KiB of the log at `path` and diagnoses it (see [`Diagnosis`]).
+pub fn diagnose(path: &Path, tail: usize) -> Diagnosis {
     use std::io::{Read, Seek, SeekFrom};
     let Ok(mut f) = std::fs::File::open(path) else {
-        return Vec::new();
+        return Diagnosis::default();
     };
     let len = f.metadata().map_or(0, |m| m.len());
-    if f.seek(SeekFrom::Start(len.saturating_sub(WINDOW))).is_err() {
-        return Vec::new();
-    }
     let mut bytes = Vec::new();
-    if f.take(WINDOW).read_to_end(&mut bytes).is_err() {
+    if f.seek(SeekFrom::Start(len.saturating_sub(WINDOW))).is_err()
+        || f.take(WINDOW).read_to_end(&mut bytes).is_err()
+    {
+        return Diagnosis::default();
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    Diagnosis {
+        packages: failing_packages(&text),
+        first_error: first_error(&text, tail),
+    }
+}
+
+/// Lines shown before dpkg's first error: what the failing script printed last.
+const LEAD_LINES: usize = 3;
+
+/// dpkg's first `error processing` line, the [`LEAD_LINES`] lines before it and its indented
+/// explanation after it, unless they are within the last `tail` lines of `text`.
+fn first_error(text: &str, tail: usize) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(at) = lines
+        .iter()
+        .position(|l| l.starts_with("dpkg: error processing "))
+    else {
+        return Vec::new();
+    };
+    let mut end = at + 1;
+    while end < lines.len() && end < at + 4 && lines[end].starts_with(' ') {
+        end += 1;
+    }
+    if end > lines.len().saturating_sub(tail) {
         return Vec::new();
     }
-    failing_packages(&String::from_utf8_lossy(&bytes))
+    lines[at.saturating_sub(LEAD_LINES)..end]
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect()
 }
 
 /// The packages named as failed in apt/dpkg output, without repeats, in this order: those dpkg
@@ -107,7 +147,7 @@ fn package_name(word: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{failing_packages, failing_packages_in};
+    use super::{diagnose, failing_packages, first_error};
 
     fn names(text: &str) -> Vec<String> {
         failing_packages(text)
@@ -163,7 +203,10 @@ E: Sub-process /usr/bin/dpkg returned an error code (1)
         assert!(names(include_str!("testdata/apt-install-curl.txt")).is_empty());
         assert!(names("error: failed to commit transaction (conflicting files)\n").is_empty());
         assert!(names("").is_empty());
-        assert!(failing_packages_in(std::path::Path::new("/nonexistent/log")).is_empty());
+        assert_eq!(
+            diagnose(std::path::Path::new("/nonexistent/log"), 25),
+            super::Diagnosis::default()
+        );
     }
 
     #[test]
@@ -173,5 +216,40 @@ E: Sub-process /usr/bin/dpkg returned an error code (1)
                     dpkg: error processing package Evil Name (--configure):\n\
                     Errors were encountered while processing:\n /tmp/\x1b[2J_1_all.deb\n";
         assert!(names(text).is_empty(), "{:?}", names(text));
+    }
+
+    #[test]
+    fn dpkg_first_error_is_shown_when_the_tail_does_not_reach_it() {
+        let text = include_str!("testdata/apt-install-postinst-error.txt");
+        // Within the last 25 lines: the tail shows it already.
+        assert!(first_error(text, 25).is_empty());
+        // Above the last 3 lines (dpkg's closing list and apt's summary): the script's own
+        // message, dpkg's error and its reason.
+        assert_eq!(
+            first_error(text, 3),
+            [
+                "Unpacking kp-failing-postinst (1.0-1) ...",
+                "Setting up kp-failing-postinst (1.0-1) ...",
+                "kp-failing-postinst: cannot configure: no database",
+                "dpkg: error processing package kp-failing-postinst (--configure):",
+                " installed kp-failing-postinst package post-installation script subprocess returned error exit status 1",
+            ]
+        );
+        assert!(first_error(include_str!("testdata/apt-install-curl.txt"), 0).is_empty());
+    }
+
+    #[test]
+    fn a_log_on_disk_is_diagnosed_from_its_end() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("build.log");
+        // A line naming a package, then more than the 64 KiB window of other output: only the
+        // end is read.
+        let mut text = "E: Unable to locate package early-noise\n".to_owned();
+        text.push_str(&"Reading package lists...\n".repeat(4000));
+        text.push_str(include_str!("testdata/apt-install-man-db-unpack-error.txt"));
+        std::fs::write(&log, text).unwrap_or_else(|e| panic!("{e}"));
+        let found = diagnose(&log, 25);
+        assert_eq!(found.packages, ["man-db"]);
+        assert!(found.first_error.is_empty(), "{found:?}");
     }
 }

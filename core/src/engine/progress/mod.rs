@@ -14,7 +14,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-pub use failure::failing_packages_in;
+pub use failure::diagnose;
 pub use status::Step;
 
 use lines::LineBuffer;
