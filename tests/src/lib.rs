@@ -17,6 +17,7 @@ pub mod mirror;
 pub mod process;
 pub mod runner;
 pub mod soft;
+pub mod terminal;
 pub mod testdir;
 pub mod userdir;
 

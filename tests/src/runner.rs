@@ -87,6 +87,11 @@ impl Karapace {
         &self.store
     }
 
+    /// The limit for one command.
+    pub fn timeout_limit(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn bin(&self) -> &Path {
         &self.bin
     }

@@ -61,6 +61,30 @@ fn range_start(user: &str) -> u32 {
         .unwrap_or_else(|| panic!("{user} has no subordinate range in /etc/subuid"))
 }
 
+/// Snapshots, diff, restore and verification work on a store with trees of subordinate ids.
+fn snapshots_work(k: &Karapace, user: &str) {
+    k.exec("t", &["sh", "-c", "echo kept > /etc/karapace-owners-test"])
+        .assert_success();
+    let snapshot = k.ok(&["commit", "t"]).stdout_str();
+    let snapshot = snapshot
+        .split_whitespace()
+        .find(|w| w.len() == 64)
+        .unwrap_or_else(|| panic!("no snapshot hash in {snapshot:?}"))
+        .to_owned();
+    assert!(
+        k.ok(&["diff", "t"])
+            .stdout_str()
+            .contains("karapace-owners-test"),
+        "diff shows the change"
+    );
+    k.exec("t", &["rm", "/etc/karapace-owners-test"])
+        .assert_success();
+    k.ok(&["restore", "t", &snapshot]);
+    let restored = k.exec("t", &["cat", "/etc/karapace-owners-test"]);
+    assert_eq!(restored.stdout_str().trim(), "kept", "restored for {user}");
+    k.ok(&["verify-store"]);
+}
+
 /// (base layer, dependency layers) of environment `t`.
 fn layers(k: &Karapace) -> (String, Vec<String>) {
     let v: Value = k.json(&["inspect", "t", "--json"]);
@@ -146,27 +170,7 @@ fn files_of_system_users_keep_their_owners_and_layers_match_across_id_maps() {
             "host owner of var/cache/man for {user}"
         );
         k.exec("t", &["man", "--version"]).assert_success();
-        // Snapshots, diff, restore and verification work on trees of subordinate ids.
-        k.exec("t", &["sh", "-c", "echo kept > /etc/karapace-owners-test"])
-            .assert_success();
-        let snapshot = k.ok(&["commit", "t"]).stdout_str();
-        let snapshot = snapshot
-            .split_whitespace()
-            .find(|w| w.len() == 64)
-            .unwrap_or_else(|| panic!("no snapshot hash in {snapshot:?}"))
-            .to_owned();
-        assert!(
-            k.ok(&["diff", "t"])
-                .stdout_str()
-                .contains("karapace-owners-test"),
-            "diff shows the change"
-        );
-        k.exec("t", &["rm", "/etc/karapace-owners-test"])
-            .assert_success();
-        k.ok(&["restore", "t", &snapshot]);
-        let restored = k.exec("t", &["cat", "/etc/karapace-owners-test"]);
-        assert_eq!(restored.stdout_str().trim(), "kept", "restored for {user}");
-        k.ok(&["verify-store"]);
+        snapshots_work(&k, user);
         // Everything the store keeps can be removed by its owner (through the helper).
         k.ok(&["destroy", "t"]);
         k.ok(&["gc"]);

@@ -5,6 +5,7 @@ mod build;
 pub mod lifecycle;
 mod pipeline;
 mod policy_layer;
+mod progress;
 mod reproducible;
 pub mod resolve;
 mod run;

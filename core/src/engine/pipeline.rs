@@ -15,6 +15,7 @@ use karapace_schema::{LockFile, NormalizedManifest, ResolvedPackage};
 use karapace_store::{ImportOptions, LayerKind, Owners, Store};
 
 use super::BuildRequest;
+use super::progress;
 use super::reproducible;
 use super::runtime::{build_step_spec, canonical_root};
 use super::trees::{Ownership, collapsed_hint};
@@ -190,6 +191,7 @@ fn install(
         single_uid_map: how.id_map != IdMapMode::Full,
     };
     let mut steps = plugin.refresh_steps(options).map_err(CoreError::plugin)?;
+    let refreshing = steps.len();
     steps.extend(
         plugin
             .install_steps(&requests, options)
@@ -204,7 +206,7 @@ fn install(
     let root = canonical_root(store)?;
     let lowers = vec![base_tree.clone()];
     let (log_path, mut log) = store.new_build_log()?;
-    for step in &steps {
+    for (i, step) in steps.iter().enumerate() {
         let mut spec = build_step_spec(
             &root,
             lowers.clone(),
@@ -217,7 +219,8 @@ fn install(
         spec.id_map = how.id_map;
         spec.allow_without_landlock = how.allow_without_landlock;
         tracing::info!("{}: {}", plugin.name(), step.argv.join(" "));
-        let status = run_logged(&spec, &mut log)?;
+        let shown = progress::Step::of_build(i, steps.len(), refreshing);
+        let status = run_logged(&spec, &mut log, shown)?;
         if status.code() != 0 {
             return Err(install_failed(
                 &step.argv,
@@ -246,22 +249,28 @@ fn install(
             )));
         }
     }
-    // Caches, logs and secrets of this build stay out of the layer (removed from the upper, so
-    // the base's copies show through).
+    let layer = dependency_layer(store, &upper, &work, base_layer)?;
+    Ok((resolved, layer, log_path))
+}
+
+/// The Dependency layer of a finished install: the build's upper without what only describes
+/// the build (caches, logs, secrets: removed from the upper, so the base's copies show
+/// through), adopted as the layer's tree.
+fn dependency_layer(store: &Store, upper: &Path, work: &Path, base_layer: &str) -> Result<String> {
     let mut remove = |path: &Path| -> Result<()> {
         store.remove_tree(path)?;
         Ok(())
     };
-    let left_out = reproducible::clean_upper(&upper, &mut remove)?;
+    let left_out = reproducible::clean_upper(upper, &mut remove)?;
     tracing::debug!("left out of the Dependency layer: {left_out:?}");
-    make_removable(&work);
+    make_removable(work);
     let layer = store.import_layer_dir_with(
-        &upper,
+        upper,
         LayerKind::Dependency,
         Some(base_layer),
         ImportOptions { adopt_tree: true },
     )?;
-    Ok((resolved, layer.hash, log_path))
+    Ok(layer.hash)
 }
 
 /// How every step of a build runs: its id maps, and whether it may run without Landlock.
@@ -330,8 +339,26 @@ fn install_failed(argv: &[String], code: i32, locked: bool, log: &Path) -> CoreE
     } else {
         ""
     };
+    // The package dpkg or apt said failed, first: the user's first question. Then dpkg's
+    // first error (the cause) when the last lines no longer show it.
+    let found = progress::diagnose(log, TAIL_LINES);
+    let failed = match found.packages.as_slice() {
+        [] => String::new(),
+        [one] => format!("{one}: "),
+        [first, rest @ ..] => format!("{first} (and {} more): ", rest.len()),
+    };
+    let cause = if found.first_error.is_empty() {
+        String::new()
+    } else {
+        let lines: Vec<String> = found
+            .first_error
+            .iter()
+            .map(|l| format!("  | {l}"))
+            .collect();
+        format!("\ndpkg's first error:\n{}", lines.join("\n"))
+    };
     CoreError::Other(format!(
-        "package installation failed: `{}` exited with status {code}{hint}\n\
+        "package installation failed: {failed}`{}` exited with status {code}{hint}{cause}\n\
          the installer's last lines (the whole log is {}):\n{}",
         argv.join(" "),
         log.display(),
@@ -343,17 +370,29 @@ fn install_failed(argv: &[String], code: i32, locked: bool, log: &Path) -> CoreE
 const TAIL_LINES: usize = 25;
 
 /// Runs one installer step with its stdout and stderr appended to `log` (after a `$ argv`
-/// line). With `-v` (debug logging) the output is also streamed to stderr as it comes.
-fn run_logged(spec: &hc::RunSpec, log: &mut fs::File) -> Result<hc::WaitStatus> {
+/// line). With `-v` (debug logging) the output is also streamed to stderr as it comes;
+/// otherwise, on a terminal, a progress line for `step` is kept on stderr.
+fn run_logged(
+    spec: &hc::RunSpec,
+    log: &mut fs::File,
+    step: progress::Step,
+) -> Result<hc::WaitStatus> {
     use std::io::Write;
     let io = |e| CoreError::io("cannot write the build log", e);
     writeln!(log, "$ {}", spec.argv.join(" ")).map_err(io)?;
+    let started = std::time::Instant::now();
     let live = tracing::enabled!(tracing::Level::DEBUG);
-    let session = if live {
+    let session = if live || progress::wanted() {
         let (read, write) = std::io::pipe().map_err(io)?;
         let err = write.try_clone().map_err(io)?;
         let mut sink = log.try_clone().map_err(io)?;
-        let tee = std::thread::spawn(move || tee_to_stderr(read, &mut sink));
+        let tee = std::thread::spawn(move || {
+            if live {
+                tee_to_stderr(read, &mut sink);
+            } else {
+                progress::relay(read, &mut sink, step);
+            }
+        });
         let session = hc::spawn_with(spec, Stdio::null(), write.into(), err.into());
         // The helper's copies of the pipe end with it; the thread ends at its end of file.
         let waited = session.and_then(hc::Session::wait);
@@ -364,7 +403,15 @@ fn run_logged(spec: &hc::RunSpec, log: &mut fs::File) -> Result<hc::WaitStatus> 
         let err = log.try_clone().map_err(io)?;
         hc::spawn_with(spec, Stdio::null(), out.into(), err.into()).and_then(hc::Session::wait)
     };
-    Ok(session.map_err(CoreError::helper)?.status)
+    let status = session.map_err(CoreError::helper)?.status;
+    // Where a build's time goes (`-v`, and the build benchmark reads it).
+    tracing::info!(
+        "step finished in {:.2} s with status {}: {}",
+        started.elapsed().as_secs_f64(),
+        status.code(),
+        spec.argv.join(" ")
+    );
+    Ok(status)
 }
 
 /// Copies the installer's output to the log and to stderr (escaped: it is a package's text).
