@@ -304,10 +304,9 @@ fn fuse_overlay_fallback(opts: &str, target: &Path) -> Result<(), Errno> {
     }
 }
 
-/// Step 3 of the setup order: all mounts of the new root, in one readable
-/// sequence. Returns the root.
-#[allow(clippy::too_many_lines)]
-pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
+/// Makes every mount of this (new) mount namespace private: nothing done here reaches the
+/// host's namespace, nothing of the host's propagates in.
+pub fn make_private() -> Result<(), Step> {
     step(
         "make / rprivate",
         mount(
@@ -317,7 +316,14 @@ pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
             MsFlags::MS_REC | MsFlags::MS_PRIVATE,
             None::<&str>,
         ),
-    )?;
+    )
+}
+
+/// Step 3 of the setup order: all mounts of the new root, in one readable
+/// sequence. Returns the root.
+#[allow(clippy::too_many_lines)]
+pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
+    make_private()?;
     // Re-resolve every validated path before the scratch tmpfs covers /tmp.
     let fds = Reopened {
         lowers: p.lowers.iter().map(reopen).collect::<Result<_, _>>()?,

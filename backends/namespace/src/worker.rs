@@ -23,7 +23,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 
 use crate::idmap::{self, IdMap};
-use crate::{Step, confine, sys};
+use crate::{Step, confine, rootfs, sys};
 
 /// The outcome a worker sends its parent.
 type Outcome = Result<TreeStats, TreeFailure>;
@@ -94,7 +94,7 @@ fn child<F: FnOnce() -> Outcome>(
             ));
         }
     }
-    enter_store(store_root).map_err(|e| failed("enter the store", &e))?;
+    enter_store(store_root).map_err(|Step(what, e)| failed(what, &e))?;
     if landlock {
         confine::landlock_beneath(Path::new("/")).map_err(|e| failed("confine", &e))?;
     }
@@ -104,26 +104,24 @@ fn child<F: FnOnce() -> Outcome>(
 
 /// Makes `store_root` this process's `/` (private mounts, a bind of the store onto itself,
 /// `pivot_root`, the old root detached): the host's other files are gone from its view.
-fn enter_store(store_root: &Path) -> Result<(), Errno> {
-    use nix::mount::{MntFlags, MsFlags, mount, umount2};
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )?;
+fn enter_store(store_root: &Path) -> Result<(), Step> {
+    use nix::mount::{MsFlags, mount};
+    rootfs::make_private()?;
     mount(
         Some(store_root),
         store_root,
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
-    )?;
-    nix::unistd::chdir(store_root)?;
-    nix::unistd::pivot_root(".", ".")?;
-    umount2(".", MntFlags::MNT_DETACH)?;
-    nix::unistd::chdir("/")
+    )
+    .map_err(|e| Step("bind the store root", e))?;
+    let root = nix::fcntl::open(
+        store_root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Step("open the store root", e))?;
+    rootfs::pivot(&root)
 }
 
 fn parent(

@@ -17,7 +17,7 @@ use karapace_store::{ImportOptions, LayerKind, Owners, Store};
 use super::BuildRequest;
 use super::progress;
 use super::reproducible;
-use super::runtime::{build_step_spec, canonical_root};
+use super::runtime::{build_step_spec, canonical_root, in_root};
 use super::trees::{Ownership, collapsed_hint};
 use crate::error::{CoreError, Result};
 use crate::prereqs;
@@ -204,14 +204,17 @@ fn install(
         fs::create_dir(d).map_err(|e| CoreError::io("cannot create a staging directory", e))?;
     }
     let root = canonical_root(store)?;
-    let lowers = vec![base_tree.clone()];
+    // The helper's spelling of the store's paths (its root resolved).
+    let beneath = |p: &Path| in_root(store, &root, p);
+    let lowers = vec![beneath(&base_tree)];
+    let (spec_upper, spec_work) = (beneath(&upper), beneath(&work));
     let (log_path, mut log) = store.new_build_log()?;
     for (i, step) in steps.iter().enumerate() {
         let mut spec = build_step_spec(
             &root,
             lowers.clone(),
-            &upper,
-            &work,
+            &spec_upper,
+            &spec_work,
             step.argv.clone(),
             &reproducible::step_env(&step.env),
             Network::Host,
@@ -233,8 +236,8 @@ fn install(
     let dirs = StepDirs {
         root: &root,
         lowers: &lowers,
-        upper: &upper,
-        work: &work,
+        upper: &spec_upper,
+        work: &spec_work,
         how,
     };
     let resolved = query(plugin, &dirs, packages)?;

@@ -113,13 +113,18 @@ pub fn session_spec(
             "resource limits (cpu_shares, memory_limit_mb) are recorded but not enforced by the namespace backend yet"
         );
     }
+    let root = canonical_root(store)?;
+    let beneath = |p: &Path| in_root(store, &root, p);
     Ok(RunSpec {
-        store_root: canonical_root(store)?,
-        lowers: lowers(store, env, policy_tree)?,
+        lowers: lowers(store, env, policy_tree)?
+            .iter()
+            .map(|p| beneath(p))
+            .collect(),
         upper: Upper::Store {
-            upper: store.env_upper(&env.env_id),
-            work: store.env_work(&env.env_id),
+            upper: beneath(&store.env_upper(&env.env_id)),
+            work: beneath(&store.env_work(&env.env_id)),
         },
+        store_root: root.clone(),
         argv,
         env: hc_env::workload_env(
             vars,
@@ -196,6 +201,14 @@ pub fn build_step_spec(
         // Set by the caller from the user's opt-out.
         allow_without_landlock: false,
     }
+}
+
+/// `path`, a path of `store` (spelt beneath its root as given, perhaps through a symbolic link
+/// of the user's), spelt beneath `canonical` (its resolved root, [`canonical_root`]): the
+/// helper accepts only symlink-free paths beneath the root a request names.
+pub fn in_root(store: &Store, canonical: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(store.root())
+        .map_or_else(|_| path.to_path_buf(), |rel| canonical.join(rel))
 }
 
 /// The store root with symlinks resolved: the helper compares paths beneath it component-wise.
