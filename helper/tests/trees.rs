@@ -94,13 +94,17 @@ fn unpack(root: &Path, dir: &Path, tar: &[u8]) -> Result<TreeStats, HelperError>
 }
 
 fn pack(root: &Path, dir: &Path) -> Result<Vec<u8>, HelperError> {
+    pack_with(root, dir, false)
+}
+
+fn pack_with(root: &Path, dir: &Path, adopt: bool) -> Result<Vec<u8>, HelperError> {
     let (mut read, write) = std::io::pipe().expect("pipe");
     let session = hc::tree(
         &job(
             root,
             TreeOp::Pack {
                 dir: dir.to_path_buf(),
-                adopt: false,
+                adopt,
             },
         ),
         Stdio::null(),
@@ -269,4 +273,42 @@ fn paths_outside_the_store_or_its_removable_trees_are_refused() {
         matches!(err, HelperError::Refused(Refusal::Symlink(_))),
         "{err}"
     );
+}
+
+/// Adopting a build's tree clears set-id bits, and packing opens directories their owner may not
+/// list, both by changing modes without following links — in the worker, which has no /proc
+/// (glibc's emulation of "no follow" needs it). A set-id program (`ssh-agent` is setgid) failed
+/// the build of every such package for users with a range.
+#[test]
+fn adopting_a_tree_clears_set_id_bits_and_opens_closed_directories() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = store();
+    if host_ids().is_none() {
+        return;
+    }
+    let dir = scratch(&s.root, "t4");
+    std::fs::create_dir_all(dir.join("usr/bin")).expect("mkdir");
+    let agent = dir.join("usr/bin/agent");
+    std::fs::write(&agent, b"#!/bin/sh\n").expect("write");
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o2755)).expect("chmod");
+    std::fs::create_dir(dir.join("closed")).expect("mkdir");
+    std::fs::write(dir.join("closed/inside"), b"x").expect("write");
+    std::fs::set_permissions(dir.join("closed"), std::fs::Permissions::from_mode(0o300))
+        .expect("chmod");
+    let packed = pack_with(&s.root, &dir, true).expect("pack with adopt");
+    let mode = std::fs::symlink_metadata(&agent).expect("stat").mode() & 0o7777;
+    assert_eq!(mode, 0o755, "set-id bit cleared in the adopted tree");
+    let closed = std::fs::symlink_metadata(dir.join("closed")).expect("stat").mode() & 0o7777;
+    assert_eq!(closed, 0o300, "the closed directory's mode is given back");
+    let mut seen = Vec::new();
+    for e in tar::Archive::new(&packed[..]).entries().expect("entries") {
+        let e = e.expect("entry");
+        seen.push((
+            e.path().expect("path").display().to_string(),
+            e.header().mode().expect("mode"),
+        ));
+    }
+    assert!(seen.contains(&("usr/bin/agent".into(), 0o755)), "{seen:?}");
+    assert!(seen.contains(&("closed/inside".into(), 0o644)), "{seen:?}");
+    assert!(remove(&s.root, &dir).is_ok());
 }

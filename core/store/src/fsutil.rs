@@ -227,13 +227,34 @@ pub(crate) fn create_dir_all_private(path: &Path) -> io::Result<()> {
 /// store changes modes of entries it has just lstat'ed, and a swapped-in symlink must not
 /// pass the change on to whatever it points at.
 pub(crate) fn chmod_nofollow(path: &Path, mode: u32) -> io::Result<()> {
-    nix::sys::stat::fchmodat(
+    let mode = Mode::from_bits_truncate(mode & 0o7777);
+    match nix::sys::stat::fchmodat(
         nix::fcntl::AT_FDCWD,
         path,
-        Mode::from_bits_truncate(mode & 0o7777),
+        mode,
         nix::sys::stat::FchmodatFlags::NoFollowSymlink,
-    )
-    .map_err(io::Error::from)
+    ) {
+        // glibc before 2.39 has no fchmodat2 and emulates "no follow" through /proc, which a
+        // tree worker (pivoted into the store, no /proc) has no view of: change the mode
+        // through a descriptor of the entry itself instead, opened without following a link
+        // (a link there fails with ELOOP) and without blocking on a FIFO.
+        Err(nix::errno::Errno::EOPNOTSUPP) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+                .open(path)?;
+            let kind = f.metadata()?.file_type();
+            if !(kind.is_file() || kind.is_dir()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "only the modes of files and directories are changed",
+                ));
+            }
+            nix::sys::stat::fchmod(&f, mode).map_err(io::Error::from)
+        }
+        r => r.map_err(io::Error::from),
+    }
 }
 
 /// Setuid and setgid: never kept on a regular file in a layer or a layer tree.
