@@ -70,6 +70,10 @@ pub enum CoreError {
     #[error("{0}")]
     Other(String),
 
+    /// A remote failed, refused or sent something invalid (push/pull; exit 1).
+    #[error("{0}")]
+    Remote(String),
+
     /// An error and what the user can do about it (exit code of the error).
     #[error("{error}\nhint: {hint}")]
     Hinted { error: Box<CoreError>, hint: String },

@@ -10,6 +10,7 @@ mod reproducible;
 pub mod resolve;
 mod run;
 pub(crate) mod runtime;
+pub mod share;
 pub mod trees;
 
 use std::path::{Path, PathBuf};

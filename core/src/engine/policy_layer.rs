@@ -34,14 +34,35 @@ pub fn write(
     lowers: &[PathBuf],
     parent: Option<&str>,
 ) -> Result<String> {
+    write_records(
+        store,
+        manifest.canonical_json().as_bytes(),
+        lock,
+        Some(source_dir),
+        lowers,
+        parent,
+    )
+}
+
+/// Writes the Policy layer from the manifest's canonical JSON (as recorded, e.g. pulled from a
+/// remote). Without a source directory (a pulled environment), `./` mounts resolve against the
+/// directory the command runs in.
+pub fn write_records(
+    store: &Store,
+    manifest_json: &[u8],
+    lock: &LockFile,
+    source_dir: Option<&Path>,
+    lowers: &[PathBuf],
+    parent: Option<&str>,
+) -> Result<String> {
     let staging = store.staging_dir()?;
     let dir = staging.path().join(DIR);
     let io = |e| CoreError::io("cannot stage the policy layer", e);
     fs::create_dir_all(&dir).map_err(io)?;
-    fs::write(dir.join(MANIFEST_FILE), manifest.canonical_json()).map_err(io)?;
+    fs::write(dir.join(MANIFEST_FILE), manifest_json).map_err(io)?;
     fs::write(
         dir.join(SOURCE_DIR_FILE),
-        source_dir.as_os_str().as_encoded_bytes(),
+        source_dir.map_or(&[][..], |d| d.as_os_str().as_encoded_bytes()),
     )
     .map_err(io)?;
     lock.write_atomic(&dir.join(LOCK_FILE))?;
@@ -209,6 +230,19 @@ fn read_record(policy_tree: &Path, name: &str) -> Result<Option<Vec<u8>>> {
     read_regular_in_root(policy_tree, &rel, MAX_RECORD)
         .map(|f| f.map(|f| f.bytes))
         .map_err(|e| CoreError::io("cannot read the environment's policy layer", e))
+}
+
+/// The records another machine needs to rebuild this policy layer for its own user: the lock
+/// file's text and the manifest's canonical JSON, as stored.
+pub fn read_shared_records(policy_tree: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+    let missing = |name: &str| {
+        CoreError::Other(format!(
+            "the environment's policy layer has no {name}; rebuild it"
+        ))
+    };
+    let lock = read_record(policy_tree, LOCK_FILE)?.ok_or_else(|| missing(LOCK_FILE))?;
+    let manifest = read_record(policy_tree, MANIFEST_FILE)?.ok_or_else(|| missing(MANIFEST_FILE))?;
+    Ok((lock, manifest))
 }
 
 /// Reads back the lock of a built environment from its policy layer's tree.

@@ -21,6 +21,7 @@ pub mod owners;
 mod sessions;
 mod snapshots;
 mod store;
+mod transfer;
 pub mod tar;
 mod verify;
 mod wal;
@@ -30,13 +31,17 @@ pub use error::{CorruptEntry, StoreError};
 pub use gc::GcReport;
 pub use layers::{ImportOptions, LayerKind, LayerManifest, layer_hash, snapshot_hash};
 pub use lease::BuildLease;
-pub use meta::{EnvMetadata, EnvState, validate_name};
+pub use meta::{
+    EnvMetadata, EnvState, decode as decode_metadata, now_rfc3339, open_document, seal_document,
+    validate_name,
+};
 pub use objects::{ObjectHash, ObjectReader, ObjectWriter, is_valid_key, verify_object};
 pub use owners::{InProcess, TreeWorker};
 pub use sessions::{
     ENDING_PROCESS_NAME, SessionGuard, SessionInfo, SetupGuard, process_start_time,
 };
 pub use snapshots::SnapshotInfo;
+pub use transfer::EnvContent;
 pub use store::{STORE_FORMAT_VERSION, SharedTreeWorker, StagingDir, Store, StoreLock};
 pub use tar::Owners;
 pub use verify::{VerifyFailure, VerifyReport};

@@ -156,9 +156,25 @@ pub(crate) fn encode(meta: &EnvMetadata) -> Result<(EnvMetadata, String)> {
     Ok((m, text))
 }
 
-/// Parse and check metadata text. `Err(reason)` when unreadable or the checksum fails.
-pub(crate) fn decode(text: &[u8], expected_id: &str) -> std::result::Result<EnvMetadata, String> {
+/// Seals a JSON object the way metadata is sealed: sets its `checksum` key to the blake3 of the
+/// canonical JSON of everything else, and returns it as pretty text. Used for metadata shared
+/// with a remote, which carries more keys than the store's own file.
+pub fn seal_document(mut v: Value) -> Result<String> {
+    let sum = checksum_of(&v);
+    let Value::Object(m) = &mut v else {
+        return Err(StoreError::Invalid("a sealed document is a JSON object".into()));
+    };
+    m.insert("checksum".into(), Value::String(sum));
+    serde_json::to_string_pretty(&v).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
+/// Parses a sealed JSON document and checks its checksum (every key but `checksum` counts,
+/// known or not). `Err(reason)` when unreadable or the checksum fails.
+pub fn open_document(text: &[u8]) -> std::result::Result<Value, String> {
     let v: Value = serde_json::from_slice(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    if !v.is_object() {
+        return Err("not a JSON object".into());
+    }
     let stored = v
         .get("checksum")
         .and_then(Value::as_str)
@@ -170,6 +186,12 @@ pub(crate) fn decode(text: &[u8], expected_id: &str) -> std::result::Result<EnvM
             "checksum mismatch (stored '{stored}', computed '{computed}')"
         ));
     }
+    Ok(v)
+}
+
+/// Parse and check metadata text. `Err(reason)` when unreadable or the checksum fails.
+pub fn decode(text: &[u8], expected_id: &str) -> std::result::Result<EnvMetadata, String> {
+    let v = open_document(text)?;
     let m: EnvMetadata = serde_json::from_value(v).map_err(|e| format!("invalid metadata: {e}"))?;
     if m.env_id != expected_id {
         return Err(format!(
@@ -181,7 +203,7 @@ pub(crate) fn decode(text: &[u8], expected_id: &str) -> std::result::Result<EnvM
 }
 
 /// Current time as RFC 3339 UTC (seconds).
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -168,8 +168,16 @@ impl ObjectWriter {
 
     /// Durably publish the object; returns its hash and size.
     pub fn finish(mut self) -> Result<(ObjectHash, u64)> {
+        let (hash, len) = self.seal()?;
+        self.publish(&hash)?;
+        Ok((hash, len))
+    }
+
+    /// Flushes and fsyncs the temp file and returns the bytes' hash and size, publishing
+    /// nothing: the caller decides (e.g. only when the hash is the one it was promised).
+    pub(crate) fn seal(&mut self) -> Result<(ObjectHash, u64)> {
         let Some(w) = self.w.take() else {
-            return Err(StoreError::Invalid("object writer already finished".into()));
+            return Err(StoreError::Invalid("object writer already sealed".into()));
         };
         let hw = w
             .into_inner()
@@ -179,7 +187,14 @@ impl ObjectWriter {
         let mut sf = hw.inner;
         sf.syncer.stop();
         sf.f.sync_all().map_err(io_at("fsync", &self.tmp))?;
-        drop(sf);
+        Ok((hash, len))
+    }
+
+    /// Renames a sealed temp file to `objects/<xx>/<hash>`.
+    pub(crate) fn publish(mut self, hash: &str) -> Result<()> {
+        if self.w.is_some() {
+            return Err(StoreError::Invalid("object writer not sealed".into()));
+        }
         let shard = self.objects_dir.join(&hash[..2]);
         let created = match crate::fsutil::create_dir_private(&shard) {
             Ok(()) => true,
@@ -189,7 +204,7 @@ impl ObjectWriter {
         if created {
             fsync_dir(&self.objects_dir)?;
         }
-        let dest = shard.join(&hash);
+        let dest = shard.join(hash);
         crash_point("object.before_rename");
         // Renaming over an existing object is the dedupe: same bytes, and it also heals a
         // damaged copy.
@@ -197,7 +212,7 @@ impl ObjectWriter {
         self.published = true;
         fsync_dir(&shard)?;
         crash_point("object.after_rename");
-        Ok((hash, len))
+        Ok(())
     }
 }
 
