@@ -30,7 +30,7 @@ pub use error::{CorruptEntry, StoreError};
 pub use gc::GcReport;
 pub use layers::{ImportOptions, LayerKind, LayerManifest, layer_hash, snapshot_hash};
 pub use lease::BuildLease;
-pub use meta::{EnvMetadata, EnvState, validate_name};
+pub use meta::{EnvMetadata, EnvState, decode_metadata, encode_metadata, validate_name};
 pub use objects::{ObjectHash, ObjectReader, ObjectWriter, is_valid_key, verify_object};
 pub use owners::{InProcess, TreeWorker};
 pub use sessions::{
