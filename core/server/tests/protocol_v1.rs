@@ -357,10 +357,12 @@ fn bodies_over_the_limit_get_413() {
 
 #[test]
 fn clients_over_the_rate_limit_get_429_and_the_client_waits_it_out() {
+    // One request a second after a burst of three: the fourth request in a row is refused
+    // unless the machine stalls for a whole second between two of them.
     let dir = tempfile::tempdir().unwrap();
     let s = start(
         &dir.path().join("data"),
-        &["--rate-limit", "2", "--rate-burst", "3"],
+        &["--rate-limit", "1", "--rate-burst", "3"],
     );
     let statuses: Vec<u16> = (0..5)
         .map(|_| raw(s.addr, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n").0)
