@@ -32,8 +32,8 @@ pub use gc::GcReport;
 pub use layers::{ImportOptions, LayerKind, LayerManifest, layer_hash, snapshot_hash};
 pub use lease::BuildLease;
 pub use meta::{
-    EnvMetadata, EnvState, decode as decode_metadata, now_rfc3339, open_document, seal_document,
-    validate_name,
+    EnvMetadata, EnvState, decode_metadata, encode_metadata, now_rfc3339, open_document,
+    seal_document, validate_name,
 };
 pub use objects::{ObjectHash, ObjectReader, ObjectWriter, is_valid_key, verify_object};
 pub use owners::{InProcess, TreeWorker};

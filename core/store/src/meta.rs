@@ -190,7 +190,7 @@ pub fn open_document(text: &[u8]) -> std::result::Result<Value, String> {
 }
 
 /// Parse and check metadata text. `Err(reason)` when unreadable or the checksum fails.
-pub fn decode(text: &[u8], expected_id: &str) -> std::result::Result<EnvMetadata, String> {
+pub(crate) fn decode(text: &[u8], expected_id: &str) -> std::result::Result<EnvMetadata, String> {
     let v = open_document(text)?;
     let m: EnvMetadata = serde_json::from_value(v).map_err(|e| format!("invalid metadata: {e}"))?;
     if m.env_id != expected_id {
@@ -200,6 +200,19 @@ pub fn decode(text: &[u8], expected_id: &str) -> std::result::Result<EnvMetadata
         ));
     }
     Ok(m)
+}
+
+/// Serialize metadata as the store writes it (pretty JSON with a fresh checksum), e.g. to
+/// send it to a remote or to build test documents; the inverse of [`decode_metadata`].
+pub fn encode_metadata(meta: &EnvMetadata) -> Result<String> {
+    encode(meta).map(|(_, text)| text)
+}
+
+/// Check metadata received from elsewhere (a remote, an upload) by the store's own rules: the
+/// bytes must parse, carry a valid embedded checksum and name `expected_id` as their `env_id`.
+/// `Err(reason)` says which rule failed. The one definition of the checksum rule stays here.
+pub fn decode_metadata(text: &[u8], expected_id: &str) -> std::result::Result<EnvMetadata, String> {
+    decode(text, expected_id)
 }
 
 /// Current time as RFC 3339 UTC (seconds).
@@ -258,6 +271,29 @@ mod tests {
             canonical_json(&v),
             r#"{"a":{"c":"x","d":[1,{"y":2,"z":1}]},"b":1}"#
         );
+    }
+
+    #[test]
+    fn metadata_round_trips_through_the_public_codec() {
+        let meta = EnvMetadata {
+            env_id: "ab".repeat(32),
+            short_id: "ab".repeat(6),
+            name: None,
+            state: EnvState::Built,
+            manifest_hash: "cd".repeat(32),
+            base_layer: "ef".repeat(32),
+            dependency_layers: vec![],
+            policy_layer: None,
+            created_at: now_rfc3339(),
+            updated_at: now_rfc3339(),
+            checksum: String::new(),
+        };
+        let text = encode_metadata(&meta).unwrap();
+        let back = decode_metadata(text.as_bytes(), &meta.env_id).unwrap();
+        assert_eq!(back.env_id, meta.env_id);
+        assert!(decode_metadata(text.as_bytes(), &"cd".repeat(32)).is_err());
+        let tampered = text.replace("Built", "Frozen");
+        assert!(decode_metadata(tampered.as_bytes(), &meta.env_id).is_err());
     }
 
     #[test]
