@@ -466,8 +466,65 @@ fn tui_json_and_unavailable_features_fail_clearly() {
     let out = kp.run(&["tui", "--json"]);
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("JSON output is not supported for 'tui'"));
-    let out = kp.run(&["pull", "x@latest"]);
+    let out = kp
+        .cmd(&["pull", "x@latest"])
+        .env("HOME", kp.dir.path())
+        .env_remove("KARAPACE_REMOTE_TOKEN")
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 1, "pull never pretends to succeed");
+    assert!(
+        stderr(&out).contains("no remote configured: pass --remote <URL>"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn push_and_pull_refuse_bad_references_and_urls_before_any_request() {
+    let kp = Kp::new();
+    let id = kp.build_mock("karapace.toml", &["curl"], Some("web"));
+    for args in [
+        vec![
+            "push",
+            id.as_str(),
+            "--tag",
+            "Web@v1",
+            "--remote",
+            "http://127.0.0.1:9",
+        ],
+        vec![
+            "push",
+            id.as_str(),
+            "--tag",
+            "web",
+            "--remote",
+            "http://127.0.0.1:9",
+        ],
+        vec![
+            "push",
+            id.as_str(),
+            "--tag",
+            "web@v1",
+            "--remote",
+            "ftp://127.0.0.1:9",
+        ],
+        vec!["pull", "../x@y", "--remote", "http://127.0.0.1:9"],
+        vec![
+            "pull",
+            "web@v1",
+            "--remote",
+            "https://user:secret@127.0.0.1:9",
+        ],
+    ] {
+        let out = kp.run(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("secret"), "{}", stderr(&out));
+    }
+    // Nothing listens on port 9: a clear connection error naming the server, exit 1.
+    let out = kp.run(&["push", &id, "--remote", "http://127.0.0.1:9"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("127.0.0.1:9"), "{}", stderr(&out));
 }
 
 #[test]

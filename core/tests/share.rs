@@ -10,15 +10,15 @@ use std::io::{Cursor, Read};
 
 use common::Kp;
 use karapace::engine::Engine;
-use karapace::engine::share::reference::{Reference, Tagged};
-use karapace::engine::share::transport::{BlobKind, BlobRemote, Opener, Published};
+use karapace::engine::share::reference::{Reference, Tagged, parse_tag};
+use karapace::engine::share::transport::{BlobKind, BlobRemote, Opener, RegistryEntry};
 use karapace::error::Result;
 
 /// Blobs by (kind, key); counts uploads; can be told to fail after some downloads.
 #[derive(Default)]
 struct Mem {
     blobs: RefCell<HashMap<(u8, String), Vec<u8>>>,
-    tags: RefCell<HashMap<String, Published>>,
+    tags: RefCell<HashMap<String, RegistryEntry>>,
     uploads: Cell<usize>,
     downloads_left: Cell<Option<usize>>,
 }
@@ -36,14 +36,19 @@ impl BlobRemote for Mem {
         "mem://test".into()
     }
     fn has(&self, kind: BlobKind, key: &str) -> Result<bool> {
-        Ok(self.blobs.borrow().contains_key(&(k(kind), key.to_string())))
+        Ok(self
+            .blobs
+            .borrow()
+            .contains_key(&(k(kind), key.to_string())))
     }
     fn put(&self, kind: BlobKind, key: &str, len: u64, open: &Opener<'_>) -> Result<()> {
         let mut bytes = Vec::new();
         open().unwrap().read_to_end(&mut bytes).unwrap();
         assert_eq!(bytes.len() as u64, len, "announced length of {key}");
         self.uploads.set(self.uploads.get() + 1);
-        self.blobs.borrow_mut().insert((k(kind), key.to_string()), bytes);
+        self.blobs
+            .borrow_mut()
+            .insert((k(kind), key.to_string()), bytes);
         Ok(())
     }
     fn get(&self, kind: BlobKind, key: &str) -> Result<Option<Box<dyn Read + Send>>> {
@@ -61,11 +66,13 @@ impl BlobRemote for Mem {
             .get(&(k(kind), key.to_string()))
             .map(|b| Box::new(Cursor::new(b.clone())) as Box<dyn Read + Send>))
     }
-    fn resolve(&self, tag: &Tagged) -> Result<Option<Published>> {
+    fn resolve(&self, tag: &Tagged) -> Result<Option<RegistryEntry>> {
         Ok(self.tags.borrow().get(&tag.to_string()).cloned())
     }
-    fn publish(&self, tag: &Tagged, entry: &Published) -> Result<()> {
-        self.tags.borrow_mut().insert(tag.to_string(), entry.clone());
+    fn publish(&self, tag: &Tagged, entry: &RegistryEntry) -> Result<()> {
+        self.tags
+            .borrow_mut()
+            .insert(tag.to_string(), entry.clone());
         Ok(())
     }
 }
@@ -92,12 +99,15 @@ fn pushed() -> (Kp, String, Mem) {
     a.ok(&["commit", &env]);
     let mem = Mem::default();
     let report = Engine::new(a.store())
-        .push(&env, &mem, Some(&Tagged::parse("web@v1").unwrap()))
+        .push(&env, &mem, Some(&parse_tag("web@v1").unwrap()))
         .unwrap();
     assert_eq!(report.env_id, env);
     assert!(report.objects_pushed >= 4, "{report:?}");
     assert_eq!(report.objects_skipped, 0);
-    assert!(report.layers_pushed >= 3, "base, dependency and snapshot: {report:?}");
+    assert!(
+        report.layers_pushed >= 3,
+        "base, dependency and snapshot: {report:?}"
+    );
     (a, env, mem)
 }
 
@@ -120,8 +130,16 @@ fn a_pulled_environment_is_built_with_its_snapshots_and_a_second_push_sends_noth
     let (a, env, mem) = pushed();
     let uploads = mem.uploads.get();
     let again = Engine::new(a.store()).push(&env, &mem, None).unwrap();
-    assert_eq!((again.objects_pushed, again.layers_pushed), (0, 0), "{again:?}");
-    assert_eq!(mem.uploads.get(), uploads + 1, "only the record is sent again");
+    assert_eq!(
+        (again.objects_pushed, again.layers_pushed),
+        (0, 0),
+        "{again:?}"
+    );
+    assert_eq!(
+        mem.uploads.get(),
+        uploads + 1,
+        "only the record is sent again"
+    );
 
     let b = Kp::new();
     let report = Engine::new(b.store())
@@ -133,7 +151,10 @@ fn a_pulled_environment_is_built_with_its_snapshots_and_a_second_push_sends_noth
     assert_eq!(shown["state"], "Built");
     assert_eq!(shown["name"], "web");
     let snaps = b.json(&["snapshots", &env]);
-    let snap = snaps["snapshots"][0]["restore_hash"].as_str().unwrap().to_string();
+    let snap = snaps["snapshots"][0]["restore_hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let original = a.json(&["snapshots", &env]);
     assert_eq!(original["snapshots"][0]["restore_hash"], snap.as_str());
     b.ok(&["restore", &env, &snap]);
@@ -147,7 +168,10 @@ fn a_pulled_environment_is_built_with_its_snapshots_and_a_second_push_sends_noth
     let again = Engine::new(b.store())
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap();
-    assert_eq!(again.objects_pulled, 2, "only the lock and manifest records: {again:?}");
+    assert_eq!(
+        again.objects_pulled, 2,
+        "only the lock and manifest records: {again:?}"
+    );
     assert_eq!(listed(&b), vec![env]);
 }
 
@@ -181,9 +205,13 @@ fn forged_records_layers_and_locks_are_refused() {
 
     // A record whose seal does not match.
     let forged = record.replacen("\"Built\"", "\"Frozen\"", 1);
-    mem.blobs.borrow_mut().insert(record_key.clone(), forged.into_bytes());
+    mem.blobs
+        .borrow_mut()
+        .insert(record_key.clone(), forged.into_bytes());
     let b = Kp::new();
-    let err = Engine::new(b.store()).pull(&mem, &Reference::EnvId(env.clone())).unwrap_err();
+    let err = Engine::new(b.store())
+        .pull(&mem, &Reference::EnvId(env.clone()))
+        .unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
 
     // A layer manifest swapped for another layer's.
@@ -196,25 +224,35 @@ fn forged_records_layers_and_locks_are_refused() {
     let (x, y) = (&layers[0], &layers[1]);
     let bx = original[&(1, x.clone())].clone();
     mem.blobs.borrow_mut().insert((1, y.clone()), bx);
-    let err = Engine::new(b.store()).pull(&mem, &Reference::EnvId(env.clone())).unwrap_err();
+    let err = Engine::new(b.store())
+        .pull(&mem, &Reference::EnvId(env.clone()))
+        .unwrap_err();
     assert!(err.to_string().contains("layer"), "{err}");
 
     // The tag names something that is not an env_id.
     *mem.blobs.borrow_mut() = original;
     mem.tags.borrow_mut().insert(
         "web@v1".into(),
-        Published {
+        RegistryEntry {
             env_id: "../../etc".into(),
             short_id: String::new(),
-            name: "web".into(),
+            name: Some("web".into()),
             pushed_at: String::new(),
         },
     );
-    let err = Engine::new(b.store()).pull(&mem, &Reference::parse("web@v1").unwrap()).unwrap_err();
+    let err = Engine::new(b.store())
+        .pull(&mem, &Reference::parse("web@v1").unwrap())
+        .unwrap_err();
     assert!(err.to_string().contains("not an env_id"), "{err}");
     // An unknown tag is an error, never a guess.
-    let err = Engine::new(b.store()).pull(&mem, &Reference::parse("web@v2").unwrap()).unwrap_err();
-    assert!(err.to_string().contains("no environment is tagged 'web@v2'"), "{err}");
+    let err = Engine::new(b.store())
+        .pull(&mem, &Reference::parse("web@v2").unwrap())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no environment is tagged 'web@v2'"),
+        "{err}"
+    );
     assert!(listed(&b).is_empty());
     assert_clean(&b);
 }
@@ -225,13 +263,20 @@ fn an_interrupted_pull_leaves_nothing_listed_and_the_retry_reuses_what_arrived()
     let b = Kp::new();
     // Record, lock, manifest, the layer manifests, then one object: cut after that.
     mem.downloads_left.set(Some(3 + 3 + 1));
-    let err = Engine::new(b.store()).pull(&mem, &Reference::EnvId(env.clone())).unwrap_err();
+    let err = Engine::new(b.store())
+        .pull(&mem, &Reference::EnvId(env.clone()))
+        .unwrap_err();
     assert!(err.to_string().contains("connection reset"), "{err}");
     assert!(listed(&b).is_empty());
     assert_clean(&b);
     mem.downloads_left.set(None);
-    let report = Engine::new(b.store()).pull(&mem, &Reference::EnvId(env.clone())).unwrap();
-    assert_eq!(report.objects_skipped, 1, "the object that arrived is reused: {report:?}");
+    let report = Engine::new(b.store())
+        .pull(&mem, &Reference::EnvId(env.clone()))
+        .unwrap();
+    assert_eq!(
+        report.objects_skipped, 1,
+        "the object that arrived is reused: {report:?}"
+    );
     assert_eq!(listed(&b), vec![env]);
     assert_clean(&b);
 }

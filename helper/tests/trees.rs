@@ -298,7 +298,10 @@ fn adopting_a_tree_clears_set_id_bits_and_opens_closed_directories() {
     let packed = pack_with(&s.root, &dir, true).expect("pack with adopt");
     let mode = std::fs::symlink_metadata(&agent).expect("stat").mode() & 0o7777;
     assert_eq!(mode, 0o755, "set-id bit cleared in the adopted tree");
-    let closed = std::fs::symlink_metadata(dir.join("closed")).expect("stat").mode() & 0o7777;
+    let closed = std::fs::symlink_metadata(dir.join("closed"))
+        .expect("stat")
+        .mode()
+        & 0o7777;
     assert_eq!(closed, 0o300, "the closed directory's mode is given back");
     let mut seen = Vec::new();
     for e in tar::Archive::new(&packed[..]).entries().expect("entries") {

@@ -51,3 +51,14 @@ pub fn helper_bin() -> Option<PathBuf> {
     }
     Some(karapace_bin().with_file_name("karapace-helper")).filter(|p| p.is_file())
 }
+
+/// `karapace-server` next to the binary under test (`cargo test --workspace` builds it).
+pub fn server_bin() -> PathBuf {
+    let p = karapace_bin().with_file_name("karapace-server");
+    assert!(
+        p.is_file(),
+        "{} does not exist: build it first (cargo build -p karapace-server)",
+        p.display()
+    );
+    p
+}

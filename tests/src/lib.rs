@@ -21,7 +21,7 @@ pub mod terminal;
 pub mod testdir;
 pub mod userdir;
 
-pub use bins::{helper_bin, karapace_bin};
+pub use bins::{helper_bin, karapace_bin, server_bin};
 pub use lock::LockInfo;
 pub use mirror::Mirror;
 pub use process::Outcome;

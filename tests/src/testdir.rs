@@ -73,12 +73,48 @@ impl Drop for TestDir {
         // subordinate ids) may still resist; a leftover temp directory must not fail a test.
         let path = dir.keep();
         if std::fs::remove_dir_all(&path).is_err() {
+            // Trees holding files of the user's subordinate ids: only the store can remove
+            // them (through its helper), so empty the store with its own commands first.
+            empty_store(&path.join("store"));
             make_dirs_writable(&path);
             if let Err(e) = std::fs::remove_dir_all(&path) {
                 eprintln!("note: could not fully remove {}: {e}", path.display());
             }
         }
     }
+}
+
+/// Destroys every environment of the store at `store` and collects its garbage, with the
+/// `karapace` under test (best effort: a leftover must not fail a test, but every CI run as an
+/// unprivileged user would otherwise leave gigabytes of trees in /tmp).
+fn empty_store(store: &Path) {
+    if !store.join("store/version").is_file() {
+        return;
+    }
+    let karapace = |args: &[&str]| {
+        std::process::Command::new(crate::bins::karapace_bin())
+            .arg("--store")
+            .arg(store)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| o.stdout)
+    };
+    let listed = karapace(&["list", "--json"]).unwrap_or_default();
+    let envs: Vec<String> = serde_json::from_slice::<serde_json::Value>(&listed)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["env_id"].as_str().map(str::to_owned))
+        .collect();
+    for env in envs {
+        let _ = karapace(&["destroy", &env]);
+    }
+    let _ = karapace(&["gc"]);
 }
 
 /// Adds `u+rwx` to every directory below `path` (never following symlinks).

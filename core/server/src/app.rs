@@ -255,6 +255,7 @@ impl App {
         match result {
             Ok(Stored::Created) => Some(Response::json(201, br#"{"status":"stored"}"#.to_vec())),
             Ok(Stored::Existed) => Some(Response::json(200, br#"{"status":"present"}"#.to_vec())),
+            Ok(Stored::Replaced) => Some(Response::json(200, br#"{"status":"replaced"}"#.to_vec())),
             Err(PutError::Mismatch(why)) => {
                 out.refusal = Some(why.clone());
                 Some(Response::error(

@@ -36,6 +36,9 @@ pub enum Stored {
     Created,
     /// The key was already there (200): nothing rewritten.
     Existed,
+    /// Metadata under an existing key, replaced by the verified new record (200): an
+    /// environment's record is its one mutable blob (a later push adds snapshots).
+    Replaced,
 }
 
 /// Why an upload was refused or failed.
@@ -148,15 +151,20 @@ impl BlobStore {
         let digest = hasher.finalize().to_hex();
         verify(kind, key, digest.as_str(), &document).map_err(PutError::Mismatch)?;
         let dest = self.path(kind, key);
-        if fsio::open_regular(&dest)
+        let existed = fsio::open_regular(&dest)
             .map_err(PutError::Storage)?
-            .is_some()
-        {
+            .is_some();
+        if existed && kind != BlobKind::Metadata {
             // Same key, verified bytes: the stored copy is equivalent; nothing to rewrite.
             return Ok(Stored::Existed);
         }
+        // Atomic: a reader sees the old record or the new one, never a mix.
         temp.persist(&dest).map_err(PutError::Storage)?;
-        Ok(Stored::Created)
+        Ok(if existed {
+            Stored::Replaced
+        } else {
+            Stored::Created
+        })
     }
 }
 
@@ -276,6 +284,37 @@ mod tests {
         let mut s = String::new();
         f.read_to_string(&mut s).unwrap();
         assert_eq!((s.as_str(), len), ("hello", 5));
+        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_newer_environment_record_replaces_the_stored_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let id = hash(b"env");
+        let record = |snapshots: &[&str]| {
+            let doc = serde_json::json!({
+                "env_id": id, "short_id": &id[..12], "name": null, "state": "Built",
+                "manifest_hash": hash(b"m"), "base_layer": hash(b"b"),
+                "dependency_layers": [], "policy_layer": null,
+                "created_at": "", "updated_at": "", "snapshots": snapshots,
+            });
+            karapace_store::seal_document(doc).unwrap().into_bytes()
+        };
+        let first = record(&[]);
+        let second = record(&[&hash(b"s")]);
+        let put = |bytes: &[u8]| store.put(BlobKind::Metadata, &id, &mut &bytes[..], 1 << 20);
+        assert_eq!(put(&first).unwrap(), Stored::Created);
+        assert_eq!(put(&second).unwrap(), Stored::Replaced);
+        let (mut f, _) = store.open_blob(BlobKind::Metadata, &id).unwrap().unwrap();
+        let mut stored = Vec::new();
+        f.read_to_end(&mut stored).unwrap();
+        assert_eq!(stored, second);
+        // A forged record never replaces it.
+        let forged = String::from_utf8(second.clone())
+            .unwrap()
+            .replace("Built", "Frozen");
+        assert!(matches!(put(forged.as_bytes()), Err(PutError::Mismatch(_))));
         assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
     }
 

@@ -241,7 +241,8 @@ pub fn read_shared_records(policy_tree: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
         ))
     };
     let lock = read_record(policy_tree, LOCK_FILE)?.ok_or_else(|| missing(LOCK_FILE))?;
-    let manifest = read_record(policy_tree, MANIFEST_FILE)?.ok_or_else(|| missing(MANIFEST_FILE))?;
+    let manifest =
+        read_record(policy_tree, MANIFEST_FILE)?.ok_or_else(|| missing(MANIFEST_FILE))?;
     Ok((lock, manifest))
 }
 

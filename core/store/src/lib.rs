@@ -21,8 +21,8 @@ pub mod owners;
 mod sessions;
 mod snapshots;
 mod store;
-mod transfer;
 pub mod tar;
+mod transfer;
 mod verify;
 mod wal;
 
@@ -41,7 +41,7 @@ pub use sessions::{
     ENDING_PROCESS_NAME, SessionGuard, SessionInfo, SetupGuard, process_start_time,
 };
 pub use snapshots::SnapshotInfo;
-pub use transfer::EnvContent;
 pub use store::{STORE_FORMAT_VERSION, SharedTreeWorker, StagingDir, Store, StoreLock};
 pub use tar::Owners;
+pub use transfer::EnvContent;
 pub use verify::{VerifyFailure, VerifyReport};

@@ -162,7 +162,9 @@ pub(crate) fn encode(meta: &EnvMetadata) -> Result<(EnvMetadata, String)> {
 pub fn seal_document(mut v: Value) -> Result<String> {
     let sum = checksum_of(&v);
     let Value::Object(m) = &mut v else {
-        return Err(StoreError::Invalid("a sealed document is a JSON object".into()));
+        return Err(StoreError::Invalid(
+            "a sealed document is a JSON object".into(),
+        ));
     };
     m.insert("checksum".into(), Value::String(sum));
     serde_json::to_string_pretty(&v).map_err(|e| StoreError::Invalid(e.to_string()))

@@ -102,12 +102,19 @@ impl Store {
             reason,
         };
         if !is_valid_key(&m.hash) {
-            return Err(StoreError::Invalid(format!("'{}' is not a layer key", m.hash)));
+            return Err(StoreError::Invalid(format!(
+                "'{}' is not a layer key",
+                m.hash
+            )));
         }
         match m.expected_hash() {
             Some(h) if h == m.hash => {}
             Some(h) => return Err(bad(format!("its fields hash to {h}"))),
-            None => return Err(bad("a snapshot without its environment or base layer".into())),
+            None => {
+                return Err(bad(
+                    "a snapshot without its environment or base layer".into()
+                ));
+            }
         }
         if !m.read_only || m.object_refs != [m.tar_hash.clone()] {
             return Err(bad("not a read-only layer of exactly its tar object".into()));

@@ -1,12 +1,29 @@
-//! `push`: remote protocol v1 client.
+//! `push`: uploads an environment to a remote (`docs/remote.md`).
 
 use crate::cli::Ctx;
-use crate::error::{CoreError, Result};
+use crate::engine::share::{self, config, reference};
+use crate::error::Result;
+use crate::output;
 
-pub fn run(ctx: &Ctx, query: &str, _tag: Option<&str>, _remote: Option<&str>) -> Result<i32> {
-    // Resolve first so a typo is reported as such, not as a missing feature.
-    ctx.engine.inspect(query)?;
-    Err(CoreError::Unavailable {
-        what: "push (remote stores)".into(),
-    })
+pub fn run(ctx: &Ctx, query: &str, tag: Option<&str>, remote: Option<&str>) -> Result<i32> {
+    // Usage errors first, before any network or store access.
+    let tag = tag.map(reference::parse_tag).transpose()?;
+    let config = config::resolve(remote)?;
+    let transport = share::connect(&config)?;
+    let report = ctx.engine.push(query, transport.as_ref(), tag.as_ref())?;
+    if ctx.json() {
+        output::json(&report)?;
+    } else {
+        output::line(&format!(
+            "pushed {} ({} objects, {} layers; {} skipped)",
+            &report.env_id[..12],
+            report.objects_pushed,
+            report.layers_pushed,
+            report.objects_skipped + report.layers_skipped
+        ))?;
+        if let Some(tag) = &report.tag {
+            output::line(&format!("tagged as '{tag}'"))?;
+        }
+    }
+    Ok(0)
 }

@@ -77,6 +77,16 @@ fn transport_of(url: &str) -> Option<Transport> {
     }
 }
 
+/// `url` with any `user:password@` part replaced, for messages.
+fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://<credentials>@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 fn same_url(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
@@ -132,8 +142,9 @@ pub fn resolve_with(
     };
     let transport = transport_of(&url).ok_or_else(|| {
         let message = format!(
-            "invalid remote URL '{url}': expected http://host[:port][/prefix], https://… or \
-             oci://host[:port]/<repository-prefix>, without credentials (use auth_token or {TOKEN_VAR})"
+            "invalid remote URL '{}': expected http://host[:port][/prefix], https://… or \
+             oci://host[:port]/<repository-prefix>, without credentials (use auth_token or {TOKEN_VAR})",
+            redacted(&url)
         );
         if flag.is_some() {
             CoreError::Usage(message)
@@ -188,7 +199,10 @@ mod tests {
         let same = resolve_with(Some("https://a.example:8321"), Some(&f), None).unwrap();
         assert_eq!(same.token.as_deref(), Some("secret"));
         let other = resolve_with(Some("http://127.0.0.1:9"), Some(&f), None).unwrap();
-        assert_eq!(other.token, None, "the file's token must not go to another server");
+        assert_eq!(
+            other.token, None,
+            "the file's token must not go to another server"
+        );
         assert_eq!(other.ca_cert, None);
         let env = resolve_with(Some("http://127.0.0.1:9"), Some(&f), Some("t2".into())).unwrap();
         assert_eq!(env.token.as_deref(), Some("t2"));
@@ -201,9 +215,16 @@ mod tests {
         let none = resolve_with(None, Some(&dir.path().join("absent.json")), None).unwrap_err();
         assert!(none.to_string().contains("no remote configured"), "{none}");
         assert_eq!(none.exit_code(), 1);
-        for bad in ["ftp://x", "http://", "https://user:pw@host", "host:8321", "oci:///x"] {
+        for bad in [
+            "ftp://x",
+            "http://",
+            "https://user:pw@host",
+            "host:8321",
+            "oci:///x",
+        ] {
             let e = resolve_with(Some(bad), None, None).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}: {e}");
+            assert!(!e.to_string().contains(":pw@"), "{e}");
         }
         let f = file(dir.path(), "{not json");
         let e = resolve_with(None, Some(&f), None).unwrap_err();

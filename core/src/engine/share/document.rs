@@ -11,12 +11,15 @@ use crate::error::{CoreError, Result};
 
 /// Largest record accepted from a remote (real ones are about 1 KiB plus 70 bytes a snapshot).
 pub const MAX_RECORD_BYTES: u64 = 4 << 20;
+/// Most layers (dependency layers and snapshots together) a record may name: each is a request,
+/// and a hostile record must not turn a pull into an endless crawl.
+pub const MAX_LAYERS: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SharedEnv {
     #[serde(flatten)]
     pub meta: EnvMetadata,
-    /// Object holding the environment's `karapace.lock` (its env_id is computed from it).
+    /// Object holding the environment's `karapace.lock` (its `env_id` is computed from it).
     pub lock_object: String,
     /// Object holding the normalized manifest's canonical JSON (its blake3 is `manifest_hash`).
     pub manifest_object: String,
@@ -50,9 +53,16 @@ impl SharedEnv {
         let keys = std::iter::once(&doc.meta.base_layer)
             .chain(&doc.meta.dependency_layers)
             .chain(&doc.snapshots)
-            .chain([&doc.lock_object, &doc.manifest_object, &doc.meta.manifest_hash]);
+            .chain([
+                &doc.lock_object,
+                &doc.manifest_object,
+                &doc.meta.manifest_hash,
+            ]);
         if let Some(bad) = keys.into_iter().find(|k| !is_valid_key(k)) {
             return Err(format!("'{bad}' is not a key"));
+        }
+        if doc.meta.dependency_layers.len() + doc.snapshots.len() > MAX_LAYERS {
+            return Err(format!("it names more than {MAX_LAYERS} layers"));
         }
         if doc.meta.state == EnvState::Defined {
             return Err("the environment was never built".into());

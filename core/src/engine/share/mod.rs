@@ -8,7 +8,7 @@
 //!
 //! Push uploads in dependency order — objects, then layer manifests, then the record, then the
 //! tag — so a reader never sees a record whose blobs are missing. Pull trusts nothing: the
-//! record's seal and env_id, the lock's env_id (recomputed), the manifest's hash, every layer's
+//! record's seal and `env_id`, the lock's `env_id` (recomputed), the manifest's hash, every layer's
 //! hash (recomputed from its fields) and chain, every object's blake3 are checked before anything
 //! is recorded, and the environment appears only when its metadata is written last; an
 //! interrupted pull leaves verified objects that the next one reuses (docs/remote.md).
@@ -18,6 +18,7 @@ mod document;
 mod progress;
 pub mod reference;
 pub mod transport;
+mod v1;
 
 use std::io::{Cursor, Read};
 
@@ -32,7 +33,17 @@ use crate::error::{CoreError, Result};
 use document::{MAX_RECORD_BYTES, SharedEnv};
 use progress::Progress;
 use reference::{Reference, Tagged};
-use transport::{BlobKind, BlobRemote, Published};
+use transport::{BlobKind, BlobRemote, RegistryEntry};
+
+/// Opens the transport a resolved remote speaks.
+pub fn connect(config: &config::RemoteConfig) -> Result<Box<dyn BlobRemote>> {
+    match config.transport {
+        config::Transport::V1 => Ok(Box::new(v1::V1Remote::connect(config)?)),
+        config::Transport::Oci => Err(CoreError::Unavailable {
+            what: "pushing to and pulling from OCI registries (oci://)".into(),
+        }),
+    }
+}
 
 /// Largest layer manifest accepted from a remote (real ones are about 400 bytes).
 const MAX_LAYER_MANIFEST_BYTES: u64 = 1 << 20;
@@ -95,18 +106,20 @@ fn fetch_small(remote: &dyn BlobRemote, kind: BlobKind, key: &str, max: u64) -> 
         .get(kind, key)?
         .ok_or_else(|| missing(remote, kind, key))?;
     let mut bytes = Vec::new();
-    reader
-        .take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| {
-            CoreError::Remote(format!(
-                "{}: reading {} {key}: {e}",
-                remote.location(),
-                kind_name(kind)
-            ))
-        })?;
+    reader.take(max + 1).read_to_end(&mut bytes).map_err(|e| {
+        CoreError::Remote(format!(
+            "{}: reading {} {key}: {e}",
+            remote.location(),
+            kind_name(kind)
+        ))
+    })?;
     if bytes.len() as u64 > max {
-        return Err(corrupt(remote, kind, key, &format!("larger than {max} bytes")));
+        return Err(corrupt(
+            remote,
+            kind,
+            key,
+            &format!("larger than {max} bytes"),
+        ));
     }
     Ok(bytes)
 }
@@ -206,16 +219,19 @@ impl Engine {
         }
         .encode()?;
         // Always sent: the record changes when snapshots are added.
-        remote.put(BlobKind::Metadata, &env.env_id, record.len() as u64, &|| {
-            Ok(Box::new(Cursor::new(record.clone().into_bytes())) as Box<dyn Read + Send>)
-        })?;
+        remote.put(
+            BlobKind::Metadata,
+            &env.env_id,
+            record.len() as u64,
+            &|| Ok(Box::new(Cursor::new(record.clone().into_bytes())) as Box<dyn Read + Send>),
+        )?;
         if let Some(tag) = tag {
             remote.publish(
                 tag,
-                &Published {
+                &RegistryEntry {
                     env_id: env.env_id.clone(),
                     short_id: env.short_id.clone(),
-                    name: tag.name.clone(),
+                    name: env.name.clone(),
                     pushed_at: karapace_store::now_rfc3339(),
                 },
             )?;
@@ -283,7 +299,7 @@ impl Engine {
         if existing.is_none() {
             let meta = &fetched.record.meta;
             let name = tag
-                .map(|t| t.name.as_str())
+                .map(Tagged::name)
                 .filter(|n| validate_name(n).is_ok())
                 .filter(|n| !name_taken(&store, n));
             store.create_env(EnvMetadata {
@@ -497,7 +513,7 @@ fn write_policy_layer(store: &Store, fetched: &Fetched) -> Result<String> {
 }
 
 fn name_taken(store: &Store, name: &str) -> bool {
-    store
-        .list_envs_recorded()
-        .map_or(true, |envs| envs.iter().any(|e| e.name.as_deref() == Some(name)))
+    store.list_envs_recorded().map_or(true, |envs| {
+        envs.iter().any(|e| e.name.as_deref() == Some(name))
+    })
 }

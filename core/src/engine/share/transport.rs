@@ -3,30 +3,10 @@
 
 use std::io::Read;
 
-use serde::{Deserialize, Serialize};
+pub use karapace_remote::{BlobKind, RegistryEntry};
 
 use super::reference::Tagged;
 use crate::error::Result;
-
-/// The three kinds of blob a remote stores by key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlobKind {
-    /// Content-addressed bytes: layer tars, lock and manifest records (key = blake3).
-    Object,
-    /// Layer manifests (key = the layer hash, recomputed from its fields).
-    Layer,
-    /// Environment records (key = env_id, sealed by a checksum).
-    Metadata,
-}
-
-/// The registry's record of one `<name>@<tag>`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Published {
-    pub env_id: String,
-    pub short_id: String,
-    pub name: String,
-    pub pushed_at: String,
-}
 
 /// Reopens a blob's source so that a retried upload can send it again.
 pub type Opener<'a> = dyn Fn() -> std::io::Result<Box<dyn Read + Send>> + 'a;
@@ -40,7 +20,7 @@ pub trait BlobRemote {
     /// Streams a blob; the caller verifies it. `Ok(None)` when the remote has no such blob.
     fn get(&self, kind: BlobKind, key: &str) -> Result<Option<Box<dyn Read + Send>>>;
     /// The environment a tag names, if any.
-    fn resolve(&self, tag: &Tagged) -> Result<Option<Published>>;
+    fn resolve(&self, tag: &Tagged) -> Result<Option<RegistryEntry>>;
     /// Records `tag` → `entry` without losing other clients' concurrent updates.
-    fn publish(&self, tag: &Tagged, entry: &Published) -> Result<()>;
+    fn publish(&self, tag: &Tagged, entry: &RegistryEntry) -> Result<()>;
 }
