@@ -11,7 +11,7 @@ use std::io::{Cursor, Read};
 use common::Kp;
 use karapace::engine::Engine;
 use karapace::engine::share::reference::{Reference, Tagged, parse_tag};
-use karapace::engine::share::transport::{BlobKind, BlobRemote, Opener, RegistryEntry};
+use karapace::engine::share::transport::{BlobKind, BlobRemote, BlobSource, Opener, RegistryEntry};
 use karapace::error::Result;
 
 /// Blobs by (kind, key); counts uploads; can be told to fail after some downloads.
@@ -31,25 +31,9 @@ fn k(kind: BlobKind) -> u8 {
     }
 }
 
-impl BlobRemote for Mem {
+impl BlobSource for Mem {
     fn location(&self) -> String {
         "mem://test".into()
-    }
-    fn has(&self, kind: BlobKind, key: &str) -> Result<bool> {
-        Ok(self
-            .blobs
-            .borrow()
-            .contains_key(&(k(kind), key.to_string())))
-    }
-    fn put(&self, kind: BlobKind, key: &str, len: u64, open: &Opener<'_>) -> Result<()> {
-        let mut bytes = Vec::new();
-        open().unwrap().read_to_end(&mut bytes).unwrap();
-        assert_eq!(bytes.len() as u64, len, "announced length of {key}");
-        self.uploads.set(self.uploads.get() + 1);
-        self.blobs
-            .borrow_mut()
-            .insert((k(kind), key.to_string()), bytes);
-        Ok(())
     }
     fn get(&self, kind: BlobKind, key: &str) -> Result<Option<Box<dyn Read + Send>>> {
         if let Some(left) = self.downloads_left.get() {
@@ -65,6 +49,25 @@ impl BlobRemote for Mem {
             .borrow()
             .get(&(k(kind), key.to_string()))
             .map(|b| Box::new(Cursor::new(b.clone())) as Box<dyn Read + Send>))
+    }
+}
+
+impl BlobRemote for Mem {
+    fn has(&self, kind: BlobKind, key: &str) -> Result<bool> {
+        Ok(self
+            .blobs
+            .borrow()
+            .contains_key(&(k(kind), key.to_string())))
+    }
+    fn put(&self, kind: BlobKind, key: &str, len: u64, open: &Opener<'_>) -> Result<()> {
+        let mut bytes = Vec::new();
+        open().unwrap().read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes.len() as u64, len, "announced length of {key}");
+        self.uploads.set(self.uploads.get() + 1);
+        self.blobs
+            .borrow_mut()
+            .insert((k(kind), key.to_string()), bytes);
+        Ok(())
     }
     fn resolve(&self, tag: &Tagged) -> Result<Option<RegistryEntry>> {
         Ok(self.tags.borrow().get(&tag.to_string()).cloned())

@@ -157,6 +157,7 @@ impl Store {
                 self.remove_tree(&e.path())?;
             }
         }
+        self.prune_digests()?;
         Ok(plan)
     }
 }

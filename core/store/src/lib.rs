@@ -7,6 +7,7 @@
 pub mod beneath;
 pub mod crash;
 mod diff;
+mod digests;
 mod envs;
 pub mod error;
 pub mod fsutil;

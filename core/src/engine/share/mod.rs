@@ -24,7 +24,7 @@ use std::io::{Cursor, Read};
 
 use karapace_schema::LockFile;
 use karapace_store::{
-    EnvMetadata, EnvState, LayerKind, LayerManifest, Store, StoreError, validate_name,
+    EnvContent, EnvMetadata, EnvState, LayerKind, LayerManifest, Store, StoreError, validate_name,
 };
 use serde::Serialize;
 
@@ -33,10 +33,10 @@ use crate::error::{CoreError, Result};
 use document::{MAX_RECORD_BYTES, SharedEnv};
 use progress::Progress;
 use reference::{Reference, Tagged};
-use transport::{BlobKind, BlobRemote, RegistryEntry};
+use transport::{BlobKind, BlobRemote, BlobSource, RegistryEntry, Remote};
 
 /// Opens the transport a resolved remote speaks.
-pub fn connect(config: &config::RemoteConfig) -> Result<Box<dyn BlobRemote>> {
+pub fn connect(config: &config::RemoteConfig) -> Result<Box<dyn Remote>> {
     match config.transport {
         config::Transport::V1 => Ok(Box::new(v1::V1Remote::connect(config)?)),
         config::Transport::Oci => Err(CoreError::Unavailable {
@@ -84,7 +84,7 @@ fn kind_name(kind: BlobKind) -> &'static str {
 }
 
 /// A blob the remote sent that is not what its key promises.
-fn corrupt(remote: &dyn BlobRemote, kind: BlobKind, key: &str, reason: &str) -> CoreError {
+fn corrupt(remote: &dyn BlobSource, kind: BlobKind, key: &str, reason: &str) -> CoreError {
     CoreError::Remote(format!(
         "{}: {} {key} is not valid ({reason}); nothing was recorded",
         remote.location(),
@@ -92,7 +92,7 @@ fn corrupt(remote: &dyn BlobRemote, kind: BlobKind, key: &str, reason: &str) -> 
     ))
 }
 
-fn missing(remote: &dyn BlobRemote, kind: BlobKind, key: &str) -> CoreError {
+fn missing(remote: &dyn BlobSource, kind: BlobKind, key: &str) -> CoreError {
     CoreError::Remote(format!(
         "{}: the remote has no {} {key} (an incomplete push?)",
         remote.location(),
@@ -101,7 +101,7 @@ fn missing(remote: &dyn BlobRemote, kind: BlobKind, key: &str) -> CoreError {
 }
 
 /// Downloads a small blob whole, refusing more than `max` bytes.
-fn fetch_small(remote: &dyn BlobRemote, kind: BlobKind, key: &str, max: u64) -> Result<Vec<u8>> {
+fn fetch_small(remote: &dyn BlobSource, kind: BlobKind, key: &str, max: u64) -> Result<Vec<u8>> {
     let reader = remote
         .get(kind, key)?
         .ok_or_else(|| missing(remote, kind, key))?;
@@ -136,12 +136,114 @@ fn put_bytes(remote: &dyn BlobRemote, kind: BlobKind, key: &str, bytes: &[u8]) -
     Ok(true)
 }
 
+/// Everything a push sends, gathered from the store once, whatever the transport.
+pub struct Outgoing<'s> {
+    pub store: &'s Store,
+    pub env: EnvMetadata,
+    /// Base and dependency layers (bottom to top), snapshots (oldest first).
+    pub content: EnvContent,
+    pub lock: Vec<u8>,
+    pub lock_key: String,
+    pub manifest: Vec<u8>,
+    pub manifest_key: String,
+    /// The sealed environment record.
+    pub record: String,
+}
+
+impl Outgoing<'_> {
+    /// A reader of a local object that verifies it as it is read: a damaged local copy fails
+    /// the upload instead of being shared.
+    pub fn open_object(&self, key: &str) -> std::io::Result<Box<dyn Read + Send>> {
+        let reader = self.store.open_object(key).map_err(std::io::Error::other)?;
+        Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, reader)))
+    }
+
+    /// The layers and snapshots, in push order.
+    pub fn layer_manifests(&self) -> impl Iterator<Item = &LayerManifest> {
+        self.content.layers.iter().chain(&self.content.snapshots)
+    }
+}
+
+/// The bytes a layer manifest travels as.
+pub fn layer_manifest_bytes(m: &LayerManifest) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(m)
+        .map_err(|e| CoreError::Other(format!("cannot encode layer {}: {e}", m.hash)))
+}
+
+/// Push over a blob store by key (protocol v1): objects, layer manifests, the record, then the
+/// tag, skipping what the remote has.
+pub fn push_blobs(
+    remote: &dyn BlobRemote,
+    out: &Outgoing<'_>,
+    tag: Option<&Tagged>,
+) -> Result<PushReport> {
+    let env = &out.env;
+    let mut report = PushReport {
+        env_id: env.env_id.clone(),
+        tag: tag.map(ToString::to_string),
+        ..PushReport::default()
+    };
+    let objects = out.content.objects();
+    let layers: Vec<&LayerManifest> = out.layer_manifests().collect();
+    let progress = Progress::new("pushing", &env.short_id, objects.len() + layers.len() + 3);
+    for key in &objects {
+        progress.step(key);
+        if remote.has(BlobKind::Object, key)? {
+            report.objects_skipped += 1;
+            continue;
+        }
+        let len = out.store.object_len(key)?;
+        remote.put(BlobKind::Object, key, len, &|| out.open_object(key))?;
+        report.objects_pushed += 1;
+    }
+    for (key, bytes) in [
+        (&out.lock_key, &out.lock),
+        (&out.manifest_key, &out.manifest),
+    ] {
+        progress.step(key);
+        if put_bytes(remote, BlobKind::Object, key, bytes)? {
+            report.objects_pushed += 1;
+        } else {
+            report.objects_skipped += 1;
+        }
+    }
+    for m in layers {
+        progress.step(&m.hash);
+        if put_bytes(remote, BlobKind::Layer, &m.hash, &layer_manifest_bytes(m)?)? {
+            report.layers_pushed += 1;
+        } else {
+            report.layers_skipped += 1;
+        }
+    }
+    progress.step(&env.env_id);
+    // Always sent: the record changes when snapshots are added.
+    remote.put(
+        BlobKind::Metadata,
+        &env.env_id,
+        out.record.len() as u64,
+        &|| Ok(Box::new(Cursor::new(out.record.clone().into_bytes())) as Box<dyn Read + Send>),
+    )?;
+    if let Some(tag) = tag {
+        remote.publish(
+            tag,
+            &RegistryEntry {
+                env_id: env.env_id.clone(),
+                short_id: env.short_id.clone(),
+                name: env.name.clone(),
+                pushed_at: karapace_store::now_rfc3339(),
+            },
+        )?;
+    }
+    progress.finish();
+    Ok(report)
+}
+
 impl Engine {
     /// `push`: uploads the environment `query` names and, with `tag`, publishes it under it.
     pub fn push(
         &self,
         query: &str,
-        remote: &dyn BlobRemote,
+        remote: &dyn Remote,
         tag: Option<&Tagged>,
     ) -> Result<PushReport> {
         let store = self.open_existing(query)?;
@@ -163,103 +265,37 @@ impl Engine {
             )));
         }
         let lock_key = blake3_hex(&lock);
-        let mut report = PushReport {
-            env_id: env.env_id.clone(),
-            tag: tag.map(ToString::to_string),
-            ..PushReport::default()
-        };
-        let objects = content.objects();
-        let layers: Vec<&LayerManifest> = content.layers.iter().chain(&content.snapshots).collect();
-        let progress = Progress::new("pushing", &env.short_id, objects.len() + layers.len() + 3);
-
-        for key in &objects {
-            progress.step(key);
-            if remote.has(BlobKind::Object, key)? {
-                report.objects_skipped += 1;
-                continue;
-            }
-            let len = store.object_len(key)?;
-            remote.put(BlobKind::Object, key, len, &|| {
-                // The store's reader verifies the object as it is read: a damaged local copy
-                // fails the upload instead of being shared.
-                let reader = store.open_object(key).map_err(std::io::Error::other)?;
-                Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, reader))
-                    as Box<dyn Read + Send>)
-            })?;
-            report.objects_pushed += 1;
-        }
-        for (key, bytes) in [(&lock_key, &lock), (&manifest_key, &manifest)] {
-            progress.step(key);
-            if put_bytes(remote, BlobKind::Object, key, bytes)? {
-                report.objects_pushed += 1;
-            } else {
-                report.objects_skipped += 1;
-            }
-        }
-        for m in layers {
-            progress.step(&m.hash);
-            let bytes = serde_json::to_vec_pretty(m)
-                .map_err(|e| CoreError::Other(format!("cannot encode layer {}: {e}", m.hash)))?;
-            if put_bytes(remote, BlobKind::Layer, &m.hash, &bytes)? {
-                report.layers_pushed += 1;
-            } else {
-                report.layers_skipped += 1;
-            }
-        }
-        progress.step(&env.env_id);
         let record = SharedEnv {
             meta: EnvMetadata {
                 state: EnvState::Built,
                 policy_layer: None,
                 ..env.clone()
             },
-            lock_object: lock_key,
-            manifest_object: manifest_key,
+            lock_object: lock_key.clone(),
+            manifest_object: manifest_key.clone(),
             snapshots: content.snapshots.iter().map(|m| m.hash.clone()).collect(),
         }
         .encode()?;
-        // Always sent: the record changes when snapshots are added.
-        remote.put(
-            BlobKind::Metadata,
-            &env.env_id,
-            record.len() as u64,
-            &|| Ok(Box::new(Cursor::new(record.clone().into_bytes())) as Box<dyn Read + Send>),
-        )?;
-        if let Some(tag) = tag {
-            remote.publish(
-                tag,
-                &RegistryEntry {
-                    env_id: env.env_id.clone(),
-                    short_id: env.short_id.clone(),
-                    name: env.name.clone(),
-                    pushed_at: karapace_store::now_rfc3339(),
-                },
-            )?;
-        }
-        progress.finish();
-        Ok(report)
+        let out = Outgoing {
+            store: &store,
+            env,
+            content,
+            lock,
+            lock_key,
+            manifest,
+            manifest_key,
+            record,
+        };
+        remote.push(&out, tag)
     }
 
     /// `pull`: fetches the environment `reference` names into this store, verified, atomically.
-    pub fn pull(&self, remote: &dyn BlobRemote, reference: &Reference) -> Result<PullReport> {
-        let (env_id, tag) = match reference {
-            Reference::EnvId(id) => (id.clone(), None),
-            Reference::Tagged(tag) => {
-                let entry = remote.resolve(tag)?.ok_or_else(|| {
-                    CoreError::Remote(format!(
-                        "{}: no environment is tagged '{tag}'",
-                        remote.location()
-                    ))
-                })?;
-                if !karapace_store::is_valid_key(&entry.env_id) {
-                    return Err(CoreError::Remote(format!(
-                        "{}: the registry entry of '{tag}' names '{}', which is not an env_id",
-                        remote.location(),
-                        entry.env_id
-                    )));
-                }
-                (entry.env_id, Some(tag))
-            }
+    pub fn pull(&self, remote: &dyn Remote, reference: &Reference) -> Result<PullReport> {
+        let (env_id, source) = remote.open(reference)?;
+        let remote = source.as_ref();
+        let tag = match reference {
+            Reference::Tagged(tag) => Some(tag),
+            Reference::EnvId(_) => None,
         };
         let fetched = fetch_description(remote, &env_id)?;
         let store = self.open_write()?;
@@ -328,7 +364,7 @@ struct Fetched {
     manifest_json: Vec<u8>,
 }
 
-fn fetch_description(remote: &dyn BlobRemote, env_id: &str) -> Result<Fetched> {
+fn fetch_description(remote: &dyn BlobSource, env_id: &str) -> Result<Fetched> {
     let bytes = fetch_small(remote, BlobKind::Metadata, env_id, MAX_RECORD_BYTES)?;
     let record = SharedEnv::decode(&bytes, env_id)
         .map_err(|reason| corrupt(remote, BlobKind::Metadata, env_id, &reason))?;
@@ -377,7 +413,7 @@ fn fetch_description(remote: &dyn BlobRemote, env_id: &str) -> Result<Fetched> {
 /// The environment's layer manifests, bottom to top, then its snapshots: taken from this store
 /// when it has them, otherwise fetched and checked (hash from the fields, kind and chain).
 fn fetch_layers(
-    remote: &dyn BlobRemote,
+    remote: &dyn BlobSource,
     store: &Store,
     fetched: &Fetched,
     report: &mut PullReport,
@@ -455,7 +491,7 @@ fn check_layer(
 
 /// Downloads every object the layers need that this store lacks, each verified as it streams.
 fn receive_objects(
-    remote: &dyn BlobRemote,
+    remote: &dyn BlobSource,
     store: &Store,
     layers: &[LayerManifest],
     env_id: &str,

@@ -7,7 +7,7 @@ use karapace_remote::v1::{TlsRoots, V1Client, V1Error, V1Options};
 
 use super::config::RemoteConfig;
 use super::reference::Tagged;
-use super::transport::{BlobKind, BlobRemote, Opener, RegistryEntry};
+use super::transport::{BlobKind, BlobRemote, BlobSource, Opener, RegistryEntry};
 use crate::error::{CoreError, Result};
 
 pub struct V1Remote {
@@ -38,11 +38,21 @@ impl V1Remote {
     }
 }
 
-impl BlobRemote for V1Remote {
+impl BlobSource for V1Remote {
     fn location(&self) -> String {
         self.client.server().to_string()
     }
 
+    fn get(&self, kind: BlobKind, key: &str) -> Result<Option<Box<dyn Read + Send>>> {
+        match self.client.get(kind, key) {
+            Ok(download) => Ok(Some(Box::new(download))),
+            Err(V1Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(remote_error(e)),
+        }
+    }
+}
+
+impl BlobRemote for V1Remote {
     fn has(&self, kind: BlobKind, key: &str) -> Result<bool> {
         self.client.has(kind, key).map_err(remote_error)
     }
@@ -52,14 +62,6 @@ impl BlobRemote for V1Remote {
             .put(kind, key, len, open)
             .map(|_| ())
             .map_err(remote_error)
-    }
-
-    fn get(&self, kind: BlobKind, key: &str) -> Result<Option<Box<dyn Read + Send>>> {
-        match self.client.get(kind, key) {
-            Ok(download) => Ok(Some(Box::new(download))),
-            Err(V1Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(remote_error(e)),
-        }
     }
 
     fn resolve(&self, tag: &Tagged) -> Result<Option<RegistryEntry>> {
