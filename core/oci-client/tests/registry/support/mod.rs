@@ -1,0 +1,4 @@
+pub mod certs;
+pub mod image;
+pub mod stub;
+pub mod token;
