@@ -15,6 +15,7 @@ pub mod bins;
 pub mod lock;
 pub mod mirror;
 pub mod process;
+pub mod remote;
 pub mod runner;
 pub mod soft;
 pub mod terminal;

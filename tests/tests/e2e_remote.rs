@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use karapace_tests::{Karapace, Mirror, TestDir, UserDir, server_bin, user_exists};
+use karapace_tests::remote::{PullSide, assert_store_clean, env_ids};
+use karapace_tests::{Karapace, Mirror, TestDir, server_bin};
 
 const MANIFEST: &str = r#"manifest_version = 1
 
@@ -26,8 +27,6 @@ packages = ["curl"]
 "#;
 
 const TOKEN: &str = "e2e-remote-token-0123456789abcdef";
-/// The unprivileged user the root pass pulls as (`scripts/test-all` creates it).
-const PULL_USER: &str = "kptest";
 
 /// `karapace-server` on 127.0.0.1, killed on drop.
 struct Server {
@@ -97,20 +96,6 @@ fn port_in(line: &str) -> Option<u16> {
     digits.parse().ok().filter(|p| *p != 0)
 }
 
-fn env_ids(k: &Karapace) -> Vec<String> {
-    k.json(&["list"])
-        .as_array()
-        .expect("list")
-        .iter()
-        .map(|e| e["env_id"].as_str().expect("env_id").to_owned())
-        .collect()
-}
-
-fn assert_store_clean(k: &Karapace) {
-    let v = k.json(&["verify-store"]);
-    assert_eq!(v["failed"], 0, "verify-store: {v}");
-}
-
 /// The largest file under `dir` (the base layer's tar, on the server).
 fn largest_file(dir: &Path) -> PathBuf {
     let mut best: Option<(u64, PathBuf)> = None;
@@ -126,43 +111,6 @@ fn largest_file(dir: &Path) -> PathBuf {
         }
     }
     best.expect("a file").1
-}
-
-/// Where the pulling side works: another user's directory in the root pass, a second test
-/// directory of this user otherwise.
-enum PullSide {
-    Other(UserDir),
-    Same(TestDir),
-}
-
-impl PullSide {
-    fn new(label: &str) -> PullSide {
-        if nix::unistd::geteuid().is_root() {
-            if user_exists(PULL_USER) {
-                return PullSide::Other(UserDir::new(label, PULL_USER, MANIFEST, None));
-            }
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must create {PULL_USER} (scripts/test-all)"
-            );
-        }
-        PullSide::Same(TestDir::new(label))
-    }
-
-    fn karapace(&self, mirror: &Mirror) -> Karapace {
-        match self {
-            PullSide::Other(u) => u.karapace(mirror),
-            PullSide::Same(d) => Karapace::new(d).image_server(mirror.file_url()),
-        }
-        .env("KARAPACE_REMOTE_TOKEN", TOKEN)
-    }
-
-    fn store(&self) -> PathBuf {
-        match self {
-            PullSide::Other(u) => u.path.join("store"),
-            PullSide::Same(d) => d.store(),
-        }
-    }
 }
 
 #[test]
@@ -233,8 +181,8 @@ fn push_twice(dir: &TestDir, mirror: &Mirror, k: &Karapace, env: &str, remote: &
 
 /// Pull into an empty store, as the unprivileged user; run, restore, verify.
 fn pull_and_run(mirror: &Mirror, env: &str, snapshot: &str, remote: &str) {
-    let side = PullSide::new("remote-pull");
-    let p = side.karapace(mirror);
+    let side = PullSide::new("remote-pull", MANIFEST);
+    let p = side.karapace(mirror).env("KARAPACE_REMOTE_TOKEN", TOKEN);
     let pulled = p.json(&["pull", "web@v1", "--remote", remote]);
     assert_eq!(pulled["env_id"], env, "{pulled}");
     assert_eq!(env_ids(&p), vec![env.to_owned()]);
@@ -263,8 +211,8 @@ fn pull_and_run(mirror: &Mirror, env: &str, snapshot: &str, remote: &str) {
 
 /// A blob corrupted on the server: the pull fails and the store stays as it was.
 fn corrupt_blob_fails_cleanly(mirror: &Mirror, env: &str, server: &Server) {
-    let side = PullSide::new("remote-corrupt");
-    let c = side.karapace(mirror);
+    let side = PullSide::new("remote-corrupt", MANIFEST);
+    let c = side.karapace(mirror).env("KARAPACE_REMOTE_TOKEN", TOKEN);
     let victim = largest_file(&server.data.join("objects"));
     let original = std::fs::read(&victim).expect("read blob");
     let mut bytes = original.clone();
@@ -285,8 +233,8 @@ fn corrupt_blob_fails_cleanly(mirror: &Mirror, env: &str, server: &Server) {
 
 /// Killed half-way: nothing listed, verify clean, and the next pull completes.
 fn killed_pull_resumes(mirror: &Mirror, env: &str, remote: &str) {
-    let side = PullSide::new("remote-killed");
-    let kk = side.karapace(mirror);
+    let side = PullSide::new("remote-killed", MANIFEST);
+    let kk = side.karapace(mirror).env("KARAPACE_REMOTE_TOKEN", TOKEN);
     let (mut cmd, _) = kk.command(&["pull", env, "--remote", remote]);
     let mut child = cmd
         .stdout(Stdio::null())

@@ -15,6 +15,7 @@
 
 pub mod config;
 mod document;
+mod oci;
 mod progress;
 pub mod reference;
 pub mod transport;
@@ -39,9 +40,7 @@ use transport::{BlobKind, BlobRemote, BlobSource, RegistryEntry, Remote};
 pub fn connect(config: &config::RemoteConfig) -> Result<Box<dyn Remote>> {
     match config.transport {
         config::Transport::V1 => Ok(Box::new(v1::V1Remote::connect(config)?)),
-        config::Transport::Oci => Err(CoreError::Unavailable {
-            what: "pushing to and pulling from OCI registries (oci://)".into(),
-        }),
+        config::Transport::Oci => Ok(Box::new(oci::OciRemote::connect(config)?)),
     }
 }
 
@@ -512,7 +511,12 @@ fn receive_objects(
             .get(BlobKind::Object, key)?
             .ok_or_else(|| missing(remote, BlobKind::Object, key))?;
         match store.receive_object(&staging, key, &mut reader) {
-            Ok(_) => report.objects_pulled += 1,
+            Ok(_) => {
+                report.objects_pulled += 1;
+                if let Some(sha) = remote.verified_sha256(BlobKind::Object, key) {
+                    store.record_sha256(key, &sha)?;
+                }
+            }
             Err(StoreError::Integrity { reason, .. }) => {
                 return Err(corrupt(remote, BlobKind::Object, key, &reason));
             }

@@ -19,6 +19,11 @@ pub trait BlobSource {
     fn location(&self) -> String;
     /// Streams a blob; the caller verifies it. `Ok(None)` when the remote has no such blob.
     fn get(&self, kind: BlobKind, key: &str) -> Result<Option<Box<dyn Read + Send>>>;
+    /// The sha256 (hex) the remote verified a blob's bytes against while streaming them, if it
+    /// addresses blobs that way (OCI registries): the store caches it for later pushes.
+    fn verified_sha256(&self, _kind: BlobKind, _key: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A remote environments are pushed to and pulled from.
@@ -26,7 +31,7 @@ pub trait Remote {
     fn location(&self) -> String;
     /// Uploads an environment and, with `tag`, publishes it under it.
     fn push(&self, out: &Outgoing<'_>, tag: Option<&Tagged>) -> Result<PushReport>;
-    /// The env_id `reference` names on this remote, and where its blobs are.
+    /// The `env_id` `reference` names on this remote, and where its blobs are.
     fn open(&self, reference: &Reference) -> Result<(String, Box<dyn BlobSource + '_>)>;
 }
 
