@@ -146,6 +146,7 @@ fn a_pulled_environment_is_built_with_its_snapshots_and_a_second_push_sends_noth
 
     let b = Kp::new();
     let report = Engine::new(b.store())
+        .allow_mock_pulls()
         .pull(&mem, &Reference::parse("web@v1").unwrap())
         .unwrap();
     assert_eq!(report.env_id, env);
@@ -169,6 +170,7 @@ fn a_pulled_environment_is_built_with_its_snapshots_and_a_second_push_sends_noth
 
     // Pulling again changes nothing and downloads no object.
     let again = Engine::new(b.store())
+        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap();
     assert_eq!(
@@ -189,6 +191,7 @@ fn a_corrupt_object_fails_the_pull_and_records_nothing() {
     }
     let b = Kp::new();
     let err = Engine::new(b.store())
+        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap_err();
     assert_eq!(err.exit_code(), 1, "{err}");
@@ -213,6 +216,7 @@ fn forged_records_layers_and_locks_are_refused() {
         .insert(record_key.clone(), forged.into_bytes());
     let b = Kp::new();
     let err = Engine::new(b.store())
+        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
@@ -228,6 +232,7 @@ fn forged_records_layers_and_locks_are_refused() {
     let bx = original[&(1, x.clone())].clone();
     mem.blobs.borrow_mut().insert((1, y.clone()), bx);
     let err = Engine::new(b.store())
+        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap_err();
     assert!(err.to_string().contains("layer"), "{err}");
@@ -244,11 +249,13 @@ fn forged_records_layers_and_locks_are_refused() {
         },
     );
     let err = Engine::new(b.store())
+        .allow_mock_pulls()
         .pull(&mem, &Reference::parse("web@v1").unwrap())
         .unwrap_err();
     assert!(err.to_string().contains("not an env_id"), "{err}");
     // An unknown tag is an error, never a guess.
     let err = Engine::new(b.store())
+        .allow_mock_pulls()
         .pull(&mem, &Reference::parse("web@v2").unwrap())
         .unwrap_err();
     assert!(
@@ -267,6 +274,7 @@ fn an_interrupted_pull_leaves_nothing_listed_and_the_retry_reuses_what_arrived()
     // Record, lock, manifest, the layer manifests, then one object: cut after that.
     mem.downloads_left.set(Some(3 + 3 + 1));
     let err = Engine::new(b.store())
+        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap_err();
     assert!(err.to_string().contains("connection reset"), "{err}");
@@ -274,6 +282,7 @@ fn an_interrupted_pull_leaves_nothing_listed_and_the_retry_reuses_what_arrived()
     assert_clean(&b);
     mem.downloads_left.set(None);
     let report = Engine::new(b.store())
+        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap();
     assert_eq!(
@@ -282,4 +291,59 @@ fn an_interrupted_pull_leaves_nothing_listed_and_the_retry_reuses_what_arrived()
     );
     assert_eq!(listed(&b), vec![env]);
     assert_clean(&b);
+}
+
+#[test]
+fn mock_environments_are_not_pulled_and_a_local_build_replaces_pulled_layers() {
+    let (a, env, mem) = pushed();
+    let b = Kp::new();
+    let err = Engine::new(b.store())
+        .pull(&mem, &Reference::EnvId(env.clone()))
+        .unwrap_err();
+    assert!(err.to_string().contains("mock backend"), "{err}");
+    assert!(listed(&b).is_empty());
+
+    Engine::new(b.store())
+        .allow_mock_pulls()
+        .pull(&mem, &Reference::EnvId(env.clone()))
+        .unwrap();
+    // The same manifest and lock, built here: the pulled layers are replaced, and it says so.
+    for file in ["karapace.toml", "karapace.lock"] {
+        std::fs::copy(a.work().join(file), b.work().join(file)).unwrap();
+    }
+    let out = b.run(&["build", "karapace.toml", "--locked"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(
+        common::stderr(&out).contains("was pulled from mem://test"),
+        "{}",
+        common::stderr(&out)
+    );
+    let again = b.run(&["build", "karapace.toml", "--locked"]);
+    assert!(
+        !common::stderr(&again).contains("pulled"),
+        "{}",
+        common::stderr(&again)
+    );
+    assert_eq!(listed(&b), vec![env]);
+    assert_clean(&b);
+}
+
+#[test]
+fn a_remote_environment_with_other_layers_never_grafts_onto_a_local_one() {
+    let (a, env, mem) = pushed();
+    let key = (2u8, env.clone());
+    let text = String::from_utf8(mem.blobs.borrow()[&key].clone()).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["dependency_layers"] = serde_json::json!(["f".repeat(64)]);
+    doc.as_object_mut().unwrap().remove("checksum");
+    let forged = karapace_store::seal_document(doc).unwrap();
+    mem.blobs.borrow_mut().insert(key, forged.into_bytes());
+    let before = a.json(&["snapshots", &env]);
+    let err = Engine::new(a.store())
+        .allow_mock_pulls()
+        .pull(&mem, &Reference::EnvId(env.clone()))
+        .unwrap_err();
+    assert!(err.to_string().contains("other layers"), "{err}");
+    assert_eq!(a.json(&["snapshots", &env]), before);
+    assert_clean(&a);
 }

@@ -10,6 +10,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -236,9 +237,12 @@ fn killed_pull_resumes(mirror: &Mirror, env: &str, remote: &str) {
     let side = PullSide::new("remote-killed", MANIFEST);
     let kk = side.karapace(mirror).env("KARAPACE_REMOTE_TOKEN", TOKEN);
     let (mut cmd, _) = kk.command(&["pull", env, "--remote", remote]);
+    // Its own process group: in the root pass the pull runs under `runuser`, which does not
+    // pass SIGKILL on; killing the group kills karapace itself.
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .expect("spawn pull");
     let staging = side.store().join("store/staging");
@@ -254,15 +258,15 @@ fn killed_pull_resumes(mirror: &Mirror, env: &str, remote: &str) {
                 std::fs::read_dir(d.path())
                     .into_iter()
                     .flatten()
-                    .next()
-                    .is_some()
+                    .flatten()
+                    .any(|f| f.file_name().to_string_lossy().starts_with("object"))
             });
         if child.try_wait().expect("wait").is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let _ = nix::sys::signal::kill(
+    let _ = nix::sys::signal::killpg(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
         nix::sys::signal::Signal::SIGKILL,
     );

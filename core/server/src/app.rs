@@ -334,6 +334,11 @@ impl App {
                         .header("ETag", current),
                 )
             }
+            Err(UpdateError::TooLarge { limit }) => {
+                let m = format!("the registry would grow beyond {limit} bytes; refused");
+                out.refusal = Some(m.clone());
+                Some(Response::error(413, &m))
+            }
             Err(UpdateError::Storage(e)) => Some(internal(out, &e.to_string())),
         }
     }

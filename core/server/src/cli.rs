@@ -42,6 +42,10 @@ pub struct Args {
     /// Accepted connections waiting for a worker; beyond this new connections get 503.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub queue: u16,
+    /// Connections one client address (IPv6: per /64) may hold, served or queued; beyond this
+    /// its new connections get 503, so one client cannot take every worker.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub max_connections_per_client: u16,
     /// Requests per second allowed per client address (IPv6: per /64), 0 = no limit.
     #[arg(long, value_name = "PER_SECOND", default_value_t = 50)]
     pub rate_limit: u32,

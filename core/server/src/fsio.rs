@@ -67,10 +67,26 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Creates `dir` (and parents) and makes it private (0700).
+/// Creates `dir` (and parents) and makes it private (0700). Refuses a `dir` that is a symlink
+/// or belongs to another user: whoever could plant one in the data directory would otherwise
+/// make the server chmod, empty or write the target (often as root).
 pub fn private_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     fs::create_dir_all(dir)?;
+    let meta = fs::symlink_metadata(dir)?;
+    if !meta.file_type().is_dir() {
+        return Err(io::Error::other(format!(
+            "{} is a symlink or not a directory; refusing to use it",
+            dir.display()
+        )));
+    }
+    if meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(io::Error::other(format!(
+            "{} belongs to uid {}, not to the server's user; refusing to use it",
+            dir.display(),
+            meta.uid()
+        )));
+    }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
 }
 
@@ -113,6 +129,22 @@ pub fn open_regular(path: &Path) -> io::Result<Option<(File, u64)>> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_symlinked_data_subdirectory_is_refused_untouched() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("precious"), b"keep").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("tmp")).unwrap();
+        let err = private_dir(&dir.path().join("tmp")).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o755, "the target's mode is untouched");
+        assert!(target.join("precious").exists());
+    }
 
     #[test]
     fn temp_files_vanish_unless_persisted() {

@@ -15,6 +15,7 @@ mod cli;
 mod conn;
 mod fsio;
 mod http;
+mod peers;
 mod ratelimit;
 mod registry;
 mod route;
@@ -116,6 +117,7 @@ fn run(args: &Args) -> Result<(), String> {
             stall: args.stall_timeout(),
             grace: args.shutdown_grace(),
             tls,
+            per_client: usize::from(args.max_connections_per_client),
         },
         stop_rx,
     )

@@ -56,7 +56,8 @@ impl RateLimiter {
     }
 }
 
-fn client_key(ip: IpAddr) -> IpAddr {
+/// The address a client is counted under (IPv6 per /64, IPv4-mapped as IPv4).
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {

@@ -34,6 +34,9 @@ pub enum UpdateError {
     Invalid(String),
     /// `If-Match` did not match the current `ETag` (412).
     PreconditionFailed { current: String },
+    /// The merged registry would exceed what clients read (413): one writer must not make
+    /// every tag unreadable for everyone.
+    TooLarge { limit: u64 },
     /// Writing the file failed (500).
     Storage(io::Error),
 }
@@ -124,6 +127,12 @@ impl RegistryStore {
             return Ok((st.json.clone(), st.etag.clone()));
         }
         let json = next.to_json();
+        // Clients refuse a registry larger than this: never write one.
+        if json.len() as u64 > karapace_remote::registry::MAX_REGISTRY_BYTES {
+            return Err(UpdateError::TooLarge {
+                limit: karapace_remote::registry::MAX_REGISTRY_BYTES,
+            });
+        }
         self.write(&json).map_err(UpdateError::Storage)?;
         for (reference, old) in replaced {
             let h = st.replaced.entry(reference).or_default();
@@ -209,6 +218,37 @@ mod tests {
 
     fn entries(s: &RegistryStore) -> Registry {
         Registry::from_json(&s.get().0).unwrap()
+    }
+
+    #[test]
+    fn a_registry_never_grows_beyond_what_clients_read() {
+        let (dir, s) = store();
+        let t = "2026-01-01T00:00:00Z";
+        // Long tags: a few thousand entries of ~250 bytes each, sent in batches.
+        let tag = "t".repeat(120);
+        let mut refused = false;
+        for batch in 0..200 {
+            let names: Vec<String> = (0..5000).map(|i| format!("n{batch}x{i}@{tag}")).collect();
+            let items: Vec<(&str, RegistryEntry)> =
+                names.iter().map(|n| (n.as_str(), entry(1, t))).collect();
+            match s.update(&body(&items), None) {
+                Ok(_) => {}
+                Err(UpdateError::TooLarge { .. }) => {
+                    refused = true;
+                    break;
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(refused, "the registry kept growing");
+        let stored = fs::metadata(dir.path().join("registry.json"))
+            .unwrap()
+            .len();
+        assert!(
+            stored <= karapace_remote::registry::MAX_REGISTRY_BYTES,
+            "{stored}"
+        );
+        Registry::from_json(&s.get().0).unwrap();
     }
 
     #[test]

@@ -20,6 +20,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use crate::app::App;
 use crate::conn;
 use crate::http::response::Response;
+use crate::peers::{PeerCounts, PeerSlot};
 
 /// Server-wide settings the connections need.
 pub struct Settings {
@@ -28,9 +29,11 @@ pub struct Settings {
     pub stall: Duration,
     pub grace: Duration,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Connections one client address may hold (working or queued).
+    pub per_client: usize,
 }
 
-type Job = (TcpStream, SocketAddr);
+type Job = (TcpStream, SocketAddr, PeerSlot);
 
 /// Runs until a byte arrives on `stop` (the signal pipe). Returns when every worker finished
 /// or the grace period ran out.
@@ -43,6 +46,7 @@ pub fn run(
     let settings = Arc::new(settings);
     let (tx, rx) = sync_channel::<Job>(settings.queue);
     let rx = Arc::new(Mutex::new(rx));
+    let peers = PeerCounts::new(settings.per_client);
     let mut workers = Vec::with_capacity(settings.workers);
     for i in 0..settings.workers {
         let (app, rx, settings) = (app.clone(), rx.clone(), settings.clone());
@@ -66,7 +70,7 @@ pub fn run(
         if fds[1].any().unwrap_or(false) {
             break;
         }
-        accept_ready(&listener, &tx);
+        accept_ready(&listener, &tx, &peers);
     }
     // Drain the signal byte(s); nothing else to do with them.
     let _ = stop.set_nonblocking(true);
@@ -82,23 +86,33 @@ pub fn run(
     Ok(())
 }
 
-fn accept_ready(listener: &TcpListener, tx: &SyncSender<Job>) {
+/// Answers 503 on a connection that is not served and closes it.
+fn refuse_busy(mut tcp: TcpStream, message: &str) {
+    let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = Response::error(503, message)
+        .header("Retry-After", "1")
+        .write_to(&mut tcp, false, true);
+    let _ = tcp.flush();
+    let _ = tcp.shutdown(std::net::Shutdown::Write);
+}
+
+fn accept_ready(listener: &TcpListener, tx: &SyncSender<Job>, peers: &Arc<PeerCounts>) {
     loop {
         match listener.accept() {
             Ok((tcp, peer)) => {
                 if tcp.set_nonblocking(false).is_err() {
                     continue;
                 }
-                match tx.try_send((tcp, peer)) {
+                let Some(slot) = peers.admit(peer.ip()) else {
+                    tracing::debug!(%peer, status = 503, "too many connections from this address");
+                    refuse_busy(tcp, "too many connections from your address; try again");
+                    continue;
+                };
+                match tx.try_send((tcp, peer, slot)) {
                     Ok(()) => {}
-                    Err(TrySendError::Full((mut tcp, peer))) => {
+                    Err(TrySendError::Full((tcp, peer, _slot))) => {
                         tracing::warn!(%peer, status = 503, "all workers busy and the queue is full");
-                        let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
-                        let _ = Response::error(503, "server busy; try again")
-                            .header("Retry-After", "1")
-                            .write_to(&mut tcp, false, true);
-                        let _ = tcp.flush();
-                        let _ = tcp.shutdown(std::net::Shutdown::Write);
+                        refuse_busy(tcp, "server busy; try again");
                     }
                     Err(TrySendError::Disconnected(_)) => return,
                 }
@@ -118,7 +132,7 @@ fn accept_ready(listener: &TcpListener, tx: &SyncSender<Job>) {
 fn worker(app: &App, rx: &Mutex<Receiver<Job>>, settings: &Settings) {
     loop {
         let job = rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        let Ok((tcp, peer)) = job else {
+        let Ok((tcp, peer, _slot)) = job else {
             return;
         };
         conn::serve(app, tcp, settings.tls.as_ref(), peer, settings.stall);
@@ -126,7 +140,10 @@ fn worker(app: &App, rx: &Mutex<Receiver<Job>>, settings: &Settings) {
 }
 
 fn wait_for(workers: Vec<JoinHandle<()>>, grace: Duration) {
-    let deadline = Instant::now() + grace;
+    // A huge --shutdown-grace must not overflow the clock: wait "forever" instead.
+    let deadline = Instant::now()
+        .checked_add(grace)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(u64::from(u32::MAX)));
     while Instant::now() < deadline {
         if workers.iter().all(JoinHandle::is_finished) {
             for w in workers {

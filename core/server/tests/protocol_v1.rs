@@ -454,7 +454,11 @@ fn standard_publish(url: &str, reference: &str, e: &RegistryEntry) {
 #[test]
 fn concurrent_standard_style_pushes_of_different_tags_keep_every_tag() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Arc::new(start(&dir.path().join("data"), &[]));
+    // Many clients, all on 127.0.0.1 here: lift the per-address connection cap.
+    let s = Arc::new(start(
+        &dir.path().join("data"),
+        &["--max-connections-per-client", "256"],
+    ));
     let threads: Vec<_> = (0..8u32)
         .map(|t| {
             let s = s.clone();
@@ -717,4 +721,35 @@ fn one_connection_serves_many_requests_and_logs_one_line_each() {
     ] {
         assert!(line.contains(field), "{field} missing in {line}");
     }
+}
+
+/// One address cannot hold every worker with idle connections: beyond its cap it gets 503,
+/// and it is served again once its connections close.
+#[test]
+fn one_client_cannot_take_every_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(
+        &dir.path().join("data"),
+        &[
+            "--workers",
+            "4",
+            "--queue",
+            "4",
+            "--max-connections-per-client",
+            "2",
+        ],
+    );
+    let addr: std::net::SocketAddr = s.addr;
+    // Two idle connections from 127.0.0.1 (never sending a request) fill its share.
+    let idle: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (st, _, body) = raw(addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(st, 503, "{}", String::from_utf8_lossy(&body));
+    // Its connections closed, the address is served again.
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, _, _) = raw(addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(st, 200);
 }

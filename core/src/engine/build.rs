@@ -28,6 +28,8 @@ pub struct BuildOutcome {
     pub install_log: Option<PathBuf>,
     /// A note on who owns the environment's files (see `trees::collapsed_hint`).
     pub ownership_note: Option<String>,
+    /// Set when the build replaced the layers of an environment pulled from a remote.
+    pub replaced_note: Option<String>,
 }
 
 /// The lock file that belongs to a manifest: `karapace.lock` beside it.
@@ -74,6 +76,7 @@ impl Engine {
                 unchanged: true,
                 install_log: None,
                 ownership_note: None,
+                replaced_note: None,
             });
         }
         // Builds hold a lease so a concurrent gc cannot collect layers imported for an
@@ -120,27 +123,14 @@ impl Engine {
             Some(&parent),
         )?;
 
-        let env = match store.env(&lock.env_id) {
-            Ok(env) if env.state != EnvState::Defined => env,
-            _ => {
-                let meta = EnvMetadata {
-                    env_id: lock.env_id.clone(),
-                    short_id: lock.short_id.clone(),
-                    name: None,
-                    state: EnvState::Built,
-                    manifest_hash: manifest.manifest_hash(),
-                    base_layer,
-                    dependency_layers,
-                    policy_layer: Some(policy),
-                    // Set by the store.
-                    created_at: String::new(),
-                    updated_at: String::new(),
-                    checksum: String::new(),
-                };
-                store.create_env(meta)?;
-                store.env(&lock.env_id)?
-            }
-        };
+        let (env, replaced_note) = record_env(
+            &store,
+            &lock,
+            manifest.manifest_hash(),
+            base_layer,
+            dependency_layers,
+            policy,
+        )?;
         let env = apply_name(&store, env, req.name.as_deref())?;
         if !req.locked {
             lock.write_atomic(&lock_file)?;
@@ -150,6 +140,7 @@ impl Engine {
             unchanged: false,
             install_log,
             ownership_note,
+            replaced_note,
         })
     }
 
@@ -210,6 +201,7 @@ impl Engine {
             unchanged: false,
             install_log: outcome.install_log.clone(),
             ownership_note: outcome.ownership_note.clone(),
+            replaced_note: outcome.replaced_note.clone(),
         })
     }
 }
@@ -255,12 +247,72 @@ fn read_lock(path: &Path, manifest: &NormalizedManifest, locked: bool) -> Result
 /// The environment a still-valid lock describes, when it is already built: a no-op build that
 /// needs no network.
 /// (`read_lock` has already checked that the lock matches the manifest.)
+/// Records the built environment: a new one, an existing one kept as it is, or one pulled from a
+/// remote whose layers the ones just built replace (with a note saying so).
+fn record_env(
+    store: &Store,
+    lock: &LockFile,
+    manifest_hash: String,
+    base_layer: String,
+    dependency_layers: Vec<String>,
+    policy: String,
+) -> Result<(EnvMetadata, Option<String>)> {
+    let mut replaced_note = None;
+    let env = match store.env(&lock.env_id) {
+        Ok(env) if env.state != EnvState::Defined => {
+            if let Some(remote) = store.pulled_from(&env.env_id) {
+                // The same lock, built here: these layers replace the pulled ones.
+                store.update_env_layers(
+                    &env.env_id,
+                    &base_layer,
+                    dependency_layers,
+                    Some(policy),
+                    if env.state == EnvState::Running {
+                        EnvState::Built
+                    } else {
+                        env.state
+                    },
+                )?;
+                store.clear_pulled(&env.env_id)?;
+                replaced_note = Some(format!(
+                    "environment {} was pulled from {remote}; its layers are now the ones built here",
+                    env.short_id
+                ));
+                store.env(&lock.env_id)?
+            } else {
+                env
+            }
+        }
+        _ => {
+            let meta = EnvMetadata {
+                env_id: lock.env_id.clone(),
+                short_id: lock.short_id.clone(),
+                name: None,
+                state: EnvState::Built,
+                manifest_hash,
+                base_layer,
+                dependency_layers,
+                policy_layer: Some(policy),
+                // Set by the store.
+                created_at: String::new(),
+                updated_at: String::new(),
+                checksum: String::new(),
+            };
+            store.create_env(meta)?;
+            store.env(&lock.env_id)?
+        }
+    };
+    Ok((env, replaced_note))
+}
+
 fn unchanged_env(store: &Store, lock: Option<&LockFile>) -> Option<EnvMetadata> {
     let lock = lock?;
     store
         .env(&lock.env_id)
         .ok()
         .filter(|env| env.state != EnvState::Defined)
+        // A pulled environment's layers came from a remote: a build builds them here.
+        .filter(|env| store.pulled_from(&env.env_id).is_none())
 }
 
 /// The mock pipeline: synthetic base, deterministic resolution, no network.

@@ -39,6 +39,8 @@ pub struct Engine {
     /// `--allow-without-landlock` (the user's config can say the same, see
     /// [`runtime::allow_without_landlock`]).
     allow_without_landlock: bool,
+    /// Tests only: pull environments of the mock backend (which runs commands on the host).
+    allow_mock_pulls: bool,
 }
 
 impl Identified for EnvMetadata {
@@ -58,6 +60,7 @@ impl Engine {
         Engine {
             root: root.into(),
             allow_without_landlock: false,
+            allow_mock_pulls: false,
         }
     }
 
@@ -65,6 +68,14 @@ impl Engine {
     #[must_use]
     pub fn allow_without_landlock(mut self, allow: bool) -> Self {
         self.allow_without_landlock = allow;
+        self
+    }
+
+    /// Tests only: lets `pull` take environments of the mock backend, which runs commands on
+    /// the host (refused otherwise: a remote could hand one out).
+    #[must_use]
+    pub fn allow_mock_pulls(mut self) -> Self {
+        self.allow_mock_pulls = true;
         self
     }
 

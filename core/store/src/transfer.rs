@@ -139,3 +139,45 @@ impl Store {
         self.write_layer_manifest(m)
     }
 }
+
+/// Name of the marker a pull leaves in an environment's directory (`env/<id>/`): the
+/// environment's layers came from this remote, not from a build here.
+const PULLED_FROM: &str = "pulled-from";
+
+impl Store {
+    /// Records that the environment's layers were pulled from `remote` (a URL without
+    /// credentials). A later local build of the same lock replaces them.
+    pub fn mark_pulled(&self, env_id: &str, remote: &str) -> Result<()> {
+        let _l = self.lock_exclusive()?;
+        self.read_meta_raw(env_id)?;
+        crate::fsutil::write_atomic(
+            &self.layout.tmp,
+            &self.layout.env_dir(env_id).join(PULLED_FROM),
+            remote.as_bytes(),
+        )
+    }
+
+    /// The remote an environment was pulled from, while its layers are still the pulled ones.
+    pub fn pulled_from(&self, env_id: &str) -> Option<String> {
+        if !is_valid_key(env_id) {
+            return None;
+        }
+        let path = self.layout.env_dir(env_id).join(PULLED_FROM);
+        let text = std::fs::read(path).ok()?;
+        Some(String::from_utf8_lossy(&text[..text.len().min(4096)]).into_owned())
+    }
+
+    /// Forgets where the environment came from (its layers were just built here).
+    pub fn clear_pulled(&self, env_id: &str) -> Result<()> {
+        if !is_valid_key(env_id) {
+            return Err(StoreError::UnknownEnv(env_id.to_string()));
+        }
+        let _l = self.lock_exclusive()?;
+        let path = self.layout.env_dir(env_id).join(PULLED_FROM);
+        match std::fs::remove_file(&path) {
+            Ok(()) => crate::fsutil::fsync_dir(&self.layout.env_dir(env_id)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(crate::error::io_at("remove", &path)(e)),
+        }
+    }
+}

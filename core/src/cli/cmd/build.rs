@@ -46,6 +46,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs, rebuild: bool) -> Result<i32> {
     if let Some(note) = &outcome.ownership_note {
         output::note(&format!("note: {note}"));
     }
+    if let Some(note) = &outcome.replaced_note {
+        output::note(&format!("note: {note}"));
+    }
     report_host_shares(ctx, env);
     Ok(0)
 }

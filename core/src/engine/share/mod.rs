@@ -15,6 +15,7 @@
 
 pub mod config;
 mod document;
+mod guard;
 mod oci;
 mod progress;
 pub mod reference;
@@ -305,6 +306,28 @@ impl Engine {
             Ok(_) | Err(StoreError::UnknownEnv(_)) => None,
             Err(e) => return Err(e.into()),
         };
+        if let Some(env) = &existing {
+            let record = &fetched.record.meta;
+            if env.base_layer != record.base_layer
+                || env.dependency_layers != record.dependency_layers
+            {
+                return Err(CoreError::Remote(format!(
+                    "{}: environment {} exists here with other layers than the remote's; \
+                     destroy it first to take the remote's",
+                    remote.location(),
+                    env.short_id
+                )));
+            }
+        }
+        if fetched.lock.runtime_backend == karapace_schema::Backend::Mock && !self.allow_mock_pulls
+        {
+            return Err(CoreError::Remote(format!(
+                "{}: environment {} uses the test-only mock backend, which runs commands on the \
+                 host; it is not pulled",
+                remote.location(),
+                &env_id[..12]
+            )));
+        }
         let mut report = PullReport {
             env_id: env_id.clone(),
             // The lock and manifest records were fetched to verify the environment.
@@ -313,7 +336,6 @@ impl Engine {
         };
         let layers = fetch_layers(remote, &store, &fetched, &mut report)?;
         receive_objects(remote, &store, &layers, &env_id, &mut report)?;
-
         let _locked = store.lock_exclusive()?;
         for m in layers.iter().filter(|m| m.kind != LayerKind::Snapshot) {
             store.receive_layer(m)?;
@@ -351,6 +373,7 @@ impl Engine {
                 updated_at: String::new(),
                 checksum: String::new(),
             })?;
+            store.mark_pulled(&env_id, &remote.location())?;
         }
         Ok(report)
     }
@@ -507,9 +530,20 @@ fn receive_objects(
             report.objects_skipped += 1;
             continue;
         }
-        let mut reader = remote
+        let reader = remote
             .get(BlobKind::Object, key)?
             .ok_or_else(|| missing(remote, BlobKind::Object, key))?;
+        // A layer's tar holds at most archive_max_bytes of content plus its headers.
+        let limits = store.archive_limits();
+        let max = limits
+            .max_bytes
+            .saturating_add(limits.max_entries.saturating_mul(1536));
+        let mut reader = guard::Guarded::new(
+            reader,
+            format!("{}: object {key}", remote.location()),
+            max,
+            store.root().to_path_buf(),
+        );
         match store.receive_object(&staging, key, &mut reader) {
             Ok(_) => {
                 report.objects_pulled += 1;
@@ -519,6 +553,9 @@ fn receive_objects(
             }
             Err(StoreError::Integrity { reason, .. }) => {
                 return Err(corrupt(remote, BlobKind::Object, key, &reason));
+            }
+            Err(_) if reader.tripped.is_some() => {
+                return Err(CoreError::Remote(reader.tripped.take().unwrap_or_default()));
             }
             Err(e) => return Err(e.into()),
         }
@@ -535,13 +572,18 @@ fn write_policy_layer(store: &Store, fetched: &Fetched) -> Result<String> {
         .last()
         .unwrap_or(&meta.base_layer)
         .clone();
-    let lowers = meta
-        .dependency_layers
-        .iter()
-        .rev()
-        .chain(std::iter::once(&meta.base_layer))
-        .map(|h| store.layer_tree(h))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    // The lowers only serve to give a user's uid a passwd entry (root needs none): root's pull
+    // does not unpack every layer just to learn that; the first session unpacks them.
+    let lowers = if nix::unistd::getuid().is_root() {
+        Vec::new()
+    } else {
+        meta.dependency_layers
+            .iter()
+            .rev()
+            .chain(std::iter::once(&meta.base_layer))
+            .map(|h| store.layer_tree(h))
+            .collect::<std::result::Result<Vec<_>, _>>()?
+    };
     policy_layer::write_records(
         store,
         &fetched.manifest_json,
