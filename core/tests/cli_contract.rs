@@ -68,7 +68,7 @@ fn new_writes_templates_and_refuses_to_overwrite() {
     assert_eq!(v["status"], "written");
     assert_eq!(v["template"], "dev");
     assert_eq!(v["name"], "demo");
-    assert_eq!(v["path"], "karapace.toml");
+    assert_eq!(v["path"], "./karapace.toml");
     let manifest = kp.work().join("karapace.toml");
     assert!(
         fs::read_to_string(&manifest)
@@ -134,12 +134,11 @@ fn build_list_inspect_and_env_id_resolution() {
         assert_eq!(kp.json(&["inspect", q])["env_id"], id.as_str(), "query {q}");
     }
     let text = kp.ok(&["inspect", "web"]);
-    assert!(text.lines().any(|l| l == format!("env_id: {id}")), "{text}");
     assert!(
-        text.lines()
-            .any(|l| l == "state: built" || l == "state: Built"),
+        text.lines().any(|l| l == format!("env_id:      {id}")),
         "{text}"
     );
+    assert!(text.lines().any(|l| l == "state:       built"), "{text}");
 
     let out = kp.run(&["inspect", "wbe"]);
     assert_eq!(code(&out), 1);

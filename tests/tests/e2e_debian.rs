@@ -792,10 +792,11 @@ fn concurrent_sessions_share_one_environment() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = k.ok(&["stop", &env]);
+    assert_eq!(out.stdout_str(), format!("stopped environment {env}\n"));
     assert!(
-        out.stdout_str().contains("stopped 2"),
+        out.stderr_str().contains("2 session(s) stopped"),
         "{}",
-        out.stdout_str()
+        out.stderr_str()
     );
     for child in [&mut a, &mut b] {
         let status = child.wait().expect("wait");

@@ -173,10 +173,18 @@ fn push_twice(dir: &TestDir, mirror: &Mirror, k: &Karapace, env: &str, remote: &
     let again = k.json(&["push", "web", "--tag", "web@v1", "--remote", remote]);
     assert_eq!(again["objects_pushed"], 0, "{again}");
     assert_eq!(again["layers_pushed"], 0, "{again}");
-    let text = k.ok(&["push", "web", "--remote", remote]).stdout_str();
-    assert!(
-        text.starts_with(&format!("pushed {} (", &env[..12])),
-        "{text}"
+    // The standard tool's lines, which scripts parse: all skipped the second time.
+    let skipped = again["objects_skipped"].as_u64().unwrap_or(0)
+        + again["layers_skipped"].as_u64().unwrap_or(0);
+    let text = k
+        .ok(&["push", "web", "--tag", "web@v1", "--remote", remote])
+        .stdout_str();
+    assert_eq!(
+        text,
+        format!(
+            "pushed {} (0 objects, 0 layers; {skipped} skipped)\ntagged as 'web@v1'\n",
+            &env[..12]
+        )
     );
 }
 
@@ -187,6 +195,23 @@ fn pull_and_run(mirror: &Mirror, env: &str, snapshot: &str, remote: &str) {
     let pulled = p.json(&["pull", "web@v1", "--remote", remote]);
     assert_eq!(pulled["env_id"], env, "{pulled}");
     assert_eq!(env_ids(&p), vec![env.to_owned()]);
+    // Pulling again fetches no layer; the line is the standard tool's.
+    let text = p.ok(&["pull", "web@v1", "--remote", remote]).stdout_str();
+    let counts = text
+        .strip_prefix(&format!("pulled {} (", &env[..12]))
+        .and_then(|rest| rest.strip_suffix(" skipped)\n"))
+        .unwrap_or_else(|| panic!("{text:?}"));
+    let words: Vec<&str> = counts.split(' ').collect();
+    assert_eq!(words.len(), 5, "{text:?}");
+    assert_eq!(
+        (words[1], words[2], words[3]),
+        ("objects,", "0", "layers;"),
+        "{text:?}"
+    );
+    assert!(
+        words[0].parse::<u64>().is_ok() && words[4].parse::<u64>().is_ok(),
+        "{text:?}"
+    );
     let out = p.exec(env, &["curl", "--version"]);
     out.assert_success();
     assert!(

@@ -95,6 +95,9 @@ pub enum ManifestErrorKind {
     },
     #[error("unknown runtime.backend {value:?}; expected one of: namespace, oci, mock")]
     InvalidBackend { value: String },
+    /// `build --require-pinned-image` on an alias (the standard tool's message).
+    #[error("base.image is not pinned: '{image}'")]
+    NotPinned { image: String },
 }
 
 /// A manifest could not be read, parsed or validated. Always exit code 2.

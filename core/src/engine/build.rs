@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use karapace_backend_mock as mock;
-use karapace_schema::{Backend, LockFile, NormalizedManifest, ResolvedPackage};
+use karapace_schema::{
+    Backend, LockFile, ManifestError, ManifestErrorKind, NormalizedManifest, ResolvedPackage,
+};
 use karapace_store::{EnvMetadata, EnvState, LayerKind, Store};
 
 use super::{Engine, pipeline, policy_layer, runtime};
@@ -61,15 +63,20 @@ impl Engine {
             })?;
         }
         if req.require_pinned_image && !is_url(&manifest.base_image) {
-            return Err(CoreError::Other(format!(
-                "base image '{}' is not pinned to an http(s) URL (run `karapace pin`)",
-                manifest.base_image
-            )));
+            return Err(CoreError::Manifest(ManifestError::Invalid {
+                path: Some(req.manifest.clone()),
+                location: None,
+                kind: ManifestErrorKind::NotPinned {
+                    image: manifest.base_image.clone(),
+                },
+            })
+            .with_hint("`karapace pin` rewrites base.image to the image's URL"));
         }
         let lock_file = lock_path(&req.manifest);
         let existing = read_lock(&lock_file, &manifest, req.locked)?;
         let store = self.open_write()?;
         if let Some(env) = unchanged_env(&store, existing.as_ref()) {
+            let env = made_built(&store, env)?;
             let env = apply_name(&store, env, req.name.as_deref())?;
             return Ok(BuildOutcome {
                 env,
@@ -280,7 +287,7 @@ fn record_env(
                 ));
                 store.env(&lock.env_id)?
             } else {
-                env
+                made_built(store, env)?
             }
         }
         _ => {
@@ -303,6 +310,16 @@ fn record_env(
         }
     };
     Ok((env, replaced_note))
+}
+
+/// A build of a frozen or archived environment's manifest makes it Built again (the contract's
+/// state machine: "any → Built by (re)build"). A running one stays running.
+fn made_built(store: &Store, env: EnvMetadata) -> Result<EnvMetadata> {
+    if matches!(env.state, EnvState::Frozen | EnvState::Archived) {
+        store.set_state(&env.env_id, EnvState::Built)?;
+        return Ok(store.env(&env.env_id)?);
+    }
+    Ok(env)
 }
 
 fn unchanged_env(store: &Store, lock: Option<&LockFile>) -> Option<EnvMetadata> {

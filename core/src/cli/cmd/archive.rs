@@ -5,5 +5,5 @@ use crate::error::Result;
 
 pub fn run(ctx: &Ctx, query: &str) -> Result<i32> {
     let env = ctx.engine.archive(query)?;
-    super::print_state(ctx, &env)
+    super::print_state(ctx, "archived", query, &env)
 }

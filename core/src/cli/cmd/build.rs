@@ -28,17 +28,18 @@ pub fn run(ctx: &Ctx, args: &BuildArgs, rebuild: bool) -> Result<i32> {
             &json!({"env_id": env.env_id, "name": env.name, "short_id": env.short_id, "status": status}),
         )?;
     } else {
-        let name = env
-            .name
-            .as_deref()
-            .map(|n| format!(" ({n})"))
-            .unwrap_or_default();
-        let note = if outcome.unchanged { ", unchanged" } else { "" };
-        output::line(&format!(
-            "{status} environment {}{name}{note}",
-            env.short_id
-        ))?;
+        // The standard tool's two lines, which users' scripts parse.
+        let line = match env.name.as_deref() {
+            Some(n) => format!("{status} environment '{n}' ({})", env.short_id),
+            None => format!("{status} environment {}", env.short_id),
+        };
+        output::line(&line)?;
         output::line(&format!("env_id: {}", env.env_id))?;
+    }
+    if outcome.unchanged {
+        output::note(
+            "note: the lock is unchanged and the environment was already built; nothing to do",
+        );
     }
     if let Some(log) = &outcome.install_log {
         output::note(&format!("installer log: {}", log.display()));

@@ -9,7 +9,7 @@ pub fn run(ctx: &Ctx, query: &str) -> Result<i32> {
     if ctx.json() {
         output::json(&serde_json::json!({"env_id": env.env_id, "status": "destroyed"}))?;
     } else {
-        output::line(&format!("destroyed environment {}", env.short_id))?;
+        output::line(&format!("destroyed environment {query}"))?;
     }
     Ok(0)
 }

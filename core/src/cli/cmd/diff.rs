@@ -16,11 +16,9 @@ pub fn run(ctx: &Ctx, query: &str) -> Result<i32> {
             "has_drift": has_drift,
         }))?;
     } else if !has_drift {
-        output::line(&format!(
-            "no drift detected in environment {}",
-            env.short_id
-        ))?;
+        output::line(&format!("no drift detected in environment {query}"))?;
     } else {
+        output::line(&format!("drift detected in environment {query}:"))?;
         for p in &diff.added {
             output::line(&format!("  + {p}"))?;
         }

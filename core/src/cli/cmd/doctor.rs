@@ -30,6 +30,18 @@ fn check(name: &'static str, status: Status, message: impl Into<String>) -> Chec
     }
 }
 
+/// The standard tool's checks, in its order; ours follow them.
+const STANDARD_CHECKS: [&str; 8] = [
+    "runtime_prereqs",
+    "store_exists",
+    "store_version",
+    "store_integrity",
+    "wal_clean",
+    "store_lock",
+    "environments",
+    "disk_space",
+];
+
 pub fn run(ctx: &Ctx) -> Result<i32> {
     let mut checks = Vec::new();
     let missing = prereqs::check();
@@ -37,14 +49,18 @@ pub fn run(ctx: &Ctx) -> Result<i32> {
         check(
             "runtime_prereqs",
             Status::Pass,
-            "user namespaces, overlayfs and karapace-helper available",
+            "Runtime prerequisites satisfied (user namespaces, overlayfs, karapace-helper)",
         )
     } else {
         let text: Vec<String> = missing
             .iter()
             .map(|m| format!("{} (fix: {})", m.what, m.fix))
             .collect();
-        check("runtime_prereqs", Status::Fail, text.join("; "))
+        check(
+            "runtime_prereqs",
+            Status::Fail,
+            format!("Missing prerequisites: {}", text.join("; ")),
+        )
     });
     store_checks(ctx, &mut checks);
     checks.push(disk_space(ctx));
@@ -69,16 +85,29 @@ pub fn run(ctx: &Ctx) -> Result<i32> {
     if ctx.json() {
         output::json(&serde_json::json!({"checks": checks, "healthy": healthy}))?;
     } else {
+        // The standard tool's frame, which users and scripts know.
+        output::line("Karapace Doctor")?;
+        output::line("")?;
         for c in &checks {
-            let tag = match c.status {
-                Status::Pass => "PASS",
-                Status::Fail => "FAIL",
-                Status::Warn => "WARN",
-                Status::Info => "INFO",
+            let icon = match c.status {
+                Status::Pass => "\u{2713}",
+                Status::Fail => "\u{2717}",
+                Status::Warn => "\u{26a0}",
+                Status::Info => "\u{2139}",
             };
-            output::line(&format!("[{tag}] {}: {}", c.name, c.message))?;
+            // Our own checks carry their name: their messages were written to be read with it.
+            if STANDARD_CHECKS.contains(&c.name) {
+                output::line(&format!("  {icon} {}", c.message))?;
+            } else {
+                output::line(&format!("  {icon} {}: {}", c.name, c.message))?;
+            }
         }
-        output::line(if healthy { "healthy" } else { "problems found" })?;
+        output::line("")?;
+        output::line(if healthy {
+            "All checks passed."
+        } else {
+            "Some checks failed. See above for details."
+        })?;
     }
     Ok(i32::from(!healthy))
 }
@@ -92,7 +121,7 @@ fn store_checks(ctx: &Ctx, checks: &mut Vec<Check>) {
                 "store_exists",
                 Status::Info,
                 format!(
-                    "no store at {} yet (created by the first build)",
+                    "Store not initialized (will be created on first build): {}",
                     root.display()
                 ),
             ));
@@ -111,9 +140,13 @@ fn store_checks(ctx: &Ctx, checks: &mut Vec<Check>) {
             checks.push(check(
                 "store_exists",
                 Status::Pass,
-                format!("store at {}", root.display()),
+                format!("Store directory exists ({})", root.display()),
             ));
-            checks.push(check("store_version", Status::Fail, e.to_string()));
+            checks.push(check(
+                "store_version",
+                Status::Fail,
+                format!("Store version check failed: {e}"),
+            ));
             for name in ["store_integrity", "wal_clean", "store_lock", "environments"] {
                 checks.push(check(name, Status::Info, "skipped: store cannot be opened"));
             }
@@ -123,54 +156,84 @@ fn store_checks(ctx: &Ctx, checks: &mut Vec<Check>) {
     checks.push(check(
         "store_exists",
         Status::Pass,
-        format!("store at {}", root.display()),
+        format!("Store directory exists ({})", root.display()),
     ));
+    open_store_checks(&store, checks);
+}
+
+/// The checks of a store that opened: version, integrity, WAL, lock, environments.
+fn open_store_checks(store: &karapace_store::Store, checks: &mut Vec<Check>) {
     checks.push(check(
         "store_version",
         Status::Pass,
-        format!("format {}", karapace_store::STORE_FORMAT_VERSION),
+        format!(
+            "Store format version valid (format {})",
+            karapace_store::STORE_FORMAT_VERSION
+        ),
     ));
     checks.push(match store.verify() {
         Ok(r) if r.failed == 0 => check(
             "store_integrity",
             Status::Pass,
-            format!("{} items verified", r.checked),
+            format!("Store integrity OK ({} objects checked)", r.checked),
         ),
         Ok(r) => check(
             "store_integrity",
             Status::Fail,
             format!(
-                "{} of {} items failed (run verify-store)",
+                "{} of {} objects corrupted (run verify-store)",
                 r.failed, r.checked
             ),
         ),
-        Err(e) => check("store_integrity", Status::Fail, e.to_string()),
+        Err(e) => check(
+            "store_integrity",
+            Status::Fail,
+            format!("Integrity check failed: {e}"),
+        ),
     });
     checks.push(match store.wal_pending() {
-        Ok(0) => check("wal_clean", Status::Pass, "no interrupted operations"),
+        Ok(0) => check(
+            "wal_clean",
+            Status::Pass,
+            "WAL is clean (no incomplete entries)",
+        ),
         Ok(n) => check(
             "wal_clean",
             Status::Warn,
-            format!("{n} interrupted operation(s); the next mutating command recovers them"),
+            format!("WAL has {n} incomplete entries (will recover on next start)"),
         ),
-        Err(e) => check("wal_clean", Status::Fail, e.to_string()),
+        Err(e) => check("wal_clean", Status::Fail, format!("Cannot read WAL: {e}")),
     });
     checks.push(match store.try_lock_exclusive() {
-        Ok(Some(_lock)) => check("store_lock", Status::Pass, "store lock is free"),
+        Ok(Some(_lock)) => check("store_lock", Status::Pass, "Store lock is free"),
         Ok(None) => check(
             "store_lock",
             Status::Warn,
-            "another karapace process holds the store lock",
+            "Store lock is held by another process",
         ),
-        Err(e) => check("store_lock", Status::Fail, e.to_string()),
+        Err(e) => check(
+            "store_lock",
+            Status::Fail,
+            format!("Cannot check store lock: {e}"),
+        ),
     });
     checks.push(match store.list_envs() {
-        Ok(envs) => check(
+        Ok(envs) => {
+            let running = envs
+                .iter()
+                .filter(|e| e.state == karapace_store::EnvState::Running)
+                .count();
+            check(
+                "environments",
+                Status::Info,
+                format!("{} environments ({running} running)", envs.len()),
+            )
+        }
+        Err(e) => check(
             "environments",
-            Status::Pass,
-            format!("{} environment(s)", envs.len()),
+            Status::Warn,
+            format!("Cannot list environments: {e}"),
         ),
-        Err(e) => check("environments", Status::Fail, e.to_string()),
     });
 }
 
@@ -190,19 +253,22 @@ fn disk_space(ctx: &Ctx) -> Check {
                 check(
                     "disk_space",
                     Status::Fail,
-                    format!("only {mib} MiB free at {}", dir.display()),
+                    format!("Low disk space: {mib} MB available at {}", dir.display()),
                 )
             } else if gib < 2 {
                 check(
                     "disk_space",
                     Status::Warn,
-                    format!("{mib} MiB free at {}", dir.display()),
+                    format!(
+                        "Disk space: {mib} MB available at {} (consider freeing space)",
+                        dir.display()
+                    ),
                 )
             } else {
                 check(
                     "disk_space",
                     Status::Pass,
-                    format!("{gib} GiB free at {}", dir.display()),
+                    format!("Disk space: {gib} GB available at {}", dir.display()),
                 )
             }
         }

@@ -24,7 +24,7 @@ pub fn run(ctx: &Ctx, dry_run: bool) -> Result<i32> {
         )
     };
     output::line(&format!(
-        "gc: {verb} {envs} environments, {layers} layers, {objects} objects"
+        "gc: {verb} {envs} envs, {layers} layers, {objects} objects"
     ))?;
     Ok(0)
 }

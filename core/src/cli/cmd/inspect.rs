@@ -1,29 +1,43 @@
 //! `inspect`: one environment's metadata.
 
 use crate::cli::Ctx;
-use crate::error::{CoreError, Result};
+use crate::cli::env_view::{EnvView, REF_COUNT};
+use crate::error::Result;
 use crate::output;
 
 pub fn run(ctx: &Ctx, query: &str) -> Result<i32> {
     let env = ctx.engine.inspect(query)?;
     if ctx.json() {
-        return output::json(&env).map(|()| 0);
+        return output::json(&EnvView::from(&env)).map(|()| 0);
     }
-    let value = serde_json::to_value(&env).map_err(|e| CoreError::Other(e.to_string()))?;
-    if let serde_json::Value::Object(map) = value {
-        for (key, v) in map {
-            let text = match v {
-                serde_json::Value::String(s) => s,
-                serde_json::Value::Null => "-".to_owned(),
-                serde_json::Value::Array(items) => items
-                    .iter()
-                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                other => other.to_string(),
-            };
-            output::line(&format!("{key}: {text}"))?;
-        }
+    // The standard tool's lines first, in its order (value column at 13); ours after them.
+    let deps = env.dependency_layers.len().to_string();
+    let ref_count = REF_COUNT.to_string();
+    let lines: [(&str, &str); 9] = [
+        ("env_id", &env.env_id),
+        ("short_id", &env.short_id),
+        ("name", env.name.as_deref().unwrap_or("(none)")),
+        ("state", &env.state.to_string()),
+        ("base_layer", &env.base_layer),
+        ("deps", &deps),
+        ("ref_count", &ref_count),
+        ("created_at", &env.created_at),
+        ("updated_at", &env.updated_at),
+    ];
+    for (key, value) in lines {
+        field(key, value)?;
     }
+    field("manifest_hash", &env.manifest_hash)?;
+    for layer in &env.dependency_layers {
+        field("dependency", layer)?;
+    }
+    field(
+        "policy_layer",
+        env.policy_layer.as_deref().unwrap_or("(none)"),
+    )?;
     Ok(0)
+}
+
+fn field(key: &str, value: &str) -> Result<()> {
+    output::line(&format!("{:<12} {value}", format!("{key}:")))
 }

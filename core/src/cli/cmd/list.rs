@@ -1,33 +1,30 @@
 //! `list`.
 
 use crate::cli::Ctx;
+use crate::cli::env_view::EnvView;
 use crate::error::Result;
 use crate::output;
 
 pub fn run(ctx: &Ctx) -> Result<i32> {
     let envs = ctx.engine.list()?;
     if ctx.json() {
-        return output::json(&envs).map(|()| 0);
+        let views: Vec<EnvView<'_>> = envs.iter().map(EnvView::from).collect();
+        return output::json(&views).map(|()| 0);
     }
     if envs.is_empty() {
         output::line("no environments found")?;
         return Ok(0);
     }
-    let name_width = envs
-        .iter()
-        .filter_map(|e| e.name.as_ref().map(String::len))
-        .max()
-        .unwrap_or(0)
-        .max(4);
+    // The standard tool's columns (14, 16, 10 wide, one space apart), which scripts cut.
     output::line(&format!(
-        "{:<12}  {:<name_width$}  {:<8}  ENV_ID",
+        "{:<14} {:<16} {:<10} ENV_ID",
         "SHORT_ID", "NAME", "STATE"
     ))?;
     for e in &envs {
         output::line(&format!(
-            "{:<12}  {:<name_width$}  {:<8}  {}",
+            "{:<14} {:<16} {:<10} {}",
             e.short_id,
-            e.name.as_deref().unwrap_or("-"),
+            e.name.as_deref().unwrap_or(""),
             e.state.to_string(),
             e.env_id
         ))?;

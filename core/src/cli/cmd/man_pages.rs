@@ -34,11 +34,8 @@ pub fn run(ctx: &Ctx, dir: &Path) -> Result<i32> {
     if ctx.json() {
         output::json(&serde_json::json!({"dir": dir.display().to_string(), "pages": written}))?;
     } else {
-        output::line(&format!(
-            "wrote {} man pages to {}",
-            written.len(),
-            dir.display()
-        ))?;
+        output::line(&format!("man pages written to {}", dir.display()))?;
+        output::note(&format!("{} pages", written.len()));
     }
     Ok(0)
 }

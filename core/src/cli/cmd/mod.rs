@@ -73,15 +73,18 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
     }
 }
 
-/// The result of a state change (`freeze`, `archive`).
-fn print_state(ctx: &Ctx, env: &karapace_store::EnvMetadata) -> Result<i32> {
+/// The result of a state change (`freeze`, `archive`): `<verb> environment <x>`, `<x>` as the
+/// user typed it (the standard tool's line).
+fn print_state(
+    ctx: &Ctx,
+    verb: &str,
+    query: &str,
+    env: &karapace_store::EnvMetadata,
+) -> Result<i32> {
     if ctx.json() {
         crate::output::json(&serde_json::json!({"env_id": env.env_id, "state": env.state}))?;
     } else {
-        crate::output::line(&format!(
-            "environment {} is now {}",
-            env.short_id, env.state
-        ))?;
+        crate::output::line(&format!("{verb} environment {query}"))?;
     }
     Ok(0)
 }

@@ -6,48 +6,56 @@ use crate::files::write_atomic;
 use std::path::Path;
 
 use crate::cli::Ctx;
-use crate::cli::args::Template;
 use crate::error::{CoreError, Result};
 use crate::output;
 
 const MANIFEST: &str = "karapace.toml";
+/// How the standard tool names the file it wrote, in text and JSON.
+const SHOWN: &str = "./karapace.toml";
 
-pub fn run(ctx: &Ctx, name: &str, template: Option<Template>, force: bool) -> Result<i32> {
-    karapace_schema::validate_env_name(name).map_err(|e| CoreError::InvalidName {
-        name: name.to_owned(),
-        reason: e.to_string(),
-    })?;
+pub fn run(ctx: &Ctx, name: &str, template: Option<String>, force: bool) -> Result<i32> {
+    // The name only goes into the manifest's leading comment; the standard tool accepts any, so
+    // a name `--name` would refuse is a warning here, not an error.
+    if let Err(e) = karapace_schema::validate_env_name(name) {
+        output::note(&format!(
+            "warning: '{name}' cannot be an environment name ({e}); `build --name` will refuse it"
+        ));
+    }
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let template = match template {
-        Some(t) => t.as_str().to_owned(),
+        Some(t) => t,
         None if interactive => prompt_template()?,
         None => {
-            return Err(CoreError::Other(
-                "no --template given and stdin is not a terminal to ask; pass --template <minimal|dev|gui-dev|rust-dev|ubuntu-dev>".into(),
-            ));
+            return Err(CoreError::Other(format!(
+                "no --template given and stdin is not a terminal to ask; pass --template <{}>",
+                karapace_schema::templates::NAMES.join("|")
+            )));
         }
     };
+    let text = karapace_schema::templates::render(&template, name).ok_or_else(|| {
+        CoreError::Other(format!(
+            "unknown template '{template}' (expected: {})",
+            karapace_schema::templates::NAMES.join(", ")
+        ))
+    })?;
     let path = Path::new(MANIFEST);
     if path.exists() && !force {
         let overwrite = interactive
             && ask(&format!("{MANIFEST} exists. Overwrite it? [y/N] "))?.eq_ignore_ascii_case("y");
         if !overwrite {
             return Err(CoreError::Other(format!(
-                "{MANIFEST} already exists; use --force to overwrite it"
+                "refusing to overwrite existing {SHOWN} (pass --force)"
             )));
         }
     }
-    let text = karapace_schema::templates::render(&template, name)
-        .ok_or_else(|| CoreError::Usage(format!("unknown template '{template}'")))?;
     write_atomic(path, &text)?;
     if ctx.json() {
         output::json(
-            &serde_json::json!({"name": name, "path": MANIFEST, "status": "written", "template": template}),
+            &serde_json::json!({"name": name, "path": SHOWN, "status": "written", "template": template}),
         )?;
     } else {
-        output::line(&format!(
-            "wrote {MANIFEST} for '{name}' from template '{template}'"
-        ))?;
+        output::line(&format!("wrote {SHOWN} for '{name}'"))?;
+        output::line(&format!("template: {template}"))?;
     }
     Ok(0)
 }

@@ -41,7 +41,8 @@ pub fn run(ctx: &Ctx, manifest: &Path, check: bool, write_lock: bool) -> Result<
             &serde_json::json!({"base_image": url, "manifest": manifest.display().to_string(), "status": "pinned"}),
         )?;
     } else {
-        output::line(&format!("pinned base image: {url}"))?;
+        output::line(&format!("pinned base image in {}", manifest.display()))?;
+        output::note(&format!("base image: {url}"));
     }
     Ok(0)
 }

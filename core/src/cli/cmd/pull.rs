@@ -15,7 +15,7 @@ pub fn run(ctx: &Ctx, reference: &str, remote: Option<&str>) -> Result<i32> {
     } else {
         output::line(&format!(
             "pulled {} ({} objects, {} layers; {} skipped)",
-            &report.env_id[..12],
+            report.env_id.get(..12).unwrap_or(&report.env_id),
             report.objects_pulled,
             report.layers_pulled,
             report.objects_skipped + report.layers_skipped

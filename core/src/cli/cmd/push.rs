@@ -16,7 +16,7 @@ pub fn run(ctx: &Ctx, query: &str, tag: Option<&str>, remote: Option<&str>) -> R
     } else {
         output::line(&format!(
             "pushed {} ({} objects, {} layers; {} skipped)",
-            &report.env_id[..12],
+            report.env_id.get(..12).unwrap_or(&report.env_id),
             report.objects_pushed,
             report.layers_pushed,
             report.objects_skipped + report.layers_skipped

@@ -9,10 +9,7 @@ pub fn run(ctx: &Ctx, query: &str, new_name: &str) -> Result<i32> {
     if ctx.json() {
         output::json(&serde_json::json!({"env_id": env.env_id, "name": env.name}))?;
     } else {
-        output::line(&format!(
-            "renamed environment {} to '{new_name}'",
-            env.short_id
-        ))?;
+        output::line(&format!("renamed {} \u{2192} '{new_name}'", env.short_id))?;
     }
     Ok(0)
 }

@@ -9,7 +9,7 @@ pub fn run(ctx: &Ctx, query: &str, snapshot: &str) -> Result<i32> {
     if ctx.json() {
         output::json(&serde_json::json!({"env_id": env.env_id, "restored_snapshot": snapshot}))?;
     } else {
-        output::line(&format!("restored snapshot {snapshot} for {query}"))?;
+        output::line(&format!("restored {query} from snapshot {snapshot}"))?;
     }
     Ok(0)
 }

@@ -11,12 +11,10 @@ pub fn run(ctx: &Ctx, query: &str) -> Result<i32> {
     } else if snaps.is_empty() {
         output::line(&format!("no snapshots for {query}"))?;
     } else {
+        output::line(&format!("snapshots for {query}:"))?;
         for s in &snaps {
-            let parent = s.parent.as_deref().unwrap_or("-");
-            output::line(&format!(
-                "{}  parent {parent}  tar {}",
-                s.restore_hash, s.tar_hash
-            ))?;
+            let tar = s.tar_hash.get(..12).unwrap_or(&s.tar_hash);
+            output::line(&format!("  {} (tar: {tar})", s.restore_hash))?;
         }
     }
     Ok(0)

@@ -9,7 +9,8 @@ pub fn run(ctx: &Ctx, query: &str) -> Result<i32> {
     if ctx.json() {
         output::json(&serde_json::json!({"env_id": query, "stopped_sessions": stopped}))?;
     } else {
-        output::line(&format!("stopped {stopped} session(s) of {query}"))?;
+        output::line(&format!("stopped environment {query}"))?;
+        output::note(&format!("{stopped} session(s) stopped"));
     }
     Ok(0)
 }

@@ -1,0 +1,48 @@
+//! An environment as `list --json` and `inspect --json` show it: the standard tool's keys, in its
+//! order, which users' scripts read (`../spec/cli.md`, "Text and JSON outputs").
+//!
+//! The store's record (`EnvMetadata`) is not serialised directly: its checksum covers its own
+//! fields, and the standard tool's `ref_count` is not one of them.
+
+use karapace_store::{EnvMetadata, EnvState};
+use serde::Serialize;
+
+/// The standard tool counts the builds that share an environment in `ref_count`. Here an
+/// environment is kept by its record alone (gc follows records and snapshots, not a counter),
+/// so every environment reports one reference.
+pub const REF_COUNT: u32 = 1;
+
+#[derive(Debug, Serialize)]
+pub struct EnvView<'a> {
+    pub env_id: &'a str,
+    pub short_id: &'a str,
+    pub name: Option<&'a str>,
+    pub state: EnvState,
+    pub manifest_hash: &'a str,
+    pub base_layer: &'a str,
+    pub dependency_layers: &'a [String],
+    pub policy_layer: Option<&'a str>,
+    pub created_at: &'a str,
+    pub updated_at: &'a str,
+    pub ref_count: u32,
+    pub checksum: &'a str,
+}
+
+impl<'a> From<&'a EnvMetadata> for EnvView<'a> {
+    fn from(m: &'a EnvMetadata) -> Self {
+        EnvView {
+            env_id: &m.env_id,
+            short_id: &m.short_id,
+            name: m.name.as_deref(),
+            state: m.state,
+            manifest_hash: &m.manifest_hash,
+            base_layer: &m.base_layer,
+            dependency_layers: &m.dependency_layers,
+            policy_layer: m.policy_layer.as_deref(),
+            created_at: &m.created_at,
+            updated_at: &m.updated_at,
+            ref_count: REF_COUNT,
+            checksum: &m.checksum,
+        }
+    }
+}
