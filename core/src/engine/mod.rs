@@ -12,6 +12,7 @@ mod run;
 pub(crate) mod runtime;
 pub mod share;
 pub mod trees;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 
