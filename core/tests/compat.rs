@@ -343,7 +343,10 @@ fn inspect_json_carries_the_standard_keys_in_order() {
     let out = kp.run(&["inspect", "i", "--json"]);
     assert_eq!(code(&out), 0);
     let text = stdout(&out);
-    assert_eq!(keys_in_order(&text, 2), ENV_KEYS, "{text}");
+    let keys = keys_in_order(&text, 2);
+    assert_eq!(keys[..ENV_KEYS.len()], ENV_KEYS, "{text}");
+    // Ours after them.
+    assert_eq!(keys[ENV_KEYS.len()..], ["desktop_entries"], "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert_eq!(v["env_id"], id.as_str());
     assert_eq!(v["ref_count"], 1);

@@ -26,6 +26,9 @@ pub struct EnvView<'a> {
     pub updated_at: &'a str,
     pub ref_count: u32,
     pub checksum: &'a str,
+    /// Ours, after the standard tool's keys: the environment's desktop entries (`inspect` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desktop_entries: Option<Vec<String>>,
 }
 
 impl<'a> From<&'a EnvMetadata> for EnvView<'a> {
@@ -43,6 +46,7 @@ impl<'a> From<&'a EnvMetadata> for EnvView<'a> {
             updated_at: &m.updated_at,
             ref_count: REF_COUNT,
             checksum: &m.checksum,
+            desktop_entries: None,
         }
     }
 }

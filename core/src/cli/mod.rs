@@ -76,7 +76,8 @@ pub fn store_root(flag: Option<&str>) -> Result<PathBuf> {
         Some(p) if p.starts_with("~/") => Ok(home()?.join(&p[2..])),
         Some("") => Err(CoreError::Usage("--store must not be empty".into())),
         Some(p) => Ok(PathBuf::from(p)),
-        None => Ok(home()?.join(".local/share/karapace")),
+        None => crate::engine::default_root()
+            .ok_or_else(|| CoreError::Usage("HOME is not set; pass --store <PATH>".into())),
     }
 }
 

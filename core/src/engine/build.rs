@@ -32,6 +32,8 @@ pub struct BuildOutcome {
     pub ownership_note: Option<String>,
     /// Set when the build replaced the layers of an environment pulled from a remote.
     pub replaced_note: Option<String>,
+    /// The desktop entries of the manifest's `[gui] apps` (see `desktop`).
+    pub desktop: super::desktop::Exported,
 }
 
 /// The lock file that belongs to a manifest: `karapace.lock` beside it.
@@ -56,6 +58,12 @@ fn is_url(image: &str) -> bool {
 impl Engine {
     pub fn build(&self, req: &BuildRequest) -> Result<BuildOutcome> {
         let manifest = karapace_schema::load_manifest(&req.manifest)?.normalize()?;
+        let mut outcome = self.build_env(req, &manifest)?;
+        outcome.desktop = self.export_desktop(&outcome.env, &manifest.gui_apps);
+        Ok(outcome)
+    }
+
+    fn build_env(&self, req: &BuildRequest, manifest: &NormalizedManifest) -> Result<BuildOutcome> {
         if let Some(name) = &req.name {
             karapace_schema::validate_env_name(name).map_err(|e| CoreError::InvalidName {
                 name: name.clone(),
@@ -73,7 +81,7 @@ impl Engine {
             .with_hint("`karapace pin` rewrites base.image to the image's URL"));
         }
         let lock_file = lock_path(&req.manifest);
-        let existing = read_lock(&lock_file, &manifest, req.locked)?;
+        let existing = read_lock(&lock_file, manifest, req.locked)?;
         let store = self.open_write()?;
         if let Some(env) = unchanged_env(&store, existing.as_ref()) {
             let env = made_built(&store, env)?;
@@ -84,6 +92,7 @@ impl Engine {
                 install_log: None,
                 ownership_note: None,
                 replaced_note: None,
+                desktop: super::desktop::Exported::default(),
             });
         }
         // Builds hold a lease so a concurrent gc cannot collect layers imported for an
@@ -93,10 +102,10 @@ impl Engine {
         let mut install_log = None;
         let mut ownership_note = None;
         let (lock, base_layer, dependency_layers) = match manifest.runtime_backend {
-            Backend::Mock => build_mock(&store, &manifest, locked)?,
+            Backend::Mock => build_mock(&store, manifest, locked)?,
             Backend::Namespace => {
                 let landlock_optout = runtime::allow_without_landlock(self.allow_without_landlock)?;
-                let built = pipeline::build(&store, &manifest, req, locked, landlock_optout)?;
+                let built = pipeline::build(&store, manifest, req, locked, landlock_optout)?;
                 install_log = built.install_log;
                 ownership_note = built.ownership_note;
                 (built.lock, built.base_layer, built.dependency_layers)
@@ -121,14 +130,8 @@ impl Engine {
             .chain(std::iter::once(&base_layer))
             .map(|h| store.layer_tree(h))
             .collect::<Result<Vec<_>, _>>()?;
-        let policy = policy_layer::write(
-            &store,
-            &manifest,
-            &lock,
-            &source_dir,
-            &lowers,
-            Some(&parent),
-        )?;
+        let policy =
+            policy_layer::write(&store, manifest, &lock, &source_dir, &lowers, Some(&parent))?;
 
         let (env, replaced_note) = record_env(
             &store,
@@ -148,6 +151,7 @@ impl Engine {
             install_log,
             ownership_note,
             replaced_note,
+            desktop: super::desktop::Exported::default(),
         })
     }
 
@@ -197,6 +201,7 @@ impl Engine {
             )?;
             keep_name = keep_name.or(old_env.name.clone());
             store.destroy_env(&old_env.env_id)?;
+            super::desktop::remove(&old_env, self.root());
         }
         let env = apply_name(
             &store,
@@ -209,6 +214,7 @@ impl Engine {
             install_log: outcome.install_log.clone(),
             ownership_note: outcome.ownership_note.clone(),
             replaced_note: outcome.replaced_note.clone(),
+            desktop: outcome.desktop.clone(),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! Karapace. It composes the schema, the store and the runtimes; it never prints.
 
 mod build;
+pub mod desktop;
 pub mod lifecycle;
 mod pipeline;
 mod policy_layer;
@@ -27,6 +28,13 @@ use resolve::Identified;
 
 /// The store with the archive caps of the user's config file (`archive_max_entries`,
 /// `archive_max_bytes`) for every layer it unpacks, as images get them.
+/// The store every command uses without `--store`: `~/.local/share/karapace`.
+pub fn default_root() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".local/share/karapace"))
+}
+
 fn with_configured_limits(store: Store) -> Result<Store> {
     let file = karapace_images::config::config_file_path();
     store.set_archive_limits(karapace_images::archive_limits_from(file.as_deref())?);
@@ -174,7 +182,43 @@ impl Engine {
         let env = self.find(&store, query)?;
         lifecycle::check(Op::Destroy, env.state, query)?;
         store.destroy_env(&env.env_id)?;
+        desktop::remove(&env, &self.root);
         Ok(env)
+    }
+
+    /// Writes (or replaces) the desktop entries of `apps` for a built environment. Problems are
+    /// reported in the result, never as an error: the environment is built either way.
+    pub fn export_desktop(&self, env: &EnvMetadata, apps: &[String]) -> desktop::Exported {
+        if apps.is_empty() {
+            desktop::remove(env, &self.root);
+            return desktop::Exported::default();
+        }
+        let layers = self.open_read().and_then(|store| {
+            let store = store.ok_or_else(|| CoreError::NoMatch {
+                query: env.short_id.clone(),
+                suggestions: Vec::new(),
+            })?;
+            let policy_tree = policy_layer::layer_tree(&store, env)?;
+            runtime::lowers(&store, env, &policy_tree)
+        });
+        match layers {
+            Ok(trees) => desktop::export(
+                env,
+                &desktop::Layers { trees },
+                apps,
+                &self.root,
+                default_root().as_deref(),
+            ),
+            Err(e) => desktop::Exported {
+                failed: vec![(apps.join(", "), e.to_string())],
+                ..desktop::Exported::default()
+            },
+        }
+    }
+
+    /// The desktop entries of an environment of this store.
+    pub fn desktop_entries(&self, env: &EnvMetadata) -> Vec<PathBuf> {
+        desktop::entries(env, &self.root)
     }
 
     pub fn rename(&self, query: &str, new_name: &str) -> Result<EnvMetadata> {

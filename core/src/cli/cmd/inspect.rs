@@ -7,8 +7,16 @@ use crate::output;
 
 pub fn run(ctx: &Ctx, query: &str) -> Result<i32> {
     let env = ctx.engine.inspect(query)?;
+    let entries: Vec<String> = ctx
+        .engine
+        .desktop_entries(&env)
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     if ctx.json() {
-        return output::json(&EnvView::from(&env)).map(|()| 0);
+        let mut view = EnvView::from(&env);
+        view.desktop_entries = Some(entries);
+        return output::json(&view).map(|()| 0);
     }
     // The standard tool's lines first, in its order (value column at 13); ours after them.
     let deps = env.dependency_layers.len().to_string();
@@ -35,6 +43,9 @@ pub fn run(ctx: &Ctx, query: &str) -> Result<i32> {
         "policy_layer",
         env.policy_layer.as_deref().unwrap_or("(none)"),
     )?;
+    for entry in &entries {
+        field("desktop_entry", entry)?;
+    }
     Ok(0)
 }
 
