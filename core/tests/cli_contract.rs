@@ -689,3 +689,106 @@ fn a_missing_complete_cli_is_a_clear_error() {
         stderr(&out)
     );
 }
+
+#[test]
+fn everyday_errors_say_what_to_do() {
+    let kp = Kp::new();
+    kp.build_mock("karapace.toml", &[], Some("py"));
+    // A command the environment does not have: exit 127, named with the environment.
+    let out = kp.run(&["exec", "py", "--", "no-such-command-here"]);
+    assert_eq!(code(&out), 127, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no-such-command-here: command not found in py"),
+        "{}",
+        stderr(&out)
+    );
+    // A missing `--`: clap's error, then what to type.
+    let out = kp.run(&["exec", "py", "ls"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("hint: put `--` between the environment and the command"),
+        "{}",
+        stderr(&out)
+    );
+    // An unknown environment names the store searched, from both binaries' paths.
+    for args in [&["inspect", "nope"][..], &["exec", "nope", "--", "true"]] {
+        let out = kp.run(args);
+        assert_eq!(code(&out), 1);
+        assert!(
+            stderr(&out).contains(&format!(
+                "note: searched the store at {}",
+                kp.store().display()
+            )),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // --workdir must be absolute.
+    let out = kp.run(&["exec", "-w", "rel", "py", "--", "true"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}
+
+#[test]
+fn snapshots_take_labels_and_restore_takes_prefixes() {
+    let kp = Kp::new();
+    let id = kp.build_mock("karapace.toml", &[], Some("lab"));
+    let upper = kp.store().join("env").join(&id).join("upper");
+    let mut hashes = Vec::new();
+    // Commit distinct contents until two snapshots share a first hex digit.
+    let shared = loop {
+        let n = hashes.len();
+        fs::write(upper.join(format!("f{n}")), format!("{n}\n")).unwrap();
+        let v = kp.json(&["commit", "lab", "-m", &format!("step {n}")]);
+        let hash = v["snapshot_hash"].as_str().unwrap().to_owned();
+        if let Some(other) = hashes.iter().find(|h: &&String| h[..1] == hash[..1]) {
+            break (other.clone(), hash);
+        }
+        hashes.push(hash);
+    };
+    let snaps = kp.json(&["snapshots", "lab"]);
+    let list = snaps["snapshots"].as_array().unwrap();
+    assert!(list.iter().all(|s| s["created_at"].is_string()), "{snaps}");
+    let first = list
+        .iter()
+        .find(|s| s["restore_hash"] == hashes[0].as_str())
+        .unwrap();
+    assert_eq!(first["label"], "step 0");
+    // The text output stays the standard tool's (no label).
+    assert!(!kp.ok(&["snapshots", "lab"]).contains("step 0"));
+
+    // Relabel: the same content committed again with another message.
+    let (a, b) = &shared;
+    let unique = hashes
+        .iter()
+        .find(|h| h[..1] != a[..1])
+        .cloned()
+        .unwrap_or_else(|| a.clone());
+    let prefix = &unique[..if unique[..1] == a[..1] { 64 } else { 6 }];
+    let out = kp.ok(&["restore", "lab", prefix]);
+    assert_eq!(out, format!("restored lab from snapshot {unique}\n"));
+    let v = kp.json(&["restore", "lab", prefix]);
+    assert_eq!(v["restored_snapshot"], unique.as_str());
+    let again = kp.json(&["commit", "lab", "--message", "relabelled"]);
+    assert_eq!(again["snapshot_hash"], unique.as_str());
+    let snaps = kp.json(&["snapshots", "lab"]);
+    let entry = snaps["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["restore_hash"] == unique.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["label"], "relabelled");
+
+    // An ambiguous prefix is an error listing the candidates; an unknown one is exit 3.
+    let out = kp.run(&["restore", "lab", &a[..1]]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("ambiguous snapshot prefix"), "{err}");
+    assert!(err.contains(a.as_str()) && err.contains(b.as_str()), "{err}");
+    let unknown = if a.starts_with('z') { "y" } else { "zz" };
+    assert_eq!(code(&kp.run(&["restore", "lab", unknown])), 3);
+    // Labels with control characters are refused before anything is written.
+    let out = kp.run(&["commit", "lab", "-m", "bad\u{1b}[2J"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}

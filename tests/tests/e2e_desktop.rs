@@ -175,6 +175,22 @@ fn gui_apps_get_desktop_entries_that_run_inside_the_environment() {
         serde_json::json!([entry.to_string_lossy()])
     );
 
+    // Everyday errors and options of running something in it (not desktop-specific, but the
+    // environment is here): a missing command, and --workdir.
+    let missing = k.exec("eyes", &["no-such-command", "--x"]);
+    missing.assert_code(127);
+    assert!(
+        missing
+            .stderr_str()
+            .contains("error: no-such-command: command not found in eyes"),
+        "{}",
+        missing.stderr_str()
+    );
+    let pwd = k.ok(&["exec", "-w", "/usr/share", "eyes", "--", "pwd"]);
+    assert_eq!(pwd.stdout_str(), "/usr/share\n");
+    k.run(&["exec", "--workdir", "relative", "eyes", "--", "pwd"])
+        .assert_code(2);
+
     // A rebuild writes the entry anew (same lock, same environment); destroy removes it.
     std::fs::remove_file(&entry).expect("remove");
     k.ok(&["rebuild"]);

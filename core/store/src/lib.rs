@@ -41,7 +41,7 @@ pub use owners::{InProcess, TreeWorker};
 pub use sessions::{
     ENDING_PROCESS_NAME, SessionGuard, SessionInfo, SetupGuard, process_start_time,
 };
-pub use snapshots::SnapshotInfo;
+pub use snapshots::{MAX_LABEL_LEN, SnapshotInfo, check_label};
 pub use store::{STORE_FORMAT_VERSION, SharedTreeWorker, StagingDir, Store, StoreLock};
 pub use tar::Owners;
 pub use transfer::EnvContent;
