@@ -785,10 +785,56 @@ fn snapshots_take_labels_and_restore_takes_prefixes() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("ambiguous snapshot prefix"), "{err}");
-    assert!(err.contains(a.as_str()) && err.contains(b.as_str()), "{err}");
+    assert!(
+        err.contains(a.as_str()) && err.contains(b.as_str()),
+        "{err}"
+    );
     let unknown = if a.starts_with('z') { "y" } else { "zz" };
     assert_eq!(code(&kp.run(&["restore", "lab", unknown])), 3);
     // Labels with control characters are refused before anything is written.
     let out = kp.run(&["commit", "lab", "-m", "bad\u{1b}[2J"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
+}
+
+#[test]
+fn rebuild_never_discards_what_the_user_made() {
+    let kp = Kp::new();
+    let old = kp.build_mock("karapace.toml", &["curl"], Some("work"));
+    // The user made something by hand in the environment, and a snapshot.
+    let upper = kp.store().join("env").join(&old).join("upper");
+    fs::write(upper.join("notes.txt"), "mine\n").unwrap();
+    let snap = kp.json(&["commit", "work", "-m", "before the rebuild"])["snapshot_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    kp.manifest("karapace.toml", "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[system]\npackages = [\"curl\", \"git\"]\n[runtime]\nbackend = \"mock\"\n");
+    let out = kp.run(&["rebuild"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Stdout is the standard tool's; stderr says what was kept and how to reach it.
+    let new: serde_json::Value = kp.json(&["inspect", "work"]);
+    let new_id = new["env_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, old);
+    assert_eq!(
+        stdout(&out),
+        format!("rebuilt environment 'work' ({})\nenv_id: {new_id}\n", &new_id[..12])
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("the previous environment {} was kept", &old[..12]))
+            && err.contains("1 changed path(s)")
+            && err.contains("1 snapshot(s)"),
+        "{err}"
+    );
+    // The old environment is still there, unnamed, with its file and its snapshot.
+    let kept = kp.json(&["inspect", &old]);
+    assert_eq!(kept["name"], serde_json::Value::Null);
+    assert_eq!(fs::read_to_string(upper.join("notes.txt")).unwrap(), "mine\n");
+    kp.ok(&["restore", &old, &snap[..8]]);
+    // Once it is empty and has no snapshot, a rebuild replaces it as before.
+    kp.ok(&["destroy", &old]);
+    kp.manifest("karapace.toml", "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[system]\npackages = [\"git\"]\n[runtime]\nbackend = \"mock\"\n");
+    let out = kp.run(&["rebuild"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("was kept"), "{}", stderr(&out));
+    assert_eq!(code(&kp.run(&["inspect", &new_id])), 1, "replaced");
 }

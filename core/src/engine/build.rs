@@ -34,6 +34,9 @@ pub struct BuildOutcome {
     pub replaced_note: Option<String>,
     /// The desktop entries of the manifest's `[gui] apps` (see `desktop`).
     pub desktop: super::desktop::Exported,
+    /// Set when a rebuild kept the previous environment because destroying it would have lost
+    /// what the user made in it (changes in its writable layer, snapshots).
+    pub kept_note: Option<String>,
 }
 
 /// The lock file that belongs to a manifest: `karapace.lock` beside it.
@@ -93,6 +96,7 @@ impl Engine {
                 ownership_note: None,
                 replaced_note: None,
                 desktop: super::desktop::Exported::default(),
+                kept_note: None,
             });
         }
         // Builds hold a lease so a concurrent gc cannot collect layers imported for an
@@ -152,6 +156,7 @@ impl Engine {
             ownership_note,
             replaced_note,
             desktop: super::desktop::Exported::default(),
+            kept_note: None,
         })
     }
 
@@ -190,6 +195,7 @@ impl Engine {
     ) -> Result<BuildOutcome> {
         let store = self.open_write()?;
         let mut keep_name = name.map(str::to_owned);
+        let mut kept_note = None;
         if let Some(old_env) = old
             .filter(|id| *id != outcome.env.env_id)
             .and_then(|id| store.env(&id).ok())
@@ -200,8 +206,25 @@ impl Engine {
                 &old_env.short_id,
             )?;
             keep_name = keep_name.or(old_env.name.clone());
-            store.destroy_env(&old_env.env_id)?;
-            super::desktop::remove(&old_env, self.root());
+            match user_work(&store, &old_env)? {
+                Some(what) => {
+                    // Destroying it would lose what the user made: keep it, unnamed, and say
+                    // how to reach it (stdout stays the standard tool's).
+                    if old_env.name.is_some() {
+                        store.clear_name(&old_env.env_id)?;
+                    }
+                    kept_note = Some(format!(
+                        "the previous environment {short} was kept because it holds {what}; \
+                         reach it with `karapace exec {short} -- …` or `karapace snapshots {short}`, \
+                         and remove it with `karapace destroy {short}` when done",
+                        short = old_env.short_id
+                    ));
+                }
+                None => {
+                    store.destroy_env(&old_env.env_id)?;
+                    super::desktop::remove(&old_env, self.root());
+                }
+            }
         }
         let env = apply_name(
             &store,
@@ -215,8 +238,26 @@ impl Engine {
             ownership_note: outcome.ownership_note.clone(),
             replaced_note: outcome.replaced_note.clone(),
             desktop: outcome.desktop.clone(),
+            kept_note,
         })
     }
+}
+
+/// What the user made in `env` that destroying it would lose: changes in its writable layer,
+/// snapshots (which `restore` only accepts for their own environment). `None` when there is
+/// nothing: the environment is then exactly what its manifest rebuilds.
+fn user_work(store: &Store, env: &EnvMetadata) -> Result<Option<String>> {
+    let diff = store.diff(&env.env_id)?;
+    let changed = diff.added.len() + diff.modified.len() + diff.removed.len();
+    let snapshots = store.snapshots(&env.env_id)?.len();
+    let mut what = Vec::new();
+    if changed > 0 {
+        what.push(format!("{changed} changed path(s) in its writable layer"));
+    }
+    if snapshots > 0 {
+        what.push(format!("{snapshots} snapshot(s)"));
+    }
+    Ok((!what.is_empty()).then(|| what.join(" and ")))
 }
 
 /// Gives `env` the requested name (unique names are enforced by the store).

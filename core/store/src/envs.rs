@@ -220,6 +220,15 @@ impl Store {
         self.write_meta(&m)
     }
 
+    /// Remove an environment's name (it stays reachable by its id), so that another environment
+    /// can take it.
+    pub fn clear_name(&self, env_id: &str) -> Result<()> {
+        let _l = self.lock_exclusive()?;
+        let mut m = self.read_meta_raw(env_id)?;
+        m.name = None;
+        self.write_meta(&m)
+    }
+
     /// Replace the layer references of an environment (after a build) and set its state.
     pub fn update_env_layers(
         &self,

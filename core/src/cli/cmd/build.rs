@@ -50,6 +50,9 @@ pub fn run(ctx: &Ctx, args: &BuildArgs, rebuild: bool) -> Result<i32> {
     if let Some(note) = &outcome.replaced_note {
         output::note(&format!("note: {note}"));
     }
+    if let Some(note) = &outcome.kept_note {
+        output::note(&format!("note: {note}"));
+    }
     report_host_shares(ctx, env);
     report_desktop(&outcome.desktop, env);
     Ok(0)
