@@ -816,7 +816,10 @@ fn rebuild_never_discards_what_the_user_made() {
     assert_ne!(new_id, old);
     assert_eq!(
         stdout(&out),
-        format!("rebuilt environment 'work' ({})\nenv_id: {new_id}\n", &new_id[..12])
+        format!(
+            "rebuilt environment 'work' ({})\nenv_id: {new_id}\n",
+            &new_id[..12]
+        )
     );
     let err = stderr(&out);
     assert!(
@@ -828,7 +831,10 @@ fn rebuild_never_discards_what_the_user_made() {
     // The old environment is still there, unnamed, with its file and its snapshot.
     let kept = kp.json(&["inspect", &old]);
     assert_eq!(kept["name"], serde_json::Value::Null);
-    assert_eq!(fs::read_to_string(upper.join("notes.txt")).unwrap(), "mine\n");
+    assert_eq!(
+        fs::read_to_string(upper.join("notes.txt")).unwrap(),
+        "mine\n"
+    );
     kp.ok(&["restore", &old, &snap[..8]]);
     // Once it is empty and has no snapshot, a rebuild replaces it as before.
     kp.ok(&["destroy", &old]);

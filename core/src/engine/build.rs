@@ -206,24 +206,21 @@ impl Engine {
                 &old_env.short_id,
             )?;
             keep_name = keep_name.or(old_env.name.clone());
-            match user_work(&store, &old_env)? {
-                Some(what) => {
-                    // Destroying it would lose what the user made: keep it, unnamed, and say
-                    // how to reach it (stdout stays the standard tool's).
-                    if old_env.name.is_some() {
-                        store.clear_name(&old_env.env_id)?;
-                    }
-                    kept_note = Some(format!(
-                        "the previous environment {short} was kept because it holds {what}; \
+            if let Some(what) = user_work(&store, &old_env)? {
+                // Destroying it would lose what the user made: keep it, unnamed, and say
+                // how to reach it (stdout stays the standard tool's).
+                if old_env.name.is_some() {
+                    store.clear_name(&old_env.env_id)?;
+                }
+                kept_note = Some(format!(
+                    "the previous environment {short} was kept because it holds {what}; \
                          reach it with `karapace exec {short} -- …` or `karapace snapshots {short}`, \
                          and remove it with `karapace destroy {short}` when done",
-                        short = old_env.short_id
-                    ));
-                }
-                None => {
-                    store.destroy_env(&old_env.env_id)?;
-                    super::desktop::remove(&old_env, self.root());
-                }
+                    short = old_env.short_id
+                ));
+            } else {
+                store.destroy_env(&old_env.env_id)?;
+                super::desktop::remove(&old_env, self.root());
             }
         }
         let env = apply_name(
