@@ -42,6 +42,7 @@ fn read_only_commands_never_create_a_store() {
         &["migrate"],
         &["doctor"],
         &["gc", "--dry-run"],
+        &["du"],
     ] {
         let _ = kp.run(args);
         assert!(!kp.store().exists(), "{args:?} created the store");
@@ -538,7 +539,8 @@ fn completions_and_man_pages() {
     }
     kp.ok(&["man-pages", "pages"]);
     let pages = fs::read_dir(kp.work().join("pages")).unwrap().count();
-    assert_eq!(pages, 27, "karapace.1 plus one page per subcommand");
+    // The standard tool's 26 subcommands, our `du`, and karapace.1.
+    assert_eq!(pages, 28, "karapace.1 plus one page per subcommand");
 }
 
 #[test]
@@ -843,4 +845,87 @@ fn rebuild_never_discards_what_the_user_made() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(!stderr(&out).contains("was kept"), "{}", stderr(&out));
     assert_eq!(code(&kp.run(&["inspect", &new_id])), 1, "replaced");
+}
+
+#[test]
+fn disk_usage_is_shown_and_gc_says_what_it_freed() {
+    let kp = Kp::new();
+    let a = kp.build_mock("a.toml", &["shared", "a"], Some("a"));
+    let b = kp.build_mock("b.toml", &["shared", "b"], Some("b"));
+    let upper = kp.store().join("env").join(&a).join("upper");
+    fs::write(upper.join("big"), vec![1u8; 3 << 20]).unwrap();
+    let du = kp.json(&["du"]);
+    let envs = du["environments"].as_array().unwrap();
+    assert_eq!(envs.len(), 2);
+    let ua = envs.iter().find(|e| e["env_id"] == a.as_str()).unwrap();
+    assert!(ua["writable_bytes"].as_u64().unwrap() >= 3 << 20, "{du}");
+    // Both use the same base layer: shared, and counted once.
+    assert!(
+        ua["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["kind"] == "base" && l["shared_by"] == 2),
+        "{du}"
+    );
+    assert!(du["shared_bytes"].as_u64().unwrap() > 0, "{du}");
+    for key in ["tree_cache_bytes", "image_cache_bytes", "reclaimable_bytes", "store_bytes"] {
+        assert!(du[key].is_u64(), "{key}: {du}");
+    }
+    let text = kp.ok(&["du"]);
+    assert!(text.starts_with("SHORT_ID"), "{text}");
+    assert!(text.contains("reclaimable by gc"), "{text}");
+    // inspect and list carry the sizes too (ours, after the standard keys and lines).
+    let inspect = kp.ok(&["inspect", "a"]);
+    assert!(inspect.lines().any(|l| l.starts_with("writable:    3.0 MiB")), "{inspect}");
+    let list = kp.json(&["list"]);
+    assert!(list[0]["usage"]["writable_bytes"].is_u64(), "{list}");
+    // destroy says gc frees the space; gc says how much, on its second line.
+    let out = kp.run(&["destroy", &b]);
+    assert!(stderr(&out).contains("karapace gc"), "{}", stderr(&out));
+    let dry = kp.json(&["gc", "--dry-run"]);
+    let would = dry["freed_bytes"].as_u64().unwrap();
+    assert!(would > 0, "{dry}");
+    let text = kp.ok(&["gc"]);
+    let second = text.lines().nth(1).unwrap_or_default().to_owned();
+    assert!(
+        second.starts_with("gc: freed ") && second.ends_with(&format!("({would} bytes)")),
+        "{text}"
+    );
+}
+
+#[test]
+fn gc_images_prunes_the_images_no_environment_uses() {
+    let kp = Kp::new();
+    let cache = kp.dir.path().join("cache");
+    let images = cache.join("karapace/images");
+    let blobs = images.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    fs::create_dir_all(images.join("base-layers")).unwrap();
+    let unused = "a".repeat(64);
+    fs::write(blobs.join(&unused), vec![0u8; 1 << 20]).unwrap();
+    fs::write(images.join("base-layers").join(format!("{unused}-owners")), "x").unwrap();
+    fs::write(
+        images.join("index.json"),
+        format!("{{\"version\":1,\"urls\":{{\"http://127.0.0.1/x.tar\":{{\"sha256\":\"{unused}\",\"size\":1}}}},\"aliases\":{{}}}}"),
+    )
+    .unwrap();
+    kp.build_mock("karapace.toml", &[], None);
+    let run = |args: &[&str]| {
+        kp.cmd(args)
+            .env("XDG_CACHE_HOME", &cache)
+            .output()
+            .unwrap()
+    };
+    let dry = run(&["gc", "--images", "--dry-run", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(v["removed_images"], serde_json::json!([unused]), "{v}");
+    assert!(blobs.join(&unused).exists(), "a dry run removes nothing");
+    let out = run(&["gc", "--images"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("removed 1 cached images"), "{}", stdout(&out));
+    assert!(!blobs.join(&unused).exists());
+    assert!(!images.join("base-layers").join(format!("{unused}-owners")).exists());
+    let index = fs::read_to_string(images.join("index.json")).unwrap();
+    assert!(!index.contains(&unused), "{index}");
 }

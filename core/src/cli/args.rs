@@ -156,7 +156,12 @@ pub enum Command {
         /// Report what would be removed without removing anything.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove cached images no environment of this store was built from.
+        #[arg(long)]
+        images: bool,
     },
+    /// Show the disk space environments, shared layers and caches use, and what gc would free.
+    Du,
     /// Re-hash every object, layer and metadata file in the store.
     VerifyStore,
     /// Push an environment to a remote store.
@@ -214,6 +219,7 @@ impl Command {
             Command::Commit { .. } => "commit",
             Command::Restore { .. } => "restore",
             Command::Gc { .. } => "gc",
+            Command::Du => "du",
             Command::VerifyStore => "verify-store",
             Command::Push { .. } => "push",
             Command::Pull { .. } => "pull",

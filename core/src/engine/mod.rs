@@ -13,6 +13,7 @@ mod run;
 pub(crate) mod runtime;
 pub mod share;
 pub mod trees;
+pub mod usage;
 pub mod watch;
 
 use std::path::{Path, PathBuf};

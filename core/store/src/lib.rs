@@ -24,6 +24,7 @@ mod snapshots;
 mod store;
 pub mod tar;
 mod transfer;
+pub mod usage;
 mod verify;
 mod wal;
 

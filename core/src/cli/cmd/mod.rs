@@ -7,6 +7,7 @@ mod completions;
 mod destroy;
 mod diff;
 mod doctor;
+mod du;
 pub(super) mod enter;
 pub(super) mod exec;
 mod freeze;
@@ -64,7 +65,8 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Snapshots { env_id } => snapshots::run(ctx, &env_id),
         Command::Commit { env_id, message } => commit::run(ctx, &env_id, message.as_deref()),
         Command::Restore { env_id, snapshot } => restore::run(ctx, &env_id, &snapshot),
-        Command::Gc { dry_run } => gc::run(ctx, dry_run),
+        Command::Gc { dry_run, images } => gc::run(ctx, dry_run, images),
+        Command::Du => du::run(ctx),
         Command::VerifyStore => verify_store::run(ctx),
         Command::Push {
             env_id,
