@@ -295,7 +295,10 @@ fn list_json_carries_the_standard_keys_in_order() {
     assert_eq!(code(&out), 0);
     let text = stdout(&out);
     // Objects of the array are indented 2, their keys 4.
-    assert_eq!(keys_in_order(&text, 4), ENV_KEYS, "{text}");
+    let keys = keys_in_order(&text, 4);
+    assert_eq!(keys[..ENV_KEYS.len()], ENV_KEYS, "{text}");
+    // Ours after them.
+    assert_eq!(keys[ENV_KEYS.len()..], ["usage"], "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert_eq!(v[0]["ref_count"], 1);
     assert_eq!(v[0]["state"], "Built");
@@ -346,7 +349,11 @@ fn inspect_json_carries_the_standard_keys_in_order() {
     let keys = keys_in_order(&text, 2);
     assert_eq!(keys[..ENV_KEYS.len()], ENV_KEYS, "{text}");
     // Ours after them.
-    assert_eq!(keys[ENV_KEYS.len()..], ["desktop_entries"], "{text}");
+    assert_eq!(
+        keys[ENV_KEYS.len()..],
+        ["usage", "desktop_entries"],
+        "{text}"
+    );
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert_eq!(v["env_id"], id.as_str());
     assert_eq!(v["ref_count"], 1);
