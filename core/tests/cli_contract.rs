@@ -869,7 +869,12 @@ fn disk_usage_is_shown_and_gc_says_what_it_freed() {
         "{du}"
     );
     assert!(du["shared_bytes"].as_u64().unwrap() > 0, "{du}");
-    for key in ["tree_cache_bytes", "image_cache_bytes", "reclaimable_bytes", "store_bytes"] {
+    for key in [
+        "tree_cache_bytes",
+        "image_cache_bytes",
+        "reclaimable_bytes",
+        "store_bytes",
+    ] {
         assert!(du[key].is_u64(), "{key}: {du}");
     }
     let text = kp.ok(&["du"]);
@@ -877,7 +882,12 @@ fn disk_usage_is_shown_and_gc_says_what_it_freed() {
     assert!(text.contains("reclaimable by gc"), "{text}");
     // inspect and list carry the sizes too (ours, after the standard keys and lines).
     let inspect = kp.ok(&["inspect", "a"]);
-    assert!(inspect.lines().any(|l| l.starts_with("writable:    3.0 MiB")), "{inspect}");
+    assert!(
+        inspect
+            .lines()
+            .any(|l| l.starts_with("writable:    3.0 MiB")),
+        "{inspect}"
+    );
     let list = kp.json(&["list"]);
     assert!(list[0]["usage"]["writable_bytes"].is_u64(), "{list}");
     // destroy says gc frees the space; gc says how much, on its second line.
@@ -904,28 +914,84 @@ fn gc_images_prunes_the_images_no_environment_uses() {
     fs::create_dir_all(images.join("base-layers")).unwrap();
     let unused = "a".repeat(64);
     fs::write(blobs.join(&unused), vec![0u8; 1 << 20]).unwrap();
-    fs::write(images.join("base-layers").join(format!("{unused}-owners")), "x").unwrap();
+    fs::write(
+        images.join("base-layers").join(format!("{unused}-owners")),
+        "x",
+    )
+    .unwrap();
     fs::write(
         images.join("index.json"),
         format!("{{\"version\":1,\"urls\":{{\"http://127.0.0.1/x.tar\":{{\"sha256\":\"{unused}\",\"size\":1}}}},\"aliases\":{{}}}}"),
     )
     .unwrap();
     kp.build_mock("karapace.toml", &[], None);
-    let run = |args: &[&str]| {
-        kp.cmd(args)
-            .env("XDG_CACHE_HOME", &cache)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| kp.cmd(args).env("XDG_CACHE_HOME", &cache).output().unwrap();
     let dry = run(&["gc", "--images", "--dry-run", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
     assert_eq!(v["removed_images"], serde_json::json!([unused]), "{v}");
     assert!(blobs.join(&unused).exists(), "a dry run removes nothing");
     let out = run(&["gc", "--images"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stdout(&out).contains("removed 1 cached images"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("removed 1 cached images"),
+        "{}",
+        stdout(&out)
+    );
     assert!(!blobs.join(&unused).exists());
-    assert!(!images.join("base-layers").join(format!("{unused}-owners")).exists());
+    assert!(
+        !images
+            .join("base-layers")
+            .join(format!("{unused}-owners"))
+            .exists()
+    );
     let index = fs::read_to_string(images.join("index.json")).unwrap();
     assert!(!index.contains(&unused), "{index}");
+}
+
+#[test]
+fn mounts_are_checked_at_build_and_a_project_may_mount_its_own_directory() {
+    let kp = Kp::new();
+    let project = kp.work().join("proj");
+    fs::create_dir_all(project.join("data")).unwrap();
+    // The test's work dir lies outside every default prefix (under /tmp): its own directory,
+    // which the user owns, is enough for `./data`.
+    let body = |mount: &str| {
+        format!(
+            "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[mounts]\nw = \"{mount}\"\n[runtime]\nbackend = \"mock\"\n"
+        )
+    };
+    fs::write(project.join("karapace.toml"), body("./data:/data")).unwrap();
+    let out = kp
+        .cmd(&["build", "proj/karapace.toml"])
+        .env("HOME", kp.dir.path().join("home"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/data (read-write)"),
+        "{}",
+        stderr(&out)
+    );
+    // Outside it: the build fails at once, naming the prefixes and the line that allows it.
+    fs::write(project.join("karapace.toml"), body("/etc:/host-etc")).unwrap();
+    let out = kp
+        .cmd(&["build", "proj/karapace.toml"])
+        .env("HOME", kp.dir.path().join("home"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("outside the allowed mount prefixes"), "{err}");
+    assert!(
+        err.contains("/etc/karapace/policy.toml: mount_prefixes = ["),
+        "{err}"
+    );
+    // A source that does not exist yet does not stop the build.
+    fs::write(project.join("karapace.toml"), body("~/projects:/workspace")).unwrap();
+    let out = kp
+        .cmd(&["build", "proj/karapace.toml"])
+        .env("HOME", kp.dir.path().join("home"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
 }

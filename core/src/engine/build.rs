@@ -61,6 +61,7 @@ fn is_url(image: &str) -> bool {
 impl Engine {
     pub fn build(&self, req: &BuildRequest) -> Result<BuildOutcome> {
         let manifest = karapace_schema::load_manifest(&req.manifest)?.normalize()?;
+        runtime::check_manifest_mounts(&manifest, &source_dir(&req.manifest)?)?;
         let mut outcome = self.build_env(req, &manifest)?;
         outcome.desktop = self.export_desktop(&outcome.env, &manifest.gui_apps);
         Ok(outcome)
