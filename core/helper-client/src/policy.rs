@@ -73,9 +73,8 @@ fn manifest_prefix(policy: &Policy, manifest_dir: &Path) -> Option<PathBuf> {
         return None;
     }
     let dir = std::fs::canonicalize(manifest_dir).ok()?;
-    if dir.parent().is_none() {
-        return None;
-    }
+    // Not `/`: the whole host is no project.
+    dir.parent()?;
     let meta = std::fs::metadata(&dir).ok()?;
     let me = rustix::process::geteuid().as_raw();
     (meta.is_dir() && meta.uid() == me && meta.mode() & 0o022 == 0).then_some(dir)
