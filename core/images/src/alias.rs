@@ -87,10 +87,19 @@ pub fn parse_image_ref(image: &str) -> Result<ImageRef> {
                 release: release.to_string(),
             }))
         }
-        None => Err(ImageError::UnknownImage {
-            image: trimmed.to_string(),
-            known: known_aliases(),
-        }),
+        None => {
+            let names: Vec<&str> = ALIASES.iter().map(|(a, _)| *a).collect();
+            let suggestion = karapace_schema::similar(&trimmed.to_lowercase(), &names, 1)
+                .into_iter()
+                .next()
+                .map(|s| format!(" (did you mean '{s}'?)"))
+                .unwrap_or_default();
+            Err(ImageError::UnknownImage {
+                image: trimmed.to_string(),
+                known: known_aliases(),
+                suggestion,
+            })
+        }
     }
 }
 
