@@ -12,6 +12,7 @@ mod envs;
 pub mod error;
 pub mod fsutil;
 mod gc;
+mod handover;
 mod layers;
 mod lease;
 mod logs;
@@ -31,6 +32,7 @@ mod wal;
 pub use diff::{Diff, diff_trees};
 pub use error::{CorruptEntry, StoreError};
 pub use gc::GcReport;
+pub use handover::Handover;
 pub use layers::{ImportOptions, LayerKind, LayerManifest, layer_hash, snapshot_hash};
 pub use lease::BuildLease;
 pub use meta::{
