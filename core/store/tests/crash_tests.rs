@@ -85,23 +85,23 @@ fn crash_child() {
         "destroy" => s.destroy_env(&b).unwrap(),
         // A rebuild of beta (no work of the user's: destroyed) into a new environment.
         "create_handover" => {
-            let mut m = common::meta("gamma", &s.env(&a).unwrap().base_layer, EnvState::Built);
-            m.name = None;
-            let h = karapace_store::Handover {
+            let mut gamma = common::meta("gamma", &s.env(&a).unwrap().base_layer, EnvState::Built);
+            gamma.name = None;
+            let handover = karapace_store::Handover {
                 from: b.clone(),
                 name: Some("beta".into()),
                 keep_from: false,
             };
-            s.create_env_with(m, Some(&h)).unwrap();
+            s.create_env_with(gamma, Some(&handover)).unwrap();
         }
         // A rebuild of alpha (the user's work: kept) onto beta, which already existed.
         "handover" => {
-            let h = karapace_store::Handover {
+            let handover = karapace_store::Handover {
                 from: a.clone(),
                 name: Some("alpha".into()),
                 keep_from: true,
             };
-            s.hand_over(&b, &h).unwrap();
+            s.hand_over(&b, &handover).unwrap();
         }
         "rename" => s.rename_env(&b, "renamed").unwrap(),
         "set_state" => s.set_state(&b, EnvState::Frozen).unwrap(),
