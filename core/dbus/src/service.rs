@@ -20,8 +20,6 @@ const GRACE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("cannot watch the store: {0}")]
-    Watch(#[from] karapace::error::CoreError),
     #[error("cannot serve {BUS_NAME} on the session bus: {0}")]
     Bus(#[from] zbus::Error),
     #[error("cannot start the store watcher: {0}")]
@@ -31,8 +29,13 @@ pub enum ServiceError {
 /// Serves `org.karapace.Manager1` until the service has been idle for the configured period.
 pub fn serve(config: &Config) -> Result<(), ServiceError> {
     let engine = Engine::new(config.store_root.clone());
-    // The watch starts before the first snapshot, so nothing changes unseen in between.
-    let watcher = StoreWatcher::new(engine.root())?;
+    // The watch starts before the first snapshot, so nothing changes unseen in between. Without
+    // one (no inotify instance left), the methods still work; only others' changes go unsignalled.
+    let watcher = StoreWatcher::new(engine.root())
+        .inspect_err(|e| {
+            tracing::error!("changes made by other programs will not be signalled: {e}");
+        })
+        .ok();
     let snapshots = Arc::new(Snapshots::default());
     if let Err(e) = snapshots.prime(&engine) {
         tracing::warn!("cannot list the store yet: {e}");
@@ -53,7 +56,9 @@ pub fn serve(config: &Config) -> Result<(), ServiceError> {
         "serving {BUS_NAME} for store {}",
         config.store_root.display()
     );
-    crate::watch::spawn(watcher, engine, snapshots, conn.inner().clone())?;
+    if let Some(watcher) = watcher {
+        crate::watch::spawn(watcher, engine, snapshots, conn.inner().clone())?;
+    }
     stop_when_the_bus_goes(&conn, Arc::clone(&ctx.activity))?;
     ctx.activity.wait_idle(config.idle_timeout);
     // The name goes first: a call from now on starts a new instance through activation, and
