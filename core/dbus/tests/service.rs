@@ -535,3 +535,84 @@ fn dbus_activation_starts_the_service_from_the_shipped_file() {
     }
     assert_eq!(client.ok("ListEnvironments", &()), "[]");
 }
+
+/// Serves one file over HTTP/1.1 on 127.0.0.1 (GET and HEAD, one request per connection) until
+/// dropped.
+struct FileServer {
+    port: u16,
+}
+
+impl FileServer {
+    fn serve(body: Vec<u8>) -> FileServer {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().expect("addr").port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: application/x-xz\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes());
+                if !request.starts_with(b"HEAD ") {
+                    let _ = stream.write_all(&body);
+                }
+            }
+        });
+        FileServer { port }
+    }
+}
+
+#[test]
+fn a_builds_engine_steps_reach_build_progress() {
+    let helper = std::path::Path::new(common::SERVICE).with_file_name("karapace-helper");
+    assert!(
+        helper.is_file(),
+        "{} is needed to build (`cargo build -p karapace-helper`; `cargo test --workspace` \
+         builds it)",
+        helper.display()
+    );
+    let h = Harness::start();
+    // A tiny image without a package manager: the build extracts it, then fails at once.
+    let rootfs = h.dir.path().join("rootfs");
+    std::fs::create_dir_all(&rootfs).expect("rootfs");
+    std::fs::write(rootfs.join("hello"), "hi\n").expect("file");
+    let archive = h.dir.path().join("rootfs.tar.xz");
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cJf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .expect("tar (with xz-utils)");
+    assert!(tar.success());
+    let server = FileServer::serve(std::fs::read(&archive).expect("archive"));
+    let url = format!("http://127.0.0.1:{}/rootfs.tar.xz", server.port);
+    let manifest = h.manifest(
+        "tiny",
+        &format!(
+            "manifest_version = 1\n[base]\nimage = \"{url}\"\n[system]\npackages = [\"curl\"]\n"
+        ),
+    );
+    let shown = path_str(&manifest);
+    let mut signals = h.client.signals();
+    let failure = h.client.err("BuildEnvironment", &(shown,));
+    assert_eq!(failure.name, "org.karapace.Error.Failed", "{failure:?}");
+    signals.expect("BuildProgress", &[shown, "building"]);
+    signals.expect("BuildProgress", &[shown, &format!("extracting {url}")]);
+    signals.expect(
+        "BuildProgress",
+        &[shown, &format!("failed: {}", failure.message)],
+    );
+}
