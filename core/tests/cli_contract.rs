@@ -966,12 +966,17 @@ fn mounts_are_checked_at_build_and_a_project_may_mount_its_own_directory() {
         .env("HOME", kp.dir.path().join("home"))
         .output()
         .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("/data (read-write)"),
-        "{}",
-        stderr(&out)
-    );
+    if nix::unistd::geteuid().is_root() {
+        // For root "owned by me" says nothing: its projects get no implicit prefix.
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+    } else {
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("/data (read-write)"),
+            "{}",
+            stderr(&out)
+        );
+    }
     // Outside it: the build fails at once, naming the prefixes and the line that allows it.
     fs::write(project.join("karapace.toml"), body("/etc:/host-etc")).unwrap();
     let out = kp
@@ -982,10 +987,7 @@ fn mounts_are_checked_at_build_and_a_project_may_mount_its_own_directory() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("outside the allowed mount prefixes"), "{err}");
-    assert!(
-        err.contains("/etc/karapace/policy.toml: mount_prefixes = ["),
-        "{err}"
-    );
+    assert!(err.contains("have an administrator add \"/etc\""), "{err}");
     // A source that does not exist yet does not stop the build.
     fs::write(project.join("karapace.toml"), body("~/projects:/workspace")).unwrap();
     let out = kp
@@ -994,4 +996,67 @@ fn mounts_are_checked_at_build_and_a_project_may_mount_its_own_directory() {
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+#[test]
+fn a_lock_from_another_directory_never_hands_an_environment_over() {
+    let kp = Kp::new();
+    let trusted = kp.work().join("trusted");
+    let evil = kp.work().join("evil");
+    fs::create_dir_all(&trusted).unwrap();
+    fs::create_dir_all(&evil).unwrap();
+    let manifest = |pkgs: &str| {
+        format!(
+            "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[system]\npackages = [{pkgs}]\n[runtime]\nbackend = \"mock\"\n"
+        )
+    };
+    fs::write(trusted.join("karapace.toml"), manifest("\"curl\"")).unwrap();
+    let work = kp.json(&["build", "trusted/karapace.toml", "--name", "work"])["env_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A hostile checkout ships the trusted environment's lock (env_ids are public).
+    fs::copy(trusted.join("karapace.lock"), evil.join("karapace.lock")).unwrap();
+    fs::write(evil.join("karapace.toml"), manifest("\"evil\"")).unwrap();
+    let out = kp.run(&["rebuild", "evil/karapace.toml"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("it was left as it is"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(kp.json(&["inspect", "work"])["env_id"], work.as_str());
+    assert_eq!(kp.json(&["list"]).as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_mock_environment_never_runs_commands_on_the_host_by_default() {
+    let kp = Kp::new();
+    let out = kp.cmd(&["build", "--name", "m"]).output().unwrap();
+    assert_eq!(code(&out), 2, "no manifest yet");
+    kp.build_mock("karapace.toml", &[], Some("m"));
+    let marker = kp.dir.path().join("ran");
+    for args in [
+        vec!["exec", "m", "--", "touch", marker.to_str().unwrap()],
+        vec!["enter", "m", "--", "touch", marker.to_str().unwrap()],
+    ] {
+        let out = kp
+            .cmd(&args)
+            .env_remove("KARAPACE_ALLOW_MOCK_EXEC")
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("test-only mock backend"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!marker.exists(), "{args:?} ran a command on the host");
+    }
+    let out = kp.cmd(&["build"]).output().unwrap();
+    assert!(
+        stderr(&out).contains("isolates nothing"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -349,18 +349,18 @@ fn rebuild_trials(label: &str, kp: &Kp, old: &str, keeps_old: bool) {
         .map(|p| (format!("{label} at {p}"), Some(*p)))
         .chain((0..trials() / 2).map(|t| (format!("{label} trial {t}"), None)))
         .collect();
+    // The rebuild runs where the environment was built (a lock is honoured only there), with
+    // the lock of the environment being replaced, restored before every trial.
+    let work = kp.work();
+    let original = "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[system]\npackages = [\"curl\", \"git\"]\n[runtime]\nbackend = \"mock\"\n";
+    fs::write(work.join("karapace.toml"), original).unwrap();
+    assert_eq!(json(&kp.store(), &work, &["build"])["env_id"], old);
+    let lock = fs::read(work.join("karapace.lock")).unwrap();
     for (i, (name, point)) in runs.iter().enumerate() {
         let store = kp.dir.path().join(format!("t-{label}-{i}"));
         copy_tree(&kp.store(), &store);
-        let work = kp.dir.path().join(format!("w-{label}-{i}"));
-        fs::create_dir_all(&work).unwrap();
-        // The lock of the environment being replaced, beside the manifest, as a user has it.
-        fs::write(
-            work.join("karapace.toml"),
-            "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[system]\npackages = [\"curl\", \"git\"]\n[runtime]\nbackend = \"mock\"\n",
-        )
-        .unwrap();
-        assert_eq!(json(&store, &work, &["build"])["env_id"], old, "{name}");
+        fs::write(work.join("karapace.lock"), &lock).unwrap();
+        let _ = fs::remove_file(work.join("karapace.lock.rebuild-old"));
         fs::write(
             work.join("karapace.toml"),
             "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[system]\npackages = [\"curl\", \"git\", \"jq\"]\n[runtime]\nbackend = \"mock\"\n",
@@ -380,7 +380,6 @@ fn rebuild_trials(label: &str, kp: &Kp, old: &str, keeps_old: bool) {
         check_recovered(&store, &work, name);
         check_rebuild(&store, &work, old, keeps_old, name);
         fs::remove_dir_all(&store).unwrap();
-        fs::remove_dir_all(&work).unwrap();
     }
 }
 

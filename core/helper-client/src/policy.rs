@@ -33,12 +33,14 @@ pub enum PolicyError {
     #[error("policy file {path}: {message}")]
     File { path: PathBuf, message: String },
     #[error(
-        "mount {src:?} is outside the allowed mount prefixes ({}); move it beneath one of them, \
-         or have an administrator allow it with this line in /etc/karapace/policy.toml: {}",
-        allowed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
-        suggested_line(allowed, src)
+        "mount {src:?} is outside the allowed mount prefixes ({}); {advice}",
+        allowed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
     )]
-    MountNotAllowed { src: PathBuf, allowed: Vec<PathBuf> },
+    MountNotAllowed {
+        src: PathBuf,
+        allowed: Vec<PathBuf>,
+        advice: String,
+    },
     #[error("mount source {path:?}: {source}")]
     MountSource {
         path: PathBuf,
@@ -54,30 +56,54 @@ pub enum PolicyError {
     HomeNotShared { src: PathBuf },
 }
 
-/// The `mount_prefixes` line that keeps `allowed` and adds `src`.
-fn suggested_line(allowed: &[PathBuf], src: &Path) -> String {
-    let quoted: Vec<String> = allowed
-        .iter()
-        .chain(std::iter::once(&src.to_path_buf()))
-        .map(|p| format!("{:?}", p.display().to_string()))
-        .collect();
-    format!("mount_prefixes = [{}]", quoted.join(", "))
+/// What to tell the user about a refused mount: the line an administrator could add, when it is
+/// a path that may sensibly be granted — never `/`, a home directory or a path holding one
+/// (an administrator's prefix lifts the `home` rule beneath it).
+fn grant_advice(src: &Path, home: &Path) -> String {
+    let holds_a_home = home.starts_with(src) || Path::new("/home").starts_with(src);
+    if src.parent().is_none() || holds_a_home || src.starts_with(home) {
+        return "move the project beneath one of them".to_owned();
+    }
+    format!(
+        "move the project beneath one of them, or have an administrator add {:?} to \
+         mount_prefixes in /etc/karapace/policy.toml (an administrator's prefix is shared \
+         whatever `home` says)",
+        src.display().to_string()
+    )
 }
 
-/// The directory of the manifest, as a mount prefix of its own: allowed without a policy line
-/// when the caller owns it and no one else can write to it (so nobody else decided what lies
-/// beneath), it is not `/`, and the administrator did not list the prefixes explicitly.
+/// The directory of the manifest, as a mount prefix of its own (a project under `/tmp`), when
+/// sharing it widens nothing the policy restricts: the policy shares the home read-write and no
+/// policy file lists `mount_prefixes` (a list is all there is), the caller is not root (for
+/// whom "owned by me" says nothing), and the directory and every ancestor are safe from other
+/// users: owned by the caller or root and writable by nobody else, except root-owned sticky
+/// directories like `/tmp` (where only an entry's owner can rename or remove it). So no other
+/// user can have chosen what lies beneath it, nor swap it for something else later.
 fn manifest_prefix(policy: &Policy, manifest_dir: &Path) -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt;
-    if policy.prefixes_from_admin {
+    if policy.prefixes_listed || policy.home != HomeAccess::ReadWrite {
+        return None;
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if me == 0 {
         return None;
     }
     let dir = std::fs::canonicalize(manifest_dir).ok()?;
     // Not `/`: the whole host is no project.
     dir.parent()?;
-    let meta = std::fs::metadata(&dir).ok()?;
-    let me = rustix::process::geteuid().as_raw();
-    (meta.is_dir() && meta.uid() == me && meta.mode() & 0o022 == 0).then_some(dir)
+    let own = std::fs::metadata(&dir).ok()?;
+    if !own.is_dir() || own.uid() != me || own.mode() & 0o022 != 0 {
+        return None;
+    }
+    for ancestor in dir.ancestors().skip(1) {
+        let m = std::fs::metadata(ancestor).ok()?;
+        let sticky_root = m.uid() == 0 && m.mode() & 0o1000 != 0;
+        let safe_owner = m.uid() == me || m.uid() == 0;
+        if !safe_owner || (m.mode() & 0o022 != 0 && !sticky_root) {
+            return None;
+        }
+    }
+    Some(dir)
 }
 
 /// How the home directory is shared; ordered from tightest to loosest.
@@ -114,9 +140,9 @@ pub struct Policy {
     /// Prefixes a policy file names itself (never the defaults): manifest mounts beneath them
     /// are not restricted by `home`.
     pub granted_prefixes: Vec<PathBuf>,
-    /// The administrator's file lists `mount_prefixes`: then those are all there is (a
-    /// manifest's own directory is not added).
-    pub prefixes_from_admin: bool,
+    /// A policy file (the administrator's or the user's) lists `mount_prefixes`: then those are
+    /// all there is (a manifest's own directory is not added).
+    pub prefixes_listed: bool,
     pub gui: bool,
     pub wayland: bool,
     pub x11: bool,
@@ -149,7 +175,7 @@ impl Policy {
             home: HomeAccess::ReadWrite,
             mount_prefixes: canonical_all(prefixes),
             granted_prefixes: Vec::new(),
-            prefixes_from_admin: false,
+            prefixes_listed: false,
             gui: true,
             wayland: true,
             x11: true,
@@ -205,7 +231,7 @@ impl Policy {
                 p.mount_prefixes =
                     canonical_all(m.iter().map(|s| expand(s, home, Path::new("/"))).collect());
                 p.granted_prefixes.clone_from(&p.mount_prefixes);
-                p.prefixes_from_admin = true;
+                p.prefixes_listed = true;
             }
             p.gui = a.gui.unwrap_or(p.gui);
             p.wayland = a.wayland.unwrap_or(p.wayland);
@@ -232,6 +258,7 @@ impl Policy {
             p.dbus = u.dbus.unwrap_or(p.dbus) && !admin_forbids.0;
             p.ssh_agent = u.ssh_agent.unwrap_or(p.ssh_agent) && !admin_forbids.1;
             if let Some(m) = u.mount_prefixes {
+                p.prefixes_listed = true;
                 let wanted =
                     canonical_all(m.iter().map(|s| expand(s, home, Path::new("/"))).collect());
                 p.mount_prefixes = wanted
@@ -400,7 +427,12 @@ pub fn host_integration(
         else {
             let mut allowed = policy.mount_prefixes.clone();
             allowed.extend(own_dir);
-            return Err(PolicyError::MountNotAllowed { src, allowed });
+            let advice = grant_advice(&src, &req.home);
+            return Err(PolicyError::MountNotAllowed {
+                src,
+                allowed,
+                advice,
+            });
         };
         let (inside, asked_readonly) = split_mount_mode(inside);
         let dst = normalized_target(inside, &req.home)?;
@@ -580,6 +612,7 @@ mod tests {
     #[test]
     fn the_manifests_own_directory_is_a_prefix_when_it_is_the_users() {
         use std::os::unix::fs::PermissionsExt;
+        let root = rustix::process::geteuid().is_root();
         let home_dir = tempfile::tempdir().unwrap();
         let home = std::fs::canonicalize(home_dir.path()).unwrap();
         let project_dir = tempfile::tempdir().unwrap();
@@ -593,36 +626,76 @@ mod tests {
             mounts: vec![("./data".into(), "/data".into())],
             ..HostRequest::default()
         };
-        let s = host_integration(&policy, &req, &[]).unwrap();
-        assert!(s.binds.iter().any(|b| b.src == project.join("data")));
-        assert!(s.allowed_mount_prefixes.contains(&project));
+        let shared = host_integration(&policy, &req, &[]);
+        if root {
+            // For root "owned by me" says nothing: no implicit prefix.
+            assert!(matches!(shared, Err(PolicyError::MountNotAllowed { .. })));
+        } else {
+            let s = shared.unwrap();
+            assert!(s.binds.iter().any(|b| b.src == project.join("data")));
+            assert!(s.allowed_mount_prefixes.contains(&project));
+        }
 
-        // Out of the project: refused, with the prefixes and the line to add.
+        // Out of the project: refused, naming the prefixes and what an administrator could add.
         req.mounts = vec![("/etc".into(), "/x".into())];
         let err = host_integration(&policy, &req, &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("outside the allowed mount prefixes"), "{err}");
-        assert!(err.contains(&project.display().to_string()), "{err}");
-        assert!(err.contains("/etc/karapace/policy.toml"), "{err}");
-        assert!(err.contains("mount_prefixes = ["), "{err}");
-        assert!(err.contains("\"/etc\"]"), "{err}");
+        assert!(err.contains("have an administrator add \"/etc\""), "{err}");
+        // Never advice that would grant `/` or a home directory.
+        req.mounts = vec![("/".into(), "/x".into())];
+        let err = host_integration(&policy, &req, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("administrator add"), "{err}");
 
-        // A project directory others may write to is not the user's alone: no implicit prefix.
+        if root {
+            return;
+        }
         req.mounts = vec![("./data".into(), "/data".into())];
+        let refused = |policy: &Policy, req: &HostRequest| {
+            matches!(
+                host_integration(policy, req, &[]),
+                Err(PolicyError::MountNotAllowed { .. })
+            )
+        };
+        // A project directory others may write to is not the user's alone.
         std::fs::set_permissions(&project, std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(matches!(
-            host_integration(&policy, &req, &[]),
-            Err(PolicyError::MountNotAllowed { .. })
-        ));
+        assert!(refused(&policy, &req));
         std::fs::set_permissions(&project, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // An administrator's explicit list is all there is.
-        let admin = format!("mount_prefixes = [{:?}]", home.display().to_string());
-        let strict = Policy::from_texts(Some((Path::new("a"), &admin)), None, &home).unwrap();
-        assert!(matches!(
-            host_integration(&strict, &req, &[]),
-            Err(PolicyError::MountNotAllowed { .. })
-        ));
+        // Nor one beneath a directory others may write to (they could swap it).
+        let shared_parent = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(shared_parent.path(), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        let inner = shared_parent.path().join("proj");
+        std::fs::create_dir_all(inner.join("data")).unwrap();
+        let nested = HostRequest {
+            manifest_dir: inner,
+            ..req.clone()
+        };
+        assert!(refused(&policy, &nested));
+        // Not when the home is not shared read-write, nor when any policy file lists prefixes.
+        for (admin, user) in [
+            (None, Some("home = \"none\"")),
+            (None, Some("home = \"read-only\"")),
+            (None, Some("mount_prefixes = []")),
+            (
+                Some(format!(
+                    "mount_prefixes = [{:?}]",
+                    home.display().to_string()
+                )),
+                None,
+            ),
+        ] {
+            let p = Policy::from_texts(
+                admin.as_deref().map(|t| (Path::new("a"), t)),
+                user.map(|t| (Path::new("u"), t)),
+                &home,
+            )
+            .unwrap();
+            assert!(refused(&p, &req), "{admin:?} {user:?}");
+        }
     }
 
     /// A hostile manifest's `../:/workspace` (or `./` deep in the home) must not widen what the

@@ -37,7 +37,11 @@ pub fn main() -> i32 {
             // clap prints help/version on stdout (exit 0) and usage errors on stderr (exit 2).
             let _ = e.print();
             if e.exit_code() == 2
-                && let Some(hint) = missing_dashes_hint(&std::env::args().collect::<Vec<_>>())
+                && let Some(hint) = missing_dashes_hint(
+                    &std::env::args_os()
+                        .map(|a| a.to_string_lossy().into_owned())
+                        .collect::<Vec<_>>(),
+                )
             {
                 crate::output::note(&hint);
             }

@@ -104,22 +104,7 @@ impl Engine {
         let existing = read_lock(&lock_file, manifest, req.locked)?;
         let store = self.open_write()?;
         if let Some(env) = unchanged_env(&store, existing.as_ref()) {
-            let env = made_built(&store, env)?;
-            let plan = plan_handover(&store, replacing, &env.env_id, req.name.as_deref())?;
-            if let Some(plan) = &plan {
-                store.hand_over(&env.env_id, &plan.handover)?;
-                plan.finish(self.root());
-            }
-            let env = apply_name(&store, store.env(&env.env_id)?, req.name.as_deref())?;
-            return Ok(BuildOutcome {
-                env,
-                unchanged: true,
-                install_log: None,
-                ownership_note: None,
-                replaced_note: None,
-                desktop: super::desktop::Exported::default(),
-                kept_note: plan.and_then(|p| p.note),
-            });
+            return self.unchanged_outcome(&store, env, req, replacing);
         }
         // Builds hold a lease so a concurrent gc cannot collect layers imported for an
         // environment whose metadata is not written yet.
@@ -159,7 +144,13 @@ impl Engine {
         let policy =
             policy_layer::write(&store, manifest, &lock, &source_dir, &lowers, Some(&parent))?;
 
-        let plan = plan_handover(&store, replacing, &lock.env_id, req.name.as_deref())?;
+        let (plan, skipped) = plan_handover(
+            &store,
+            replacing,
+            &lock.env_id,
+            req.name.as_deref(),
+            &source_dir,
+        )?;
         let (env, replaced_note) = record_env(
             &store,
             &lock,
@@ -181,7 +172,40 @@ impl Engine {
             ownership_note,
             replaced_note,
             desktop: super::desktop::Exported::default(),
-            kept_note: plan.and_then(|p| p.note),
+            kept_note: plan.and_then(|p| p.note).or(skipped),
+        })
+    }
+
+    /// A build whose lock still describes an existing environment: nothing to build; a
+    /// rebuild's hand-over and the name still apply.
+    fn unchanged_outcome(
+        &self,
+        store: &Store,
+        env: EnvMetadata,
+        req: &BuildRequest,
+        replacing: Option<&str>,
+    ) -> Result<BuildOutcome> {
+        let env = made_built(store, env)?;
+        let (plan, skipped) = plan_handover(
+            store,
+            replacing,
+            &env.env_id,
+            req.name.as_deref(),
+            &source_dir(&req.manifest)?,
+        )?;
+        if let Some(plan) = &plan {
+            store.hand_over(&env.env_id, &plan.handover)?;
+            plan.finish(self.root());
+        }
+        let env = apply_name(store, store.env(&env.env_id)?, req.name.as_deref())?;
+        Ok(BuildOutcome {
+            env,
+            unchanged: true,
+            install_log: None,
+            ownership_note: None,
+            replaced_note: None,
+            desktop: super::desktop::Exported::default(),
+            kept_note: plan.and_then(|p| p.note).or(skipped),
         })
     }
 
@@ -230,19 +254,40 @@ impl HandoverPlan {
 /// The hand-over from `replacing` to `to`: the name (`name`, else the old one's) moves over; the
 /// old environment is destroyed unless it holds something of the user's (changes in its writable
 /// layer, snapshots — which `restore` accepts only for their own environment), in which case it
-/// is kept unnamed and the note says how to reach it. `None` when there is nothing to replace.
+/// is kept unnamed and the note says how to reach it. `None` when there is nothing to replace —
+/// or when the environment the lock names was built from another directory: a lock is a file of
+/// the project (committed, copied, symlinked), so it does not prove which environment this
+/// manifest made; that one is left alone, with the second value saying so.
 fn plan_handover(
     store: &Store,
     replacing: Option<&str>,
     to: &str,
     name: Option<&str>,
-) -> Result<Option<HandoverPlan>> {
+    this_dir: &Path,
+) -> Result<(Option<HandoverPlan>, Option<String>)> {
     let Some(old) = replacing
         .filter(|from| *from != to)
         .and_then(|from| store.env(from).ok())
     else {
-        return Ok(None);
+        return Ok((None, None));
     };
+    let built_from = policy_layer::layer_tree(store, &old)
+        .and_then(|tree| policy_layer::read_source_dir(&tree))
+        .ok();
+    if built_from.as_deref() != Some(this_dir) {
+        return Ok((
+            None,
+            Some(format!(
+                "karapace.lock named environment {} but it was built from {}, not from this \
+                 directory: it was left as it is",
+                old.short_id,
+                built_from.map_or_else(
+                    || "an unknown directory".to_owned(),
+                    |d| d.display().to_string()
+                )
+            )),
+        ));
+    }
     let work = store.user_work(&old.env_id)?;
     if work.is_none() {
         // Destroying it: the same rule as `destroy` (a running environment is refused).
@@ -256,15 +301,18 @@ fn plan_handover(
             short = old.short_id
         )
     });
-    Ok(Some(HandoverPlan {
-        handover: karapace_store::Handover {
-            from: old.env_id.clone(),
-            name: name.map(str::to_owned).or_else(|| old.name.clone()),
-            keep_from: note.is_some(),
-        },
-        old,
-        note,
-    }))
+    Ok((
+        Some(HandoverPlan {
+            handover: karapace_store::Handover {
+                from: old.env_id.clone(),
+                name: name.map(str::to_owned).or_else(|| old.name.clone()),
+                keep_from: note.is_some(),
+            },
+            old,
+            note,
+        }),
+        None,
+    ))
 }
 
 /// Gives `env` the requested name (unique names are enforced by the store).

@@ -83,27 +83,7 @@ impl Engine {
         match lock.runtime_backend {
             Backend::Mock => {
                 drop(pending);
-                let upper = store.env_upper(&env.env_id);
-                let extra = [("KARAPACE_ENV_ID".to_owned(), env.env_id.clone())];
-                let mut child = mock::spawn(&upper, &argv, &extra).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::NotFound {
-                        CoreError::CannotExecute {
-                            command: argv[0].clone(),
-                            env: env_label(&env),
-                            reason: "command not found".into(),
-                            code: 127,
-                        }
-                    } else {
-                        CoreError::io(format!("cannot start '{}'", argv[0]), e)
-                    }
-                })?;
-                let _session = store.begin_session(&env.env_id, child.id(), None)?;
-                let forwarder = forward_signals(child.id())?;
-                let status = child
-                    .wait()
-                    .map_err(|e| CoreError::io("cannot wait for the command", e));
-                forwarder.close();
-                Ok(mock::exit_code(status?))
+                run_mock(&store, &env, &argv)
             }
             Backend::Namespace => {
                 let source_dir = policy_layer::read_source_dir(&policy_tree)?;
@@ -212,6 +192,44 @@ fn explain_setup_failure(e: CoreError) -> CoreError {
         None => e,
     }
 }
+
+/// A mock-backend session: the command runs on the host, in the writable layer (tests only).
+fn run_mock(store: &karapace_store::Store, env: &EnvMetadata, argv: &[String]) -> Result<i32> {
+    // The mock is a test double: its commands run on the host, unconfined. A
+    // manifest (someone else's file) must not turn `exec` into a host shell.
+    if std::env::var_os(MOCK_EXEC_ENV).is_none_or(|v| v != "1") {
+        return Err(CoreError::State(format!(
+            "environment {} uses the test-only mock backend, whose commands run on \
+             the host without any isolation; refused (set {MOCK_EXEC_ENV}=1 to run \
+             them anyway, in tests)",
+            env.short_id
+        )));
+    }
+    let upper = store.env_upper(&env.env_id);
+    let extra = [("KARAPACE_ENV_ID".to_owned(), env.env_id.clone())];
+    let mut child = mock::spawn(&upper, argv, &extra).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            CoreError::CannotExecute {
+                command: argv[0].clone(),
+                env: env_label(env),
+                reason: "command not found".into(),
+                code: 127,
+            }
+        } else {
+            CoreError::io(format!("cannot start '{}'", argv[0]), e)
+        }
+    })?;
+    let _session = store.begin_session(&env.env_id, child.id(), None)?;
+    let forwarder = forward_signals(child.id())?;
+    let status = child
+        .wait()
+        .map_err(|e| CoreError::io("cannot wait for the command", e));
+    forwarder.close();
+    Ok(mock::exit_code(status?))
+}
+
+/// Set to `1` to let `exec`/`enter` run commands of mock-backend environments (tests only).
+pub const MOCK_EXEC_ENV: &str = "KARAPACE_ALLOW_MOCK_EXEC";
 
 /// How errors name an environment: its name, else its short id.
 fn env_label(env: &EnvMetadata) -> String {
