@@ -81,6 +81,11 @@ impl Tmux {
         stdout(&self.run(&["capture-pane", "-p", "-t", "t"]))
     }
 
+    /// The screen with its attributes as escape sequences (`capture-pane -e`).
+    fn screen_with_attributes(&self) -> String {
+        stdout(&self.run(&["capture-pane", "-p", "-e", "-t", "t"]))
+    }
+
     fn show(&self, format: &str) -> String {
         stdout(&self.run(&["display-message", "-p", "-t", "t", format]))
             .trim()
@@ -130,10 +135,15 @@ impl Tmux {
     /// Starts `karapace tui` on `store` from the pane's shell, recording the terminal's modes
     /// before and after it (`stty -g`), its pid and its exit status.
     fn start_tui(&self, store: &Path) {
+        self.start_tui_with(store, "");
+    }
+
+    /// [`Tmux::start_tui`] with `env` (`NAME=value …`) in the UI's environment.
+    fn start_tui_with(&self, store: &Path, env: &str) {
         let d = self.dir.display();
         self.shell("clear");
         self.shell(&format!(
-            "stty -g > {d}/stty.before; sh -c 'echo $$ > {d}/tui.pid; exec {BIN} --store {} tui'; \
+            "stty -g > {d}/stty.before; {env} sh -c 'echo $$ > {d}/tui.pid; exec {BIN} --store {} tui'; \
              echo TUI-EXIT=$?; stty -g > {d}/stty.after",
             store.display()
         ));
@@ -395,4 +405,85 @@ fn json_is_refused_and_no_terminal_is_an_error() {
     let out = kp.run(&["tui"]);
     assert_eq!(common::code(&out), 2, "{}", common::stderr(&out));
     assert!(common::stderr(&out).contains("needs a terminal"));
+}
+
+/// The parameters of every SGR sequence (`ESC [ … m`) in `screen` (from `capture-pane -e`).
+fn sgr_parameters(screen: &str) -> Vec<u32> {
+    screen
+        .split("\x1b[")
+        .skip(1)
+        .filter_map(|seq| {
+            let end = seq.find(|c: char| !(c.is_ascii_digit() || c == ';'))?;
+            seq[end..].starts_with('m').then(|| &seq[..end])
+        })
+        .flat_map(|params| params.split(';').filter_map(|p| p.parse().ok()))
+        .collect()
+}
+
+/// Whether `screen` sets a colour: a foreground or background SGR parameter.
+fn has_colour(screen: &str) -> bool {
+    sgr_parameters(screen)
+        .iter()
+        .any(|p| matches!(p, 30..=38 | 40..=48 | 90..=97 | 100..=107))
+}
+
+#[test]
+fn no_color_turns_colours_off() {
+    let (kp, tmux, _) = setup();
+    tmux.start_tui(&kp.store());
+    tmux.wait_for("Environments (3/3)");
+    assert!(
+        has_colour(&tmux.screen_with_attributes()),
+        "colours by default"
+    );
+    tmux.keys(&["q"]);
+    tmux.assert_restored(0);
+    tmux.start_tui_with(&kp.store(), "NO_COLOR=1");
+    tmux.wait_for("Environments (3/3)");
+    let screen = tmux.screen_with_attributes();
+    assert!(!has_colour(&screen), "no colour with NO_COLOR:\n{screen:?}");
+    assert!(
+        sgr_parameters(&screen).contains(&7),
+        "the selection in reverse video"
+    );
+    tmux.keys(&["q"]);
+    tmux.assert_restored(0);
+}
+
+/// `core/examples/tui_panic.rs`, which `cargo test` builds beside the test binaries.
+fn panic_example() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let example = profile_dir.join("examples/tui_panic");
+    assert!(
+        example.is_file(),
+        "{} is missing: cargo test builds it (or: cargo build -p karapace --example tui_panic)",
+        example.display()
+    );
+    example
+}
+
+#[test]
+fn a_panic_gives_the_terminal_back_and_its_message_reaches_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tmux = Tmux::start(dir.path());
+    let d = dir.path().display();
+    tmux.shell(&format!(
+        "stty -g > {d}/stty.before; {}; echo TUI-EXIT=$?; stty -g > {d}/stty.after",
+        panic_example().display()
+    ));
+    tmux.wait_for("PANIC-TEST-UP");
+    assert!(tmux.alternate_screen());
+    tmux.keys(&["x"]);
+    // The message was written after the hook put stderr back on the terminal.
+    tmux.assert_restored(101);
+    assert!(
+        tmux.screen()
+            .contains("deliberate panic of the terminal-restore test"),
+        "{}",
+        tmux.screen()
+    );
 }
