@@ -70,6 +70,16 @@ pub enum CoreError {
     #[error("{0}")]
     Other(String),
 
+    /// The command could not be executed inside the environment: `code` is 127 when it does not
+    /// exist there, 126 otherwise (as shells and `podman exec` say).
+    #[error("{command}: {reason} in {env}")]
+    CannotExecute {
+        command: String,
+        env: String,
+        reason: String,
+        code: i32,
+    },
+
     /// A remote failed, refused or sent something invalid (push/pull; exit 1).
     #[error("{0}")]
     Remote(String),
@@ -112,6 +122,7 @@ impl CoreError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CoreError::Hinted { error, .. } => error.exit_code(),
+            CoreError::CannotExecute { code, .. } => *code,
             CoreError::Manifest(_) | CoreError::Usage(_) | CoreError::PackageName { .. } => 2,
             CoreError::Helper(e) => e.exit_code(),
             CoreError::Store(e) if e.is_store_error() => 3,

@@ -16,6 +16,22 @@ pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     write_stdout(&text)
 }
 
+/// A size for people: `512 B`, `3.4 KiB`, `1.2 GiB` (binary units, one decimal).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    #[allow(clippy::cast_precision_loss)] // a rounded figure for people
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// Prints one line of text for humans on stdout with every control character escaped, newlines
 /// included (see [`escape`]): scripts read stdout line by line, and a name a workload chose (a
 /// file in `diff`) must not forge a line. A closed pipe (e.g. `| head`) is not an error worth a

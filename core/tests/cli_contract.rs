@@ -42,6 +42,7 @@ fn read_only_commands_never_create_a_store() {
         &["migrate"],
         &["doctor"],
         &["gc", "--dry-run"],
+        &["du"],
     ] {
         let _ = kp.run(args);
         assert!(!kp.store().exists(), "{args:?} created the store");
@@ -538,7 +539,8 @@ fn completions_and_man_pages() {
     }
     kp.ok(&["man-pages", "pages"]);
     let pages = fs::read_dir(kp.work().join("pages")).unwrap().count();
-    assert_eq!(pages, 27, "karapace.1 plus one page per subcommand");
+    // The standard tool's 26 subcommands, our `du`, and karapace.1.
+    assert_eq!(pages, 28, "karapace.1 plus one page per subcommand");
 }
 
 #[test]
@@ -688,4 +690,308 @@ fn a_missing_complete_cli_is_a_clear_error() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn everyday_errors_say_what_to_do() {
+    let kp = Kp::new();
+    kp.build_mock("karapace.toml", &[], Some("py"));
+    // A command the environment does not have: exit 127, named with the environment.
+    let out = kp.run(&["exec", "py", "--", "no-such-command-here"]);
+    assert_eq!(code(&out), 127, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no-such-command-here: command not found in py"),
+        "{}",
+        stderr(&out)
+    );
+    // A missing `--`: clap's error, then what to type.
+    let out = kp.run(&["exec", "py", "ls"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("hint: put `--` between the environment and the command"),
+        "{}",
+        stderr(&out)
+    );
+    // An unknown environment names the store searched, from both binaries' paths.
+    for args in [&["inspect", "nope"][..], &["exec", "nope", "--", "true"]] {
+        let out = kp.run(args);
+        assert_eq!(code(&out), 1);
+        assert!(
+            stderr(&out).contains(&format!(
+                "note: searched the store at {}",
+                kp.store().display()
+            )),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // --workdir must be absolute.
+    let out = kp.run(&["exec", "-w", "rel", "py", "--", "true"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}
+
+#[test]
+fn snapshots_take_labels_and_restore_takes_prefixes() {
+    let kp = Kp::new();
+    let id = kp.build_mock("karapace.toml", &[], Some("lab"));
+    let upper = kp.store().join("env").join(&id).join("upper");
+    let mut hashes = Vec::new();
+    // Commit distinct contents until two snapshots share a first hex digit.
+    let shared = loop {
+        let n = hashes.len();
+        fs::write(upper.join(format!("f{n}")), format!("{n}\n")).unwrap();
+        let v = kp.json(&["commit", "lab", "-m", &format!("step {n}")]);
+        let hash = v["snapshot_hash"].as_str().unwrap().to_owned();
+        if let Some(other) = hashes.iter().find(|h: &&String| h[..1] == hash[..1]) {
+            break (other.clone(), hash);
+        }
+        hashes.push(hash);
+    };
+    let snaps = kp.json(&["snapshots", "lab"]);
+    let list = snaps["snapshots"].as_array().unwrap();
+    assert!(list.iter().all(|s| s["created_at"].is_string()), "{snaps}");
+    let first = list
+        .iter()
+        .find(|s| s["restore_hash"] == hashes[0].as_str())
+        .unwrap();
+    assert_eq!(first["label"], "step 0");
+    // The text output stays the standard tool's (no label).
+    assert!(!kp.ok(&["snapshots", "lab"]).contains("step 0"));
+
+    // Relabel: the same content committed again with another message.
+    let (a, b) = &shared;
+    let unique = hashes
+        .iter()
+        .find(|h| h[..1] != a[..1])
+        .cloned()
+        .unwrap_or_else(|| a.clone());
+    let prefix = &unique[..if unique[..1] == a[..1] { 64 } else { 6 }];
+    let out = kp.ok(&["restore", "lab", prefix]);
+    assert_eq!(out, format!("restored lab from snapshot {unique}\n"));
+    let v = kp.json(&["restore", "lab", prefix]);
+    assert_eq!(v["restored_snapshot"], unique.as_str());
+    let again = kp.json(&["commit", "lab", "--message", "relabelled"]);
+    assert_eq!(again["snapshot_hash"], unique.as_str());
+    let snaps = kp.json(&["snapshots", "lab"]);
+    let entry = snaps["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["restore_hash"] == unique.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["label"], "relabelled");
+
+    // An ambiguous prefix is an error listing the candidates; an unknown one is exit 3.
+    let out = kp.run(&["restore", "lab", &a[..1]]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("ambiguous snapshot prefix"), "{err}");
+    assert!(
+        err.contains(a.as_str()) && err.contains(b.as_str()),
+        "{err}"
+    );
+    let unknown = if a.starts_with('z') { "y" } else { "zz" };
+    assert_eq!(code(&kp.run(&["restore", "lab", unknown])), 3);
+    // Labels with control characters are refused before anything is written.
+    let out = kp.run(&["commit", "lab", "-m", "bad\u{1b}[2J"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}
+
+#[test]
+fn rebuild_never_discards_what_the_user_made() {
+    let kp = Kp::new();
+    let old = kp.build_mock("karapace.toml", &["curl"], Some("work"));
+    // The user made something by hand in the environment, and a snapshot.
+    let upper = kp.store().join("env").join(&old).join("upper");
+    fs::write(upper.join("notes.txt"), "mine\n").unwrap();
+    let snap = kp.json(&["commit", "work", "-m", "before the rebuild"])["snapshot_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    kp.manifest("karapace.toml", "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[system]\npackages = [\"curl\", \"git\"]\n[runtime]\nbackend = \"mock\"\n");
+    let out = kp.run(&["rebuild"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Stdout is the standard tool's; stderr says what was kept and how to reach it.
+    let new: serde_json::Value = kp.json(&["inspect", "work"]);
+    let new_id = new["env_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, old);
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "rebuilt environment 'work' ({})\nenv_id: {new_id}\n",
+            &new_id[..12]
+        )
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("the previous environment {} was kept", &old[..12]))
+            && err.contains("1 changed path(s)")
+            && err.contains("1 snapshot(s)"),
+        "{err}"
+    );
+    // The old environment is still there, unnamed, with its file and its snapshot.
+    let kept = kp.json(&["inspect", &old]);
+    assert_eq!(kept["name"], serde_json::Value::Null);
+    assert_eq!(
+        fs::read_to_string(upper.join("notes.txt")).unwrap(),
+        "mine\n"
+    );
+    kp.ok(&["restore", &old, &snap[..8]]);
+    // Once it is empty and has no snapshot, a rebuild replaces it as before.
+    kp.ok(&["destroy", &old]);
+    kp.manifest("karapace.toml", "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[system]\npackages = [\"git\"]\n[runtime]\nbackend = \"mock\"\n");
+    let out = kp.run(&["rebuild"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("was kept"), "{}", stderr(&out));
+    assert_eq!(code(&kp.run(&["inspect", &new_id])), 1, "replaced");
+}
+
+#[test]
+fn disk_usage_is_shown_and_gc_says_what_it_freed() {
+    let kp = Kp::new();
+    let a = kp.build_mock("a.toml", &["shared", "a"], Some("a"));
+    let b = kp.build_mock("b.toml", &["shared", "b"], Some("b"));
+    let upper = kp.store().join("env").join(&a).join("upper");
+    fs::write(upper.join("big"), vec![1u8; 3 << 20]).unwrap();
+    let du = kp.json(&["du"]);
+    let envs = du["environments"].as_array().unwrap();
+    assert_eq!(envs.len(), 2);
+    let ua = envs.iter().find(|e| e["env_id"] == a.as_str()).unwrap();
+    assert!(ua["writable_bytes"].as_u64().unwrap() >= 3 << 20, "{du}");
+    // Both use the same base layer: shared, and counted once.
+    assert!(
+        ua["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["kind"] == "base" && l["shared_by"] == 2),
+        "{du}"
+    );
+    assert!(du["shared_bytes"].as_u64().unwrap() > 0, "{du}");
+    for key in [
+        "tree_cache_bytes",
+        "image_cache_bytes",
+        "reclaimable_bytes",
+        "store_bytes",
+    ] {
+        assert!(du[key].is_u64(), "{key}: {du}");
+    }
+    let text = kp.ok(&["du"]);
+    assert!(text.starts_with("SHORT_ID"), "{text}");
+    assert!(text.contains("reclaimable by gc"), "{text}");
+    // inspect and list carry the sizes too (ours, after the standard keys and lines).
+    let inspect = kp.ok(&["inspect", "a"]);
+    assert!(
+        inspect
+            .lines()
+            .any(|l| l.starts_with("writable:    3.0 MiB")),
+        "{inspect}"
+    );
+    let list = kp.json(&["list"]);
+    assert!(list[0]["usage"]["writable_bytes"].is_u64(), "{list}");
+    // destroy says gc frees the space; gc says how much, on its second line.
+    let out = kp.run(&["destroy", &b]);
+    assert!(stderr(&out).contains("karapace gc"), "{}", stderr(&out));
+    let dry = kp.json(&["gc", "--dry-run"]);
+    let would = dry["freed_bytes"].as_u64().unwrap();
+    assert!(would > 0, "{dry}");
+    let text = kp.ok(&["gc"]);
+    let second = text.lines().nth(1).unwrap_or_default().to_owned();
+    assert!(
+        second.starts_with("gc: freed ") && second.ends_with(&format!("({would} bytes)")),
+        "{text}"
+    );
+}
+
+#[test]
+fn gc_images_prunes_the_images_no_environment_uses() {
+    let kp = Kp::new();
+    let cache = kp.dir.path().join("cache");
+    let images = cache.join("karapace/images");
+    let blobs = images.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    fs::create_dir_all(images.join("base-layers")).unwrap();
+    let unused = "a".repeat(64);
+    fs::write(blobs.join(&unused), vec![0u8; 1 << 20]).unwrap();
+    fs::write(
+        images.join("base-layers").join(format!("{unused}-owners")),
+        "x",
+    )
+    .unwrap();
+    fs::write(
+        images.join("index.json"),
+        format!("{{\"version\":1,\"urls\":{{\"http://127.0.0.1/x.tar\":{{\"sha256\":\"{unused}\",\"size\":1}}}},\"aliases\":{{}}}}"),
+    )
+    .unwrap();
+    kp.build_mock("karapace.toml", &[], None);
+    let run = |args: &[&str]| kp.cmd(args).env("XDG_CACHE_HOME", &cache).output().unwrap();
+    let dry = run(&["gc", "--images", "--dry-run", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(v["removed_images"], serde_json::json!([unused]), "{v}");
+    assert!(blobs.join(&unused).exists(), "a dry run removes nothing");
+    let out = run(&["gc", "--images"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("removed 1 cached images"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!blobs.join(&unused).exists());
+    assert!(
+        !images
+            .join("base-layers")
+            .join(format!("{unused}-owners"))
+            .exists()
+    );
+    let index = fs::read_to_string(images.join("index.json")).unwrap();
+    assert!(!index.contains(&unused), "{index}");
+}
+
+#[test]
+fn mounts_are_checked_at_build_and_a_project_may_mount_its_own_directory() {
+    let kp = Kp::new();
+    let project = kp.work().join("proj");
+    fs::create_dir_all(project.join("data")).unwrap();
+    // The test's work dir lies outside every default prefix (under /tmp): its own directory,
+    // which the user owns, is enough for `./data`.
+    let body = |mount: &str| {
+        format!(
+            "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[mounts]\nw = \"{mount}\"\n[runtime]\nbackend = \"mock\"\n"
+        )
+    };
+    fs::write(project.join("karapace.toml"), body("./data:/data")).unwrap();
+    let out = kp
+        .cmd(&["build", "proj/karapace.toml"])
+        .env("HOME", kp.dir.path().join("home"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/data (read-write)"),
+        "{}",
+        stderr(&out)
+    );
+    // Outside it: the build fails at once, naming the prefixes and the line that allows it.
+    fs::write(project.join("karapace.toml"), body("/etc:/host-etc")).unwrap();
+    let out = kp
+        .cmd(&["build", "proj/karapace.toml"])
+        .env("HOME", kp.dir.path().join("home"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("outside the allowed mount prefixes"), "{err}");
+    assert!(
+        err.contains("/etc/karapace/policy.toml: mount_prefixes = ["),
+        "{err}"
+    );
+    // A source that does not exist yet does not stop the build.
+    fs::write(project.join("karapace.toml"), body("~/projects:/workspace")).unwrap();
+    let out = kp
+        .cmd(&["build", "proj/karapace.toml"])
+        .env("HOME", kp.dir.path().join("home"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
 }

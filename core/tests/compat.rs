@@ -295,7 +295,10 @@ fn list_json_carries_the_standard_keys_in_order() {
     assert_eq!(code(&out), 0);
     let text = stdout(&out);
     // Objects of the array are indented 2, their keys 4.
-    assert_eq!(keys_in_order(&text, 4), ENV_KEYS, "{text}");
+    let keys = keys_in_order(&text, 4);
+    assert_eq!(keys[..ENV_KEYS.len()], ENV_KEYS, "{text}");
+    // Ours after them.
+    assert_eq!(keys[ENV_KEYS.len()..], ["usage"], "{text}");
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert_eq!(v[0]["ref_count"], 1);
     assert_eq!(v[0]["state"], "Built");
@@ -343,7 +346,14 @@ fn inspect_json_carries_the_standard_keys_in_order() {
     let out = kp.run(&["inspect", "i", "--json"]);
     assert_eq!(code(&out), 0);
     let text = stdout(&out);
-    assert_eq!(keys_in_order(&text, 2), ENV_KEYS, "{text}");
+    let keys = keys_in_order(&text, 2);
+    assert_eq!(keys[..ENV_KEYS.len()], ENV_KEYS, "{text}");
+    // Ours after them.
+    assert_eq!(
+        keys[ENV_KEYS.len()..],
+        ["usage", "desktop_entries"],
+        "{text}"
+    );
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
     assert_eq!(v["env_id"], id.as_str());
     assert_eq!(v["ref_count"], 1);
@@ -358,8 +368,10 @@ fn gc_prints_real_counts_in_both_modes() {
     kp.ok(&["destroy", &gone]);
     let dry = kp.json(&["gc", "--dry-run"]);
     assert_eq!(
+        // The standard tool's keys, then ours.
         key_set(&dry),
         strs(&[
+            "freed_bytes",
             "dry_run",
             "orphaned_envs",
             "orphaned_layers",
@@ -376,15 +388,19 @@ fn gc_prints_real_counts_in_both_modes() {
         n("orphaned_objects"),
     );
     assert!(layers + objects > 0, "something to collect: {dry}");
+    let first = |text: String| text.lines().next().unwrap_or_default().to_owned();
     assert_eq!(
-        kp.ok(&["gc", "--dry-run"]),
-        format!("gc: would remove {envs} envs, {layers} layers, {objects} objects\n")
+        first(kp.ok(&["gc", "--dry-run"])),
+        format!("gc: would remove {envs} envs, {layers} layers, {objects} objects")
     );
     assert_eq!(
-        kp.ok(&["gc"]),
-        format!("gc: removed {envs} envs, {layers} layers, {objects} objects\n")
+        first(kp.ok(&["gc"])),
+        format!("gc: removed {envs} envs, {layers} layers, {objects} objects")
     );
-    assert_eq!(kp.ok(&["gc"]), "gc: removed 0 envs, 0 layers, 0 objects\n");
+    assert_eq!(
+        first(kp.ok(&["gc"])),
+        "gc: removed 0 envs, 0 layers, 0 objects"
+    );
 }
 
 #[test]

@@ -73,3 +73,51 @@ fn eight_concurrent_writers() {
     kp.ok(&["gc"]);
     kp.ok(&["verify-store"]);
 }
+
+/// Two builds of different manifests into one fresh store, started together (a CI job's
+/// first step): both succeed, every time, and the store they made is whole.
+#[test]
+fn two_commands_creating_one_store_at_once_both_succeed() {
+    for round in 0..12 {
+        let kp = Kp::new();
+        let dirs: Vec<std::path::PathBuf> = (0..3)
+            .map(|i| {
+                let dir = kp.work().join(format!("m{i}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(
+                    dir.join("karapace.toml"),
+                    format!(
+                        "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[system]\npackages = [\"p{i}\"]\n[runtime]\nbackend = \"mock\"\n"
+                    ),
+                )
+                .unwrap();
+                dir
+            })
+            .collect();
+        let children: Vec<_> = dirs
+            .iter()
+            .map(|dir| {
+                Command::new(BIN)
+                    .arg("--store")
+                    .arg(kp.store())
+                    .arg("build")
+                    .current_dir(dir)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(kp.json(&["list"]).as_array().map(Vec::len), Some(3));
+        kp.ok(&["verify-store"]);
+    }
+}

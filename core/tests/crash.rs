@@ -287,3 +287,110 @@ fn crash_during_rename() {
         },
     );
 }
+
+/// What a rebuild may leave after a crash and recovery: the name on exactly one environment —
+/// the old one, untouched (the rebuild did not commit), or the new one, with the old one gone
+/// (nothing of the user's in it) or kept unnamed (it holds the user's work). Never both
+/// environments with the name on the old one and the new one unnamed.
+fn check_rebuild(store: &Path, work: &Path, old: &str, keeps_old: bool, name: &str) {
+    let envs = json(store, work, &["list"]);
+    let envs = envs.as_array().unwrap();
+    let named: Vec<&serde_json::Value> = envs.iter().filter(|e| e["name"] == "crash").collect();
+    assert_eq!(
+        named.len(),
+        1,
+        "{name}: one environment named crash: {envs:?}"
+    );
+    let holder = named[0]["env_id"].as_str().unwrap();
+    if holder == old {
+        assert_eq!(
+            envs.len(),
+            1,
+            "{name}: not committed, yet a new environment: {envs:?}"
+        );
+    } else {
+        let old_left = envs.iter().find(|e| e["env_id"] == old);
+        if keeps_old {
+            let kept = old_left.unwrap_or_else(|| panic!("{name}: the user's work was lost"));
+            assert!(
+                kept["name"].is_null(),
+                "{name}: kept environment keeps no name"
+            );
+            let out = karapace(store, work, &["exec", old, "--", "cat", "data/2/1"])
+                .output()
+                .unwrap();
+            assert_eq!(stdout(&out), "changed\n", "{name}: the kept work is intact");
+        } else {
+            assert!(
+                old_left.is_none(),
+                "{name}: the old environment was not removed"
+            );
+        }
+    }
+}
+
+/// Rebuilds of the template's environment (with the user's work: kept) killed at random
+/// instants and at every crash point on the way, each in a work directory of its own (a rebuild
+/// rewrites the lock beside its manifest).
+fn rebuild_trials(label: &str, kp: &Kp, old: &str, keeps_old: bool) {
+    let points = [
+        "wal.after_journal",
+        "create_env.after_env_dir",
+        "create_env.after_metadata",
+        "handover.after_old",
+        "destroy.after_metadata",
+        "destroy.mid_remove",
+        "set_metadata.after_write",
+        "wal.before_clear",
+    ];
+    let mut rng = Rng(0x5eed_0f4e_b11d);
+    let runs: Vec<(String, Option<&str>)> = points
+        .iter()
+        .map(|p| (format!("{label} at {p}"), Some(*p)))
+        .chain((0..trials() / 2).map(|t| (format!("{label} trial {t}"), None)))
+        .collect();
+    for (i, (name, point)) in runs.iter().enumerate() {
+        let store = kp.dir.path().join(format!("t-{label}-{i}"));
+        copy_tree(&kp.store(), &store);
+        let work = kp.dir.path().join(format!("w-{label}-{i}"));
+        fs::create_dir_all(&work).unwrap();
+        // The lock of the environment being replaced, beside the manifest, as a user has it.
+        fs::write(
+            work.join("karapace.toml"),
+            "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[system]\npackages = [\"curl\", \"git\"]\n[runtime]\nbackend = \"mock\"\n",
+        )
+        .unwrap();
+        assert_eq!(json(&store, &work, &["build"])["env_id"], old, "{name}");
+        fs::write(
+            work.join("karapace.toml"),
+            "manifest_version = 1\n[base]\nimage = \"debian/bookworm\"\n[system]\npackages = [\"curl\", \"git\", \"jq\"]\n[runtime]\nbackend = \"mock\"\n",
+        )
+        .unwrap();
+        let mut cmd = karapace(&store, &work, &["rebuild"]);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        if let Some(p) = point {
+            cmd.env("KARAPACE_CRASH_AT", p);
+            let _ = cmd.status();
+        } else {
+            let mut child = cmd.spawn().unwrap();
+            std::thread::sleep(Duration::from_micros(rng.next() % 60_000));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        check_recovered(&store, &work, name);
+        check_rebuild(&store, &work, old, keeps_old, name);
+        fs::remove_dir_all(&store).unwrap();
+        fs::remove_dir_all(&work).unwrap();
+    }
+}
+
+#[test]
+fn crash_during_rebuild() {
+    // The template's environment holds the user's work: a rebuild keeps it.
+    let (kp, id, _) = template();
+    rebuild_trials("rebuild-kept", &kp, &id, true);
+    // A fresh one holds nothing: a rebuild destroys it.
+    let fresh = Kp::new();
+    let old = fresh.build_mock("karapace.toml", &["curl", "git"], Some("crash"));
+    rebuild_trials("rebuild-replaced", &fresh, &old, false);
+}

@@ -851,23 +851,33 @@ fn manifest_mounts_come_from_policy_prefixes_only() {
     if outside.starts_with(&home) {
         return; // TMPDIR inside HOME: no path outside the prefixes to try
     }
+    // A project there may mount what lies beneath its own directory (the user owns it and
+    // nobody else can write to it)…
+    let own_manifest = dir.write_project_file(
+        "outside/karapace.toml",
+        &format!("{BARE_MANIFEST}\n[mounts]\ndata = \"./:/data\"\n"),
+    );
+    std::fs::write(own_manifest.with_file_name("note"), "beside the manifest\n").unwrap();
+    let own = build(&k, &own_manifest, &[]);
+    assert_eq!(k.sh(&own.env_id, "cat /data/note"), "beside the manifest\n");
+    // …but not a directory beside it: the build fails at once, naming the allowed prefixes and
+    // the policy line that would allow it.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
     let manifest = format!(
         "{BARE_MANIFEST}\n[mounts]\ndata = \"{}:/data\"\n",
-        outside.display()
+        elsewhere.display()
     );
-    let refused = build(
-        &k,
-        &dir.write_project_file("outside/karapace.toml", &manifest),
-        &[],
-    );
-    let out = k.exec(&refused.env_id, &["sh", "-c", "echo ran"]);
-    out.assert_code(1);
-    assert!(
-        out.stderr_str()
-            .contains("outside the allowed mount prefixes"),
-        "{out}"
-    );
-    assert!(!out.stdout_str().contains("ran"), "{out}");
+    let refused = k.run(&[
+        "build",
+        dir.write_project_file("outside/other/karapace.toml", &manifest)
+            .to_str()
+            .expect("utf8"),
+    ]);
+    refused.assert_code(1);
+    let err = refused.stderr_str();
+    assert!(err.contains("outside the allowed mount prefixes"), "{err}");
+    assert!(err.contains("mount_prefixes = ["), "{err}");
 }
 
 /// `enter` on a real terminal (a pty from script(1)), through the CLI and the real helper: the

@@ -32,8 +32,13 @@ use serde::Deserialize;
 pub enum PolicyError {
     #[error("policy file {path}: {message}")]
     File { path: PathBuf, message: String },
-    #[error("mount {0:?} is outside the allowed mount prefixes")]
-    MountNotAllowed(PathBuf),
+    #[error(
+        "mount {src:?} is outside the allowed mount prefixes ({}); move it beneath one of them, \
+         or have an administrator allow it with this line in /etc/karapace/policy.toml: {}",
+        allowed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        suggested_line(allowed, src)
+    )]
+    MountNotAllowed { src: PathBuf, allowed: Vec<PathBuf> },
     #[error("mount source {path:?}: {source}")]
     MountSource {
         path: PathBuf,
@@ -47,6 +52,32 @@ pub enum PolicyError {
          ~/.config/karapace/policy.toml to allow it"
     )]
     HomeNotShared { src: PathBuf },
+}
+
+/// The `mount_prefixes` line that keeps `allowed` and adds `src`.
+fn suggested_line(allowed: &[PathBuf], src: &Path) -> String {
+    let quoted: Vec<String> = allowed
+        .iter()
+        .chain(std::iter::once(&src.to_path_buf()))
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    format!("mount_prefixes = [{}]", quoted.join(", "))
+}
+
+/// The directory of the manifest, as a mount prefix of its own: allowed without a policy line
+/// when the caller owns it and no one else can write to it (so nobody else decided what lies
+/// beneath), it is not `/`, and the administrator did not list the prefixes explicitly.
+fn manifest_prefix(policy: &Policy, manifest_dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    if policy.prefixes_from_admin {
+        return None;
+    }
+    let dir = std::fs::canonicalize(manifest_dir).ok()?;
+    // Not `/`: the whole host is no project.
+    dir.parent()?;
+    let meta = std::fs::metadata(&dir).ok()?;
+    let me = rustix::process::geteuid().as_raw();
+    (meta.is_dir() && meta.uid() == me && meta.mode() & 0o022 == 0).then_some(dir)
 }
 
 /// How the home directory is shared; ordered from tightest to loosest.
@@ -83,6 +114,9 @@ pub struct Policy {
     /// Prefixes a policy file names itself (never the defaults): manifest mounts beneath them
     /// are not restricted by `home`.
     pub granted_prefixes: Vec<PathBuf>,
+    /// The administrator's file lists `mount_prefixes`: then those are all there is (a
+    /// manifest's own directory is not added).
+    pub prefixes_from_admin: bool,
     pub gui: bool,
     pub wayland: bool,
     pub x11: bool,
@@ -115,6 +149,7 @@ impl Policy {
             home: HomeAccess::ReadWrite,
             mount_prefixes: canonical_all(prefixes),
             granted_prefixes: Vec::new(),
+            prefixes_from_admin: false,
             gui: true,
             wayland: true,
             x11: true,
@@ -170,6 +205,7 @@ impl Policy {
                 p.mount_prefixes =
                     canonical_all(m.iter().map(|s| expand(s, home, Path::new("/"))).collect());
                 p.granted_prefixes.clone_from(&p.mount_prefixes);
+                p.prefixes_from_admin = true;
             }
             p.gui = a.gui.unwrap_or(p.gui);
             p.wayland = a.wayland.unwrap_or(p.wayland);
@@ -354,8 +390,17 @@ pub fn host_integration(
             path: src.clone(),
             source: e,
         })?;
-        let Some(prefix) = policy.mount_prefixes.iter().find(|p| src.starts_with(p)) else {
-            return Err(PolicyError::MountNotAllowed(src));
+        let own_dir = manifest_prefix(policy, &req.manifest_dir);
+        let Some(prefix) = policy
+            .mount_prefixes
+            .iter()
+            .chain(own_dir.iter())
+            .find(|p| src.starts_with(p))
+            .cloned()
+        else {
+            let mut allowed = policy.mount_prefixes.clone();
+            allowed.extend(own_dir);
+            return Err(PolicyError::MountNotAllowed { src, allowed });
         };
         let (inside, asked_readonly) = split_mount_mode(inside);
         let dst = normalized_target(inside, &req.home)?;
@@ -376,8 +421,8 @@ pub fn host_integration(
         };
         // The helper checks every bind source again, beneath the prefixes it is given: hand it
         // the policy's prefix, not the source itself, so that check is a policy check too.
-        if !s.allowed_mount_prefixes.contains(prefix) {
-            s.allowed_mount_prefixes.push(prefix.clone());
+        if !s.allowed_mount_prefixes.contains(&prefix) {
+            s.allowed_mount_prefixes.push(prefix);
         }
         s.binds.push(BindMount { src, dst, readonly });
     }
@@ -520,12 +565,63 @@ mod tests {
         req.mounts = vec![("~/evil".into(), "/x".into())];
         assert!(matches!(
             host_integration(&policy, &req, &[]),
-            Err(PolicyError::MountNotAllowed(_))
+            Err(PolicyError::MountNotAllowed { .. })
         ));
         req.mounts = vec![("./proj".into(), "/../etc".into())];
         assert!(matches!(
             host_integration(&policy, &req, &[]),
             Err(PolicyError::BadTarget(_))
+        ));
+    }
+
+    /// A project outside every prefix (under `/tmp`, `/var/tmp`, …) may mount what lies beneath
+    /// its own directory when the user owns that directory and nobody else can write to it;
+    /// anything else gets an error naming the prefixes and the policy line that would allow it.
+    #[test]
+    fn the_manifests_own_directory_is_a_prefix_when_it_is_the_users() {
+        use std::os::unix::fs::PermissionsExt;
+        let home_dir = tempfile::tempdir().unwrap();
+        let home = std::fs::canonicalize(home_dir.path()).unwrap();
+        let project_dir = tempfile::tempdir().unwrap();
+        let project = std::fs::canonicalize(project_dir.path()).unwrap();
+        std::fs::set_permissions(&project, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(project.join("data")).unwrap();
+        let policy = Policy::default_for(&home);
+        let mut req = HostRequest {
+            home: home.clone(),
+            manifest_dir: project.clone(),
+            mounts: vec![("./data".into(), "/data".into())],
+            ..HostRequest::default()
+        };
+        let s = host_integration(&policy, &req, &[]).unwrap();
+        assert!(s.binds.iter().any(|b| b.src == project.join("data")));
+        assert!(s.allowed_mount_prefixes.contains(&project));
+
+        // Out of the project: refused, with the prefixes and the line to add.
+        req.mounts = vec![("/etc".into(), "/x".into())];
+        let err = host_integration(&policy, &req, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("outside the allowed mount prefixes"), "{err}");
+        assert!(err.contains(&project.display().to_string()), "{err}");
+        assert!(err.contains("/etc/karapace/policy.toml"), "{err}");
+        assert!(err.contains("mount_prefixes = ["), "{err}");
+        assert!(err.contains("\"/etc\"]"), "{err}");
+
+        // A project directory others may write to is not the user's alone: no implicit prefix.
+        req.mounts = vec![("./data".into(), "/data".into())];
+        std::fs::set_permissions(&project, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            host_integration(&policy, &req, &[]),
+            Err(PolicyError::MountNotAllowed { .. })
+        ));
+        std::fs::set_permissions(&project, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // An administrator's explicit list is all there is.
+        let admin = format!("mount_prefixes = [{:?}]", home.display().to_string());
+        let strict = Policy::from_texts(Some((Path::new("a"), &admin)), None, &home).unwrap();
+        assert!(matches!(
+            host_integration(&strict, &req, &[]),
+            Err(PolicyError::MountNotAllowed { .. })
         ));
     }
 

@@ -79,19 +79,24 @@ pub fn parse_image_ref(image: &str) -> Result<ImageRef> {
             }),
         };
     }
-    match alias_target(trimmed) {
-        Some(target) => {
-            let (distro, release) = target.split_once('/').unwrap_or((target, ""));
-            Ok(ImageRef::Alias(Distro {
-                distro: distro.to_string(),
-                release: release.to_string(),
-            }))
-        }
-        None => Err(ImageError::UnknownImage {
-            image: trimmed.to_string(),
-            known: known_aliases(),
-        }),
+    if let Some(target) = alias_target(trimmed) {
+        let (distro, release) = target.split_once('/').unwrap_or((target, ""));
+        return Ok(ImageRef::Alias(Distro {
+            distro: distro.to_string(),
+            release: release.to_string(),
+        }));
     }
+    let names: Vec<&str> = ALIASES.iter().map(|(a, _)| *a).collect();
+    let suggestion = karapace_schema::similar(&trimmed.to_lowercase(), &names, 1)
+        .into_iter()
+        .next()
+        .map(|s| format!(" (did you mean '{s}'?)"))
+        .unwrap_or_default();
+    Err(ImageError::UnknownImage {
+        image: trimmed.to_string(),
+        known: known_aliases(),
+        suggestion,
+    })
 }
 
 /// `--require-pinned-image` / `pin --check`: true iff the image is an explicit http(s) URL.

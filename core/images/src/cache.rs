@@ -227,6 +227,62 @@ impl ImageCache {
         })
     }
 
+    /// Removes every cached archive whose sha256 (hex) is not in `keep`, the index entries that
+    /// named it and the base layers imported from it (`base-layers/<sha256>…`), under the cache
+    /// lock. Returns the removed hashes and the bytes freed. Only a cache is lost: an image
+    /// removed here is downloaded again by the next build that needs it.
+    /// With `dry_run`, nothing is removed: the result says what would be.
+    pub fn prune(
+        &self,
+        keep: &std::collections::BTreeSet<String>,
+        dry_run: bool,
+    ) -> Result<(Vec<String>, u64)> {
+        if !self.root.is_dir() {
+            return Ok((Vec::new(), 0));
+        }
+        let _lock = self.lock()?;
+        let blobs = self.root.join("blobs/sha256");
+        let mut removed = Vec::new();
+        let mut freed = 0u64;
+        if let Ok(rd) = fs::read_dir(&blobs) {
+            for entry in rd.flatten() {
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if keep.contains(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                    continue;
+                }
+                let size = entry.metadata().map_or(0, |m| {
+                    std::os::unix::fs::MetadataExt::blocks(&m).saturating_mul(512)
+                });
+                if dry_run || fs::remove_file(entry.path()).is_ok() {
+                    freed = freed.saturating_add(size);
+                    removed.push(name);
+                }
+            }
+        }
+        if dry_run {
+            removed.sort();
+            return Ok((removed, freed));
+        }
+        let mut index = self.read_index()?;
+        index.urls.retain(|_, e| keep.contains(&e.sha256));
+        index.aliases.retain(|_, a| keep.contains(&a.sha256));
+        self.write_index(&index)?;
+        // Base layers are recorded per image (and ownership case): `<sha256>` or `<sha256>-<case>`.
+        if let Ok(rd) = fs::read_dir(self.root.join("base-layers")) {
+            for entry in rd.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let sha = name.split('-').next().unwrap_or_default();
+                if !keep.contains(sha) && entry.file_type().is_ok_and(|t| t.is_file()) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        removed.sort();
+        Ok((removed, freed))
+    }
+
     fn lock(&self) -> Result<File> {
         fs::create_dir_all(&self.root).map_err(|e| ImageError::io(&self.root, e))?;
         let path = self.root.join("lock");

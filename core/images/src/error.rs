@@ -11,9 +11,14 @@ use std::time::Duration;
 pub enum ImageError {
     /// Neither a known alias nor a supported URL.
     #[error(
-        "unknown base image '{image}': use an alias ({known}) or an http(s) URL of a rootfs tarball"
+        "unknown base image '{image}'{suggestion}: use an alias ({known}) or an http(s) URL of a rootfs tarball"
     )]
-    UnknownImage { image: String, known: String },
+    UnknownImage {
+        image: String,
+        known: String,
+        /// ` (did you mean '…'?)`, or empty.
+        suggestion: String,
+    },
 
     /// The image string looked like a URL but cannot be used.
     #[error("invalid image URL '{url}': {reason}")]

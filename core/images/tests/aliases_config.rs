@@ -227,3 +227,11 @@ fn explicit_config_normalizes_the_server() {
     assert!(!cfg.offline);
     assert!(ImageConfig::new("images.example", "/tmp/c").is_err());
 }
+
+#[test]
+fn a_misspelt_alias_gets_a_suggestion() {
+    let err = parse_image_ref("debian/bookwrom").unwrap_err().to_string();
+    assert!(err.contains("did you mean 'debian/bookworm'?"), "{err}");
+    let err = parse_image_ref("ubunto").unwrap_err().to_string();
+    assert!(err.contains("did you mean 'ubuntu'?"), "{err}");
+}

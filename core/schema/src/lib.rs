@@ -27,7 +27,9 @@ pub use manifest::{
     BaseSection, GuiSection, HardwareSection, MAX_MANIFEST_BYTES, Manifest, ResourceLimits,
     RuntimeSection, SystemSection, load_manifest, parse_manifest, rewrite_base_image,
 };
-pub use names::{MAX_ENV_NAME_LEN, MAX_PACKAGE_NAME_LEN, validate_env_name, validate_package_name};
+pub use names::{
+    MAX_ENV_NAME_LEN, MAX_PACKAGE_NAME_LEN, similar, validate_env_name, validate_package_name,
+};
 pub use normalize::{Backend, MountSpec, NormalizedManifest};
 
 /// Default manifest file name.

@@ -262,9 +262,23 @@ pub fn rewrite_base_image(text: &str, image: &str) -> Result<String, ManifestErr
 
 /// serde names Rust types in its messages; users wrote TOML, not Rust.
 fn friendlier(message: &str) -> String {
-    message
+    let mut text = message
         .replace("expected i64", "expected an integer")
-        .replace("expected u64", "expected a non-negative integer")
+        .replace("expected u64", "expected a non-negative integer");
+    if let Some(hint) = unknown_field_hint(message) {
+        text.push_str(&hint);
+    }
+    text
+}
+
+/// `unknown field `sytem`, expected one of `a`, `b`, …` (serde's wording for a key that is not
+/// in the format) → `; did you mean `system`?`.
+fn unknown_field_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let best = crate::similar(field, &expected, 1).into_iter().next()?;
+    Some(format!("; did you mean `{best}`?"))
 }
 
 /// Reads, parses and validates a manifest file; errors name the file.

@@ -17,6 +17,28 @@ pub const MAX_ENV_NAME_LEN: usize = 64;
 const PACKAGE_ALLOWED: &str = "ASCII letters, digits and . + - _ @";
 const ENV_ALLOWED: &str = "ASCII letters, digits, '_' and '-'";
 
+/// Up to `max` of `candidates` close to `query` ("did you mean"), closest first.
+/// Jaro-Winkler favours shared prefixes; Damerau-Levenshtein catches typos and transpositions in
+/// short words ("wbe" → "web", "sytem" → "system").
+pub fn similar(query: &str, candidates: &[&str], max: usize) -> Vec<String> {
+    let mut scored: Vec<(f64, &str)> = candidates
+        .iter()
+        .map(|c| {
+            let score = strsim::jaro_winkler(query, c)
+                .max(strsim::normalized_damerau_levenshtein(query, c));
+            (score, *c)
+        })
+        .filter(|(score, _)| *score >= 0.6)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    scored.dedup_by(|a, b| a.1 == b.1);
+    scored
+        .into_iter()
+        .take(max)
+        .map(|(_, s)| s.to_owned())
+        .collect()
+}
+
 /// Checks a package (or GUI app) name against the cross-manager grammar:
 /// `[A-Za-z0-9][A-Za-z0-9.+_@-]{0,127}`.
 pub fn validate_package_name(name: &str) -> Result<(), NameError> {

@@ -40,6 +40,24 @@ pub fn render(template: &str, name: &str) -> Option<String> {
     ))
 }
 
+/// What the template is for, in one sentence: the first sentence of the leading comment of its
+/// manifest (after its "Template `<name>`:" prefix), so the description lives once, beside the
+/// template. `None` for an unknown name.
+pub fn description(template: &str) -> Option<String> {
+    let comment: Vec<&str> = source(template)?
+        .lines()
+        .map_while(|l| l.strip_prefix('#'))
+        .map(str::trim)
+        .collect();
+    let text = comment.join(" ");
+    let text = text
+        .split_once(": ")
+        .filter(|(head, _)| head.starts_with("Template "))
+        .map_or(text.as_str(), |(_, rest)| rest);
+    let sentence = text.split_inclusive(". ").next().unwrap_or(text);
+    Some(sentence.trim_end().to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +171,34 @@ mod tests {
             assert_eq!(n.base_image, "debian/bookworm");
             assert!(!n.system_packages.is_empty());
         }
+    }
+
+    #[test]
+    fn descriptions_are_the_first_sentence_of_the_templates_comment() {
+        assert_eq!(
+            description("minimal").as_deref(),
+            Some("a base system and nothing else (openSUSE Tumbleweed).")
+        );
+        assert_eq!(
+            description("dev").as_deref(),
+            Some(
+                "command-line development tools on openSUSE Tumbleweed, with ~/projects mounted at /workspace."
+            )
+        );
+        assert_eq!(
+            description("gui-dev").as_deref(),
+            Some(
+                "desktop application development on openSUSE Tumbleweed, GPU and sound passed through."
+            )
+        );
+        for t in NAMES {
+            let d = description(t).unwrap_or_default();
+            assert!(
+                !d.is_empty() && !d.contains('#') && !d.contains('\n'),
+                "{t}: {d}"
+            );
+        }
+        assert_eq!(description("nope"), None);
     }
 
     #[test]

@@ -622,3 +622,27 @@ fn normalized_manifest_serde_round_trip() {
         serde_json::from_str(&n.canonical_json()).unwrap();
     assert_eq!(back, n);
 }
+
+#[test]
+fn a_misspelt_key_gets_a_suggestion() {
+    let err = karapace_schema::parse_manifest(
+        "manifest_version = 1\n[base]\nimage = \"debian\"\n[sytem]\npackages = []\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("unknown field `sytem`"), "{err}");
+    assert!(err.contains("did you mean `system`?"), "{err}");
+    let err = karapace_schema::parse_manifest(
+        "manifest_version = 1\n[base]\nimage = \"debian\"\n[system]\npackage = []\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("did you mean `packages`?"), "{err}");
+    // Nothing close: no guess.
+    let err = karapace_schema::parse_manifest(
+        "manifest_version = 1\n[base]\nimage = \"debian\"\n[zzzzqqq]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!err.contains("did you mean"), "{err}");
+}

@@ -226,6 +226,7 @@ mod tests {
             env_id: None,
             base_layer: None,
             created_at: None,
+            label: None,
         };
         (h, serde_json::to_vec_pretty(&m).unwrap())
     }

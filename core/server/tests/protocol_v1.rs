@@ -30,6 +30,7 @@ fn layer_manifest() -> (String, Vec<u8>) {
         env_id: None,
         base_layer: None,
         created_at: None,
+        label: None,
     };
     (hash, serde_json::to_vec_pretty(&m).unwrap())
 }

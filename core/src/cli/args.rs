@@ -108,12 +108,20 @@ pub enum Command {
     /// Open an interactive login shell, or run a command with the terminal.
     Enter {
         env_id: String,
+        /// Start in this directory of the environment (absolute; default: your home directory
+        /// when the environment shares it, else /).
+        #[arg(short = 'w', long, value_name = "DIR")]
+        workdir: Option<PathBuf>,
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
     /// Run a command non-interactively, streaming stdin, stdout and stderr.
     Exec {
         env_id: String,
+        /// Run the command in this directory of the environment (absolute; default: your home
+        /// directory when the environment shares it, else /).
+        #[arg(short = 'w', long, value_name = "DIR")]
+        workdir: Option<PathBuf>,
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
@@ -134,15 +142,26 @@ pub enum Command {
     /// List an environment's snapshots.
     Snapshots { env_id: String },
     /// Snapshot the environment's writable layer.
-    Commit { env_id: String },
+    Commit {
+        env_id: String,
+        /// A label for the snapshot (shown by `snapshots --json`).
+        #[arg(short = 'm', long, value_name = "TEXT")]
+        message: Option<String>,
+    },
     /// Restore the writable layer from a snapshot.
+    /// (SNAPSHOT: the hash `snapshots` shows, or a unique prefix of it.)
     Restore { env_id: String, snapshot: String },
     /// Remove orphaned environments, layers and objects.
     Gc {
         /// Report what would be removed without removing anything.
         #[arg(long)]
         dry_run: bool,
+        /// Also remove cached images no environment of this store was built from.
+        #[arg(long)]
+        images: bool,
     },
+    /// Show the disk space environments, shared layers and caches use, and what gc would free.
+    Du,
     /// Re-hash every object, layer and metadata file in the store.
     VerifyStore,
     /// Push an environment to a remote store.
@@ -200,6 +219,7 @@ impl Command {
             Command::Commit { .. } => "commit",
             Command::Restore { .. } => "restore",
             Command::Gc { .. } => "gc",
+            Command::Du => "du",
             Command::VerifyStore => "verify-store",
             Command::Push { .. } => "push",
             Command::Pull { .. } => "pull",
@@ -262,7 +282,9 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let ok = parse(&["exec", "abc", "--", "sh", "-c", "echo --json"]).unwrap();
         match ok.command {
-            Command::Exec { env_id, command } => {
+            Command::Exec {
+                env_id, command, ..
+            } => {
                 assert_eq!(env_id, "abc");
                 assert_eq!(command, ["sh", "-c", "echo --json"]);
             }

@@ -26,6 +26,30 @@ pub struct EnvView<'a> {
     pub updated_at: &'a str,
     pub ref_count: u32,
     pub checksum: &'a str,
+    /// Ours, after the standard tool's keys: what the environment costs on disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageView>,
+    /// Ours: the environment's desktop entries (`inspect` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub desktop_entries: Option<Vec<String>>,
+}
+
+/// Sizes in an environment object (`engine::usage`).
+#[derive(Debug, Serialize)]
+pub struct UsageView {
+    pub writable_bytes: u64,
+    pub exclusive_bytes: u64,
+    pub layers: Vec<crate::engine::usage::LayerUsage>,
+}
+
+impl From<crate::engine::usage::EnvUsage> for UsageView {
+    fn from(u: crate::engine::usage::EnvUsage) -> Self {
+        UsageView {
+            writable_bytes: u.writable_bytes,
+            exclusive_bytes: u.exclusive_bytes,
+            layers: u.layers,
+        }
+    }
 }
 
 impl<'a> From<&'a EnvMetadata> for EnvView<'a> {
@@ -43,6 +67,8 @@ impl<'a> From<&'a EnvMetadata> for EnvView<'a> {
             updated_at: &m.updated_at,
             ref_count: REF_COUNT,
             checksum: &m.checksum,
+            usage: None,
+            desktop_entries: None,
         }
     }
 }

@@ -95,14 +95,18 @@ pub fn run(line: RunLine) -> i32 {
         // The flag is not recognised here: such command lines go to the complete CLI.
         allow_without_landlock: false,
     };
-    let result = context(global).and_then(|ctx| match line.mode {
-        RunMode::Exec => cmd::exec::run(&ctx, &line.env_id, &line.command),
-        RunMode::Enter => cmd::enter::run(&ctx, &line.env_id, &line.command),
+    let mut store = None;
+    let result = context(global).and_then(|ctx| {
+        store = Some(ctx.engine.root().to_path_buf());
+        match line.mode {
+            RunMode::Exec => cmd::exec::run(&ctx, &line.env_id, &line.command),
+            RunMode::Enter => cmd::enter::run(&ctx, &line.env_id, &line.command),
+        }
     });
     match result {
         Ok(code) => code,
         Err(e) => {
-            report(&e);
+            report(&e, store.as_deref());
             e.exit_code()
         }
     }

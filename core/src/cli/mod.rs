@@ -36,17 +36,39 @@ pub fn main() -> i32 {
         Err(e) => {
             // clap prints help/version on stdout (exit 0) and usage errors on stderr (exit 2).
             let _ = e.print();
+            if e.exit_code() == 2
+                && let Some(hint) = missing_dashes_hint(&std::env::args().collect::<Vec<_>>())
+            {
+                crate::output::note(&hint);
+            }
             return e.exit_code();
         }
     };
     init_logging(&cli.global);
+    let store = store_root(cli.global.store.as_deref())
+        .ok()
+        .and_then(|r| std::path::absolute(r).ok());
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            report(&e);
+            report(&e, store.as_deref());
             e.exit_code()
         }
     }
+}
+
+/// `karapace exec env ls` (no `--`): clap only says `unexpected argument 'ls'`; say what to type.
+fn missing_dashes_hint(args: &[String]) -> Option<String> {
+    if args.iter().any(|a| a == "--") {
+        return None;
+    }
+    let sub = args
+        .iter()
+        .skip(1)
+        .find(|a| *a == "exec" || *a == "enter")?;
+    Some(format!(
+        "hint: put `--` between the environment and the command: karapace {sub} <ENV_ID> -- <COMMAND>..."
+    ))
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -76,7 +98,8 @@ pub fn store_root(flag: Option<&str>) -> Result<PathBuf> {
         Some(p) if p.starts_with("~/") => Ok(home()?.join(&p[2..])),
         Some("") => Err(CoreError::Usage("--store must not be empty".into())),
         Some(p) => Ok(PathBuf::from(p)),
-        None => Ok(home()?.join(".local/share/karapace")),
+        None => crate::engine::default_root()
+            .ok_or_else(|| CoreError::Usage("HOME is not set; pass --store <PATH>".into())),
     }
 }
 
@@ -110,9 +133,16 @@ fn log_format() -> tracing_subscriber::fmt::SubscriberBuilder<
         .with_target(false)
 }
 
-/// Prints `error: <message>` (and suggestions, in text mode) on stderr.
-fn report(e: &CoreError) {
+/// Prints `error: <message>` (and suggestions, in text mode) on stderr; for an unknown
+/// environment, which store was searched (`store`, when known).
+fn report(e: &CoreError, store: Option<&std::path::Path>) {
     crate::output::note(&format!("error: {e}"));
+    if let (CoreError::NoMatch { .. }, Some(store)) = (e, store) {
+        crate::output::note(&format!(
+            "note: searched the store at {} (choose another with --store)",
+            store.display()
+        ));
+    }
     if let CoreError::NoMatch { suggestions, .. } = e
         && !suggestions.is_empty()
     {

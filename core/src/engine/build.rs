@@ -32,6 +32,11 @@ pub struct BuildOutcome {
     pub ownership_note: Option<String>,
     /// Set when the build replaced the layers of an environment pulled from a remote.
     pub replaced_note: Option<String>,
+    /// The desktop entries of the manifest's `[gui] apps` (see `desktop`).
+    pub desktop: super::desktop::Exported,
+    /// Set when a rebuild kept the previous environment because destroying it would have lost
+    /// what the user made in it (changes in its writable layer, snapshots).
+    pub kept_note: Option<String>,
 }
 
 /// The lock file that belongs to a manifest: `karapace.lock` beside it.
@@ -56,6 +61,29 @@ fn is_url(image: &str) -> bool {
 impl Engine {
     pub fn build(&self, req: &BuildRequest) -> Result<BuildOutcome> {
         let manifest = karapace_schema::load_manifest(&req.manifest)?.normalize()?;
+        runtime::check_manifest_mounts(&manifest, &source_dir(&req.manifest)?)?;
+        self.build_replacing(req, &manifest, None)
+    }
+
+    /// A build that, for `rebuild`, takes over from the environment `replacing` (see
+    /// `karapace_store::Handover`).
+    fn build_replacing(
+        &self,
+        req: &BuildRequest,
+        manifest: &NormalizedManifest,
+        replacing: Option<&str>,
+    ) -> Result<BuildOutcome> {
+        let mut outcome = self.build_env(req, manifest, replacing)?;
+        outcome.desktop = self.export_desktop(&outcome.env, &manifest.gui_apps);
+        Ok(outcome)
+    }
+
+    fn build_env(
+        &self,
+        req: &BuildRequest,
+        manifest: &NormalizedManifest,
+        replacing: Option<&str>,
+    ) -> Result<BuildOutcome> {
         if let Some(name) = &req.name {
             karapace_schema::validate_env_name(name).map_err(|e| CoreError::InvalidName {
                 name: name.clone(),
@@ -73,17 +101,24 @@ impl Engine {
             .with_hint("`karapace pin` rewrites base.image to the image's URL"));
         }
         let lock_file = lock_path(&req.manifest);
-        let existing = read_lock(&lock_file, &manifest, req.locked)?;
+        let existing = read_lock(&lock_file, manifest, req.locked)?;
         let store = self.open_write()?;
         if let Some(env) = unchanged_env(&store, existing.as_ref()) {
             let env = made_built(&store, env)?;
-            let env = apply_name(&store, env, req.name.as_deref())?;
+            let plan = plan_handover(&store, replacing, &env.env_id, req.name.as_deref())?;
+            if let Some(plan) = &plan {
+                store.hand_over(&env.env_id, &plan.handover)?;
+                plan.finish(self.root());
+            }
+            let env = apply_name(&store, store.env(&env.env_id)?, req.name.as_deref())?;
             return Ok(BuildOutcome {
                 env,
                 unchanged: true,
                 install_log: None,
                 ownership_note: None,
                 replaced_note: None,
+                desktop: super::desktop::Exported::default(),
+                kept_note: plan.and_then(|p| p.note),
             });
         }
         // Builds hold a lease so a concurrent gc cannot collect layers imported for an
@@ -93,10 +128,10 @@ impl Engine {
         let mut install_log = None;
         let mut ownership_note = None;
         let (lock, base_layer, dependency_layers) = match manifest.runtime_backend {
-            Backend::Mock => build_mock(&store, &manifest, locked)?,
+            Backend::Mock => build_mock(&store, manifest, locked)?,
             Backend::Namespace => {
                 let landlock_optout = runtime::allow_without_landlock(self.allow_without_landlock)?;
-                let built = pipeline::build(&store, &manifest, req, locked, landlock_optout)?;
+                let built = pipeline::build(&store, manifest, req, locked, landlock_optout)?;
                 install_log = built.install_log;
                 ownership_note = built.ownership_note;
                 (built.lock, built.base_layer, built.dependency_layers)
@@ -121,23 +156,20 @@ impl Engine {
             .chain(std::iter::once(&base_layer))
             .map(|h| store.layer_tree(h))
             .collect::<Result<Vec<_>, _>>()?;
-        let policy = policy_layer::write(
-            &store,
-            &manifest,
-            &lock,
-            &source_dir,
-            &lowers,
-            Some(&parent),
-        )?;
+        let policy =
+            policy_layer::write(&store, manifest, &lock, &source_dir, &lowers, Some(&parent))?;
 
+        let plan = plan_handover(&store, replacing, &lock.env_id, req.name.as_deref())?;
         let (env, replaced_note) = record_env(
             &store,
             &lock,
             manifest.manifest_hash(),
-            base_layer,
-            dependency_layers,
-            policy,
+            (base_layer, dependency_layers, policy),
+            plan.as_ref(),
         )?;
+        if let Some(plan) = &plan {
+            plan.finish(self.root());
+        }
         let env = apply_name(&store, env, req.name.as_deref())?;
         if !req.locked {
             lock.write_atomic(&lock_file)?;
@@ -148,11 +180,17 @@ impl Engine {
             install_log,
             ownership_note,
             replaced_note,
+            desktop: super::desktop::Exported::default(),
+            kept_note: plan.and_then(|p| p.note),
         })
     }
 
-    /// `rebuild`: builds the new environment first, then destroys the old one and hands its name on.
+    /// `rebuild`: builds the new environment first, then hands the old one's name over to it and
+    /// destroys the old one — or keeps it, unnamed, when it holds something of the user's — in
+    /// one journaled step with recording the new environment.
     pub fn rebuild(&self, req: &BuildRequest) -> Result<BuildOutcome> {
+        let manifest = karapace_schema::load_manifest(&req.manifest)?.normalize()?;
+        runtime::check_manifest_mounts(&manifest, &source_dir(&req.manifest)?)?;
         let lock_file = lock_path(&req.manifest);
         let old = LockFile::read(&lock_file).ok().map(|l| l.env_id);
         if !req.locked && lock_file.exists() {
@@ -160,57 +198,73 @@ impl Engine {
             let backup = lock_file.with_extension("lock.rebuild-old");
             std::fs::rename(&lock_file, &backup)
                 .map_err(|e| CoreError::io("cannot set the old lock aside", e))?;
-            let result = self.build(&BuildRequest {
-                name: None,
-                ..req.clone()
-            });
+            let result = self.build_replacing(req, &manifest, old.as_deref());
             if result.is_err() {
                 let _ = std::fs::rename(&backup, &lock_file);
             } else {
                 let _ = std::fs::remove_file(&backup);
             }
-            return self.finish_rebuild(&result?, old, req.name.as_deref());
+            return result;
         }
-        let outcome = self.build(&BuildRequest {
-            name: None,
-            ..req.clone()
-        })?;
-        self.finish_rebuild(&outcome, old, req.name.as_deref())
+        self.build_replacing(req, &manifest, old.as_deref())
     }
+}
 
-    fn finish_rebuild(
-        &self,
-        outcome: &BuildOutcome,
-        old: Option<String>,
-        name: Option<&str>,
-    ) -> Result<BuildOutcome> {
-        let store = self.open_write()?;
-        let mut keep_name = name.map(str::to_owned);
-        if let Some(old_env) = old
-            .filter(|id| *id != outcome.env.env_id)
-            .and_then(|id| store.env(&id).ok())
-        {
-            super::lifecycle::check(
-                super::lifecycle::Op::Destroy,
-                old_env.state,
-                &old_env.short_id,
-            )?;
-            keep_name = keep_name.or(old_env.name.clone());
-            store.destroy_env(&old_env.env_id)?;
+/// A rebuild's hand-over from the environment it replaces, decided before it is journaled.
+struct HandoverPlan {
+    handover: karapace_store::Handover,
+    old: EnvMetadata,
+    /// What the user is told when the old environment is kept.
+    note: Option<String>,
+}
+
+impl HandoverPlan {
+    /// After the hand-over: the destroyed environment's desktop entries go too.
+    fn finish(&self, root: &Path) {
+        if !self.handover.keep_from {
+            super::desktop::remove(&self.old, root);
         }
-        let env = apply_name(
-            &store,
-            store.env(&outcome.env.env_id)?,
-            keep_name.as_deref(),
-        )?;
-        Ok(BuildOutcome {
-            env,
-            unchanged: false,
-            install_log: outcome.install_log.clone(),
-            ownership_note: outcome.ownership_note.clone(),
-            replaced_note: outcome.replaced_note.clone(),
-        })
     }
+}
+
+/// The hand-over from `replacing` to `to`: the name (`name`, else the old one's) moves over; the
+/// old environment is destroyed unless it holds something of the user's (changes in its writable
+/// layer, snapshots — which `restore` accepts only for their own environment), in which case it
+/// is kept unnamed and the note says how to reach it. `None` when there is nothing to replace.
+fn plan_handover(
+    store: &Store,
+    replacing: Option<&str>,
+    to: &str,
+    name: Option<&str>,
+) -> Result<Option<HandoverPlan>> {
+    let Some(old) = replacing
+        .filter(|from| *from != to)
+        .and_then(|from| store.env(from).ok())
+    else {
+        return Ok(None);
+    };
+    let work = store.user_work(&old.env_id)?;
+    if work.is_none() {
+        // Destroying it: the same rule as `destroy` (a running environment is refused).
+        super::lifecycle::check(super::lifecycle::Op::Destroy, old.state, &old.short_id)?;
+    }
+    let note = work.map(|what| {
+        format!(
+            "the previous environment {short} was kept because it holds {what}; reach it with \
+             `karapace exec {short} -- …` or `karapace snapshots {short}`, and remove it with \
+             `karapace destroy {short}` when done",
+            short = old.short_id
+        )
+    });
+    Ok(Some(HandoverPlan {
+        handover: karapace_store::Handover {
+            from: old.env_id.clone(),
+            name: name.map(str::to_owned).or_else(|| old.name.clone()),
+            keep_from: note.is_some(),
+        },
+        old,
+        note,
+    }))
 }
 
 /// Gives `env` the requested name (unique names are enforced by the store).
@@ -260,14 +314,13 @@ fn record_env(
     store: &Store,
     lock: &LockFile,
     manifest_hash: String,
-    base_layer: String,
-    dependency_layers: Vec<String>,
-    policy: String,
+    (base_layer, dependency_layers, policy): (String, Vec<String>, String),
+    plan: Option<&HandoverPlan>,
 ) -> Result<(EnvMetadata, Option<String>)> {
     let mut replaced_note = None;
     let env = match store.env(&lock.env_id) {
         Ok(env) if env.state != EnvState::Defined => {
-            if let Some(remote) = store.pulled_from(&env.env_id) {
+            let env = if let Some(remote) = store.pulled_from(&env.env_id) {
                 // The same lock, built here: these layers replace the pulled ones.
                 store.update_env_layers(
                     &env.env_id,
@@ -288,7 +341,11 @@ fn record_env(
                 store.env(&lock.env_id)?
             } else {
                 made_built(store, env)?
+            };
+            if let Some(plan) = plan {
+                store.hand_over(&env.env_id, &plan.handover)?;
             }
+            store.env(&lock.env_id)?
         }
         _ => {
             let meta = EnvMetadata {
@@ -305,7 +362,7 @@ fn record_env(
                 updated_at: String::new(),
                 checksum: String::new(),
             };
-            store.create_env(meta)?;
+            store.create_env_with(meta, plan.map(|p| &p.handover))?;
             store.env(&lock.env_id)?
         }
     };

@@ -2,6 +2,7 @@
 //! Karapace. It composes the schema, the store and the runtimes; it never prints.
 
 mod build;
+pub mod desktop;
 pub mod lifecycle;
 mod pipeline;
 mod policy_layer;
@@ -12,6 +13,7 @@ mod run;
 pub(crate) mod runtime;
 pub mod share;
 pub mod trees;
+pub mod usage;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +29,42 @@ use resolve::Identified;
 
 /// The store with the archive caps of the user's config file (`archive_max_entries`,
 /// `archive_max_bytes`) for every layer it unpacks, as images get them.
+/// The snapshot of `env` that `given` names: its full hash, or a prefix that only one of the
+/// environment's snapshots starts with. Nothing matching is an unknown snapshot (exit 3, as
+/// for a full hash); several are an error listing them.
+fn resolve_snapshot(store: &Store, env: &EnvMetadata, given: &str) -> Result<String> {
+    let snaps = store.snapshots(&env.env_id)?;
+    if snaps.iter().any(|s| s.restore_hash == given) {
+        return Ok(given.to_owned());
+    }
+    let lower = given.to_ascii_lowercase();
+    let matches: Vec<&str> = if given.is_empty() {
+        Vec::new()
+    } else {
+        snaps
+            .iter()
+            .map(|s| s.restore_hash.as_str())
+            .filter(|h| h.starts_with(&lower))
+            .collect()
+    };
+    match matches.as_slice() {
+        [] => Err(StoreError::UnknownSnapshot(given.to_owned()).into()),
+        [one] => Ok((*one).to_owned()),
+        many => Err(CoreError::State(format!(
+            "ambiguous snapshot prefix '{given}': matches {} snapshots: {}",
+            many.len(),
+            many.join(", ")
+        ))),
+    }
+}
+
+/// The store every command uses without `--store`: `~/.local/share/karapace`.
+pub fn default_root() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".local/share/karapace"))
+}
+
 fn with_configured_limits(store: Store) -> Result<Store> {
     let file = karapace_images::config::config_file_path();
     store.set_archive_limits(karapace_images::archive_limits_from(file.as_deref())?);
@@ -174,7 +212,43 @@ impl Engine {
         let env = self.find(&store, query)?;
         lifecycle::check(Op::Destroy, env.state, query)?;
         store.destroy_env(&env.env_id)?;
+        desktop::remove(&env, &self.root);
         Ok(env)
+    }
+
+    /// Writes (or replaces) the desktop entries of `apps` for a built environment. Problems are
+    /// reported in the result, never as an error: the environment is built either way.
+    pub fn export_desktop(&self, env: &EnvMetadata, apps: &[String]) -> desktop::Exported {
+        if apps.is_empty() {
+            desktop::remove(env, &self.root);
+            return desktop::Exported::default();
+        }
+        let layers = self.open_read().and_then(|store| {
+            let store = store.ok_or_else(|| CoreError::NoMatch {
+                query: env.short_id.clone(),
+                suggestions: Vec::new(),
+            })?;
+            let policy_tree = policy_layer::layer_tree(&store, env)?;
+            runtime::lowers(&store, env, &policy_tree)
+        });
+        match layers {
+            Ok(trees) => desktop::export(
+                env,
+                &desktop::Layers { trees },
+                apps,
+                &self.root,
+                default_root().as_deref(),
+            ),
+            Err(e) => desktop::Exported {
+                failed: vec![(apps.join(", "), e.to_string())],
+                ..desktop::Exported::default()
+            },
+        }
+    }
+
+    /// The desktop entries of an environment of this store.
+    pub fn desktop_entries(&self, env: &EnvMetadata) -> Vec<PathBuf> {
+        desktop::entries(env, &self.root)
     }
 
     pub fn rename(&self, query: &str, new_name: &str) -> Result<EnvMetadata> {
@@ -190,19 +264,39 @@ impl Engine {
 
     /// Snapshots the writable layer; returns the environment and the snapshot hash.
     pub fn commit(&self, query: &str) -> Result<(EnvMetadata, String)> {
+        self.commit_labelled(query, None)
+    }
+
+    /// `commit --message`: the snapshot gets (or, for unchanged content, changes to) `label`.
+    pub fn commit_labelled(
+        &self,
+        query: &str,
+        label: Option<&str>,
+    ) -> Result<(EnvMetadata, String)> {
+        if let Some(label) = label {
+            karapace_store::check_label(label).map_err(CoreError::Usage)?;
+        }
         let store = self.open_write()?;
         let env = self.find(&store, query)?;
         lifecycle::check(Op::Commit, env.state, query)?;
-        let hash = store.commit(&env.env_id)?;
+        let hash = store.commit_labelled(&env.env_id, label)?;
         Ok((env, hash))
     }
 
+    /// Restores a snapshot named by its hash or a unique prefix of it; returns the environment
+    /// and the snapshot's full hash.
     pub fn restore(&self, query: &str, snapshot: &str) -> Result<EnvMetadata> {
+        self.restore_snapshot(query, snapshot).map(|(env, _)| env)
+    }
+
+    /// [`Engine::restore`], also returning the full hash of the snapshot restored.
+    pub fn restore_snapshot(&self, query: &str, snapshot: &str) -> Result<(EnvMetadata, String)> {
         let store = self.open_write()?;
         let env = self.find(&store, query)?;
         lifecycle::check(Op::Restore, env.state, query)?;
-        store.restore(&env.env_id, snapshot)?;
-        Ok(env)
+        let hash = resolve_snapshot(&store, &env, snapshot)?;
+        store.restore(&env.env_id, &hash)?;
+        Ok((env, hash))
     }
 
     pub fn snapshots(

@@ -53,21 +53,11 @@ pub fn resolve<T: Identified>(envs: &[T], query: &str) -> Result<usize, CoreErro
 
 /// Up to five names or short ids close to `query`, closest first.
 fn suggestions<T: Identified>(envs: &[T], query: &str) -> Vec<String> {
-    let mut scored: Vec<(f64, String)> = envs
+    let candidates: Vec<&str> = envs
         .iter()
         .flat_map(|e| e.name().into_iter().chain(std::iter::once(e.short_id())))
-        // Jaro-Winkler favours shared prefixes; Damerau-Levenshtein catches typos and
-        // transpositions in short names ("wbe" → "web").
-        .map(|candidate| {
-            let score = strsim::jaro_winkler(query, candidate)
-                .max(strsim::normalized_damerau_levenshtein(query, candidate));
-            (score, candidate.to_owned())
-        })
-        .filter(|(score, _)| *score >= 0.6)
         .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(5).map(|(_, s)| s).collect()
+    karapace_schema::similar(query, &candidates, 5)
 }
 
 #[cfg(test)]

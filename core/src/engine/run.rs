@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use karapace_backend_mock as mock;
 use karapace_helper_client::{self as hc, StdioMode};
 use karapace_schema::Backend;
+use karapace_store::EnvMetadata;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
@@ -31,6 +32,26 @@ impl Engine {
     /// Runs `argv` in the environment and returns the inner command's exit status
     /// (128+N when it died of signal N).
     pub fn run(&self, query: &str, argv: &[String], mode: RunMode) -> Result<i32> {
+        self.run_in(query, argv, mode, None)
+    }
+
+    /// [`Engine::run`] in the directory `workdir` of the environment (absolute) instead of the
+    /// default (the home directory when the environment shares it, else `/`).
+    pub fn run_in(
+        &self,
+        query: &str,
+        argv: &[String],
+        mode: RunMode,
+        workdir: Option<&std::path::Path>,
+    ) -> Result<i32> {
+        if let Some(dir) = workdir
+            && (!dir.is_absolute() || dir.as_os_str().len() > 4096)
+        {
+            return Err(CoreError::Usage(format!(
+                "--workdir must be an absolute path inside the environment, not '{}'",
+                dir.display()
+            )));
+        }
         // Start the helper first: its exec and start-up overlap reading the store and building
         // the request. Environments of other backends simply drop it (which kills it).
         let pending = hc::prespawn(StdioMode::Inherit).ok();
@@ -64,8 +85,18 @@ impl Engine {
                 drop(pending);
                 let upper = store.env_upper(&env.env_id);
                 let extra = [("KARAPACE_ENV_ID".to_owned(), env.env_id.clone())];
-                let mut child = mock::spawn(&upper, &argv, &extra)
-                    .map_err(|e| CoreError::io(format!("cannot start '{}'", argv[0]), e))?;
+                let mut child = mock::spawn(&upper, &argv, &extra).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::NotFound {
+                        CoreError::CannotExecute {
+                            command: argv[0].clone(),
+                            env: env_label(&env),
+                            reason: "command not found".into(),
+                            code: 127,
+                        }
+                    } else {
+                        CoreError::io(format!("cannot start '{}'", argv[0]), e)
+                    }
+                })?;
                 let _session = store.begin_session(&env.env_id, child.id(), None)?;
                 let forwarder = forward_signals(child.id())?;
                 let status = child
@@ -92,13 +123,19 @@ impl Engine {
                     argv,
                     tty,
                 )?;
+                if let Some(dir) = workdir {
+                    spec.cwd = dir.to_path_buf();
+                }
                 spec.allow_without_landlock =
                     runtime::allow_without_landlock(self.allow_without_landlock)?;
                 let (session, mut guard) = start_session(&store, &env.env_id, &mut spec, pending)
-                    .map_err(explain_setup_failure)?;
+                    .map_err(explain_setup_failure)
+                    .map_err(|e| explain_exec_failure(e, &env))?;
                 // Return as soon as the workload is done; the helper finishes unmounting
                 // (and syncing) the overlay on its own, its session record live until then.
-                let (outcome, helper_gone) = session.wait_workload().map_err(CoreError::helper)?;
+                let (outcome, helper_gone) = session
+                    .wait_workload()
+                    .map_err(|e| explain_exec_failure(CoreError::helper(e), &env))?;
                 if !helper_gone {
                     guard.keep_record();
                 }
@@ -173,6 +210,30 @@ fn explain_setup_failure(e: CoreError) -> CoreError {
     match prereqs::check().into_iter().find(|m| m.kind == kind) {
         Some(m) => CoreError::Other(format!("{} (fix: {}; the helper said: {e})", m.what, m.fix)),
         None => e,
+    }
+}
+
+/// How errors name an environment: its name, else its short id.
+fn env_label(env: &EnvMetadata) -> String {
+    env.name.clone().unwrap_or_else(|| env.short_id.clone())
+}
+
+/// A command the helper could not execute: `<cmd>: command not found in <env>` (exit 127) or
+/// `<cmd>: cannot execute (<reason>) in <env>` (126), rather than the helper's errno.
+fn explain_exec_failure(e: CoreError, env: &EnvMetadata) -> CoreError {
+    let CoreError::Helper(hc::HelperError::Refused(hc::Refusal::Exec { argv0, errno })) = &e else {
+        return e;
+    };
+    let errno = nix::errno::Errno::from_raw(*errno);
+    let reason = match errno {
+        nix::errno::Errno::ENOENT => "command not found".to_owned(),
+        other => format!("cannot execute ({})", other.desc()),
+    };
+    CoreError::CannotExecute {
+        command: argv0.clone(),
+        env: env_label(env),
+        reason,
+        code: e.exit_code(),
     }
 }
 

@@ -89,6 +89,35 @@ pub fn host_setup(
     host_integration(&policy, &request, vars).map_err(|e| CoreError::Other(e.to_string()))
 }
 
+/// Checks a manifest's mounts against the host-sharing policy before anything is built, so a
+/// mount sessions would refuse fails the build at once, with the prefixes and the policy line
+/// that would allow it (rather than every later `exec`).
+pub fn check_manifest_mounts(
+    manifest: &karapace_schema::NormalizedManifest,
+    source_dir: &Path,
+) -> Result<()> {
+    if manifest.mounts.is_empty() {
+        return Ok(());
+    }
+    let home = home()?;
+    let policy = Policy::load(&home).map_err(|e| CoreError::Other(e.to_string()))?;
+    for m in &manifest.mounts {
+        let request = HostRequest {
+            mounts: vec![(m.host_path.clone(), m.container_path.clone())],
+            manifest_dir: source_dir.to_path_buf(),
+            home: home.clone(),
+            ..HostRequest::default()
+        };
+        match host_integration(&policy, &request, &[]) {
+            // A source that does not exist yet (the templates' `~/projects`) may be made before
+            // the first session; `build` lists it among the paths sessions would refuse.
+            Ok(_) | Err(karapace_helper_client::policy::PolicyError::MountSource { .. }) => {}
+            Err(e) => return Err(CoreError::Other(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
 /// The spec for an interactive or exec session of a built environment.
 pub fn session_spec(
     store: &Store,

@@ -25,6 +25,7 @@ pub const CRASH_POINTS: &[&str] = &[
     "create_env.after_metadata",
     "destroy.after_metadata",
     "destroy.mid_remove",
+    "handover.after_old",
     "set_metadata.after_write",
     "import.after_object",
     "import.after_tree",

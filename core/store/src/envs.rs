@@ -6,6 +6,7 @@ use crate::fsutil::{
     CONTENT_ROOT_MODE, PRIVATE_DIR_MODE, create_dir_mode, exists_nofollow, fsync_dir, unique_name,
     write_atomic,
 };
+use crate::handover::Handover;
 use crate::meta::{self, EnvMetadata, EnvState, validate_name};
 use crate::objects::is_valid_key;
 use crate::store::Store;
@@ -24,7 +25,7 @@ pub(crate) fn env_subdirs() -> [(&'static str, u32); 3] {
 }
 
 impl Store {
-    fn check_env_id(env_id: &str) -> Result<()> {
+    pub(crate) fn check_env_id(env_id: &str) -> Result<()> {
         if is_valid_key(env_id) {
             Ok(())
         } else {
@@ -144,8 +145,21 @@ impl Store {
 
     /// Record a new environment with empty `upper`/`work` dirs, atomically.
     pub fn create_env(&self, meta: EnvMetadata) -> Result<()> {
+        self.create_env_with(meta, None)
+    }
+
+    /// [`Store::create_env`] that also takes over from another environment (a rebuild), in the
+    /// same journaled step (`handover.rs`).
+    pub fn create_env_with(&self, meta: EnvMetadata, handover: Option<&Handover>) -> Result<()> {
         Self::check_env_id(&meta.env_id)?;
+        let _starts = match handover.as_ref().filter(|h| !h.keep_from) {
+            Some(h) => self.hold_session_starts(&h.from)?,
+            None => None,
+        };
         let _l = self.lock_exclusive()?;
+        if let Some(h) = handover {
+            self.check_handover(&meta.env_id, h)?;
+        }
         let id = meta.env_id.clone();
         if exists_nofollow(&self.layout.meta_file(&id))
             || exists_nofollow(&self.layout.env_dir(&id))
@@ -166,7 +180,11 @@ impl Store {
         }
         m.updated_at = now;
         let (_, text) = meta::encode(&m)?;
-        self.run_op(WalOp::CreateEnv { env_id: id.clone() }, || {
+        let op = WalOp::CreateEnv {
+            env_id: id.clone(),
+            handover: handover.cloned(),
+        };
+        self.run_op(op, || {
             let stage = self.layout.tmp.join(unique_name("env"));
             create_dir_mode(&stage, PRIVATE_DIR_MODE).map_err(io_at("create", &stage))?;
             for (sub, mode) in env_subdirs() {
@@ -184,6 +202,9 @@ impl Store {
                 text.as_bytes(),
             )?;
             crash_point("create_env.after_metadata");
+            if let Some(h) = handover {
+                self.settle_handover(&id, h)?;
+            }
             Ok(())
         })
     }

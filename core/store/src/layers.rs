@@ -53,6 +53,10 @@ pub struct LayerManifest {
     pub base_layer: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
+    /// Snapshots only: the user's label (`commit --message`). Not part of the hash: a label
+    /// names a snapshot, it is not its content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// How to import a directory.
@@ -152,6 +156,7 @@ impl Store {
             env_id: None,
             base_layer: None,
             created_at: None,
+            label: None,
         };
         if !self.layout.layer_file(&hash).exists() {
             self.write_layer_manifest(&m)?;

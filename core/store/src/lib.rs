@@ -12,6 +12,7 @@ mod envs;
 pub mod error;
 pub mod fsutil;
 mod gc;
+mod handover;
 mod layers;
 mod lease;
 mod logs;
@@ -24,12 +25,14 @@ mod snapshots;
 mod store;
 pub mod tar;
 mod transfer;
+pub mod usage;
 mod verify;
 mod wal;
 
 pub use diff::{Diff, diff_trees};
 pub use error::{CorruptEntry, StoreError};
 pub use gc::GcReport;
+pub use handover::Handover;
 pub use layers::{ImportOptions, LayerKind, LayerManifest, layer_hash, snapshot_hash};
 pub use lease::BuildLease;
 pub use meta::{
@@ -41,7 +44,7 @@ pub use owners::{InProcess, TreeWorker};
 pub use sessions::{
     ENDING_PROCESS_NAME, SessionGuard, SessionInfo, SetupGuard, process_start_time,
 };
-pub use snapshots::SnapshotInfo;
+pub use snapshots::{MAX_LABEL_LEN, SnapshotInfo, check_label};
 pub use store::{STORE_FORMAT_VERSION, SharedTreeWorker, StagingDir, Store, StoreLock};
 pub use tar::Owners;
 pub use transfer::EnvContent;

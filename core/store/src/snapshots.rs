@@ -20,12 +20,38 @@ pub struct SnapshotInfo {
     pub tar_hash: String,
     #[serde(default)]
     pub created_at: Option<String>,
+    /// The user's label (`commit --message`), if any.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+/// The longest snapshot label.
+pub const MAX_LABEL_LEN: usize = 200;
+
+/// A snapshot label: at most [`MAX_LABEL_LEN`] characters, no control characters (it is shown
+/// in terminals and JSON; a label from a remote is as hostile as any other input).
+pub fn check_label(label: &str) -> std::result::Result<(), String> {
+    if label.chars().count() > MAX_LABEL_LEN {
+        return Err(format!(
+            "a snapshot label has at most {MAX_LABEL_LEN} characters"
+        ));
+    }
+    if label.chars().any(char::is_control) {
+        return Err("a snapshot label must not contain control characters".into());
+    }
+    Ok(())
 }
 
 impl Store {
     /// Pack the env's upper (whiteout-aware) into a Snapshot layer; returns its hash.
     /// Idempotent: unchanged content gives the same hash and writes nothing new.
     pub fn commit(&self, env_id: &str) -> Result<String> {
+        self.commit_labelled(env_id, None)
+    }
+
+    /// [`Store::commit`] with a label for the snapshot; committing unchanged content again with
+    /// another label relabels the existing snapshot.
+    pub fn commit_labelled(&self, env_id: &str, label: Option<&str>) -> Result<String> {
         let _starts = self.hold_session_starts(env_id)?;
         let _l = self.lock_exclusive()?;
         let meta = self.read_meta_raw(env_id)?;
@@ -52,8 +78,15 @@ impl Store {
                         env_id: Some(env_id.to_string()),
                         base_layer: Some(meta.base_layer.clone()),
                         created_at: Some(now_rfc3339()),
+                        label: label.map(str::to_owned),
                     };
                     self.write_layer_manifest(&m)?;
+                } else if let Some(label) = label {
+                    let mut m = self.read_layer(&hash)?;
+                    if m.label.as_deref() != Some(label) {
+                        m.label = Some(label.to_owned());
+                        self.write_layer_manifest(&m)?;
+                    }
                 }
                 crash_point("commit.after_manifest");
                 Ok(hash)
@@ -91,6 +124,7 @@ impl Store {
                 parent: m.parent,
                 tar_hash: m.tar_hash,
                 created_at: m.created_at,
+                label: m.label,
             })
             .collect())
     }

@@ -8,7 +8,7 @@ use nix::fcntl::{Flock, FlockArg};
 use std::cell::RefCell;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -161,6 +161,65 @@ pub(crate) fn read_format_version(layout: &Layout) -> Result<Option<u32>> {
     Ok(Some(v.format_version))
 }
 
+/// Creates the store at `layout`, or finds it created by a concurrent command. Creators take
+/// turns on a lock file in the root and the version file is written last, so a concurrent
+/// opener sees no store or a complete one, never a half-made one (two `build`s into a fresh
+/// store, started together, used to fail on each other's half-made store).
+fn create_store(layout: &Layout) -> Result<()> {
+    let root = &layout.root;
+    match create_dir_private(root) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        r => r.map_err(io_at("create", root))?,
+    }
+    // Check the root before creating anything in it: a root someone else owns is refused
+    // untouched.
+    secure_root(root)?;
+    let lock_path = root.join(INIT_LOCK);
+    let lock_file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&lock_path)
+        .map_err(io_at("open", &lock_path))?;
+    let _creating = Flock::lock(lock_file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| StoreError::Lock(format!("{}: {e}", lock_path.display())))?;
+    if read_format_version(layout)?.is_some() {
+        // Another command finished creating it while this one waited.
+        return Ok(());
+    }
+    if has_content(&layout.envs) || has_content(&layout.objects) {
+        // Store content without a version file, and nobody creating it: never guess.
+        return Err(StoreError::Integrity {
+            key: layout.version.display().to_string(),
+            reason: "store has no version file".into(),
+        });
+    }
+    for d in &layout.all_dirs()[1..] {
+        match create_dir_private(d) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            r => r.map_err(io_at("create", d))?,
+        }
+    }
+    let body = serde_json::to_vec_pretty(&VersionFile {
+        format_version: STORE_FORMAT_VERSION,
+    })
+    .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    // The temporary file lives in the root, not in `store/tmp`, which an opener's recovery
+    // empties.
+    write_atomic(root, &layout.version, &body)?;
+    fsync_dir(root)
+}
+
+/// Lock file in a store root that serialises creating the store.
+const INIT_LOCK: &str = ".create.lock";
+
+/// Whether `dir` exists and has at least one entry.
+fn has_content(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut rd| rd.next().is_some())
+}
+
 /// The store root must be the caller's and private: other local users must not be able to
 /// reach environment uppers (whatever a workload wrote there, set-id files included) or
 /// layer trees. A root open to group/other is repaired to 0700 with a warning on stderr; a
@@ -279,38 +338,21 @@ impl Store {
     /// trees of interrupted builds) and everything after it use.
     pub fn open_or_init_with(root: &Path, trees: SharedTreeWorker) -> Result<Store> {
         let layout = Layout::new(root);
-        match read_format_version(&layout)? {
-            Some(STORE_FORMAT_VERSION) => {}
-            Some(found) => {
-                return Err(StoreError::Version {
-                    found,
-                    expected: STORE_FORMAT_VERSION,
-                });
-            }
-            None => {
-                if layout.envs.exists() && layout.store.join("objects").exists() {
-                    // Store content without a version file: never guess.
-                    return Err(StoreError::Integrity {
-                        key: layout.version.display().to_string(),
-                        reason: "store has no version file".into(),
-                    });
-                }
-            }
+        let existing = read_format_version(&layout)?;
+        if let Some(found) = existing.filter(|v| *v != STORE_FORMAT_VERSION) {
+            return Err(StoreError::Version {
+                found,
+                expected: STORE_FORMAT_VERSION,
+            });
         }
         if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
             // Above the store (e.g. ~/.local/share): the user's own directories, usual modes.
             fs::create_dir_all(parent).map_err(io_at("create", parent))?;
         }
-        // Check the root before creating anything in it: a root someone else owns is refused
-        // untouched.
-        for (i, d) in layout.all_dirs().into_iter().enumerate() {
-            match create_dir_private(d) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                r => r.map_err(io_at("create", d))?,
-            }
-            if i == 0 {
-                secure_root(root)?;
-            }
+        if existing.is_none() {
+            create_store(&layout)?;
+        } else {
+            secure_root(root)?;
         }
         // Stores made before directories were private: close the fixed ones too.
         for d in &layout.all_dirs()[1..] {
@@ -319,14 +361,6 @@ impl Store {
                 fs::set_permissions(d, fs::Permissions::from_mode(PRIVATE_DIR_MODE))
                     .map_err(io_at("chmod", d))?;
             }
-        }
-        if read_format_version(&layout)?.is_none() {
-            let body = serde_json::to_vec_pretty(&VersionFile {
-                format_version: STORE_FORMAT_VERSION,
-            })
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-            write_atomic(&layout.tmp, &layout.version, &body)?;
-            fsync_dir(&layout.root)?;
         }
         let store = Store::with_layout(layout)?;
         store.set_tree_worker(trees);

@@ -25,9 +25,17 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(crate) enum WalOp {
-    /// Commit point: the metadata file exists.
+    /// Commit point: the metadata file exists. A rebuild's hand-over (`handover.rs`) rides
+    /// along and is rolled forward with it.
     CreateEnv {
         env_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        handover: Option<crate::handover::Handover>,
+    },
+    /// A hand-over to an environment that already existed; always rolled forward.
+    Handover {
+        env_id: String,
+        handover: crate::handover::Handover,
     },
     /// Always rolled forward.
     Destroy {
@@ -198,11 +206,22 @@ impl Store {
     pub(crate) fn settle(&self, op: &WalOp) -> Result<()> {
         // Journal entries name paths to remove: never trust one that could point elsewhere.
         let names: Vec<&String> = match op {
-            WalOp::CreateEnv { env_id }
+            WalOp::CreateEnv {
+                env_id,
+                handover: None,
+            }
             | WalOp::Destroy { env_id }
             | WalOp::SetMetadata { env_id, .. }
             | WalOp::Commit { env_id }
             | WalOp::Restore { env_id } => vec![env_id],
+            WalOp::CreateEnv {
+                env_id,
+                handover: Some(h),
+            }
+            | WalOp::Handover {
+                env_id,
+                handover: h,
+            } => vec![env_id, &h.from],
             WalOp::Import => vec![],
             WalOp::Gc {
                 envs,
@@ -220,7 +239,7 @@ impl Store {
             });
         }
         match op {
-            WalOp::CreateEnv { env_id } => {
+            WalOp::CreateEnv { env_id, handover } => {
                 if exists_nofollow(&self.layout.meta_file(env_id)) {
                     let env_dir = self.layout.env_dir(env_id);
                     create_dir_all_private(&env_dir).map_err(io_at("create", &env_dir))?;
@@ -231,12 +250,16 @@ impl Store {
                             r => r.map_err(io_at("create", &d))?,
                         }
                     }
+                    if let Some(h) = handover {
+                        self.settle_handover(env_id, h)?;
+                    }
                 } else {
                     self.remove_tree(&self.layout.env_dir(env_id))?;
                     fsync_dir(&self.layout.envs)?;
                 }
                 Ok(())
             }
+            WalOp::Handover { env_id, handover } => self.settle_handover(env_id, handover),
             WalOp::Destroy { env_id } => self.destroy_steps(env_id),
             WalOp::SetMetadata { env_id, content } => {
                 write_atomic(

@@ -83,6 +83,26 @@ fn crash_child() {
             ))
             .unwrap(),
         "destroy" => s.destroy_env(&b).unwrap(),
+        // A rebuild of beta (no work of the user's: destroyed) into a new environment.
+        "create_handover" => {
+            let mut gamma = common::meta("gamma", &s.env(&a).unwrap().base_layer, EnvState::Built);
+            gamma.name = None;
+            let handover = karapace_store::Handover {
+                from: b.clone(),
+                name: Some("beta".into()),
+                keep_from: false,
+            };
+            s.create_env_with(gamma, Some(&handover)).unwrap();
+        }
+        // A rebuild of alpha (the user's work: kept) onto beta, which already existed.
+        "handover" => {
+            let handover = karapace_store::Handover {
+                from: a.clone(),
+                name: Some("alpha".into()),
+                keep_from: true,
+            };
+            s.hand_over(&b, &handover).unwrap();
+        }
         "rename" => s.rename_env(&b, "renamed").unwrap(),
         "set_state" => s.set_state(&b, EnvState::Frozen).unwrap(),
         "commit" => drop(s.commit(&a).unwrap()),
@@ -153,6 +173,28 @@ fn check_consistent(w: &World, op: &str, point: &str) {
             let present = envs.iter().any(|m| m.env_id == w.b);
             assert!(present || !w.root.join("env").join(&w.b).exists(), "{ctx}");
         }
+        "create_handover" => {
+            // Not committed: beta as it was; committed: gamma named beta, beta gone.
+            let named: Vec<_> = envs
+                .iter()
+                .filter(|m| m.name.as_deref() == Some("beta"))
+                .collect();
+            assert_eq!(named.len(), 1, "{ctx}: {envs:?}");
+            let beta_present = envs.iter().any(|m| m.env_id == w.b);
+            if named[0].env_id == w.b {
+                assert_eq!(envs.len(), 2, "{ctx}: a new environment without the name");
+            } else {
+                assert!(!beta_present, "{ctx}: the replaced environment survived");
+            }
+        }
+        "handover" => {
+            let named: Vec<_> = envs
+                .iter()
+                .filter(|m| m.name.as_deref() == Some("alpha"))
+                .collect();
+            assert_eq!(named.len(), 1, "{ctx}: {envs:?}");
+            assert_eq!(envs.len(), 2, "{ctx}: the kept environment is kept");
+        }
         "rename" => {
             let name = s.env(&w.b).unwrap().name.unwrap();
             assert!(name == "beta" || name == "renamed", "{ctx}: {name}");
@@ -202,6 +244,26 @@ const MATRIX: &[(&str, &[&str])] = &[
             "wal.after_journal",
             "destroy.after_metadata",
             "destroy.mid_remove",
+            "wal.before_clear",
+        ],
+    ),
+    (
+        "create_handover",
+        &[
+            "wal.after_journal",
+            "create_env.after_env_dir",
+            "create_env.after_metadata",
+            "destroy.after_metadata",
+            "destroy.mid_remove",
+            "handover.after_old",
+            "wal.before_clear",
+        ],
+    ),
+    (
+        "handover",
+        &[
+            "wal.after_journal",
+            "handover.after_old",
             "wal.before_clear",
         ],
     ),

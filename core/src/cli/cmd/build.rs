@@ -50,7 +50,11 @@ pub fn run(ctx: &Ctx, args: &BuildArgs, rebuild: bool) -> Result<i32> {
     if let Some(note) = &outcome.replaced_note {
         output::note(&format!("note: {note}"));
     }
+    if let Some(note) = &outcome.kept_note {
+        output::note(&format!("note: {note}"));
+    }
     report_host_shares(ctx, env);
+    report_desktop(&outcome.desktop, env);
     Ok(0)
 }
 
@@ -85,5 +89,24 @@ fn report_host_shares(ctx: &Ctx, env: &karapace_store::EnvMetadata) {
         Err(e) => output::note(&format!(
             "warning: sessions of this environment will be refused: {e}"
         )),
+    }
+}
+
+/// The desktop entries written for `[gui] apps`, and the apps that got none.
+fn report_desktop(desktop: &crate::engine::desktop::Exported, env: &karapace_store::EnvMetadata) {
+    for path in &desktop.written {
+        output::note(&format!(
+            "desktop entry: {}",
+            output::escape(&path.to_string_lossy(), output::Newlines::Escape)
+        ));
+    }
+    for app in &desktop.missing {
+        output::note(&format!(
+            "warning: [gui] app '{app}' is not in environment {} (no executable of that name); no desktop entry for it",
+            env.short_id
+        ));
+    }
+    for (app, why) in &desktop.failed {
+        output::note(&format!("warning: no desktop entry for '{app}': {why}"));
     }
 }

@@ -10,6 +10,9 @@ pub fn run(ctx: &Ctx, query: &str) -> Result<i32> {
         output::json(&serde_json::json!({"env_id": env.env_id, "status": "destroyed"}))?;
     } else {
         output::line(&format!("destroyed environment {query}"))?;
+        output::note(
+            "note: its layers and snapshots stay in the store until `karapace gc` frees them (`karapace du` shows how much)",
+        );
     }
     Ok(0)
 }

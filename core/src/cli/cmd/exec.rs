@@ -5,5 +5,15 @@ use crate::engine::RunMode;
 use crate::error::Result;
 
 pub fn run(ctx: &Ctx, query: &str, command: &[String]) -> Result<i32> {
-    ctx.engine.run(query, command, RunMode::Exec)
+    run_in(ctx, query, command, None)
+}
+
+/// `exec --workdir DIR`.
+pub fn run_in(
+    ctx: &Ctx,
+    query: &str,
+    command: &[String],
+    workdir: Option<&std::path::Path>,
+) -> Result<i32> {
+    ctx.engine.run_in(query, command, RunMode::Exec, workdir)
 }

@@ -8,7 +8,21 @@ use crate::output;
 pub fn run(ctx: &Ctx) -> Result<i32> {
     let envs = ctx.engine.list()?;
     if ctx.json() {
-        let views: Vec<EnvView<'_>> = envs.iter().map(EnvView::from).collect();
+        let usages = ctx.engine.env_usages(&envs)?;
+        let views: Vec<EnvView<'_>> = envs
+            .iter()
+            .zip(
+                usages
+                    .into_iter()
+                    .map(Some)
+                    .chain(std::iter::repeat_with(|| None)),
+            )
+            .map(|(env, usage)| {
+                let mut view = EnvView::from(env);
+                view.usage = usage.map(Into::into);
+                view
+            })
+            .collect();
         return output::json(&views).map(|()| 0);
     }
     if envs.is_empty() {

@@ -7,6 +7,7 @@ mod completions;
 mod destroy;
 mod diff;
 mod doctor;
+mod du;
 pub(super) mod enter;
 pub(super) mod exec;
 mod freeze;
@@ -44,8 +45,16 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             check,
             write_lock,
         } => pin::run(ctx, &manifest, check, write_lock),
-        Command::Enter { env_id, command } => enter::run(ctx, &env_id, &command),
-        Command::Exec { env_id, command } => exec::run(ctx, &env_id, &command),
+        Command::Enter {
+            env_id,
+            workdir,
+            command,
+        } => enter::run_in(ctx, &env_id, &command, workdir.as_deref()),
+        Command::Exec {
+            env_id,
+            workdir,
+            command,
+        } => exec::run_in(ctx, &env_id, &command, workdir.as_deref()),
         Command::Destroy { env_id } => destroy::run(ctx, &env_id),
         Command::Stop { env_id } => stop::run(ctx, &env_id),
         Command::Freeze { env_id } => freeze::run(ctx, &env_id),
@@ -54,9 +63,10 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Inspect { env_id } => inspect::run(ctx, &env_id),
         Command::Diff { env_id } => diff::run(ctx, &env_id),
         Command::Snapshots { env_id } => snapshots::run(ctx, &env_id),
-        Command::Commit { env_id } => commit::run(ctx, &env_id),
+        Command::Commit { env_id, message } => commit::run(ctx, &env_id, message.as_deref()),
         Command::Restore { env_id, snapshot } => restore::run(ctx, &env_id, &snapshot),
-        Command::Gc { dry_run } => gc::run(ctx, dry_run),
+        Command::Gc { dry_run, images } => gc::run(ctx, dry_run, images),
+        Command::Du => du::run(ctx),
         Command::VerifyStore => verify_store::run(ctx),
         Command::Push {
             env_id,

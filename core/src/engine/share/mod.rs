@@ -349,6 +349,11 @@ impl Engine {
             // depend on it.
             let m = LayerManifest {
                 parent: Some(top.clone()),
+                // A label is the remote's word: kept only when it is one we would accept.
+                label: m
+                    .label
+                    .clone()
+                    .filter(|l| karapace_store::check_label(l).is_ok()),
                 ..m.clone()
             };
             store.receive_layer(&m)?;
