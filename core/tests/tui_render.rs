@@ -110,6 +110,7 @@ fn detail_of(env: EnvMetadata) -> Detail {
             restore_hash: hex("snap1"),
             tar_hash: hex("snap1/tar"),
             created_at: Some("2026-12-04T13:35:10Z".into()),
+            label: Some("before \u{1b}[8mupgrade".into()),
         }]),
         diff: Ok(Diff {
             added: vec!["etc/motd".into(), "home/me/\u{1b}]0;pwned\u{7}evil".into()],

@@ -252,8 +252,9 @@ pub fn detail_lines(detail: &Detail, theme: Theme) -> Vec<Line<'static>> {
                 format!("snapshots: {}", snaps.len()),
                 theme.header(),
             ));
-            // Two lines each: the hash `restore` takes, whole (what users copy), then what
-            // `snapshots` says beside it; on one line they would not fit 80 columns.
+            // The hash `restore` takes, whole (what users copy), then on lines of their own
+            // what `snapshots` says beside it (one line would not fit 80 columns) and the
+            // label `commit --message` gave it.
             for s in snaps {
                 let tar = s.tar_hash.get(..12).unwrap_or(&s.tar_hash);
                 lines.push(Line::raw(format!("  {}", safe(&s.restore_hash))));
@@ -266,6 +267,9 @@ pub fn detail_lines(detail: &Detail, theme: Theme) -> Vec<Line<'static>> {
                     format!("    tar: {}{when}", safe(tar)),
                     theme.quiet(),
                 ));
+                if let Some(label) = &s.label {
+                    lines.push(Line::raw(format!("    label: {}", safe(label))));
+                }
             }
         }
     }
