@@ -131,7 +131,8 @@ fn kind(e: &CoreError) -> fn(String) -> ManagerError {
         | CoreError::Helper(_)
         | CoreError::Io { .. }
         | CoreError::Other(_)
-        | CoreError::Remote(_) => M::Failed,
+        | CoreError::Remote(_)
+        | CoreError::CannotExecute { .. } => M::Failed,
     }
 }
 
