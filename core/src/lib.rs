@@ -1,6 +1,6 @@
 //! Karapace core: CLI, engine, and the glue between schema, store, images, plugins and helper.
 //!
-//! Front-ends (CLI today; TUI and D-Bus later) sit on [`engine::Engine`] for everything that touches
+//! Front-ends (the CLI, the terminal UI in [`tui`]; D-Bus later) sit on [`engine::Engine`] for everything that touches
 //! environments; only commands that do not (`new`, `pin`, `doctor`, `migrate`) use the lower crates
 //! directly.
 
@@ -10,3 +10,4 @@ pub mod error;
 pub mod files;
 pub mod output;
 pub mod prereqs;
+pub mod tui;

@@ -72,3 +72,36 @@ impl<'a> From<&'a EnvMetadata> for EnvView<'a> {
         }
     }
 }
+
+/// The `key: value` lines of `inspect` in their order: the standard tool's nine, then ours
+/// (`manifest_hash`, one `dependency` per dependency layer, `policy_layer`). The terminal UI's
+/// detail view shows the same fields.
+pub fn inspect_fields(env: &EnvMetadata) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
+        ("env_id", env.env_id.clone()),
+        ("short_id", env.short_id.clone()),
+        ("name", env.name.clone().unwrap_or_else(|| "(none)".into())),
+        ("state", env.state.to_string()),
+        ("base_layer", env.base_layer.clone()),
+        ("deps", env.dependency_layers.len().to_string()),
+        ("ref_count", REF_COUNT.to_string()),
+        ("created_at", env.created_at.clone()),
+        ("updated_at", env.updated_at.clone()),
+        ("manifest_hash", env.manifest_hash.clone()),
+    ];
+    fields.extend(
+        env.dependency_layers
+            .iter()
+            .map(|layer| ("dependency", layer.clone())),
+    );
+    fields.push((
+        "policy_layer",
+        env.policy_layer.clone().unwrap_or_else(|| "(none)".into()),
+    ));
+    fields
+}
+
+/// One `inspect` line: the key and its colon padded to 12 columns (the value column at 13).
+pub fn inspect_line(key: &str, value: &str) -> String {
+    format!("{:<12} {value}", format!("{key}:"))
+}

@@ -3,7 +3,7 @@
 
 pub mod args;
 mod cmd;
-mod env_view;
+pub(crate) mod env_view;
 pub mod fast;
 
 use std::io::IsTerminal;

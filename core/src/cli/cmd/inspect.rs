@@ -1,7 +1,7 @@
 //! `inspect`: one environment's metadata.
 
 use crate::cli::Ctx;
-use crate::cli::env_view::{EnvView, REF_COUNT};
+use crate::cli::env_view::{EnvView, inspect_fields, inspect_line};
 use crate::error::Result;
 use crate::output;
 
@@ -20,31 +20,9 @@ pub fn run(ctx: &Ctx, query: &str) -> Result<i32> {
         view.desktop_entries = Some(entries);
         return output::json(&view).map(|()| 0);
     }
-    // The standard tool's lines first, in its order (value column at 13); ours after them.
-    let deps = env.dependency_layers.len().to_string();
-    let ref_count = REF_COUNT.to_string();
-    let lines: [(&str, &str); 9] = [
-        ("env_id", &env.env_id),
-        ("short_id", &env.short_id),
-        ("name", env.name.as_deref().unwrap_or("(none)")),
-        ("state", &env.state.to_string()),
-        ("base_layer", &env.base_layer),
-        ("deps", &deps),
-        ("ref_count", &ref_count),
-        ("created_at", &env.created_at),
-        ("updated_at", &env.updated_at),
-    ];
-    for (key, value) in lines {
-        field(key, value)?;
+    for (key, value) in inspect_fields(&env) {
+        output::line(&inspect_line(key, &value))?;
     }
-    field("manifest_hash", &env.manifest_hash)?;
-    for layer in &env.dependency_layers {
-        field("dependency", layer)?;
-    }
-    field(
-        "policy_layer",
-        env.policy_layer.as_deref().unwrap_or("(none)"),
-    )?;
     if let Some(u) = &usage {
         field("writable", &output::bytes(u.writable_bytes))?;
         let layers: u64 = u.layers.iter().map(|l| l.bytes).sum();
@@ -72,5 +50,5 @@ pub fn run(ctx: &Ctx, query: &str) -> Result<i32> {
 }
 
 fn field(key: &str, value: &str) -> Result<()> {
-    output::line(&format!("{:<12} {value}", format!("{key}:")))
+    output::line(&inspect_line(key, value))
 }

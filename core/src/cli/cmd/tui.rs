@@ -1,4 +1,4 @@
-//! `tui`.
+//! `tui`: the terminal UI (`crate::tui`); `e` in it runs what `karapace enter <id>` runs.
 
 use crate::cli::Ctx;
 use crate::error::{CoreError, Result};
@@ -9,7 +9,5 @@ pub fn run(ctx: &Ctx) -> Result<i32> {
             "JSON output is not supported for 'tui'".into(),
         ));
     }
-    Err(CoreError::Unavailable {
-        what: "the terminal UI".into(),
-    })
+    crate::tui::run(&ctx.engine, &|env_id| super::enter::run(ctx, env_id, &[]))
 }
