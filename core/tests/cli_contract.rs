@@ -1060,3 +1060,27 @@ fn a_mock_environment_never_runs_commands_on_the_host_by_default() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_usage_error_with_non_utf8_arguments_is_exit_2_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let kp = Kp::new();
+    let bad = std::ffi::OsStr::from_bytes(b"\xff\xfe");
+    for args in [
+        vec![
+            std::ffi::OsStr::new("inspect"),
+            std::ffi::OsStr::new("--"),
+            bad,
+        ],
+        vec![std::ffi::OsStr::new("exec"), std::ffi::OsStr::new("x"), bad],
+    ] {
+        let out = Command::new(BIN)
+            .arg("--store")
+            .arg(kp.store())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+}
