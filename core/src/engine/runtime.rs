@@ -108,11 +108,14 @@ pub fn check_manifest_mounts(
             home: home.clone(),
             ..HostRequest::default()
         };
-        match host_integration(&policy, &request, &[]) {
-            // A source that does not exist yet (the templates' `~/projects`) may be made before
-            // the first session; `build` lists it among the paths sessions would refuse.
-            Ok(_) | Err(karapace_helper_client::policy::PolicyError::MountSource { .. }) => {}
-            Err(e) => return Err(CoreError::Other(e.to_string())),
+        // Only a source outside every prefix fails the build: that needs an administrator
+        // (or a move). What the user's own `home` setting refuses, or a source that does not
+        // exist yet (the templates' `~/projects`), may change before the first session; `build`
+        // lists it among the paths sessions would refuse.
+        if let Err(e @ karapace_helper_client::policy::PolicyError::MountNotAllowed { .. }) =
+            host_integration(&policy, &request, &[])
+        {
+            return Err(CoreError::Other(e.to_string()));
         }
     }
     Ok(())
