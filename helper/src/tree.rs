@@ -12,7 +12,9 @@ use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
 
 use karapace_backend_namespace::{IdMap, landlock_decision, worker};
-use karapace_protocol::{Refusal, TreeFailure, TreeJob, TreeOp, TreeStats, UnpackSpec, Whiteouts};
+use karapace_protocol::{
+    DiffEntry, Refusal, TreeFailure, TreeJob, TreeOp, TreeStats, UnpackSpec, Whiteouts,
+};
 use karapace_store::StoreError;
 use karapace_store::tar::{
     ArchiveLimits, Owners, UnpackOptions, WhiteoutMode, pack_dir_with, unpack,
@@ -81,6 +83,23 @@ pub fn serve(
             open_beneath(&root, &root_path, &parent, true)?;
             let path = inside(&path)?;
             worker::run(map, &root_path, landlock, move || remove(&path))
+        }
+        TreeOp::Diff { upper, lowers } => {
+            crate::validate::check_len(
+                "lower layers",
+                lowers.len(),
+                karapace_protocol::limits::MAX_LOWERS,
+            )?;
+            let mut inside_lowers = Vec::with_capacity(lowers.len());
+            for dir in std::iter::once(&upper).chain(&lowers) {
+                canonical(dir)?;
+                open_beneath(&root, &root_path, dir, true)?;
+                inside_lowers.push(inside(dir)?);
+            }
+            let upper = inside_lowers.remove(0);
+            worker::run(map, &root_path, landlock, move || {
+                diff(&upper, &inside_lowers)
+            })
         }
     }
 }
@@ -165,6 +184,32 @@ fn unpack_stdin(dir: &Path, spec: UnpackSpec) -> Result<TreeStats, TreeFailure> 
         file_bytes: stats.file_bytes,
         set_id_cleared: stats.set_id_cleared,
         removed: false,
+    })
+}
+
+/// Writes the differences of `upper` against `lowers` to stdout, one [`DiffEntry`] frame each.
+fn diff(upper: &Path, lowers: &[PathBuf]) -> Result<TreeStats, TreeFailure> {
+    let found = karapace_store::diff_trees(upper, lowers).map_err(failure)?;
+    let mut out = BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let entries = found
+        .added
+        .into_iter()
+        .map(DiffEntry::Added)
+        .chain(found.modified.into_iter().map(DiffEntry::Modified))
+        .chain(found.removed.into_iter().map(DiffEntry::Removed));
+    let mut n = 0;
+    for entry in entries {
+        let frame = karapace_protocol::frame(&entry)
+            .map_err(|e| TreeFailure::Other(format!("encode a difference: {e}")))?;
+        out.write_all(&frame)
+            .map_err(|e| TreeFailure::Other(format!("write the differences: {e}")))?;
+        n += 1;
+    }
+    out.flush()
+        .map_err(|e| TreeFailure::Other(format!("write the differences: {e}")))?;
+    Ok(TreeStats {
+        entries: n,
+        ..TreeStats::default()
     })
 }
 

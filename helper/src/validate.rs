@@ -25,7 +25,7 @@ fn too_large(what: &str, got: usize, max: usize) -> Refusal {
     }
 }
 
-fn check_len(what: &str, got: usize, max: usize) -> Result<(), Refusal> {
+pub(crate) fn check_len(what: &str, got: usize, max: usize) -> Result<(), Refusal> {
     if got > max {
         Err(too_large(what, got, max))
     } else {

@@ -12,8 +12,8 @@ use std::process::Stdio;
 
 use common::store;
 use karapace_helper_client::{
-    self as hc, HelperError, Refusal, TreeFailure, TreeJob, TreeOp, TreeStats, UnpackSpec,
-    Whiteouts,
+    self as hc, DiffEntry, HelperError, Refusal, TreeFailure, TreeJob, TreeOp, TreeStats,
+    UnpackSpec, Whiteouts,
 };
 
 /// A layer tar: `var/cache/man` (0700, owned 6:12) holding `index.db` (0600, 6:12), and a
@@ -314,4 +314,91 @@ fn adopting_a_tree_clears_set_id_bits_and_opens_closed_directories() {
     assert!(seen.contains(&("usr/bin/agent".into(), 0o755)), "{seen:?}");
     assert!(seen.contains(&("closed/inside".into(), 0o644)), "{seen:?}");
     assert!(remove(&s.root, &dir).is_ok());
+}
+
+fn diff(root: &Path, upper: &Path, lowers: &[PathBuf]) -> Result<Vec<DiffEntry>, HelperError> {
+    let (read, write) = std::io::pipe().expect("pipe");
+    let session = hc::tree(
+        &job(
+            root,
+            TreeOp::Diff {
+                upper: upper.to_path_buf(),
+                lowers: lowers.to_vec(),
+            },
+        ),
+        Stdio::null(),
+        write.into(),
+    )?;
+    let mut read = std::io::BufReader::new(read);
+    let mut entries = Vec::new();
+    loop {
+        match hc::read_frame::<DiffEntry>(&mut read) {
+            Ok(e) => entries.push(e),
+            Err(hc::FrameError::Closed) => break,
+            Err(e) => panic!("diff frames: {e}"),
+        }
+    }
+    session.finish()?;
+    Ok(entries)
+}
+
+/// `diff` of a writable layer a root session filled with directories only their owners may
+/// list (apt's `partial/`, 0700 `_apt`): the worker compares them; a path outside the store or
+/// through a symlink is refused like every tree job's.
+#[test]
+fn the_worker_compares_trees_of_other_ids_and_refuses_paths_outside_the_store() {
+    let s = store();
+    if host_ids().is_none() {
+        return;
+    }
+    let lower = scratch(&s.root, "diff-lower");
+    let upper = scratch(&s.root, "diff-upper");
+    unpack(&s.root, &lower, &layer_tar()).expect("lower");
+    // The upper: the same closed directory with a changed file and a new one inside.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, mode: u32, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(6);
+        h.set_gid(12);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        b.append_data(&mut h, path, data).expect("append");
+    };
+    add("var", tar::EntryType::Directory, 0o755, b"");
+    add("var/cache", tar::EntryType::Directory, 0o755, b"");
+    add("var/cache/man", tar::EntryType::Directory, 0o700, b"");
+    add(
+        "var/cache/man/index.db",
+        tar::EntryType::Regular,
+        0o600,
+        b"changed",
+    );
+    add("var/cache/man/new", tar::EntryType::Regular, 0o600, b"n");
+    unpack(&s.root, &upper, &b.into_inner().expect("tar")).expect("upper");
+
+    let found = diff(&s.root, &upper, std::slice::from_ref(&lower)).expect("diff");
+    assert!(
+        found.contains(&DiffEntry::Added("var/cache/man/new".into())),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&DiffEntry::Modified("var/cache/man/index.db".into())),
+        "{found:?}"
+    );
+
+    let outside = tempfile::tempdir().expect("tempdir");
+    let err = diff(&s.root, &upper, &[outside.path().to_path_buf()]).expect_err("outside");
+    assert!(
+        matches!(err, HelperError::Refused(Refusal::OutsideStore(_))),
+        "{err}"
+    );
+    std::os::unix::fs::symlink(outside.path(), s.root.join("store/tmp/diff-link"))
+        .expect("symlink");
+    let err = diff(&s.root, &s.root.join("store/tmp/diff-link"), &[lower]).expect_err("symlink");
+    assert!(
+        matches!(err, HelperError::Refused(Refusal::Symlink(_))),
+        "{err}"
+    );
 }

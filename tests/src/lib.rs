@@ -29,4 +29,4 @@ pub use process::Outcome;
 pub use runner::Karapace;
 pub use soft::SoftChecks;
 pub use testdir::TestDir;
-pub use userdir::{UserDir, user_exists};
+pub use userdir::{UserDir, switching_users, user_exists};

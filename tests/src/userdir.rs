@@ -18,6 +18,26 @@ pub fn user_exists(name: &str) -> bool {
     nix::unistd::User::from_name(name).ok().flatten().is_some()
 }
 
+/// The mirror, for a test of the root pass that switches to the local `users`; `None` (with the
+/// reason on stderr) without root, a user or the mirror, except under `CI`, where a missing user
+/// or mirror fails the test.
+pub fn switching_users(users: &[&str]) -> Option<Mirror> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: switches users, runs in the root pass");
+        return None;
+    }
+    let missing: Vec<&str> = users.iter().copied().filter(|u| !user_exists(u)).collect();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must create the test users {missing:?} (scripts/test-all)"
+        );
+        eprintln!("skipped: test users {missing:?} missing (scripts/test-all creates them)");
+        return None;
+    }
+    Mirror::fixture()
+}
+
 impl UserDir {
     /// A fresh directory for `user` with `manifest` as `project/karapace.toml` and, when given,
     /// a copy of `lock` as `project/karapace.lock`. Panics when the user does not exist.

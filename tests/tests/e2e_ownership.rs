@@ -8,7 +8,7 @@
 //! root, the users or the mirror the test says why and passes, except under `CI`, where a
 //! missing user or mirror fails it.
 
-use karapace_tests::{Karapace, Mirror, TestDir, UserDir, user_exists};
+use karapace_tests::{Karapace, Mirror, TestDir, UserDir, switching_users};
 use serde_json::Value;
 
 /// Packages whose files belong to system users (`man`, `_apt`'s downloads, ...).
@@ -27,24 +27,7 @@ const NO_RANGE_USER: &str = "kpnorange";
 
 /// Whether this run can do the test; says why not (and fails under CI where it must).
 fn preconditions() -> Option<Mirror> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: switches users, runs in the root pass");
-        return None;
-    }
-    let users: Vec<&str> = RANGE_USERS
-        .into_iter()
-        .chain([NO_RANGE_USER])
-        .filter(|u| !user_exists(u))
-        .collect();
-    if !users.is_empty() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must create the test users {users:?} (scripts/test-all)"
-        );
-        eprintln!("skipped: test users {users:?} missing (scripts/test-all creates them)");
-        return None;
-    }
-    Mirror::fixture()
+    switching_users(&[RANGE_USERS[0], RANGE_USERS[1], NO_RANGE_USER])
 }
 
 /// Where `user`'s subordinate uid range starts (panics without one).

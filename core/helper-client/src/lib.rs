@@ -23,9 +23,9 @@ pub use client::{
     capture, capture_bounded, helper_path, prespawn, run, spawn, spawn_with, tree,
 };
 pub use karapace_protocol::{
-    BindMount, Capabilities, ID_MAPS_FULL, IdMapMode, Identity, JoinTarget, Limits, Network,
-    Refusal, RunSpec, TerminalSize, Timings, TreeFailure, TreeJob, TreeOp, TreeStats, UnpackSpec,
-    Upper, WaitStatus, Whiteouts,
+    BindMount, Capabilities, DiffEntry, FrameError, ID_MAPS_FULL, IdMapMode, Identity, JoinTarget,
+    Limits, Network, Refusal, RunSpec, TerminalSize, Timings, TreeFailure, TreeJob, TreeOp,
+    TreeStats, UnpackSpec, Upper, WaitStatus, Whiteouts, read_frame,
 };
 pub use stop::{StopError, StopOutcome, process_start_time, stop_session, wait_process_exit};
 

@@ -112,6 +112,10 @@ pub enum Command {
         /// when the environment shares it, else /).
         #[arg(short = 'w', long, value_name = "DIR")]
         workdir: Option<PathBuf>,
+        /// Run as root inside the environment, with the capabilities package managers need
+        /// (`apt-get install …`); what it installs lands in the writable layer.
+        #[arg(long)]
+        root: bool,
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
@@ -122,6 +126,10 @@ pub enum Command {
         /// directory when the environment shares it, else /).
         #[arg(short = 'w', long, value_name = "DIR")]
         workdir: Option<PathBuf>,
+        /// Run as root inside the environment, with the capabilities package managers need
+        /// (`apt-get install …`); what it installs lands in the writable layer.
+        #[arg(long)]
+        root: bool,
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },

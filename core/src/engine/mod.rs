@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use karapace_store::{EnvMetadata, EnvState, Store, StoreError};
 
 pub use build::{BuildOutcome, BuildRequest};
-pub use run::RunMode;
+pub use run::{RunMode, SessionOptions};
 
 use crate::error::{CoreError, Result};
 use lifecycle::Op;

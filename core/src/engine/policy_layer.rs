@@ -20,6 +20,12 @@ const DIR: &str = "etc/karapace";
 const MANIFEST_FILE: &str = "manifest.json";
 const LOCK_FILE: &str = "karapace.lock";
 const SOURCE_DIR_FILE: &str = "source-dir";
+/// apt's configuration for root sessions whose id map is collapsed to one id
+/// ([`super::runtime::as_root`]): apt cannot switch to its `_apt` sandbox user there, so it stays
+/// root — the setting the apt plugin's build steps pass as `-o APT::Sandbox::User=root`. Only
+/// `APT_CONFIG` of such sessions names the file; nothing else reads it.
+pub const APT_COLLAPSED_CONF: &str = "/etc/karapace/apt-collapsed.conf";
+const APT_COLLAPSED_CONF_TEXT: &str = "APT::Sandbox::User \"root\";\n";
 /// Largest `etc/passwd` / `etc/group` taken from an image (real ones are a few KiB).
 const MAX_IDENTITY_FILE: u64 = 4 << 20;
 /// Largest lock or source-dir record read back from a policy layer.
@@ -66,6 +72,13 @@ pub fn write_records(
     )
     .map_err(io)?;
     lock.write_atomic(&dir.join(LOCK_FILE))?;
+    fs::write(
+        staging
+            .path()
+            .join(APT_COLLAPSED_CONF.trim_start_matches('/')),
+        APT_COLLAPSED_CONF_TEXT,
+    )
+    .map_err(io)?;
     for target in mount_targets(lock) {
         fs::create_dir_all(staging.path().join(target)).map_err(io)?;
     }

@@ -28,23 +28,33 @@ pub enum RunMode {
 /// How long `stop` waits after SIGTERM before it sends SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// How a session runs, beyond its command: the CLI's `--workdir` and `--root`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionOptions {
+    /// The directory of the environment to start in (absolute) instead of the default (the home
+    /// directory when the environment shares it, else `/`).
+    pub workdir: Option<std::path::PathBuf>,
+    /// Root inside the environment, with the id maps of a build and the capabilities a package
+    /// manager needs (`apt-get install` in a session); see [`runtime::as_root`].
+    pub root: bool,
+}
+
 impl Engine {
     /// Runs `argv` in the environment and returns the inner command's exit status
     /// (128+N when it died of signal N).
     pub fn run(&self, query: &str, argv: &[String], mode: RunMode) -> Result<i32> {
-        self.run_in(query, argv, mode, None)
+        self.run_with(query, argv, mode, &SessionOptions::default())
     }
 
-    /// [`Engine::run`] in the directory `workdir` of the environment (absolute) instead of the
-    /// default (the home directory when the environment shares it, else `/`).
-    pub fn run_in(
+    /// [`Engine::run`] with the session's options.
+    pub fn run_with(
         &self,
         query: &str,
         argv: &[String],
         mode: RunMode,
-        workdir: Option<&std::path::Path>,
+        options: &SessionOptions,
     ) -> Result<i32> {
-        if let Some(dir) = workdir
+        if let Some(dir) = &options.workdir
             && (!dir.is_absolute() || dir.as_os_str().len() > 4096)
         {
             return Err(CoreError::Usage(format!(
@@ -103,8 +113,11 @@ impl Engine {
                     argv,
                     tty,
                 )?;
-                if let Some(dir) = workdir {
-                    spec.cwd = dir.to_path_buf();
+                if options.root {
+                    runtime::as_root(&mut spec);
+                }
+                if let Some(dir) = &options.workdir {
+                    spec.cwd.clone_from(dir);
                 }
                 spec.allow_without_landlock =
                     runtime::allow_without_landlock(self.allow_without_landlock)?;

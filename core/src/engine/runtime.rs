@@ -190,6 +190,35 @@ pub fn session_spec(
     })
 }
 
+/// Environment variables of root sessions whose id map is collapsed ([`as_root`]).
+pub const COLLAPSED_SESSION_ENV: [(&str, &str); 1] =
+    [("APT_CONFIG", super::policy_layer::APT_COLLAPSED_CONF)];
+
+/// Makes a session spec a root session (`exec/enter --root`): root inside with the id maps and
+/// the capabilities of a build's package-manager steps, so `apt-get install` and its kin work as
+/// on a normal system. The capabilities hold only inside the session's user namespace, over the
+/// ids it maps: the caller's own and its subordinate range (for a caller that is root, the
+/// identity map of `0..=65535`). Host sharing stays as the policy grants it.
+///
+/// Where the caller has no subordinate range the map is collapsed (one id; `chown` succeeds
+/// without effect): a package manager that drops privileges to a system user cannot, so the
+/// environment variables of [`COLLAPSED_SESSION_ENV`] point it at a configuration that keeps it
+/// root (the same fallback the build's steps use).
+pub fn as_root(spec: &mut RunSpec) {
+    spec.identity = Identity::Root;
+    spec.capabilities = Capabilities::PackageManager;
+    spec.id_map = super::trees::Ownership::detect().build_id_map();
+    let mut vars: Vec<(&str, &str)> =
+        vec![("HOME", "/root"), ("USER", "root"), ("LOGNAME", "root")];
+    if spec.id_map != IdMapMode::Full {
+        vars.extend(COLLAPSED_SESSION_ENV);
+    }
+    for (k, v) in vars {
+        spec.env.retain(|(name, _)| name != k);
+        spec.env.push((k.to_owned(), v.to_owned()));
+    }
+}
+
 /// The spec for one package-manager step of a build: root inside the user namespace with the
 /// capabilities a package manager needs, no host integration at all. Its id maps are the
 /// single one here; the build sets those of the user's case (`trees::Ownership`).

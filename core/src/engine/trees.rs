@@ -143,16 +143,31 @@ impl Trees {
     /// now (the store exists by the time a tree is worked on) and `path`, a path of the store,
     /// re-spelt beneath it.
     fn job(&self, path: &Path, op: impl FnOnce(PathBuf) -> TreeOp) -> io::Result<TreeJob> {
+        self.job_of(&[path], |mut respelt| op(respelt.remove(0)))
+    }
+
+    /// [`Trees::job`] on several paths of the store.
+    fn job_of(
+        &self,
+        paths: &[&Path],
+        op: impl FnOnce(Vec<PathBuf>) -> TreeOp,
+    ) -> io::Result<TreeJob> {
         let root = self.root.canonicalize()?;
-        let rel = path.strip_prefix(&self.root).map_err(|_| {
-            io::Error::other(format!(
-                "{} is not beneath the store root {}",
-                path.display(),
-                self.root.display()
-            ))
-        })?;
+        let respelt = paths
+            .iter()
+            .map(|path| {
+                let rel = path.strip_prefix(&self.root).map_err(|_| {
+                    io::Error::other(format!(
+                        "{} is not beneath the store root {}",
+                        path.display(),
+                        self.root.display()
+                    ))
+                })?;
+                Ok(root.join(rel))
+            })
+            .collect::<io::Result<Vec<_>>>()?;
         Ok(TreeJob {
-            op: op(root.join(rel)),
+            op: op(respelt),
             store_root: root,
             // The flag, or the user's config saying the same.
             allow_without_landlock: super::runtime::allow_without_landlock(
@@ -275,6 +290,59 @@ impl TreeWorker for Trees {
             .map_err(|e| store_error("remove", path, e))?;
         Ok(stats.removed)
     }
+
+    fn diff(
+        &self,
+        upper: &Path,
+        lowers: &[PathBuf],
+    ) -> karapace_store::error::Result<karapace_store::Diff> {
+        if let Some(local) = self.local() {
+            return local.diff(upper, lowers);
+        }
+        let paths: Vec<&Path> = std::iter::once(upper)
+            .chain(lowers.iter().map(PathBuf::as_path))
+            .collect();
+        let job = self
+            .job_of(&paths, |mut respelt| {
+                let upper = respelt.remove(0);
+                TreeOp::Diff {
+                    upper,
+                    lowers: respelt,
+                }
+            })
+            .map_err(io_error("compare", upper))?;
+        let (read, write) = io::pipe().map_err(io_error("compare", upper))?;
+        let session = hc::tree(&job, Stdio::null(), write.into())
+            .map_err(|e| store_error("compare", upper, e))?;
+        let diff = read_diff(read);
+        session
+            .finish()
+            .map_err(|e| store_error("compare", upper, e))?;
+        diff.map_err(io_error("compare", upper))
+    }
+}
+
+/// Most differences a helper's diff may report: far beyond any real environment (a million
+/// paths), and a bound on what a writable layer full of hostile names can make the core hold.
+const MAX_DIFF_ENTRIES: usize = 1 << 20;
+
+/// Reads the frames of a helper's diff until the worker closes its output.
+fn read_diff(from: impl Read) -> io::Result<karapace_store::Diff> {
+    use hc::{DiffEntry, FrameError, read_frame};
+    let mut from = io::BufReader::with_capacity(1 << 16, from);
+    let mut diff = karapace_store::Diff::default();
+    for _ in 0..=MAX_DIFF_ENTRIES {
+        match read_frame::<DiffEntry>(&mut from) {
+            Ok(DiffEntry::Added(p)) => diff.added.push(p),
+            Ok(DiffEntry::Modified(p)) => diff.modified.push(p),
+            Ok(DiffEntry::Removed(p)) => diff.removed.push(p),
+            Err(FrameError::Closed) => return Ok(diff),
+            Err(e) => return Err(io::Error::other(e.to_string())),
+        }
+    }
+    Err(io::Error::other(format!(
+        "more than {MAX_DIFF_ENTRIES} differences"
+    )))
 }
 
 /// Copies `from` into `to` until `from` ends; once `to` is broken the rest is only read.

@@ -279,7 +279,7 @@ impl Store {
         for h in m.lower_layers_top_first() {
             lowers.push(self.layer_tree(&h)?);
         }
-        diff_trees(&self.layout.upper(env_id), &lowers)
+        self.tree_worker().diff(&self.layout.upper(env_id), &lowers)
     }
 }
 

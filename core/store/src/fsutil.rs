@@ -487,6 +487,10 @@ pub fn open_regular_beneath(base: &Path, rel: &Path) -> io::Result<File> {
 /// (`/proc/self/fd/<fd>`, valid while the returned descriptor is open): listing it or
 /// lstat'ing entries through that path cannot be redirected by a component swapped for a
 /// symlink afterwards.
+///
+/// Without `/proc` — in the helper's tree worker, whose root is the store itself, so a swapped
+/// component can lead nowhere but into the store (and Landlock holds it there) — the path is
+/// `base/rel`, after the walk checked that it is a directory reached without symbolic links.
 pub(crate) fn open_dir_beneath(
     base: &Path,
     rel: &Path,
@@ -494,8 +498,14 @@ pub(crate) fn open_dir_beneath(
     use std::os::fd::AsRawFd;
     let names = plain_components(rel)?;
     let fd = open_dirs_beneath(base, &names)?;
-    let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-    Ok((fd, path))
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+    if by_fd.symlink_metadata().is_ok() {
+        return Ok((fd, by_fd));
+    }
+    match Path::new("/proc/self/fd").symlink_metadata() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((fd, base.join(rel))),
+        _ => Ok((fd, by_fd)),
+    }
 }
 
 /// The target of the symlink `rel` beneath `base`, following no symlink on the way.

@@ -29,6 +29,11 @@ pub trait TreeWorker: fmt::Debug {
     fn unpack(&self, from: &mut dyn Read, dest: &Path, opts: UnpackOptions) -> Result<UnpackStats>;
     /// Removes `path` and everything beneath it; `Ok(false)` when nothing was there.
     fn remove(&self, path: &Path) -> Result<bool>;
+    /// Compares the writable layer `upper` with the layer trees `lowers` (top first): sessions
+    /// that were root inside may have left directories only their owners can read.
+    fn diff(&self, upper: &Path, lowers: &[std::path::PathBuf]) -> Result<crate::Diff> {
+        crate::diff_trees(upper, lowers)
+    }
 }
 
 /// The worker of a store whose owner can do every job alone: its environments either give

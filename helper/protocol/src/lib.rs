@@ -14,7 +14,7 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of any message type.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest frame body either side accepts (1 MiB). A request is a few KiB;
 /// anything near this is hostile or broken.
@@ -299,6 +299,21 @@ pub enum TreeOp {
     Unpack { dir: PathBuf, options: UnpackSpec },
     /// Remove `path` and everything beneath it (absent: nothing to do).
     Remove { path: PathBuf },
+    /// Compare the writable layer `upper` with the layer trees `lowers` (top first) and write
+    /// the differences to stdout, one frame of [`DiffEntry`] each (`karapace diff` of an
+    /// environment whose sessions created files of other ids, e.g. apt's `_apt` directories).
+    Diff {
+        upper: PathBuf,
+        lowers: Vec<PathBuf>,
+    },
+}
+
+/// One difference of a [`TreeOp::Diff`]: a path relative to the environment's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DiffEntry {
+    Added(String),
+    Modified(String),
+    Removed(String),
 }
 
 /// How to unpack (the store's `UnpackOptions`, as plain data).

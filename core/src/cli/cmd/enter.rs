@@ -3,19 +3,19 @@
 use karapace_helper_client::terminal;
 
 use crate::cli::Ctx;
-use crate::engine::RunMode;
+use crate::engine::{RunMode, SessionOptions};
 use crate::error::Result;
 
 pub fn run(ctx: &Ctx, query: &str, command: &[String]) -> Result<i32> {
-    run_in(ctx, query, command, None)
+    run_with(ctx, query, command, &SessionOptions::default())
 }
 
-/// `enter --workdir DIR`.
-pub fn run_in(
+/// `enter --workdir DIR`, `enter --root`.
+pub fn run_with(
     ctx: &Ctx,
     query: &str,
     command: &[String],
-    workdir: Option<&std::path::Path>,
+    options: &SessionOptions,
 ) -> Result<i32> {
     let interactive = command.is_empty();
     if interactive {
@@ -23,9 +23,15 @@ pub fn run_in(
         let env = ctx.engine.inspect(query)?;
         terminal::enter_banner(env.name.as_deref().unwrap_or(&env.short_id), &env.short_id);
     }
-    let code = ctx.engine.run_in(query, command, RunMode::Enter, workdir);
+    let code = ctx.engine.run_with(query, command, RunMode::Enter, options);
     if interactive {
         terminal::leave_banner();
+    }
+    if let Ok(code) = code
+        && let Some(hint) =
+            super::root_hint::root_hint(RunMode::Enter, query, command, options, code)
+    {
+        eprintln!("{hint}");
     }
     code
 }

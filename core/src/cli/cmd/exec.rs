@@ -1,19 +1,25 @@
 //! `exec <ENV_ID> -- <CMD...>`: exits with the inner command's status.
 
 use crate::cli::Ctx;
-use crate::engine::RunMode;
+use crate::engine::{RunMode, SessionOptions};
 use crate::error::Result;
 
 pub fn run(ctx: &Ctx, query: &str, command: &[String]) -> Result<i32> {
-    run_in(ctx, query, command, None)
+    run_with(ctx, query, command, &SessionOptions::default())
 }
 
-/// `exec --workdir DIR`.
-pub fn run_in(
+/// `exec --workdir DIR`, `exec --root`.
+pub fn run_with(
     ctx: &Ctx,
     query: &str,
     command: &[String],
-    workdir: Option<&std::path::Path>,
+    options: &SessionOptions,
 ) -> Result<i32> {
-    ctx.engine.run_in(query, command, RunMode::Exec, workdir)
+    let code = ctx
+        .engine
+        .run_with(query, command, RunMode::Exec, options)?;
+    if let Some(hint) = super::root_hint::root_hint(RunMode::Exec, query, command, options, code) {
+        eprintln!("{hint}");
+    }
+    Ok(code)
 }

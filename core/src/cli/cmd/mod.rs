@@ -22,12 +22,14 @@ mod pull;
 mod push;
 mod rename;
 mod restore;
+mod root_hint;
 mod snapshots;
 mod stop;
 mod tui;
 mod verify_store;
 
 use super::{Command, Ctx};
+use crate::engine::SessionOptions;
 use crate::error::Result;
 
 /// Runs one subcommand; returns the exit code on success paths that are not 0 (e.g. `exec`).
@@ -48,13 +50,15 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Enter {
             env_id,
             workdir,
+            root,
             command,
-        } => enter::run_in(ctx, &env_id, &command, workdir.as_deref()),
+        } => enter::run_with(ctx, &env_id, &command, &SessionOptions { workdir, root }),
         Command::Exec {
             env_id,
             workdir,
+            root,
             command,
-        } => exec::run_in(ctx, &env_id, &command, workdir.as_deref()),
+        } => exec::run_with(ctx, &env_id, &command, &SessionOptions { workdir, root }),
         Command::Destroy { env_id } => destroy::run(ctx, &env_id),
         Command::Stop { env_id } => stop::run(ctx, &env_id),
         Command::Freeze { env_id } => freeze::run(ctx, &env_id),

@@ -1,0 +1,102 @@
+//! Package managers inside sessions: `apt-get install` in `exec --root` works as on a normal
+//! system, for root (identity maps), a user with a subordinate range (full maps through
+//! newuidmap) and a user without one (collapsed map: apt keeps root instead of switching to
+//! `_apt`). What it installs lands in the writable layer: the next session of the caller runs
+//! it, `diff` shows it. Without `--root` the same command fails and says how to run it.
+//!
+//! Runs in the root pass (it switches users with `runuser`); the users come from
+//! `scripts/test-all`.
+
+use karapace_tests::{Karapace, Mirror, TestDir, UserDir, switching_users};
+
+/// The base image alone: everything else is installed by hand, in a session.
+const MANIFEST: &str = r#"manifest_version = 1
+
+[base]
+image = "debian/bookworm"
+
+[system]
+packages = []
+"#;
+
+const RANGE_USER: &str = "kptest";
+const NO_RANGE_USER: &str = "kpnorange";
+
+/// The user's path in one environment: install `jq` by hand, then use it.
+fn apt_in_a_session(k: &Karapace, who: &str) {
+    k.ok(&["build", "--name", "s"]);
+    let install = ["apt-get", "install", "-y", "--no-install-recommends", "jq"];
+
+    // Not root inside: the package manager fails, and the hint gives the command line to use.
+    let refused = k.exec("s", &install);
+    assert!(!refused.success(), "{who}: apt-get install without --root");
+    let hint = format!(
+        "hint: package managers need root inside the environment: \
+         karapace exec --root s -- {}",
+        install.join(" ")
+    );
+    assert!(
+        refused.stderr_str().contains(&hint),
+        "{who}: {}",
+        refused.stderr_str()
+    );
+
+    // Root inside: apt's own sandbox (a switch to `_apt`, or root where it cannot) and the
+    // download from the mirror both work.
+    let id = k.ok(&["exec", "--root", "s", "--", "id", "-u"]);
+    assert_eq!(id.stdout_str(), "0\n", "{who}: --root is uid 0 inside");
+    let update = k.run(&["exec", "--root", "s", "--", "apt-get", "update"]);
+    update.assert_success();
+    assert!(
+        !update.stderr_str().contains("E: "),
+        "{who}: apt-get update: {}",
+        update.stderr_str()
+    );
+    let mut root_install = vec!["exec", "--root", "s", "--"];
+    root_install.extend(install);
+    let installed = k.run(&root_install);
+    installed.assert_success();
+    assert!(
+        installed.stdout_str().contains("Setting up jq"),
+        "{who}: {}",
+        installed.stdout_str()
+    );
+
+    // The caller's next session has it; `diff` names it; it stays installed after the session.
+    let version = k.ok(&["exec", "s", "--", "jq", "--version"]);
+    assert!(version.stdout_str().starts_with("jq-"), "{who}");
+    let run = k.exec_with_stdin("s", &["jq", "-c", ".a"], br#"{"a":[1,2]}"#);
+    run.assert_success();
+    assert_eq!(run.stdout_str(), "[1,2]\n", "{who}");
+    let diff = k.ok(&["diff", "s"]).stdout_str();
+    assert!(
+        diff.contains("usr/bin/jq"),
+        "{who}: diff shows the new file: {diff}"
+    );
+    // Installed files belong to root inside, as on a normal system.
+    let owner = k.ok(&[
+        "exec",
+        "--root",
+        "s",
+        "--",
+        "stat",
+        "-c",
+        "%U",
+        "/usr/bin/jq",
+    ]);
+    assert_eq!(owner.stdout_str(), "root\n", "{who}");
+}
+
+#[test]
+fn apt_get_install_works_in_root_sessions_for_every_id_map() {
+    let Some(mirror): Option<Mirror> = switching_users(&[RANGE_USER, NO_RANGE_USER]) else {
+        return;
+    };
+    let dir = TestDir::new("apt-session");
+    dir.write_project_file("karapace.toml", MANIFEST);
+    apt_in_a_session(&Karapace::new(&dir).image_server(mirror.file_url()), "root");
+    for user in [RANGE_USER, NO_RANGE_USER] {
+        let home = UserDir::new("apt-session", user, MANIFEST, None);
+        apt_in_a_session(&home.karapace(&mirror), user);
+    }
+}
