@@ -7,6 +7,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap_complete::ArgValueCandidates;
+
+use super::complete;
 
 /// Deterministic, isolated development environments from a declarative manifest.
 #[derive(Debug, Parser)]
@@ -107,6 +110,7 @@ pub enum Command {
     },
     /// Open an interactive login shell, or run a command with the terminal.
     Enter {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
         env_id: String,
         /// Start in this directory of the environment (absolute; default: your home directory
         /// when the environment shares it, else /).
@@ -121,6 +125,7 @@ pub enum Command {
     },
     /// Run a command non-interactively, streaming stdin, stdout and stderr.
     Exec {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
         env_id: String,
         /// Run the command in this directory of the environment (absolute; default: your home
         /// directory when the environment shares it, else /).
@@ -134,23 +139,45 @@ pub enum Command {
         command: Vec<String>,
     },
     /// Destroy an environment (refused while it is running).
-    Destroy { env_id: String },
+    Destroy {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
+        env_id: String,
+    },
     /// Stop every session of a running environment.
-    Stop { env_id: String },
+    Stop {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
+        env_id: String,
+    },
     /// Freeze an environment: no further writes.
-    Freeze { env_id: String },
+    Freeze {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
+        env_id: String,
+    },
     /// Archive an environment: data kept, entry refused, protected from gc.
-    Archive { env_id: String },
+    Archive {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
+        env_id: String,
+    },
     /// List environments.
     List,
     /// Show an environment's metadata.
-    Inspect { env_id: String },
+    Inspect {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
+        env_id: String,
+    },
     /// Show changes in the environment's writable layer.
-    Diff { env_id: String },
+    Diff {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
+        env_id: String,
+    },
     /// List an environment's snapshots.
-    Snapshots { env_id: String },
+    Snapshots {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
+        env_id: String,
+    },
     /// Snapshot the environment's writable layer.
     Commit {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
         env_id: String,
         /// A label for the snapshot (shown by `snapshots --json`).
         #[arg(short = 'm', long, value_name = "TEXT")]
@@ -158,7 +185,12 @@ pub enum Command {
     },
     /// Restore the writable layer from a snapshot.
     /// (SNAPSHOT: the hash `snapshots` shows, or a unique prefix of it.)
-    Restore { env_id: String, snapshot: String },
+    Restore {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
+        env_id: String,
+        #[arg(add = ArgValueCandidates::new(complete::snapshot_hashes))]
+        snapshot: String,
+    },
     /// Remove orphaned environments, layers and objects.
     Gc {
         /// Report what would be removed without removing anything.
@@ -174,6 +206,7 @@ pub enum Command {
     VerifyStore,
     /// Push an environment to a remote store.
     Push {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
         env_id: String,
         #[arg(long, value_name = "NAME@TAG")]
         tag: Option<String>,
@@ -187,7 +220,11 @@ pub enum Command {
         remote: Option<String>,
     },
     /// Rename an environment.
-    Rename { env_id: String, new_name: String },
+    Rename {
+        #[arg(add = ArgValueCandidates::new(complete::env_ids))]
+        env_id: String,
+        new_name: String,
+    },
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

@@ -33,7 +33,10 @@ pub struct RunLine {
 /// Recognises an `exec`/`enter` command line (`args[0]` is the program); `None` for anything
 /// the complete CLI must handle.
 pub fn parse(args: &[OsString]) -> Option<RunLine> {
-    if std::env::var_os("KARAPACE_LOG").is_some() {
+    // Logging and shell-completion requests (`COMPLETE=<shell>`) are the complete CLI's.
+    if std::env::var_os("KARAPACE_LOG").is_some()
+        || std::env::var_os("COMPLETE").is_some_and(|v| !v.is_empty() && v != "0")
+    {
         return None;
     }
     let args: Vec<&str> = args

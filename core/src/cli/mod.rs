@@ -3,6 +3,7 @@
 
 pub mod args;
 mod cmd;
+mod complete;
 pub(crate) mod env_view;
 pub mod fast;
 
@@ -31,6 +32,7 @@ impl Ctx {
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> i32 {
+    complete::answer_if_asked();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -1,23 +1,11 @@
-//! `completions <SHELL>`.
+//! `completions <SHELL>`: the script that registers completion, which asks `karapace` for the
+//! candidates at each <TAB> (environment names, snapshot hashes: `cli::complete`).
 
-use clap::CommandFactory;
-use clap_complete::Shell as Target;
+use crate::cli::args::Shell;
+use crate::cli::complete;
 
-use crate::cli::args::{Cli, Shell};
-
-pub fn run(shell: Shell) -> i32 {
-    let target = match shell {
-        Shell::Bash => Target::Bash,
-        Shell::Elvish => Target::Elvish,
-        Shell::Fish => Target::Fish,
-        Shell::Powershell => Target::PowerShell,
-        Shell::Zsh => Target::Zsh,
-    };
-    clap_complete::generate(
-        target,
-        &mut Cli::command(),
-        "karapace",
-        &mut std::io::stdout(),
-    );
-    0
+pub fn run(shell: Shell) -> crate::error::Result<i32> {
+    complete::write_registration(shell, &mut std::io::stdout().lock())
+        .map_err(|e| crate::error::CoreError::io("cannot write the completion script", e))?;
+    Ok(0)
 }

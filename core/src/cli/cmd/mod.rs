@@ -79,7 +79,7 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         } => push::run(ctx, &env_id, tag.as_deref(), remote.as_deref()),
         Command::Pull { reference, remote } => pull::run(ctx, &reference, remote.as_deref()),
         Command::Rename { env_id, new_name } => rename::run(ctx, &env_id, &new_name),
-        Command::Completions { shell } => Ok(completions::run(shell)),
+        Command::Completions { shell } => completions::run(shell),
         Command::ManPages { dir } => man_pages::run(ctx, &dir),
         Command::Tui => tui::run(ctx),
         Command::Doctor => doctor::run(ctx),
