@@ -44,30 +44,14 @@ enum Verdict {
     Bad(String),
 }
 
-/// `PF_EXITING` (include/linux/sched.h), field 9 of `/proc/<pid>/stat`.
-const PF_EXITING: u64 = 0x4;
-
 /// Start time of a process that is neither a zombie nor ending. An init
 /// whose workload has exited ([`crate::ENDING_PROCESS_NAME`]) or that has
 /// begun to exit is tearing its namespaces down: joining them would fail
 /// half-way, so it counts as gone.
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    if stat.get(open + 1..close)?.as_bytes() == crate::ENDING_PROCESS_NAME.to_bytes() {
-        return None;
-    }
-    let rest = &stat[close + 1..];
-    let mut fields = rest.split_whitespace();
-    if matches!(fields.next(), Some("Z" | "X" | "x")) {
-        return None;
-    }
-    let flags: u64 = fields.nth(5)?.parse().ok()?;
-    if flags & PF_EXITING != 0 {
-        return None;
-    }
-    fields.nth(12)?.parse().ok()
+    karapace_procstat::live(pid)
+        .filter(|s| !s.is_exiting() && s.comm != crate::ENDING_PROCESS_NAME.to_bytes())
+        .map(|s| s.start_time)
 }
 
 /// The four ids of a `Uid:` or `Gid:` line of `/proc/<pid>/status`.
@@ -327,13 +311,9 @@ mod tests {
             .spawn()
             .expect("spawn");
         let pid = child.id();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-        assert!(stat.contains(&format!("({name})")), "{stat}");
-        let start_time = stat[stat.rfind(')').expect(")") + 1..]
-            .split_whitespace()
-            .nth(19)
-            .and_then(|v| v.parse().ok())
-            .expect("start time");
+        let stat = karapace_procstat::live(pid).expect("stat");
+        assert_eq!(stat.comm, name.as_bytes());
+        let start_time = stat.start_time;
         let target = super::JoinTarget { pid, start_time };
         let (uid, gid) = (
             nix::unistd::getuid().as_raw(),

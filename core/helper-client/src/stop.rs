@@ -22,14 +22,11 @@ pub enum StopOutcome {
     Killed,
 }
 
-/// Start time of `pid` in clock ticks since boot (field 22 of
-/// `/proc/<pid>/stat`); store it with the pid to recognise the process later.
+/// Start time of `pid` in clock ticks since boot (field 22 of `/proc/<pid>/stat`), or `None`
+/// when it does not run (a zombie has exited); store it with the pid to recognise the process
+/// later.
 pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: parse
-    // after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    karapace_procstat::live(pid).map(|s| s.start_time)
 }
 
 fn wait_exit(fd: &std::os::fd::OwnedFd, timeout: Duration) -> bool {

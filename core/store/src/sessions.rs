@@ -96,12 +96,6 @@ impl SessionInfo {
 /// reports the exit (`karapace_backend_namespace::ENDING_PROCESS_NAME`; a test ties the two).
 pub const ENDING_PROCESS_NAME: &str = "karapace-ending";
 
-/// `PF_EXITING` (include/linux/sched.h), in field 9 of `/proc/<pid>/stat`: the process has
-/// begun to exit. An environment's init keeps this flag for the whole teardown of its
-/// namespaces (unmounting the overlay syncs the upper file system, milliseconds on a busy
-/// disk), during which it still looks like a running process.
-const PF_EXITING: u64 = 0x4;
-
 /// What `/proc/<pid>/stat` says about a process that has not exited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ProcState {
@@ -110,34 +104,24 @@ struct ProcState {
     /// Clock ticks since boot (field 22).
     start_time: u64,
     /// The process is an init whose workload has exited ([`ENDING_PROCESS_NAME`]), or it has
-    /// begun to exit (`PF_EXITING`).
+    /// begun to exit (`PF_EXITING`): an environment's init keeps that flag for the whole
+    /// teardown of its namespaces (unmounting the overlay syncs the upper file system,
+    /// milliseconds on a busy disk), during which it still looks like a running process.
     ending: bool,
 }
 
+/// `None` for a process that does not exist or has exited (an ended session whose parent
+/// exited first is a zombie, and counts as gone).
 fn process_state(pid: u32) -> Option<ProcState> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    karapace_procstat::live(pid).map(|s| state_of(&s))
 }
 
-/// Parses a `/proc/<pid>/stat` line; `None` for a zombie (an ended session whose parent
-/// exited first counts as gone) or an unreadable line.
-fn parse_stat(stat: &str) -> Option<ProcState> {
-    // comm may contain spaces and ')' — fields resume after the last ')'.
-    let close = stat.rfind(')')?;
-    let comm = stat.get(stat.find('(')? + 1..close)?;
-    let rest = &stat[close + 1..];
-    // rest starts at field 3 (state); ppid is field 4, flags field 9, start time field 22.
-    let mut fields = rest.split_whitespace();
-    if matches!(fields.next(), Some("Z" | "X" | "x")) {
-        return None;
+fn state_of(s: &karapace_procstat::Stat) -> ProcState {
+    ProcState {
+        ppid: s.ppid,
+        start_time: s.start_time,
+        ending: s.is_exiting() || s.comm == ENDING_PROCESS_NAME.as_bytes(),
     }
-    let ppid = fields.next()?.parse().ok()?;
-    let flags: u64 = fields.nth(4)?.parse().ok()?;
-    let start_time = fields.nth(12)?.parse().ok()?;
-    Some(ProcState {
-        ppid,
-        start_time,
-        ending: flags & PF_EXITING != 0 || comm == ENDING_PROCESS_NAME,
-    })
 }
 
 /// Opens (creating it if needed) and `flock`s one of an environment's lock files.
@@ -341,8 +325,8 @@ impl Store {
 mod tests {
     use super::*;
 
-    // Real lines from this kernel: a helper's init in the middle of its exit (state D,
-    // flags 0x40004c) and the helper's control process (flags 0x400100).
+    // Real lines from this kernel (the parser's own cases: `karapace_procstat`): a helper's init
+    // in the middle of its exit (flags 0x40004c) and the helper's control process.
     const EXITING: &str = "10248 (karapace-helper) D 10247 10241 9699 0 -1 4194636 42 85 0 2 0 0 \
                            0 0 20 0 1 0 1895676 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 \
                            0 0 17 1 0 0 0 0 0";
@@ -350,10 +334,14 @@ mod tests {
                            0 0 0 20 0 1 0 1895675 3424256 181 18446744073709551615 1 1 0 0 0 0 \
                            0 0 0 0 0 0 17 1 0 0 0 0 0";
 
+    fn parse(line: &str) -> Option<ProcState> {
+        karapace_procstat::Stat::parse(line.as_bytes()).map(|s| state_of(&s))
+    }
+
     #[test]
-    fn stat_lines_give_start_time_and_the_exiting_flag() {
+    fn an_init_is_ending_when_exiting_or_renamed() {
         assert_eq!(
-            parse_stat(RUNNING),
+            parse(RUNNING),
             Some(ProcState {
                 ppid: 10_246,
                 start_time: 1_895_675,
@@ -361,7 +349,7 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_stat(EXITING),
+            parse(EXITING),
             Some(ProcState {
                 ppid: 10_247,
                 start_time: 1_895_676,
@@ -370,14 +358,7 @@ mod tests {
         );
         // An init that has reported its workload's exit.
         let renamed = RUNNING.replace("(karapace-helper)", "(karapace-ending)");
-        assert_eq!(parse_stat(&renamed).map(|s| s.ending), Some(true));
-        // A comm with spaces and parentheses does not shift the fields.
-        let odd = RUNNING.replace("(karapace-helper)", "(a) b (c))");
-        assert_eq!(parse_stat(&odd).map(|s| s.start_time), Some(1_895_675));
-        // Zombies and garbage are gone.
-        assert_eq!(parse_stat(&RUNNING.replace(") S ", ") Z ")), None);
-        assert_eq!(parse_stat("12 (x) S 1 2"), None);
-        assert_eq!(parse_stat("no parenthesis"), None);
+        assert_eq!(parse(&renamed).map(|s| s.ending), Some(true));
     }
 
     #[test]
