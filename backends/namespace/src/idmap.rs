@@ -134,7 +134,7 @@ pub fn write_subordinate(
     let (Some(nu), Some(ng)) = (tool("newuidmap"), tool("newgidmap")) else {
         return Err(Refusal::Setup {
             step: "newuidmap not installed".into(),
-            errno: 2,
+            errno: nix::errno::Errno::ENOENT as i32,
         });
     };
     run_map_tool(&nu, pid, uid, u)?;

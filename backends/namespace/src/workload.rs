@@ -157,7 +157,7 @@ fn exec_search(p: &Prepared) -> Refusal {
 mod tests {
     use karapace_protocol::{Refusal, encode};
 
-    use super::{MAX_REASON, bounded};
+    use super::{Errno, MAX_REASON, bounded};
 
     #[test]
     fn a_refusal_from_the_workload_always_fits_in_a_pipe_at_once() {
@@ -165,11 +165,11 @@ mod tests {
         for r in [
             Refusal::Exec {
                 argv0: long.clone(),
-                errno: 36,
+                errno: Errno::ENAMETOOLONG as i32,
             },
             Refusal::Setup {
                 step: long.clone(),
-                errno: 1,
+                errno: Errno::EPERM as i32,
             },
             Refusal::Invalid(long.clone()),
         ] {
@@ -178,12 +178,12 @@ mod tests {
         }
         let short = Refusal::Exec {
             argv0: "/bin/nope".into(),
-            errno: 2,
+            errno: Errno::ENOENT as i32,
         };
         assert_eq!(bounded(short.clone()), short);
         let Refusal::Exec { argv0, .. } = bounded(Refusal::Exec {
             argv0: long,
-            errno: 36,
+            errno: Errno::ENAMETOOLONG as i32,
         }) else {
             unreachable!()
         };

@@ -57,13 +57,13 @@ impl HelperError {
     /// (like shells and `podman exec`), 1 for every failure of karapace itself.
     pub fn exit_code(&self) -> i32 {
         match self {
-            HelperError::Refused(Refusal::Exec { errno, .. }) if *errno == libc_enoent() => 127,
+            HelperError::Refused(Refusal::Exec { errno, .. })
+                if *errno == nix::errno::Errno::ENOENT as i32 =>
+            {
+                127
+            }
             HelperError::Refused(Refusal::Exec { .. }) => 126,
             _ => 1,
         }
     }
-}
-
-const fn libc_enoent() -> i32 {
-    2
 }

@@ -203,7 +203,7 @@ impl Store {
                 match fs::rename(dir, &tree) {
                     Ok(()) => fsync_dir(&self.layout.trees)?,
                     // Different filesystem: the tree will be unpacked on demand instead.
-                    Err(e) if e.raw_os_error() == Some(18) => {}
+                    Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EXDEV as i32) => {}
                     Err(e) => return Err(io_at("adopt tree", dir)(e)),
                 }
                 crash_point("import.after_tree");
