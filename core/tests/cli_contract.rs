@@ -1048,7 +1048,7 @@ fn a_mock_environment_never_runs_anything_and_says_so() {
     );
 }
 
-/// A mock manifest gets the standard tool's env_id: its base image digest is
+/// A mock manifest gets the standard tool's `env_id`: its base image digest is
 /// `blake3("mock-image:" + image)`.
 #[test]
 fn a_mock_manifest_gets_the_standard_tools_env_id() {

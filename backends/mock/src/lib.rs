@@ -31,7 +31,7 @@ pub const MOCK_VERSION: &str = "0.0.0-mock";
 pub const PACKAGE_DB: &str = "var/lib/karapace-mock/packages";
 
 /// The digest recorded as `base_image_digest` for a mock image: the standard tool's,
-/// `blake3("mock-image:" + image)` in lowercase hex, so that a mock manifest gets the same env_id
+/// `blake3("mock-image:" + image)` in lowercase hex, so that a mock manifest gets the same `env_id`
 /// in both tools. (The mock base tree is a pure function of the image name, so hashing the name
 /// identifies its content.)
 pub fn base_digest(image: &str) -> String {

@@ -1,7 +1,7 @@
 //! The runtime seam: what the engine needs from a runtime backend, and the one place that picks
 //! a backend for an environment.
 //!
-//! An environment's backend is a fact of its lock (`[runtime] backend`, part of the env_id), so
+//! An environment's backend is a fact of its lock (`[runtime] backend`, part of the `env_id`), so
 //! it is chosen once, by [`of`], from `karapace_schema::Backend`; nothing else in the core
 //! matches on backend names. A backend does two things for the engine:
 //! - [`RuntimeBackend::build`]: the build steps that turn a manifest into a Base layer,
