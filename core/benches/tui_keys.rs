@@ -54,18 +54,16 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     let mid = format!("env-{:03}", count / 2);
-    // Drift for the detail view to show.
-    cli(
-        &store,
-        &[
-            "exec",
-            &mid,
-            "--",
-            "sh",
-            "-c",
-            "mkdir -p etc && echo hi > etc/motd",
-        ],
-    );
+    // Drift for the detail view to show, written where a session's writes land (the mock backend
+    // runs nothing).
+    let out = command(&store, &["inspect", &mid, "--json"])
+        .output()
+        .expect("run karapace");
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect --json");
+    let env_id = meta["env_id"].as_str().expect("env_id");
+    let etc = store.join("env").join(env_id).join("upper/etc");
+    std::fs::create_dir_all(&etc).expect("upper/etc");
+    std::fs::write(etc.join("motd"), "hi\n").expect("upper/etc/motd");
 
     let mut rows: Vec<Row> = Vec::new();
     for (what, args) in [

@@ -3,7 +3,6 @@
 mod common;
 
 use std::fs;
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::{BIN, Kp, code, stderr, stdout};
@@ -180,32 +179,28 @@ fn ambiguous_prefix_is_exit_1() {
     );
 }
 
+/// The mock backend runs nothing: `exec` and `enter` print the command they stand for and exit 0
+/// (exit statuses and streamed stdio of real sessions: `tests/tests/e2e_debian.rs`).
 #[test]
-fn exec_streams_and_returns_inner_status() {
+fn mock_sessions_print_the_command_and_succeed() {
     let kp = Kp::new();
-    let id = kp.build_mock("karapace.toml", &[], None);
-    assert_eq!(code(&kp.run(&["exec", &id, "--", "sh", "-c", "exit 7"])), 7);
-    assert_eq!(
-        code(&kp.run(&["exec", &id, "--", "sh", "-c", "kill -KILL $$"])),
-        137
+    let id = kp.build_mock("karapace.toml", &[], Some("m"));
+    let out = kp.run(&["exec", &id, "--", "sh", "-c", "exit 7"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "mock-exec: sh -c exit 7\n");
+    let out = kp.run(&["enter", "m", "--", "vim", "-R", "notes"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "mock-enter: vim -R notes\n");
+    // A bare `enter` names the login shell a real backend would start.
+    let out = kp.run(&["enter", "m"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("mock-enter: /bin/sh -c ") && stdout(&out).contains("bash -l"),
+        "{}",
+        stdout(&out)
     );
-    let mut child = kp
-        .cmd(&["exec", &id, "--", "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"hello through stdin\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert_eq!(stdout(&out), "hello through stdin\n");
-    let out = kp.run(&["exec", &id, "--", "sh", "-c", "echo $KARAPACE_ENV"]);
-    assert_eq!(stdout(&out).trim(), "1");
+    // Nothing ran, so nothing was recorded: the environment is not left Running.
+    assert_eq!(kp.json(&["inspect", "m"])["state"], "Built");
 }
 
 #[test]
@@ -219,14 +214,10 @@ fn snapshots_commit_diff_restore() {
     let d = kp.json(&["diff", "snap"]);
     assert_eq!(d["has_drift"], false);
 
-    kp.ok(&[
-        "exec",
-        "snap",
-        "--",
-        "sh",
-        "-c",
-        "mkdir -p work && echo one > work/file",
-    ]);
+    // What a session would write lands in the writable layer.
+    let upper = kp.upper(&id);
+    fs::create_dir_all(upper.join("work")).unwrap();
+    fs::write(upper.join("work/file"), "one\n").unwrap();
     let d = kp.json(&["diff", "snap"]);
     assert_eq!(d["has_drift"], true);
     assert!(
@@ -255,26 +246,18 @@ fn snapshots_commit_diff_restore() {
         assert!(list[0][key].is_string(), "{key} in {snaps}");
     }
 
-    kp.ok(&[
-        "exec",
-        "snap",
-        "--",
-        "sh",
-        "-c",
-        "echo two > work/file && echo x > extra",
-    ]);
+    fs::write(upper.join("work/file"), "two\n").unwrap();
+    fs::write(upper.join("extra"), "x\n").unwrap();
     let r = kp.json(&["restore", "snap", &hash]);
     assert_eq!(r["restored_snapshot"], hash.as_str());
-    let out = kp.run(&[
-        "exec",
-        "snap",
-        "--",
-        "sh",
-        "-c",
-        "cat work/file; test ! -e extra",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "one\n");
+    assert_eq!(
+        fs::read_to_string(upper.join("work/file")).unwrap(),
+        "one\n"
+    );
+    assert!(
+        !upper.join("extra").exists(),
+        "restore removes what came after"
+    );
 
     let out = kp.run(&["restore", "snap", &"0".repeat(64)]);
     assert_eq!(code(&out), 3, "unknown snapshot: {}", stderr(&out));
@@ -436,15 +419,8 @@ fn rebuild_keeps_the_name_and_replaces_the_env() {
 fn running_sessions_stop_and_block_destroy() {
     let kp = Kp::new();
     let id = kp.build_mock("karapace.toml", &[], Some("run"));
-    let mut child = kp
-        .cmd(&["exec", "run", "--", "sleep", "30"])
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while kp.json(&["inspect", "run"])["state"] != "Running" {
-        assert!(std::time::Instant::now() < deadline, "never became Running");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let session = kp.stand_in_session(&id);
+    assert_eq!(kp.json(&["inspect", "run"])["state"], "Running");
     assert_eq!(
         code(&kp.run(&["destroy", "run"])),
         1,
@@ -454,8 +430,12 @@ fn running_sessions_stop_and_block_destroy() {
     kp.build_mock("other.toml", &["x"], Some("free"));
     kp.ok(&["exec", "free", "--", "true"]);
     kp.ok(&["stop", "run"]);
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(143), "inner SIGTERM → 128+15");
+    let status = session.wait();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(15),
+        "stop sends SIGTERM first"
+    );
     assert_eq!(kp.json(&["inspect", &id])["state"], "Built");
     kp.ok(&["destroy", "run"]);
 }
@@ -697,14 +677,6 @@ fn a_missing_complete_cli_is_a_clear_error() {
 fn everyday_errors_say_what_to_do() {
     let kp = Kp::new();
     kp.build_mock("karapace.toml", &[], Some("py"));
-    // A command the environment does not have: exit 127, named with the environment.
-    let out = kp.run(&["exec", "py", "--", "no-such-command-here"]);
-    assert_eq!(code(&out), 127, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("no-such-command-here: command not found in py"),
-        "{}",
-        stderr(&out)
-    );
     // A missing `--`: clap's error, then what to type.
     let out = kp.run(&["exec", "py", "ls"]);
     assert_eq!(code(&out), 2);
@@ -1031,34 +1003,74 @@ fn a_lock_from_another_directory_never_hands_an_environment_over() {
 }
 
 #[test]
-fn a_mock_environment_never_runs_commands_on_the_host_by_default() {
+fn a_mock_environment_never_runs_anything_and_says_so() {
     let kp = Kp::new();
     let out = kp.cmd(&["build", "--name", "m"]).output().unwrap();
     assert_eq!(code(&out), 2, "no manifest yet");
     kp.build_mock("karapace.toml", &[], Some("m"));
     let marker = kp.dir.path().join("ran");
-    for args in [
-        vec!["exec", "m", "--", "touch", marker.to_str().unwrap()],
-        vec!["enter", "m", "--", "touch", marker.to_str().unwrap()],
+    let marker = marker.to_str().unwrap();
+    for (args, line) in [
+        (["exec", "m", "--", "touch", marker], "mock-exec"),
+        (["enter", "m", "--", "touch", marker], "mock-enter"),
     ] {
-        let out = kp
-            .cmd(&args)
-            .env_remove("KARAPACE_ALLOW_MOCK_EXEC")
-            .output()
-            .unwrap();
-        assert_eq!(code(&out), 1, "{args:?}: {}", stderr(&out));
+        let out = kp.run(&args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", stderr(&out));
+        assert_eq!(stdout(&out), format!("{line}: touch {marker}\n"));
         assert!(
-            stderr(&out).contains("test-only mock backend"),
-            "{}",
-            stderr(&out)
+            !kp.dir.path().join("ran").exists(),
+            "{args:?} ran a command on the host"
         );
-        assert!(!marker.exists(), "{args:?} ran a command on the host");
     }
     let out = kp.cmd(&["build"]).output().unwrap();
     assert!(
-        stderr(&out).contains("isolates nothing"),
+        stderr(&out).contains(
+            "warning: this environment uses the test-only mock backend: it isolates nothing and runs nothing"
+        ),
         "{}",
         stderr(&out)
+    );
+    let doctor = kp.json(&["doctor"]);
+    let check = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "backends")
+        .unwrap_or_else(|| panic!("no backends check: {doctor}"))
+        .clone();
+    assert_eq!(check["status"], "warn", "{check}");
+    assert!(
+        check["message"]
+            .as_str()
+            .unwrap()
+            .contains("environment m uses the test-only mock backend"),
+        "{check}"
+    );
+}
+
+/// A mock manifest gets the standard tool's `env_id`: its base image digest is
+/// `blake3("mock-image:" + image)`.
+#[test]
+fn a_mock_manifest_gets_the_standard_tools_env_id() {
+    let kp = Kp::new();
+    // Computed outside karapace with b3sum:
+    //   d=$(printf %s 'mock-image:debian/bookworm' | b3sum --no-names)
+    //   printf %s "base_digest:${d}backend:mock" | b3sum --no-names
+    //   printf %s "base_digest:${d}pkg:curl@0.0.0-mockbackend:mock" | b3sum --no-names
+    assert_eq!(
+        kp.build_mock("bare.toml", &[], None),
+        "15d687dc3af5681024dccb93f094aef5c6312c62c850350c52664b6fec4ad1b8"
+    );
+    assert_eq!(
+        kp.build_mock("curl.toml", &["curl"], None),
+        "09989e7b208165293853c25b8970a6de95d7fc22fe364c8293c78ff64ed5cd56"
+    );
+    let lock = fs::read_to_string(kp.work().join("karapace.lock")).unwrap();
+    assert!(
+        lock.contains(
+            "base_image_digest = \"9fcb8924e0dcbde6e054af462b0289284608ca5eb84ea16b4c53dd3cb0fe423a\""
+        ),
+        "{lock}"
     );
 }
 

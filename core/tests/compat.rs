@@ -144,18 +144,10 @@ fn freeze_archive_and_destroy_echo_the_argument_as_typed() {
 #[test]
 fn stop_echoes_the_argument_as_typed() {
     let kp = Kp::new();
-    kp.build_mock("karapace.toml", &[], Some("run"));
-    let mut child = kp
-        .cmd(&["exec", "run", "--", "sleep", "30"])
-        .spawn()
-        .expect("spawn");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while kp.json(&["inspect", "run"])["state"] != "Running" {
-        assert!(std::time::Instant::now() < deadline, "never became Running");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let id = kp.build_mock("karapace.toml", &[], Some("run"));
+    let session = kp.stand_in_session(&id);
     assert_eq!(kp.ok(&["stop", "run"]), "stopped environment run\n");
-    let _ = child.wait();
+    session.wait();
     let out = kp.run(&["stop", "run"]);
     assert_eq!(code(&out), 1);
     assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));

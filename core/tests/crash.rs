@@ -47,30 +47,33 @@ fn template() -> (Kp, String, String) {
     let kp = Kp::new();
     let id = kp.build_mock("karapace.toml", &["curl", "git"], Some("crash"));
     // ~400 files so commit/restore take long enough to be interrupted mid-way.
-    kp.ok(&[
-        "exec",
-        "crash",
-        "--",
-        "sh",
-        "-c",
-        "for d in $(seq 1 20); do mkdir -p data/$d; for f in $(seq 1 20); do echo \"$d $f payload payload payload\" > data/$d/$f; done; done",
-    ]);
+    let upper = kp.upper(&id);
+    for d in 1..=20 {
+        fs::create_dir_all(upper.join(format!("data/{d}"))).unwrap();
+        for f in 1..=20 {
+            fs::write(
+                upper.join(format!("data/{d}/{f}")),
+                format!("{d} {f} payload payload payload\n"),
+            )
+            .unwrap();
+        }
+    }
     let snap = kp.json(&["commit", "crash"])["snapshot_hash"]
         .as_str()
         .unwrap()
         .to_owned();
-    kp.ok(&[
-        "exec",
-        "crash",
-        "--",
-        "sh",
-        "-c",
-        "rm -rf data/1 && echo changed > data/2/1 && echo new > new-file",
-    ]);
+    fs::remove_dir_all(upper.join("data/1")).unwrap();
+    fs::write(upper.join("data/2/1"), "changed\n").unwrap();
+    fs::write(upper.join("new-file"), "new\n").unwrap();
     let gone = kp.build_mock("gone.toml", &["vim"], Some("gone"));
     kp.ok(&["commit", "gone"]);
     kp.ok(&["destroy", &gone]);
     (kp, id, snap)
+}
+
+/// A file of an environment's writable layer ("" when it is missing): what a session would read.
+fn read_upper(store: &Path, env_id: &str, rel: &str) -> String {
+    fs::read_to_string(common::upper_of(store, env_id).join(rel)).unwrap_or_default()
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -213,10 +216,23 @@ fn crash_during_restore() {
     run_trials(
         "restore",
         |id, snap| vec!["restore".into(), id.into(), snap.into()],
-        |store, work, id, _, name| {
+        |store, _, id, _, name| {
             // Either the old upper (data/1 gone, new-file present) or the restored one — never a mix.
-            let out = karapace(store, work, &["exec", id, "--", "sh", "-c", "test -e data/1/1 && echo restored || echo old; test -e new-file && echo new || echo nonew; cat data/2/1"]).output().unwrap();
-            let text = stdout(&out);
+            let upper = common::upper_of(store, id);
+            let text = format!(
+                "{}\n{}\n{}",
+                if upper.join("data/1/1").exists() {
+                    "restored"
+                } else {
+                    "old"
+                },
+                if upper.join("new-file").exists() {
+                    "new"
+                } else {
+                    "nonew"
+                },
+                read_upper(store, id, "data/2/1")
+            );
             let ok = text == "restored\nnonew\n2 1 payload payload payload\n"
                 || text == "old\nnew\nchanged\n";
             assert!(ok, "{name}: upper is a mix of old and restored:\n{text}");
@@ -235,10 +251,11 @@ fn crash_during_gc() {
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{name}: {}", stderr(&out));
-            let out = karapace(store, work, &["exec", id, "--", "cat", "data/1/1"])
-                .output()
-                .unwrap();
-            assert_eq!(stdout(&out), "1 1 payload payload payload\n", "{name}");
+            assert_eq!(
+                read_upper(store, id, "data/1/1"),
+                "1 1 payload payload payload\n",
+                "{name}"
+            );
         },
     );
 }
@@ -252,11 +269,8 @@ fn crash_during_destroy() {
             let out = karapace(store, work, &["inspect", id]).output().unwrap();
             if out.status.success() {
                 // Not destroyed: still fully usable.
-                let out = karapace(store, work, &["exec", id, "--", "cat", "data/2/1"])
-                    .output()
-                    .unwrap();
                 assert_eq!(
-                    stdout(&out),
+                    read_upper(store, id, "data/2/1"),
                     "changed\n",
                     "{name}: half-destroyed environment"
                 );
@@ -316,10 +330,11 @@ fn check_rebuild(store: &Path, work: &Path, old: &str, keeps_old: bool, name: &s
                 kept["name"].is_null(),
                 "{name}: kept environment keeps no name"
             );
-            let out = karapace(store, work, &["exec", old, "--", "cat", "data/2/1"])
-                .output()
-                .unwrap();
-            assert_eq!(stdout(&out), "changed\n", "{name}: the kept work is intact");
+            assert_eq!(
+                read_upper(store, old, "data/2/1"),
+                "changed\n",
+                "{name}: the kept work is intact"
+            );
         } else {
             assert!(
                 old_left.is_none(),

@@ -146,7 +146,6 @@ fn a_pulled_environment_is_built_with_its_snapshots_and_a_second_push_sends_noth
 
     let b = Kp::new();
     let report = Engine::new(b.store())
-        .allow_mock_pulls()
         .pull(&mem, &Reference::parse("web@v1").unwrap())
         .unwrap();
     assert_eq!(report.env_id, env);
@@ -170,7 +169,6 @@ fn a_pulled_environment_is_built_with_its_snapshots_and_a_second_push_sends_noth
 
     // Pulling again changes nothing and downloads no object.
     let again = Engine::new(b.store())
-        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap();
     assert_eq!(
@@ -191,7 +189,6 @@ fn a_corrupt_object_fails_the_pull_and_records_nothing() {
     }
     let b = Kp::new();
     let err = Engine::new(b.store())
-        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap_err();
     assert_eq!(err.exit_code(), 1, "{err}");
@@ -216,7 +213,6 @@ fn forged_records_layers_and_locks_are_refused() {
         .insert(record_key.clone(), forged.into_bytes());
     let b = Kp::new();
     let err = Engine::new(b.store())
-        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap_err();
     assert!(err.to_string().contains("checksum"), "{err}");
@@ -232,7 +228,6 @@ fn forged_records_layers_and_locks_are_refused() {
     let bx = original[&(1, x.clone())].clone();
     mem.blobs.borrow_mut().insert((1, y.clone()), bx);
     let err = Engine::new(b.store())
-        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap_err();
     assert!(err.to_string().contains("layer"), "{err}");
@@ -249,13 +244,11 @@ fn forged_records_layers_and_locks_are_refused() {
         },
     );
     let err = Engine::new(b.store())
-        .allow_mock_pulls()
         .pull(&mem, &Reference::parse("web@v1").unwrap())
         .unwrap_err();
     assert!(err.to_string().contains("not an env_id"), "{err}");
     // An unknown tag is an error, never a guess.
     let err = Engine::new(b.store())
-        .allow_mock_pulls()
         .pull(&mem, &Reference::parse("web@v2").unwrap())
         .unwrap_err();
     assert!(
@@ -274,7 +267,6 @@ fn an_interrupted_pull_leaves_nothing_listed_and_the_retry_reuses_what_arrived()
     // Record, lock, manifest, the layer manifests, then one object: cut after that.
     mem.downloads_left.set(Some(3 + 3 + 1));
     let err = Engine::new(b.store())
-        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap_err();
     assert!(err.to_string().contains("connection reset"), "{err}");
@@ -282,7 +274,6 @@ fn an_interrupted_pull_leaves_nothing_listed_and_the_retry_reuses_what_arrived()
     assert_clean(&b);
     mem.downloads_left.set(None);
     let report = Engine::new(b.store())
-        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap();
     assert_eq!(
@@ -294,17 +285,10 @@ fn an_interrupted_pull_leaves_nothing_listed_and_the_retry_reuses_what_arrived()
 }
 
 #[test]
-fn mock_environments_are_not_pulled_and_a_local_build_replaces_pulled_layers() {
+fn a_local_build_replaces_pulled_layers() {
     let (a, env, mem) = pushed();
     let b = Kp::new();
-    let err = Engine::new(b.store())
-        .pull(&mem, &Reference::EnvId(env.clone()))
-        .unwrap_err();
-    assert!(err.to_string().contains("mock backend"), "{err}");
-    assert!(listed(&b).is_empty());
-
     Engine::new(b.store())
-        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap();
     // The same manifest and lock, built here: the pulled layers are replaced, and it says so.
@@ -340,7 +324,6 @@ fn a_remote_environment_with_other_layers_never_grafts_onto_a_local_one() {
     mem.blobs.borrow_mut().insert(key, forged.into_bytes());
     let before = a.json(&["snapshots", &env]);
     let err = Engine::new(a.store())
-        .allow_mock_pulls()
         .pull(&mem, &Reference::EnvId(env.clone()))
         .unwrap_err();
     assert!(err.to_string().contains("other layers"), "{err}");

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use common::Kp;
@@ -46,25 +45,15 @@ fn every_change_the_cli_makes_wakes_the_watcher() {
     kp.ok(&["inspect", "two"]);
     assert!(!w.wait(Some(QUIET)).expect("wait"), "reads are not changes");
 
-    // A session starting, and its process killed without any chance to clean up.
-    let mut child = kp
-        .cmd(&["exec", "two", "--", "sleep", "60"])
-        .process_group(0)
-        .spawn()
-        .expect("spawn");
+    // A session starting (recorded as a backend records one), and its process killed without
+    // any chance to clean up its record.
+    let session = kp.stand_in_session(&id);
     assert!(w.wait(Some(SOON)).expect("wait"), "session started");
-    let deadline = Instant::now() + SOON;
-    while state(&kp, "two") != "Running" {
-        assert!(Instant::now() < deadline, "never Running");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert_eq!(state(&kp, "two"), "Running");
     // Whatever the session wrote meanwhile has settled.
     while w.wait(Some(QUIET)).expect("wait") {}
     assert_eq!(w.watch_counts().1, 1, "one live session held");
-    // The whole group: karapace and the session's process (the mock runs it as a child).
-    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-    nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).expect("SIGKILL");
-    let _ = child.wait();
+    session.kill_leaving_record();
     assert!(
         w.wait(Some(SOON)).expect("wait"),
         "the killed session ended"

@@ -286,8 +286,14 @@ fn exit_statuses_and_stdio(k: &Karapace, env_id: &str) {
     k.exec(env_id, &["false"]).assert_code(1);
     // A missing `--` is a usage error.
     k.run(&["exec", env_id, "true"]).assert_code(2);
-    // A command that does not exist is 127, whatever the host.
-    k.exec(env_id, &["/no/such/command"]).assert_code(127);
+    // A command that does not exist is 127, whatever the host, named with the environment.
+    let out = k.exec(env_id, &["/no/such/command"]);
+    out.assert_code(127);
+    assert!(
+        out.stderr_str()
+            .contains("/no/such/command: command not found in "),
+        "{out}"
+    );
 
     // A session that cannot start is explained by the missing prerequisite, with its fix...
     let no_helper = "/nonexistent/karapace-helper";

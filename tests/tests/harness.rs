@@ -1,10 +1,12 @@
 //! Self-checks of the test support against things that work without images: binary lookup,
 //! exit codes, JSON, stdin, and the timeout that keeps a hung command from hanging CI.
-//! Uses the mock backend (no namespaces), so it runs everywhere.
+//! Uses the mock backend (no namespaces), so it runs everywhere; the mock runs nothing, so the
+//! process runner's own checks (codes, stdin, timeouts) run plain `sh`.
 
+use std::process::Command;
 use std::time::Duration;
 
-use karapace_tests::{Karapace, TestDir};
+use karapace_tests::{Karapace, TestDir, process};
 
 const MOCK_MANIFEST: &str = r#"manifest_version = 1
 
@@ -46,15 +48,26 @@ fn runner_reports_codes_json_stdin_and_timeouts() {
         .unwrap_or_else(|| panic!("build --json: {v:#}"))
         .to_owned();
     assert!(dir.store().is_dir(), "--store was not used");
-    k.exec(&env_id, &["sh", "-c", "exit 7"]).assert_code(7);
-    let out = k.exec_with_stdin(&env_id, &["cat"], b"abc");
+    let out = k.exec(&env_id, &["sh", "-c", "exit 7"]);
     out.assert_success();
-    assert_eq!(out.stdout_str(), "abc", "{out}");
+    assert_eq!(out.stdout_str(), "mock-exec: sh -c exit 7\n", "{out}");
     // Missing store directory for another runner: list must not create it.
     k.run(&["inspect", "no-such-env"]).assert_code(1);
 
-    let slow = k.clone().timeout(Duration::from_secs(1));
-    let out = slow.exec(&env_id, &["sh", "-c", "sleep 60"]);
+    let sh = |script: &str| {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        (cmd, format!("sh -c {script}"))
+    };
+    let (cmd, shown) = sh("exit 7");
+    process::run(cmd, shown, None, Duration::from_secs(30)).assert_code(7);
+    let (cmd, shown) = sh("cat");
+    let out = process::run(cmd, shown, Some(b"abc"), Duration::from_secs(30));
+    out.assert_success();
+    assert_eq!(out.stdout_str(), "abc", "{out}");
+
+    let (cmd, shown) = sh("sleep 60");
+    let out = process::run(cmd, shown, None, Duration::from_secs(1));
     assert!(out.timed_out, "the timeout did not fire\n{out}");
     assert!(
         out.elapsed < Duration::from_secs(15),

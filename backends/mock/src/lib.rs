@@ -1,15 +1,28 @@
-//! The `mock` runtime backend: deterministic and isolation-free, for tests only.
+//! The `mock` runtime backend: deterministic, for tests only, and it never executes anything.
 //!
 //! A manifest selects it explicitly with `[runtime] backend = "mock"`; Karapace never falls back to
 //! it. It fetches no image and runs no package manager: the base tree is synthesised from the image
-//! name, every package "resolves" to [`MOCK_VERSION`] (or to its locked version), and commands run
-//! on the host with the environment's writable layer as their working directory. That is enough to
+//! name, every package "resolves" to [`MOCK_VERSION`] (or to its locked version). A session prints
+//! the command it stands for ([`exec_line`], [`enter_line`]) and succeeds: that is enough to
 //! exercise the whole lifecycle — build, exec, commit, diff, restore, gc — without namespaces.
+//!
+//! What it must never do: run a command. A manifest is someone else's file; were the mock to run
+//! commands it would run them on the host, unconfined, behind an `enter` that looks like an
+//! environment.
+//!
+//! ```
+//! let argv = vec!["sh".to_owned(), "-c".to_owned(), "exit 7".to_owned()];
+//! assert_eq!(karapace_backend_mock::exec_line(&argv), "mock-exec: sh -c exit 7\n");
+//! ```
 
 use std::fs;
 use std::io;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+
+/// What users of a mock environment are told (by `build` and `doctor`), after "this environment
+/// uses".
+pub const CAVEAT: &str = "the test-only mock backend: it isolates nothing and runs nothing \
+     (exec and enter only print the command they would run)";
 
 /// Version every package resolves to when no lock pins another one.
 pub const MOCK_VERSION: &str = "0.0.0-mock";
@@ -17,10 +30,26 @@ pub const MOCK_VERSION: &str = "0.0.0-mock";
 /// Directory (relative to the environment root) where mock "installed" packages are recorded.
 pub const PACKAGE_DB: &str = "var/lib/karapace-mock/packages";
 
-/// The digest recorded as `base_image_digest` for a mock image. The mock base tree is a pure
-/// function of the image name, so hashing the name identifies its content.
+/// The digest recorded as `base_image_digest` for a mock image: the standard tool's,
+/// `blake3("mock-image:" + image)` in lowercase hex, so that a mock manifest gets the same `env_id`
+/// in both tools. (The mock base tree is a pure function of the image name, so hashing the name
+/// identifies its content.)
 pub fn base_digest(image: &str) -> String {
-    format!("mock:{}", blake3::hash(image.as_bytes()).to_hex())
+    blake3::hash(format!("mock-image:{image}").as_bytes())
+        .to_hex()
+        .to_string()
+}
+
+/// What `exec` of a mock environment prints on stdout instead of running `argv`: the standard
+/// tool's line, `mock-exec: ` and the arguments joined by spaces.
+pub fn exec_line(argv: &[String]) -> String {
+    format!("mock-exec: {}\n", argv.join(" "))
+}
+
+/// What `enter` of a mock environment prints on stdout instead of running `argv` (the command
+/// given, or the login shell a real backend would start).
+pub fn enter_line(argv: &[String]) -> String {
+    format!("mock-enter: {}\n", argv.join(" "))
 }
 
 /// Writes the synthetic base tree for `image` into `dir` (which must exist).
@@ -64,44 +93,6 @@ pub fn write_dependency_tree(dir: &Path, resolved: &[(String, String)]) -> io::R
     Ok(())
 }
 
-/// Starts `argv` on the host with `cwd` as working directory and a scrubbed environment
-/// (`PATH`, `HOME`, `TERM`, `LANG` kept; `KARAPACE_ENV=1` added). Standard streams are inherited.
-pub fn spawn(
-    cwd: &Path,
-    argv: &[String],
-    extra_env: &[(String, String)],
-) -> io::Result<std::process::Child> {
-    let (program, arguments) = argv
-        .split_first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-    let mut cmd = Command::new(program);
-    cmd.args(arguments)
-        .current_dir(cwd)
-        .env_clear()
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit());
-    for key in ["PATH", "HOME", "TERM", "LANG"] {
-        if let Some(value) = std::env::var_os(key) {
-            cmd.env(key, value);
-        }
-    }
-    cmd.env("KARAPACE_ENV", "1");
-    for (name, value) in extra_env {
-        cmd.env(name, value);
-    }
-    cmd.spawn()
-}
-
-/// Maps a child's status to a shell-style exit code: its own code, or 128+N for signal N.
-pub fn exit_code(status: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,14 +111,31 @@ mod tests {
     }
 
     #[test]
-    fn digest_depends_on_image() {
-        assert_ne!(base_digest("debian"), base_digest("fedora"));
-        assert_eq!(base_digest("debian"), base_digest("debian"));
-        assert!(base_digest("x").starts_with("mock:"));
+    fn the_base_digest_is_the_standard_tools() {
+        // Computed outside this code: printf %s 'mock-image:debian/bookworm' | b3sum
+        assert_eq!(
+            base_digest("debian/bookworm"),
+            "9fcb8924e0dcbde6e054af462b0289284608ca5eb84ea16b4c53dd3cb0fe423a"
+        );
+        // printf %s 'mock-image:rolling' | b3sum
+        assert_eq!(
+            base_digest("rolling"),
+            "8f5a576f14f6a9d22f7b7c901865a89ceee954b235faa365a3631098b1a7019e"
+        );
     }
 
     #[test]
-    fn trees_and_exit_codes() {
+    fn sessions_print_the_command_they_stand_for() {
+        let argv: Vec<String> = ["sh", "-c", "touch /tmp/x"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(exec_line(&argv), "mock-exec: sh -c touch /tmp/x\n");
+        assert_eq!(enter_line(&argv), "mock-enter: sh -c touch /tmp/x\n");
+    }
+
+    #[test]
+    fn trees_record_the_image_and_the_packages() {
         let dir = tempfile::tempdir().unwrap();
         write_base_tree(dir.path(), "debian/bookworm").unwrap();
         let os = fs::read_to_string(dir.path().join("etc/os-release")).unwrap();
@@ -137,24 +145,5 @@ mod tests {
             fs::read_to_string(dir.path().join(PACKAGE_DB).join("curl")).unwrap(),
             "1\n"
         );
-
-        let argv: Vec<String> = [
-            "sh",
-            "-c",
-            "test \"$KARAPACE_ENV\" = 1 && pwd > here && exit 7",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        let status = spawn(dir.path(), &argv, &[]).unwrap().wait().unwrap();
-        assert_eq!(exit_code(status), 7);
-        assert!(dir.path().join("here").exists());
-        let argv: Vec<String> = ["sh", "-c", "kill -TERM $$"]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        let status = spawn(dir.path(), &argv, &[]).unwrap().wait().unwrap();
-        assert_eq!(exit_code(status), 128 + 15);
-        assert!(spawn(dir.path(), &[], &[]).is_err());
     }
 }

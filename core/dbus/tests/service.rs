@@ -434,19 +434,23 @@ fn changes_made_by_the_cli_while_the_service_runs_are_signalled() {
     let status = h.client.json("GetEnvironmentStatus", &(id.as_str(),));
     assert_eq!(status["name"], "renamed");
 
-    // A session of the CLI makes the environment running, and its end built again.
+    // A session makes the environment running, and its end built again. (The mock backend
+    // runs nothing, so the session is a process of the test's, recorded in the store as a
+    // backend records its sessions.)
     h.cli(&["build", path_str(&m)]);
     signals.expect("EnvironmentStateChanged", &[&id, "built"]);
-    let mut session = Command::new(common::karapace_cli())
-        .arg("--store")
-        .arg(h.store())
-        .args(["exec", &id, "--", "sleep", "2"])
-        .env("HOME", h.home())
+    let mut sleeper = Command::new("sleep")
+        .arg("2")
         .stdin(std::process::Stdio::null())
         .spawn()
-        .expect("karapace exec");
+        .expect("sleep");
+    let store = karapace_store::Store::open(&h.store()).expect("open store");
+    let record = store
+        .begin_session(&id, sleeper.id(), None)
+        .expect("record the session");
     signals.expect("EnvironmentStateChanged", &[&id, "running"]);
-    assert!(session.wait().expect("wait").success());
+    assert!(sleeper.wait().expect("wait").success());
+    drop(record);
     signals.expect("EnvironmentStateChanged", &[&id, "built"]);
 
     h.cli(&["destroy", "renamed"]);

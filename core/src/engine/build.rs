@@ -2,13 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use karapace_backend_mock as mock;
-use karapace_schema::{
-    Backend, LockFile, ManifestError, ManifestErrorKind, NormalizedManifest, ResolvedPackage,
-};
-use karapace_store::{EnvMetadata, EnvState, LayerKind, Store};
+use karapace_schema::{LockFile, ManifestError, ManifestErrorKind, NormalizedManifest};
+use karapace_store::{EnvMetadata, EnvState, Store};
 
-use super::{Engine, pipeline, policy_layer, runtime};
+use super::{Engine, backends, pipeline, policy_layer, runtime};
 use crate::error::{CoreError, Result};
 
 /// What `build`/`rebuild` were asked to do.
@@ -34,6 +31,8 @@ pub struct BuildOutcome {
     pub replaced_note: Option<String>,
     /// The desktop entries of the manifest's `[gui] apps` (see `desktop`).
     pub desktop: super::desktop::Exported,
+    /// What the user must be told about the environment's backend (`RuntimeBackend::caveat`).
+    pub caveat: Option<&'static str>,
     /// Set when a rebuild kept the previous environment because destroying it would have lost
     /// what the user made in it (changes in its writable layer, snapshots).
     pub kept_note: Option<String>,
@@ -74,6 +73,7 @@ impl Engine {
         replacing: Option<&str>,
     ) -> Result<BuildOutcome> {
         let mut outcome = self.build_env(req, manifest, replacing)?;
+        outcome.caveat = backends::of(manifest.runtime_backend).caveat();
         outcome.desktop = self.export_desktop(&outcome.env, &manifest.gui_apps);
         Ok(outcome)
     }
@@ -110,23 +110,20 @@ impl Engine {
         // environment whose metadata is not written yet.
         let _lease = store.build_lease()?;
         let locked = existing.as_ref().filter(|_| req.locked);
-        let mut install_log = None;
-        let mut ownership_note = None;
-        let (lock, base_layer, dependency_layers) = match manifest.runtime_backend {
-            Backend::Mock => build_mock(&store, manifest, locked)?,
-            Backend::Namespace => {
-                let landlock_optout = runtime::allow_without_landlock(self.allow_without_landlock)?;
-                let built = pipeline::build(&store, manifest, req, locked, landlock_optout)?;
-                install_log = built.install_log;
-                ownership_note = built.ownership_note;
-                (built.lock, built.base_layer, built.dependency_layers)
-            }
-            Backend::Oci => {
-                return Err(CoreError::Unavailable {
-                    what: "building with the 'oci' backend".into(),
-                });
-            }
-        };
+        let built = backends::of(manifest.runtime_backend).build(&backends::BuildJob {
+            store: &store,
+            manifest,
+            request: req,
+            locked,
+            allow_without_landlock: self.allow_without_landlock,
+        })?;
+        let pipeline::Built {
+            lock,
+            base_layer,
+            dependency_layers,
+            install_log,
+            ownership_note,
+        } = built;
         if let Some(expected) = locked.filter(|l| l.env_id != lock.env_id) {
             return Err(CoreError::Other(format!(
                 "--locked: the build resolved to environment {} but karapace.lock records {}",
@@ -172,6 +169,7 @@ impl Engine {
             ownership_note,
             replaced_note,
             desktop: super::desktop::Exported::default(),
+            caveat: None,
             kept_note: plan.and_then(|p| p.note).or(skipped),
         })
     }
@@ -205,6 +203,7 @@ impl Engine {
             ownership_note: None,
             replaced_note: None,
             desktop: super::desktop::Exported::default(),
+            caveat: None,
             kept_note: plan.and_then(|p| p.note).or(skipped),
         })
     }
@@ -435,40 +434,4 @@ fn unchanged_env(store: &Store, lock: Option<&LockFile>) -> Option<EnvMetadata> 
         .filter(|env| env.state != EnvState::Defined)
         // A pulled environment's layers came from a remote: a build builds them here.
         .filter(|env| store.pulled_from(&env.env_id).is_none())
-}
-
-/// The mock pipeline: synthetic base, deterministic resolution, no network.
-fn build_mock(
-    store: &Store,
-    manifest: &NormalizedManifest,
-    locked: Option<&LockFile>,
-) -> Result<(LockFile, String, Vec<String>)> {
-    let base_dir = store.staging_dir()?;
-    mock::write_base_tree(base_dir.path(), &manifest.base_image)
-        .map_err(|e| CoreError::io("cannot write the mock base", e))?;
-    let base = store.import_layer_dir(base_dir.path(), LayerKind::Base, None)?;
-
-    let locked: Vec<(String, String)> = locked
-        .map(|l| l.resolved_packages.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|p| (p.name.clone(), p.version.clone()))
-        .collect();
-    let resolved = mock::resolve(&manifest.system_packages, &locked);
-    let mut dependency_layers = Vec::new();
-    if !resolved.is_empty() {
-        let dep_dir = store.staging_dir()?;
-        mock::write_dependency_tree(dep_dir.path(), &resolved)
-            .map_err(|e| CoreError::io("cannot write the mock packages", e))?;
-        let dep =
-            store.import_layer_dir(dep_dir.path(), LayerKind::Dependency, Some(&base.hash))?;
-        dependency_layers.push(dep.hash);
-    }
-    let packages = resolved
-        .into_iter()
-        .map(|(name, version)| ResolvedPackage { name, version })
-        .collect();
-    let lock =
-        LockFile::from_resolved(manifest, &mock::base_digest(&manifest.base_image), packages);
-    Ok((lock, base.hash, dependency_layers))
 }

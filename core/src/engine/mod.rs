@@ -1,6 +1,9 @@
 //! The lifecycle engine: everything the CLI (and later the TUI and D-Bus front-ends) can ask of
-//! Karapace. It composes the schema, the store and the runtimes; it never prints.
+//! Karapace. It composes the schema, the store and the runtime backends (`backends`, the one
+//! place that picks one); it never prints: a session's output is its command's (or, on the mock
+//! backend, the line that stands in for it).
 
+mod backends;
 mod build;
 pub mod desktop;
 pub mod lifecycle;
@@ -78,8 +81,6 @@ pub struct Engine {
     /// `--allow-without-landlock` (the user's config can say the same, see
     /// [`runtime::allow_without_landlock`]).
     allow_without_landlock: bool,
-    /// Tests only: pull environments of the mock backend (which runs commands on the host).
-    allow_mock_pulls: bool,
 }
 
 impl Identified for EnvMetadata {
@@ -99,7 +100,6 @@ impl Engine {
         Engine {
             root: root.into(),
             allow_without_landlock: false,
-            allow_mock_pulls: false,
         }
     }
 
@@ -107,14 +107,6 @@ impl Engine {
     #[must_use]
     pub fn allow_without_landlock(mut self, allow: bool) -> Self {
         self.allow_without_landlock = allow;
-        self
-    }
-
-    /// Tests only: lets `pull` take environments of the mock backend, which runs commands on
-    /// the host (refused otherwise: a remote could hand one out).
-    #[must_use]
-    pub fn allow_mock_pulls(mut self) -> Self {
-        self.allow_mock_pulls = true;
         self
     }
 

@@ -22,7 +22,7 @@ use super::trees::{Ownership, collapsed_hint};
 use crate::error::{CoreError, Result};
 use crate::prereqs;
 
-/// What a namespace build produced.
+/// What a build produced (every backend's, `backends::RuntimeBackend::build`).
 pub struct Built {
     pub lock: LockFile,
     pub base_layer: String,

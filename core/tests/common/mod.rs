@@ -90,21 +90,75 @@ impl Kp {
         v["env_id"].as_str().expect("env_id").to_owned()
     }
 
+    /// The writable layer of an environment, where a session's writes land (the mock backend
+    /// runs nothing: tests write there themselves).
     pub fn upper(&self, env_id: &str) -> PathBuf {
-        find_upper(&self.store(), env_id)
+        upper_of(&self.store(), env_id)
+    }
+
+    /// Makes `env_id` Running with a stand-in session (see [`StandIn`]).
+    pub fn stand_in_session(&self, env_id: &str) -> StandIn {
+        StandIn::start(&self.store(), env_id)
     }
 }
 
-/// The writable layer of an environment: asked from `karapace exec -- pwd` (mock runs there).
-pub fn find_upper(store: &Path, env_id: &str) -> PathBuf {
-    let out = Command::new(BIN)
-        .arg("--store")
-        .arg(store)
-        .args(["exec", env_id, "--", "pwd"])
-        .output()
-        .expect("spawn");
-    assert!(out.status.success(), "{}", stderr(&out));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+/// The writable layer of an environment of the store at `store`.
+pub fn upper_of(store: &Path, env_id: &str) -> PathBuf {
+    store.join("env").join(env_id).join("upper")
+}
+
+/// A session for tests of what a Running environment does (stop, destroy refused, state
+/// changes): a `sleep` of the test's own, recorded in the store as a backend records the process
+/// of a session. The mock backend runs nothing, so its environments are never Running otherwise.
+pub struct StandIn {
+    pub child: std::process::Child,
+    record: Option<karapace_store::SessionGuard>,
+}
+
+impl StandIn {
+    pub fn start(store: &Path, env_id: &str) -> StandIn {
+        let child = Command::new("sleep")
+            .arg("120")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sleep");
+        let store = karapace_store::Store::open(store).expect("open store");
+        let record = store
+            .begin_session(env_id, child.id(), None)
+            .expect("record the session");
+        StandIn {
+            child,
+            record: Some(record),
+        }
+    }
+
+    /// Waits for the process (after `karapace stop`, say) and removes its record.
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().expect("wait for the stand-in");
+        self.record.take();
+        status
+    }
+}
+
+impl StandIn {
+    /// Kills the process and leaves its record behind, as a session killed with no chance to
+    /// clean up does.
+    pub fn kill_leaving_record(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(mut record) = self.record.take() {
+            record.keep_record();
+        }
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        if self.record.take().is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 pub fn code(out: &Output) -> i32 {

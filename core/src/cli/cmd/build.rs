@@ -53,13 +53,8 @@ pub fn run(ctx: &Ctx, args: &BuildArgs, rebuild: bool) -> Result<i32> {
     if let Some(note) = &outcome.kept_note {
         output::note(&format!("note: {note}"));
     }
-    if karapace_schema::load_manifest(&args.manifest)
-        .and_then(|m| m.normalize())
-        .is_ok_and(|m| m.runtime_backend == karapace_schema::Backend::Mock)
-    {
-        output::note(
-            "warning: this environment uses the test-only mock backend: it isolates nothing and installs nothing; exec and enter refuse to run its commands",
-        );
+    if let Some(caveat) = outcome.caveat {
+        output::note(&format!("warning: this environment uses {caveat}"));
     }
     report_host_shares(ctx, env);
     report_desktop(&outcome.desktop, env);

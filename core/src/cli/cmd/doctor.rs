@@ -80,6 +80,7 @@ pub fn run(ctx: &Ctx) -> Result<i32> {
     checks.push(id_maps());
     checks.push(seccomp());
     plugins(&mut checks);
+    checks.push(backends(ctx));
 
     let healthy = !checks.iter().any(|c| c.status == Status::Fail);
     if ctx.json() {
@@ -313,6 +314,33 @@ fn plugins(checks: &mut Vec<Check>) {
             }
         }
         Err(e) => checks.push(check("plugins", Status::Fail, e.to_string())),
+    }
+}
+
+/// Environments whose backend the user must know about: the mock's, which isolates nothing and
+/// runs nothing, can come with any manifest.
+fn backends(ctx: &Ctx) -> Check {
+    match ctx.engine.backend_caveats() {
+        Ok(found) if found.is_empty() => check(
+            "backends",
+            Status::Pass,
+            "every environment runs in a backend that isolates it",
+        ),
+        Ok(found) => {
+            let lines: Vec<String> = found
+                .iter()
+                .map(|(env, caveat)| {
+                    let who = env.name.as_deref().unwrap_or(&env.short_id);
+                    format!("environment {who} uses {caveat}")
+                })
+                .collect();
+            check("backends", Status::Warn, lines.join("; "))
+        }
+        Err(e) => check(
+            "backends",
+            Status::Warn,
+            format!("cannot read the environments' backends: {e}"),
+        ),
     }
 }
 

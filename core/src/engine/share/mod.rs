@@ -319,15 +319,6 @@ impl Engine {
                 )));
             }
         }
-        if fetched.lock.runtime_backend == karapace_schema::Backend::Mock && !self.allow_mock_pulls
-        {
-            return Err(CoreError::Remote(format!(
-                "{}: environment {} uses the test-only mock backend, which runs commands on the \
-                 host; it is not pulled",
-                remote.location(),
-                &env_id[..12]
-            )));
-        }
         let mut report = PullReport {
             env_id: env_id.clone(),
             // The lock and manifest records were fetched to verify the environment.
