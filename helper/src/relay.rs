@@ -18,20 +18,10 @@ use nix::unistd::Pid;
 
 const SI_KERNEL: i32 = 0x80;
 
-/// Signals the core may ask us to deliver.
+/// Signals the core may ask us to deliver: the relayed ones, and SIGKILL.
 fn relayable(sig: i32) -> Option<Signal> {
     let s = Signal::try_from(sig).ok()?;
-    matches!(
-        s,
-        Signal::SIGINT
-            | Signal::SIGTERM
-            | Signal::SIGHUP
-            | Signal::SIGQUIT
-            | Signal::SIGUSR1
-            | Signal::SIGUSR2
-            | Signal::SIGKILL
-    )
-    .then_some(s)
+    (s == Signal::SIGKILL || karapace_protocol::RELAYED_SIGNALS.contains(&sig)).then_some(s)
 }
 
 fn init_status(init: Pid) -> WaitStatus {

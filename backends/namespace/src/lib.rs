@@ -158,25 +158,15 @@ pub fn now_ns() -> u64 {
 /// constant; a test ties the two).
 pub const ENDING_PROCESS_NAME: &std::ffi::CStr = c"karapace-ending";
 
-/// Signals the control and init processes relay to the workload. They are
-/// blocked in the helper from the start and read through a signalfd.
-pub const FORWARDED: [nix::sys::signal::Signal; 6] = {
-    use nix::sys::signal::Signal;
-    [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-    ]
-};
-
-/// The signal set the helper blocks (forwarded ones plus SIGCHLD).
+/// The signal set the helper blocks from the start and reads through a signalfd: the relayed
+/// signals ([`karapace_protocol::RELAYED_SIGNALS`]), which the control and init processes
+/// forward to the workload, plus SIGCHLD.
 pub fn blocked_set() -> nix::sys::signal::SigSet {
     let mut set = nix::sys::signal::SigSet::empty();
-    for s in FORWARDED {
-        set.add(s);
+    for s in karapace_protocol::RELAYED_SIGNALS {
+        if let Ok(s) = nix::sys::signal::Signal::try_from(s) {
+            set.add(s);
+        }
     }
     set.add(nix::sys::signal::Signal::SIGCHLD);
     set

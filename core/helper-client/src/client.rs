@@ -16,7 +16,7 @@ use karapace_protocol::{
     read_frame, read_frame_with_fd, write_frame,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH};
+use signal_hook::consts::SIGWINCH;
 use signal_hook::iterator::backend::SignalDelivery;
 use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::low_level::siginfo::Cause;
@@ -124,7 +124,7 @@ fn forwarded_signals() -> std::io::Result<Signals> {
         r,
         w,
         WithOrigin::default(),
-        [SIGINT, SIGTERM, SIGHUP, SIGQUIT],
+        karapace_protocol::RELAYED_SIGNALS,
     )
 }
 
@@ -181,7 +181,7 @@ fn accept(listener: &Listener, child: &mut Child) -> Result<Stream, HelperError>
 /// pid ([`Session::helper_pid`]) identifies the session for `stop`.
 ///
 /// Dropping a `Session` without waiting closes the socket, and the helper
-/// then kills the environment. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to
+/// then kills the environment. the relayed signals (`RELAYED_SIGNALS`) sent to
 /// the calling process are relayed to the workload while [`Session::wait`]
 /// runs; the handlers are installed (through `signal-hook`) at the first
 /// spawn and stay installed, so afterwards those signals no longer terminate
@@ -280,7 +280,7 @@ fn prespawn_with(
         .create_sync_as()
         .map_err(HelperError::Socket)?;
 
-    // Forward SIGINT/SIGTERM/SIGHUP/SIGQUIT sent to *us*; register before
+    // Forward the relayed signals sent to *us*; register before
     // spawning so an early Ctrl-C cannot kill the core mid-setup.
     let signals = forwarded_signals().map_err(HelperError::Socket)?;
 

@@ -20,6 +20,21 @@ pub const PROTOCOL_VERSION: u32 = 5;
 /// anything near this is hostile or broken.
 pub const MAX_FRAME: u32 = 1 << 20;
 
+/// Signals relayed to a session's workload, as raw numbers: the core catches them (a Ctrl-C,
+/// a `kill` of karapace) and sends each on as [`Request::Signal`]; the helper accepts these
+/// (and SIGKILL, for `stop`), and its control and init processes block and forward them.
+pub const RELAYED_SIGNALS: [i32; 6] = {
+    use rustix::process::Signal;
+    [
+        Signal::INT.as_raw(),
+        Signal::TERM.as_raw(),
+        Signal::HUP.as_raw(),
+        Signal::QUIT.as_raw(),
+        Signal::USR1.as_raw(),
+        Signal::USR2.as_raw(),
+    ]
+};
+
 /// Limits the helper enforces on a request (refused with [`Refusal::TooLarge`]).
 pub mod limits {
     /// Overlayfs accepts at most 500 lower layers.
