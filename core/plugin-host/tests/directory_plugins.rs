@@ -5,8 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use karapace_plugin_host::{
-    CacheOutcome, Limits, LoadOptions, PackageRequest, Plugin, PluginHost, PluginSource,
-    ResolvedPackage, StepOptions,
+    CacheOutcome, ImageContext, Limits, LoadOptions, PackageRequest, Plugin, PluginHost,
+    PluginSource, ResolvedPackage, StepOptions,
 };
 
 fn repo(rel: &str) -> PathBuf {
@@ -44,6 +44,7 @@ fn example_plugin_loads_from_a_directory_and_works() {
 
     let steps = xbps
         .install_steps(
+            &ImageContext::EMPTY,
             &[
                 PackageRequest::latest("bash"),
                 PackageRequest::pinned("xbps", "0.59.2_2"),
@@ -59,7 +60,9 @@ fn example_plugin_loads_from_a_directory_and_works() {
         "core/plugin-host/tests/fixtures/xbps/xbps-query-l.txt",
     ))
     .unwrap();
-    let parsed = xbps.parse_query(&output).unwrap();
+    let parsed = xbps
+        .parse_query(&ImageContext::EMPTY, &[], &output)
+        .unwrap();
     assert_eq!(
         parsed,
         [
@@ -182,7 +185,11 @@ fn compile_cache_hits_is_private_and_recovers_from_corruption() {
         Some(CacheOutcome::Compiled)
     );
     assert_eq!(std::fs::read(entry).unwrap().len(), good.len());
-    third.get("xbps").unwrap().validate_name("bash").unwrap();
+    third
+        .get("xbps")
+        .unwrap()
+        .validate_name(&ImageContext::EMPTY, "bash")
+        .unwrap();
 
     // A cache directory others can write to is not used at all.
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -231,11 +238,17 @@ fn plugins_in_env_dir_load_cleanly() {
         .collect();
     assert!(!mine.is_empty(), "no plugin in {}", dir.display());
     for p in mine {
-        p.refresh_steps(StepOptions::default()).unwrap();
-        p.install_steps(&[PackageRequest::latest("bash")], StepOptions::default())
+        p.refresh_steps(&ImageContext::EMPTY, StepOptions::default())
             .unwrap();
-        p.query_argv(&["bash".to_string()]).unwrap();
-        p.validate_name("bash").unwrap();
+        p.install_steps(
+            &ImageContext::EMPTY,
+            &[PackageRequest::latest("bash")],
+            StepOptions::default(),
+        )
+        .unwrap();
+        p.query_argv(&ImageContext::EMPTY, &["bash".to_string()])
+            .unwrap();
+        p.validate_name(&ImageContext::EMPTY, "bash").unwrap();
         eprintln!("{} {} from {:?}: ok", p.name(), p.version(), p.path());
     }
 }

@@ -29,6 +29,7 @@ pub use manifest::{
 };
 pub use names::{
     MAX_ENV_NAME_LEN, MAX_PACKAGE_NAME_LEN, similar, validate_env_name, validate_package_name,
+    validate_portable_package_name,
 };
 pub use normalize::{Backend, MountSpec, NormalizedManifest};
 
