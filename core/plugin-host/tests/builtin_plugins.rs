@@ -61,17 +61,17 @@ fn lists_five_builtins_with_metadata() {
     assert_eq!(
         got,
         [
-            ("apt", "1.0.0"),
-            ("dnf", "1.0.0"),
-            ("zypper", "1.0.0"),
-            ("pacman", "1.0.0"),
-            ("apk", "1.0.0")
+            ("apt", "1.1.0"),
+            ("dnf", "1.1.0"),
+            ("zypper", "1.1.0"),
+            ("pacman", "1.1.0"),
+            ("apk", "1.1.0")
         ]
     );
     assert!(
         list.iter().all(|i| i.source == PluginSource::Builtin
             && i.path.is_none()
-            && i.interface == "1.0.0")
+            && i.interface == "1.1.0")
     );
 }
 
@@ -608,4 +608,76 @@ fn real_debian_tarball() -> Option<PathBuf> {
     dir.filter_map(Result::ok)
         .map(|e| e.path().join("rootfs.tar.xz"))
         .find(|p| p.to_string_lossy().contains("debian-bookworm") && p.is_file())
+}
+
+#[test]
+fn apt_reports_the_distribution_it_found() {
+    let host = host();
+    let apt = plugin(&host, "apt");
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(root.path().join("usr/bin/apt-get"), b"").unwrap();
+    // Without os-release: claimed, no variant.
+    let image = apt.detect_image(root.path()).unwrap().unwrap();
+    assert_eq!(image.present, ["usr/bin/apt-get"]);
+    assert_eq!(image.variant, "");
+    std::fs::write(
+        root.path().join("etc/os-release"),
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n\
+         VERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
+    )
+    .unwrap();
+    let (found, image) = host.try_detect_image(root.path()).unwrap().unwrap();
+    assert_eq!(found.name(), "apt");
+    assert_eq!(image.variant, "debian 12 (bookworm)");
+    // The context reaches every call; apt's steps do not depend on it.
+    assert_eq!(
+        argv(&apt.refresh_steps(&image, MAPPED).unwrap()),
+        [vec!["apt-get", "update"]]
+    );
+}
+
+#[test]
+fn apt_checks_names_against_the_package_index() {
+    let host = host();
+    let apt = plugin(&host, "apt");
+    let img = ImageContext::EMPTY;
+    let asked = names(&["curl", "libc6:i386", "awk"]);
+    assert_eq!(
+        apt.available_argv(&img, &asked).unwrap(),
+        Some(names(&["apt-cache", "pkgnames"]))
+    );
+    // `apt-cache pkgnames` prints real and virtual names (awk), unsorted.
+    let index = "libc6\ncurl\nawk\ncurlftpfs\r\nlibcurl4\n\n";
+    let all_known = apt.parse_available(&img, &asked, index).unwrap();
+    assert!(all_known.unknown.is_empty(), "{all_known:?}");
+    assert!(
+        all_known.candidates.is_empty(),
+        "no index copy when all are known"
+    );
+    let typo = names(&["curll", "libc6"]);
+    let a = apt.parse_available(&img, &typo, index).unwrap();
+    assert_eq!(a.unknown, ["curll"]);
+    assert!(a.candidates.contains(&"curl".to_string()), "{a:?}");
+    assert_eq!(
+        karapace_schema::similar(
+            "curll",
+            &a.candidates.iter().map(String::as_str).collect::<Vec<_>>(),
+            1
+        ),
+        ["curl"]
+    );
+}
+
+#[test]
+fn apt_versions_are_checked_on_their_own() {
+    let host = host();
+    let apt = plugin(&host, "apt");
+    apt.validate_version(&ImageContext::EMPTY, "1:2.38.1-5+deb12u3")
+        .unwrap();
+    let e = apt
+        .validate_version(&ImageContext::EMPTY, "latest")
+        .unwrap_err();
+    assert!(e.is_invalid_input(), "{e}");
 }

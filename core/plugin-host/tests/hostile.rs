@@ -220,3 +220,61 @@ fn garbage_files_are_load_failures() {
     assert_eq!(host.failures().len(), 1);
     assert!(matches!(host.failures()[0].error, PluginError::Load { .. }));
 }
+
+/// The interface 1.1 additions are validated like everything else.
+#[test]
+fn v1_1_outputs_are_validated() {
+    let dir = dir_with(&["misbehave"]);
+    let host = load(dir.path());
+    let p = misbehave(&host);
+    let img = ImageContext::EMPTY;
+    let e = p
+        .parse_query(&img, &["bash".to_string()], "satisfies-unrequested")
+        .unwrap_err();
+    assert!(
+        matches!(&e, PluginError::InvalidOutput { reason, .. } if reason.contains("not requested")),
+        "{e}"
+    );
+    let asked = vec!["bash".to_string()];
+    let e = p.parse_available(&img, &asked, "unasked").unwrap_err();
+    assert!(matches!(e, PluginError::InvalidOutput { .. }), "{e}");
+    let e = timed("flood", || {
+        p.parse_available(&img, &asked, "flood").unwrap_err()
+    });
+    assert!(
+        matches!(&e, PluginError::InvalidOutput { reason, .. } if reason.contains("candidates")),
+        "{e}"
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("hostile")).unwrap();
+    std::fs::write(root.path().join("hostile/never-present"), b"").unwrap();
+    std::fs::write(root.path().join("hostile/variant"), b"escape\n").unwrap();
+    let e = p.detect_image(root.path()).unwrap_err();
+    assert!(
+        matches!(&e, PluginError::InvalidOutput { reason, .. } if reason.contains("control")),
+        "{e}"
+    );
+}
+
+/// The released 1.0 build of the hostile fixture is contained the same way.
+#[test]
+fn a_1_0_hostile_component_is_still_contained() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1.0/misbehave.wasm"),
+        dir.path().join("misbehave.wasm"),
+    )
+    .unwrap();
+    let host = load(dir.path());
+    let p = misbehave(&host);
+    assert_eq!(p.interface(), "1.0.0");
+    let e = timed("loop (1.0)", || {
+        p.validate_name(&ImageContext::EMPTY, "loop").unwrap_err()
+    });
+    assert!(matches!(e, PluginError::OutOfFuel { .. }), "{e}");
+    let e = p
+        .parse_query(&ImageContext::EMPTY, &[], "badname")
+        .unwrap_err();
+    assert!(matches!(e, PluginError::InvalidOutput { .. }), "{e}");
+}

@@ -95,6 +95,22 @@ pub enum ManifestErrorKind {
     },
     #[error("unknown runtime.backend {value:?}; expected one of: namespace, oci, mock")]
     InvalidBackend { value: String },
+    /// A `[system] packages` name the image's package index does not know,
+    /// found by the resolver plugin's availability check before installing.
+    #[error(
+        "package {name:?} is not in the image's package index ({source_index}){}{}",
+        did_you_mean(suggestions),
+        also_unknown(also)
+    )]
+    UnknownPackage {
+        name: String,
+        /// Which index: the plugin, and the variant it detected.
+        source_index: String,
+        /// Close names from the index, closest first.
+        suggestions: Vec<String>,
+        /// Other requested names the index does not know either.
+        also: Vec<String>,
+    },
     /// `build --require-pinned-image` on an alias (the standard tool's message).
     #[error("base.image is not pinned: '{image}'")]
     NotPinned { image: String },
@@ -117,6 +133,22 @@ pub enum ManifestError {
         location: Option<Location>,
         kind: ManifestErrorKind,
     },
+}
+
+fn did_you_mean(suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        return String::new();
+    }
+    let quoted: Vec<String> = suggestions.iter().map(|s| format!("{s:?}")).collect();
+    format!("; did you mean {}?", quoted.join(", "))
+}
+
+fn also_unknown(also: &[String]) -> String {
+    if also.is_empty() {
+        return String::new();
+    }
+    let quoted: Vec<String> = also.iter().map(|s| format!("{s:?}")).collect();
+    format!(" (also unknown: {})", quoted.join(", "))
 }
 
 fn prefix(path: Option<&Path>, location: Option<Location>) -> String {
