@@ -646,9 +646,14 @@ fn apt_checks_names_against_the_package_index() {
     let asked = names(&["curl", "libc6:i386", "awk"]);
     assert_eq!(
         apt.available_argv(&img, &asked).unwrap(),
-        Some(names(&["apt-cache", "pkgnames"]))
+        Some(names(&[
+            "apt-cache",
+            "-o",
+            "APT::Cache::AllNames=true",
+            "pkgnames"
+        ]))
     );
-    // `apt-cache pkgnames` prints real and virtual names (awk), unsorted.
+    // `apt-cache pkgnames` with AllNames prints real and virtual names (awk), unsorted.
     let index = "libc6\ncurl\nawk\ncurlftpfs\r\nlibcurl4\n\n";
     let all_known = apt.parse_available(&img, &asked, index).unwrap();
     assert!(all_known.unknown.is_empty(), "{all_known:?}");
@@ -668,6 +673,30 @@ fn apt_checks_names_against_the_package_index() {
         ),
         ["curl"]
     );
+}
+
+/// `apt-cache pkgnames` with virtual names prints well over 100 000 names for Debian 12; parsing
+/// them must fit one call's fuel, both when every name is known and when the whole index comes
+/// back as candidates.
+#[test]
+fn apt_parses_a_whole_distribution_index_within_its_budget() {
+    let host = host();
+    let apt = plugin(&host, "apt");
+    let mut index: String = (0..150_000)
+        .map(|i| format!("package-name-{i}\n"))
+        .collect();
+    index.push_str("curl\n");
+    let asked = names(&["curl", "package-name-7"]);
+    let a = apt
+        .parse_available(&ImageContext::EMPTY, &asked, &index)
+        .unwrap();
+    assert!(a.unknown.is_empty(), "{:?}", a.unknown);
+    let typo = names(&["curll"]);
+    let a = apt
+        .parse_available(&ImageContext::EMPTY, &typo, &index)
+        .unwrap();
+    assert_eq!(a.unknown, ["curll"]);
+    assert_eq!(a.candidates, ["curl"], "only names that could be close");
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //!
 //! Interface 1.1: reports the distribution it found (`debian 12 (bookworm)`,
 //! from `etc/os-release`) and checks requested names against the package
-//! index after `apt-get update` (`apt-cache pkgnames`, which lists real and
-//! virtual names alike), so a typo fails before apt installs anything.
+//! index after `apt-get update` (`apt-cache pkgnames` with virtual names), so
+//! a typo fails before apt installs anything.
 
 use karapace_plugin_sdk::prelude::*;
 
@@ -129,44 +129,86 @@ impl Resolver for Apt {
         }
     }
 
-    /// Every name apt knows, real or virtual (what `apt-get install` can
-    /// resolve), from the binary cache built by `apt-get update`: one read,
-    /// well under a second for a whole distribution.
+    /// Every name apt knows, from the cache built by `apt-get update`: one
+    /// read, ≈ 0.15 s for Debian 12. `AllNames` adds virtual names (`awk`,
+    /// `mail-transport-agent`), which plain `pkgnames` leaves out although
+    /// `apt-get install` resolves them (or explains why it cannot).
     fn available_argv(
         _: &ImageContext,
         _: &[String],
     ) -> Result<Option<Vec<String>>, ResolverError> {
-        Ok(Some(args(&["apt-cache", "pkgnames"])))
+        Ok(Some(args(&[
+            "apt-cache",
+            "-o",
+            "APT::Cache::AllNames=true",
+            "pkgnames",
+        ])))
     }
 
     /// One name per line. A requested `name:arch` is known when `name` is.
-    /// The whole index is returned as candidates only when a name is unknown.
+    /// The index of Debian 12 has over 100 000 names with virtual ones, so
+    /// this stays within one call's fuel: one pass comparing lengths first
+    /// (no hashing, no sorting, stopping once every name is found), and
+    /// candidates only when a name is unknown, and then only names that could
+    /// be close to it (see [`maybe_close`]).
     fn parse_available(
         _: &ImageContext,
         names: &[String],
         output: &str,
     ) -> Result<Availability, ResolverError> {
-        let mut index: Vec<&str> = lines(output).map(str::trim).collect();
-        index.sort_unstable();
-        index.dedup();
+        let bases: Vec<&str> = names
+            .iter()
+            .map(|n| n.split_once(':').map_or(n.as_str(), |(b, _)| b))
+            .collect();
+        let mut found = vec![false; bases.len()];
+        let mut left = bases.len();
+        for line in lines(output) {
+            if left == 0 {
+                break;
+            }
+            let line = line.trim();
+            for (i, b) in bases.iter().enumerate() {
+                if !found[i] && line.len() == b.len() && line == *b {
+                    found[i] = true;
+                    left -= 1;
+                }
+            }
+        }
+        let unknown_bases: Vec<&str> = bases
+            .iter()
+            .zip(&found)
+            .filter(|(_, f)| !**f)
+            .map(|(b, _)| *b)
+            .collect();
         let unknown: Vec<String> = names
             .iter()
-            .filter(|n| {
-                let base = n.split_once(':').map_or(n.as_str(), |(b, _)| b);
-                index.binary_search(&base).is_err()
-            })
-            .cloned()
+            .zip(&found)
+            .filter(|(_, f)| !**f)
+            .map(|(n, _)| n.clone())
             .collect();
         let candidates = if unknown.is_empty() {
             Vec::new()
         } else {
-            index.iter().map(|n| (*n).to_string()).collect()
+            lines(output)
+                .map(str::trim)
+                .filter(|c| unknown_bases.iter().any(|u| maybe_close(u, c)))
+                .map(str::to_string)
+                .collect()
         };
         Ok(Availability {
             unknown,
             candidates,
         })
     }
+}
+
+/// Could `candidate` be a suggestion for the unknown `name`? A cheap filter
+/// before the host ranks by similarity: at most 2 bytes longer or shorter,
+/// and the same first or second byte (a typo rarely hits both).
+fn maybe_close(name: &str, candidate: &str) -> bool {
+    let (a, b) = (name.as_bytes(), candidate.as_bytes());
+    a.len().abs_diff(b.len()) <= 2
+        && (a.first() == b.first() || (a.len() > 1 && b.len() > 1 && a[1] == b[1]))
 }
 
 /// `debian 12 (bookworm)` from os-release text: `ID`, then `VERSION_ID`,
