@@ -63,7 +63,7 @@ fn main() {
             let apt = host.get("apt").expect("apt");
             time(|| {
                 apt.validate_name(&ImageContext::EMPTY, "curl")
-                    .expect("valid")
+                    .expect("valid");
             })
         }),
     ));
@@ -74,7 +74,7 @@ fn main() {
         median(200, || {
             time(|| {
                 apt.validate_name(&ImageContext::EMPTY, "curl")
-                    .expect("valid")
+                    .expect("valid");
             })
         }),
     ));

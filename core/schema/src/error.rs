@@ -98,22 +98,30 @@ pub enum ManifestErrorKind {
     /// A `[system] packages` name the image's package index does not know,
     /// found by the resolver plugin's availability check before installing.
     #[error(
-        "package {name:?} is not in the image's package index ({source_index}){}{}",
-        did_you_mean(suggestions),
-        also_unknown(also)
+        "package {name:?} is not in the image's package index ({}){}{}",
+        detail.source_index,
+        did_you_mean(&detail.suggestions),
+        also_unknown(&detail.also)
     )]
     UnknownPackage {
         name: String,
-        /// Which index: the plugin, and the variant it detected.
-        source_index: String,
-        /// Close names from the index, closest first.
-        suggestions: Vec<String>,
-        /// Other requested names the index does not know either.
-        also: Vec<String>,
+        detail: Box<UnknownPackage>,
     },
     /// `build --require-pinned-image` on an alias (the standard tool's message).
     #[error("base.image is not pinned: '{image}'")]
     NotPinned { image: String },
+}
+
+/// What the package index said about an unknown package (boxed in
+/// [`ManifestErrorKind::UnknownPackage`] to keep the error small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownPackage {
+    /// Which index: the plugin, and the variant it detected.
+    pub source_index: String,
+    /// Close names from the index, closest first.
+    pub suggestions: Vec<String>,
+    /// Other requested names the index does not know either.
+    pub also: Vec<String>,
 }
 
 /// A manifest could not be read, parsed or validated. Always exit code 2.

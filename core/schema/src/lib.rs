@@ -20,7 +20,7 @@ mod names;
 mod normalize;
 pub mod templates;
 
-pub use error::{Location, LockError, ManifestError, ManifestErrorKind, NameError};
+pub use error::{Location, LockError, ManifestError, ManifestErrorKind, NameError, UnknownPackage};
 pub use identity::{EnvId, IdentityInputs, SHORT_ID_LEN, compute_env_id};
 pub use lock::{LOCK_FILE_NAME, LOCK_VERSION, LockFile, ResolvedPackage};
 pub use manifest::{

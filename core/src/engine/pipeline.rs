@@ -13,7 +13,7 @@ use karapace_helper_client::{self as hc, IdMapMode, Network};
 use karapace_images::{CachedImage, ImageCache, ImageConfig};
 use karapace_plugin_host::{ImageContext, PackageRequest, Plugin, PluginHost, StepOptions};
 use karapace_schema::{
-    LockFile, ManifestError, ManifestErrorKind, NormalizedManifest, ResolvedPackage,
+    LockFile, ManifestError, ManifestErrorKind, NormalizedManifest, ResolvedPackage, UnknownPackage,
 };
 use karapace_store::{ImportOptions, LayerKind, Owners, Store};
 
@@ -171,20 +171,7 @@ fn install(
                 "no resolver plugin recognises the package manager of this image".into(),
             )
         })?;
-    if image.variant.is_empty() {
-        tracing::info!("package manager: {}", plugin.name());
-    } else {
-        tracing::info!("package manager: {} ({})", plugin.name(), image.variant);
-    }
-    for name in packages {
-        plugin
-            .validate_name(&image, name)
-            .map_err(|e| CoreError::PackageName {
-                name: name.clone(),
-                plugin: plugin.name().to_owned(),
-                reason: e.to_string(),
-            })?;
-    }
+    validate_names(plugin, &image, packages)?;
     if offline {
         return Err(CoreError::Other(
             "--offline: installing packages needs the network (only cached images and unchanged, already built environments work offline)".into(),
@@ -270,6 +257,26 @@ fn install(
     }
     let layer = dependency_layer(store, &upper, &work, base_layer)?;
     Ok((resolved, layer, log_path))
+}
+
+/// Logs which package manager (and variant) was found and checks every requested name with its
+/// plugin (a name it refuses is a manifest error).
+fn validate_names(plugin: &Plugin, image: &ImageContext, packages: &[String]) -> Result<()> {
+    if image.variant.is_empty() {
+        tracing::info!("package manager: {}", plugin.name());
+    } else {
+        tracing::info!("package manager: {} ({})", plugin.name(), image.variant);
+    }
+    for name in packages {
+        plugin
+            .validate_name(image, name)
+            .map_err(|e| CoreError::PackageName {
+                name: name.clone(),
+                plugin: plugin.name().to_owned(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(())
 }
 
 /// The Dependency layer of a finished install: the build's upper without what only describes
@@ -391,9 +398,11 @@ fn check_available(
         location,
         kind: ManifestErrorKind::UnknownPackage {
             name: first.clone(),
-            source_index,
-            suggestions,
-            also,
+            detail: Box::new(UnknownPackage {
+                source_index,
+                suggestions,
+                also,
+            }),
         },
     }))
 }
