@@ -1,8 +1,9 @@
 //! Precompiles the committed built-in plugin components (`plugins/dist/*.wasm`)
 //! for the target with the same engine config the runtime uses, and generates
-//! the table that embeds them. It also runs each plugin's `metadata` and
-//! `detect-paths` once here, so that loading the built-ins at run time costs
-//! nothing: a built-in is only deserialized when it is first called.
+//! the table that embeds them. It also runs each plugin's `metadata`,
+//! `detect-paths` and (interface 1.1) `detect-files` once here, so that
+//! loading the built-ins at run time costs nothing: a built-in is only
+//! deserialized when it is first called.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,8 @@ fn main() {
             .unwrap_or_else(|e| panic!("{}: cannot precompile: {e:#}", src.display()));
         let artifact = out.join(format!("{name}.cwasm"));
         write_if_changed(&artifact, &compiled);
-        let (meta_name, version, detect_paths) = probe(&host_engine, &component, &src);
+        let probed = probe(&host_engine, &component, &src);
+        let (meta_name, version) = (&probed.name, &probed.version);
         assert_eq!(
             meta_name,
             name,
@@ -53,7 +55,10 @@ fn main() {
         );
         let _ = writeln!(
             table,
-            "    Builtin {{ name: {name:?}, version: {version:?}, detect_paths: &{detect_paths:?}, artifact: include_bytes!({:?}) }},",
+            "    Builtin {{ name: {name:?}, version: {version:?}, interface: {:?}, detect_paths: &{:?}, detect_files: &{:?}, artifact: include_bytes!({:?}) }},",
+            probed.interface,
+            probed.detect_paths,
+            probed.detect_files,
             artifact.display().to_string()
         );
     }
@@ -67,8 +72,24 @@ fn write_if_changed(path: &Path, bytes: &[u8]) {
     }
 }
 
-/// Calls `metadata` and `detect-paths` of a built-in component.
-fn probe(engine: &wasmtime::Engine, component: &[u8], src: &Path) -> (String, String, Vec<String>) {
+/// What `probe` learnt from a built-in component.
+struct Probed {
+    name: String,
+    version: String,
+    interface: &'static str,
+    detect_paths: Vec<String>,
+    detect_files: Vec<String>,
+}
+
+/// Interface versions the host supports, newest first: (export, version).
+const INTERFACES: [(&str, &str); 2] = [
+    ("karapace:resolver/resolver@1.1.0", "1.1.0"),
+    ("karapace:resolver/resolver@1.0.0", "1.0.0"),
+];
+
+/// Calls `metadata`, `detect-paths` and (1.1) `detect-files` of a built-in
+/// component.
+fn probe(engine: &wasmtime::Engine, component: &[u8], src: &Path) -> Probed {
     let fail = |what: &str| -> ! { panic!("{}: {what}", src.display()) };
     let component = Component::new(engine, component).unwrap_or_else(|e| fail(&format!("{e:#}")));
     let mut store = wasmtime::Store::new(engine, ());
@@ -78,9 +99,21 @@ fn probe(engine: &wasmtime::Engine, component: &[u8], src: &Path) -> (String, St
     let instance = Linker::<()>::new(engine)
         .instantiate(&mut store, &component)
         .unwrap_or_else(|e| fail(&format!("imports something? {e:#}")));
+    // Exact export names: a by-name lookup treats 1.0.0 and 1.1.0 as
+    // semver-compatible and would find either.
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let (export, interface) = INTERFACES
+        .iter()
+        .find(|(export, _)| exports.iter().any(|e| e == export))
+        .copied()
+        .unwrap_or_else(|| fail("no karapace:resolver/resolver@1.x.0 export"));
     let iface = instance
-        .get_export_index(&mut store, None, "karapace:resolver/resolver@1.0.0")
-        .unwrap_or_else(|| fail("no karapace:resolver/resolver@1.0.0 export"));
+        .get_export_index(&mut store, None, export)
+        .unwrap_or_else(|| fail(export));
     let mut call = |func: &str| -> Val {
         let index = instance
             .get_export_index(&mut store, Some(&iface), func)
@@ -102,15 +135,29 @@ fn probe(engine: &wasmtime::Engine, component: &[u8], src: &Path) -> (String, St
         _ => fail(&format!("metadata.{n}")),
     };
     let (name, version) = (field("name"), field("version"));
-    let Val::List(paths) = call("detect-paths") else {
-        fail("detect-paths is not a list")
+    let mut strings = |func: &str| -> Vec<String> {
+        let Val::List(paths) = call(func) else {
+            fail(&format!("{func} is not a list"))
+        };
+        paths
+            .into_iter()
+            .map(|p| match p {
+                Val::String(s) => s,
+                _ => fail(&format!("{func}: not a string")),
+            })
+            .collect()
     };
-    let paths = paths
-        .into_iter()
-        .map(|p| match p {
-            Val::String(s) => s,
-            _ => fail("detect path is not a string"),
-        })
-        .collect();
-    (name, version, paths)
+    let detect_paths = strings("detect-paths");
+    let detect_files = if interface == "1.0.0" {
+        Vec::new()
+    } else {
+        strings("detect-files")
+    };
+    Probed {
+        name,
+        version,
+        interface,
+        detect_paths,
+        detect_files,
+    }
 }

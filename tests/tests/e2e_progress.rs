@@ -21,13 +21,15 @@ image = "debian/bookworm"
 packages = ["file"]
 "#;
 
+/// A virtual package without a chosen provider: known to the package index (so the availability
+/// check lets it through), refused by apt itself.
 const MISSING_PACKAGE_MANIFEST: &str = r#"manifest_version = 1
 
 [base]
 image = "debian/bookworm"
 
 [system]
-packages = ["karapace-no-such-package"]
+packages = ["mail-transport-agent"]
 "#;
 
 /// The pieces of a terminal transcript between carriage returns and newlines: each is one
@@ -137,7 +139,7 @@ fn with_v_the_terminal_gets_the_raw_output_and_a_failure_names_the_package() {
         "no progress line with -v: {terminal:?}"
     );
     assert!(
-        terminal.contains("error: package installation failed: karapace-no-such-package: `apt-get"),
+        terminal.contains("error: package installation failed: mail-transport-agent: `apt-get"),
         "the error's first line names the package: {terminal:?}"
     );
     assert!(run.stdout.is_empty(), "nothing on stdout: {:?}", run.stdout);
@@ -151,8 +153,8 @@ fn with_v_the_terminal_gets_the_raw_output_and_a_failure_names_the_package() {
         "progress text without a terminal: {out}"
     );
     assert!(
-        err.starts_with("error: package installation failed: karapace-no-such-package: ")
-            || err.contains("\nerror: package installation failed: karapace-no-such-package: "),
+        err.starts_with("error: package installation failed: mail-transport-agent: ")
+            || err.contains("\nerror: package installation failed: mail-transport-agent: "),
         "{out}"
     );
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use karapace_plugin_host::{LoadOptions, PackageRequest, PluginHost, StepOptions};
+use karapace_plugin_host::{ImageContext, LoadOptions, PackageRequest, PluginHost, StepOptions};
 
 const CHILD_ENV: &str = "KARAPACE_PLUGIN_BENCH_CHILD";
 const DPKG_FIXTURE: &str = "tests/fixtures/apt/dpkg-query-bookworm-all.txt";
@@ -61,20 +61,29 @@ fn main() {
         median(30, || {
             let host = PluginHost::load_builtin_only().expect("load");
             let apt = host.get("apt").expect("apt");
-            time(|| apt.validate_name("curl").expect("valid"))
+            time(|| {
+                apt.validate_name(&ImageContext::EMPTY, "curl")
+                    .expect("valid");
+            })
         }),
     ));
     let host = PluginHost::load_builtin_only().expect("load");
     let apt = host.get("apt").expect("apt");
     rows.push((
         "warm call: apt validate-name".into(),
-        median(200, || time(|| apt.validate_name("curl").expect("valid"))),
+        median(200, || {
+            time(|| {
+                apt.validate_name(&ImageContext::EMPTY, "curl")
+                    .expect("valid");
+            })
+        }),
     ));
     rows.push((
         "warm call: apt install-steps (3 packages)".into(),
         median(200, || {
             time(|| {
                 apt.install_steps(
+                    &ImageContext::EMPTY,
                     &[
                         PackageRequest::latest("curl"),
                         PackageRequest::latest("git"),
@@ -88,12 +97,22 @@ fn main() {
     ));
     rows.push((
         "warm call: apt parse-query (89 real dpkg lines)".into(),
-        median(200, || time(|| apt.parse_query(&dpkg).expect("parse"))),
+        median(200, || {
+            time(|| {
+                apt.parse_query(&ImageContext::EMPTY, &[], &dpkg)
+                    .expect("parse")
+            })
+        }),
     ));
     let big = dpkg.repeat(225); // ≈ 20 000 lines
     rows.push((
         "warm call: apt parse-query (≈20 000 lines)".into(),
-        median(10, || time(|| apt.parse_query(&big).expect("parse"))),
+        median(10, || {
+            time(|| {
+                apt.parse_query(&ImageContext::EMPTY, &[], &big)
+                    .expect("parse")
+            })
+        }),
     ));
 
     directory_plugin_rows(&mut rows, &xbps);
@@ -149,7 +168,11 @@ fn child_call() {
     let host = PluginHost::load_builtin_only().expect("load");
     let apt = host.get("apt").expect("apt");
     let steps = apt
-        .install_steps(&[PackageRequest::latest("curl")], StepOptions::default())
+        .install_steps(
+            &ImageContext::EMPTY,
+            &[PackageRequest::latest("curl")],
+            StepOptions::default(),
+        )
         .expect("steps");
     assert_eq!(steps.len(), 1);
 }

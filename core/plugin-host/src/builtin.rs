@@ -5,12 +5,16 @@
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// One embedded plugin: its precompiled code plus the answers of `metadata`
-/// and `detect-paths`, obtained by running it in `build.rs`.
+/// One embedded plugin: its precompiled code plus the answers of `metadata`,
+/// `detect-paths` and `detect-files`, obtained by running it in `build.rs`.
 pub(crate) struct Builtin {
     pub name: &'static str,
     pub version: &'static str,
+    /// WIT interface version ("1.0.0", "1.1.0").
+    pub interface: &'static str,
     pub detect_paths: &'static [&'static str],
+    /// 1.1 `detect-files` (empty for 1.0).
+    pub detect_files: &'static [&'static str],
     pub artifact: &'static [u8],
 }
 
@@ -72,8 +76,12 @@ mod tests {
                 crate::Limits::default(),
             )
             .unwrap();
-            assert_eq!((p.name(), p.version()), (b.name, b.version));
+            assert_eq!(
+                (p.name(), p.version(), p.interface()),
+                (b.name, b.version, b.interface)
+            );
             assert_eq!(p.detect_paths(), b.detect_paths);
+            assert_eq!(p.detect_files(), b.detect_files);
         }
     }
 

@@ -33,7 +33,7 @@ pub enum PluginError {
     HasImports { path: PathBuf, imports: Vec<String> },
     /// The component exports no interface version this host understands.
     #[error(
-        "plugin {path}: refused: it does not export karapace:resolver/resolver@1.0.0 (exports: {exports:?})"
+        "plugin {path}: refused: it exports neither karapace:resolver/resolver@1.1.0 nor @1.0.0 (exports: {exports:?})"
     )]
     UnsupportedInterface { path: PathBuf, exports: Vec<String> },
     /// Two plugins with the same name in the same directory.

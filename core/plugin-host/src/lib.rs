@@ -1,7 +1,7 @@
 //! Host for sandboxed WebAssembly package-manager resolver plugins.
 //!
 //! A resolver plugin is a WebAssembly component implementing
-//! `karapace:resolver@1.0.0` (see `wit/`). It imports nothing, so it can only
+//! `karapace:resolver@1.1.0` or the frozen `@1.0.0` (see `wit/`). It imports nothing, so it can only
 //! compute: it returns argv lists (run by the engine *inside* an environment,
 //! never here), parses query output and validates names. Every call runs in a
 //! fresh store with fuel, memory and stack limits; everything it returns is
@@ -14,8 +14,9 @@
 //! ```no_run
 //! use karapace_plugin_host::{PluginHost, PackageRequest, StepOptions};
 //! let host = PluginHost::load(&PluginHost::default_dirs())?;
-//! if let Some(apt) = host.detect(std::path::Path::new("/tmp/rootfs")) {
-//!     let steps = apt.install_steps(&[PackageRequest::latest("curl")], StepOptions::default())?;
+//! if let Some((apt, image)) = host.try_detect_image(std::path::Path::new("/tmp/rootfs"))? {
+//!     let steps =
+//!         apt.install_steps(&image, &[PackageRequest::latest("curl")], StepOptions::default())?;
 //! }
 //! # Ok::<(), karapace_plugin_host::PluginError>(())
 //! ```
@@ -42,7 +43,10 @@ pub use error::{PluginError, ResolverError};
 pub use karapace_schema::ResolvedPackage;
 pub use limits::Limits;
 pub use plugin::Plugin;
-pub use types::{LoadFailure, PackageRequest, PluginInfo, PluginSource, Step, StepOptions};
+pub use types::{
+    Availability, ImageContext, LoadFailure, PackageRequest, PluginInfo, PluginSource, Step,
+    StepOptions,
+};
 pub use validate::MAX_QUERY_OUTPUT_BYTES;
 
 /// System-wide plugin directory (distribution packages install here).
@@ -162,9 +166,19 @@ impl PluginHost {
 
     /// Like [`PluginHost::detect`] but stops at the first plugin error.
     pub fn try_detect(&self, rootfs: &Path) -> Result<Option<&Plugin>, PluginError> {
+        Ok(self.try_detect_image(rootfs)?.map(|(p, _)| p))
+    }
+
+    /// The first plugin that claims the rootfs, with what it found (pass the
+    /// context to every later call about this image). Stops at the first
+    /// plugin error.
+    pub fn try_detect_image(
+        &self,
+        rootfs: &Path,
+    ) -> Result<Option<(&Plugin, ImageContext)>, PluginError> {
         for p in &self.plugins {
-            if p.claims(rootfs)? {
-                return Ok(Some(p));
+            if let Some(image) = p.detect_image(rootfs)? {
+                return Ok(Some((p, image)));
             }
         }
         Ok(None)

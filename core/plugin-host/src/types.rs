@@ -21,6 +21,35 @@ pub struct StepOptions {
     pub single_uid_map: bool,
 }
 
+/// What detection found about an image, passed to every call after
+/// detection (WIT 1.1 `image-context`; 1.0 plugins never see it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageContext {
+    /// The plugin's detect paths present in the image.
+    pub present: Vec<String>,
+    /// The variant the plugin reported (e.g. "debian 12"); empty when it
+    /// does not tell variants apart (always empty for a 1.0 plugin).
+    pub variant: String,
+}
+
+impl ImageContext {
+    /// Nothing known about the image (for tests and direct calls).
+    pub const EMPTY: ImageContext = ImageContext {
+        present: Vec::new(),
+        variant: String::new(),
+    };
+}
+
+/// What the package index said about requested names (WIT 1.1 `availability`),
+/// validated by the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Availability {
+    /// Requested names the index does not know (a subset of the request).
+    pub unknown: Vec<String>,
+    /// Names from the index to rank for "did you mean" (may be empty).
+    pub candidates: Vec<String>,
+}
+
 /// One package to install; `version: Some(v)` pins it exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PackageRequest {

@@ -27,6 +27,16 @@ pub const MAX_QUERY_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
 /// Most detect paths and their length.
 pub const MAX_DETECT_PATHS: usize = 32;
 pub const MAX_DETECT_PATH_BYTES: usize = 256;
+/// Most files detection may read (1.1 `detect-files`), and how much of each.
+pub const MAX_DETECT_FILES: usize = 8;
+pub const MAX_DETECT_FILE_BYTES: u64 = 16 * 1024;
+/// Longest variant a plugin may report (1.1 `detection.variant`).
+pub const MAX_VARIANT_BYTES: usize = 128;
+/// Most "did you mean" candidates `parse-available` may return (a large
+/// distribution index, virtual names included, is a few hundred thousand).
+pub const MAX_CANDIDATES: usize = 500_000;
+/// Their total size.
+pub const MAX_CANDIDATE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Plugin name: `[a-z0-9][a-z0-9-]{0,31}` (it appears in paths and messages).
 pub fn plugin_name(name: &str) -> Result<(), String> {
@@ -56,6 +66,17 @@ pub fn plugin_version(version: &str) -> Result<(), String> {
     }
 }
 
+/// Detect files (1.1): at most [`MAX_DETECT_FILES`], each a detect path.
+pub fn detect_files(paths: &[String]) -> Result<(), String> {
+    if paths.len() > MAX_DETECT_FILES {
+        return Err(format!(
+            "{} detect files (max {MAX_DETECT_FILES})",
+            paths.len()
+        ));
+    }
+    detect_paths(paths)
+}
+
 /// A detect path: relative, normal components only, bounded.
 pub fn detect_paths(paths: &[String]) -> Result<(), String> {
     if paths.len() > MAX_DETECT_PATHS {
@@ -75,6 +96,37 @@ pub fn detect_paths(paths: &[String]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A variant string (1.1 `detection.variant`): at most
+/// [`MAX_VARIANT_BYTES`], no control characters (it is shown to the user).
+pub fn variant(value: &str) -> Result<(), String> {
+    if value.len() > MAX_VARIANT_BYTES {
+        Err(format!(
+            "variant {} is {} bytes (max {MAX_VARIANT_BYTES})",
+            preview(value),
+            value.len()
+        ))
+    } else if value.chars().any(char::is_control) {
+        Err(format!(
+            "variant {} contains control characters",
+            preview(value)
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// A name sent to a plugin built against interface 1.0: that interface
+/// promised names of the portable grammar (`[A-Za-z0-9][A-Za-z0-9.+_@-]*`),
+/// so anything else is refused before the plugin sees it.
+pub fn v1_0_name(value: &str) -> Result<(), String> {
+    karapace_schema::validate_portable_package_name(value).map_err(|e| {
+        format!(
+            "package name {}: {e} (plugins built against resolver interface 1.0 accept only such names)",
+            preview(value)
+        )
+    })
 }
 
 /// A package name or version going to / coming from a plugin: bounded,
@@ -193,6 +245,17 @@ mod tests {
         for bad in ["/usr/bin/x", "../etc/passwd", "usr//bin", "usr/./x", ""] {
             assert!(detect_paths(&[bad.into()]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn variant_and_v1_0_rules() {
+        assert!(variant("").is_ok());
+        assert!(variant("debian 12 (bookworm)").is_ok());
+        assert!(variant("x\u{1b}[2J").is_err());
+        assert!(variant(&"x".repeat(MAX_VARIANT_BYTES + 1)).is_err());
+        assert!(v1_0_name("libstdc++6").is_ok());
+        assert!(v1_0_name("app-editors/vim").is_err());
+        assert!(v1_0_name("libc6:i386").is_err());
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The five built-in plugins, run for real in wasmtime, against captured and
 //! documented package-manager output.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use karapace_plugin_host::{
-    PackageRequest, Plugin, PluginError, PluginHost, PluginSource, ResolvedPackage, ResolverError,
-    Step, StepOptions,
+    ImageContext, PackageRequest, Plugin, PluginError, PluginHost, PluginSource, ResolvedPackage,
+    ResolverError, Step, StepOptions,
 };
 
 fn host() -> PluginHost {
@@ -61,17 +62,17 @@ fn lists_five_builtins_with_metadata() {
     assert_eq!(
         got,
         [
-            ("apt", "1.0.0"),
-            ("dnf", "1.0.0"),
-            ("zypper", "1.0.0"),
-            ("pacman", "1.0.0"),
-            ("apk", "1.0.0")
+            ("apt", "1.1.0"),
+            ("dnf", "1.1.0"),
+            ("zypper", "1.1.0"),
+            ("pacman", "1.1.0"),
+            ("apk", "1.1.0")
         ]
     );
     assert!(
         list.iter().all(|i| i.source == PluginSource::Builtin
             && i.path.is_none()
-            && i.interface == "1.0.0")
+            && i.interface == "1.1.0")
     );
 }
 
@@ -79,7 +80,7 @@ fn lists_five_builtins_with_metadata() {
 fn apt_steps() {
     let host = host();
     let apt = plugin(&host, "apt");
-    let refresh = apt.refresh_steps(SINGLE).unwrap();
+    let refresh = apt.refresh_steps(&ImageContext::EMPTY, SINGLE).unwrap();
     assert_eq!(
         argv(&refresh),
         [vec!["apt-get", "-o", "APT::Sandbox::User=root", "update"]]
@@ -89,12 +90,13 @@ fn apt_steps() {
         [("DEBIAN_FRONTEND".to_string(), "noninteractive".to_string())]
     );
     assert_eq!(
-        argv(&apt.refresh_steps(MAPPED).unwrap()),
+        argv(&apt.refresh_steps(&ImageContext::EMPTY, MAPPED).unwrap()),
         [vec!["apt-get", "update"]]
     );
 
     let install = apt
         .install_steps(
+            &ImageContext::EMPTY,
             &[
                 PackageRequest::latest("curl"),
                 PackageRequest::pinned("bsdutils", "1:2.38.1-5+deb12u3"),
@@ -118,7 +120,8 @@ fn apt_steps() {
     assert_eq!(install[0].env[0].0, "DEBIAN_FRONTEND");
 
     assert_eq!(
-        apt.query_argv(&names(&["bash", "curl"])).unwrap(),
+        apt.query_argv(&ImageContext::EMPTY, &names(&["bash", "curl"]))
+            .unwrap(),
         [
             "dpkg-query",
             "-W",
@@ -142,16 +145,20 @@ fn apt_names_and_versions() {
         "libc6:i386",
         "0ad",
     ] {
-        apt.validate_name(good).unwrap();
+        apt.validate_name(&ImageContext::EMPTY, good).unwrap();
     }
     for bad in [
         "-oAPT::x", "Curl", "a", "foo bar", "foo;rm", "foo/bar", "", "x:",
     ] {
-        let e = apt.validate_name(bad).unwrap_err();
+        let e = apt.validate_name(&ImageContext::EMPTY, bad).unwrap_err();
         assert!(e.is_invalid_input(), "{bad}: {e}");
     }
     let e = apt
-        .install_steps(&[PackageRequest::pinned("curl", "latest")], MAPPED)
+        .install_steps(
+            &ImageContext::EMPTY,
+            &[PackageRequest::pinned("curl", "latest")],
+            MAPPED,
+        )
         .unwrap_err();
     assert!(
         matches!(&e, PluginError::Resolver { error: ResolverError::InvalidVersion(_), plugin, .. } if plugin == "apt"),
@@ -164,7 +171,11 @@ fn apt_parses_real_bookworm_output() {
     let host = host();
     let apt = plugin(&host, "apt");
     let all = apt
-        .parse_query(&fixture("apt/dpkg-query-bookworm-all.txt"))
+        .parse_query(
+            &ImageContext::EMPTY,
+            &[],
+            &fixture("apt/dpkg-query-bookworm-all.txt"),
+        )
         .unwrap();
     assert_eq!(all.len(), 89);
     assert!(all.contains(&pkg("bsdutils", "1:2.38.1-5+deb12u3")));
@@ -175,7 +186,11 @@ fn apt_parses_real_bookworm_output() {
     // The query the engine runs after an install, with one missing package
     // (dpkg-query reports it on stderr, so stdout simply lacks it).
     let sel = apt
-        .parse_query(&fixture("apt/dpkg-query-bookworm-selected.txt"))
+        .parse_query(
+            &ImageContext::EMPTY,
+            &[],
+            &fixture("apt/dpkg-query-bookworm-selected.txt"),
+        )
         .unwrap();
     assert_eq!(
         sel,
@@ -189,7 +204,11 @@ fn apt_parses_real_bookworm_output() {
 
     // CRLF, blank lines and dpkg's "known but not installed" (empty version).
     let crlf = apt
-        .parse_query("bash\t5.2.15-2+b13\r\n\r\nrc-only\t\r\n\ncurl\t7.88.1-10+deb12u5\r\n")
+        .parse_query(
+            &ImageContext::EMPTY,
+            &[],
+            "bash\t5.2.15-2+b13\r\n\r\nrc-only\t\r\n\ncurl\t7.88.1-10+deb12u5\r\n",
+        )
         .unwrap();
     assert_eq!(
         crlf,
@@ -199,7 +218,9 @@ fn apt_parses_real_bookworm_output() {
         ]
     );
 
-    let e = apt.parse_query("garbage without tab\n").unwrap_err();
+    let e = apt
+        .parse_query(&ImageContext::EMPTY, &[], "garbage without tab\n")
+        .unwrap_err();
     assert!(
         matches!(
             e,
@@ -230,10 +251,15 @@ fn dnf_and_zypper() {
     let dnf = plugin(&host, "dnf");
     let zypper = plugin(&host, "zypper");
 
-    assert!(dnf.refresh_steps(SINGLE).unwrap().is_empty());
+    assert!(
+        dnf.refresh_steps(&ImageContext::EMPTY, SINGLE)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         argv(
             &dnf.install_steps(
+                &ImageContext::EMPTY,
                 &[
                     PackageRequest::latest("git"),
                     PackageRequest::pinned("curl", "8.6.0-7.fc40")
@@ -252,13 +278,14 @@ fn dnf_and_zypper() {
         ]]
     );
     assert_eq!(
-        argv(&zypper.refresh_steps(SINGLE).unwrap()),
+        argv(&zypper.refresh_steps(&ImageContext::EMPTY, SINGLE).unwrap()),
         [vec!["zypper", "--non-interactive", "refresh"]]
     );
     assert_eq!(
         argv(
             &zypper
                 .install_steps(
+                    &ImageContext::EMPTY,
                     &[
                         PackageRequest::latest("git"),
                         PackageRequest::pinned("curl", "8.6.0-7.1")
@@ -278,7 +305,8 @@ fn dnf_and_zypper() {
     );
     for p in [dnf, zypper] {
         assert_eq!(
-            p.query_argv(&names(&["bash"])).unwrap(),
+            p.query_argv(&ImageContext::EMPTY, &names(&["bash"]))
+                .unwrap(),
             [
                 "rpm",
                 "-q",
@@ -288,22 +316,32 @@ fn dnf_and_zypper() {
             ]
         );
         assert_eq!(
-            p.parse_query(&fixture("rpm/rpm-qf.txt")).unwrap(),
+            p.parse_query(&ImageContext::EMPTY, &[], &fixture("rpm/rpm-qf.txt"))
+                .unwrap(),
             rpm_expected()
         );
         assert_eq!(
-            p.parse_query(&fixture("rpm/rpm-qf-crlf.txt")).unwrap(),
+            p.parse_query(&ImageContext::EMPTY, &[], &fixture("rpm/rpm-qf-crlf.txt"))
+                .unwrap(),
             [pkg("bash", "5.2.26-3.fc40"), pkg("curl", "8.6.0-7.fc40")]
         );
-        p.validate_name("libstdc++").unwrap();
-        p.validate_name("perl-Errno").unwrap();
+        p.validate_name(&ImageContext::EMPTY, "libstdc++").unwrap();
+        p.validate_name(&ImageContext::EMPTY, "perl-Errno").unwrap();
         assert!(
-            p.validate_name("--nogpgcheck")
+            p.validate_name(&ImageContext::EMPTY, "--nogpgcheck")
                 .unwrap_err()
                 .is_invalid_input()
         );
-        assert!(p.validate_name("foo*").unwrap_err().is_invalid_input());
-        assert!(p.validate_name(".hidden").unwrap_err().is_invalid_input());
+        assert!(
+            p.validate_name(&ImageContext::EMPTY, "foo*")
+                .unwrap_err()
+                .is_invalid_input()
+        );
+        assert!(
+            p.validate_name(&ImageContext::EMPTY, ".hidden")
+                .unwrap_err()
+                .is_invalid_input()
+        );
     }
 }
 
@@ -312,31 +350,43 @@ fn pacman() {
     let host = host();
     let pacman = plugin(&host, "pacman");
     assert_eq!(
-        argv(&pacman.refresh_steps(SINGLE).unwrap()),
+        argv(&pacman.refresh_steps(&ImageContext::EMPTY, SINGLE).unwrap()),
         [vec!["pacman", "-Sy", "--noconfirm"]]
     );
     assert_eq!(
         argv(
             &pacman
-                .install_steps(&[PackageRequest::latest("git")], SINGLE)
+                .install_steps(
+                    &ImageContext::EMPTY,
+                    &[PackageRequest::latest("git")],
+                    SINGLE
+                )
                 .unwrap()
         ),
         [vec!["pacman", "-S", "--noconfirm", "--needed", "git"]]
     );
     // Pinning is impossible from the sync repos: a clear typed error.
     let e = pacman
-        .install_steps(&[PackageRequest::pinned("git", "2.45.0-1")], SINGLE)
+        .install_steps(
+            &ImageContext::EMPTY,
+            &[PackageRequest::pinned("git", "2.45.0-1")],
+            SINGLE,
+        )
         .unwrap_err();
     assert!(
         matches!(&e, PluginError::Resolver { error: ResolverError::Unsupported(m), .. } if m.contains("git")),
         "{e}"
     );
     assert_eq!(
-        pacman.query_argv(&names(&["bash", "vim"])).unwrap(),
+        pacman
+            .query_argv(&ImageContext::EMPTY, &names(&["bash", "vim"]))
+            .unwrap(),
         ["pacman", "-Q", "bash", "vim"]
     );
     assert_eq!(
-        pacman.parse_query(&fixture("pacman/pacman-Q.txt")).unwrap(),
+        pacman
+            .parse_query(&ImageContext::EMPTY, &[], &fixture("pacman/pacman-Q.txt"))
+            .unwrap(),
         [
             pkg("bash", "5.2.026-2"),
             pkg("linux", "6.8.9.arch1-1"),
@@ -351,27 +401,48 @@ fn pacman() {
     );
     assert_eq!(
         pacman
-            .parse_query(&fixture("pacman/pacman-Q-crlf.txt"))
+            .parse_query(
+                &ImageContext::EMPTY,
+                &[],
+                &fixture("pacman/pacman-Q-crlf.txt")
+            )
             .unwrap(),
         [
             pkg("bash", "5.2.026-2"),
             pkg("python-setuptools", "1:69.5.1-1")
         ]
     );
-    pacman.validate_name("lib32-glibc").unwrap();
-    pacman.validate_name("gtk+3").unwrap();
-    assert!(pacman.validate_name("Bash").unwrap_err().is_invalid_input());
-    assert!(pacman.validate_name(".x").unwrap_err().is_invalid_input());
+    pacman
+        .validate_name(&ImageContext::EMPTY, "lib32-glibc")
+        .unwrap();
+    pacman.validate_name(&ImageContext::EMPTY, "gtk+3").unwrap();
+    assert!(
+        pacman
+            .validate_name(&ImageContext::EMPTY, "Bash")
+            .unwrap_err()
+            .is_invalid_input()
+    );
+    assert!(
+        pacman
+            .validate_name(&ImageContext::EMPTY, ".x")
+            .unwrap_err()
+            .is_invalid_input()
+    );
 }
 
 #[test]
 fn apk() {
     let host = host();
     let apk = plugin(&host, "apk");
-    assert!(apk.refresh_steps(SINGLE).unwrap().is_empty());
+    assert!(
+        apk.refresh_steps(&ImageContext::EMPTY, SINGLE)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         argv(
             &apk.install_steps(
+                &ImageContext::EMPTY,
                 &[
                     PackageRequest::latest("curl"),
                     PackageRequest::pinned("musl", "1.2.5-r0")
@@ -383,12 +454,17 @@ fn apk() {
         [vec!["apk", "add", "--no-cache", "curl", "musl=1.2.5-r0"]]
     );
     assert_eq!(
-        apk.query_argv(&names(&["musl"])).unwrap(),
+        apk.query_argv(&ImageContext::EMPTY, &names(&["musl"]))
+            .unwrap(),
         ["apk", "list", "--installed", "musl"]
     );
     assert_eq!(
-        apk.parse_query(&fixture("apk/apk-list-installed.txt"))
-            .unwrap(),
+        apk.parse_query(
+            &ImageContext::EMPTY,
+            &[],
+            &fixture("apk/apk-list-installed.txt")
+        )
+        .unwrap(),
         [
             pkg("musl", "1.2.5-r0"),
             pkg("busybox", "1.36.1-r29"),
@@ -400,15 +476,21 @@ fn apk() {
         ]
     );
     assert_eq!(
-        apk.parse_query(&fixture("apk/apk-info-v-crlf.txt"))
-            .unwrap(),
+        apk.parse_query(
+            &ImageContext::EMPTY,
+            &[],
+            &fixture("apk/apk-info-v-crlf.txt")
+        )
+        .unwrap(),
         [
             pkg("musl", "1.2.5-r0"),
             pkg("busybox", "1.36.1-r29"),
             pkg("alpine-baselayout-data", "3.6.5-r0")
         ]
     );
-    let e = apk.parse_query("musl\n").unwrap_err();
+    let e = apk
+        .parse_query(&ImageContext::EMPTY, &[], "musl\n")
+        .unwrap_err();
     assert!(
         matches!(
             e,
@@ -419,21 +501,33 @@ fn apk() {
         ),
         "{e}"
     );
-    assert!(apk.validate_name("-U").unwrap_err().is_invalid_input());
+    assert!(
+        apk.validate_name(&ImageContext::EMPTY, "-U")
+            .unwrap_err()
+            .is_invalid_input()
+    );
 }
 
 #[test]
 fn host_refuses_bad_requests_before_calling() {
     let host = host();
     let apt = plugin(&host, "apt");
-    let e = apt.install_steps(&[], SINGLE).unwrap_err();
+    let e = apt
+        .install_steps(&ImageContext::EMPTY, &[], SINGLE)
+        .unwrap_err();
     assert!(matches!(e, PluginError::InvalidRequest { .. }), "{e}");
     let e = apt
-        .install_steps(&[PackageRequest::latest("curl\0x")], SINGLE)
+        .install_steps(
+            &ImageContext::EMPTY,
+            &[PackageRequest::latest("curl\0x")],
+            SINGLE,
+        )
         .unwrap_err();
     assert!(matches!(e, PluginError::InvalidRequest { .. }), "{e}");
     let huge = "a\tb\n".repeat(5 * 1024 * 1024);
-    let e = apt.parse_query(&huge).unwrap_err();
+    let e = apt
+        .parse_query(&ImageContext::EMPTY, &[], &huge)
+        .unwrap_err();
     assert!(matches!(e, PluginError::InvalidRequest { .. }), "{e}");
 }
 
@@ -515,4 +609,106 @@ fn real_debian_tarball() -> Option<PathBuf> {
     dir.filter_map(Result::ok)
         .map(|e| e.path().join("rootfs.tar.xz"))
         .find(|p| p.to_string_lossy().contains("debian-bookworm") && p.is_file())
+}
+
+#[test]
+fn apt_reports_the_distribution_it_found() {
+    let host = host();
+    let apt = plugin(&host, "apt");
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(root.path().join("usr/bin/apt-get"), b"").unwrap();
+    // Without os-release: claimed, no variant.
+    let image = apt.detect_image(root.path()).unwrap().unwrap();
+    assert_eq!(image.present, ["usr/bin/apt-get"]);
+    assert_eq!(image.variant, "");
+    std::fs::write(
+        root.path().join("etc/os-release"),
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n\
+         VERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n",
+    )
+    .unwrap();
+    let (found, image) = host.try_detect_image(root.path()).unwrap().unwrap();
+    assert_eq!(found.name(), "apt");
+    assert_eq!(image.variant, "debian 12 (bookworm)");
+    // The context reaches every call; apt's steps do not depend on it.
+    assert_eq!(
+        argv(&apt.refresh_steps(&image, MAPPED).unwrap()),
+        [vec!["apt-get", "update"]]
+    );
+}
+
+#[test]
+fn apt_checks_names_against_the_package_index() {
+    let host = host();
+    let apt = plugin(&host, "apt");
+    let img = ImageContext::EMPTY;
+    let asked = names(&["curl", "libc6:i386", "awk"]);
+    assert_eq!(
+        apt.available_argv(&img, &asked).unwrap(),
+        Some(names(&[
+            "apt-cache",
+            "-o",
+            "APT::Cache::AllNames=true",
+            "pkgnames"
+        ]))
+    );
+    // `apt-cache pkgnames` with AllNames prints real and virtual names (awk), unsorted.
+    let index = "libc6\ncurl\nawk\ncurlftpfs\r\nlibcurl4\n\n";
+    let all_known = apt.parse_available(&img, &asked, index).unwrap();
+    assert!(all_known.unknown.is_empty(), "{all_known:?}");
+    assert!(
+        all_known.candidates.is_empty(),
+        "no index copy when all are known"
+    );
+    let typo = names(&["curll", "libc6"]);
+    let a = apt.parse_available(&img, &typo, index).unwrap();
+    assert_eq!(a.unknown, ["curll"]);
+    assert!(a.candidates.contains(&"curl".to_string()), "{a:?}");
+    assert_eq!(
+        karapace_schema::similar(
+            "curll",
+            &a.candidates.iter().map(String::as_str).collect::<Vec<_>>(),
+            1
+        ),
+        ["curl"]
+    );
+}
+
+/// `apt-cache pkgnames` with virtual names prints well over 100 000 names for Debian 12; parsing
+/// them must fit one call's fuel, both when every name is known and when the whole index comes
+/// back as candidates.
+#[test]
+fn apt_parses_a_whole_distribution_index_within_its_budget() {
+    let host = host();
+    let apt = plugin(&host, "apt");
+    let mut index = String::new();
+    for i in 0..150_000 {
+        let _ = writeln!(index, "package-name-{i}");
+    }
+    index.push_str("curl\n");
+    let asked = names(&["curl", "package-name-7"]);
+    let a = apt
+        .parse_available(&ImageContext::EMPTY, &asked, &index)
+        .unwrap();
+    assert!(a.unknown.is_empty(), "{:?}", a.unknown);
+    let typo = names(&["curll"]);
+    let a = apt
+        .parse_available(&ImageContext::EMPTY, &typo, &index)
+        .unwrap();
+    assert_eq!(a.unknown, ["curll"]);
+    assert_eq!(a.candidates, ["curl"], "only names that could be close");
+}
+
+#[test]
+fn apt_versions_are_checked_on_their_own() {
+    let host = host();
+    let apt = plugin(&host, "apt");
+    apt.validate_version(&ImageContext::EMPTY, "1:2.38.1-5+deb12u3")
+        .unwrap();
+    let e = apt
+        .validate_version(&ImageContext::EMPTY, "latest")
+        .unwrap_err();
+    assert!(e.is_invalid_input(), "{e}");
 }

@@ -5,8 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use karapace_plugin_host::{
-    CacheOutcome, Limits, LoadOptions, PackageRequest, Plugin, PluginHost, PluginSource,
-    ResolvedPackage, StepOptions,
+    CacheOutcome, ImageContext, Limits, LoadOptions, PackageRequest, Plugin, PluginHost,
+    PluginSource, ResolvedPackage, StepOptions,
 };
 
 fn repo(rel: &str) -> PathBuf {
@@ -44,6 +44,7 @@ fn example_plugin_loads_from_a_directory_and_works() {
 
     let steps = xbps
         .install_steps(
+            &ImageContext::EMPTY,
             &[
                 PackageRequest::latest("bash"),
                 PackageRequest::pinned("xbps", "0.59.2_2"),
@@ -59,7 +60,9 @@ fn example_plugin_loads_from_a_directory_and_works() {
         "core/plugin-host/tests/fixtures/xbps/xbps-query-l.txt",
     ))
     .unwrap();
-    let parsed = xbps.parse_query(&output).unwrap();
+    let parsed = xbps
+        .parse_query(&ImageContext::EMPTY, &[], &output)
+        .unwrap();
     assert_eq!(
         parsed,
         [
@@ -182,7 +185,11 @@ fn compile_cache_hits_is_private_and_recovers_from_corruption() {
         Some(CacheOutcome::Compiled)
     );
     assert_eq!(std::fs::read(entry).unwrap().len(), good.len());
-    third.get("xbps").unwrap().validate_name("bash").unwrap();
+    third
+        .get("xbps")
+        .unwrap()
+        .validate_name(&ImageContext::EMPTY, "bash")
+        .unwrap();
 
     // A cache directory others can write to is not used at all.
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -231,11 +238,124 @@ fn plugins_in_env_dir_load_cleanly() {
         .collect();
     assert!(!mine.is_empty(), "no plugin in {}", dir.display());
     for p in mine {
-        p.refresh_steps(StepOptions::default()).unwrap();
-        p.install_steps(&[PackageRequest::latest("bash")], StepOptions::default())
+        p.refresh_steps(&ImageContext::EMPTY, StepOptions::default())
             .unwrap();
-        p.query_argv(&["bash".to_string()]).unwrap();
-        p.validate_name("bash").unwrap();
+        p.install_steps(
+            &ImageContext::EMPTY,
+            &[PackageRequest::latest("bash")],
+            StepOptions::default(),
+        )
+        .unwrap();
+        p.query_argv(&ImageContext::EMPTY, &["bash".to_string()])
+            .unwrap();
+        p.validate_name(&ImageContext::EMPTY, "bash").unwrap();
         eprintln!("{} {} from {:?}: ok", p.name(), p.version(), p.path());
+    }
+}
+
+fn fixture_v1_0(name: &str) -> PathBuf {
+    repo("core/plugin-host/tests/fixtures/v1.0").join(format!("{name}.wasm"))
+}
+
+/// The components released against interface 1.0 (committed bytes, never
+/// rebuilt) load beside 1.1 ones and behave as they did.
+#[test]
+fn a_1_0_component_and_a_1_1_component_load_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture_v1_0("xbps"), dir.path().join("xbps.wasm")).unwrap();
+    std::fs::copy(
+        repo("examples/plugin-emerge/dist/emerge.wasm"),
+        dir.path().join("emerge.wasm"),
+    )
+    .unwrap();
+    // The released 1.0 apt replaces the built-in 1.1 apt.
+    std::fs::copy(fixture_v1_0("apt"), dir.path().join("apt.wasm")).unwrap();
+    let host = load(&[dir.path()], None);
+    assert!(host.failures().is_empty(), "{:?}", host.failures());
+    let interface = |n: &str| host.get(n).unwrap().interface();
+    assert_eq!(interface("xbps"), "1.0.0");
+    assert_eq!(interface("apt"), "1.0.0");
+    assert_eq!(interface("emerge"), "1.1.0");
+    assert_eq!(interface("dnf"), "1.1.0");
+
+    // 1.0: same steps as before; no variant, no availability check, and the
+    // host keeps the portable name grammar it promised.
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("usr/bin")).unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::fs::write(root.path().join("usr/bin/apt-get"), b"").unwrap();
+    std::fs::write(root.path().join("etc/os-release"), b"ID=debian\n").unwrap();
+    let (apt, image) = host.try_detect_image(root.path()).unwrap().unwrap();
+    assert_eq!((apt.name(), apt.interface()), ("apt", "1.0.0"));
+    assert_eq!(image.variant, "");
+    let steps = apt
+        .install_steps(
+            &image,
+            &[PackageRequest::latest("curl")],
+            StepOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        steps[0].argv,
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "curl"
+        ]
+    );
+    assert_eq!(apt.available_argv(&image, &["curl".into()]).unwrap(), None);
+    let e = apt.validate_name(&image, "libc6:i386").unwrap_err();
+    assert!(
+        e.is_invalid_input() && e.to_string().contains("interface 1.0"),
+        "{e}"
+    );
+    let xbps = host.get("xbps").unwrap();
+    xbps.validate_name(&ImageContext::EMPTY, "bash").unwrap();
+
+    // 1.1: category atoms reach the plugin; the query maps them back.
+    let emerge = host.get("emerge").unwrap();
+    emerge
+        .validate_name(&ImageContext::EMPTY, "=app-editors/vim-9.1.0366")
+        .unwrap();
+    let steps = emerge
+        .install_steps(
+            &ImageContext::EMPTY,
+            &[
+                PackageRequest::latest("app-editors/vim"),
+                PackageRequest::pinned("sys-libs/glibc", "2.39-r6"),
+            ],
+            StepOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        steps[0].argv,
+        [
+            "emerge",
+            "--quiet",
+            "--noreplace",
+            "app-editors/vim",
+            "=sys-libs/glibc-2.39-r6"
+        ]
+    );
+    let qlist =
+        std::fs::read_to_string(repo("examples/plugin-emerge/fixtures/qlist-Iv.txt")).unwrap();
+    let requested = vec!["=app-editors/vim-9.1.0366".to_string(), "curl".to_string()];
+    let found = emerge
+        .parse_query(&ImageContext::EMPTY, &requested, &qlist)
+        .unwrap();
+    for (name, version) in [
+        ("=app-editors/vim-9.1.0366", "9.1.0366"),
+        ("curl", "8.7.1-r1"),
+        ("app-editors/vim", "9.1.0366"),
+    ] {
+        assert!(
+            found.contains(&ResolvedPackage {
+                name: name.into(),
+                version: version.into()
+            }),
+            "{name}: {found:?}"
+        );
     }
 }

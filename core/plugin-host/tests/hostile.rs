@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use karapace_plugin_host::{
-    LoadOptions, PackageRequest, Plugin, PluginError, PluginHost, StepOptions,
+    ImageContext, LoadOptions, PackageRequest, Plugin, PluginError, PluginHost, StepOptions,
 };
 
 fn hostile(name: &str) -> PathBuf {
@@ -53,7 +53,9 @@ fn infinite_loop_runs_out_of_fuel() {
     let dir = dir_with(&["misbehave"]);
     let host = load(dir.path());
     let e = timed("loop", || {
-        misbehave(&host).validate_name("loop").unwrap_err()
+        misbehave(&host)
+            .validate_name(&ImageContext::EMPTY, "loop")
+            .unwrap_err()
     });
     assert!(
         matches!(&e, PluginError::OutOfFuel { plugin, call: "validate-name", .. } if plugin == "misbehave"),
@@ -61,7 +63,9 @@ fn infinite_loop_runs_out_of_fuel() {
     );
     assert!(e.to_string().contains("misbehave"), "{e}");
     // The same plugin still works afterwards: every call gets a fresh store.
-    misbehave(&host).validate_name("fine").unwrap();
+    misbehave(&host)
+        .validate_name(&ImageContext::EMPTY, "fine")
+        .unwrap();
 }
 
 #[test]
@@ -69,7 +73,9 @@ fn memory_bomb_hits_the_memory_limit() {
     let dir = dir_with(&["misbehave"]);
     let host = load(dir.path());
     let e = timed("membomb", || {
-        misbehave(&host).validate_name("membomb").unwrap_err()
+        misbehave(&host)
+            .validate_name(&ImageContext::EMPTY, "membomb")
+            .unwrap_err()
     });
     match e {
         PluginError::MemoryLimit {
@@ -84,7 +90,9 @@ fn deep_recursion_overflows_the_guest_stack() {
     let dir = dir_with(&["misbehave"]);
     let host = load(dir.path());
     let e = timed("recurse", || {
-        misbehave(&host).validate_name("recurse").unwrap_err()
+        misbehave(&host)
+            .validate_name(&ImageContext::EMPTY, "recurse")
+            .unwrap_err()
     });
     assert!(matches!(e, PluginError::StackOverflow { .. }), "{e}");
 }
@@ -93,7 +101,9 @@ fn deep_recursion_overflows_the_guest_stack() {
 fn panic_is_a_trap() {
     let dir = dir_with(&["misbehave"]);
     let host = load(dir.path());
-    let e = misbehave(&host).validate_name("panic").unwrap_err();
+    let e = misbehave(&host)
+        .validate_name(&ImageContext::EMPTY, "panic")
+        .unwrap_err();
     assert!(matches!(e, PluginError::Trap { .. }), "{e}");
 }
 
@@ -110,8 +120,12 @@ fn bad_argv_and_gigantic_output_are_refused() {
         ("env", "env key"),
     ] {
         let e = timed(trigger, || {
-            p.install_steps(&[PackageRequest::latest(trigger)], StepOptions::default())
-                .unwrap_err()
+            p.install_steps(
+                &ImageContext::EMPTY,
+                &[PackageRequest::latest(trigger)],
+                StepOptions::default(),
+            )
+            .unwrap_err()
         });
         match &e {
             PluginError::InvalidOutput {
@@ -125,13 +139,18 @@ fn bad_argv_and_gigantic_output_are_refused() {
             other => panic!("{trigger}: expected InvalidOutput, got {other}"),
         }
     }
-    let e = timed("gigantic", || p.parse_query("gigantic").unwrap_err());
+    let e = timed("gigantic", || {
+        p.parse_query(&ImageContext::EMPTY, &[], "gigantic")
+            .unwrap_err()
+    });
     assert!(
         matches!(&e, PluginError::InvalidOutput { reason, .. } if reason.contains("packages")),
         "{e}"
     );
     // A returned name that would act as an option is re-validated away.
-    let e = p.parse_query("badname").unwrap_err();
+    let e = p
+        .parse_query(&ImageContext::EMPTY, &[], "badname")
+        .unwrap_err();
     assert!(
         matches!(&e, PluginError::InvalidOutput { reason, .. } if reason.contains("starts with '-'")),
         "{e}"
@@ -142,7 +161,9 @@ fn bad_argv_and_gigantic_output_are_refused() {
 fn invalid_utf8_is_an_abi_error() {
     let dir = dir_with(&["misbehave"]);
     let host = load(dir.path());
-    let e = misbehave(&host).parse_query("invalid-utf8").unwrap_err();
+    let e = misbehave(&host)
+        .parse_query(&ImageContext::EMPTY, &[], "invalid-utf8")
+        .unwrap_err();
     assert!(matches!(e, PluginError::Abi { .. }), "{e}");
 }
 
@@ -198,4 +219,62 @@ fn garbage_files_are_load_failures() {
     assert_eq!(host.plugins().len(), 5);
     assert_eq!(host.failures().len(), 1);
     assert!(matches!(host.failures()[0].error, PluginError::Load { .. }));
+}
+
+/// The interface 1.1 additions are validated like everything else.
+#[test]
+fn v1_1_outputs_are_validated() {
+    let dir = dir_with(&["misbehave"]);
+    let host = load(dir.path());
+    let p = misbehave(&host);
+    let img = ImageContext::EMPTY;
+    let e = p
+        .parse_query(&img, &["bash".to_string()], "satisfies-unrequested")
+        .unwrap_err();
+    assert!(
+        matches!(&e, PluginError::InvalidOutput { reason, .. } if reason.contains("not requested")),
+        "{e}"
+    );
+    let asked = vec!["bash".to_string()];
+    let e = p.parse_available(&img, &asked, "unasked").unwrap_err();
+    assert!(matches!(e, PluginError::InvalidOutput { .. }), "{e}");
+    let e = timed("flood", || {
+        p.parse_available(&img, &asked, "flood").unwrap_err()
+    });
+    assert!(
+        matches!(&e, PluginError::InvalidOutput { reason, .. } if reason.contains("candidates")),
+        "{e}"
+    );
+
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("hostile")).unwrap();
+    std::fs::write(root.path().join("hostile/never-present"), b"").unwrap();
+    std::fs::write(root.path().join("hostile/variant"), b"escape\n").unwrap();
+    let e = p.detect_image(root.path()).unwrap_err();
+    assert!(
+        matches!(&e, PluginError::InvalidOutput { reason, .. } if reason.contains("control")),
+        "{e}"
+    );
+}
+
+/// The released 1.0 build of the hostile fixture is contained the same way.
+#[test]
+fn a_1_0_hostile_component_is_still_contained() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1.0/misbehave.wasm"),
+        dir.path().join("misbehave.wasm"),
+    )
+    .unwrap();
+    let host = load(dir.path());
+    let p = misbehave(&host);
+    assert_eq!(p.interface(), "1.0.0");
+    let e = timed("loop (1.0)", || {
+        p.validate_name(&ImageContext::EMPTY, "loop").unwrap_err()
+    });
+    assert!(matches!(e, PluginError::OutOfFuel { .. }), "{e}");
+    let e = p
+        .parse_query(&ImageContext::EMPTY, &[], "badname")
+        .unwrap_err();
+    assert!(matches!(e, PluginError::InvalidOutput { .. }), "{e}");
 }

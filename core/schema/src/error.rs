@@ -95,9 +95,33 @@ pub enum ManifestErrorKind {
     },
     #[error("unknown runtime.backend {value:?}; expected one of: namespace, oci, mock")]
     InvalidBackend { value: String },
+    /// A `[system] packages` name the image's package index does not know,
+    /// found by the resolver plugin's availability check before installing.
+    #[error(
+        "package {name:?} is not in the image's package index ({}){}{}",
+        detail.source_index,
+        did_you_mean(&detail.suggestions),
+        also_unknown(&detail.also)
+    )]
+    UnknownPackage {
+        name: String,
+        detail: Box<UnknownPackage>,
+    },
     /// `build --require-pinned-image` on an alias (the standard tool's message).
     #[error("base.image is not pinned: '{image}'")]
     NotPinned { image: String },
+}
+
+/// What the package index said about an unknown package (boxed in
+/// [`ManifestErrorKind::UnknownPackage`] to keep the error small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownPackage {
+    /// Which index: the plugin, and the variant it detected.
+    pub source_index: String,
+    /// Close names from the index, closest first.
+    pub suggestions: Vec<String>,
+    /// Other requested names the index does not know either.
+    pub also: Vec<String>,
 }
 
 /// A manifest could not be read, parsed or validated. Always exit code 2.
@@ -117,6 +141,22 @@ pub enum ManifestError {
         location: Option<Location>,
         kind: ManifestErrorKind,
     },
+}
+
+fn did_you_mean(suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        return String::new();
+    }
+    let quoted: Vec<String> = suggestions.iter().map(|s| format!("{s:?}")).collect();
+    format!("; did you mean {}?", quoted.join(", "))
+}
+
+fn also_unknown(also: &[String]) -> String {
+    if also.is_empty() {
+        return String::new();
+    }
+    let quoted: Vec<String> = also.iter().map(|s| format!("{s:?}")).collect();
+    format!(" (also unknown: {})", quoted.join(", "))
 }
 
 fn prefix(path: Option<&Path>, location: Option<Location>) -> String {

@@ -20,7 +20,7 @@ mod names;
 mod normalize;
 pub mod templates;
 
-pub use error::{Location, LockError, ManifestError, ManifestErrorKind, NameError};
+pub use error::{Location, LockError, ManifestError, ManifestErrorKind, NameError, UnknownPackage};
 pub use identity::{EnvId, IdentityInputs, SHORT_ID_LEN, compute_env_id};
 pub use lock::{LOCK_FILE_NAME, LOCK_VERSION, LockFile, ResolvedPackage};
 pub use manifest::{
@@ -29,6 +29,7 @@ pub use manifest::{
 };
 pub use names::{
     MAX_ENV_NAME_LEN, MAX_PACKAGE_NAME_LEN, similar, validate_env_name, validate_package_name,
+    validate_portable_package_name,
 };
 pub use normalize::{Backend, MountSpec, NormalizedManifest};
 

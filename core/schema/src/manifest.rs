@@ -327,6 +327,16 @@ impl Manifest {
         }
     }
 
+    /// Where `[system] packages` lists `name` (compared after trimming, as
+    /// normalization does), when the manifest was parsed from text: for
+    /// errors found after resolution (e.g. a name the package index does not
+    /// know) that must point at the line to fix.
+    pub fn package_location(&self, name: &str) -> Option<Location> {
+        let i = self.system.packages.iter().position(|p| p.trim() == name)?;
+        self.positions
+            .locate(self.positions.packages.get(i).copied())
+    }
+
     /// Renders the manifest as TOML that [`parse_manifest`] reads back to an
     /// equal manifest. Formatting and comments of the original are not kept.
     pub fn to_toml_string(&self) -> String {

@@ -1,11 +1,17 @@
 //! Name grammars.
 //!
-//! Package and app names end up as arguments of apt-get, dnf, zypper, pacman
-//! and apk. The grammar here is the intersection that is safe for all of
-//! them: it can never be read as an option (no leading '-'), never carries a
-//! version pin or operator ('=', '<', '>', ':'), and never contains
-//! whitespace, NUL, quotes or shell metacharacters. Resolver plugins may
-//! apply their own, stricter grammar on top.
+//! Package names end up as single arguments of a package manager run by a
+//! resolver plugin, and each plugin owns its manager's grammar (a Gentoo atom
+//! is `=app-editors/vim-9.1`, a Debian name may carry `:amd64`). The manifest
+//! therefore only refuses what is unsafe as one argv element whatever the
+//! manager: empty, too long, a leading '-' (an option), whitespace or control
+//! characters (NUL included). [`validate_package_name`] is that rule.
+//!
+//! [`validate_portable_package_name`] is the older intersection of apt, dnf,
+//! zypper, pacman and apk (no pin or operator characters such as '=', ':',
+//! '/', no quotes or shell metacharacters). GUI app names, which also name
+//! exported desktop entries, keep it, and the plugin host applies it before
+//! calling a plugin built against interface 1.0 (which was promised it).
 
 use crate::error::NameError;
 
@@ -15,6 +21,7 @@ pub const MAX_PACKAGE_NAME_LEN: usize = 128;
 pub const MAX_ENV_NAME_LEN: usize = 64;
 
 const PACKAGE_ALLOWED: &str = "ASCII letters, digits and . + - _ @";
+const ARGV_ALLOWED: &str = "any character except whitespace and control characters";
 const ENV_ALLOWED: &str = "ASCII letters, digits, '_' and '-'";
 
 /// Up to `max` of `candidates` close to `query` ("did you mean"), closest first.
@@ -39,9 +46,32 @@ pub fn similar(query: &str, candidates: &[&str], max: usize) -> Vec<String> {
         .collect()
 }
 
-/// Checks a package (or GUI app) name against the cross-manager grammar:
-/// `[A-Za-z0-9][A-Za-z0-9.+_@-]{0,127}`.
+/// Checks a `[system] packages` name: safe as one argv element, the rest is
+/// the resolver plugin's grammar. Refuses an empty name, more than
+/// [`MAX_PACKAGE_NAME_LEN`] bytes, a leading `-`, whitespace and control
+/// characters.
 pub fn validate_package_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name.len() > MAX_PACKAGE_NAME_LEN {
+        return Err(NameError::TooLong {
+            len: name.len(),
+            max: MAX_PACKAGE_NAME_LEN,
+        });
+    }
+    if name.starts_with('-') {
+        return Err(NameError::LeadingDash);
+    }
+    check_chars(name, ARGV_ALLOWED, |c| {
+        !c.is_whitespace() && !c.is_control()
+    })
+}
+
+/// Checks a name against the cross-manager grammar
+/// `[A-Za-z0-9][A-Za-z0-9.+_@-]{0,127}` (GUI app names; names sent to a
+/// plugin built against interface 1.0).
+pub fn validate_portable_package_name(name: &str) -> Result<(), NameError> {
     let first = name.chars().next().ok_or(NameError::Empty)?;
     if name.len() > MAX_PACKAGE_NAME_LEN {
         return Err(NameError::TooLong {
@@ -107,29 +137,33 @@ mod tests {
             "7zip",
             "a",
         ] {
+            assert_eq!(validate_portable_package_name(n), Ok(()), "{n}");
             assert_eq!(validate_package_name(n), Ok(()), "{n}");
         }
-        assert_eq!(validate_package_name(&"a".repeat(128)), Ok(()));
+        assert_eq!(validate_portable_package_name(&"a".repeat(128)), Ok(()));
     }
 
     #[test]
     fn rejects_option_like_and_hostile_names() {
-        assert_eq!(validate_package_name("-rf"), Err(NameError::LeadingDash));
         assert_eq!(
-            validate_package_name("--allow-unauthenticated"),
+            validate_portable_package_name("-rf"),
             Err(NameError::LeadingDash)
         );
-        assert_eq!(validate_package_name(""), Err(NameError::Empty));
         assert_eq!(
-            validate_package_name(".hidden"),
+            validate_portable_package_name("--allow-unauthenticated"),
+            Err(NameError::LeadingDash)
+        );
+        assert_eq!(validate_portable_package_name(""), Err(NameError::Empty));
+        assert_eq!(
+            validate_portable_package_name(".hidden"),
             Err(NameError::InvalidFirstChar { ch: '.' })
         );
         assert_eq!(
-            validate_package_name("_x"),
+            validate_portable_package_name("_x"),
             Err(NameError::InvalidFirstChar { ch: '_' })
         );
         assert_eq!(
-            validate_package_name(&"a".repeat(129)),
+            validate_portable_package_name(&"a".repeat(129)),
             Err(NameError::TooLong { len: 129, max: 128 })
         );
         for (name, ch, index) in [
@@ -152,7 +186,7 @@ mod tests {
             ("café", 'é', 3),
         ] {
             assert_eq!(
-                validate_package_name(name),
+                validate_portable_package_name(name),
                 Err(NameError::InvalidChar {
                     ch,
                     index,
@@ -162,9 +196,48 @@ mod tests {
             );
         }
         assert_eq!(
-            validate_package_name("ßtraße"),
+            validate_portable_package_name("ßtraße"),
             Err(NameError::InvalidFirstChar { ch: 'ß' })
         );
+    }
+
+    #[test]
+    fn package_names_are_the_plugins_grammar_within_the_argv_rules() {
+        for n in [
+            "app-editors/vim",
+            "=app-editors/vim-9.1.0366",
+            ">=dev-lang/python-3.12",
+            "libc6:i386",
+            "curl=7.88",
+            "node@20",
+            "café",
+        ] {
+            assert_eq!(validate_package_name(n), Ok(()), "{n}");
+        }
+        assert_eq!(validate_package_name(""), Err(NameError::Empty));
+        assert_eq!(validate_package_name("-rf"), Err(NameError::LeadingDash));
+        assert_eq!(
+            validate_package_name(&"a".repeat(129)),
+            Err(NameError::TooLong { len: 129, max: 128 })
+        );
+        for (name, ch, index) in [
+            ("curl bash", ' ', 4),
+            ("curl\0", '\0', 4),
+            ("a\nb", '\n', 1),
+            ("a\tb", '\t', 1),
+            ("a\u{1b}[2J", '\u{1b}', 1),
+            ("a\u{a0}b", '\u{a0}', 1),
+        ] {
+            assert_eq!(
+                validate_package_name(name),
+                Err(NameError::InvalidChar {
+                    ch,
+                    index,
+                    allowed: ARGV_ALLOWED
+                }),
+                "{name:?}"
+            );
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::manifest::{
     BaseSection, GuiSection, HardwareSection, Manifest, ResourceLimits, RuntimeSection,
     SystemSection,
 };
-use crate::names::validate_package_name;
+use crate::names::{validate_package_name, validate_portable_package_name};
 
 /// The runtime backend an environment runs on.
 #[derive(
@@ -114,11 +114,13 @@ impl Manifest {
 
         let system_packages = normalize_names(
             &self.system.packages,
+            validate_package_name,
             |i| pos.locate(pos.packages.get(i).copied()),
             |name, reason| ManifestErrorKind::InvalidPackage { name, reason },
         )?;
         let gui_apps = normalize_names(
             &self.gui.apps,
+            validate_portable_package_name,
             |i| pos.locate(pos.apps.get(i).copied()),
             |name, reason| ManifestErrorKind::InvalidApp { name, reason },
         )?;
@@ -206,6 +208,7 @@ impl NormalizedManifest {
 /// Trim, drop empties, validate, sort by bytes, dedup.
 fn normalize_names(
     raw: &[String],
+    validate: fn(&str) -> Result<(), NameError>,
     locate: impl Fn(usize) -> Option<Location>,
     make_err: impl Fn(String, NameError) -> ManifestErrorKind,
 ) -> Result<Vec<String>, ManifestError> {
@@ -215,7 +218,7 @@ fn normalize_names(
         if name.is_empty() {
             continue;
         }
-        if let Err(reason) = validate_package_name(name) {
+        if let Err(reason) = validate(name) {
             return Err(ManifestError::at(
                 locate(i),
                 make_err(name.to_owned(), reason),

@@ -1,6 +1,7 @@
 //! The real build pipeline (namespace backend):
-//! image → base layer → plugin detection → install once in a helper-run environment → query exact
-//! versions → Dependency layer → lock. The user's writable layer is not involved, so `diff` right
+//! image → base layer → plugin detection → refresh the package index → check the requested names
+//! against it (plugins with an availability query) → install once in a helper-run environment →
+//! query exact versions → Dependency layer → lock. The user's writable layer is not involved, so `diff` right
 //! after a build reports no drift.
 
 use std::fs;
@@ -10,8 +11,10 @@ use std::process::Stdio;
 
 use karapace_helper_client::{self as hc, IdMapMode, Network};
 use karapace_images::{CachedImage, ImageCache, ImageConfig};
-use karapace_plugin_host::{PackageRequest, Plugin, PluginHost, StepOptions};
-use karapace_schema::{LockFile, NormalizedManifest, ResolvedPackage};
+use karapace_plugin_host::{ImageContext, PackageRequest, Plugin, PluginHost, StepOptions};
+use karapace_schema::{
+    LockFile, ManifestError, ManifestErrorKind, NormalizedManifest, ResolvedPackage, UnknownPackage,
+};
 use karapace_store::{ImportOptions, LayerKind, Owners, Store};
 
 use super::BuildRequest;
@@ -80,7 +83,7 @@ pub fn build(
             &base_layer,
             &manifest.system_packages,
             &pinned,
-            req.offline,
+            req,
             &Step {
                 id_map: ownership.build_id_map(),
                 allow_without_landlock,
@@ -147,33 +150,28 @@ fn base_layer(
 }
 
 /// Installs `packages` once over the base, returns their exact versions and the Dependency layer.
+/// After the refresh steps and before the install steps, a plugin with an availability query
+/// checks the names against the image's package index (see [`check_available`]).
 fn install(
     store: &Store,
     base_layer: &str,
     packages: &[String],
     pinned: &[ResolvedPackage],
-    offline: bool,
+    req: &BuildRequest,
     how: &Step,
 ) -> Result<(Vec<ResolvedPackage>, String, PathBuf)> {
+    let offline = req.offline;
     let base_tree = store.layer_tree(base_layer)?;
     let host = PluginHost::load(&PluginHost::default_dirs()).map_err(CoreError::plugin)?;
-    let plugin = host
-        .try_detect(&base_tree)
+    let (plugin, image) = host
+        .try_detect_image(&base_tree)
         .map_err(CoreError::plugin)?
         .ok_or_else(|| {
             CoreError::Other(
                 "no resolver plugin recognises the package manager of this image".into(),
             )
         })?;
-    for name in packages {
-        plugin
-            .validate_name(name)
-            .map_err(|e| CoreError::PackageName {
-                name: name.clone(),
-                plugin: plugin.name().to_owned(),
-                reason: e.to_string(),
-            })?;
-    }
+    validate_names(plugin, &image, packages)?;
     if offline {
         return Err(CoreError::Other(
             "--offline: installing packages needs the network (only cached images and unchanged, already built environments work offline)".into(),
@@ -190,11 +188,13 @@ fn install(
     let options = StepOptions {
         single_uid_map: how.id_map != IdMapMode::Full,
     };
-    let mut steps = plugin.refresh_steps(options).map_err(CoreError::plugin)?;
+    let mut steps = plugin
+        .refresh_steps(&image, options)
+        .map_err(CoreError::plugin)?;
     let refreshing = steps.len();
     steps.extend(
         plugin
-            .install_steps(&requests, options)
+            .install_steps(&image, &requests, options)
             .map_err(CoreError::plugin)?,
     );
 
@@ -209,7 +209,17 @@ fn install(
     let lowers = vec![beneath(&base_tree)];
     let (spec_upper, spec_work) = (beneath(&upper), beneath(&work));
     let (log_path, mut log) = store.new_build_log()?;
+    let dirs = StepDirs {
+        root: &root,
+        lowers: &lowers,
+        upper: &spec_upper,
+        work: &spec_work,
+        how,
+    };
     for (i, step) in steps.iter().enumerate() {
+        if i == refreshing {
+            check_available(plugin, &image, &dirs, packages, &req.manifest)?;
+        }
         let mut spec = build_step_spec(
             &root,
             lowers.clone(),
@@ -233,14 +243,7 @@ fn install(
             ));
         }
     }
-    let dirs = StepDirs {
-        root: &root,
-        lowers: &lowers,
-        upper: &spec_upper,
-        work: &spec_work,
-        how,
-    };
-    let resolved = query(plugin, &dirs, packages)?;
+    let resolved = query(plugin, &image, &dirs, packages)?;
     for p in pinned.iter().filter(|p| packages.contains(&p.name)) {
         if !resolved
             .iter()
@@ -254,6 +257,26 @@ fn install(
     }
     let layer = dependency_layer(store, &upper, &work, base_layer)?;
     Ok((resolved, layer, log_path))
+}
+
+/// Logs which package manager (and variant) was found and checks every requested name with its
+/// plugin (a name it refuses is a manifest error).
+fn validate_names(plugin: &Plugin, image: &ImageContext, packages: &[String]) -> Result<()> {
+    if image.variant.is_empty() {
+        tracing::info!("package manager: {}", plugin.name());
+    } else {
+        tracing::info!("package manager: {} ({})", plugin.name(), image.variant);
+    }
+    for name in packages {
+        plugin
+            .validate_name(image, name)
+            .map_err(|e| CoreError::PackageName {
+                name: name.clone(),
+                plugin: plugin.name().to_owned(),
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(())
 }
 
 /// The Dependency layer of a finished install: the build's upper without what only describes
@@ -291,37 +314,119 @@ struct StepDirs<'a> {
     how: &'a Step,
 }
 
-/// Asks the package manager inside the environment for the exact installed versions.
-fn query(
-    plugin: &Plugin,
-    dirs: &StepDirs<'_>,
-    packages: &[String],
-) -> Result<Vec<ResolvedPackage>> {
-    let argv = plugin.query_argv(packages).map_err(CoreError::plugin)?;
+/// Runs `argv` inside the build's environment without network and returns its exit status and
+/// stdout, read up to the cap the plugin host accepts (a hostile package's output must not fill
+/// the core's memory).
+fn capture(dirs: &StepDirs<'_>, argv: &[String]) -> Result<(i32, String)> {
     let mut spec = build_step_spec(
         dirs.root,
         dirs.lowers.to_vec(),
         dirs.upper,
         dirs.work,
-        argv.clone(),
+        argv.to_vec(),
         &[],
         Network::Isolated,
     );
     spec.id_map = dirs.how.id_map;
     spec.allow_without_landlock = dirs.how.allow_without_landlock;
-    // Read at most the cap the plugin host accepts (+1, to notice more): a hostile package's
-    // query output must not fill the core's memory.
     let (status, out) = hc::capture_bounded(&spec, karapace_plugin_host::MAX_QUERY_OUTPUT_BYTES)
         .map_err(CoreError::helper)?;
-    if status.code() != 0 {
+    Ok((status.code(), String::from_utf8_lossy(&out).into_owned()))
+}
+
+/// Most "did you mean" suggestions for an unknown package.
+const MAX_SUGGESTIONS: usize = 3;
+
+/// Checks the requested names against the package index the refresh steps just fetched, with the
+/// plugin's availability query (one command, no network). A name the index does not know fails
+/// the build before anything is installed, as a manifest error at that name's line with close
+/// names from the index. Plugins without the query (interface 1.0) skip the check, and so does a
+/// query that exits non-zero (a warning: the install steps will report what is wrong).
+fn check_available(
+    plugin: &Plugin,
+    image: &ImageContext,
+    dirs: &StepDirs<'_>,
+    packages: &[String],
+    manifest_path: &Path,
+) -> Result<()> {
+    let Some(argv) = plugin
+        .available_argv(image, packages)
+        .map_err(CoreError::plugin)?
+    else {
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    let (code, text) = capture(dirs, &argv)?;
+    tracing::info!(
+        "availability check finished in {:.2} s with status {code}: {}",
+        started.elapsed().as_secs_f64(),
+        argv.join(" ")
+    );
+    if code != 0 {
+        tracing::warn!(
+            "{}: `{}` exited with status {code}; package names not checked against the index",
+            plugin.name(),
+            argv.join(" ")
+        );
+        return Ok(());
+    }
+    let answer = plugin
+        .parse_available(image, packages, &text)
+        .map_err(CoreError::plugin)?;
+    // The manifest's order (packages are sorted), so the first unknown is the first to fix.
+    let Some(first) = packages.iter().find(|p| answer.unknown.contains(p)) else {
+        return Ok(());
+    };
+    let candidates: Vec<&str> = answer.candidates.iter().map(String::as_str).collect();
+    let suggestions = karapace_schema::similar(first, &candidates, MAX_SUGGESTIONS);
+    let also = packages
+        .iter()
+        .filter(|p| *p != first && answer.unknown.contains(p))
+        .cloned()
+        .collect();
+    let source_index = if image.variant.is_empty() {
+        plugin.name().to_owned()
+    } else {
+        format!("{}, {}", plugin.name(), image.variant)
+    };
+    // Re-read only for the position: the normalized manifest no longer has it.
+    let location = karapace_schema::load_manifest(manifest_path)
+        .ok()
+        .and_then(|m| m.package_location(first));
+    Err(CoreError::Manifest(ManifestError::Invalid {
+        path: Some(manifest_path.to_path_buf()),
+        location,
+        kind: ManifestErrorKind::UnknownPackage {
+            name: first.clone(),
+            detail: Box::new(UnknownPackage {
+                source_index,
+                suggestions,
+                also,
+            }),
+        },
+    }))
+}
+
+/// Asks the package manager inside the environment for the exact installed versions.
+fn query(
+    plugin: &Plugin,
+    image: &ImageContext,
+    dirs: &StepDirs<'_>,
+    packages: &[String],
+) -> Result<Vec<ResolvedPackage>> {
+    let argv = plugin
+        .query_argv(image, packages)
+        .map_err(CoreError::plugin)?;
+    let (code, text) = capture(dirs, &argv)?;
+    if code != 0 {
         return Err(CoreError::Other(format!(
-            "`{}` exited with status {}",
+            "`{}` exited with status {code}",
             argv.join(" "),
-            status.code()
         )));
     }
-    let text = String::from_utf8_lossy(&out);
-    let found = plugin.parse_query(&text).map_err(CoreError::plugin)?;
+    let found = plugin
+        .parse_query(image, packages, &text)
+        .map_err(CoreError::plugin)?;
     let mut resolved = Vec::with_capacity(packages.len());
     for name in packages {
         let p = found.iter().find(|p| &p.name == name).ok_or_else(|| {

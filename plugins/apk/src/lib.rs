@@ -6,13 +6,12 @@ struct Apk;
 
 impl Resolver for Apk {
     const NAME: &'static str = "apk";
-    const VERSION: &'static str = "1.0.0";
+    const VERSION: &'static str = "1.1.0";
     const DETECT_PATHS: &'static [&'static str] = &["sbin/apk"];
 
     // No refresh step: `apk add --no-cache` fetches the indexes itself.
 
-    fn install_steps(
-        packages: &[PackageRequest],
+    fn install_steps(_: &ImageContext, packages: &[PackageRequest],
         _: &StepOptions,
     ) -> Result<Vec<Step>, ResolverError> {
         let mut argv = args(&["apk", "add", "--no-cache"]);
@@ -23,7 +22,7 @@ impl Resolver for Apk {
         Ok(vec![step(argv)])
     }
 
-    fn query_argv(names: &[String]) -> Result<Vec<String>, ResolverError> {
+    fn query_argv(_: &ImageContext, names: &[String]) -> Result<Vec<String>, ResolverError> {
         let mut argv = args(&["apk", "list", "--installed"]);
         argv.extend(names.iter().cloned());
         Ok(argv)
@@ -32,7 +31,7 @@ impl Resolver for Apk {
     /// Accepts `apk list --installed` lines (`musl-1.2.5-r0 x86_64 {musl}
     /// (MIT) [installed]`) and `apk info -v` lines (`musl-1.2.5-r0`); warnings
     /// are skipped.
-    fn parse_query(output: &str) -> Result<Vec<InstalledPackage>, ResolverError> {
+    fn parse_query(_: &ImageContext, _: &[String], output: &str) -> Result<Vec<InstalledPackage>, ResolverError> {
         let mut out = Vec::new();
         for line in lines(output) {
             if line.starts_with("WARNING:") || line.starts_with("ERROR:") {
@@ -49,7 +48,7 @@ impl Resolver for Apk {
         Ok(out)
     }
 
-    fn validate_name(name: &str) -> Result<(), ResolverError> {
+    fn validate_name(_: &ImageContext, name: &str) -> Result<(), ResolverError> {
         let ok = |c: char| c.is_ascii_alphanumeric() || "._+-".contains(c);
         check_name(Self::NAME, name, 128, |c| c.is_ascii_alphanumeric(), ok)
     }

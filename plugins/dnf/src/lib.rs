@@ -6,13 +6,12 @@ struct Dnf;
 
 impl Resolver for Dnf {
     const NAME: &'static str = "dnf";
-    const VERSION: &'static str = "1.0.0";
+    const VERSION: &'static str = "1.1.0";
     const DETECT_PATHS: &'static [&'static str] = &["usr/bin/dnf", "usr/bin/dnf5"];
 
     // No refresh step: `dnf install` refreshes expired metadata itself.
 
-    fn install_steps(
-        packages: &[PackageRequest],
+    fn install_steps(_: &ImageContext, packages: &[PackageRequest],
         _: &StepOptions,
     ) -> Result<Vec<Step>, ResolverError> {
         // Weak dependencies are the rpm world's "recommends": keep images lean.
@@ -24,15 +23,15 @@ impl Resolver for Dnf {
         Ok(vec![step(argv)])
     }
 
-    fn query_argv(names: &[String]) -> Result<Vec<String>, ResolverError> {
+    fn query_argv(_: &ImageContext, names: &[String]) -> Result<Vec<String>, ResolverError> {
         Ok(rpm::query_argv(names))
     }
 
-    fn parse_query(output: &str) -> Result<Vec<InstalledPackage>, ResolverError> {
+    fn parse_query(_: &ImageContext, _: &[String], output: &str) -> Result<Vec<InstalledPackage>, ResolverError> {
         rpm::parse_query(output)
     }
 
-    fn validate_name(name: &str) -> Result<(), ResolverError> {
+    fn validate_name(_: &ImageContext, name: &str) -> Result<(), ResolverError> {
         rpm::validate_name(Self::NAME, name)
     }
 }

@@ -6,16 +6,15 @@ struct Pacman;
 
 impl Resolver for Pacman {
     const NAME: &'static str = "pacman";
-    const VERSION: &'static str = "1.0.0";
+    const VERSION: &'static str = "1.1.0";
     const DETECT_PATHS: &'static [&'static str] = &["usr/bin/pacman"];
 
     /// Container rootfs images may ship without sync databases; `-S` needs them.
-    fn refresh_steps(_: &StepOptions) -> Result<Vec<Step>, ResolverError> {
+    fn refresh_steps(_: &ImageContext, _: &StepOptions) -> Result<Vec<Step>, ResolverError> {
         Ok(vec![step(args(&["pacman", "-Sy", "--noconfirm"]))])
     }
 
-    fn install_steps(
-        packages: &[PackageRequest],
+    fn install_steps(_: &ImageContext, packages: &[PackageRequest],
         _: &StepOptions,
     ) -> Result<Vec<Step>, ResolverError> {
         // The sync repositories carry one version per package: an exact
@@ -32,7 +31,7 @@ impl Resolver for Pacman {
         Ok(vec![step(argv)])
     }
 
-    fn query_argv(names: &[String]) -> Result<Vec<String>, ResolverError> {
+    fn query_argv(_: &ImageContext, names: &[String]) -> Result<Vec<String>, ResolverError> {
         let mut argv = args(&["pacman", "-Q"]);
         argv.extend(names.iter().cloned());
         Ok(argv)
@@ -40,7 +39,7 @@ impl Resolver for Pacman {
 
     /// `name version` per line; `error: package 'x' was not found` (stderr,
     /// but tolerated if merged) is skipped.
-    fn parse_query(output: &str) -> Result<Vec<InstalledPackage>, ResolverError> {
+    fn parse_query(_: &ImageContext, _: &[String], output: &str) -> Result<Vec<InstalledPackage>, ResolverError> {
         let mut out = Vec::new();
         for line in lines(output) {
             if line.starts_with("error: package '") && line.ends_with("' was not found") {
@@ -60,7 +59,7 @@ impl Resolver for Pacman {
     }
 
     /// makepkg: `[a-z0-9@._+-]`, not starting with `-` or `.`.
-    fn validate_name(name: &str) -> Result<(), ResolverError> {
+    fn validate_name(_: &ImageContext, name: &str) -> Result<(), ResolverError> {
         let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "@._+-".contains(c);
         check_name(Self::NAME, name, 128, |c| ok(c) && c != '.', ok)
     }

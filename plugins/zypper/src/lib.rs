@@ -6,10 +6,10 @@ struct Zypper;
 
 impl Resolver for Zypper {
     const NAME: &'static str = "zypper";
-    const VERSION: &'static str = "1.0.0";
+    const VERSION: &'static str = "1.1.0";
     const DETECT_PATHS: &'static [&'static str] = &["usr/bin/zypper"];
 
-    fn refresh_steps(_: &StepOptions) -> Result<Vec<Step>, ResolverError> {
+    fn refresh_steps(_: &ImageContext, _: &StepOptions) -> Result<Vec<Step>, ResolverError> {
         Ok(vec![step(args(&[
             "zypper",
             "--non-interactive",
@@ -17,8 +17,7 @@ impl Resolver for Zypper {
         ]))])
     }
 
-    fn install_steps(
-        packages: &[PackageRequest],
+    fn install_steps(_: &ImageContext, packages: &[PackageRequest],
         _: &StepOptions,
     ) -> Result<Vec<Step>, ResolverError> {
         let mut argv = args(&["zypper", "--non-interactive", "install", "--no-recommends"]);
@@ -29,15 +28,15 @@ impl Resolver for Zypper {
         Ok(vec![step(argv)])
     }
 
-    fn query_argv(names: &[String]) -> Result<Vec<String>, ResolverError> {
+    fn query_argv(_: &ImageContext, names: &[String]) -> Result<Vec<String>, ResolverError> {
         Ok(rpm::query_argv(names))
     }
 
-    fn parse_query(output: &str) -> Result<Vec<InstalledPackage>, ResolverError> {
+    fn parse_query(_: &ImageContext, _: &[String], output: &str) -> Result<Vec<InstalledPackage>, ResolverError> {
         rpm::parse_query(output)
     }
 
-    fn validate_name(name: &str) -> Result<(), ResolverError> {
+    fn validate_name(_: &ImageContext, name: &str) -> Result<(), ResolverError> {
         rpm::validate_name(Self::NAME, name)
     }
 }

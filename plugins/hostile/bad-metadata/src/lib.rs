@@ -10,16 +10,16 @@ impl Resolver for BadMetadata {
     const VERSION: &'static str = "0.0.1";
     const DETECT_PATHS: &'static [&'static str] = &["usr/bin/apt-get"];
 
-    fn install_steps(_: &[PackageRequest], _: &StepOptions) -> Result<Vec<Step>, ResolverError> {
+    fn install_steps(_: &ImageContext, _: &[PackageRequest], _: &StepOptions) -> Result<Vec<Step>, ResolverError> {
         Ok(vec![step(args(&["true"]))])
     }
-    fn query_argv(_: &[String]) -> Result<Vec<String>, ResolverError> {
+    fn query_argv(_: &ImageContext, _: &[String]) -> Result<Vec<String>, ResolverError> {
         Ok(args(&["true"]))
     }
-    fn parse_query(_: &str) -> Result<Vec<InstalledPackage>, ResolverError> {
+    fn parse_query(_: &ImageContext, _: &[String], _: &str) -> Result<Vec<InstalledPackage>, ResolverError> {
         Ok(Vec::new())
     }
-    fn validate_name(_: &str) -> Result<(), ResolverError> {
+    fn validate_name(_: &ImageContext, _: &str) -> Result<(), ResolverError> {
         Ok(())
     }
 }

@@ -20,10 +20,11 @@ impl Resolver for Misbehave {
     const NAME: &'static str = "misbehave";
     const VERSION: &'static str = "0.0.1";
     const DETECT_PATHS: &'static [&'static str] = &["hostile/never-present"];
+    const DETECT_FILES: &'static [&'static str] = &["hostile/variant"];
 
     /// `loop`: spins forever; `membomb`: allocates until it dies; `recurse`:
     /// unbounded recursion; `panic`: aborts. Anything else is fine.
-    fn validate_name(name: &str) -> Result<(), ResolverError> {
+    fn validate_name(_: &ImageContext, name: &str) -> Result<(), ResolverError> {
         match name {
             "loop" => {
                 let mut i = 0u64;
@@ -49,8 +50,7 @@ impl Resolver for Misbehave {
 
     /// `nul`: argv with a NUL byte; `empty`: empty argv; `huge`: 200 000
     /// arguments; `long`: a 1 MiB argument; `env`: an env key with `=`.
-    fn install_steps(
-        packages: &[PackageRequest],
+    fn install_steps(_: &ImageContext, packages: &[PackageRequest],
         _: &StepOptions,
     ) -> Result<Vec<Step>, ResolverError> {
         let argv = match packages.first().map(|p| p.name.as_str()) {
@@ -64,14 +64,14 @@ impl Resolver for Misbehave {
         Ok(vec![step(argv)])
     }
 
-    fn query_argv(_: &[String]) -> Result<Vec<String>, ResolverError> {
+    fn query_argv(_: &ImageContext, _: &[String]) -> Result<Vec<String>, ResolverError> {
         Ok(args(&["true"]))
     }
 
     /// `gigantic`: 150 000 records (over the host's 100 000 cap); `badname`: a name the host must refuse;
     /// `invalid-utf8`: a string that is not UTF-8 (the component model must
     /// reject it when the host lifts it).
-    fn parse_query(output: &str) -> Result<Vec<InstalledPackage>, ResolverError> {
+    fn parse_query(_: &ImageContext, _: &[String], output: &str) -> Result<Vec<InstalledPackage>, ResolverError> {
         match output {
             "gigantic" => Ok(vec![package("p", "1"); 150_000]),
             "badname" => Ok(vec![package("-rf", "1")]),
@@ -82,9 +82,44 @@ impl Resolver for Misbehave {
                 Ok(vec![InstalledPackage {
                     name: bad,
                     version: "1".to_string(),
+                    satisfies: Vec::new(),
                 }])
             }
+            // 1.1: claims to satisfy a name nobody asked for.
+            "satisfies-unrequested" => Ok(vec![package("p", "1").satisfying("sudo")]),
             _ => Ok(Vec::new()),
+        }
+    }
+
+    /// 1.1: a variant with a terminal escape when `hostile/variant` says so.
+    fn detect(present: &[String], files: &[DetectFile]) -> Option<Detection> {
+        if files.iter().any(|f| f.contents.trim() == "escape") {
+            return Some(Detection::variant("\u{1b}[2Jpwned"));
+        }
+        (!present.is_empty()).then(Detection::default)
+    }
+
+    /// 1.1: `unasked` reports a name it was not asked about; `flood` returns
+    /// 600 000 candidates (over the host's cap).
+    fn available_argv(_: &ImageContext, _: &[String]) -> Result<Option<Vec<String>>, ResolverError> {
+        Ok(Some(args(&["true"])))
+    }
+
+    fn parse_available(
+        _: &ImageContext,
+        _: &[String],
+        output: &str,
+    ) -> Result<Availability, ResolverError> {
+        match output {
+            "unasked" => Ok(Availability {
+                unknown: vec!["sudo".to_string()],
+                candidates: Vec::new(),
+            }),
+            "flood" => Ok(Availability {
+                unknown: Vec::new(),
+                candidates: vec!["p".to_string(); 600_000],
+            }),
+            _ => Ok(Availability::default()),
         }
     }
 }
