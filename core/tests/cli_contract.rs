@@ -1097,3 +1097,33 @@ fn a_usage_error_with_non_utf8_arguments_is_exit_2_not_a_panic() {
         assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     }
 }
+
+/// A hostile manifest that picks the mock backend and names host paths as packages: the build
+/// refuses the names (exit 2) and writes nothing outside the store, also with a lock that
+/// pins them.
+#[test]
+fn mock_package_names_cannot_name_host_paths() {
+    let kp = Kp::new();
+    let victim = kp.dir.path().join("victim");
+    std::fs::write(&victim, "mine\n").unwrap();
+    for name in [
+        victim.to_str().unwrap(),
+        "../../../../../../victim-x",
+        "a/b",
+    ] {
+        kp.manifest(
+            "karapace.toml",
+            &format!(
+                "manifest_version = 1\n[base]\nimage = \"rolling\"\n[system]\npackages = [\"{name}\"]\n[runtime]\nbackend = \"mock\"\n"
+            ),
+        );
+        let out = kp.run(&["build"]);
+        assert_eq!(code(&out), 2, "{name}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not valid for the mock backend"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine\n");
+}

@@ -84,11 +84,29 @@ pub fn resolve(packages: &[String], locked: &[(String, String)]) -> Vec<(String,
 
 /// Writes the dependency layer for `resolved` packages into `dir`: one file per package under
 /// [`PACKAGE_DB`] holding its version.
+///
+/// A name is a file name here, so only one plain path component is accepted: a manifest's
+/// package names are someone else's data, and `db.join("/home/u/.bashrc")` would be that path.
 pub fn write_dependency_tree(dir: &Path, resolved: &[(String, String)]) -> io::Result<()> {
     let db = dir.join(PACKAGE_DB);
     fs::create_dir_all(&db)?;
     for (name, version) in resolved {
-        fs::write(db.join(name), format!("{version}\n"))?;
+        let mut parts = Path::new(name).components();
+        if !matches!(
+            (parts.next(), parts.next()),
+            (Some(std::path::Component::Normal(_)), None)
+        ) || name.contains('/')
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("package name {name:?} is not a plain file name"),
+            ));
+        }
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(db.join(name))
+            .and_then(|mut f| io::Write::write_all(&mut f, format!("{version}\n").as_bytes()))?;
     }
     Ok(())
 }
@@ -96,6 +114,32 @@ pub fn write_dependency_tree(dir: &Path, resolved: &[(String, String)]) -> io::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_names_never_leave_the_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        for name in [
+            outside.to_str().expect("utf8"),
+            "../../outside",
+            "a/b",
+            "..",
+            ".",
+            "",
+        ] {
+            let r = write_dependency_tree(
+                &dir.path().join("layer"),
+                &[(name.to_owned(), "1\n".to_owned())],
+            );
+            assert!(r.is_err(), "{name:?} was accepted");
+        }
+        assert!(!outside.exists());
+        write_dependency_tree(
+            &dir.path().join("layer"),
+            &[("curl".to_owned(), "1".to_owned())],
+        )
+        .expect("a plain name");
+    }
 
     #[test]
     fn resolve_prefers_locked_versions() {

@@ -29,6 +29,15 @@ impl RuntimeBackend for Mock {
             .iter()
             .map(|p| (p.name.clone(), p.version.clone()))
             .collect();
+        // The mock has no plugin to own the names' grammar: it keeps the portable one (its
+        // package database names files after the packages).
+        for name in &manifest.system_packages {
+            karapace_schema::validate_portable_package_name(name).map_err(|e| {
+                CoreError::Usage(format!(
+                    "package name {name:?} is not valid for the mock backend: {e}"
+                ))
+            })?;
+        }
         let resolved = mock::resolve(&manifest.system_packages, &locked);
         let mut dependency_layers = Vec::new();
         if !resolved.is_empty() {
