@@ -187,12 +187,11 @@ pub fn prepare(
         return Err(Refusal::Invalid("empty argv".into()));
     }
     // Joining shares a running session's overlay: only sessions of a stored
-    // environment, run as the caller, ever join one.
-    if !spec.join.is_empty()
-        && (!matches!(spec.upper, Upper::Store { .. }) || spec.identity != Identity::Caller)
-    {
+    // environment ever join one. A root session (`exec --root`) may, into a session whose
+    // user namespace has the id maps it would have written itself (checked when joining).
+    if !spec.join.is_empty() && !matches!(spec.upper, Upper::Store { .. }) {
         return Err(Refusal::Invalid(
-            "only caller sessions of a stored environment can join another session".into(),
+            "only sessions of a stored environment can join another session".into(),
         ));
     }
     check_hostname(&spec.hostname)?;

@@ -188,10 +188,7 @@ fn join_refuses_what_is_not_a_session() {
     ];
     assert_eq!(refused(&spec), Refusal::NoJoinTarget);
 
-    // Joining needs a stored environment and the caller's identity.
-    let mut root_spec = spec.clone();
-    root_spec.identity = Identity::Root;
-    assert!(matches!(refused(&root_spec), Refusal::Invalid(_)));
+    // Joining needs a stored environment.
     let mut tmpfs_spec = spec.clone();
     tmpfs_spec.upper = Upper::Tmpfs { size_mb: 8 };
     assert!(matches!(refused(&tmpfs_spec), Refusal::Invalid(_)));
@@ -201,6 +198,56 @@ fn join_refuses_what_is_not_a_session() {
     assert!(matches!(refused(&spec), Refusal::TooLarge { .. }));
 
     assert!(!pwned.exists(), "a refused request ran its workload");
+}
+
+/// A session runs as its identity inside the namespace it joins, so it joins only one whose id
+/// maps are those it would have written: for a user, a root session (0 → the user) and a plain
+/// one (the user → the user) never share namespaces, whatever the core's records say; for root
+/// on the host both map 0 → 0. Root sessions join root sessions.
+#[test]
+fn sessions_join_only_sessions_with_their_id_maps() {
+    let s = store();
+    let caller_is_root = nix::unistd::geteuid().is_root();
+    let mut plain = hc::spawn(&persistent(&s, "exec sleep 60"), StdioMode::Null).expect("plain");
+    plain.wait_started().expect("plain started");
+    let mut as_root = persistent(&s, "id -u");
+    as_root.identity = Identity::Root;
+    as_root.join = vec![target_of(&plain)];
+    if caller_is_root {
+        let (code, out) = common::out(&as_root);
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "0\n"),
+            "root joins root's plain session"
+        );
+    } else {
+        match refused(&as_root) {
+            Refusal::BadJoinTarget { why, .. } => assert!(why.contains("maps other ids"), "{why}"),
+            other => panic!("a root session joined a plain one: {other:?}"),
+        }
+    }
+    stop(plain);
+
+    let mut first_root = persistent(&s, "exec sleep 60");
+    first_root.identity = Identity::Root;
+    let mut root = hc::spawn(&first_root, StdioMode::Null).expect("root session");
+    root.wait_started().expect("root started");
+    let mut second = persistent(&s, "id -u; grep CapEff /proc/self/status");
+    second.identity = Identity::Root;
+    second.join = vec![target_of(&root)];
+    let (code, out) = common::out(&second);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("0\n"), "{out}");
+    let mut caller = persistent(&s, "echo joined > /var/joined-root");
+    caller.join = vec![target_of(&root)];
+    if !caller_is_root {
+        assert!(
+            matches!(refused(&caller), Refusal::BadJoinTarget { .. }),
+            "a plain session joined a root one"
+        );
+        assert!(!s.root.join("envs/e1/upper/var/joined-root").exists());
+    }
+    stop(root);
 }
 
 /// A joined session's init (forked from a helper that held the core's socket and the request's

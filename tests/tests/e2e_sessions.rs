@@ -7,6 +7,9 @@
 //! Runs in the root pass (it switches users with `runuser`); the users come from
 //! `scripts/test-all`.
 
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
 use karapace_tests::{Karapace, Mirror, TestDir, UserDir, switching_users};
 
 /// The base image alone: everything else is installed by hand, in a session.
@@ -31,14 +34,23 @@ fn apt_in_a_session(k: &Karapace, who: &str) {
     let refused = k.exec("s", &install);
     assert!(!refused.success(), "{who}: apt-get install without --root");
     let hint = format!(
-        "hint: package managers need root inside the environment: \
-         karapace exec --root s -- {}",
+        "hint: package managers need root inside the environment: karapace --store {} \
+         exec --root s -- {}",
+        k.store().display(),
         install.join(" ")
     );
     assert!(
         refused.stderr_str().contains(&hint),
         "{who}: {}",
         refused.stderr_str()
+    );
+    // A query that fails is not a matter of root: no hint.
+    let query = k.exec("s", &["dpkg", "-s", "jq"]);
+    assert!(!query.success(), "{who}: jq is not installed yet");
+    assert!(
+        !query.stderr_str().contains("hint:"),
+        "{who}: {}",
+        query.stderr_str()
     );
 
     // Root inside: apt's own sandbox (a switch to `_apt`, or root where it cannot) and the
@@ -85,6 +97,80 @@ fn apt_in_a_session(k: &Karapace, who: &str) {
         "/usr/bin/jq",
     ]);
     assert_eq!(owner.stdout_str(), "root\n", "{who}");
+    sessions_side_by_side(k, who);
+}
+
+/// A session of an environment joins the sessions already running in it (its overlay is mounted
+/// once). A `--root` session's user namespace maps a user's ids differently from a plain one's,
+/// so for a user the two kinds cannot share one and the second is refused with a message that
+/// says why and what to do; for root on the host they map the same ids and join each other.
+fn sessions_side_by_side(k: &Karapace, who: &str) {
+    let host_root = who == "root";
+    for first_root in [false, true] {
+        let mut first = vec!["exec"];
+        if first_root {
+            first.push("--root");
+        }
+        first.extend([
+            "s",
+            "--",
+            "sh",
+            "-c",
+            "echo up > /var/tmp/first; exec sleep 120",
+        ]);
+        let (mut cmd, _) = k.command(&first);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the first session");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while k.json(&["inspect", "s"])["state"] != "Running" {
+            assert!(
+                Instant::now() < deadline,
+                "{who}: the first session never ran"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut second = vec!["exec"];
+        if !first_root {
+            second.push("--root");
+        }
+        second.extend([
+            "s",
+            "--",
+            "sh",
+            "-c",
+            "while [ ! -e /var/tmp/first ]; do sleep 0.05; done; id -u",
+        ]);
+        let out = k.run(&second);
+        if host_root {
+            out.assert_success();
+            // Root's plain sessions are uid 0 inside too.
+            assert_eq!(out.stdout_str(), "0\n", "root joins either kind");
+        } else {
+            assert!(
+                !out.success(),
+                "{who}: first --root={first_root}: joined {out:?}"
+            );
+            let err = out.stderr_str();
+            let expected = if first_root {
+                "cannot start a session of 's' while 1 --root session(s) run in it"
+            } else {
+                "cannot start a --root session of 's' while 1 session(s) without --root run in it"
+            };
+            assert!(err.contains(expected), "{who}: {err}");
+            assert!(err.contains("karapace stop s"), "{who}: {err}");
+        }
+        k.ok(&["stop", "s"]);
+        let status = child.wait().expect("wait for the first session");
+        assert!(
+            !status.success(),
+            "{who}: the stopped session ended by a signal"
+        );
+        k.ok(&["exec", "--root", "s", "--", "rm", "-f", "/var/tmp/first"]);
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use karapace_protocol::Refusal;
+use karapace_protocol::{Identity, Refusal};
 use nix::unistd::Pid;
 
 /// One subordinate id range from /etc/subuid or /etc/subgid.
@@ -41,6 +41,59 @@ impl IdMap {
             _ => Err(Refusal::NoSubordinateRange),
         }
     }
+}
+
+/// One line of a `uid_map` or `gid_map`: first id inside, first id outside, count.
+pub type MapLine = (u32, u32, u32);
+
+/// The `uid_map` and `gid_map` lines of a user namespace, as its creator's namespace reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapLines {
+    pub uid: Vec<MapLine>,
+    pub gid: Vec<MapLine>,
+}
+
+impl IdMap {
+    /// The lines this map gives the namespace of a session of the caller `uid`/`gid` whose
+    /// workload runs as `identity` (what [`write_single`], [`write_subordinate`] and
+    /// [`write_identity`] write).
+    pub fn lines(&self, identity: Identity, uid: u32, gid: u32) -> MapLines {
+        match *self {
+            IdMap::Single => {
+                let (iu, ig) = match identity {
+                    Identity::Root => (0, 0),
+                    Identity::Caller => (uid, gid),
+                };
+                MapLines {
+                    uid: vec![(iu, uid, 1)],
+                    gid: vec![(ig, gid, 1)],
+                }
+            }
+            IdMap::Subordinate { uid: u, gid: g } => MapLines {
+                uid: vec![(0, uid, 1), (1, u.start, u.count)],
+                gid: vec![(0, gid, 1), (1, g.start, g.count)],
+            },
+            IdMap::Identity { count } => MapLines {
+                uid: vec![(0, 0, count)],
+                gid: vec![(0, 0, count)],
+            },
+        }
+    }
+}
+
+/// Parses the text of a `/proc/<pid>/uid_map` or `gid_map`; `None` if it is not a list of
+/// three-number lines.
+pub fn parse_map(text: &str) -> Option<Vec<MapLine>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut f = l.split_whitespace().map(|v| v.parse::<u32>().ok());
+            match (f.next()??, f.next()??, f.next()??, f.next()) {
+                (a, b, c, None) => Some((a, b, c)),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// Writes identity maps of `count` ids for `pid` (the caller is root on the host, which may
@@ -160,4 +213,44 @@ pub fn write_single(
     w("/proc/self/setgroups", "deny".to_string())?;
     w("/proc/self/uid_map", format!("{uid_inside} {uid_host} 1"))?;
     w("/proc/self/gid_map", format!("{gid_inside} {gid_host} 1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{IdMap, Identity, SubRange, parse_map};
+
+    #[test]
+    fn proc_maps_parse_as_written_and_garbage_does_not() {
+        let text = "         0       1001          1\n         1     100000      65536\n";
+        assert_eq!(
+            parse_map(text),
+            Some(vec![(0, 1001, 1), (1, 100_000, 65_536)])
+        );
+        assert_eq!(parse_map(""), Some(vec![]));
+        assert_eq!(parse_map("0 1001"), None);
+        assert_eq!(parse_map("0 1001 1 4"), None);
+        assert_eq!(parse_map("0 -1 1"), None);
+    }
+
+    #[test]
+    fn plain_and_root_sessions_of_a_user_have_different_maps() {
+        let (uid, gid) = (1001, 1002);
+        let plain = IdMap::Single.lines(Identity::Caller, uid, gid);
+        let collapsed_root = IdMap::Single.lines(Identity::Root, uid, gid);
+        let r = SubRange {
+            start: 100_000,
+            count: 65_536,
+        };
+        let root = IdMap::Subordinate { uid: r, gid: r }.lines(Identity::Root, uid, gid);
+        assert_eq!(plain.uid, vec![(1001, 1001, 1)]);
+        assert_eq!(collapsed_root.gid, vec![(0, 1002, 1)]);
+        assert_ne!(plain, collapsed_root);
+        assert_ne!(plain, root);
+        // Root on the host: plain and --root sessions share the identity maps.
+        let full = IdMap::Identity { count: 65_536 };
+        assert_eq!(
+            full.lines(Identity::Caller, 0, 0),
+            full.lines(Identity::Root, 0, 0)
+        );
+    }
 }

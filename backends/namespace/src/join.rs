@@ -27,6 +27,7 @@ use nix::sys::statfs::{FsType, statfs};
 use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, pipe2};
 
+use crate::idmap::{self, MapLines};
 use crate::{Launched, Prepared, Step, init, sys};
 
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
@@ -77,7 +78,20 @@ fn same_ns(pid: u32, ns: &str) -> Result<bool, Verdict> {
     Ok((theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()))
 }
 
-fn check(t: JoinTarget, uid: u32, gid: u32) -> Result<Target, Verdict> {
+/// The id maps of the user namespace of `pid` (as this process's namespace reads them).
+fn maps_of(pid: i32) -> Result<MapLines, Verdict> {
+    let read = |file: &str| {
+        let text =
+            std::fs::read_to_string(format!("/proc/{pid}/{file}")).map_err(|_| Verdict::Gone)?;
+        idmap::parse_map(&text).ok_or_else(|| Verdict::Bad(format!("unreadable {file}")))
+    };
+    Ok(MapLines {
+        uid: read("uid_map")?,
+        gid: read("gid_map")?,
+    })
+}
+
+fn check(t: JoinTarget, uid: u32, gid: u32, maps: &MapLines) -> Result<Target, Verdict> {
     let pid = i32::try_from(t.pid).map_err(|_| Verdict::Bad("pid out of range".into()))?;
     if pid <= 1 {
         return Err(Verdict::Bad("not a session process".into()));
@@ -104,6 +118,16 @@ fn check(t: JoinTarget, uid: u32, gid: u32) -> Result<Target, Verdict> {
             return Err(Verdict::Bad(format!("shares the helper's {ns} namespace")));
         }
     }
+    // The workload runs as the request's identity inside the namespace it joins: in one whose
+    // maps differ (a `--root` session's, for a plain one) it would run as another host id, or
+    // fail to become root at all.
+    if maps_of(pid)? != *maps {
+        return Err(Verdict::Bad(
+            "its user namespace maps other ids than this session needs (sessions with and \
+             without --root cannot share an environment's namespaces)"
+                .into(),
+        ));
+    }
     let fs = statfs(format!("/proc/{pid}/root").as_str()).map_err(|_| Verdict::Gone)?;
     let magic = fs.filesystem_type();
     if magic != FsType(OVERLAYFS_SUPER_MAGIC) && magic != FsType(FUSE_SUPER_MAGIC) {
@@ -112,10 +136,16 @@ fn check(t: JoinTarget, uid: u32, gid: u32) -> Result<Target, Verdict> {
     Ok(Target { pidfd })
 }
 
-/// The first target that is still running, checked.
-pub fn open_target(targets: &[JoinTarget], uid: u32, gid: u32) -> Result<Target, Refusal> {
+/// The first target that is still running, checked; `maps` are the id maps the request would
+/// have written itself.
+pub fn open_target(
+    targets: &[JoinTarget],
+    uid: u32,
+    gid: u32,
+    maps: &MapLines,
+) -> Result<Target, Refusal> {
     for t in targets {
-        match check(*t, uid, gid) {
+        match check(*t, uid, gid, maps) {
             Ok(target) => return Ok(target),
             Err(Verdict::Gone) => {}
             Err(Verdict::Bad(why)) => return Err(Refusal::BadJoinTarget { pid: t.pid, why }),
@@ -319,7 +349,8 @@ mod tests {
             nix::unistd::getuid().as_raw(),
             nix::unistd::getgid().as_raw(),
         );
-        let verdict = super::open_target(&[target], uid, gid).map(|_| ());
+        let maps = crate::idmap::IdMap::Single.lines(karapace_protocol::Identity::Caller, uid, gid);
+        let verdict = super::open_target(&[target], uid, gid, &maps).map(|_| ());
         let _ = child.kill();
         let _ = child.wait();
         assert!(

@@ -182,7 +182,8 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
         errno: 0,
     })?;
     if !p.join.is_empty() {
-        let target = join::open_target(&p.join, uid, gid)?;
+        let maps = p.id_map.lines(p.identity, uid, gid);
+        let target = join::open_target(&p.join, uid, gid, &maps)?;
         return join::launch(p, &target);
     }
     let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;

@@ -99,7 +99,8 @@ pub fn detect_paths(paths: &[String]) -> Result<(), String> {
 }
 
 /// A variant string (1.1 `detection.variant`): at most
-/// [`MAX_VARIANT_BYTES`], no control characters (it is shown to the user).
+/// [`MAX_VARIANT_BYTES`], no control or invisible formatting characters (it is shown to the
+/// user).
 pub fn variant(value: &str) -> Result<(), String> {
     if value.len() > MAX_VARIANT_BYTES {
         Err(format!(
@@ -107,9 +108,12 @@ pub fn variant(value: &str) -> Result<(), String> {
             preview(value),
             value.len()
         ))
-    } else if value.chars().any(char::is_control) {
+    } else if value
+        .chars()
+        .any(|c| c.is_control() || karapace_schema::is_invisible_format(c))
+    {
         Err(format!(
-            "variant {} contains control characters",
+            "variant {} contains control or invisible formatting characters",
             preview(value)
         ))
     } else {
@@ -131,7 +135,8 @@ pub fn v1_0_name(value: &str) -> Result<(), String> {
 
 /// A package name or version going to / coming from a plugin: bounded,
 /// non-empty, no leading `-` (could act as an option), no whitespace or
-/// control characters (would break lock files and argv).
+/// control characters (would break lock files and argv), no invisible
+/// formatting characters (would make one name look like another).
 pub fn token(what: &str, value: &str, max: usize) -> Result<(), String> {
     let why = if value.is_empty() {
         Some("is empty")
@@ -139,8 +144,11 @@ pub fn token(what: &str, value: &str, max: usize) -> Result<(), String> {
         Some("is too long")
     } else if value.starts_with('-') {
         Some("starts with '-'")
-    } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Some("contains whitespace or control characters")
+    } else if value
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || karapace_schema::is_invisible_format(c))
+    {
+        Some("contains whitespace, control or invisible formatting characters")
     } else {
         None
     };
@@ -237,6 +245,7 @@ mod tests {
         assert!(token("name", "", 10).is_err());
         assert!(token("name", "abcdefghijk", 10).is_err());
         assert!(token("name", "libc6:amd64", 20).is_ok());
+        assert!(token("version", "1.0\u{202e}0.2", 20).is_err());
     }
 
     #[test]
@@ -252,6 +261,8 @@ mod tests {
         assert!(variant("").is_ok());
         assert!(variant("debian 12 (bookworm)").is_ok());
         assert!(variant("x\u{1b}[2J").is_err());
+        assert!(variant("debian\u{200b}").is_err());
+        assert!(variant("Debian GNU/Linux — ünïcode").is_ok());
         assert!(variant(&"x".repeat(MAX_VARIANT_BYTES + 1)).is_err());
         assert!(v1_0_name("libstdc++6").is_ok());
         assert!(v1_0_name("app-editors/vim").is_err());

@@ -28,8 +28,8 @@ pub use manifest::{
     RuntimeSection, SystemSection, load_manifest, parse_manifest, rewrite_base_image,
 };
 pub use names::{
-    MAX_ENV_NAME_LEN, MAX_PACKAGE_NAME_LEN, similar, validate_env_name, validate_package_name,
-    validate_portable_package_name,
+    MAX_ENV_NAME_LEN, MAX_PACKAGE_NAME_LEN, is_invisible_format, similar, validate_env_name,
+    validate_package_name, validate_portable_package_name,
 };
 pub use normalize::{Backend, MountSpec, NormalizedManifest};
 

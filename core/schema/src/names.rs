@@ -4,8 +4,8 @@
 //! resolver plugin, and each plugin owns its manager's grammar (a Gentoo atom
 //! is `=app-editors/vim-9.1`, a Debian name may carry `:amd64`). The manifest
 //! therefore only refuses what is unsafe as one argv element whatever the
-//! manager: empty, too long, a leading '-' (an option), whitespace or control
-//! characters (NUL included). [`validate_package_name`] is that rule.
+//! manager: empty, too long, a leading '-' (an option), whitespace, control
+//! characters (NUL included) or invisible formatting characters (bidi overrides). [`validate_package_name`] is that rule.
 //!
 //! [`validate_portable_package_name`] is the older intersection of apt, dnf,
 //! zypper, pacman and apk (no pin or operator characters such as '=', ':',
@@ -21,7 +21,8 @@ pub const MAX_PACKAGE_NAME_LEN: usize = 128;
 pub const MAX_ENV_NAME_LEN: usize = 64;
 
 const PACKAGE_ALLOWED: &str = "ASCII letters, digits and . + - _ @";
-const ARGV_ALLOWED: &str = "any character except whitespace and control characters";
+const ARGV_ALLOWED: &str =
+    "any character except whitespace, control characters and invisible formatting characters";
 const ENV_ALLOWED: &str = "ASCII letters, digits, '_' and '-'";
 
 /// Up to `max` of `candidates` close to `query` ("did you mean"), closest first.
@@ -64,8 +65,34 @@ pub fn validate_package_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::LeadingDash);
     }
     check_chars(name, ARGV_ALLOWED, |c| {
-        !c.is_whitespace() && !c.is_control()
+        !c.is_whitespace() && !c.is_control() && !is_invisible_format(c)
     })
+}
+
+/// Unicode format characters (category Cf) that change how text around them is shown without
+/// showing themselves: bidirectional overrides and isolates (U+202A–U+202E, U+2066–U+2069),
+/// zero-width characters, the soft hyphen, the byte order mark, tag characters. In a name shown
+/// to a user (a lock's package list, a `diff`, a plugin's variant) they make one name look like
+/// another (`"vim\u{202e}lanimret"`), so names and other shown strings refuse them.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 /// Checks a name against the cross-manager grammar
@@ -141,6 +168,20 @@ mod tests {
             assert_eq!(validate_package_name(n), Ok(()), "{n}");
         }
         assert_eq!(validate_portable_package_name(&"a".repeat(128)), Ok(()));
+    }
+
+    #[test]
+    fn names_that_look_like_other_names_are_refused() {
+        for name in [
+            "vim\u{202e}mit",
+            "curl\u{200b}",
+            "\u{feff}bash",
+            "jq\u{2066}x",
+        ] {
+            assert!(validate_package_name(name).is_err(), "{name:?}");
+        }
+        // Other non-ASCII letters are the plugin's business.
+        assert_eq!(validate_package_name("paquet-é"), Ok(()));
     }
 
     #[test]

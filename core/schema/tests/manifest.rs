@@ -349,8 +349,9 @@ fn backends() {
 
 #[test]
 fn hostile_package_names_are_manifest_errors() {
-    const ARGV: &str = "any character except whitespace and control characters";
-    let cases: [(&str, &str, NameError); 5] = [
+    const ARGV: &str =
+        "any character except whitespace, control characters and invisible formatting characters";
+    let cases: [(&str, &str, NameError); 6] = [
         ("\"-rf\"", "-rf", NameError::LeadingDash),
         ("\"  --force-yes \"", "--force-yes", NameError::LeadingDash),
         (
@@ -377,6 +378,15 @@ fn hostile_package_names_are_manifest_errors() {
             NameError::InvalidChar {
                 ch: '\u{1b}',
                 index: 1,
+                allowed: ARGV,
+            },
+        ),
+        (
+            "\"vim\\u202emit\"",
+            "vim\u{202e}mit",
+            NameError::InvalidChar {
+                ch: '\u{202e}',
+                index: 3,
                 allowed: ARGV,
             },
         ),

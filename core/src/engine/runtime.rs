@@ -190,6 +190,19 @@ pub fn session_spec(
     })
 }
 
+/// The name session records give the id maps of a session's user namespace
+/// (`karapace_store::SessionInfo::id_maps`): a new session joins only running sessions whose
+/// maps are the ones it would write itself. For root on the host plain and `--root` sessions
+/// map the same ids; a user's plain session maps its own id to itself, a `--root` one maps it
+/// to 0 (with the subordinate range, if any), so the two kinds cannot share namespaces.
+pub fn id_maps_name(spec: &RunSpec) -> &'static str {
+    match (spec.id_map, spec.identity) {
+        (IdMapMode::Full, _) => "full",
+        (_, Identity::Root) => "own-id-as-root",
+        (_, Identity::Caller) => "own-id",
+    }
+}
+
 /// Environment variables of root sessions whose id map is collapsed ([`as_root`]).
 pub const COLLAPSED_SESSION_ENV: [(&str, &str); 1] =
     [("APT_CONFIG", super::policy_layer::APT_COLLAPSED_CONF)];

@@ -322,27 +322,26 @@ impl TreeWorker for Trees {
     }
 }
 
-/// Most differences a helper's diff may report: far beyond any real environment (a million
-/// paths), and a bound on what a writable layer full of hostile names can make the core hold.
-const MAX_DIFF_ENTRIES: usize = 1 << 20;
-
-/// Reads the frames of a helper's diff until the worker closes its output.
+/// Reads the frames of a helper's diff until the worker closes its output, within the bounds
+/// the store's own diff keeps (`karapace_store::DiffBudget`): a helper is not trusted to.
 fn read_diff(from: impl Read) -> io::Result<karapace_store::Diff> {
     use hc::{DiffEntry, FrameError, read_frame};
     let mut from = io::BufReader::with_capacity(1 << 16, from);
     let mut diff = karapace_store::Diff::default();
-    for _ in 0..=MAX_DIFF_ENTRIES {
-        match read_frame::<DiffEntry>(&mut from) {
-            Ok(DiffEntry::Added(p)) => diff.added.push(p),
-            Ok(DiffEntry::Modified(p)) => diff.modified.push(p),
-            Ok(DiffEntry::Removed(p)) => diff.removed.push(p),
+    let mut budget = karapace_store::DiffBudget::default();
+    loop {
+        let (list, path) = match read_frame::<DiffEntry>(&mut from) {
+            Ok(DiffEntry::Added(p)) => (&mut diff.added, p),
+            Ok(DiffEntry::Modified(p)) => (&mut diff.modified, p),
+            Ok(DiffEntry::Removed(p)) => (&mut diff.removed, p),
             Err(FrameError::Closed) => return Ok(diff),
             Err(e) => return Err(io::Error::other(e.to_string())),
-        }
+        };
+        budget
+            .take(path.len())
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        list.push(path);
     }
-    Err(io::Error::other(format!(
-        "more than {MAX_DIFF_ENTRIES} differences"
-    )))
 }
 
 /// Copies `from` into `to` until `from` ends; once `to` is broken the rest is only read.

@@ -9,7 +9,7 @@
 //! (to a host file, say) is never followed; an entry that stops being a regular file between
 //! the listing and the read counts as modified.
 
-use crate::error::{Result, io_at};
+use crate::error::{Result, StoreError, io_at};
 use crate::fsutil::{
     is_not_regular_error, open_dir_beneath, open_regular_beneath, read_link_beneath,
 };
@@ -123,25 +123,34 @@ fn dir_layers(lowers: &[PathBuf], rel: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Every visible lower path strictly below `rel` (merged view).
-fn lower_descendants(lowers: &[PathBuf], rel: &Path, out: &mut Vec<PathBuf>) {
-    let mut names: BTreeSet<OsString> = BTreeSet::new();
-    for d in dir_layers(lowers, rel) {
-        if let Ok(rd) = fs::read_dir(&d) {
-            for e in rd.flatten() {
-                names.insert(e.file_name());
+/// Every visible lower path strictly below `rel` (merged view), handed to `found` one at a
+/// time; stops at the first error `found` returns. Iterative: a deep tree costs heap, not stack.
+fn lower_descendants(
+    lowers: &[PathBuf],
+    rel: &Path,
+    found: &mut impl FnMut(&Path) -> Result<()>,
+) -> Result<()> {
+    let mut dirs = vec![rel.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let mut names: BTreeSet<OsString> = BTreeSet::new();
+        for d in dir_layers(lowers, &dir) {
+            if let Ok(rd) = fs::read_dir(&d) {
+                for e in rd.flatten() {
+                    names.insert(e.file_name());
+                }
+            }
+        }
+        for n in names {
+            let child = dir.join(&n);
+            if let Some((_, m)) = lower_lookup(lowers, &child) {
+                found(&child)?;
+                if m.is_dir() {
+                    dirs.push(child);
+                }
             }
         }
     }
-    for n in names {
-        let child = rel.join(&n);
-        if let Some((_, m)) = lower_lookup(lowers, &child) {
-            out.push(child.clone());
-            if m.is_dir() {
-                lower_descendants(lowers, &child, out);
-            }
-        }
-    }
+    Ok(())
 }
 
 /// Whether `rel` has the same bytes in the trees `a` and `b` (see the module doc for how the
@@ -215,9 +224,53 @@ fn show(rel: &Path) -> String {
     rel.to_string_lossy().into_owned()
 }
 
+/// Most differences one diff reports: far beyond any real environment (a million paths), and a
+/// bound on what a writable layer full of hostile names can make `diff` (and whoever reads a
+/// diff, such as the core from the helper's tree worker) hold.
+pub const MAX_DIFF_ENTRIES: usize = 1 << 20;
+
+/// Most bytes of path names one diff reports (with [`MAX_DIFF_ENTRIES`], a bound on its memory:
+/// a million names of a few kilobytes each would otherwise be gigabytes).
+pub const MAX_DIFF_NAME_BYTES: usize = 256 << 20;
+
+/// The error of a diff past [`MAX_DIFF_ENTRIES`] or [`MAX_DIFF_NAME_BYTES`].
+pub fn too_large_diff() -> StoreError {
+    StoreError::Invalid(format!(
+        "the writable layer differs in more than {MAX_DIFF_ENTRIES} paths or \
+         {} MiB of path names; refusing to list them all",
+        MAX_DIFF_NAME_BYTES >> 20
+    ))
+}
+
+/// Counts what a diff holds against its bounds.
+#[derive(Default)]
+pub struct DiffBudget {
+    entries: usize,
+    bytes: usize,
+}
+
+impl DiffBudget {
+    /// Accounts for one more path of `len` bytes; an error once past either bound.
+    pub fn take(&mut self, len: usize) -> Result<()> {
+        self.entries += 1;
+        self.bytes = self.bytes.saturating_add(len);
+        if self.entries > MAX_DIFF_ENTRIES || self.bytes > MAX_DIFF_NAME_BYTES {
+            return Err(too_large_diff());
+        }
+        Ok(())
+    }
+}
+
 /// Compare an upper directory with lower trees (top first).
 pub fn diff_trees(upper: &Path, lowers: &[PathBuf]) -> Result<Diff> {
     let mut d = Diff::default();
+    let mut budget = DiffBudget::default();
+    let mut note = |list: &mut Vec<String>, rel: &Path| -> Result<()> {
+        let shown = show(rel);
+        budget.take(shown.len())?;
+        list.push(shown);
+        Ok(())
+    };
     let mut stack = vec![PathBuf::new()];
     while let Some(rel_dir) = stack.pop() {
         let shown = upper.join(&rel_dir);
@@ -237,27 +290,26 @@ pub fn diff_trees(upper: &Path, lowers: &[PathBuf]) -> Result<Diff> {
             let Some(um) = lstat(&up) else { continue };
             if is_whiteout(&up, &um) {
                 if lower_lookup(lowers, &rel).is_some() {
-                    d.removed.push(show(&rel));
+                    note(&mut d.removed, &rel)?;
                 }
                 continue;
             }
             match lower_lookup(lowers, &rel) {
-                None => d.added.push(show(&rel)),
+                None => note(&mut d.added, &rel)?,
                 Some((lower, lm)) => {
                     if differs(upper, lower, &rel, &um, &lm)? {
-                        d.modified.push(show(&rel));
+                        note(&mut d.modified, &rel)?;
                     }
                 }
             }
             if um.is_dir() {
                 if is_opaque(&up) {
-                    let mut below = Vec::new();
-                    lower_descendants(lowers, &rel, &mut below);
-                    for p in below {
-                        if lstat(&upper.join(&p)).is_none() {
-                            d.removed.push(show(&p));
+                    lower_descendants(lowers, &rel, &mut |p| {
+                        if lstat(&upper.join(p)).is_none() {
+                            note(&mut d.removed, p)?;
                         }
-                    }
+                        Ok(())
+                    })?;
                 }
                 stack.push(rel);
             }
@@ -286,6 +338,41 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_diff_budget_refuses_past_either_bound() {
+        let mut many = DiffBudget::default();
+        for _ in 0..MAX_DIFF_ENTRIES {
+            many.take(1).unwrap();
+        }
+        assert!(many.take(1).is_err(), "entry bound");
+        let mut long = DiffBudget::default();
+        long.take(MAX_DIFF_NAME_BYTES - 1).unwrap();
+        long.take(1).unwrap();
+        assert!(long.take(1).is_err(), "name bytes bound");
+        assert!(DiffBudget::default().take(usize::MAX).is_err());
+    }
+
+    #[test]
+    fn descendants_of_a_deep_opaque_directory_are_listed_without_recursion() {
+        // Every level of a deep tree is walked (its place is kept on the heap, not the stack).
+        let t = tempfile::tempdir().unwrap();
+        let lower = t.path().join("lower");
+        let mut deep = lower.join("d");
+        for i in 0..50 {
+            deep.push(format!("l{i}"));
+        }
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("f"), b"x").unwrap();
+        let mut seen = Vec::new();
+        lower_descendants(&[lower], Path::new("d"), &mut |p| {
+            seen.push(p.to_path_buf());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.len(), 51, "50 directories and the file");
+        assert!(seen.last().unwrap().ends_with("l49/f"));
+    }
     use std::sync::mpsc;
     use std::time::Duration;
 

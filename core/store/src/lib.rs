@@ -29,7 +29,9 @@ pub mod usage;
 mod verify;
 mod wal;
 
-pub use diff::{Diff, diff_trees};
+pub use diff::{
+    Diff, DiffBudget, MAX_DIFF_ENTRIES, MAX_DIFF_NAME_BYTES, diff_trees, too_large_diff,
+};
 pub use error::{CorruptEntry, StoreError};
 pub use gc::GcReport;
 pub use handover::Handover;

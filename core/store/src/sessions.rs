@@ -40,6 +40,12 @@ pub struct SessionInfo {
     /// that ends at once): its helper is only tearing the environment down.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub workload_ended: bool,
+    /// Which id maps the session's user namespace has, as the engine names them: a session
+    /// joins only a session whose maps are the ones it would have written itself (a `--root`
+    /// session's differ from a plain one's for a caller that is not root). `None` in records
+    /// of older versions; the helper checks the maps of what it joins in any case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_maps: Option<String>,
 }
 
 /// Held while a session is being started (see the module documentation).
@@ -177,6 +183,18 @@ impl Store {
 
     /// Register a session of `pid` in `env_id`; `init` is the session's init process, if any.
     pub fn begin_session(&self, env_id: &str, pid: u32, init: Option<u32>) -> Result<SessionGuard> {
+        self.begin_session_with_maps(env_id, pid, init, None)
+    }
+
+    /// [`Store::begin_session`] for a session whose user namespace has the id maps `id_maps`
+    /// (see [`SessionInfo::id_maps`]).
+    pub fn begin_session_with_maps(
+        &self,
+        env_id: &str,
+        pid: u32,
+        init: Option<u32>,
+        id_maps: Option<&str>,
+    ) -> Result<SessionGuard> {
         let _l = self.lock_exclusive()?;
         self.read_meta_raw(env_id)?;
         let start_time = process_start_time(pid);
@@ -212,6 +230,7 @@ impl Store {
             init_pid,
             init_start_time,
             workload_ended,
+            id_maps: id_maps.map(str::to_owned),
         };
         let record = dir.join(format!(
             "{}.json",
@@ -364,6 +383,7 @@ mod tests {
             init_pid,
             init_start_time,
             workload_ended: false,
+            id_maps: None,
         };
         assert!(!session(Some(me), Some(start)).is_ending());
         assert!(session(Some(me), Some(start + 1)).is_ending());
@@ -380,6 +400,7 @@ mod tests {
         let old: SessionInfo =
             serde_json::from_str(r#"{"pid":1,"start_time":2,"started_at":"x"}"#).expect("parse");
         assert!(!old.workload_ended);
+        assert_eq!(old.id_maps, None);
         assert!(
             !serde_json::to_string(&old)
                 .expect("json")

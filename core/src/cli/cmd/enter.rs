@@ -28,8 +28,14 @@ pub fn run_with(
         terminal::leave_banner();
     }
     if let Ok(code) = code
-        && let Some(hint) =
-            super::root_hint::root_hint(RunMode::Enter, query, command, options, code)
+        && let Some(hint) = super::root_hint::root_hint(
+            RunMode::Enter,
+            query,
+            command,
+            options,
+            ctx.global.store.as_deref(),
+            code,
+        )
     {
         eprintln!("{hint}");
     }

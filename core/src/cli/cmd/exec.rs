@@ -18,7 +18,14 @@ pub fn run_with(
     let code = ctx
         .engine
         .run_with(query, command, RunMode::Exec, options)?;
-    if let Some(hint) = super::root_hint::root_hint(RunMode::Exec, query, command, options, code) {
+    if let Some(hint) = super::root_hint::root_hint(
+        RunMode::Exec,
+        query,
+        command,
+        options,
+        ctx.global.store.as_deref(),
+        code,
+    ) {
         eprintln!("{hint}");
     }
     Ok(code)

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use karapace_helper_client::{self as hc, StdioMode};
-use karapace_store::EnvMetadata;
+use karapace_store::{EnvMetadata, SessionInfo};
 
 use super::{BuildJob, RuntimeBackend, Session};
 use crate::engine::pipeline::{self, Built};
@@ -51,7 +51,7 @@ impl RuntimeBackend for Namespace {
             spec.cwd.clone_from(dir);
         }
         spec.allow_without_landlock = runtime::allow_without_landlock(s.allow_without_landlock)?;
-        let (session, mut guard) = start_session(s.store, &s.env.env_id, &mut spec, s.prespawned)
+        let (session, mut guard) = start_session(s.store, s.env, &mut spec, s.prespawned)
             .map_err(explain_setup_failure)
             .map_err(|e| explain_exec_failure(e, s.env))?;
         // Return as soon as the workload is done; the helper finishes unmounting (and syncing)
@@ -165,14 +165,25 @@ const ENDING_SESSIONS_WAIT: Duration = Duration::from_secs(10);
 /// one may start.
 fn start_session(
     store: &karapace_store::Store,
-    env_id: &str,
+    env: &EnvMetadata,
     spec: &mut hc::RunSpec,
     mut pending: Option<hc::Pending>,
 ) -> Result<(hc::Session, karapace_store::SessionGuard)> {
+    let env_id = env.env_id.as_str();
+    let id_maps = runtime::id_maps_name(spec);
     let _setup = store.session_setup(env_id)?;
     let deadline = Instant::now() + ENDING_SESSIONS_WAIT;
     loop {
         let live = store.sessions(env_id)?;
+        // Records of older versions do not say: the helper compares the maps itself.
+        let same_maps = |s: &&SessionInfo| s.id_maps.as_deref().is_none_or(|m| m == id_maps);
+        let others = live
+            .iter()
+            .filter(|s| !s.is_ending() && !same_maps(s))
+            .count();
+        if others > 0 {
+            return Err(other_maps_running(env, spec.identity, others));
+        }
         spec.join = live
             .iter()
             .filter(|s| !s.is_ending())
@@ -198,8 +209,12 @@ fn start_session(
             store.prune_dead_sessions(env_id);
             match session.wait_started() {
                 Ok(_) => {
-                    let guard =
-                        store.begin_session(env_id, session.helper_pid(), session.init_pid())?;
+                    let guard = store.begin_session_with_maps(
+                        env_id,
+                        session.helper_pid(),
+                        session.init_pid(),
+                        Some(id_maps),
+                    )?;
                     return Ok((session, guard));
                 }
                 // Every session to join ended meanwhile; their overlay may still be unmounting.
@@ -232,4 +247,24 @@ fn start_session(
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// A session cannot start beside running sessions whose user namespace maps other ids: it
+/// would have to join them (the overlay is mounted once) and would then run as another id.
+fn other_maps_running(env: &EnvMetadata, identity: hc::Identity, count: usize) -> CoreError {
+    let label = env_label(env);
+    CoreError::State(match identity {
+        hc::Identity::Root => format!(
+            "cannot start a --root session of '{label}' while {count} session(s) without \
+             --root run in it: sessions of an environment share its namespaces, and theirs map \
+             your ids for a plain session; end them first ('karapace stop {label}') or run the \
+             command without --root"
+        ),
+        hc::Identity::Caller => format!(
+            "cannot start a session of '{label}' while {count} --root session(s) run in it: \
+             sessions of an environment share its namespaces, and theirs map ids for root; \
+             run the command with --root as well, wait for them to end, or end them with \
+             'karapace stop {label}'"
+        ),
+    })
 }
