@@ -104,6 +104,21 @@ fn snapshot(name: &str, app: &mut App, width: u16, height: u16) {
 fn detail_of(env: EnvMetadata) -> Detail {
     Detail {
         env,
+        extra: vec![
+            ("writable", "12.0 MiB".into()),
+            (
+                "layers",
+                "301.5 MiB in 3 layers (1 shared with other environments)".into(),
+            ),
+            (
+                "exclusive",
+                "42.0 MiB (what destroy and then gc would free)".into(),
+            ),
+            (
+                "desktop_entry",
+                "/home/me/.local/share/applications/karapace-x-\u{1b}[2Jxeyes.desktop".into(),
+            ),
+        ],
         snapshots: Ok(vec![SnapshotInfo {
             hash: hex("snap1"),
             parent: None,

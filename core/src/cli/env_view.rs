@@ -101,6 +101,41 @@ pub fn inspect_fields(env: &EnvMetadata) -> Vec<(&'static str, String)> {
     fields
 }
 
+/// The lines `inspect` (and the TUI's detail view) adds after the standard tool's fields: disk
+/// usage when the store could measure it, then each desktop entry written for the environment.
+pub fn usage_and_desktop_fields(
+    usage: Option<&crate::engine::usage::EnvUsage>,
+    desktop_entries: &[String],
+) -> Vec<(&'static str, String)> {
+    let mut fields = Vec::new();
+    if let Some(u) = usage {
+        fields.push(("writable", crate::output::bytes(u.writable_bytes)));
+        let layers: u64 = u.layers.iter().map(|l| l.bytes).sum();
+        let shared = u.layers.iter().filter(|l| l.shared_by > 1).count();
+        fields.push((
+            "layers",
+            format!(
+                "{} in {} layers ({shared} shared with other environments)",
+                crate::output::bytes(layers),
+                u.layers.len()
+            ),
+        ));
+        fields.push((
+            "exclusive",
+            format!(
+                "{} (what destroy and then gc would free)",
+                crate::output::bytes(u.exclusive_bytes)
+            ),
+        ));
+    }
+    fields.extend(
+        desktop_entries
+            .iter()
+            .map(|entry| ("desktop_entry", entry.clone())),
+    );
+    fields
+}
+
 /// One `inspect` line: the key and its colon padded to 12 columns (the value column at 13).
 pub fn inspect_line(key: &str, value: &str) -> String {
     format!("{:<12} {value}", format!("{key}:"))

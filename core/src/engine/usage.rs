@@ -70,6 +70,18 @@ fn layers_of(store: &Store, env: &EnvMetadata) -> Vec<(String, &'static str)> {
 
 /// The usage of `envs`, layers' sharing counted among them.
 fn env_usages(store: &Store, envs: &[EnvMetadata]) -> Vec<EnvUsage> {
+    usages_of(store, envs, |_| true)
+}
+
+/// The usage of the environments of `envs` that `wanted` picks, their layers' sharing counted
+/// across all of `envs`: only the picked ones' trees are measured (the TUI's detail view asks
+/// for one environment at every refresh; walking every environment's writable layer for it
+/// would make a large store slow).
+fn usages_of(
+    store: &Store,
+    envs: &[EnvMetadata],
+    wanted: impl Fn(&EnvMetadata) -> bool,
+) -> Vec<EnvUsage> {
     let per_env: Vec<Vec<(String, &'static str)>> =
         envs.iter().map(|e| layers_of(store, e)).collect();
     let mut users: HashMap<&str, usize> = HashMap::new();
@@ -81,6 +93,7 @@ fn env_usages(store: &Store, envs: &[EnvMetadata]) -> Vec<EnvUsage> {
     let mut sizes: HashMap<&str, u64> = HashMap::new();
     envs.iter()
         .zip(&per_env)
+        .filter(|(env, _)| wanted(env))
         .map(|(env, layers)| {
             let layers: Vec<LayerUsage> = layers
                 .iter()
@@ -127,9 +140,9 @@ impl Engine {
             return Ok(None);
         };
         let envs = self.list()?;
-        Ok(env_usages(&store, &envs)
+        Ok(usages_of(&store, &envs, |e| e.env_id == env.env_id)
             .into_iter()
-            .find(|u| u.env_id == env.env_id))
+            .next())
     }
 
     /// `du`: every environment, what they share, the caches, and what gc would free. Read-only.

@@ -106,6 +106,14 @@ pub fn refresh_detail(engine: &Engine, app: &mut App) {
 /// Everything the detail view shows of one environment.
 fn detail(engine: &Engine, env_id: &str) -> crate::error::Result<Detail> {
     let env: EnvMetadata = engine.inspect(env_id)?;
+    let entries: Vec<String> = engine
+        .desktop_entries(&env)
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    // Sizes are a nicety here: a store that cannot measure them still shows the rest.
+    let usage = engine.env_usage(&env).ok().flatten();
+    let extra = crate::cli::env_view::usage_and_desktop_fields(usage.as_ref(), &entries);
     let snapshots = engine
         .snapshots(env_id)
         .map(|(_, s)| s)
@@ -116,6 +124,7 @@ fn detail(engine: &Engine, env_id: &str) -> crate::error::Result<Detail> {
         .map_err(|e| e.to_string());
     Ok(Detail {
         env,
+        extra,
         snapshots,
         diff,
         scroll: 0,

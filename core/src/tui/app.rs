@@ -87,6 +87,8 @@ pub enum Screen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detail {
     pub env: EnvMetadata,
+    /// `inspect`'s disk-usage and desktop-entry lines (empty when the store could not say).
+    pub extra: Vec<(&'static str, String)>,
     pub snapshots: Result<Vec<SnapshotInfo>, String>,
     pub diff: Result<Diff, String>,
     /// The first line shown (the view clamps it to the content).
@@ -759,6 +761,7 @@ mod tests {
         let env = app.selected().unwrap().clone();
         app.show_detail(Detail {
             env: env.clone(),
+            extra: Vec::new(),
             snapshots: Ok(Vec::new()),
             diff: Ok(Diff::default()),
             scroll: 0,
@@ -773,6 +776,7 @@ mod tests {
         // A refresh of the same environment keeps the position.
         app.show_detail(Detail {
             env: env.clone(),
+            extra: Vec::new(),
             snapshots: Ok(Vec::new()),
             diff: Err("gone".into()),
             scroll: 0,
@@ -786,6 +790,7 @@ mod tests {
         assert_eq!(app.screen(), &Screen::List);
         app.show_detail(Detail {
             env: env.clone(),
+            extra: Vec::new(),
             snapshots: Ok(Vec::new()),
             diff: Ok(Diff::default()),
             scroll: 0,

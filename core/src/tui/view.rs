@@ -238,6 +238,7 @@ fn draw_table(frame: &mut Frame<'_>, area: Rect, app: &mut App, theme: Theme) {
 pub fn detail_lines(detail: &Detail, theme: Theme) -> Vec<Line<'static>> {
     let mut lines: Vec<Line<'static>> = inspect_fields(&detail.env)
         .into_iter()
+        .chain(detail.extra.iter().cloned())
         .map(|(key, value)| Line::raw(inspect_line(key, &safe(&value))))
         .collect();
     lines.push(Line::raw(""));

@@ -1,7 +1,7 @@
 //! `inspect`: one environment's metadata.
 
 use crate::cli::Ctx;
-use crate::cli::env_view::{EnvView, inspect_fields, inspect_line};
+use crate::cli::env_view::{EnvView, inspect_fields, inspect_line, usage_and_desktop_fields};
 use crate::error::Result;
 use crate::output;
 
@@ -20,35 +20,11 @@ pub fn run(ctx: &Ctx, query: &str) -> Result<i32> {
         view.desktop_entries = Some(entries);
         return output::json(&view).map(|()| 0);
     }
-    for (key, value) in inspect_fields(&env) {
+    let fields = inspect_fields(&env)
+        .into_iter()
+        .chain(usage_and_desktop_fields(usage.as_ref(), &entries));
+    for (key, value) in fields {
         output::line(&inspect_line(key, &value))?;
     }
-    if let Some(u) = &usage {
-        field("writable", &output::bytes(u.writable_bytes))?;
-        let layers: u64 = u.layers.iter().map(|l| l.bytes).sum();
-        let shared = u.layers.iter().filter(|l| l.shared_by > 1).count();
-        field(
-            "layers",
-            &format!(
-                "{} in {} layers ({shared} shared with other environments)",
-                output::bytes(layers),
-                u.layers.len()
-            ),
-        )?;
-        field(
-            "exclusive",
-            &format!(
-                "{} (what destroy and then gc would free)",
-                output::bytes(u.exclusive_bytes)
-            ),
-        )?;
-    }
-    for entry in &entries {
-        field("desktop_entry", entry)?;
-    }
     Ok(0)
-}
-
-fn field(key: &str, value: &str) -> Result<()> {
-    output::line(&inspect_line(key, value))
 }
