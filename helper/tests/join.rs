@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{Store, sh, store};
 use karapace_helper_client::{
-    self as hc, HelperError, Identity, JoinTarget, Refusal, RunSpec, StdioMode, Upper,
+    self as hc, HelperError, IdMapMode, Identity, JoinTarget, Refusal, RunSpec, StdioMode, Upper,
 };
 
 /// A session of the store's persistent environment `e1`, run as the caller.
@@ -241,13 +241,56 @@ fn sessions_join_only_sessions_with_their_id_maps() {
     let mut caller = persistent(&s, "echo joined > /var/joined-root");
     caller.join = vec![target_of(&root)];
     if !caller_is_root {
-        assert!(
-            matches!(refused(&caller), Refusal::BadJoinTarget { .. }),
-            "a plain session joined a root one"
-        );
+        assert_maps_refused(&caller, "a plain session joined a root one");
         assert!(!s.root.join("envs/e1/upper/var/joined-root").exists());
     }
     stop(root);
+
+    // The maps of `exec --root` for a user with a subordinate range (root on the host: the
+    // identity maps), written through newuidmap: a second such session joins the first (the
+    // helper's idea of those maps is what the kernel shows), a plain one does not.
+    let mut full = persistent(
+        &s,
+        "readlink /proc/self/ns/ipc > /var/ipc-full; exec sleep 60",
+    );
+    full.identity = Identity::Root;
+    full.id_map = IdMapMode::Full;
+    let started = hc::spawn(&full, StdioMode::Null).and_then(|mut session| {
+        session.wait_started()?;
+        Ok(session)
+    });
+    let first_full = match started {
+        Ok(session) => session,
+        Err(HelperError::Refused(Refusal::NoSubordinateRange)) => {
+            eprintln!("no subordinate id range for this user: the full-map case is skipped");
+            return;
+        }
+        Err(e) => panic!("full session: {e}"),
+    };
+    let ipc = wait_for(&s.root.join("envs/e1/upper/var/ipc-full"));
+    let mut second = persistent(&s, "readlink /proc/self/ns/ipc; id -u");
+    second.identity = Identity::Root;
+    second.id_map = IdMapMode::Full;
+    second.join = vec![target_of(&first_full)];
+    let (code, out) = common::out(&second);
+    assert_eq!(
+        (code, out),
+        (0, format!("{ipc}0\n")),
+        "a full-map session joins another"
+    );
+    let mut plain = persistent(&s, "true");
+    plain.join = vec![target_of(&first_full)];
+    if !caller_is_root {
+        assert_maps_refused(&plain, "a plain session joined a full-map root one");
+    }
+    stop(first_full);
+}
+
+fn assert_maps_refused(spec: &RunSpec, what: &str) {
+    match refused(spec) {
+        Refusal::BadJoinTarget { why, .. } => assert!(why.contains("maps other ids"), "{why}"),
+        other => panic!("{what}: {other:?}"),
+    }
 }
 
 /// A joined session's init (forked from a helper that held the core's socket and the request's

@@ -103,21 +103,23 @@ fn apt_in_a_session(k: &Karapace, who: &str) {
 /// A session of an environment joins the sessions already running in it (its overlay is mounted
 /// once). A `--root` session's user namespace maps a user's ids differently from a plain one's,
 /// so for a user the two kinds cannot share one and the second is refused with a message that
-/// says why and what to do; for root on the host they map the same ids and join each other.
+/// says why and what to do; for root on the host they map the same ids and join each other. Two
+/// `--root` sessions always join (they share the IPC namespace).
 fn sessions_side_by_side(k: &Karapace, who: &str) {
     let host_root = who == "root";
-    for first_root in [false, true] {
-        let mut first = vec!["exec"];
-        if first_root {
-            first.push("--root");
-        }
-        first.extend([
-            "s",
-            "--",
-            "sh",
-            "-c",
-            "echo up > /var/tmp/first; exec sleep 120",
-        ]);
+    for (first_root, second_root) in [(false, true), (true, false), (true, true)] {
+        let with_root = |root: bool, script: &'static str| {
+            let mut argv = vec!["exec"];
+            if root {
+                argv.push("--root");
+            }
+            argv.extend(["s", "--", "sh", "-c", script]);
+            argv
+        };
+        let first = with_root(
+            first_root,
+            "readlink /proc/self/ns/ipc > /var/tmp/first; exec sleep 120",
+        );
         let (mut cmd, _) = k.command(&first);
         let mut child = cmd
             .stdin(Stdio::null())
@@ -133,41 +135,33 @@ fn sessions_side_by_side(k: &Karapace, who: &str) {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        let mut second = vec!["exec"];
-        if !first_root {
-            second.push("--root");
-        }
-        second.extend([
-            "s",
-            "--",
-            "sh",
-            "-c",
-            "while [ ! -e /var/tmp/first ]; do sleep 0.05; done; id -u",
-        ]);
+        let second = with_root(
+            second_root,
+            "while [ ! -s /var/tmp/first ]; do sleep 0.05; done; \
+             [ \"$(readlink /proc/self/ns/ipc)\" = \"$(cat /var/tmp/first)\" ] && echo joined; id -u",
+        );
         let out = k.run(&second);
-        if host_root {
+        let case = format!("{who}: --root first {first_root}, second {second_root}");
+        if host_root || first_root == second_root {
             out.assert_success();
             // Root's plain sessions are uid 0 inside too.
-            assert_eq!(out.stdout_str(), "0\n", "root joins either kind");
+            assert_eq!(out.stdout_str(), "joined\n0\n", "{case}");
         } else {
-            assert!(
-                !out.success(),
-                "{who}: first --root={first_root}: joined {out:?}"
-            );
+            out.assert_code(1);
             let err = out.stderr_str();
             let expected = if first_root {
                 "cannot start a session of 's' while 1 --root session(s) run in it"
             } else {
                 "cannot start a --root session of 's' while 1 session(s) without --root run in it"
             };
-            assert!(err.contains(expected), "{who}: {err}");
-            assert!(err.contains("karapace stop s"), "{who}: {err}");
+            assert!(err.contains(expected), "{case}: {err}");
+            assert!(err.contains("karapace stop s"), "{case}: {err}");
         }
         k.ok(&["stop", "s"]);
         let status = child.wait().expect("wait for the first session");
         assert!(
             !status.success(),
-            "{who}: the stopped session ended by a signal"
+            "{case}: the stopped session ended by a signal"
         );
         k.ok(&["exec", "--root", "s", "--", "rm", "-f", "/var/tmp/first"]);
     }

@@ -11,7 +11,9 @@
 //! The target comes from the core's session records, so the helper checks it
 //! before joining anything: the pid still names the recorded process (start
 //! time), it runs as the caller, it lives in a user and mount namespace other
-//! than the helper's, and its root is an overlay (or fuse-overlayfs) mount.
+//! than the helper's, that user namespace has exactly the id maps the request
+//! would have written (a plain and a `--root` session of a user never share
+//! one), and its root is an overlay (or fuse-overlayfs) mount.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -119,8 +121,8 @@ fn check(t: JoinTarget, uid: u32, gid: u32, maps: &MapLines) -> Result<Target, V
         }
     }
     // The workload runs as the request's identity inside the namespace it joins: in one whose
-    // maps differ (a `--root` session's, for a plain one) it would run as another host id, or
-    // fail to become root at all.
+    // maps differ that identity is another id or none (a user's plain session would run as one
+    // of the user's subordinate ids, or fail to start; a `--root` session could not become root).
     if maps_of(pid)? != *maps {
         return Err(Verdict::Bad(
             "its user namespace maps other ids than this session needs (sessions with and \

@@ -69,29 +69,42 @@ pub fn validate_package_name(name: &str) -> Result<(), NameError> {
     })
 }
 
-/// Unicode format characters (category Cf) that change how text around them is shown without
-/// showing themselves: bidirectional overrides and isolates (U+202A–U+202E, U+2066–U+2069),
-/// zero-width characters, the soft hyphen, the byte order mark, tag characters. In a name shown
+/// Characters that change how text around them is shown, or show as nothing, without being
+/// whitespace or controls: Unicode format characters (category Cf: bidirectional overrides and
+/// isolates U+202A–U+202E and U+2066–U+2069, zero-width characters, the soft hyphen, the byte
+/// order mark, tag characters), variation selectors, the combining grapheme joiner, and the
+/// blank fillers (Hangul fillers, the blank Braille pattern, Khmer inherent vowels). In a name shown
 /// to a user (a lock's package list, a `diff`, a plugin's variant) they make one name look like
 /// another (`"vim\u{202e}lanimret"`), so names and other shown strings refuse them.
 pub fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
         '\u{00AD}'
+            | '\u{034F}'
             | '\u{061C}'
-            | '\u{180E}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{17B4}'
+            | '\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}'
             | '\u{2060}'..='\u{2064}'
             | '\u{2066}'..='\u{206F}'
+            | '\u{2800}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
             | '\u{FEFF}'
+            | '\u{FFA0}'
             | '\u{FFF9}'..='\u{FFFB}'
             | '\u{110BD}'
             | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
             | '\u{1BCA0}'..='\u{1BCA3}'
             | '\u{1D173}'..='\u{1D17A}'
             | '\u{E0001}'
             | '\u{E0020}'..='\u{E007F}'
+            | '\u{E0100}'..='\u{E01EF}'
     )
 }
 

@@ -199,9 +199,12 @@ pub fn id_maps_name(spec: &RunSpec) -> &'static str {
     match (spec.id_map, spec.identity) {
         (IdMapMode::Full, _) => "full",
         (_, Identity::Root) => "own-id-as-root",
-        (_, Identity::Caller) => "own-id",
+        (_, Identity::Caller) => PLAIN_SESSION_MAPS,
     }
 }
+
+/// [`id_maps_name`] of a user's plain session: only the caller's own id, mapped to itself.
+pub const PLAIN_SESSION_MAPS: &str = "own-id";
 
 /// Environment variables of root sessions whose id map is collapsed ([`as_root`]).
 pub const COLLAPSED_SESSION_ENV: [(&str, &str); 1] =
@@ -291,4 +294,38 @@ pub fn canonical_root(store: &Store) -> Result<PathBuf> {
         .root()
         .canonicalize()
         .map_err(|e| CoreError::io(format!("cannot resolve {}", store.root().display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_root_sessions_name_their_id_maps_apart_unless_both_are_full() {
+        let mut spec = build_step_spec(
+            Path::new("/s"),
+            vec![PathBuf::from("/s/l")],
+            Path::new("/s/u"),
+            Path::new("/s/w"),
+            vec!["true".into()],
+            &[],
+            Network::Isolated,
+        );
+        let name = |spec: &RunSpec| id_maps_name(spec);
+        spec.identity = Identity::Caller;
+        spec.id_map = IdMapMode::Single;
+        assert_eq!(name(&spec), PLAIN_SESSION_MAPS);
+        spec.identity = Identity::Root;
+        assert_eq!(name(&spec), "own-id-as-root");
+        spec.id_map = IdMapMode::Collapsed;
+        assert_eq!(
+            name(&spec),
+            "own-id-as-root",
+            "collapsed maps one id, as single"
+        );
+        spec.id_map = IdMapMode::Full;
+        let full_root = name(&spec);
+        spec.identity = Identity::Caller;
+        assert_eq!(name(&spec), full_root, "root on the host: one kind of map");
+    }
 }

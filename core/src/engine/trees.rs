@@ -315,10 +315,12 @@ impl TreeWorker for Trees {
         let session = hc::tree(&job, Stdio::null(), write.into())
             .map_err(|e| store_error("compare", upper, e))?;
         let diff = read_diff(read);
-        session
-            .finish()
-            .map_err(|e| store_error("compare", upper, e))?;
-        diff.map_err(io_error("compare", upper))
+        // A diff refused for its size closed the pipe, which the worker then fails on: the
+        // size is the reason to report, not the broken pipe.
+        let finished = session.finish();
+        let diff = diff.map_err(io_error("compare", upper))?;
+        finished.map_err(|e| store_error("compare", upper, e))?;
+        Ok(diff)
     }
 }
 

@@ -125,18 +125,25 @@ fn dir_layers(lowers: &[PathBuf], rel: &Path) -> Vec<PathBuf> {
 
 /// Every visible lower path strictly below `rel` (merged view), handed to `found` one at a
 /// time; stops at the first error `found` returns. Iterative: a deep tree costs heap, not stack.
+/// What it holds at once (one directory's names, the directories still to walk) is bounded as a
+/// diff is: a hostile layer may have a directory of millions of entries.
 fn lower_descendants(
     lowers: &[PathBuf],
     rel: &Path,
     found: &mut impl FnMut(&Path) -> Result<()>,
 ) -> Result<()> {
+    let mut pending = DiffBudget::default();
     let mut dirs = vec![rel.to_path_buf()];
     while let Some(dir) = dirs.pop() {
+        pending.release(dir.as_os_str().len());
         let mut names: BTreeSet<OsString> = BTreeSet::new();
+        let mut listed = DiffBudget::default();
         for d in dir_layers(lowers, &dir) {
             if let Ok(rd) = fs::read_dir(&d) {
                 for e in rd.flatten() {
-                    names.insert(e.file_name());
+                    let name = e.file_name();
+                    listed.take(name.len())?;
+                    names.insert(name);
                 }
             }
         }
@@ -145,12 +152,29 @@ fn lower_descendants(
             if let Some((_, m)) = lower_lookup(lowers, &child) {
                 found(&child)?;
                 if m.is_dir() {
+                    pending.take(child.as_os_str().len())?;
                     dirs.push(child);
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Whether `rel` exists in `upper` reached without following a symbolic link (a running
+/// workload may swap a directory of its upper for one at any moment).
+fn in_upper(upper: &Path, rel: &Path) -> bool {
+    let mut cur = upper.to_path_buf();
+    let mut comps = rel.components().peekable();
+    while let Some(c) = comps.next() {
+        cur.push(c);
+        match lstat(&cur) {
+            None => return false,
+            Some(m) if comps.peek().is_some() && !m.is_dir() => return false,
+            Some(_) => {}
+        }
+    }
+    true
 }
 
 /// Whether `rel` has the same bytes in the trees `a` and `b` (see the module doc for how the
@@ -259,6 +283,12 @@ impl DiffBudget {
         }
         Ok(())
     }
+
+    /// Gives back a path of `len` bytes taken earlier (one no longer held).
+    pub fn release(&mut self, len: usize) {
+        self.entries = self.entries.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(len);
+    }
 }
 
 /// Compare an upper directory with lower trees (top first).
@@ -271,8 +301,12 @@ pub fn diff_trees(upper: &Path, lowers: &[PathBuf]) -> Result<Diff> {
         list.push(shown);
         Ok(())
     };
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel_dir) = stack.pop() {
+    // Directories still to list, and whether an opaque ancestor's walk of the lower layers has
+    // covered them (a nested opaque directory would list the same lower paths again).
+    let mut stack = vec![(PathBuf::new(), false)];
+    let mut pending = DiffBudget::default();
+    while let Some((rel_dir, under_opaque)) = stack.pop() {
+        pending.release(rel_dir.as_os_str().len());
         let shown = upper.join(&rel_dir);
         // Listed through the descriptor of the directory itself: a running workload that
         // swaps it (or a parent) for a symlink cannot point the listing at a host directory.
@@ -303,15 +337,17 @@ pub fn diff_trees(upper: &Path, lowers: &[PathBuf]) -> Result<Diff> {
                 }
             }
             if um.is_dir() {
-                if is_opaque(&up) {
+                let opaque = is_opaque(&up);
+                if opaque && !under_opaque {
                     lower_descendants(lowers, &rel, &mut |p| {
-                        if lstat(&upper.join(p)).is_none() {
+                        if !in_upper(upper, p) {
                             note(&mut d.removed, p)?;
                         }
                         Ok(())
                     })?;
                 }
-                stack.push(rel);
+                pending.take(rel.as_os_str().len())?;
+                stack.push((rel, under_opaque || opaque));
             }
         }
     }
@@ -351,6 +387,36 @@ mod tests {
         long.take(1).unwrap();
         assert!(long.take(1).is_err(), "name bytes bound");
         assert!(DiffBudget::default().take(usize::MAX).is_err());
+    }
+
+    #[test]
+    fn nested_opaque_directories_and_swapped_links_report_each_removal_once() {
+        let t = tempfile::tempdir().unwrap();
+        let (upper, lower) = (t.path().join("upper"), t.path().join("lower"));
+        fs::create_dir_all(lower.join("d/a")).unwrap();
+        for f in ["d/a/x", "d/a/y", "d/b"] {
+            fs::write(lower.join(f), b"l").unwrap();
+        }
+        fs::create_dir_all(upper.join("d/a")).unwrap();
+        fs::write(upper.join("d/a/x"), b"l").unwrap();
+        let opaque = OPAQUE_XATTRS.iter().find(|n| n.starts_with("user."));
+        let Some(opaque) = opaque else { return };
+        for dir in ["d", "d/a"] {
+            if xattr::set(upper.join(dir), opaque, b"y").is_err() {
+                return; // no user xattrs on this file system
+            }
+        }
+        let d = diff_trees(&upper, std::slice::from_ref(&lower)).unwrap();
+        assert_eq!(d.removed, vec!["d/a/y".to_owned(), "d/b".to_owned()]);
+        // A link in the upper (a workload can plant one at any moment): nothing below it counts
+        // as the upper's, whatever its target holds.
+        fs::create_dir_all(t.path().join("elsewhere")).unwrap();
+        assert!(!in_upper(&upper, Path::new("d/a/y")));
+        std::os::unix::fs::symlink(t.path().join("elsewhere"), upper.join("d/link")).unwrap();
+        fs::write(t.path().join("elsewhere/y"), b"h").unwrap();
+        assert!(!in_upper(&upper, Path::new("d/link/y")));
+        assert!(in_upper(&upper, Path::new("d/link")));
+        assert!(in_upper(&upper, Path::new("d/a/x")));
     }
 
     #[test]

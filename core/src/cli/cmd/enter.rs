@@ -37,7 +37,7 @@ pub fn run_with(
             code,
         )
     {
-        eprintln!("{hint}");
+        crate::output::note(&hint);
     }
     code
 }

@@ -26,7 +26,7 @@ pub fn run_with(
         ctx.global.store.as_deref(),
         code,
     ) {
-        eprintln!("{hint}");
+        crate::output::note(&hint);
     }
     Ok(code)
 }

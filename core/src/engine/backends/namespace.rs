@@ -177,12 +177,13 @@ fn start_session(
         let live = store.sessions(env_id)?;
         // Records of older versions do not say: the helper compares the maps itself.
         let same_maps = |s: &&SessionInfo| s.id_maps.as_deref().is_none_or(|m| m == id_maps);
-        let others = live
+        let others: Vec<&SessionInfo> = live
             .iter()
             .filter(|s| !s.is_ending() && !same_maps(s))
-            .count();
-        if others > 0 {
-            return Err(other_maps_running(env, spec.identity, others));
+            .collect();
+        if let Some(first) = others.first() {
+            let theirs = first.id_maps.as_deref().unwrap_or_default();
+            return Err(other_maps_running(env, id_maps, theirs, others.len()));
         }
         spec.join = live
             .iter()
@@ -250,21 +251,32 @@ fn start_session(
 }
 
 /// A session cannot start beside running sessions whose user namespace maps other ids: it
-/// would have to join them (the overlay is mounted once) and would then run as another id.
-fn other_maps_running(env: &EnvMetadata, identity: hc::Identity, count: usize) -> CoreError {
+/// would have to join them (the overlay is mounted once) and would then run as another id
+/// inside. `mine` and `theirs` are [`runtime::id_maps_name`]s.
+fn other_maps_running(env: &EnvMetadata, mine: &str, theirs: &str, count: usize) -> CoreError {
     let label = env_label(env);
-    CoreError::State(match identity {
-        hc::Identity::Root => format!(
+    let plain = runtime::PLAIN_SESSION_MAPS;
+    CoreError::State(if mine != plain && theirs != plain {
+        // Both --root, but the caller's id maps changed in between (a subordinate range
+        // added or removed while a session ran).
+        format!(
+            "cannot start a --root session of '{label}' while {count} --root session(s) \
+             started with other id maps run in it (your subordinate id range changed since); \
+             wait for them to end or end them with 'karapace stop {label}'"
+        )
+    } else if mine == plain {
+        format!(
+            "cannot start a session of '{label}' while {count} --root session(s) run in it: \
+             sessions of an environment share its namespaces, and --root sessions map your id \
+             to root; run the command with --root as well, wait for them to end, or end \
+             them with 'karapace stop {label}'"
+        )
+    } else {
+        format!(
             "cannot start a --root session of '{label}' while {count} session(s) without \
              --root run in it: sessions of an environment share its namespaces, and theirs map \
-             your ids for a plain session; end them first ('karapace stop {label}') or run the \
-             command without --root"
-        ),
-        hc::Identity::Caller => format!(
-            "cannot start a session of '{label}' while {count} --root session(s) run in it: \
-             sessions of an environment share its namespaces, and theirs map ids for root; \
-             run the command with --root as well, wait for them to end, or end them with \
-             'karapace stop {label}'"
-        ),
+             your id to itself, not to root; end them first ('karapace stop {label}') or run \
+             the command without --root"
+        )
     })
 }
