@@ -4,36 +4,129 @@
 
 use karapace_store::EnvMetadata;
 
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+
 use super::app::{Action, App, Detail, Status, StatusKind, Target};
+use super::events::Event;
 use crate::engine::Engine;
 use crate::error::CoreError;
 
-/// Carries out `action` and shows its result. `Quit` and `Enter` are not for here.
-pub fn perform(engine: &Engine, app: &mut App, action: Action) {
-    let status = match action {
-        Action::Quit | Action::Enter(_) => return,
+/// Carries out `action` and shows its result: reads at once; changes of the store on `worker`'s
+/// thread, so the UI answers every key at once (a change can wait on the disk for a while:
+/// freezing syncs metadata, committing packs the writable layer). `Quit` and `Enter` are not for
+/// here.
+pub fn perform(engine: &Engine, app: &mut App, action: Action, worker: &mut Worker) {
+    match action {
+        Action::Quit | Action::Enter(_) => {}
         Action::Refresh => {
             if reload(engine, app) {
                 refresh_detail(engine, app);
                 let n = app.total();
                 app.set_status(Status::info(format!("refreshed: {n} environments")));
             }
-            return;
         }
-        Action::OpenDetail(target) => {
-            match detail(engine, &target.env_id) {
-                Ok(d) => app.show_detail(d),
-                Err(e) => app.set_status(failure(&e, &target)),
+        Action::OpenDetail(target) => match detail(engine, &target.env_id) {
+            Ok(d) => app.show_detail(d),
+            Err(e) => app.set_status(failure(&e, &target)),
+        },
+        change => {
+            if let Some(busy) = worker.busy() {
+                app.set_status(Status::error(format!(
+                    "busy: {busy} (wait for it to finish)"
+                )));
+                return;
             }
-            return;
+            let doing = doing(&change);
+            app.set_status(Status::info(format!("{doing}\u{2026}")));
+            worker.start(engine.clone(), doing, change);
         }
+    }
+}
+
+/// What a change is doing, for the status line while it runs.
+fn doing(action: &Action) -> String {
+    match action {
+        Action::Destroy(t) => format!("destroying environment {}", t.label),
+        Action::Freeze(t) => format!("freezing environment {}", t.label),
+        Action::Archive(t) => format!("archiving environment {}", t.label),
+        Action::Commit(t) => format!("committing environment {}", t.label),
+        Action::Rename(t, name) => format!("renaming {} to '{name}'", t.label),
+        Action::Quit | Action::Refresh | Action::OpenDetail(_) | Action::Enter(_) => String::new(),
+    }
+}
+
+/// What a change reports when it is done.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: Status,
+    /// The environment is gone (the detail view closes).
+    pub destroyed: bool,
+}
+
+/// Shows a change's outcome and reads the store again.
+pub fn finish(engine: &Engine, app: &mut App, outcome: Outcome) {
+    if outcome.destroyed {
+        app.show_list();
+    }
+    app.set_status(outcome.status);
+    if reload(engine, app) {
+        refresh_detail(engine, app);
+    }
+}
+
+/// The thread that carries out one change of the store at a time; its outcome arrives as an
+/// [`Event::ActionDone`].
+pub struct Worker {
+    events: Sender<Event>,
+    running: Option<(String, JoinHandle<()>)>,
+}
+
+impl Worker {
+    pub fn new(events: Sender<Event>) -> Worker {
+        Worker {
+            events,
+            running: None,
+        }
+    }
+
+    /// What the running change is doing, if one runs.
+    pub fn busy(&self) -> Option<&str> {
+        self.running.as_ref().map(|(doing, _)| doing.as_str())
+    }
+
+    fn start(&mut self, engine: Engine, doing: String, action: Action) {
+        let events = self.events.clone();
+        let handle = std::thread::spawn(move || {
+            let outcome = change(&engine, action);
+            let _ = events.send(Event::ActionDone(outcome));
+        });
+        self.running = Some((doing, handle));
+    }
+
+    /// The change whose [`Event::ActionDone`] arrived has ended.
+    pub fn done(&mut self) {
+        if let Some((_, handle)) = self.running.take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Waits for the running change, if any (before leaving: a change is not abandoned half-way
+    /// when the user quits).
+    pub fn wait(&mut self) {
+        self.done();
+    }
+}
+
+/// Carries out a change of the store (on the worker's thread).
+fn change(engine: &Engine, action: Action) -> Outcome {
+    let mut destroyed = false;
+    let status = match action {
         Action::Destroy(t) => {
             let status = done(&t, engine.destroy(&t.env_id), |_| {
                 format!("destroyed environment {}", t.label)
             });
-            if status.kind == StatusKind::Info {
-                app.show_list();
-            }
+            destroyed = status.kind == StatusKind::Info;
             status
         }
         Action::Freeze(t) => done(&t, engine.freeze(&t.env_id), |_| {
@@ -48,11 +141,11 @@ pub fn perform(engine: &Engine, app: &mut App, action: Action) {
         Action::Rename(t, name) => done(&t, engine.rename(&t.env_id, &name), |env| {
             format!("renamed {} \u{2192} '{name}'", env.short_id)
         }),
+        Action::Quit | Action::Refresh | Action::OpenDetail(_) | Action::Enter(_) => {
+            Status::info("")
+        }
     };
-    app.set_status(status);
-    if reload(engine, app) {
-        refresh_detail(engine, app);
-    }
+    Outcome { status, destroyed }
 }
 
 fn done<T>(
@@ -129,4 +222,55 @@ fn detail(engine: &Engine, env_id: &str) -> crate::error::Result<Detail> {
         diff,
         scroll: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    /// A change runs on the worker: the key gets its answer at once, a second change waits its
+    /// turn with a "busy" line, and the outcome arrives as an event (here an error: the store
+    /// has no such environment).
+    #[test]
+    fn changes_run_on_the_worker_one_at_a_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::new(dir.path().join("store"));
+        let mut app = App::new("store", Vec::new());
+        let (tx, rx) = channel();
+        let mut worker = Worker::new(tx);
+        let target = Target {
+            env_id: "0".repeat(64),
+            label: "db".into(),
+        };
+        perform(
+            &engine,
+            &mut app,
+            Action::Freeze(target.clone()),
+            &mut worker,
+        );
+        assert_eq!(
+            app.status().map(|s| s.text.as_str()),
+            Some("freezing environment db\u{2026}")
+        );
+        assert_eq!(worker.busy(), Some("freezing environment db"));
+        perform(&engine, &mut app, Action::Archive(target), &mut worker);
+        let busy = app.status().expect("status");
+        assert_eq!(busy.kind, StatusKind::Error);
+        assert!(
+            busy.text.starts_with("busy: freezing environment db"),
+            "{busy:?}"
+        );
+        let Ok(Event::ActionDone(outcome)) = rx.recv_timeout(Duration::from_secs(30)) else {
+            panic!("no outcome");
+        };
+        worker.done();
+        assert_eq!(worker.busy(), None);
+        assert!(!outcome.destroyed);
+        finish(&engine, &mut app, outcome);
+        let done = app.status().expect("status");
+        assert_eq!(done.kind, StatusKind::Error, "{done:?}");
+        assert!(done.text.starts_with("error: "), "{done:?}");
+    }
 }

@@ -34,6 +34,8 @@ pub enum Event {
     Signal(i32),
     /// The terminal cannot be read any more.
     InputFailed(String),
+    /// A change of the store started by a key has ended (`actions::Worker`).
+    ActionDone(super::actions::Outcome),
 }
 
 /// The event sources and the channel they feed.

@@ -66,17 +66,35 @@ fn event_loop(
     screen: &mut Screen,
 ) -> Result<i32> {
     let theme = Theme::from_env();
+    let mut worker = actions::Worker::new(events.sender());
     screen.draw(|frame| view::draw(frame, app, theme))?;
     while let Some(event) = events.wait() {
         match event {
             Event::Key(key) => match app.handle_key(key) {
-                Some(Action::Quit) => return Ok(0),
+                Some(Action::Quit) => {
+                    if let Some(busy) = worker.busy() {
+                        app.set_status(Status::info(format!("{busy}\u{2026} then quitting")));
+                        screen.draw(|frame| view::draw(frame, app, theme))?;
+                    }
+                    worker.wait();
+                    return Ok(0);
+                }
+                Some(Action::Enter(_)) if worker.busy().is_some() => {
+                    let busy = worker.busy().unwrap_or_default();
+                    app.set_status(Status::error(format!(
+                        "busy: {busy} (wait for it to finish)"
+                    )));
+                }
                 Some(Action::Enter(target)) => {
                     enter_env(engine, enter, app, events, screen, &target)?;
                 }
-                Some(action) => actions::perform(engine, app, action),
+                Some(action) => actions::perform(engine, app, action, &mut worker),
                 None => {}
             },
+            Event::ActionDone(outcome) => {
+                worker.done();
+                actions::finish(engine, app, outcome);
+            }
             // ratatui fits the next frame to the new size.
             Event::Resize => {}
             Event::StoreChanged => {
