@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
+use karapace_backend_namespace::oci::PreparedOci;
 use karapace_backend_namespace::{
     IdMap, Opened, Prepared, PreparedBind, PreparedUpper, landlock_decision,
 };
@@ -303,6 +304,18 @@ pub fn prepare(
         env.push(cstring("environment entry", &format!("{k}={v}"))?);
     }
     let (id_map, ignore_chown) = id_maps(spec.id_map, spec.identity, uid, gid)?;
+    let oci = match &spec.oci {
+        None => None,
+        Some(_) if !spec.join.is_empty() => {
+            return Err(Refusal::Invalid(
+                "an OCI-runtime session never joins another session".into(),
+            ));
+        }
+        Some(r) => Some(PreparedOci {
+            runtime: oci_runtime(&r.path, uid)?,
+            flavour: r.flavour,
+        }),
+    };
     Ok(Prepared {
         lowers,
         upper,
@@ -322,6 +335,32 @@ pub fn prepare(
         tty: spec.tty,
         join: spec.join,
         landlock,
+        oci,
+    })
+}
+
+/// The OCI runtime's executable: an absolute path without symbolic links to a regular,
+/// executable file that only root or the caller can have written (it runs with every
+/// capability of the session's user namespace).
+fn oci_runtime(path: &Path, uid: u32) -> Result<Opened, Refusal> {
+    let fd = open_absolute(path, false)?;
+    let st = fstat(fd.as_fd()).map_err(|e| open_err(path, e))?;
+    let bad = |why: &str| Refusal::Invalid(format!("OCI runtime {}: {why}", path.display()));
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(bad("not a regular file"));
+    }
+    if st.st_mode & 0o111 == 0 {
+        return Err(bad("not executable"));
+    }
+    if st.st_uid != 0 && st.st_uid != uid {
+        return Err(bad("owned by another user"));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(bad("writable by group or others"));
+    }
+    Ok(Opened {
+        fd,
+        path: path.to_path_buf(),
     })
 }
 
