@@ -563,30 +563,34 @@ pub fn receive_console(
 fn receive_fd(
     stream: &std::os::unix::net::UnixStream,
 ) -> Result<std::os::fd::OwnedFd, crate::Step> {
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
     let mut data = [0u8; 4096];
     let mut iov = [std::io::IoSliceMut::new(&mut data)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| crate::Step("receive the pty master", e))?;
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    loop {
+        match recvmsg(
+            stream.as_fd(),
+            &mut iov,
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(crate::Step(
+                    "receive the pty master",
+                    Errno::from_raw(e.raw_os_error()),
+                ));
+            }
+        }
+    }
     let mut got = None;
-    for c in msg
-        .cmsgs()
-        .map_err(|e| crate::Step("receive the pty master", e))?
-    {
-        if let ControlMessageOwned::ScmRights(fds) = c {
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = msg {
             for fd in fds {
-                // SAFETY: the kernel just installed `fd` in this process for this message;
-                // nothing else owns it. Every descriptor received is owned (and closed) here.
-                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
                 if got.is_none() {
-                    got = Some(owned);
+                    got = Some(fd);
                 }
             }
         }
