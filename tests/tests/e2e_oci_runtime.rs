@@ -1,8 +1,8 @@
 //! Issue 16: the `oci` runtime backend, for real, with Debian's crun and runc, as root and as
 //! the unprivileged user with a subordinate range: the curl environment built with
 //! `backend = "oci"` from the local mirror; under each runtime `exec curl --version`, exit codes,
-//! stdin, a signal's 128+N, the hostname, only `lo` with network isolation, CapEff 0 /
-//! NoNewPrivs 1 / Seccomp 2 inside, a denied `mount`, a missing command's 127, `enter` on a
+//! stdin, a signal's 128+N, the hostname, only `lo` with network isolation, `CapEff` 0 /
+//! `NoNewPrivs` 1 / `Seccomp` 2 inside, a denied `mount`, a missing command's 127, `enter` on a
 //! terminal, `exec --root`; `stop` of a running session and the one-session rule; a snapshot
 //! round trip (`commit`, `diff`, `restore`) on the same store layers.
 //!
@@ -62,8 +62,10 @@ fn status_field(status: &str, field: &str) -> String {
     status
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_else(|| panic!("no {field} in /proc/self/status:\n{status}"))
+        .map_or_else(
+            || panic!("no {field} in /proc/self/status:\n{status}"),
+            |v| v.trim().to_owned(),
+        )
 }
 
 /// The checks of one runtime on the built environment `c`.

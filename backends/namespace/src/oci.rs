@@ -619,3 +619,122 @@ pub fn detached_workload(runtime: nix::unistd::Pid) -> Result<nix::unistd::Pid, 
     }
     Ok(nix::unistd::Pid::from_raw(pid))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(flavour: OciFlavour) -> PreparedOci {
+        let fd = nix::fcntl::open(
+            "/",
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        PreparedOci {
+            runtime: crate::Opened {
+                fd,
+                path: PathBuf::from("/usr/bin/crun"),
+            },
+            flavour,
+        }
+    }
+
+    fn words(inv: &Invocation) -> Vec<String> {
+        inv.argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_runtime_command_line_is_fixed_and_private() {
+        let crun = words(&invocation(&runtime(OciFlavour::Crun), false).unwrap());
+        assert_eq!(
+            crun,
+            [
+                "/usr/bin/crun",
+                "--root",
+                STATE,
+                "--cgroup-manager=disabled",
+                "run",
+                "--bundle",
+                BUNDLE,
+                CONTAINER_ID
+            ]
+        );
+        let runc_tty = words(&invocation(&runtime(OciFlavour::Runc), true).unwrap());
+        for w in [
+            "--detach",
+            "--pid-file",
+            PID_FILE,
+            "--console-socket",
+            CONSOLE_SOCKET,
+        ] {
+            assert!(runc_tty.iter().any(|a| a == w), "{w}: {runc_tty:?}");
+        }
+        assert_eq!(runc_tty.last().map(String::as_str), Some(CONTAINER_ID));
+        // Every path the runtime is given lies on the private stage.
+        for p in [
+            ROOT,
+            SOURCES,
+            DEVICES,
+            BUNDLE,
+            STATE,
+            CONSOLE_SOCKET,
+            PID_FILE,
+        ] {
+            assert!(Path::new(p).starts_with(STAGE), "{p}");
+        }
+    }
+
+    #[test]
+    fn the_seccomp_section_is_the_namespace_backends_policy() {
+        let json = serde_json::to_value(seccomp(false).unwrap()).unwrap();
+        assert_eq!(json["defaultAction"], "SCMP_ACT_ALLOW");
+        assert_eq!(
+            json["architectures"],
+            serde_json::json!(["SCMP_ARCH_X86_64"])
+        );
+        let rules = json["syscalls"].as_array().unwrap();
+        let rule_of = |name: &str| {
+            rules
+                .iter()
+                .filter(|r| r["names"].as_array().unwrap().iter().any(|n| n == name))
+                .collect::<Vec<_>>()
+        };
+        for (name, _) in confine::DENIED {
+            let r = rule_of(name);
+            assert_eq!(r.len(), 1, "{name}");
+            assert_eq!(r[0]["action"], "SCMP_ACT_ERRNO");
+            assert_eq!(r[0]["errnoRet"], libc::EPERM);
+        }
+        for (name, _) in confine::UNSUPPORTED {
+            assert_eq!(rule_of(name)[0]["errnoRet"], libc::ENOSYS, "{name}");
+        }
+        let clone = rule_of("clone");
+        assert_eq!(clone.len(), confine::CLONE_NS_FLAGS.len());
+        assert!(
+            clone
+                .iter()
+                .all(|r| r["args"][0]["op"] == "SCMP_CMP_MASKED_EQ")
+        );
+        assert_eq!(rule_of("ioctl").len(), 2);
+        assert!(rule_of("chown").is_empty());
+        let collapsed = serde_json::to_value(seccomp(true).unwrap()).unwrap();
+        let chown = collapsed["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["names"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n == "fchownat")
+            })
+            .cloned()
+            .unwrap();
+        assert_eq!(chown["errnoRet"], 0);
+    }
+}
