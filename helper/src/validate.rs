@@ -407,6 +407,39 @@ mod tests {
     }
 
     #[test]
+    fn oci_runtime_must_be_a_private_executable_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        let uid = nix::unistd::getuid().as_raw();
+        let file = |name: &str, mode: u32| {
+            let p = base.join(name);
+            std::fs::write(&p, "#!/bin/true\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        assert!(oci_runtime(&file("ok", 0o755), uid).is_ok());
+        for (name, mode) in [
+            ("group-writable", 0o775),
+            ("others-writable", 0o757),
+            ("plain", 0o644),
+        ] {
+            assert!(oci_runtime(&file(name, mode), uid).is_err(), "{name}");
+        }
+        // Owned by someone who is neither root nor the caller (root can give a file away).
+        if uid == 0 {
+            let theirs = file("theirs", 0o755);
+            nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(12_345)), None).unwrap();
+            assert!(oci_runtime(&theirs, uid).is_err(), "another user's");
+        }
+        assert!(oci_runtime(&base, uid).is_err(), "a directory");
+        let link = base.join("link");
+        std::os::unix::fs::symlink(base.join("ok"), &link).unwrap();
+        assert!(oci_runtime(&link, uid).is_err(), "a symbolic link");
+        assert!(oci_runtime(Path::new("relative/crun"), uid).is_err());
+    }
+
+    #[test]
     fn kernel_paths() {
         assert!(kernel_path(Path::new("/proc/1")));
         assert!(kernel_path(Path::new("/")));
