@@ -60,6 +60,7 @@ fn spec(root: &Path, base: &Path) -> RunSpec {
         allowed_mount_prefixes: vec![],
         join: vec![],
         allow_without_landlock: false,
+        oci: None,
     }
 }
 

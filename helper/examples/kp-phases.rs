@@ -34,6 +34,7 @@ fn main() {
         allowed_mount_prefixes: vec![],
         join: vec![],
         allow_without_landlock: false,
+        oci: None,
     };
     for _ in 0..5 {
         let t0 = Instant::now();

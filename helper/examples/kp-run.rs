@@ -40,6 +40,7 @@ fn main() {
         allowed_mount_prefixes: vec![],
         join: vec![],
         allow_without_landlock: false,
+        oci: None,
     };
     karapace_helper_client::terminal::enter_banner("kp-run", "kprun");
     let out = karapace_helper_client::spawn(&spec, StdioMode::Inherit)

@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
+use karapace_backend_namespace::oci::PreparedOci;
 use karapace_backend_namespace::{
     IdMap, Opened, Prepared, PreparedBind, PreparedUpper, landlock_decision,
 };
@@ -302,6 +303,18 @@ pub fn prepare(
         env.push(cstring("environment entry", &format!("{k}={v}"))?);
     }
     let (id_map, ignore_chown) = id_maps(spec.id_map, spec.identity, uid, gid)?;
+    let oci = match &spec.oci {
+        None => None,
+        Some(_) if !spec.join.is_empty() => {
+            return Err(Refusal::Invalid(
+                "an OCI-runtime session never joins another session".into(),
+            ));
+        }
+        Some(r) => Some(PreparedOci {
+            runtime: oci_runtime(&r.path, uid)?,
+            flavour: r.flavour,
+        }),
+    };
     Ok(Prepared {
         lowers,
         upper,
@@ -321,6 +334,32 @@ pub fn prepare(
         tty: spec.tty,
         join: spec.join,
         landlock,
+        oci,
+    })
+}
+
+/// The OCI runtime's executable: an absolute path without symbolic links to a regular,
+/// executable file that only root or the caller can have written (it runs with every
+/// capability of the session's user namespace).
+fn oci_runtime(path: &Path, uid: u32) -> Result<Opened, Refusal> {
+    let fd = open_absolute(path, false)?;
+    let st = fstat(fd.as_fd()).map_err(|e| open_err(path, e))?;
+    let bad = |why: &str| Refusal::Invalid(format!("OCI runtime {}: {why}", path.display()));
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(bad("not a regular file"));
+    }
+    if st.st_mode & 0o111 == 0 {
+        return Err(bad("not executable"));
+    }
+    if st.st_uid != 0 && st.st_uid != uid {
+        return Err(bad("owned by another user"));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(bad("writable by group or others"));
+    }
+    Ok(Opened {
+        fd,
+        path: path.to_path_buf(),
     })
 }
 
@@ -364,6 +403,39 @@ mod tests {
         assert!(!device_allowed(Path::new("/dev/sda")));
         assert!(!device_allowed(Path::new("/dev/mem")));
         assert!(!device_allowed(Path::new("/etc/dri")));
+    }
+
+    #[test]
+    fn oci_runtime_must_be_a_private_executable_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        let uid = nix::unistd::getuid().as_raw();
+        let file = |name: &str, mode: u32| {
+            let p = base.join(name);
+            std::fs::write(&p, "#!/bin/true\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        assert!(oci_runtime(&file("ok", 0o755), uid).is_ok());
+        for (name, mode) in [
+            ("group-writable", 0o775),
+            ("others-writable", 0o757),
+            ("plain", 0o644),
+        ] {
+            assert!(oci_runtime(&file(name, mode), uid).is_err(), "{name}");
+        }
+        // Owned by someone who is neither root nor the caller (root can give a file away).
+        if uid == 0 {
+            let theirs = file("theirs", 0o755);
+            nix::unistd::chown(&theirs, Some(nix::unistd::Uid::from_raw(12_345)), None).unwrap();
+            assert!(oci_runtime(&theirs, uid).is_err(), "another user's");
+        }
+        assert!(oci_runtime(&base, uid).is_err(), "a directory");
+        let link = base.join("link");
+        std::os::unix::fs::symlink(base.join("ok"), &link).unwrap();
+        assert!(oci_runtime(&link, uid).is_err(), "a symbolic link");
+        assert!(oci_runtime(Path::new("relative/crun"), uid).is_err());
     }
 
     #[test]

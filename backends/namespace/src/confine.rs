@@ -104,7 +104,7 @@ pub const UNSUPPORTED: &[(&str, i64)] = &[
 ];
 
 /// Namespace-creating `clone` flags refused to the workload.
-const CLONE_NS_FLAGS: &[i32] = &[
+pub(crate) const CLONE_NS_FLAGS: &[i32] = &[
     libc::CLONE_NEWNS,
     libc::CLONE_NEWUSER,
     libc::CLONE_NEWPID,

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 
 use karapace_protocol::{Identity, Network, Refusal, Reply, Timings, WaitStatus, write_frame};
 use nix::errno::Errno;
@@ -17,7 +17,7 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus as NixWait, waitpid};
 use nix::unistd::{Pid, pipe2};
 
-use crate::{IdMap, Prepared, Step, confine, idmap, now_ns, pty, rootfs, sys, workload};
+use crate::{IdMap, Prepared, Step, confine, idmap, now_ns, oci, pty, rootfs, sys, workload};
 
 const SI_KERNEL: i32 = 0x80;
 
@@ -37,23 +37,38 @@ pub fn run(
 ) -> i32 {
     let mut ev = File::from(events);
     let mut timings = Timings::default();
+    // An `oci` session's runtime allocates the pty (in the environment's devpts instance) and
+    // hands its master over a console socket; the channel then carries that one.
+    let (terminal, console) = if p.oci.is_some() {
+        (None, terminal)
+    } else {
+        (terminal, None)
+    };
     // Of the helper's descriptors keep only what the setup needs: the core's socket and
     // anything else the helper holds never reach this process's later life or the workload.
     let mut keep = vec![0, 1, 2, ev.as_raw_fd(), go.as_raw_fd()];
     keep.extend(p.host_fds());
     keep.extend(terminal.as_ref().map(AsRawFd::as_raw_fd));
+    keep.extend(console.as_ref().map(AsRawFd::as_raw_fd));
     // SAFETY: nothing this process uses owns another descriptor (the helper's socket and
     // listener objects stay untouched in its memory; this process ends in `exit_now`).
     let result = unsafe { sys::close_all_except(&keep) }
         .map_err(|e| Step("close inherited descriptors", e))
-        .and_then(|()| setup(p, uid, gid, go, &mut timings))
+        .and_then(|()| {
+            if p.oci.is_some() {
+                setup_oci(p, uid, gid, go, &mut timings)
+            } else {
+                setup(p, uid, gid, go, &mut timings)
+            }
+        })
         .and_then(|()| session_pty(p, terminal))
         .and_then(|slave| {
-            let slave_fd = slave.as_ref().map(AsRawFd::as_raw_fd);
-            forget_the_host(p, ev.as_raw_fd(), slave_fd).map(|()| slave)
+            let mut kept: Vec<RawFd> = slave.as_ref().map(AsRawFd::as_raw_fd).into_iter().collect();
+            kept.extend(console.as_ref().map(AsRawFd::as_raw_fd));
+            forget_the_host(p, ev.as_raw_fd(), &kept).map(|()| slave)
         });
     match result {
-        Ok(slave) => supervise(p, &mut ev, timings, slave),
+        Ok(slave) => supervise(p, &mut ev, timings, slave, console),
         Err(step) => {
             report(&mut ev, &Reply::Failed(step.into()));
             1
@@ -77,9 +92,9 @@ fn session_pty(p: &Prepared, terminal: Option<UnixStream>) -> Result<Option<Owne
 /// were opened in the host's mount namespace: through `/proc/1/fd/N/..` they would lead back
 /// to the host's file system), then decides whether this process may be inspected by
 /// processes of its own user ([`joinable`]).
-fn forget_the_host(p: &Prepared, events: RawFd, slave: Option<RawFd>) -> Result<(), Step> {
+fn forget_the_host(p: &Prepared, events: RawFd, kept: &[RawFd]) -> Result<(), Step> {
     let mut keep = vec![0, 1, 2, events];
-    keep.extend(slave);
+    keep.extend(kept);
     // SAFETY: the `Opened` descriptors of `p` are closed here and never used again: `p` is only
     // read for its argv, environment and paths from now on, and never dropped (this process
     // ends in `exit_now`). The slave's `OwnedFd` is kept open.
@@ -95,8 +110,12 @@ fn forget_the_host(p: &Prepared, events: RawFd, slave: Option<RawFd>) -> Result<
 /// Landlock it is made non-dumpable: then only a process with `CAP_SYS_PTRACE` in the host's
 /// user namespace may inspect it — not the workload, but not an unprivileged joiner either.
 /// The workload's own dumpable flag is reset by its `execve`.
+///
+/// An `oci` session's init process is never joined, and its workload runs without Landlock:
+/// it is never dumpable (its `/proc/1/root` is the host's file system as this process sees it).
 fn joinable(p: &Prepared) -> Result<(), Step> {
-    nix::sys::prctl::set_dumpable(p.landlock).map_err(|e| Step("PR_SET_DUMPABLE", e))
+    let dumpable = p.landlock && p.oci.is_none();
+    nix::sys::prctl::set_dumpable(dumpable).map_err(|e| Step("PR_SET_DUMPABLE", e))
 }
 
 /// Waits until the helper releases this process, then ties this process's
@@ -161,6 +180,27 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
     Ok(())
 }
 
+/// The setup of an `oci`-backend session (see `oci.rs`): the id maps, a mount namespace of
+/// this process's own with the stage assembled in it, and the bundle. The runtime creates the
+/// other namespaces and the environment's mounts from the bundle; the session's user namespace
+/// maps its root to the caller (a single map has no other id), so the runtime runs as root
+/// there, with the capabilities it needs over the session's namespaces only.
+fn setup_oci(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Result<(), Step> {
+    wait_release(go)?;
+    nix::sys::prctl::set_dumpable(true).map_err(|e| Step("PR_SET_DUMPABLE", e))?;
+    if p.id_map == IdMap::Single {
+        idmap::write_single(0, uid, 0, gid)?;
+    }
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| Step("unshare", e))?;
+    t.namespaces = now_ns();
+    rootfs::assemble_oci(p)?;
+    let spec = oci::config(p).map_err(|_| Step("OCI config", Errno::EINVAL))?;
+    oci::write_bundle(&spec)?;
+    nix::unistd::chdir("/").map_err(|e| Step("chdir /", e))?;
+    t.mounts = now_ns();
+    Ok(())
+}
+
 /// The init process of a session that joined a running environment (see
 /// `join.rs`): it already sits in the environment's namespaces and in a
 /// private copy of its mount tree; it only needs a `/proc` for its own pid
@@ -191,7 +231,7 @@ pub fn run_joined(p: &Prepared, events: File, go: OwnedFd, terminal: Option<Unix
             session_pty(p, terminal)
         });
     match result {
-        Ok(slave) => supervise(p, &mut ev, timings, slave),
+        Ok(slave) => supervise(p, &mut ev, timings, slave, None),
         Err(step) => {
             report(&mut ev, &Reply::Failed(step.into()));
             1
@@ -201,21 +241,24 @@ pub fn run_joined(p: &Prepared, events: File, go: OwnedFd, terminal: Option<Unix
 
 /// Starts the workload (on `slave`, the session's pty, when interactive), confines this
 /// process and reaps until the workload has exited.
-fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings, slave: Option<OwnedFd>) -> i32 {
-    let sfd = match SignalFd::with_flags(
-        &crate::blocked_set(),
-        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            report(ev, &Reply::Failed(Step("signalfd", e).into()));
+fn supervise(
+    p: &Prepared,
+    ev: &mut File,
+    mut timings: Timings,
+    slave: Option<OwnedFd>,
+    console: Option<UnixStream>,
+) -> i32 {
+    let (sfd, exec_r, exec_w) = match signals_and_exec_pipe() {
+        Ok(made) => made,
+        Err(step) => {
+            report(ev, &Reply::Failed(step.into()));
             return 1;
         }
     };
-    let (exec_r, exec_w) = match pipe2(OFlag::O_CLOEXEC) {
-        Ok(p) => p,
-        Err(e) => {
-            report(ev, &Reply::Failed(Step("pipe", e).into()));
+    let (listener, runtime) = match oci_start(p, console.is_some()) {
+        Ok(started) => started,
+        Err(r) => {
+            report(ev, &Reply::Failed(r));
             return 1;
         }
     };
@@ -228,12 +271,17 @@ fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings, slave: Option<Ow
     // die half-way (a panic aborts it; SIGKILL can hit it inside an allocation), this process
     // may find the allocator locked or inconsistent and hang or misreport; `stop` still ends
     // the session (SIGKILL to the helper, whose death kills this process through PDEATHSIG).
-    let spawned = unsafe { sys::spawn_vfork(&mut || workload::exec(p, exec_w.as_fd(), tty)) };
+    let spawned = unsafe {
+        sys::spawn_vfork(&mut || match &runtime {
+            Some(r) => workload::exec_runtime(r, exec_w.as_fd(), tty),
+            None => workload::exec(p, exec_w.as_fd(), tty),
+        })
+    };
     drop(exec_w);
     // The workload holds the slave now: without this copy, the master reads end of file once
     // the workload and whatever it started have closed theirs.
     drop(slave);
-    let child = match spawned {
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             report(ev, &Reply::Failed(Step("spawn workload", e).into()));
@@ -246,6 +294,17 @@ fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings, slave: Option<Ow
     let mut buf = Vec::new();
     let _ = File::from(exec_r).read_to_end(&mut buf);
     if buf.is_empty() {
+        if let (Some(listener), Some(channel), Some(size)) = (listener, console, p.tty) {
+            match oci_terminal(p, &listener, channel, size, child) {
+                Ok(workload) => child = workload,
+                Err(step) => {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    report(ev, &Reply::Failed(step.into()));
+                    return 1;
+                }
+            }
+        }
         timings.exec = now_ns();
         if !report(ev, &Reply::Started { pid: 1, timings }) {
             let _ = kill(child, Signal::SIGKILL);
@@ -299,6 +358,57 @@ fn supervise(p: &Prepared, ev: &mut File, mut timings: Timings, slave: Option<Ow
             // process group; only relay the ones sent to us explicitly.
             let _ = kill(child, sig);
         }
+    }
+}
+
+/// The signalfd of the relayed signals, and the pipe that tells a successful `execve` of the
+/// workload (its write end closes) from a failed one (the reason arrives).
+fn signals_and_exec_pipe() -> Result<(SignalFd, OwnedFd, OwnedFd), Step> {
+    let sfd = SignalFd::with_flags(
+        &crate::blocked_set(),
+        nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
+    )
+    .map_err(|e| Step("signalfd", e))?;
+    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
+    Ok((sfd, r, w))
+}
+
+/// What an `oci` session needs before its runtime starts: the command checked in the root,
+/// the console socket of an interactive session (`console`: the terminal channel is there),
+/// the runtime's command line. Nothing for other sessions.
+fn oci_start(
+    p: &Prepared,
+    console: bool,
+) -> Result<(Option<UnixListener>, Option<oci::Invocation>), Refusal> {
+    let Some(o) = &p.oci else {
+        return Ok((None, None));
+    };
+    oci::check_command(p)?;
+    let listener = if console && p.tty.is_some() {
+        Some(oci::console_listener()?)
+    } else {
+        None
+    };
+    let runtime = oci::invocation(o, listener.is_some()).map_err(Refusal::Invalid)?;
+    Ok((listener, Some(runtime)))
+}
+
+/// An interactive `oci` session, once its runtime runs: the pty master the runtime sends,
+/// passed on to the helper; returns the process to wait for from now on.
+fn oci_terminal(
+    p: &Prepared,
+    listener: &UnixListener,
+    channel: UnixStream,
+    size: karapace_protocol::TerminalSize,
+    runtime: Pid,
+) -> Result<Pid, Step> {
+    let master = oci::receive_console(listener, runtime, size)?;
+    pty::send_master(channel, master)?;
+    match p.oci.as_ref().map(|o| o.flavour) {
+        // runc hands out the console only when it detaches: the workload, left to this
+        // process (pid 1 of the session), is the child from now on.
+        Some(karapace_protocol::OciFlavour::Runc) => oci::detached_workload(runtime),
+        _ => Ok(runtime),
     }
 }
 

@@ -13,6 +13,7 @@ mod confine;
 mod idmap;
 mod init;
 mod join;
+pub mod oci;
 mod pty;
 mod rootfs;
 mod sys;
@@ -75,6 +76,8 @@ pub struct Prepared {
     /// Landlock confines the workload and the helper's own processes. False only on a kernel
     /// without Landlock, for a request that allowed that ([`landlock_decision`]).
     pub landlock: bool,
+    /// An `oci`-backend session: the OCI runtime to run on the assembled stage (see `oci.rs`).
+    pub oci: Option<oci::PreparedOci>,
 }
 
 impl Prepared {
@@ -91,6 +94,7 @@ impl Prepared {
                 .chain(&self.devices)
                 .map(|b| b.src.fd.as_raw_fd()),
         );
+        fds.extend(self.oci.as_ref().map(|o| o.runtime.fd.as_raw_fd()));
         fds
     }
 }

@@ -70,6 +70,17 @@ pub fn open(size: TerminalSize) -> Result<(OwnedFd, OwnedFd), Step> {
     Ok((master, slave))
 }
 
+/// Sets the window size of the pty whose master is `master`.
+pub fn set_size(master: BorrowedFd<'_>, size: TerminalSize) -> Result<(), Step> {
+    let winsize = rustix::termios::Winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: size.xpixel,
+        ws_ypixel: size.ypixel,
+    };
+    rustix::termios::tcsetwinsize(master, winsize).map_err(|e| Step("pty window size", errno(e)))
+}
+
 /// Sends `master` to the helper over the init process's end of the terminal channel, then
 /// closes both here.
 pub fn send_master(mut channel: UnixStream, master: OwnedFd) -> Result<(), Step> {

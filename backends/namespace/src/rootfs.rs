@@ -177,6 +177,12 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
         PreparedUpper::Tmpfs { size_mb } => size_mb.max(1),
         _ => 1,
     };
+    // An OCI session's stage also holds the bundle and the runtime's state.
+    let scratch_mb = if p.oci.is_some() {
+        scratch_mb + 4
+    } else {
+        scratch_mb
+    };
     step(
         "scratch tmpfs",
         mount(
@@ -420,6 +426,131 @@ pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
         bind(r, &fd_path(fd.as_fd()), &b.dst, b.is_dir, b.readonly)?;
     }
     Ok(root)
+}
+
+/// An `oci`-backend session's stage (see `oci.rs`): the overlay root at [`oci::ROOT`], each
+/// bind and device source mounted (from the descriptor the helper validated) at
+/// `<oci::SOURCES>/<n>` and `<oci::DEVICES>/<n>`, a `/proc` of the session's pid namespace
+/// (runtimes read their children's `/proc/<pid>`), and the host's cgroups out of the runtime's
+/// reach. The runtime mounts the rest from `config.json`.
+pub fn assemble_oci(p: &Prepared) -> Result<(), Step> {
+    use crate::oci;
+    make_private()?;
+    let fds = Reopened {
+        lowers: p.lowers.iter().map(reopen).collect::<Result<_, _>>()?,
+        upper: match &p.upper {
+            PreparedUpper::Store { upper, work } => Some((reopen(upper)?, reopen(work)?)),
+            _ => None,
+        },
+        binds: p
+            .binds
+            .iter()
+            .map(|b| reopen(&b.src))
+            .collect::<Result<_, _>>()?,
+        devices: p
+            .devices
+            .iter()
+            .map(|b| reopen(&b.src))
+            .collect::<Result<_, _>>()?,
+    };
+    if let Some(o) = &p.oci {
+        reopen(&o.runtime)?;
+    }
+    let root = mount_root(p, &fds)?;
+    // Only this session's processes ever see the stage; keep it to its owner all the same.
+    step(
+        "stage mode",
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            SCRATCH,
+            Mode::from_bits_truncate(0o700),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        ),
+    )?;
+    let stage = step(
+        "open stage",
+        nix::fcntl::open(
+            SCRATCH,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ),
+    )?;
+    let s = stage.as_fd();
+    let rel = |abs: &str| PathBuf::from(abs.trim_start_matches(SCRATCH).trim_start_matches('/'));
+    for (i, (b, fd)) in p.binds.iter().zip(&fds.binds).enumerate() {
+        // The target as the runtime will resolve it inside the root: never in a kernel file
+        // system (a link in a layer could lead there).
+        refuse_kernel_target(root.as_fd(), &b.dst, b.is_dir)?;
+        let at = rel(oci::SOURCES).join(i.to_string());
+        bind(s, &fd_path(fd.as_fd()), &at, b.is_dir, false)?;
+    }
+    for (i, (d, fd)) in p.devices.iter().zip(&fds.devices).enumerate() {
+        let at = rel(oci::DEVICES).join(i.to_string());
+        bind(s, &fd_path(fd.as_fd()), &at, d.is_dir, false)?;
+    }
+    step(
+        "mount proc",
+        mount(
+            Some("proc"),
+            "/proc",
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        ),
+    )?;
+    hide_cgroups()
+}
+
+/// The host's cgroup hierarchy, read-only in this mount namespace: the session has no cgroup
+/// of its own, and a runtime must not create any on the host (as the host's root it could).
+/// On a hybrid host the unified (v2) hierarchy is put at `/sys/fs/cgroup`, so runtimes see
+/// cgroup v2 (crun refuses hybrid set-ups even with its cgroup manager disabled; rootless runc
+/// skips a v2 cgroup it cannot create, but not a v1 `cpuset`).
+fn hide_cgroups() -> Result<(), Step> {
+    let is_v2 = |p: &str| {
+        nix::sys::statfs::statfs(p)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+    };
+    let base = "/sys/fs/cgroup";
+    let source = if is_v2(base) {
+        base
+    } else if is_v2("/sys/fs/cgroup/unified") {
+        "/sys/fs/cgroup/unified"
+    } else {
+        // cgroup v1 only (or none): an empty read-only tmpfs.
+        if std::fs::metadata(base).is_err() {
+            return Ok(());
+        }
+        step(
+            "hide cgroups",
+            mount(
+                Some("tmpfs"),
+                base,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("size=4k"),
+            ),
+        )?;
+        return Ok(());
+    };
+    step(
+        "hide cgroups",
+        mount(
+            Some(source),
+            base,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ),
+    )?;
+    let fd = step(
+        "hide cgroups",
+        nix::fcntl::open(base, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()),
+    )?;
+    step(
+        "hide cgroups",
+        sys::make_readonly_nosuid_recursive(fd.as_fd()),
+    )
 }
 
 /// A policy bind's target, as resolved inside the new root (the image's symlinks followed), must

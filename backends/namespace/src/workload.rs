@@ -37,6 +37,33 @@ pub fn exec(p: &Prepared, exec_w: BorrowedFd<'_>, tty: Option<BorrowedFd<'_>>) -
     127
 }
 
+/// Runs in the process of an `oci`-backend session's runtime, started like a workload: the
+/// runtime confines the workload itself from the bundle (it needs its capabilities in the
+/// session's namespaces to do so), so this only restores the signal state and execs it.
+pub fn exec_runtime(
+    r: &crate::oci::Invocation,
+    exec_w: BorrowedFd<'_>,
+    tty: Option<BorrowedFd<'_>>,
+) -> i32 {
+    sys::reset_signal_dispositions();
+    let refusal = match sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| Refusal::from(Step("sigprocmask", e)))
+        .and_then(|()| match tty {
+            Some(slave) => pty::take_terminal(slave).map_err(Refusal::from),
+            None => Ok(()),
+        }) {
+        Ok(()) => Refusal::Setup {
+            step: "exec the OCI runtime".into(),
+            errno: sys::execve(&r.path, &r.argv, &r.env) as i32,
+        },
+        Err(e) => e,
+    };
+    if let Ok(bytes) = encode(&bounded(refusal)) {
+        let _ = nix::unistd::write(exec_w, &bytes);
+    }
+    127
+}
+
 /// `r` with its text cut to [`MAX_REASON`] bytes (a command name can be 128 KiB long).
 fn bounded(r: Refusal) -> Refusal {
     fn cut(mut s: String) -> String {

@@ -187,6 +187,7 @@ pub fn session_spec(
         join: Vec::new(),
         // Set by the caller from the user's opt-out.
         allow_without_landlock: false,
+        oci: None,
     })
 }
 
@@ -277,6 +278,7 @@ pub fn build_step_spec(
         join: Vec::new(),
         // Set by the caller from the user's opt-out.
         allow_without_landlock: false,
+        oci: None,
     }
 }
 

@@ -14,7 +14,7 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of any message type.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// Largest frame body either side accepts (1 MiB). A request is a few KiB;
 /// anything near this is hostile or broken.
@@ -183,6 +183,28 @@ pub struct RunSpec {
     /// (`allow_without_landlock` in the user's config, `--allow-without-landlock`); otherwise
     /// the helper refuses such a kernel with [`Refusal::LandlockUnavailable`].
     pub allow_without_landlock: bool,
+    /// `Some`: an `oci`-backend session. The helper sets up the user namespace, its own mount
+    /// namespace and the overlay as for any session, then runs this OCI runtime on a bundle it
+    /// generates from this request (the runtime creates the remaining namespaces, mounts,
+    /// capabilities, `no_new_privs` and seccomp from `config.json`). Never joins.
+    pub oci: Option<OciRuntime>,
+}
+
+/// The OCI runtime an `oci`-backend session runs, resolved once by the core.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciRuntime {
+    /// Absolute, symlink-free path of the runtime's executable (the helper checks it is a
+    /// regular executable file owned by root or the caller and writable by no one else).
+    pub path: PathBuf,
+    pub flavour: OciFlavour,
+}
+
+/// Which command line the runtime speaks (they differ only in how cgroups are turned off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OciFlavour {
+    Crun,
+    Runc,
+    Youki,
 }
 
 /// A running session's init process, as recorded by the core.
@@ -613,6 +635,7 @@ mod tests {
             allowed_mount_prefixes: vec![],
             join: vec![],
             allow_without_landlock: false,
+            oci: None,
         }
     }
 

@@ -78,6 +78,7 @@ pub fn spec(store: &Store, argv: &[&str]) -> RunSpec {
         allowed_mount_prefixes: vec![],
         join: vec![],
         allow_without_landlock: false,
+        oci: None,
     }
 }
 

@@ -14,7 +14,8 @@
 //! Running state read those records alone, whatever backend wrote them. A backend that runs
 //! nothing (the mock) records none, so its environments are never Running.
 //!
-//! The OCI backend plugs in at [`oci`]: today it refuses both operations.
+//! The OCI backend ([`oci`]) shares the namespace backend's build steps and its session
+//! plumbing (helper, session records), and hands the session itself to an OCI runtime.
 
 mod mock;
 mod namespace;

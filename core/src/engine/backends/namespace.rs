@@ -27,44 +27,51 @@ impl RuntimeBackend for Namespace {
     }
 
     fn run(&self, s: Session<'_>) -> Result<i32> {
-        let source_dir = crate::engine::policy_layer::read_source_dir(s.policy_tree)?;
-        // Interactive sessions with a terminal get a pty of the environment's own, relayed to
-        // ours by the session (`hc::Session`).
-        let tty = if s.mode == RunMode::Enter {
-            hc::terminal::caller_size()
-        } else {
-            None
-        };
-        let mut spec = runtime::session_spec(
-            s.store,
-            s.env,
-            s.lock,
-            s.policy_tree,
-            &source_dir,
-            s.argv,
-            tty,
-        )?;
-        if s.options.root {
-            runtime::as_root(&mut spec);
-        }
-        if let Some(dir) = &s.options.workdir {
-            spec.cwd.clone_from(dir);
-        }
-        spec.allow_without_landlock = runtime::allow_without_landlock(s.allow_without_landlock)?;
-        let (session, mut guard) = start_session(s.store, s.env, &mut spec, s.prespawned)
-            .map_err(explain_setup_failure)
-            .map_err(|e| explain_exec_failure(e, s.env))?;
-        // Return as soon as the workload is done; the helper finishes unmounting (and syncing)
-        // the overlay on its own, its session record live until then.
-        let (outcome, helper_gone) = session
-            .wait_workload()
-            .map_err(|e| explain_exec_failure(CoreError::helper(e), s.env))?;
-        if !helper_gone {
-            guard.keep_record();
-        }
-        log_timings(&outcome);
-        Ok(outcome.status.code())
+        run_session(s, None)
     }
+}
+
+/// Runs a session through the helper: in the helper's own namespaces, or (`oci`) by the OCI
+/// runtime the helper starts on a bundle of the same request (`oci.rs`).
+pub(super) fn run_session(s: Session<'_>, oci: Option<hc::OciRuntime>) -> Result<i32> {
+    let source_dir = crate::engine::policy_layer::read_source_dir(s.policy_tree)?;
+    // Interactive sessions with a terminal get a pty of the environment's own, relayed to
+    // ours by the session (`hc::Session`).
+    let tty = if s.mode == RunMode::Enter {
+        hc::terminal::caller_size()
+    } else {
+        None
+    };
+    let mut spec = runtime::session_spec(
+        s.store,
+        s.env,
+        s.lock,
+        s.policy_tree,
+        &source_dir,
+        s.argv,
+        tty,
+    )?;
+    if s.options.root {
+        runtime::as_root(&mut spec);
+    }
+    if let Some(dir) = &s.options.workdir {
+        spec.cwd.clone_from(dir);
+    }
+    spec.allow_without_landlock = runtime::allow_without_landlock(s.allow_without_landlock)?;
+    spec.oci = oci;
+    let (session, mut guard) = start_session(s.store, s.env, &mut spec, s.prespawned)
+        .map_err(explain_setup_failure)
+        .map_err(|e| explain_exec_failure(e, s.env))?;
+    // Return as soon as the workload is done; the helper finishes unmounting (and syncing)
+    // the overlay on its own, its session record live until then.
+    let (outcome, helper_gone) = session
+        .wait_workload()
+        .map_err(|e| explain_exec_failure(CoreError::helper(e), s.env))?;
+    if !helper_gone {
+        guard.keep_record();
+    }
+    log_timings(&outcome);
+    Ok(outcome.status.code())
 }
 
 /// A session whose helper could not be started or could not create its namespaces or mount its
@@ -175,6 +182,16 @@ fn start_session(
     let deadline = Instant::now() + ENDING_SESSIONS_WAIT;
     loop {
         let live = store.sessions(env_id)?;
+        // An OCI-runtime session mounts the environment's writable layer itself, never joins.
+        if spec.oci.is_some() && live.iter().any(|s| !s.is_ending()) {
+            return Err(CoreError::State(format!(
+                "environment '{}' already has a running session, and the 'oci' backend runs \
+                 one session of an environment at a time (each mounts the environment's \
+                 writable layer, which only one mount may use); end it first or use \
+                 'karapace stop'",
+                env_label(env)
+            )));
+        }
         // Records of older versions do not say: the helper compares the maps itself.
         let same_maps = |s: &&SessionInfo| s.id_maps.as_deref().is_none_or(|m| m == id_maps);
         let others: Vec<&SessionInfo> = live
@@ -187,7 +204,7 @@ fn start_session(
         }
         spec.join = live
             .iter()
-            .filter(|s| !s.is_ending())
+            .filter(|s| !s.is_ending() && spec.oci.is_none())
             .filter_map(|s| {
                 Some(hc::JoinTarget {
                     pid: s.init_pid?,

@@ -1,0 +1,740 @@
+//! The `oci` backend's part of a session: the helper's init process has entered the user
+//! namespace and a mount namespace of its own and mounted the environment's overlay (and the
+//! sources of its binds) on its private stage; here it writes the OCI bundle's `config.json`
+//! from the same validated request the namespace backend runs, and the command line of the OCI
+//! runtime (crun, runc, youki) that runs it.
+//!
+//! The stage is the scratch tmpfs the namespace backend uses too, mounted over `/tmp` in the
+//! init process's private mount namespace: no other process of the host sees it, so no other
+//! user can pre-create, read or replace the bundle or the runtime's state directory.
+//!
+//! What the runtime is asked for, and what not:
+//! - namespaces: mount, UTS (the hostname), IPC and, for network isolation, network (the
+//!   runtimes bring its `lo` up). Not a user namespace (the session is already in one, where the
+//!   runtime is root), not a pid namespace (the session's init process is pid 1 of one already:
+//!   the workload is not pid 1, so signals reach it as in the namespace backend, and `stop`
+//!   ending the init process ends everything in it), not a cgroup namespace.
+//! - capabilities: none, or the package managers' set for `exec --root`; `noNewPrivileges`;
+//!   the namespace backend's seccomp policy ([`seccomp`]).
+//! - no rlimits unless the request sets them (a runtime asked to raise one the caller cannot
+//!   fails); `linux.resources` only when the lock asks for limits (not enforced: the helper
+//!   hides the host's cgroups from the runtime, see `rootfs::hide_cgroups`).
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use std::os::fd::AsFd;
+
+use karapace_protocol::{Capabilities, Network, OciFlavour, Refusal};
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+use nix::sys::stat::{SFlag, fstat};
+use oci_spec::runtime::{
+    Arch, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccomp,
+    LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompOperator,
+    LinuxSyscall, LinuxSyscallBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use crate::{Prepared, PreparedUpper, confine};
+
+/// The session's stage (the scratch tmpfs of `rootfs.rs`).
+pub const STAGE: &str = "/tmp";
+/// The overlay root, on the stage.
+pub const ROOT: &str = "/tmp/root";
+/// Bind sources: `<SOURCES>/<n>` is the n-th policy bind's source, mounted from the
+/// descriptor the helper validated (the runtime never resolves a host path of the request).
+pub const SOURCES: &str = "/tmp/src";
+/// Device sources, likewise.
+pub const DEVICES: &str = "/tmp/dev";
+/// The bundle directory (holds only `config.json`; the root is [`ROOT`]).
+pub const BUNDLE: &str = "/tmp/bundle";
+/// The runtime's state directory (`--root`).
+pub const STATE: &str = "/tmp/state";
+/// An interactive session's console socket (`--console-socket`): the runtime allocates the
+/// workload's pty in the environment's own devpts instance, makes it the workload's
+/// controlling terminal, and sends its master here; the init process passes it on to the
+/// helper as the namespace backend passes its own.
+pub const CONSOLE_SOCKET: &str = "/tmp/console.sock";
+/// Where a detached runtime writes the workload's pid.
+pub const PID_FILE: &str = "/tmp/container.pid";
+/// How long the runtime may take to create the container and send the pty's master.
+const CONSOLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// `PATH` when the workload's environment has none (as the namespace backend's).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The container's id: generated here, never taken from the request (each session has a state
+/// directory of its own, so one fixed id never collides).
+pub const CONTAINER_ID: &str = "karapace-session";
+
+/// The validated runtime of an `oci` session.
+pub struct PreparedOci {
+    pub runtime: crate::Opened,
+    pub flavour: OciFlavour,
+}
+
+/// The runtime's command line and environment, built before the init process forks (the
+/// process that execs it allocates nothing).
+pub struct Invocation {
+    pub path: CString,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+}
+
+/// How the runtime is started: `<runtime> --root <STATE> [cgroups off] run --bundle <BUNDLE>
+/// <id>`. No shell; the path is the validated absolute one.
+pub fn invocation(o: &PreparedOci, tty: bool) -> Result<Invocation, String> {
+    let path = CString::new(o.runtime.path.as_os_str().as_encoded_bytes())
+        .map_err(|_| "runtime path contains a NUL byte".to_owned())?;
+    let mut args: Vec<&str> = vec!["--root", STATE];
+    match o.flavour {
+        // The session has no cgroup of its own to delegate; crun would otherwise try systemd
+        // or cgroupfs.
+        OciFlavour::Crun => args.push("--cgroup-manager=disabled"),
+        // runc in a user namespace is rootless: a cgroup it cannot create (the host's
+        // hierarchy is read-only in this mount namespace) is skipped.
+        // Its log carries warnings about the cgroup it could not make, on every run; a fatal
+        // error still reaches its stderr.
+        OciFlavour::Runc => args.extend(["--log", "/dev/null"]),
+        OciFlavour::Youki => {}
+    }
+    args.extend(["run", "--bundle", BUNDLE]);
+    if tty {
+        // runc accepts a console socket only when it detaches (see `detached_workload`).
+        if o.flavour == OciFlavour::Runc {
+            args.extend(["--detach", "--pid-file", PID_FILE]);
+        }
+        args.extend(["--console-socket", CONSOLE_SOCKET]);
+    }
+    args.push(CONTAINER_ID);
+    let mut command = vec![path.clone()];
+    for a in args {
+        command.push(CString::new(a).map_err(|e| e.to_string())?);
+    }
+    // The runtime gets no environment of the caller's: its configuration is the bundle.
+    let env = vec![c"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()];
+    Ok(Invocation {
+        path,
+        argv: command,
+        env,
+    })
+}
+
+fn mount(dst: &str, typ: &str, src: &str, options: &[&str]) -> Result<Mount, String> {
+    MountBuilder::default()
+        .destination(dst)
+        .typ(typ)
+        .source(src)
+        .options(options.iter().map(|o| (*o).to_owned()).collect::<Vec<_>>())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn bind_mount(src: &Path, dst: &Path, readonly: bool) -> Result<Mount, String> {
+    let mut options = vec!["rbind".to_owned()];
+    if readonly {
+        options.extend(["ro", "nosuid", "nodev"].map(str::to_owned));
+    }
+    MountBuilder::default()
+        .destination(dst)
+        .typ("bind")
+        .source(src)
+        .options(options)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The mounts of the environment, in the order and with the flags of `rootfs::assemble`.
+fn mounts(p: &Prepared) -> Result<Vec<Mount>, String> {
+    let tmpfs_mb = p.limits.tmpfs_mb.unwrap_or(1024);
+    let shm = format!("size={tmpfs_mb}m");
+    let mut m = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "nodev", "noexec"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "noexec", "mode=0755", "size=512k"],
+        )?,
+        // Its own devpts instance; no gid= option: the group may not be mapped.
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+            ],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "nodev", "noexec", "mode=1777", &shm],
+        )?,
+    ];
+    for (i, d) in p.devices.iter().enumerate() {
+        m.push(bind_mount(
+            &Path::new(DEVICES).join(i.to_string()),
+            &d.dst,
+            false,
+        )?);
+    }
+    // A fresh sysfs needs a network namespace of the session's own; otherwise the host's.
+    if p.network == Network::Isolated {
+        m.push(mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "nodev", "noexec", "ro"],
+        )?);
+    } else {
+        m.push(bind_mount(Path::new("/sys"), Path::new("/sys"), true)?);
+    }
+    m.push(mount(
+        "/tmp",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "nodev", "mode=1777", &shm],
+    )?);
+    m.push(mount(
+        "/run",
+        "tmpfs",
+        "tmpfs",
+        &["nosuid", "nodev", "mode=0755", &shm],
+    )?);
+    for (i, b) in p.binds.iter().enumerate() {
+        m.push(bind_mount(
+            &Path::new(SOURCES).join(i.to_string()),
+            &b.dst,
+            b.readonly,
+        )?);
+    }
+    Ok(m)
+}
+
+fn capabilities(set: Capabilities) -> Result<HashSet<Capability>, String> {
+    match set {
+        Capabilities::None => Ok(HashSet::new()),
+        Capabilities::PackageManager => confine::PACKAGE_MANAGER_CAPS
+            .iter()
+            .map(|c| {
+                let name = c.to_string();
+                let bare = name.strip_prefix("CAP_").unwrap_or(&name);
+                Capability::from_str(bare).map_err(|_| format!("capability {name}"))
+            })
+            .collect(),
+    }
+}
+
+fn syscall(
+    names: &[&str],
+    errno: i32,
+    args: Vec<oci_spec::runtime::LinuxSeccompArg>,
+) -> Result<LinuxSyscall, String> {
+    let mut b = LinuxSyscallBuilder::default()
+        .names(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+        .action(LinuxSeccompAction::ScmpActErrno)
+        .errno_ret(u32::try_from(errno).map_err(|e| e.to_string())?);
+    if !args.is_empty() {
+        b = b.args(args);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+/// The namespace backend's seccomp policy (`confine::policy`) as `linux.seccomp`: EPERM for
+/// [`confine::DENIED`], for `ioctl` `TIOCSTI`/`TIOCLINUX` and for `clone` with any namespace
+/// flag; ENOSYS for [`confine::UNSUPPORTED`]; only x86-64 (a foreign architecture's calls get
+/// libseccomp's bad-architecture action, which kills). With `ignore_chown` the `chown` family
+/// succeeds without effect, as in the namespace backend's collapsed id map.
+pub fn seccomp(ignore_chown: bool) -> Result<LinuxSeccomp, String> {
+    let eperm = libc::EPERM;
+    let denied: Vec<&str> = confine::DENIED.iter().map(|(n, _)| *n).collect();
+    let unsupported: Vec<&str> = confine::UNSUPPORTED.iter().map(|(n, _)| *n).collect();
+    let mut rules = vec![
+        syscall(&denied, eperm, Vec::new())?,
+        syscall(&unsupported, libc::ENOSYS, Vec::new())?,
+    ];
+    for request in [libc::TIOCSTI, libc::TIOCLINUX] {
+        let arg = LinuxSeccompArgBuilder::default()
+            .index(1usize)
+            .value(request)
+            .op(LinuxSeccompOperator::ScmpCmpEq)
+            .build()
+            .map_err(|e| e.to_string())?;
+        rules.push(syscall(&["ioctl"], eperm, vec![arg])?);
+    }
+    // One rule per flag: a rule's argument conditions must all hold, so "any of these bits"
+    // is one rule for each bit.
+    for flag in confine::CLONE_NS_FLAGS {
+        let bit = u64::from(flag.cast_unsigned());
+        let arg = LinuxSeccompArgBuilder::default()
+            .index(0usize)
+            .value(bit)
+            .value_two(bit)
+            .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+            .build()
+            .map_err(|e| e.to_string())?;
+        rules.push(syscall(&["clone"], eperm, vec![arg])?);
+    }
+    if ignore_chown {
+        rules.push(syscall(
+            &["chown", "fchown", "lchown", "fchownat"],
+            0,
+            Vec::new(),
+        )?);
+    }
+    LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .architectures(vec![Arch::ScmpArchX86_64])
+        .syscalls(rules)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// `config.json` of a session: root [`ROOT`], everything else from the validated request.
+pub fn config(p: &Prepared) -> Result<Spec, String> {
+    let err = |e: oci_spec::OciSpecError| e.to_string();
+    let caps = capabilities(p.capabilities)?;
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
+        .build()
+        .map_err(err)?;
+    let text = |c: &CString| String::from_utf8_lossy(c.as_bytes()).into_owned();
+    let mut rlimits = Vec::new();
+    for (typ, value) in [
+        (PosixRlimitType::RlimitNofile, p.limits.nofile),
+        (PosixRlimitType::RlimitNproc, p.limits.nproc),
+    ] {
+        if let Some(v) = value {
+            rlimits.push(
+                PosixRlimitBuilder::default()
+                    .typ(typ)
+                    .soft(v)
+                    .hard(v)
+                    .build()
+                    .map_err(err)?,
+            );
+        }
+    }
+    let mut process = ProcessBuilder::default()
+        .terminal(p.tty.is_some())
+        // Root of the session's user namespace: the caller's own uid on the host.
+        .user(
+            UserBuilder::default()
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .map_err(err)?,
+        )
+        .args(p.argv.iter().map(text).collect::<Vec<_>>())
+        .env(p.env.iter().map(text).collect::<Vec<_>>())
+        .cwd(p.cwd.clone())
+        .capabilities(capabilities)
+        .no_new_privileges(true);
+    if !rlimits.is_empty() {
+        process = process.rlimits(rlimits);
+    }
+    if let Some(size) = p.tty {
+        process = process.console_size(
+            oci_spec::runtime::BoxBuilder::default()
+                .height(u64::from(size.rows))
+                .width(u64::from(size.cols))
+                .build()
+                .map_err(err)?,
+        );
+    }
+    SpecBuilder::default()
+        .version("1.0.2")
+        .hostname(p.hostname.clone())
+        .root(
+            RootBuilder::default()
+                .path(PathBuf::from(ROOT))
+                .readonly(matches!(p.upper, PreparedUpper::ReadOnly))
+                .build()
+                .map_err(err)?,
+        )
+        .process(process.build().map_err(err)?)
+        .mounts(mounts(p)?)
+        .linux(linux(p)?)
+        .build()
+        .map_err(err)
+}
+
+/// `linux`: namespaces, seccomp, read-only and masked paths, resources.
+fn linux(p: &Prepared) -> Result<oci_spec::runtime::Linux, String> {
+    let err = |e: oci_spec::OciSpecError| e.to_string();
+    let mut namespaces = vec![
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+    ];
+    if p.network == Network::Isolated {
+        namespaces.push(LinuxNamespaceType::Network);
+    }
+    let namespaces = namespaces
+        .into_iter()
+        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .seccomp(seccomp(p.ignore_chown)?)
+        .readonly_paths(vec![
+            "/proc/sys".to_owned(),
+            "/proc/sysrq-trigger".to_owned(),
+        ])
+        .masked_paths(
+            [
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/timer_list",
+                "/sys/firmware",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        );
+    if p.limits.memory_mb.is_some() || p.limits.cpu_shares.is_some() {
+        let mut r = LinuxResourcesBuilder::default();
+        if let Some(mb) = p.limits.memory_mb {
+            let bytes = i64::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+            r = r.memory(
+                LinuxMemoryBuilder::default()
+                    .limit(bytes)
+                    .build()
+                    .map_err(err)?,
+            );
+        }
+        if let Some(shares) = p.limits.cpu_shares {
+            r = r.cpu(
+                LinuxCpuBuilder::default()
+                    .shares(shares)
+                    .build()
+                    .map_err(err)?,
+            );
+        }
+        linux = linux.resources(r.build().map_err(err)?);
+    }
+    linux.build().map_err(err)
+}
+
+/// Writes `config.json` into [`BUNDLE`] (created 0700; the stage is private anyway).
+pub fn write_bundle(spec: &Spec) -> Result<(), crate::Step> {
+    use nix::errno::Errno;
+    use nix::sys::stat::Mode;
+    let private = Mode::from_bits_truncate(0o700);
+    for dir in [BUNDLE, STATE] {
+        nix::unistd::mkdir(dir, private).map_err(|e| crate::Step("mkdir OCI bundle", e))?;
+    }
+    let json = serde_json::to_vec(spec).map_err(|_| crate::Step("OCI config", Errno::EINVAL))?;
+    let file = Path::new(BUNDLE).join("config.json");
+    std::fs::write(&file, json).map_err(|e| {
+        crate::Step(
+            "write OCI config",
+            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        )
+    })
+}
+
+/// Whether the workload's command exists in the root as `execvpe` would find it (the
+/// workload's `PATH`, the working directory for a relative path): the runtime reports a
+/// missing command only as its own failure (exit status 1), so the helper looks first and
+/// refuses with the namespace backend's [`Refusal::Exec`], which the core turns into "command
+/// not found" (127) or "cannot execute" (126). Resolved beneath the root, links included.
+pub fn check_command(p: &Prepared) -> Result<(), Refusal> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(argv0) = p.argv.first() else {
+        return Err(Refusal::Invalid("empty argv".into()));
+    };
+    let name = std::ffi::OsStr::from_bytes(argv0.as_bytes());
+    let fail = |errno: Errno| Refusal::Exec {
+        argv0: name.to_string_lossy().into_owned(),
+        errno: errno as i32,
+    };
+    let root = nix::fcntl::open(
+        ROOT,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Refusal::from(crate::Step("open root", e)))?;
+    let candidates: Vec<PathBuf> = if argv0.as_bytes().contains(&b'/') {
+        vec![p.cwd.join(name)]
+    } else {
+        let path = p.path_env.as_deref().unwrap_or(DEFAULT_PATH);
+        path.split(':')
+            .map(|d| {
+                if d.is_empty() {
+                    p.cwd.clone()
+                } else {
+                    PathBuf::from(d)
+                }
+            })
+            .filter(|d| d.is_absolute())
+            .map(|d| d.join(name))
+            .collect()
+    };
+    let mut denied = false;
+    for c in candidates {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let Ok(fd) = openat2(root.as_fd(), &c, how) else {
+            continue;
+        };
+        match fstat(fd.as_fd()) {
+            Ok(st)
+                if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG
+                    && st.st_mode & 0o111 != 0 =>
+            {
+                return Ok(());
+            }
+            _ => denied = true,
+        }
+    }
+    Err(fail(if denied { Errno::EACCES } else { Errno::ENOENT }))
+}
+
+/// The listening console socket, on the stage.
+pub fn console_listener() -> Result<std::os::unix::net::UnixListener, crate::Step> {
+    std::os::unix::net::UnixListener::bind(CONSOLE_SOCKET).map_err(|e| {
+        crate::Step(
+            "console socket",
+            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        )
+    })
+}
+
+/// The pty master the runtime `child` sends to the console socket, sized `size`; gives up when
+/// the runtime has ended without sending one (its own error is on the caller's stderr) or
+/// after [`CONSOLE_WAIT`].
+pub fn receive_console(
+    listener: &std::os::unix::net::UnixListener,
+    child: nix::unistd::Pid,
+    size: karapace_protocol::TerminalSize,
+) -> Result<std::os::fd::OwnedFd, crate::Step> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    let deadline = std::time::Instant::now() + CONSOLE_WAIT;
+    loop {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(n) if n > 0 => break,
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(crate::Step("console socket", e)),
+        }
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        match waitid(Id::Pid(child), flags) {
+            Ok(WaitStatus::StillAlive) => {}
+            _ => {
+                return Err(crate::Step(
+                    "the OCI runtime ended before the terminal",
+                    Errno::EPIPE,
+                ));
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(crate::Step(
+                "wait for the OCI runtime's terminal",
+                Errno::ETIMEDOUT,
+            ));
+        }
+    }
+    let (stream, _) = listener.accept().map_err(|e| {
+        crate::Step(
+            "console socket",
+            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        )
+    })?;
+    let master = receive_fd(&stream)?;
+    crate::pty::set_size(master.as_fd(), size)?;
+    Ok(master)
+}
+
+/// One descriptor sent with `SCM_RIGHTS` (the runtimes send the pty's name as the data).
+fn receive_fd(
+    stream: &std::os::unix::net::UnixStream,
+) -> Result<std::os::fd::OwnedFd, crate::Step> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    let mut data = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut data)];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    loop {
+        match recvmsg(
+            stream.as_fd(),
+            &mut iov,
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(crate::Step(
+                    "receive the pty master",
+                    Errno::from_raw(e.raw_os_error()),
+                ));
+            }
+        }
+    }
+    let mut got = None;
+    for msg in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(fds) = msg {
+            for fd in fds {
+                if got.is_none() {
+                    got = Some(fd);
+                }
+            }
+        }
+    }
+    got.ok_or(crate::Step("receive the pty master", Errno::EBADMSG))
+}
+
+/// A runtime that detached (runc with a terminal): waits for it to exit after starting the
+/// workload, and returns the workload's pid from [`PID_FILE`]. The workload is this process's
+/// child by then: it was orphaned in the session's pid namespace, whose pid 1 this is.
+pub fn detached_workload(runtime: nix::unistd::Pid) -> Result<nix::unistd::Pid, crate::Step> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    match waitpid(runtime, None) {
+        Ok(WaitStatus::Exited(_, 0)) => {}
+        Ok(_) => return Err(crate::Step("the OCI runtime failed", Errno::EIO)),
+        Err(e) => return Err(crate::Step("wait for the OCI runtime", e)),
+    }
+    let text = std::fs::read_to_string(PID_FILE)
+        .map_err(|_| crate::Step("read the workload's pid", Errno::ENOENT))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| crate::Step("read the workload's pid", Errno::EINVAL))?;
+    if pid <= 1 {
+        return Err(crate::Step("read the workload's pid", Errno::EINVAL));
+    }
+    Ok(nix::unistd::Pid::from_raw(pid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(flavour: OciFlavour) -> PreparedOci {
+        let fd = nix::fcntl::open(
+            "/",
+            OFlag::O_PATH | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap();
+        PreparedOci {
+            runtime: crate::Opened {
+                fd,
+                path: PathBuf::from("/usr/bin/crun"),
+            },
+            flavour,
+        }
+    }
+
+    fn words(inv: &Invocation) -> Vec<String> {
+        inv.argv
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_runtime_command_line_is_fixed_and_private() {
+        let crun = words(&invocation(&runtime(OciFlavour::Crun), false).unwrap());
+        assert_eq!(
+            crun,
+            [
+                "/usr/bin/crun",
+                "--root",
+                STATE,
+                "--cgroup-manager=disabled",
+                "run",
+                "--bundle",
+                BUNDLE,
+                CONTAINER_ID
+            ]
+        );
+        let runc_tty = words(&invocation(&runtime(OciFlavour::Runc), true).unwrap());
+        for w in [
+            "--detach",
+            "--pid-file",
+            PID_FILE,
+            "--console-socket",
+            CONSOLE_SOCKET,
+        ] {
+            assert!(runc_tty.iter().any(|a| a == w), "{w}: {runc_tty:?}");
+        }
+        assert_eq!(runc_tty.last().map(String::as_str), Some(CONTAINER_ID));
+        // Every path the runtime is given lies on the private stage.
+        for p in [
+            ROOT,
+            SOURCES,
+            DEVICES,
+            BUNDLE,
+            STATE,
+            CONSOLE_SOCKET,
+            PID_FILE,
+        ] {
+            assert!(Path::new(p).starts_with(STAGE), "{p}");
+        }
+    }
+
+    #[test]
+    fn the_seccomp_section_is_the_namespace_backends_policy() {
+        let json = serde_json::to_value(seccomp(false).unwrap()).unwrap();
+        assert_eq!(json["defaultAction"], "SCMP_ACT_ALLOW");
+        assert_eq!(
+            json["architectures"],
+            serde_json::json!(["SCMP_ARCH_X86_64"])
+        );
+        let rules = json["syscalls"].as_array().unwrap();
+        let rule_of = |name: &str| {
+            rules
+                .iter()
+                .filter(|r| r["names"].as_array().unwrap().iter().any(|n| n == name))
+                .collect::<Vec<_>>()
+        };
+        for (name, _) in confine::DENIED {
+            let r = rule_of(name);
+            assert_eq!(r.len(), 1, "{name}");
+            assert_eq!(r[0]["action"], "SCMP_ACT_ERRNO");
+            assert_eq!(r[0]["errnoRet"], libc::EPERM);
+        }
+        for (name, _) in confine::UNSUPPORTED {
+            assert_eq!(rule_of(name)[0]["errnoRet"], libc::ENOSYS, "{name}");
+        }
+        let clone = rule_of("clone");
+        assert_eq!(clone.len(), confine::CLONE_NS_FLAGS.len());
+        assert!(
+            clone
+                .iter()
+                .all(|r| r["args"][0]["op"] == "SCMP_CMP_MASKED_EQ")
+        );
+        assert_eq!(rule_of("ioctl").len(), 2);
+        assert!(rule_of("chown").is_empty());
+        let collapsed = serde_json::to_value(seccomp(true).unwrap()).unwrap();
+        let chown = collapsed["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r["names"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|n| n == "fchownat")
+            })
+            .cloned()
+            .unwrap();
+        assert_eq!(chown["errnoRet"], 0);
+    }
+}
