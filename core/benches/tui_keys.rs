@@ -1,4 +1,4 @@
-//! Issue 15: is `karapace tui` responsive (< 50 ms per key) on a store with 200 environments?
+//! Is `karapace tui` responsive (< 50 ms per key) on a store with 200 environments?
 //!
 //! ```text
 //! cargo bench -p karapace --bench tui_keys        # KARAPACE_BENCH_ENVS (default 200)
@@ -10,10 +10,12 @@
 //! the frame that answers it. Every frame the UI draws ends with the synchronized-output
 //! sequence `ESC [ ? 2026 l`, which this program watches for on the terminal's output. So a
 //! time covers everything the user waits for: reading the key, the engine's work (a `list` of
-//! all environments after every action; `inspect`, `snapshots` and `diff` for the detail view;
-//! the store mutation), drawing, and writing the frame. After keys that change the store the UI
-//! also redraws when its store watcher reports the change; those frames are waited out and not
-//! counted.
+//! all environments after every action; `inspect`, `snapshots` and `diff` for the detail view),
+//! drawing, and writing the frame. Keys that change the store are answered at once (the status
+//! line says what is being done) and the change runs on the UI's worker thread: their time is
+//! that answer; the change itself costs what the CLI baselines of `freeze` and `archive` show.
+//! Its outcome and the store watcher's redraws come as later frames, which are waited out and
+//! not counted.
 //!
 //! Baselines, measured in the same run on the same store: `karapace list`, `karapace inspect` and
 //! `karapace diff` as separate processes (what the same information costs from the CLI).
@@ -390,13 +392,17 @@ fn measure_keys(ui: &mut Ui) -> Vec<Row> {
         },
         b"j",
     );
-    samples("`f`", "freeze + `list`", freeze);
-    samples("`a`", "archive + `list`", archive);
-    samples("`c`", "commit (a snapshot) + `list`", commit);
-    samples("`n` … `Enter`", "rename + `list` (time of `Enter`)", rename);
+    samples("`f`", "freeze, answered (runs on the worker)", freeze);
+    samples("`a`", "archive, answered (runs on the worker)", archive);
+    samples("`c`", "commit, answered (runs on the worker)", commit);
+    samples(
+        "`n` … `Enter`",
+        "rename, answered (time of `Enter`)",
+        rename,
+    );
     ui.key(b"G");
     let destroy = mutate(ui, 0, |_| vec![b"d".to_vec(), b"y".to_vec()], b"G");
-    samples("`d` `y`", "destroy + `list` (time of `y`)", destroy);
+    samples("`d` `y`", "destroy, answered (time of `y`)", destroy);
     rows
 }
 

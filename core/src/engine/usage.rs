@@ -51,7 +51,12 @@ pub struct DiskUsage {
     pub store_bytes: u64,
 }
 
-fn layers_of(store: &Store, env: &EnvMetadata) -> Vec<(String, &'static str)> {
+/// The layers of `env`: its base, dependency and policy layers, and its snapshots (from
+/// `snapshots`, the store's snapshots by environment).
+fn layers_of(
+    env: &EnvMetadata,
+    snapshots: &HashMap<String, Vec<String>>,
+) -> Vec<(String, &'static str)> {
     let mut v = vec![(env.base_layer.clone(), "base")];
     v.extend(
         env.dependency_layers
@@ -60,10 +65,11 @@ fn layers_of(store: &Store, env: &EnvMetadata) -> Vec<(String, &'static str)> {
     );
     v.extend(env.policy_layer.iter().map(|h| (h.clone(), "policy")));
     v.extend(
-        store
-            .snapshot_hashes(&env.env_id)
+        snapshots
+            .get(&env.env_id)
             .into_iter()
-            .map(|h| (h, "snapshot")),
+            .flatten()
+            .map(|h| (h.clone(), "snapshot")),
     );
     v
 }
@@ -82,8 +88,9 @@ fn usages_of(
     envs: &[EnvMetadata],
     wanted: impl Fn(&EnvMetadata) -> bool,
 ) -> Vec<EnvUsage> {
+    let snapshots = store.snapshot_hashes_by_env();
     let per_env: Vec<Vec<(String, &'static str)>> =
-        envs.iter().map(|e| layers_of(store, e)).collect();
+        envs.iter().map(|e| layers_of(e, &snapshots)).collect();
     let mut users: HashMap<&str, usize> = HashMap::new();
     for layers in &per_env {
         for (h, _) in layers {

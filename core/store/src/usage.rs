@@ -70,11 +70,18 @@ impl Store {
         tree_bytes(&self.layout.trees)
     }
 
-    /// The hashes of an environment's snapshots.
-    pub fn snapshot_hashes(&self, env_id: &str) -> Vec<String> {
-        self.snapshot_manifests(Some(env_id))
-            .map(|v| v.into_iter().map(|m| m.hash).collect())
-            .unwrap_or_default()
+    /// The snapshots of every environment, by env_id, each environment's oldest first: one
+    /// read of the layer manifests for a whole store (asking for each of N environments would
+    /// read them N times).
+    pub fn snapshot_hashes_by_env(&self) -> std::collections::HashMap<String, Vec<String>> {
+        let mut by_env: std::collections::HashMap<String, Vec<String>> =
+            std::collections::HashMap::new();
+        for m in self.snapshot_manifests(None).unwrap_or_default() {
+            if let Some(env) = m.env_id {
+                by_env.entry(env).or_default().push(m.hash);
+            }
+        }
+        by_env
     }
 
     /// Bytes of an environment's own directory: its writable layer and work directory.
