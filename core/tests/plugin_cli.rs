@@ -330,6 +330,11 @@ fn plugin_build_makes_a_component_without_a_karapace_checkout() {
         eprintln!("skipped: no wasm toolchain");
         return;
     }
+    if std::env::var_os("CI").is_some() && !nix::unistd::Uid::effective().is_root() {
+        // CI builds it once, in the root run: the same code, and a minute of CI time.
+        eprintln!("skipped: built in the root run");
+        return;
+    }
     let user = User::new();
     let crate_dir = user.dir.path().join("karapace-resolver-xbps");
     std::fs::create_dir_all(crate_dir.join("src")).unwrap();

@@ -43,10 +43,16 @@ pub fn run(ctx: &Ctx, dir: &Path, output_file: Option<&Path>) -> Result<i32> {
         let path = sdk.to_str().ok_or_else(|| {
             CoreError::Usage(format!("{}: the cache path is not UTF-8", sdk.display()))
         })?;
-        cargo.arg("--config").arg(format!(
+        let patch = format!(
             "patch.crates-io.karapace-plugin-sdk.path={}",
             toml_string(path)
+        );
+        // The same patch lets the user run the SDK harness natively.
+        output::note(&format!(
+            "using the plugin SDK embedded in karapace, at {path}; native tests: cargo test --config {}",
+            shlex::try_quote(&patch).unwrap_or_default()
         ));
+        cargo.arg("--config").arg(patch);
     }
     output::note(&format!(
         "building {} with the {} wasm toolchain ({})",
