@@ -151,6 +151,21 @@ fn plugin_install_checks_the_component_and_copies_it_into_the_xdg_plugin_directo
     );
     let files: Vec<_> = std::fs::read_dir(user.plugin_dir()).unwrap().collect();
     assert_eq!(files.len(), 1, "no temporary files left: {files:?}");
+
+    // The same plugin under another file name is replaced as well, never left as a duplicate.
+    std::fs::copy(xbps_1_1(), user.plugin_dir().join("my-xbps.wasm")).unwrap();
+    let out = user.run(&["plugin", "install", s(&xbps_1_1())]);
+    assert_eq!(code(&out), 1, "xbps.wasm still holds the 1.0 build");
+    user.ok(&["plugin", "install", s(&xbps_1_1()), "--force"]);
+    let files: Vec<String> = std::fs::read_dir(user.plugin_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["xbps.wasm"]);
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(xbps_1_1()).unwrap()
+    );
 }
 
 #[test]

@@ -40,19 +40,19 @@ pub fn run(ctx: &Ctx, dir: &Path, output_file: Option<&Path>) -> Result<i32> {
         .stderr(Stdio::inherit());
     if uses_registry_sdk {
         let sdk = sdk::extract(&sdk::default_cache()?)?;
-        let path = sdk.to_str().ok_or_else(|| {
+        let sdk_dir = sdk.to_str().ok_or_else(|| {
             CoreError::Usage(format!("{}: the cache path is not UTF-8", sdk.display()))
         })?;
-        let patch = format!(
+        let patch_config = format!(
             "patch.crates-io.karapace-plugin-sdk.path={}",
-            toml_string(path)
+            toml_string(sdk_dir)
         );
         // The same patch lets the user run the SDK harness natively.
         output::note(&format!(
-            "using the plugin SDK embedded in karapace, at {path}; native tests: cargo test --config {}",
-            shlex::try_quote(&patch).unwrap_or_default()
+            "using the plugin SDK embedded in karapace, at {sdk_dir}; native tests: cargo test --config {}",
+            shlex::try_quote(&patch_config).unwrap_or_default()
         ));
-        cargo.arg("--config").arg(patch);
+        cargo.arg("--config").arg(patch_config);
     }
     output::note(&format!(
         "building {} with the {} wasm toolchain ({})",
@@ -67,10 +67,12 @@ pub fn run(ctx: &Ctx, dir: &Path, output_file: Option<&Path>) -> Result<i32> {
         .map_err(|e| CoreError::Other(format!("{}: {e}", module_path.display())))?;
 
     // Load it as the host will; the plugin's own name names the output.
-    let staging_dir = output_file
-        .and_then(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| dir.join("dist"), Path::to_path_buf);
+    // The output's own directory, so the final rename never crosses file systems.
+    let staging_dir = match output_file.map(Path::parent) {
+        None => dir.join("dist"),
+        Some(Some(parent)) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        Some(_) => PathBuf::from("."),
+    };
     std::fs::create_dir_all(&staging_dir)
         .map_err(|e| CoreError::io(format!("cannot create {}", staging_dir.display()), e))?;
     let mut staged = tempfile::Builder::new()

@@ -47,20 +47,19 @@ pub fn run(ctx: &Ctx, wasm: &Path, force: bool) -> Result<i32> {
     let dest = dir.join(format!("{}.wasm", plugin.name()));
 
     let same_name = installed_with_name(&dir, plugin.name(), &dest);
-    let mut status = "installed";
-    for old in &same_name {
-        if std::fs::read(old).is_ok_and(|b| b == bytes) && *old == dest {
-            status = "unchanged";
-        } else if !force {
-            return Err(CoreError::Other(format!(
-                "plugin {} is already installed at {} with other content; pass --force to replace it",
-                plugin.name(),
-                old.display()
-            )));
-        } else {
-            status = "replaced";
-        }
+    let identical = |p: &PathBuf| std::fs::read(p).is_ok_and(|b| b == bytes);
+    if !force && let Some(other) = same_name.iter().find(|p| !identical(p)) {
+        return Err(CoreError::Other(format!(
+            "plugin {} is already installed at {} with other content; pass --force to replace it",
+            plugin.name(),
+            other.display()
+        )));
     }
+    let status = match same_name.as_slice() {
+        [] => "installed",
+        [only] if *only == dest && identical(only) => "unchanged",
+        _ => "replaced",
+    };
     if status != "unchanged" {
         set_mode(staged.as_file())?;
         staged
