@@ -138,6 +138,20 @@ fn category_atoms_reach_the_emerge_plugin_and_the_lock() {
         lock.text
     );
 
+    // A name outside Portage's grammar is the manifest's error, naming the plugin once.
+    let bad = dir.write_project_file(
+        "bad.toml",
+        "manifest_version = 1\n\n[base]\nimage = \"gentoo\"\n\n[system]\npackages = [\"app-editors/vim!\"]\n",
+    );
+    let out = k.run(&["build", &bad.to_string_lossy()]);
+    out.assert_code(2);
+    let err = out.stderr_str();
+    assert!(
+        err.contains("invalid package name 'app-editors/vim!' for emerge: \"app-editors/vim!\" is not a Portage atom"),
+        "{out}"
+    );
+    assert_eq!(err.matches("emerge").count(), 1, "{out}");
+
     // The atoms reached emerge exactly as written (in the manifest's normalized, sorted order).
     let log = k.exec(&env, &["cat", "/var/log/fake-emerge.log"]);
     log.assert_success();
