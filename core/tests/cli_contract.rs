@@ -520,8 +520,9 @@ fn completions_and_man_pages() {
     }
     kp.ok(&["man-pages", "pages"]);
     let pages = fs::read_dir(kp.work().join("pages")).unwrap().count();
-    // The standard tool's 26 subcommands, our `du`, and karapace.1.
-    assert_eq!(pages, 28, "karapace.1 plus one page per subcommand");
+    // The standard tool's 26 subcommands, our `du` and `plugin`, and karapace.1.
+    assert_eq!(pages, 29, "karapace.1 plus one page per subcommand");
+    assert!(kp.work().join("pages/karapace-plugin.1").is_file());
 }
 
 #[test]

@@ -59,6 +59,10 @@ fn bash_completes_environment_names_and_snapshot_hashes() {
         .to_owned();
 
     assert_eq!(complete(&kp, &["verify-s"]), ["verify-store"]);
+    assert_eq!(complete(&kp, &["plug"]), ["plugin"]);
+    let mut actions = complete(&kp, &["plugin", ""]);
+    actions.sort();
+    assert_eq!(actions, ["build", "help", "install", "list", "test"]);
     let mut names = complete(&kp, &["--store", store, "exec", ""]);
     names.sort();
     assert_eq!(names, ["alpha", "beta"]);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use karapace_store::tar::ArchiveLimits;
 
+use crate::alias::UserAlias;
 use crate::arch::host_arch;
 use crate::error::{ImageError, Result};
 use crate::url;
@@ -16,6 +17,9 @@ pub const DEFAULT_SERVER: &str = "https://images.linuxcontainers.org";
 pub const SERVER_ENV: &str = "KARAPACE_IMAGE_SERVER";
 /// Key in `~/.config/karapace/config.toml` naming the image server.
 pub const SERVER_CONFIG_KEY: &str = "image_server";
+/// Table in `~/.config/karapace/config.toml` of the user's own image aliases
+/// (`gentoo = "gentoo/openrc"`), after the built-in ones.
+pub const ALIASES_CONFIG_KEY: &str = "image_aliases";
 /// Key in `~/.config/karapace/config.toml`: most entries one image or layer archive may have.
 pub const MAX_ENTRIES_CONFIG_KEY: &str = "archive_max_entries";
 /// Key in `~/.config/karapace/config.toml`: most content bytes one image or layer archive may
@@ -60,6 +64,9 @@ pub struct ImageConfig {
     /// Caps on an archive's entries and content bytes, for images and for the store's layers
     /// (`archive_max_entries`, `archive_max_bytes` in the config file).
     pub archive_limits: ArchiveLimits,
+    /// The user's aliases (`[image_aliases]` in the config file), consulted after the built-in
+    /// table.
+    pub user_aliases: Vec<UserAlias>,
 }
 
 impl ImageConfig {
@@ -76,6 +83,7 @@ impl ImageConfig {
             offline: false,
             transfer: TransferOptions::default(),
             archive_limits: archive_limits_from(file.as_deref())?,
+            user_aliases: user_aliases_from(file.as_deref())?,
         })
     }
 
@@ -89,6 +97,7 @@ impl ImageConfig {
             offline: false,
             transfer: TransferOptions::default(),
             archive_limits: ArchiveLimits::default(),
+            user_aliases: Vec::new(),
         })
     }
 }
@@ -137,6 +146,50 @@ pub fn archive_limits_from(config_file: Option<&Path>) -> Result<ArchiveLimits> 
         }
     }
     Ok(limits)
+}
+
+/// The `[image_aliases]` table of the config file at `config_file`: one `alias = "<distro>/<release>"`
+/// line per alias (see [`UserAlias::new`] for what is refused — notably redefining a built-in
+/// alias). Missing file or table: none. Sorted by alias.
+pub fn user_aliases_from(config_file: Option<&Path>) -> Result<Vec<UserAlias>> {
+    let Some(path) = config_file else {
+        return Ok(Vec::new());
+    };
+    let Some(table) = read_config(path)? else {
+        return Ok(Vec::new());
+    };
+    let config_err = |message: String| ImageError::Config {
+        path: path.to_path_buf(),
+        message,
+    };
+    let entries = match table.get(ALIASES_CONFIG_KEY) {
+        None => return Ok(Vec::new()),
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => {
+            return Err(config_err(format!(
+                "'{ALIASES_CONFIG_KEY}' must be a table of alias = \"<distro>/<release>\""
+            )));
+        }
+    };
+    let mut aliases: Vec<UserAlias> = Vec::with_capacity(entries.len());
+    for (alias, target) in entries {
+        let toml::Value::String(target) = target else {
+            return Err(config_err(format!(
+                "{ALIASES_CONFIG_KEY}.{alias}: must be a string \"<distro>/<release>\""
+            )));
+        };
+        let entry = UserAlias::new(alias, target)
+            .map_err(|m| config_err(format!("{ALIASES_CONFIG_KEY}: {m}")))?;
+        if aliases.iter().any(|a| a.alias == entry.alias) {
+            return Err(config_err(format!(
+                "{ALIASES_CONFIG_KEY}: alias {:?} is given twice (aliases ignore case)",
+                entry.alias
+            )));
+        }
+        aliases.push(entry);
+    }
+    aliases.sort_by(|a, b| a.alias.cmp(&b.alias));
+    Ok(aliases)
 }
 
 /// The precedence rule, separated from the process environment so it can be tested:

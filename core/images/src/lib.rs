@@ -32,12 +32,15 @@ mod url;
 #[cfg(feature = "test-server")]
 pub mod testing;
 
-pub use alias::{ALIASES, Distro, ImageRef, alias_target, is_pinned_url, parse_image_ref};
+pub use alias::{
+    ALIASES, Distro, ImageRef, UserAlias, alias_target, is_pinned_url, parse_image_ref,
+    parse_image_ref_with,
+};
 pub use arch::{host_arch, map_machine_arch};
 pub use cache::{CachedImage, ImageCache, sha256_file};
 pub use config::{
-    DEFAULT_SERVER, ImageConfig, SERVER_ENV, TransferOptions, archive_limits_from,
-    default_cache_dir, server_from,
+    ALIASES_CONFIG_KEY, DEFAULT_SERVER, ImageConfig, SERVER_ENV, TransferOptions,
+    archive_limits_from, default_cache_dir, server_from, user_aliases_from,
 };
 pub use download::fetch;
 pub use error::ImageError;

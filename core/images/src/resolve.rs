@@ -2,7 +2,7 @@
 
 use tracing::debug;
 
-use crate::alias::{Distro, ImageRef, parse_image_ref};
+use crate::alias::{Distro, ImageRef, parse_image_ref_with};
 use crate::cache::ImageCache;
 use crate::config::{ImageConfig, TransferOptions};
 use crate::error::{ImageError, Result};
@@ -54,7 +54,7 @@ pub struct ResolvedImage {
 /// Resolves `image` (alias or URL) against `cfg`. With `cfg.offline`, aliases are answered from
 /// the image cache only and nothing touches the network.
 pub fn resolve(image: &str, cfg: &ImageConfig) -> Result<ResolvedImage> {
-    match parse_image_ref(image)? {
+    match parse_image_ref_with(image, &cfg.user_aliases)? {
         ImageRef::Url(u) => Ok(ResolvedImage {
             image: u.clone(),
             url: u,

@@ -235,3 +235,80 @@ fn a_misspelt_alias_gets_a_suggestion() {
     let err = parse_image_ref("ubunto").unwrap_err().to_string();
     assert!(err.contains("did you mean 'ubuntu'?"), "{err}");
 }
+
+/// `[image_aliases]` in the config file: a new distribution is one line, resolved after the
+/// built-in table; built-ins cannot be redefined (that would change existing manifests'
+/// images and `env_id`s without the user seeing it), and bad entries are config errors.
+#[test]
+fn config_file_image_aliases_extend_the_table_but_never_redefine_it() {
+    use karapace_images::{UserAlias, parse_image_ref_with, user_aliases_from};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    assert!(
+        user_aliases_from(Some(&file)).unwrap().is_empty(),
+        "no file"
+    );
+    std::fs::write(
+        &file,
+        "image_server = \"https://x\"\n[image_aliases]\ngentoo = \"gentoo/openrc\"\nVoid = \"voidlinux/current\"\ndebian = \"debian/bookworm\"\n",
+    )
+    .unwrap();
+    let user = user_aliases_from(Some(&file)).unwrap();
+    let names: Vec<&str> = user.iter().map(|u| u.alias.as_str()).collect();
+    assert_eq!(
+        names,
+        ["debian", "gentoo", "void"],
+        "lowercased, sorted; same target allowed"
+    );
+    assert_eq!(
+        parse_image_ref_with(" GENTOO ", &user).unwrap(),
+        ImageRef::Alias(karapace_images::Distro {
+            distro: "gentoo".into(),
+            release: "openrc".into()
+        })
+    );
+    // Without the config, the same name is unknown; with it, the error lists it.
+    assert!(parse_image_ref("gentoo").is_err());
+    let err = parse_image_ref_with("gentooo", &user)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did you mean 'gentoo'"), "{err}");
+
+    for (line, expected) in [
+        (
+            "debian = \"debian/trixie\"",
+            "is built in (-> debian/bookworm) and cannot be redefined",
+        ),
+        ("x = \"nodistro\"", "must be <distro>/<release>"),
+        ("x = \"../etc\"", "must be <distro>/<release>"),
+        ("x = \"a/b/c\"", "must be <distro>/<release>"),
+        ("\"a:b\" = \"a/b\"", "use 1 to 64 of"),
+        ("x = 3", "must be a string"),
+        ("x = \"a/b\"\nX = \"a/c\"", "given twice"),
+    ] {
+        std::fs::write(&file, format!("[image_aliases]\n{line}\n")).unwrap();
+        let err = user_aliases_from(Some(&file)).unwrap_err();
+        assert!(matches!(err, ImageError::Config { .. }), "{line}: {err}");
+        assert!(err.to_string().contains(expected), "{line}: {err}");
+    }
+    std::fs::write(&file, "image_aliases = \"gentoo\"\n").unwrap();
+    assert!(user_aliases_from(Some(&file)).is_err());
+    assert!(UserAlias::new("rolling", "opensuse/tumbleweed").is_ok());
+}
+
+/// A config alias resolves on a real image server layout (the test mirror over file://).
+#[test]
+fn a_config_alias_resolves_on_the_image_server() {
+    let Some(mirror) = karapace_images::testing::fixture_mirror() else {
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let server = format!("file://{}", mirror.display());
+    let mut cfg = ImageConfig::new(&server, cache.path()).unwrap();
+    cfg.transfer.progress = false;
+    cfg.user_aliases = vec![karapace_images::UserAlias::new("mydeb", "debian/bookworm").unwrap()];
+    let by_alias = karapace_images::resolve("mydeb", &cfg).unwrap();
+    let by_builtin = karapace_images::resolve("debian/bookworm", &cfg).unwrap();
+    assert_eq!(by_alias.url, by_builtin.url);
+    assert_eq!(by_alias.image, "mydeb");
+}

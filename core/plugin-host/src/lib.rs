@@ -78,16 +78,36 @@ impl PluginHost {
     /// (`$XDG_DATA_HOME/karapace/plugins`).
     pub fn default_dirs() -> Vec<PathBuf> {
         let mut dirs = vec![PathBuf::from(SYSTEM_PLUGIN_DIR)];
+        dirs.extend(Self::user_dir());
+        dirs
+    }
+
+    /// The user's plugin directory: `$XDG_DATA_HOME/karapace/plugins` when
+    /// `XDG_DATA_HOME` is an absolute path, else `~/.local/share/karapace/plugins`;
+    /// `None` without either (`karapace plugin install` copies here).
+    pub fn user_dir() -> Option<PathBuf> {
         let data = std::env::var_os("XDG_DATA_HOME")
             .map(PathBuf::from)
             .filter(|p| p.is_absolute())
             .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share"))
-            });
-        if let Some(data) = data {
-            dirs.push(data.join("karapace").join("plugins"));
-        }
-        dirs
+                std::env::var_os("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(|h| PathBuf::from(h).join(".local").join("share"))
+            })?;
+        Some(data.join("karapace").join("plugins"))
+    }
+
+    /// One plugin file, loaded exactly as a directory plugin is (size cap,
+    /// imports refused, metadata and detect paths validated, the same
+    /// limits), but outside any directory scan: for trying and validating a
+    /// plugin before it is installed. Compiles without the cache.
+    pub fn load_file(path: &Path, limits: Limits) -> Result<Plugin, PluginError> {
+        let engine =
+            Engine::new(&engine_config::plugin_engine_config()).map_err(|e| PluginError::Load {
+                path: PathBuf::from("<engine>"),
+                reason: format!("{e:#}"),
+            })?;
+        load_file(&engine, &cache::Cache::new(None), path, limits)
     }
 
     /// Built-ins plus the plugins in `dirs` (lowest priority first), with the

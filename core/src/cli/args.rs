@@ -239,8 +239,59 @@ pub enum Command {
     Tui,
     /// Check the host, the store and the runtime.
     Doctor,
+    /// Resolver plugins: list, build, try and install them.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
     /// Check the store format and upgrade it (with a backup).
     Migrate,
+}
+
+/// `karapace plugin …` (ours; docs/plugins.md is the guide).
+#[derive(Debug, Subcommand)]
+pub enum PluginAction {
+    /// The loaded resolver plugins: name, version, WIT version, source and file.
+    List,
+    /// Build a plugin crate (one using karapace-plugin-sdk) into a component, with the wasm
+    /// toolchain installed here (rustup's wasm32-unknown-unknown target, or Debian's
+    /// rustc-web route).
+    Build {
+        /// The plugin crate (the directory holding its Cargo.toml).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the component (default: <DIR>/dist/<plugin name>.wasm).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Run a plugin's functions on given inputs through the host, with its limits, and print
+    /// what the host would run and what it parsed (nothing is run).
+    Test {
+        /// The component (.wasm).
+        wasm: PathBuf,
+        /// Detect against this unpacked image root (default: no detection, empty context).
+        #[arg(long, value_name = "ROOTFS")]
+        detect: Option<PathBuf>,
+        /// A package to install, optionally pinned: `vim=2:9.0-1`. Split at the first `=` after
+        /// any leading `<>=~!`, so `=app-editors/vim-9.0` is a name. Repeatable.
+        #[arg(long, value_name = "NAME[=VERSION]")]
+        install: Vec<String>,
+        /// Parse this file as the output of the query command (for the --install names).
+        #[arg(long, value_name = "FILE")]
+        parse: Option<PathBuf>,
+        /// Ask for the steps of an environment whose user namespace maps a single id.
+        #[arg(long)]
+        single_uid_map: bool,
+    },
+    /// Check a component by loading it in the host, then copy it into your plugin directory
+    /// (`$XDG_DATA_HOME/karapace/plugins`, else `~/.local/share/karapace/plugins`).
+    Install {
+        /// The component (.wasm).
+        wasm: PathBuf,
+        /// Replace an installed plugin file of the same name with other content.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 impl Command {
@@ -273,6 +324,7 @@ impl Command {
             Command::ManPages { .. } => "man-pages",
             Command::Tui => "tui",
             Command::Doctor => "doctor",
+            Command::Plugin { .. } => "plugin",
             Command::Migrate => "migrate",
         }
     }
@@ -412,6 +464,35 @@ mod tests {
             seen.insert(cli.command.name());
         }
         assert_eq!(seen.len(), 26, "all 26 subcommands: {seen:?}");
+        // Ours beside them (not part of the standard tool's 26).
+        for line in [
+            &["plugin", "list"][..],
+            &["plugin", "build"],
+            &["plugin", "build", "dir", "-o", "x.wasm"],
+            &[
+                "plugin",
+                "test",
+                "p.wasm",
+                "--detect",
+                "/r",
+                "--install",
+                "a=1",
+                "--install",
+                "b",
+            ],
+            &[
+                "plugin",
+                "test",
+                "p.wasm",
+                "--parse",
+                "out.txt",
+                "--single-uid-map",
+            ],
+            &["plugin", "install", "p.wasm", "--force"],
+        ] {
+            let cli = parse(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            assert_eq!(cli.command.name(), "plugin");
+        }
     }
 
     #[test]

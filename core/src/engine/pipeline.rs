@@ -11,7 +11,9 @@ use std::process::Stdio;
 
 use karapace_helper_client::{self as hc, IdMapMode, Network};
 use karapace_images::{CachedImage, ImageCache, ImageConfig};
-use karapace_plugin_host::{ImageContext, PackageRequest, Plugin, PluginHost, StepOptions};
+use karapace_plugin_host::{
+    ImageContext, PackageRequest, Plugin, PluginError, PluginHost, ResolverError, StepOptions,
+};
 use karapace_schema::{
     LockFile, ManifestError, ManifestErrorKind, NormalizedManifest, ResolvedPackage, UnknownPackage,
 };
@@ -273,10 +275,23 @@ fn validate_names(plugin: &Plugin, image: &ImageContext, packages: &[String]) ->
             .map_err(|e| CoreError::PackageName {
                 name: name.clone(),
                 plugin: plugin.name().to_owned(),
-                reason: e.to_string(),
+                reason: refusal_reason(e),
             })?;
     }
     Ok(())
+}
+
+/// Why a plugin refused a name, without the `plugin <name>: validate-name: invalid package
+/// name:` prefix: [`CoreError::PackageName`] already says which plugin and what (errors name the
+/// plugin once).
+fn refusal_reason(e: PluginError) -> String {
+    match e {
+        PluginError::Resolver {
+            error: ResolverError::InvalidName(detail) | ResolverError::InvalidVersion(detail),
+            ..
+        } => detail,
+        other => other.to_string(),
+    }
 }
 
 /// The Dependency layer of a finished install: the build's upper without what only describes

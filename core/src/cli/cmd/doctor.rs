@@ -289,15 +289,18 @@ fn plugins(checks: &mut Vec<Check>) {
             let found: Vec<String> = host
                 .list()
                 .iter()
-                .map(|p| match &p.path {
-                    Some(path) => format!(
-                        "{} {} ({}: {})",
-                        p.name,
-                        p.version,
-                        p.source.as_str(),
-                        path.display()
-                    ),
-                    None => format!("{} {} ({})", p.name, p.version, p.source.as_str()),
+                .map(|p| {
+                    let source = super::plugin::source_label(p);
+                    match &p.path {
+                        Some(path) => format!(
+                            "{} {} ({source}, WIT {}: {})",
+                            p.name,
+                            p.version,
+                            p.interface,
+                            path.display()
+                        ),
+                        None => format!("{} {} ({source}, WIT {})", p.name, p.version, p.interface),
+                    }
                 })
                 .collect();
             checks.push(check("plugins", Status::Pass, found.join(", ")));
@@ -305,11 +308,8 @@ fn plugins(checks: &mut Vec<Check>) {
                 checks.push(check(
                     "plugins",
                     Status::Warn,
-                    format!(
-                        "{} failed to load: {}",
-                        failure.path.display(),
-                        failure.error
-                    ),
+                    // The error names the file.
+                    format!("failed to load: {}", failure.error),
                 ));
             }
         }

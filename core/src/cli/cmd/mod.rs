@@ -18,6 +18,7 @@ mod man_pages;
 mod migrate;
 mod new;
 mod pin;
+mod plugin;
 mod pull;
 mod push;
 mod rename;
@@ -83,6 +84,7 @@ pub fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::ManPages { dir } => man_pages::run(ctx, &dir),
         Command::Tui => tui::run(ctx),
         Command::Doctor => doctor::run(ctx),
+        Command::Plugin { action } => plugin::run(ctx, action),
         Command::Migrate => migrate::run(ctx),
     }
 }

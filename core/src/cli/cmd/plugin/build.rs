@@ -1,0 +1,239 @@
+//! `plugin build [DIR]`: builds a plugin crate for wasm32 with the toolchain installed here,
+//! turns the core module into a component in this process (core/componentize, the library
+//! scripts/build-plugins uses too), loads it in the host to check it, and writes it atomically.
+//! Needs no Karapace checkout (the SDK and WIT are embedded, see [`super::sdk`]) and no network
+//! beyond what cargo fetches from the crates registry.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use karapace_plugin_host::{Limits, PluginHost};
+
+use super::{sdk, toolchain};
+use crate::cli::Ctx;
+use crate::error::{CoreError, Result};
+use crate::output;
+
+pub fn run(ctx: &Ctx, dir: &Path, output_file: Option<&Path>) -> Result<i32> {
+    let started = Instant::now();
+    let dir = std::fs::canonicalize(dir)
+        .map_err(|e| CoreError::io(format!("cannot open {}", dir.display()), e))?;
+    let manifest = dir.join("Cargo.toml");
+    let uses_registry_sdk = sdk_from_registry(&manifest)?;
+    let tools = toolchain::find()?;
+
+    let mut cargo = Command::new(&tools.cargo);
+    cargo
+        .current_dir(&dir)
+        .args(["build", "--release", "--target", toolchain::TARGET])
+        .args(&tools.args)
+        .args([
+            "--message-format=json-render-diagnostics",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .envs(tools.env.iter().map(|(k, v)| (*k, v.as_str())))
+        // cargo's diagnostics and progress go straight to the user.
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if uses_registry_sdk {
+        let sdk = sdk::extract(&sdk::default_cache()?)?;
+        let sdk_dir = sdk.to_str().ok_or_else(|| {
+            CoreError::Usage(format!("{}: the cache path is not UTF-8", sdk.display()))
+        })?;
+        let patch_config = format!(
+            "patch.crates-io.karapace-plugin-sdk.path={}",
+            toml_string(sdk_dir)
+        );
+        // The same patch lets the user run the SDK harness natively.
+        output::note(&format!(
+            "using the plugin SDK embedded in karapace, at {sdk_dir}; native tests: cargo test --config {}",
+            shlex::try_quote(&patch_config).unwrap_or_default()
+        ));
+        cargo.arg("--config").arg(patch_config);
+    }
+    output::note(&format!(
+        "building {} with the {} wasm toolchain ({})",
+        dir.display(),
+        tools.route,
+        tools.cargo.display()
+    ));
+    let module_path = run_cargo(&mut cargo, &manifest)?;
+    let module = std::fs::read(&module_path)
+        .map_err(|e| CoreError::io(format!("cannot read {}", module_path.display()), e))?;
+    let component = karapace_componentize::componentize(&module)
+        .map_err(|e| CoreError::Other(format!("{}: {e}", module_path.display())))?;
+
+    // Load it as the host will; the plugin's own name names the output.
+    // The output's own directory, so the final rename never crosses file systems.
+    let staging_dir = match output_file.map(Path::parent) {
+        None => dir.join("dist"),
+        Some(Some(parent)) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        Some(_) => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&staging_dir)
+        .map_err(|e| CoreError::io(format!("cannot create {}", staging_dir.display()), e))?;
+    let mut staged = tempfile::Builder::new()
+        .prefix(".build-")
+        .tempfile_in(&staging_dir)
+        .map_err(|e| CoreError::io(format!("cannot write in {}", staging_dir.display()), e))?;
+    staged
+        .write_all(&component)
+        .and_then(|()| staged.as_file().sync_all())
+        .map_err(|e| CoreError::io("cannot write the component", e))?;
+    let plugin = PluginHost::load_file(staged.path(), Limits::default()).map_err(|e| {
+        CoreError::Plugin(e.to_string().replace(
+            &staged.path().display().to_string(),
+            &module_path.display().to_string(),
+        ))
+    })?;
+    let dest = output_file.map_or_else(
+        || staging_dir.join(format!("{}.wasm", plugin.name())),
+        Path::to_path_buf,
+    );
+    staged
+        .persist(&dest)
+        .map_err(|e| CoreError::io(format!("cannot write {}", dest.display()), e.error))?;
+
+    let seconds = started.elapsed().as_secs_f64();
+    if ctx.json() {
+        output::json(&serde_json::json!({
+            "name": plugin.name(),
+            "version": plugin.version(),
+            "interface": plugin.interface(),
+            "path": dest,
+            "bytes": component.len(),
+            "route": tools.route,
+            "seconds": (seconds * 10.0).round() / 10.0,
+        }))?;
+    } else {
+        output::line(&format!(
+            "built plugin {} {} (WIT {}): {} ({}) in {seconds:.1} s",
+            plugin.name(),
+            plugin.version(),
+            plugin.interface(),
+            dest.display(),
+            output::bytes(component.len() as u64),
+        ))?;
+        output::note(&format!(
+            "next: karapace plugin test {0} --detect <ROOTFS> --install <NAME>, then karapace plugin install {0}",
+            dest.display()
+        ));
+    }
+    Ok(0)
+}
+
+/// True when the crate depends on `karapace-plugin-sdk` by version (not by path or git): then
+/// the embedded SDK is patched in. A manifest that cannot be read is the user's error.
+fn sdk_from_registry(manifest: &Path) -> Result<bool> {
+    let text = std::fs::read_to_string(manifest).map_err(|e| {
+        CoreError::Usage(format!(
+            "{}: {e} (plugin build takes the directory of a plugin crate)",
+            manifest.display()
+        ))
+    })?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| CoreError::Usage(format!("{}: {e}", manifest.display())))?;
+    let dep = table
+        .get("dependencies")
+        .and_then(|d| d.get("karapace-plugin-sdk"));
+    Ok(match dep {
+        None => false,
+        Some(toml::Value::Table(t)) => !t.contains_key("path") && !t.contains_key("git"),
+        Some(_) => true,
+    })
+}
+
+/// Runs cargo, reading its JSON messages; returns the crate's cdylib `.wasm`.
+fn run_cargo(cargo: &mut Command, manifest: &Path) -> Result<PathBuf> {
+    let mut child = cargo
+        .spawn()
+        .map_err(|e| CoreError::io(format!("cannot run {}", cargo.get_program().display()), e))?;
+    let mut module = None;
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(found) = cdylib_wasm(&line, manifest) {
+                module = Some(found);
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| CoreError::io("cannot wait for cargo", e))?;
+    if !status.success() {
+        return Err(CoreError::Other(format!(
+            "cargo build failed ({status}); its errors are above"
+        )));
+    }
+    module.ok_or_else(|| {
+        CoreError::Other(format!(
+            "{}: no wasm library was built; a plugin crate needs `[lib] crate-type = [\"cdylib\"]`",
+            manifest.display()
+        ))
+    })
+}
+
+/// The `.wasm` of a `compiler-artifact` message for a cdylib of the crate at `manifest`.
+fn cdylib_wasm(line: &str, manifest: &Path) -> Option<PathBuf> {
+    let msg: serde_json::Value = serde_json::from_str(line).ok()?;
+    if msg.get("reason")?.as_str()? != "compiler-artifact"
+        || Path::new(msg.get("manifest_path")?.as_str()?) != manifest
+    {
+        return None;
+    }
+    let kinds = msg.get("target")?.get("kind")?.as_array()?;
+    if !kinds.iter().any(|k| k.as_str() == Some("cdylib")) {
+        return None;
+    }
+    msg.get("filenames")?
+        .as_array()?
+        .iter()
+        .filter_map(|f| f.as_str())
+        .find(|f| Path::new(f).extension().is_some_and(|x| x == "wasm"))
+        .map(PathBuf::from)
+}
+
+/// A TOML basic string (for cargo's `--config KEY=VALUE`).
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_module_is_the_crates_own_cdylib() {
+        let m = Path::new("/p/Cargo.toml");
+        let line = r#"{"reason":"compiler-artifact","manifest_path":"/p/Cargo.toml","target":{"kind":["cdylib"]},"filenames":["/t/x.wasm"]}"#;
+        assert_eq!(cdylib_wasm(line, m), Some(PathBuf::from("/t/x.wasm")));
+        let dep = line.replace("/p/Cargo.toml", "/reg/wit-bindgen/Cargo.toml");
+        assert_eq!(cdylib_wasm(&dep, m), None);
+        let rlib = line.replace("cdylib", "lib");
+        assert_eq!(cdylib_wasm(&rlib, m), None);
+        assert_eq!(cdylib_wasm("not json", m), None);
+    }
+
+    #[test]
+    fn the_embedded_sdk_is_used_only_for_a_version_dependency() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("Cargo.toml");
+        for (deps, expected) in [
+            ("karapace-plugin-sdk = \"1\"", true),
+            ("karapace-plugin-sdk = { version = \"1\" }", true),
+            ("karapace-plugin-sdk = { path = \"../sdk\" }", false),
+            ("", false),
+        ] {
+            std::fs::write(
+                &m,
+                format!("[package]\nname = \"x\"\n[dependencies]\n{deps}\n"),
+            )
+            .unwrap();
+            assert_eq!(sdk_from_registry(&m).unwrap(), expected, "{deps}");
+        }
+        assert!(sdk_from_registry(&dir.path().join("nope.toml")).is_err());
+    }
+}

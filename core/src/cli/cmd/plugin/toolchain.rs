@@ -1,0 +1,103 @@
+//! Which wasm toolchain builds a plugin here, found the way scripts/build-plugins finds it:
+//! rustup with the `wasm32-unknown-unknown` target installed, else Debian's `rustc-web`
+//! packages (std built from source with `-Zbuild-std`, linked by `wasm-ld`).
+//! `KARAPACE_PLUGIN_ROUTE=rustup|debian` forces one.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::error::{CoreError, Result};
+
+pub const TARGET: &str = "wasm32-unknown-unknown";
+
+/// How to run `cargo build` for the wasm target.
+#[derive(Debug)]
+pub struct Toolchain {
+    /// `rustup` or `debian`, for messages.
+    pub route: &'static str,
+    pub cargo: PathBuf,
+    /// Extra environment for cargo.
+    pub env: Vec<(&'static str, String)>,
+    /// Extra `cargo build` arguments.
+    pub args: Vec<&'static str>,
+}
+
+const DEBIAN_FILES: [&str; 3] = ["/usr/bin/cargo", "/usr/bin/rustc", "/usr/bin/wasm-ld"];
+const DEBIAN_STD_SOURCES: &str = "/usr/lib/rustlib/src/rust/library";
+
+pub fn find() -> Result<Toolchain> {
+    let forced = std::env::var("KARAPACE_PLUGIN_ROUTE").ok();
+    match forced.as_deref().filter(|r| !r.is_empty()) {
+        Some("rustup") => return Ok(rustup()),
+        Some("debian") => return debian(),
+        Some(other) => {
+            return Err(CoreError::Usage(format!(
+                "KARAPACE_PLUGIN_ROUTE={other}: expected rustup or debian"
+            )));
+        }
+        None => {}
+    }
+    if rustup_has_target() {
+        Ok(rustup())
+    } else {
+        debian().map_err(|e| {
+            CoreError::Other(format!(
+                "no wasm toolchain found: either `rustup target add {TARGET}`, or (Debian) \
+                 `apt-get install rustc-web cargo-web rust-web-src lld` ({e})"
+            ))
+        })
+    }
+}
+
+fn rustup_has_target() -> bool {
+    Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .any(|l| l.trim() == TARGET)
+        })
+}
+
+fn rustup() -> Toolchain {
+    Toolchain {
+        route: "rustup",
+        cargo: PathBuf::from("cargo"),
+        env: Vec::new(),
+        args: Vec::new(),
+    }
+}
+
+fn debian() -> Result<Toolchain> {
+    for need in DEBIAN_FILES {
+        if !std::path::Path::new(need).is_file() {
+            return Err(CoreError::Other(format!(
+                "missing {need} (apt-get install rustc-web cargo-web rust-web-src lld)"
+            )));
+        }
+    }
+    if !std::path::Path::new(DEBIAN_STD_SOURCES).is_dir() {
+        return Err(CoreError::Other(format!(
+            "missing {DEBIAN_STD_SOURCES} (apt-get install rust-web-src)"
+        )));
+    }
+    // Debian's cargo must find Debian's rustc, not a rustup proxy earlier on PATH.
+    let path = std::env::var("PATH").unwrap_or_default();
+    Ok(Toolchain {
+        route: "debian",
+        cargo: PathBuf::from("/usr/bin/cargo"),
+        env: vec![
+            ("PATH", format!("/usr/bin:{path}")),
+            ("RUSTC", "/usr/bin/rustc".into()),
+            // -Zbuild-std is unstable; Debian's compiler is a stable release.
+            ("RUSTC_BOOTSTRAP", "1".into()),
+            (
+                "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER",
+                "wasm-ld".into(),
+            ),
+        ],
+        args: vec!["-Zbuild-std=std,panic_abort"],
+    })
+}

@@ -1,0 +1,428 @@
+//! `karapace plugin list/test/install/build`, run as the real binary with a private
+//! `XDG_DATA_HOME` (the user plugin directory), `XDG_CACHE_HOME` and `HOME`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{BIN, code, stderr};
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)
+}
+
+/// The committed components: the 1.1 SDK examples, a frozen 1.0 plugin, a hostile one.
+fn xbps_1_1() -> PathBuf {
+    repo("examples/plugin-xbps/dist/xbps.wasm")
+}
+fn xbps_1_0() -> PathBuf {
+    repo("core/plugin-host/tests/fixtures/v1.0/xbps.wasm")
+}
+fn emerge() -> PathBuf {
+    repo("examples/plugin-emerge/dist/emerge.wasm")
+}
+fn wasi_import() -> PathBuf {
+    repo("plugins/hostile/dist/wasi-import.wasm")
+}
+
+/// A user with an empty home; `XDG_DATA_HOME` elsewhere, so the plugin directory is
+/// `<dir>/data/karapace/plugins`, not under the home directory.
+struct User {
+    dir: tempfile::TempDir,
+}
+
+impl User {
+    fn new() -> User {
+        User {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn plugin_dir(&self) -> PathBuf {
+        self.dir.path().join("data/karapace/plugins")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let home = self.dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", self.dir.path().join("data"))
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .env_remove("KARAPACE_LOG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: exit {}\n{}",
+            code(&out),
+            stderr(&out)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn plugin_install_checks_the_component_and_copies_it_into_the_xdg_plugin_directory() {
+    let user = User::new();
+    // Refused before anything is copied: it imports WASI.
+    let out = user.run(&["plugin", "install", s(&wasi_import())]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("resolver plugins must import nothing"),
+        "{err}"
+    );
+    assert!(
+        err.contains("wasi-import.wasm"),
+        "names the file given: {err}"
+    );
+    assert!(!err.contains(".install-"), "not the staging copy: {err}");
+    let left: Vec<_> = std::fs::read_dir(user.plugin_dir()).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "nothing installed or left behind: {left:?}"
+    );
+
+    let out = user.ok(&["plugin", "install", s(&xbps_1_1())]);
+    let dest = user.plugin_dir().join("xbps.wasm");
+    assert!(
+        out.contains("installed plugin xbps 0.1.0 (WIT 1.1.0)"),
+        "{out}"
+    );
+    assert!(out.contains(s(&dest)), "{out}");
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(xbps_1_1()).unwrap()
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
+    }
+    assert!(
+        !user.dir.path().join("home/.local").exists(),
+        "XDG_DATA_HOME honoured"
+    );
+
+    // Same bytes again: nothing to do.
+    let again = user.json(&["plugin", "install", s(&xbps_1_1())]);
+    assert_eq!(again["status"], "unchanged");
+
+    // Another plugin named xbps (the 1.0 build): refused without --force, kept as it was.
+    let out = user.run(&["plugin", "install", s(&xbps_1_0())]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("plugin xbps is already installed at")
+            && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(xbps_1_1()).unwrap()
+    );
+    let forced = user.json(&["plugin", "install", s(&xbps_1_0()), "--force"]);
+    assert_eq!(forced["status"], "replaced");
+    assert_eq!(forced["interface"], "1.0.0");
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(xbps_1_0()).unwrap()
+    );
+    let files: Vec<_> = std::fs::read_dir(user.plugin_dir()).unwrap().collect();
+    assert_eq!(files.len(), 1, "no temporary files left: {files:?}");
+
+    // The same plugin under another file name is replaced as well, never left as a duplicate.
+    std::fs::copy(xbps_1_1(), user.plugin_dir().join("my-xbps.wasm")).unwrap();
+    let out = user.run(&["plugin", "install", s(&xbps_1_1())]);
+    assert_eq!(code(&out), 1, "xbps.wasm still holds the 1.0 build");
+    user.ok(&["plugin", "install", s(&xbps_1_1()), "--force"]);
+    let files: Vec<String> = std::fs::read_dir(user.plugin_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, ["xbps.wasm"]);
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(xbps_1_1()).unwrap()
+    );
+}
+
+#[test]
+fn plugin_list_shows_source_path_and_wit_version_like_doctor() {
+    let user = User::new();
+    user.ok(&["plugin", "install", s(&xbps_1_0())]);
+    user.ok(&["plugin", "install", s(&emerge())]);
+    std::fs::write(user.plugin_dir().join("broken.wasm"), b"not a component").unwrap();
+
+    let out = user.run(&["plugin", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = common::stdout(&out);
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} row:\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        text.lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["NAME", "VERSION", "WIT", "SOURCE", "PATH"]
+    );
+    assert_eq!(row("apt")[2..], ["1.1.0", "built-in", "-"]);
+    let xbps = user.plugin_dir().join("xbps.wasm");
+    assert_eq!(row("xbps")[2..], ["1.0.0", "user", s(&xbps)]);
+    assert_eq!(row("emerge")[2], "1.1.0");
+    let err = stderr(&out);
+    assert!(
+        err.contains("broken.wasm") && err.contains("cannot load"),
+        "{err}"
+    );
+
+    let json = user.json(&["plugin", "list"]);
+    let plugins = json["plugins"].as_array().unwrap();
+    let names: Vec<&str> = plugins
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names[..2],
+        ["emerge", "xbps"],
+        "directory plugins first: {names:?}"
+    );
+    for builtin in ["apt", "dnf", "zypper", "pacman", "apk"] {
+        assert!(names.contains(&builtin), "{names:?}");
+    }
+    let x = &plugins[1];
+    assert_eq!(x["source"], "user");
+    assert_eq!(x["interface"], "1.0.0");
+    assert_eq!(x["path"], s(&xbps));
+    assert_eq!(plugins[2]["source"], "built-in");
+    assert!(plugins[2]["path"].is_null());
+    assert_eq!(json["user_dir"], s(&user.plugin_dir()));
+    assert_eq!(json["failures"].as_array().unwrap().len(), 1);
+
+    // doctor says the same, with the WIT version.
+    let doctor = user.json(&["doctor"]);
+    let messages: Vec<&str> = doctor["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "plugins")
+        .map(|c| c["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages[0].contains(&format!("xbps 0.1.0 (user, WIT 1.0.0: {})", xbps.display()))
+            && messages[0].contains("apt 1.1.0 (built-in, WIT 1.1.0)"),
+        "{messages:?}"
+    );
+}
+
+/// The Gentoo example: category atoms reach the plugin, the steps it asks for are shown, and
+/// real `qlist -Iv` output maps back to the atoms requested.
+#[test]
+fn plugin_test_shows_what_the_host_would_run_and_what_it_parsed() {
+    let user = User::new();
+    let rootfs = user.dir.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("usr/bin")).unwrap();
+    std::fs::write(rootfs.join("usr/bin/emerge"), "#!/bin/sh\n").unwrap();
+    let fixture = repo("examples/plugin-emerge/fixtures/qlist-Iv.txt");
+    let emerge = emerge();
+    let args = [
+        "plugin",
+        "test",
+        s(&emerge),
+        "--detect",
+        s(&rootfs),
+        "--install",
+        "app-editors/vim",
+        "--install",
+        "=dev-lang/perl-5.38.2-r3",
+        "--install",
+        "dev-lang/python=3.12.3-r1",
+        "--parse",
+        s(&fixture),
+    ];
+    let out = user.ok(&args);
+    let expected_lines = [
+        "plugin emerge 0.1.0 (WIT 1.1.0), imports nothing",
+        "detect: claimed (found usr/bin/emerge)",
+        "refresh: emerge --sync --quiet",
+        "install: emerge --quiet --noreplace app-editors/vim '=dev-lang/perl-5.38.2-r3' '=dev-lang/python-3.12.3-r1'",
+        "parsed: =dev-lang/perl-5.38.2-r3 5.38.2-r3",
+        "query: qlist -Iv",
+        "parsed: app-editors/vim 9.1.0366",
+    ];
+    for line in expected_lines {
+        assert!(
+            out.lines().any(|l| l == line),
+            "missing {line:?} in:\n{out}"
+        );
+    }
+
+    let json = user.json(&args);
+    assert_eq!(json["detect"]["claimed"], true);
+    assert_eq!(
+        json["install_steps"][0]["argv"],
+        serde_json::json!([
+            "emerge",
+            "--quiet",
+            "--noreplace",
+            "app-editors/vim",
+            "=dev-lang/perl-5.38.2-r3",
+            "=dev-lang/python-3.12.3-r1"
+        ])
+    );
+    let parsed = json["parsed"].as_array().unwrap();
+    assert!(
+        parsed.contains(&serde_json::json!({"name": "app-editors/vim", "version": "9.1.0366"}))
+    );
+
+    // Not its image: exit 1, said plainly.
+    let empty = user.dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = user.run(&["plugin", "test", s(&emerge), "--detect", s(&empty)]);
+    assert_eq!(code(&out), 1);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("detect: not claimed"));
+
+    // A name the plugin refuses is a usage error naming the plugin once.
+    let out = user.run(&["plugin", "test", s(&emerge), "--install", "app editors/vim"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.matches("emerge").count(), 1, "{err}");
+
+    // A component that imports something never runs.
+    let out = user.run(&["plugin", "test", s(&wasi_import()), "--install", "x"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("must import nothing"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `plugin build` on a copy of the xbps example that depends on the SDK by version (as a
+/// crate outside a Karapace checkout would): the embedded SDK is used, the component is made
+/// in-process and loads. Needs a wasm toolchain (rustup's target or Debian's rustc-web); skips
+/// without one unless CI=true.
+#[test]
+fn plugin_build_makes_a_component_without_a_karapace_checkout() {
+    let debian = Path::new("/usr/bin/wasm-ld").exists()
+        && Path::new("/usr/lib/rustlib/src/rust/library").is_dir();
+    let rustup = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown"));
+    if !debian && !rustup {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must have a wasm toolchain (scripts/install-deps)"
+        );
+        eprintln!("skipped: no wasm toolchain");
+        return;
+    }
+    if std::env::var_os("CI").is_some() && !nix::unistd::Uid::effective().is_root() {
+        // CI builds it once, in the root run: the same code, and a minute of CI time.
+        eprintln!("skipped: built in the root run");
+        return;
+    }
+    let user = User::new();
+    let crate_dir = user.dir.path().join("karapace-resolver-xbps");
+    std::fs::create_dir_all(crate_dir.join("src")).unwrap();
+    std::fs::copy(
+        repo("examples/plugin-xbps/src/lib.rs"),
+        crate_dir.join("src/lib.rs"),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(repo("examples/plugin-xbps/Cargo.toml")).unwrap();
+    let manifest = manifest.replace(
+        "karapace-plugin-sdk = { path = \"../../plugins/sdk\" }",
+        "karapace-plugin-sdk = \"1\"",
+    );
+    assert!(manifest.contains("karapace-plugin-sdk = \"1\""));
+    std::fs::write(crate_dir.join("Cargo.toml"), manifest).unwrap();
+
+    let started = std::time::Instant::now();
+    let mut cmd = user.cmd(&["plugin", "build", s(&crate_dir), "--json"]);
+    // The user's registry cache (not the private HOME), its own target dir, nothing of the
+    // test's own cargo run.
+    if let Some(home) = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+    {
+        cmd.env("CARGO_HOME", home);
+    }
+    if let Some(rustup) = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))
+    {
+        cmd.env("RUSTUP_HOME", rustup);
+    }
+    for var in [
+        "CARGO_BUILD_TARGET_DIR",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC",
+        "RUSTC_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    // A target dir kept between runs (std and wit-bindgen build once: ≈ 2 min cold on the
+    // Debian route, seconds after), per user; the crate itself is new every run.
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("plugin-build-{}", nix::unistd::Uid::effective()));
+    if std::fs::create_dir_all(&target).is_ok() {
+        cmd.env("CARGO_TARGET_DIR", &target);
+    } else {
+        cmd.env_remove("CARGO_TARGET_DIR");
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit {}\n{}",
+        code(&out),
+        stderr(&out)
+    );
+    eprintln!("plugin build took {:.1} s", started.elapsed().as_secs_f64());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let built = crate_dir.join("dist/xbps.wasm");
+    assert_eq!(json["path"], s(&built));
+    assert_eq!(json["name"], "xbps");
+    assert_eq!(json["interface"], "1.1.0");
+    assert!(json["bytes"].as_u64().unwrap() < 200_000);
+
+    // The component works through the host and installs.
+    let out = user.ok(&["plugin", "test", s(&built), "--install", "bash=5.2.021_1"]);
+    assert!(
+        out.lines()
+            .any(|l| l == "install: xbps-install -y bash-5.2.021_1"),
+        "{out}"
+    );
+    user.ok(&["plugin", "install", s(&built)]);
+    // The SDK came from the binary, into the cache.
+    assert!(user.dir.path().join("cache/karapace/plugin-sdk").is_dir());
+}
