@@ -70,7 +70,7 @@ impl Store {
         tree_bytes(&self.layout.trees)
     }
 
-    /// The snapshots of every environment, by env_id, each environment's oldest first: one
+    /// The snapshots of every environment, by `env_id`, each environment's oldest first: one
     /// read of the layer manifests for a whole store (asking for each of N environments would
     /// read them N times).
     pub fn snapshot_hashes_by_env(&self) -> std::collections::HashMap<String, Vec<String>> {
