@@ -135,7 +135,11 @@ fn mount(dst: &str, typ: &str, src: &str, options: &[&str]) -> Result<Mount, Str
 fn bind_mount(src: &Path, dst: &Path, readonly: bool) -> Result<Mount, String> {
     let mut options = vec!["rbind".to_owned()];
     if readonly {
-        options.extend(["ro", "nosuid", "nodev"].map(str::to_owned));
+        // `ro` alone makes only the top mount read-only: a mount beneath the shared directory
+        // (an NFS home's automounts, a FUSE mount, tracefs under /sys) would stay writable.
+        // `rro`/`rnosuid`/`rnodev` apply to every mount of the tree (mount_setattr), as the
+        // namespace backend's recursive remount does.
+        options.extend(["ro", "rro", "nosuid", "rnosuid", "nodev", "rnodev"].map(str::to_owned));
     }
     MountBuilder::default()
         .destination(dst)
@@ -260,11 +264,14 @@ pub fn seccomp(ignore_chown: bool) -> Result<LinuxSeccomp, String> {
         syscall(&denied, eperm, Vec::new())?,
         syscall(&unsupported, libc::ENOSYS, Vec::new())?,
     ];
+    // The kernel reads only the low 32 bits of an ioctl request: compare those, or a request
+    // with high bits set would pass the rule and still reach TIOCSTI.
     for request in [libc::TIOCSTI, libc::TIOCLINUX] {
         let arg = LinuxSeccompArgBuilder::default()
             .index(1usize)
-            .value(request)
-            .op(LinuxSeccompOperator::ScmpCmpEq)
+            .value(0xffff_ffff_u64)
+            .value_two(request)
+            .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
             .build()
             .map_err(|e| e.to_string())?;
         rules.push(syscall(&["ioctl"], eperm, vec![arg])?);
@@ -719,7 +726,19 @@ mod tests {
                 .iter()
                 .all(|r| r["args"][0]["op"] == "SCMP_CMP_MASKED_EQ")
         );
-        assert_eq!(rule_of("ioctl").len(), 2);
+        let ioctl = rule_of("ioctl");
+        assert_eq!(ioctl.len(), 2);
+        // Only the low 32 bits of the request, as the kernel reads it.
+        for r in &ioctl {
+            let arg = &r["args"][0];
+            assert_eq!(arg["op"], "SCMP_CMP_MASKED_EQ", "{r}");
+            assert_eq!(arg["value"], 0xffff_ffff_u64, "{r}");
+        }
+        assert!(
+            ioctl
+                .iter()
+                .any(|r| r["args"][0]["valueTwo"] == libc::TIOCSTI)
+        );
         assert!(rule_of("chown").is_empty());
         let collapsed = serde_json::to_value(seccomp(true).unwrap()).unwrap();
         let chown = collapsed["syscalls"]

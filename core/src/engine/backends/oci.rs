@@ -1,8 +1,11 @@
 //! The `oci` backend: sessions run by an OCI runtime (crun, runc, youki) that the helper
 //! drives, on a bundle it generates from the same declarative request the namespace backend
 //! runs (`backends/namespace/src/oci.rs`). The runtime is resolved here, once per session, to
-//! an absolute path: `KARAPACE_OCI_RUNTIME`, else `oci_runtime` in the user's config, else the
-//! first of crun, runc, youki on `PATH`.
+//! an absolute path: `KARAPACE_OCI_RUNTIME`, else `oci_runtime` in the user's config.
+//!
+//! The user must name it: a manifest alone cannot pick this backend for its sessions, because
+//! they run without Landlock (a cloned repository whose manifest says `backend = "oci"` would
+//! otherwise lower the isolation of the sessions its owner starts without them knowing).
 //!
 //! Builds run the namespace backend's build steps (the package manager under the helper's own
 //! sandbox): the layers they make are the same either way, and the environment's sessions then
@@ -23,7 +26,7 @@ pub struct Oci;
 pub const RUNTIME_ENV: &str = "KARAPACE_OCI_RUNTIME";
 /// Key of `~/.config/karapace/config.toml` naming the OCI runtime, like [`RUNTIME_ENV`].
 pub const RUNTIME_KEY: &str = "oci_runtime";
-/// The runtimes looked for on `PATH`, in order.
+/// The runtimes karapace drives, as named in the error that asks the user to choose one.
 const SEARCHED: [&str; 3] = ["crun", "runc", "youki"];
 
 impl RuntimeBackend for Oci {
@@ -36,6 +39,15 @@ impl RuntimeBackend for Oci {
         tracing::debug!("OCI runtime: {}", runtime.path.display());
         namespace::run_session(session, Some(runtime))
     }
+
+    fn caveat(&self) -> Option<&'static str> {
+        Some(
+            "the 'oci' backend: its sessions run under an OCI runtime without Landlock (host \
+             abstract sockets and files the mounts expose are not closed off as in a namespace \
+             session), and only once you name the runtime (KARAPACE_OCI_RUNTIME or oci_runtime \
+             in config.toml)",
+        )
+    }
 }
 
 /// The OCI runtime to run sessions with (see the module's documentation).
@@ -46,7 +58,28 @@ pub fn resolve() -> Result<OciRuntime> {
         Ok(v) if !v.is_empty() => Some((v, RUNTIME_ENV.to_owned())),
         _ => configured()?.map(|v| (v, format!("{RUNTIME_KEY} in the config file"))),
     };
-    if let Some((name, source)) = named {
+    let Some((name, source)) = named else {
+        let installed: Vec<&str> = SEARCHED
+            .into_iter()
+            .filter(|n| search(&dirs, n).is_some())
+            .collect();
+        let example = installed.first().copied().unwrap_or("crun");
+        return Err(CoreError::Other(format!(
+            "this environment's manifest selects the 'oci' backend, whose sessions run under an \
+             OCI runtime without Landlock (docs/security-model.md §13); a manifest cannot choose \
+             that for you: to run it, name the runtime yourself with {RUNTIME_ENV}={example} or \
+             '{RUNTIME_KEY} = \"{example}\"' in ~/.config/karapace/config.toml ({})",
+            if installed.is_empty() {
+                format!(
+                    "none of {} is on PATH; Debian: apt install crun",
+                    SEARCHED.join(", ")
+                )
+            } else {
+                format!("found on PATH: {}", installed.join(", "))
+            }
+        )));
+    };
+    {
         let found = if name.contains('/') {
             Some(PathBuf::from(&name)).filter(|p| p.is_absolute() && is_executable(p))
         } else {
@@ -58,23 +91,8 @@ pub fn resolve() -> Result<OciRuntime> {
                  executable, or a name found on PATH"
             ))
         })?;
-        return canonical(&path);
+        canonical(&path)
     }
-    for name in SEARCHED {
-        if let Some(path) = search(&dirs, name) {
-            return canonical(&path);
-        }
-    }
-    Err(CoreError::Other(format!(
-        "no OCI runtime found for this environment's 'oci' backend: looked for {} on PATH ({}); \
-         install one (Debian: apt install crun) or name one with {RUNTIME_ENV} or \
-         '{RUNTIME_KEY} = \"/path/to/runtime\"' in ~/.config/karapace/config.toml",
-        SEARCHED.join(", "),
-        dirs.iter()
-            .map(|d| d.display().to_string())
-            .collect::<Vec<_>>()
-            .join(":")
-    )))
 }
 
 fn configured() -> Result<Option<String>> {
