@@ -357,6 +357,26 @@ fn oci_runtime(path: &Path, uid: u32) -> Result<Opened, Refusal> {
     if st.st_mode & 0o022 != 0 {
         return Err(bad("writable by group or others"));
     }
+    // The runtime is exec'd by its path after these checks: no one but root and the caller may
+    // be able to rename another binary into that path meanwhile, so every directory above it is
+    // theirs and not writable by others (a sticky directory such as /tmp lets nobody rename the
+    // caller's or root's entries).
+    for dir in path.ancestors().skip(1) {
+        let d = nix::sys::stat::lstat(dir).map_err(|e| open_err(dir, e))?;
+        let sticky = d.st_mode & 0o1000 != 0;
+        if d.st_uid != 0 && d.st_uid != uid {
+            return Err(bad(&format!(
+                "its directory {} belongs to another user",
+                dir.display()
+            )));
+        }
+        if d.st_mode & 0o022 != 0 && !sticky {
+            return Err(bad(&format!(
+                "its directory {} is writable by group or others",
+                dir.display()
+            )));
+        }
+    }
     Ok(Opened {
         fd,
         path: path.to_path_buf(),
@@ -436,6 +456,24 @@ mod tests {
         std::os::unix::fs::symlink(base.join("ok"), &link).unwrap();
         assert!(oci_runtime(&link, uid).is_err(), "a symbolic link");
         assert!(oci_runtime(Path::new("relative/crun"), uid).is_err());
+        // A directory above it that others can write to (not sticky): a binary could be
+        // renamed over the checked one before it is exec'd.
+        let open_dir = base.join("open");
+        std::fs::create_dir(&open_dir).unwrap();
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let inside = open_dir.join("crun");
+        std::fs::write(&inside, "#!/bin/true\n").unwrap();
+        std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(
+            oci_runtime(&inside, uid).is_err(),
+            "in a world-writable directory"
+        );
+        std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(oci_runtime(&inside, uid).is_ok(), "in a sticky directory");
+        assert!(
+            oci_runtime(Path::new("/usr/bin/crun"), uid).is_ok()
+                || !Path::new("/usr/bin/crun").exists()
+        );
     }
 
     #[test]
