@@ -99,6 +99,29 @@ struct Reopened {
     devices: Vec<OwnedFd>,
 }
 
+impl Reopened {
+    /// Every validated path of `p`, re-resolved (before anything covers the paths they lie in).
+    fn of(p: &Prepared) -> Result<Reopened, Step> {
+        Ok(Reopened {
+            lowers: p.lowers.iter().map(reopen).collect::<Result<_, _>>()?,
+            upper: match &p.upper {
+                PreparedUpper::Store { upper, work } => Some((reopen(upper)?, reopen(work)?)),
+                _ => None,
+            },
+            binds: p
+                .binds
+                .iter()
+                .map(|b| reopen(&b.src))
+                .collect::<Result<_, _>>()?,
+            devices: p
+                .devices
+                .iter()
+                .map(|b| reopen(&b.src))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
 /// Re-resolves a validated path in this mount namespace (no symlinks
 /// allowed) and checks it is the very inode the helper validated.
 fn reopen(o: &Opened) -> Result<OwnedFd, Step> {
@@ -331,23 +354,7 @@ pub fn make_private() -> Result<(), Step> {
 pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
     make_private()?;
     // Re-resolve every validated path before the scratch tmpfs covers /tmp.
-    let fds = Reopened {
-        lowers: p.lowers.iter().map(reopen).collect::<Result<_, _>>()?,
-        upper: match &p.upper {
-            PreparedUpper::Store { upper, work } => Some((reopen(upper)?, reopen(work)?)),
-            _ => None,
-        },
-        binds: p
-            .binds
-            .iter()
-            .map(|b| reopen(&b.src))
-            .collect::<Result<_, _>>()?,
-        devices: p
-            .devices
-            .iter()
-            .map(|b| reopen(&b.src))
-            .collect::<Result<_, _>>()?,
-    };
+    let fds = Reopened::of(p)?;
     let root = mount_root(p, &fds)?;
     let r = root.as_fd();
     let nsnx = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -436,23 +443,7 @@ pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
 pub fn assemble_oci(p: &Prepared) -> Result<(), Step> {
     use crate::oci;
     make_private()?;
-    let fds = Reopened {
-        lowers: p.lowers.iter().map(reopen).collect::<Result<_, _>>()?,
-        upper: match &p.upper {
-            PreparedUpper::Store { upper, work } => Some((reopen(upper)?, reopen(work)?)),
-            _ => None,
-        },
-        binds: p
-            .binds
-            .iter()
-            .map(|b| reopen(&b.src))
-            .collect::<Result<_, _>>()?,
-        devices: p
-            .devices
-            .iter()
-            .map(|b| reopen(&b.src))
-            .collect::<Result<_, _>>()?,
-    };
+    let fds = Reopened::of(p)?;
     if let Some(o) = &p.oci {
         reopen(&o.runtime)?;
     }

@@ -27,17 +27,8 @@ pub fn run_with(
     if interactive {
         terminal::leave_banner();
     }
-    if let Ok(code) = code
-        && let Some(hint) = super::root_hint::root_hint(
-            RunMode::Enter,
-            query,
-            command,
-            options,
-            ctx.global.store.as_deref(),
-            code,
-        )
-    {
-        crate::output::note(&hint);
+    if let Ok(code) = code {
+        super::root_hint::print_root_hint(ctx, RunMode::Enter, query, command, options, code);
     }
     code
 }

@@ -18,15 +18,6 @@ pub fn run_with(
     let code = ctx
         .engine
         .run_with(query, command, RunMode::Exec, options)?;
-    if let Some(hint) = super::root_hint::root_hint(
-        RunMode::Exec,
-        query,
-        command,
-        options,
-        ctx.global.store.as_deref(),
-        code,
-    ) {
-        crate::output::note(&hint);
-    }
+    super::root_hint::print_root_hint(ctx, RunMode::Exec, query, command, options, code);
     Ok(code)
 }

@@ -141,6 +141,22 @@ fn long_change(program: &str, arg: &str) -> bool {
     long.contains(&arg)
 }
 
+/// Prints [`root_hint`]'s line, if any, on stderr (escaped: the command line is the user's, and
+/// may come from untrusted input).
+pub fn print_root_hint(
+    ctx: &crate::cli::Ctx,
+    mode: RunMode,
+    query: &str,
+    command: &[String],
+    options: &SessionOptions,
+    code: i32,
+) {
+    let store = ctx.global.store.as_deref();
+    if let Some(hint) = root_hint(mode, query, command, options, store, code) {
+        crate::output::note(&hint);
+    }
+}
+
 /// The hint line for `command` that ended with `code` in a session of `query` (of the store
 /// named by `--store`, if given), when the command is a package manager's changing command that
 /// failed in a session without `--root`: the same command line with `--root`.

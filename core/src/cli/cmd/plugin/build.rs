@@ -4,12 +4,10 @@
 //! Needs no Karapace checkout (the SDK and WIT are embedded, see [`super::sdk`]) and no network
 //! beyond what cargo fetches from the crates registry.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
-
-use karapace_plugin_host::{Limits, PluginHost};
 
 use super::{sdk, toolchain};
 use crate::cli::Ctx;
@@ -75,20 +73,8 @@ pub fn run(ctx: &Ctx, dir: &Path, output_file: Option<&Path>) -> Result<i32> {
     };
     std::fs::create_dir_all(&staging_dir)
         .map_err(|e| CoreError::io(format!("cannot create {}", staging_dir.display()), e))?;
-    let mut staged = tempfile::Builder::new()
-        .prefix(".build-")
-        .tempfile_in(&staging_dir)
-        .map_err(|e| CoreError::io(format!("cannot write in {}", staging_dir.display()), e))?;
-    staged
-        .write_all(&component)
-        .and_then(|()| staged.as_file().sync_all())
-        .map_err(|e| CoreError::io("cannot write the component", e))?;
-    let plugin = PluginHost::load_file(staged.path(), Limits::default()).map_err(|e| {
-        CoreError::Plugin(e.to_string().replace(
-            &staged.path().display().to_string(),
-            &module_path.display().to_string(),
-        ))
-    })?;
+    let (staged, plugin) =
+        super::stage_and_load(&staging_dir, ".build-", &component, &module_path)?;
     let dest = output_file.map_or_else(
         || staging_dir.join(format!("{}.wasm", plugin.name())),
         Path::to_path_buf,

@@ -6,7 +6,6 @@
 //! Refuses to replace an installed plugin of the same name with other content unless
 //! `--force`: a plugin decides what runs in every later build.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use karapace_plugin_host::{LoadOptions, Plugin, PluginHost, PluginSource};
@@ -27,23 +26,7 @@ pub fn run(ctx: &Ctx, wasm: &Path, force: bool) -> Result<i32> {
 
     // Validate exactly the bytes that will be installed: written to a temporary file in the
     // target directory (no .wasm suffix, so concurrent loads ignore it), loaded from there.
-    let mut staged = tempfile::Builder::new()
-        .prefix(".install-")
-        .tempfile_in(&dir)
-        .map_err(|e| CoreError::io(format!("cannot write in {}", dir.display()), e))?;
-    staged
-        .write_all(&bytes)
-        .and_then(|()| staged.as_file().sync_all())
-        .map_err(|e| CoreError::io("cannot write the plugin", e))?;
-    let plugin = PluginHost::load_file(staged.path(), karapace_plugin_host::Limits::default())
-        .map_err(|e| {
-            // Name the file the user gave, not the staging copy.
-            let staged_name = staged.path().display().to_string();
-            CoreError::Plugin(
-                e.to_string()
-                    .replace(&staged_name, &wasm.display().to_string()),
-            )
-        })?;
+    let (staged, plugin) = super::stage_and_load(&dir, ".install-", &bytes, wasm)?;
     let dest = dir.join(format!("{}.wasm", plugin.name()));
 
     let same_name = installed_with_name(&dir, plugin.name(), &dest);

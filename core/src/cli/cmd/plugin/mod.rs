@@ -16,7 +16,7 @@ use karapace_plugin_host::{PluginHost, PluginInfo, PluginSource, SYSTEM_PLUGIN_D
 
 use crate::cli::Ctx;
 use crate::cli::args::PluginAction;
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 
 pub fn run(ctx: &Ctx, action: PluginAction) -> Result<i32> {
     match action {
@@ -61,4 +61,33 @@ pub(crate) fn source_label(info: &PluginInfo) -> &'static str {
 
 fn in_dir(path: &Path, dir: &Path) -> bool {
     path.parent() == Some(dir)
+}
+
+/// Writes `bytes` to a temporary file in `dir` (no `.wasm` suffix, so concurrent loads of the
+/// directory ignore it; beside the destination, so the final rename stays on one file system)
+/// and loads exactly those bytes as the host would. Errors name `shown_as`, the file the user
+/// knows, not the staging copy.
+fn stage_and_load(
+    dir: &Path,
+    prefix: &str,
+    bytes: &[u8],
+    shown_as: &Path,
+) -> Result<(tempfile::NamedTempFile, karapace_plugin_host::Plugin)> {
+    use std::io::Write;
+    let mut staged = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(dir)
+        .map_err(|e| CoreError::io(format!("cannot write in {}", dir.display()), e))?;
+    staged
+        .write_all(bytes)
+        .and_then(|()| staged.as_file().sync_all())
+        .map_err(|e| CoreError::io(format!("cannot write {}", staged.path().display()), e))?;
+    let plugin = PluginHost::load_file(staged.path(), karapace_plugin_host::Limits::default())
+        .map_err(|e| {
+            CoreError::Plugin(e.to_string().replace(
+                &staged.path().display().to_string(),
+                &shown_as.display().to_string(),
+            ))
+        })?;
+    Ok((staged, plugin))
 }
