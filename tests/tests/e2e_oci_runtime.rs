@@ -113,6 +113,18 @@ fn sessions_under(k: &Karapace, who: &str, short_id: &str) {
     assert!(!mount.success(), "{who}: mount inside must fail");
     let unshare = k.exec("c", &["unshare", "--mount", "true"]);
     assert!(!unshare.success(), "{who}: unshare inside must fail");
+    // A user namespace needs no capability, so only the seccomp rules refuse this one: it
+    // fails only if the runtime applied our filter.
+    let userns = k.exec("c", &["unshare", "-Ur", "true"]);
+    assert!(
+        !userns.success(),
+        "{who}: a nested user namespace must be refused by seccomp"
+    );
+    assert!(
+        userns.stderr_str().contains("Operation not permitted"),
+        "{who}: {}",
+        userns.stderr_str()
+    );
 
     let env = k.ok(&["exec", "c", "--", "env"]).stdout_str();
     assert!(
