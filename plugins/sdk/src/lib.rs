@@ -266,8 +266,10 @@ pub fn default_version_rule(manager: &str, version: &str) -> Result<(), Resolver
     if ok_first && ok_rest && version.len() <= 128 {
         Ok(())
     } else {
+        // The host names the plugin before the message (see `check_name`).
+        let _ = manager;
         Err(ResolverError::InvalidVersion(format!(
-            "{version:?} is not a valid {manager} version"
+            "{version:?} is not a valid version"
         )))
     }
 }
@@ -424,9 +426,11 @@ pub fn lines(output: &str) -> impl Iterator<Item = &str> {
 
 /// Checks `name` against a simple grammar: 1..=`max_len` bytes, first
 /// character accepted by `first`, the rest by `rest`. A leading `-` is always
-/// refused (it would read as an option).
+/// refused (it would read as an option). `manager` is no longer part of the
+/// message (the host names the plugin in front of it); it stays for the
+/// signature's sake.
 pub fn check_name(
-    manager: &str,
+    _manager: &str,
     name: &str,
     max_len: usize,
     first: impl Fn(char) -> bool,
@@ -443,8 +447,8 @@ pub fn check_name(
     };
     match why {
         None => Ok(()),
-        Some(why) => Err(ResolverError::InvalidName(format!(
-            "{name:?} {why} in a {manager} package name"
-        ))),
+        // The host puts "plugin <name>:" before the message: naming the manager again here
+        // would say it twice.
+        Some(why) => Err(ResolverError::InvalidName(format!("{name:?} {why}"))),
     }
 }
