@@ -54,14 +54,16 @@ pub enum Newlines {
 }
 
 /// Text for a terminal with every character that could steer it made visible: C0 controls (but
-/// newline and tab with [`Newlines::Keep`]), DEL, C1 controls and the bidirectional overrides
-/// (which reorder what a human reads). Names, paths and messages come from manifests, images and
+/// newline and tab with [`Newlines::Keep`]), DEL, C1 controls, the bidirectional overrides
+/// (which reorder what a human reads) and the other invisible formatting characters
+/// (`karapace_schema::is_invisible_format`: zero-width characters and the like, which make one
+/// text look like another). Names, paths and messages come from manifests, images and
 /// workloads, and a hostile one must not be able to move the cursor, retitle the window or hide
 /// text in the user's terminal.
 pub fn escape(text: &str, newlines: Newlines) -> std::borrow::Cow<'_, str> {
     let steers = |c: char| {
         (c.is_control() && !(newlines == Newlines::Keep && matches!(c, '\n' | '\t')))
-            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            || karapace_schema::is_invisible_format(c)
     };
     if !text.chars().any(steers) {
         return std::borrow::Cow::Borrowed(text);
@@ -100,6 +102,9 @@ mod tests {
         assert_eq!(keep("a\x1b]0;pwned\x07b"), "a\\x1b]0;pwned\\x07b");
         assert_eq!(keep("\r\x7f\u{9b}"), "\\x0d\\x7f\\x9b");
         assert_eq!(keep("x\u{202e}y"), "x\\u{202e}y");
+        // Invisible characters that make one name look like another are shown too.
+        assert_eq!(keep("apt\u{200b}"), "apt\\u{200b}");
+        assert_eq!(keep("vim\u{fe0f}"), "vim\\u{fe0f}");
         assert_eq!(
             escape("a\nbuilt environment x", Newlines::Escape),
             "a\\x0abuilt environment x"

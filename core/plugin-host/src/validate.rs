@@ -50,7 +50,8 @@ pub fn plugin_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "plugin name {name:?} is not 1-32 characters of [a-z0-9-]"
+            "plugin name {} is not 1-32 characters of [a-z0-9-]",
+            preview(name)
         ))
     }
 }
@@ -61,7 +62,8 @@ pub fn plugin_version(version: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "plugin version {version:?} is not 1-64 printable ASCII characters"
+            "plugin version {} is not 1-64 printable ASCII characters",
+            preview(version)
         ))
     }
 }

@@ -19,7 +19,7 @@ pub fn run(ctx: &Ctx, dir: &Path, output_file: Option<&Path>) -> Result<i32> {
     let dir = std::fs::canonicalize(dir)
         .map_err(|e| CoreError::io(format!("cannot open {}", dir.display()), e))?;
     let manifest = dir.join("Cargo.toml");
-    let uses_registry_sdk = sdk_from_registry(&manifest)?;
+    check_manifest(&manifest)?;
     let tools = toolchain::find()?;
 
     let mut cargo = Command::new(&tools.cargo);
@@ -36,7 +36,10 @@ pub fn run(ctx: &Ctx, dir: &Path, output_file: Option<&Path>) -> Result<i32> {
         // cargo's diagnostics and progress go straight to the user.
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    if uses_registry_sdk {
+    // Always: however the crate names the SDK (renamed, per target, in a workspace member),
+    // `karapace-plugin-sdk` must never be resolved from crates.io, where the name is not ours.
+    // An unused patch is only a warning of cargo's.
+    {
         let sdk = sdk::extract(&sdk::default_cache()?)?;
         let sdk_dir = sdk.to_str().ok_or_else(|| {
             CoreError::Usage(format!("{}: the cache path is not UTF-8", sdk.display()))
@@ -111,25 +114,17 @@ pub fn run(ctx: &Ctx, dir: &Path, output_file: Option<&Path>) -> Result<i32> {
     Ok(0)
 }
 
-/// True when the crate depends on `karapace-plugin-sdk` by version (not by path or git): then
-/// the embedded SDK is patched in. A manifest that cannot be read is the user's error.
-fn sdk_from_registry(manifest: &Path) -> Result<bool> {
+/// The crate's manifest is readable TOML (a directory that is not a crate is the user's error).
+fn check_manifest(manifest: &Path) -> Result<()> {
     let text = std::fs::read_to_string(manifest).map_err(|e| {
         CoreError::Usage(format!(
             "{}: {e} (plugin build takes the directory of a plugin crate)",
             manifest.display()
         ))
     })?;
-    let table: toml::Table = toml::from_str(&text)
+    toml::from_str::<toml::Table>(&text)
         .map_err(|e| CoreError::Usage(format!("{}: {e}", manifest.display())))?;
-    let dep = table
-        .get("dependencies")
-        .and_then(|d| d.get("karapace-plugin-sdk"));
-    Ok(match dep {
-        None => false,
-        Some(toml::Value::Table(t)) => !t.contains_key("path") && !t.contains_key("git"),
-        Some(_) => true,
-    })
+    Ok(())
 }
 
 /// Runs cargo, reading its JSON messages; returns the crate's cdylib `.wasm`.
@@ -139,9 +134,14 @@ fn run_cargo(cargo: &mut Command, manifest: &Path) -> Result<PathBuf> {
         .map_err(|e| CoreError::io(format!("cannot run {}", cargo.get_program().display()), e))?;
     let mut module = None;
     if let Some(stdout) = child.stdout.take() {
-        for line in BufReader::new(stdout).lines() {
+        // Drained to the end whatever it holds: a line that is not UTF-8 (a build script's
+        // bytes) is skipped, not a reason to stop reading while cargo still writes.
+        for line in BufReader::new(stdout).split(b'\n') {
             let Ok(line) = line else { break };
-            if let Some(found) = cdylib_wasm(&line, manifest) {
+            if let Some(found) = std::str::from_utf8(&line)
+                .ok()
+                .and_then(|l| cdylib_wasm(l, manifest))
+            {
                 module = Some(found);
             }
         }
@@ -204,22 +204,13 @@ mod tests {
     }
 
     #[test]
-    fn the_embedded_sdk_is_used_only_for_a_version_dependency() {
+    fn a_directory_without_a_crate_manifest_is_a_usage_error() {
         let dir = tempfile::tempdir().unwrap();
+        assert!(check_manifest(&dir.path().join("nope.toml")).is_err());
         let m = dir.path().join("Cargo.toml");
-        for (deps, expected) in [
-            ("karapace-plugin-sdk = \"1\"", true),
-            ("karapace-plugin-sdk = { version = \"1\" }", true),
-            ("karapace-plugin-sdk = { path = \"../sdk\" }", false),
-            ("", false),
-        ] {
-            std::fs::write(
-                &m,
-                format!("[package]\nname = \"x\"\n[dependencies]\n{deps}\n"),
-            )
-            .unwrap();
-            assert_eq!(sdk_from_registry(&m).unwrap(), expected, "{deps}");
-        }
-        assert!(sdk_from_registry(&dir.path().join("nope.toml")).is_err());
+        std::fs::write(&m, "[package\n").unwrap();
+        assert!(check_manifest(&m).is_err());
+        std::fs::write(&m, "[package]\nname = \"x\"\n").unwrap();
+        assert!(check_manifest(&m).is_ok());
     }
 }

@@ -1,9 +1,11 @@
 //! The plugin SDK and the WIT it is generated from, embedded in the binary, so `plugin build`
 //! needs no Karapace checkout: they are written once to a content-addressed directory in the
 //! user's cache and a crate depending on `karapace-plugin-sdk = "1"` is built against that copy
-//! (a `[patch.crates-io]` on cargo's command line; the crate is not on crates.io).
+//! (a `[patch.crates-io]` on cargo's command line, always given: the name is not Karapace's on
+//! crates.io, so nothing may ever resolve it there).
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{CoreError, Result};
@@ -55,7 +57,10 @@ const FILES: &[(&str, &str)] = &[
 
 /// Writes the embedded SDK under `cache` (once per content) and returns the SDK crate's
 /// directory. The copy is complete or absent: it is assembled in a temporary directory and
-/// renamed into place.
+/// renamed into place. Cargo runs what the copy says (a build script, were one added), so a
+/// copy is used only when `cache` is the caller's and closed to others and every file of the
+/// copy is a plain file holding exactly the embedded bytes: a copy another user pre-created in
+/// a shared cache, or one a workload edited through a shared home, is refused.
 pub fn extract(cache: &Path) -> Result<PathBuf> {
     let mut hash = blake3::Hasher::new();
     for (path, text) in FILES {
@@ -67,11 +72,17 @@ pub fn extract(cache: &Path) -> Result<PathBuf> {
     let id = hash.finalize().to_hex();
     let root = cache.join(format!("{SDK_VERSION}-{}", &id.as_str()[..16]));
     let sdk = root.join("plugins/sdk");
-    if sdk.join("Cargo.toml").is_file() {
+    let io = |what: &Path, e| CoreError::io(format!("cannot write {}", what.display()), e);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(cache)
+        .map_err(|e| io(cache, e))?;
+    check_private(cache)?;
+    if std::fs::symlink_metadata(&root).is_ok() {
+        verify(&root)?;
         return Ok(sdk);
     }
-    let io = |what: &Path, e| CoreError::io(format!("cannot write {}", what.display()), e);
-    std::fs::create_dir_all(cache).map_err(|e| io(cache, e))?;
     let staging = tempfile::Builder::new()
         .prefix(".sdk-")
         .tempdir_in(cache)
@@ -88,10 +99,53 @@ pub fn extract(cache: &Path) -> Result<PathBuf> {
     match std::fs::rename(staging.path(), &root) {
         Ok(()) => {}
         // Another build extracted the same content first.
-        Err(_) if sdk.join("Cargo.toml").is_file() => {}
+        Err(_) if std::fs::symlink_metadata(&root).is_ok() => verify(&root)?,
         Err(e) => return Err(io(&root, e)),
     }
     Ok(sdk)
+}
+
+/// `dir` is a directory (not a link) of the caller's that nobody else may write to.
+fn check_private(dir: &Path) -> Result<()> {
+    let m = std::fs::symlink_metadata(dir)
+        .map_err(|e| CoreError::io(format!("cannot read {}", dir.display()), e))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !m.is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
+        return Err(CoreError::Other(format!(
+            "{}: the plugin SDK cache must be a directory of yours that others cannot write to; \
+             fix or remove it (or point XDG_CACHE_HOME elsewhere)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// An extracted copy holds exactly the embedded files, reached without links.
+fn verify(root: &Path) -> Result<()> {
+    check_private(root)?;
+    for (path, text) in FILES {
+        let mut cur = root.to_path_buf();
+        let mut ok = true;
+        for c in Path::new(path).components() {
+            cur.push(c);
+            match std::fs::symlink_metadata(&cur) {
+                Ok(m) if m.file_type().is_symlink() => ok = false,
+                Ok(_) => {}
+                Err(_) => ok = false,
+            }
+        }
+        let same = ok
+            && std::fs::symlink_metadata(&cur).is_ok_and(|m| m.is_file())
+            && std::fs::read(&cur).is_ok_and(|bytes| bytes == text.as_bytes());
+        if !same {
+            return Err(CoreError::Other(format!(
+                "{}: this copy of the plugin SDK differs from the one embedded in karapace \
+                 ({path} changed or missing); remove the directory and build again",
+                root.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `$XDG_CACHE_HOME/karapace/plugin-sdk`, else `~/.cache/karapace/plugin-sdk`.
@@ -158,5 +212,33 @@ mod tests {
             1,
             "no leftovers"
         );
+    }
+
+    /// Cargo would run what a tampered copy says (a build script added to its manifest): a
+    /// copy that differs from the embedded files, or a cache others can write to, is refused.
+    #[test]
+    fn a_tampered_copy_or_an_open_cache_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let sdk = extract(&cache).unwrap();
+        let manifest = sdk.join("Cargo.toml");
+        let mut text = std::fs::read_to_string(&manifest).unwrap();
+        text.push_str("build = \"build.rs\"\n");
+        std::fs::write(&manifest, text).unwrap();
+        let err = extract(&cache).unwrap_err().to_string();
+        assert!(err.contains("differs from the one embedded"), "{err}");
+        std::fs::write(&manifest, SDK_MANIFEST).unwrap();
+        assert_eq!(extract(&cache).unwrap(), sdk, "restored: accepted again");
+        // A file replaced by a link to the same bytes elsewhere is not the copy either.
+        let lib = sdk.join("src/lib.rs");
+        let elsewhere = dir.path().join("lib.rs");
+        std::fs::rename(&lib, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &lib).unwrap();
+        assert!(extract(&cache).is_err(), "a linked file");
+        std::fs::remove_file(&lib).unwrap();
+        std::fs::rename(&elsewhere, &lib).unwrap();
+        std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(extract(&cache).is_err(), "a cache others can write to");
     }
 }

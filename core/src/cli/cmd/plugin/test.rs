@@ -114,7 +114,22 @@ fn read_query_output(file: &Path) -> Result<String> {
             meta.len()
         )));
     }
-    let bytes = std::fs::read(file).map_err(err)?;
+    // The size above is only a first answer: a pipe or a device says 0, a file may grow.
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(file).map_err(err)?,
+            MAX_PARSE_FILE_BYTES + 1,
+        ),
+        &mut bytes,
+    )
+    .map_err(err)?;
+    if bytes.len() as u64 > MAX_PARSE_FILE_BYTES {
+        return Err(CoreError::Usage(format!(
+            "--parse {}: more than {MAX_PARSE_FILE_BYTES} bytes",
+            file.display()
+        )));
+    }
     String::from_utf8(bytes)
         .map_err(|_| CoreError::Usage(format!("--parse {}: not UTF-8 text", file.display())))
 }
