@@ -479,16 +479,7 @@ pub fn assemble_oci(p: &Prepared) -> Result<(), Step> {
         let at = rel(oci::DEVICES).join(i.to_string());
         bind(s, &fd_path(fd.as_fd()), &at, d.is_dir, false)?;
     }
-    step(
-        "mount proc",
-        mount(
-            Some("proc"),
-            "/proc",
-            Some("proc"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            None::<&str>,
-        ),
-    )?;
+    mount_proc_here()?;
     hide_cgroups()
 }
 
@@ -606,14 +597,9 @@ fn proc_read_only(r: BorrowedFd<'_>) -> Result<(), Step> {
     Ok(())
 }
 
-/// A joined session's `/proc` (and its working directory, `/`): mounted over the one of the session it
-/// joined (that one shows the other session's pid namespace). The kernel
-/// only allows a new procfs where a fully visible one exists, so the old
-/// mount stays underneath, covered.
-pub fn remount_proc() -> Result<(), Step> {
-    // `/proc/self` of the covered procfs names nothing in this pid namespace,
-    // so the mount target cannot be a `/proc/self/fd` path here; `/proc` is
-    // a mount point, which no process can rename or replace with a link.
+/// A procfs of the calling process's pid namespace at `/proc` of its current root (nosuid,
+/// nodev, noexec).
+fn mount_proc_here() -> Result<(), Step> {
     step(
         "mount proc",
         mount(
@@ -623,7 +609,18 @@ pub fn remount_proc() -> Result<(), Step> {
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             None::<&str>,
         ),
-    )?;
+    )
+}
+
+/// A joined session's `/proc` (and its working directory, `/`): mounted over the one of the session it
+/// joined (that one shows the other session's pid namespace). The kernel
+/// only allows a new procfs where a fully visible one exists, so the old
+/// mount stays underneath, covered.
+pub fn remount_proc() -> Result<(), Step> {
+    // `/proc/self` of the covered procfs names nothing in this pid namespace,
+    // so the mount target cannot be a `/proc/self/fd` path here; `/proc` is
+    // a mount point, which no process can rename or replace with a link.
+    mount_proc_here()?;
     let root = step(
         "open root",
         nix::fcntl::open(
