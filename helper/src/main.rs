@@ -20,7 +20,7 @@ use interprocess::os::unix::uds_local_socket::Stream as UdStream;
 use karapace_backend_namespace as backend;
 use karapace_protocol::{
     FrameError, Hello, ID_MAPS_FULL, ID_MAPS_SINGLE, PROTOCOL_VERSION, Refusal, Reply, Request,
-    read_frame, write_frame,
+    monotonic_ns, read_frame, write_frame,
 };
 use nix::sys::signal::SigmaskHow;
 
@@ -212,12 +212,12 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(&mut stream, protocol(&e)),
     };
-    let t_request = backend::now_ns();
+    let t_request = monotonic_ns();
     let prepared = match validate::prepare(spec, uid, gid, landlock_abi) {
         Ok(p) => p,
         Err(r) => return fail(&mut stream, r),
     };
-    let t_validated = backend::now_ns();
+    let t_validated = monotonic_ns();
     let mut launched = match backend::launch(&prepared) {
         Ok(l) => l,
         Err(r) => return fail(&mut stream, r),

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use interprocess::os::unix::uds_local_socket::Stream;
 use karapace_backend_namespace::{Launched, blocked_set, receive_pty_master};
 use karapace_protocol::{
-    FrameError, Refusal, Reply, Request, WaitStatus, read_frame, write_frame, write_frame_with_fd,
+    FrameError, Refusal, Reply, Request, SetupStep, WaitStatus, read_frame, write_frame,
+    write_frame_with_fd,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{Signal, kill};
@@ -139,12 +140,24 @@ pub fn await_start(
     let pty = match launched.terminal.take() {
         Some(mut channel) if started => match receive_pty_master(&mut channel) {
             Ok(master) => Some(master),
-            Err(e) => return Some(abort(stream, init, format!("terminal: {e}"))),
+            Err(e) => {
+                return Some(abort(
+                    stream,
+                    init,
+                    SetupStep::ReceivePtyMaster,
+                    e.to_string(),
+                ));
+            }
         },
         _ => None,
     };
     if started && let Err(e) = confine() {
-        return Some(abort(stream, init, format!("confine helper: {e}")));
+        return Some(abort(
+            stream,
+            init,
+            SetupStep::Confine,
+            format!("helper: {e}"),
+        ));
     }
     match forward_report(stream, report, pty, init, t_request, t_validated) {
         Next::Continue => None,
@@ -153,10 +166,17 @@ pub fn await_start(
 }
 
 /// Kills the environment after its start and tells the core why.
-fn abort(stream: &mut Stream, init: Pid, step: String) -> ExitCode {
+fn abort(stream: &mut Stream, init: Pid, step: SetupStep, detail: String) -> ExitCode {
     let _ = kill(init, Signal::SIGKILL);
     let _ = init_status(init);
-    let _ = write_frame(stream, &Reply::Failed(Refusal::Setup { step, errno: 0 }));
+    let _ = write_frame(
+        stream,
+        &Reply::Failed(Refusal::Setup {
+            step,
+            detail,
+            errno: 0,
+        }),
+    );
     ExitCode::from(1)
 }
 

@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use karapace_backend_namespace::{IdMap, landlock_decision, worker};
 use karapace_protocol::{
-    DiffEntry, Refusal, TreeFailure, TreeJob, TreeOp, TreeStats, UnpackSpec, Whiteouts,
+    DiffEntry, Refusal, SetupStep, TreeFailure, TreeJob, TreeOp, TreeStats, UnpackSpec, Whiteouts,
 };
 use karapace_store::StoreError;
 use karapace_store::tar::{
@@ -39,7 +39,8 @@ pub fn serve(
     let parent = nix::unistd::getppid();
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| {
         Refusal::Setup {
-            step: "PR_SET_PDEATHSIG".into(),
+            step: SetupStep::DeathSignal,
+            detail: String::new(),
             errno: e as i32,
         }
     })?;

@@ -13,7 +13,7 @@ use karapace_backend_namespace::oci::PreparedOci;
 use karapace_backend_namespace::{
     IdMap, Opened, Prepared, PreparedBind, PreparedUpper, landlock_decision,
 };
-use karapace_protocol::{IdMapMode, Identity, Refusal, RunSpec, Upper, limits};
+use karapace_protocol::{IdMapMode, Identity, Refusal, RunSpec, SetupStep, Upper, limits};
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::{SFlag, fstat};
@@ -101,7 +101,8 @@ pub(crate) fn open_beneath(
 
 fn is_dir(fd: &OwnedFd) -> Result<bool, Refusal> {
     let st = fstat(fd.as_fd()).map_err(|e| Refusal::Setup {
-        step: "fstat".into(),
+        step: SetupStep::Fstat,
+        detail: String::new(),
         errno: e as i32,
     })?;
     Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
@@ -109,7 +110,8 @@ fn is_dir(fd: &OwnedFd) -> Result<bool, Refusal> {
 
 fn is_char_device(fd: &OwnedFd) -> Result<bool, Refusal> {
     let st = fstat(fd.as_fd()).map_err(|e| Refusal::Setup {
-        step: "fstat".into(),
+        step: SetupStep::Fstat,
+        detail: String::new(),
         errno: e as i32,
     })?;
     Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR)

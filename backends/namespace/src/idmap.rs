@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use karapace_protocol::{Identity, Refusal};
+use karapace_protocol::{Identity, Refusal, SetupStep};
 use nix::unistd::Pid;
 
 /// One subordinate id range from /etc/subuid or /etc/subgid.
@@ -103,7 +103,7 @@ pub fn write_identity(pid: Pid, count: u32) -> Result<(), crate::Step> {
     for file in ["uid_map", "gid_map"] {
         std::fs::write(format!("/proc/{}/{file}", pid.as_raw()), &line).map_err(|e| {
             crate::Step(
-                "write id map",
+                SetupStep::WriteIdMap,
                 nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             )
         })?;
@@ -163,14 +163,16 @@ fn run_map_tool(tool_path: &str, pid: Pid, own: u32, r: SubRange) -> Result<(), 
         .stderr(Stdio::null())
         .status()
         .map_err(|e| Refusal::Setup {
-            step: format!("spawn {tool_path}"),
+            step: SetupStep::IdMapTool,
+            detail: format!("spawn {tool_path}"),
             errno: e.raw_os_error().unwrap_or(0),
         })?;
     if status.success() {
         Ok(())
     } else {
         Err(Refusal::Setup {
-            step: format!("{tool_path} exited with {status}"),
+            step: SetupStep::IdMapTool,
+            detail: format!("{tool_path} exited with {status}"),
             errno: 0,
         })
     }
@@ -186,7 +188,8 @@ pub fn write_subordinate(
 ) -> Result<(), Refusal> {
     let (Some(nu), Some(ng)) = (tool("newuidmap"), tool("newgidmap")) else {
         return Err(Refusal::Setup {
-            step: "newuidmap not installed".into(),
+            step: SetupStep::IdMapToolMissing,
+            detail: String::new(),
             errno: nix::errno::Errno::ENOENT as i32,
         });
     };
@@ -205,7 +208,7 @@ pub fn write_single(
     let w = |file: &str, data: String| {
         std::fs::write(file, data).map_err(|e| {
             crate::Step(
-                "write id map",
+                SetupStep::WriteIdMap,
                 nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
             )
         })

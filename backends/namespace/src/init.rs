@@ -7,7 +7,9 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
-use karapace_protocol::{Identity, Network, Refusal, Reply, Timings, WaitStatus, write_frame};
+use karapace_protocol::{
+    Identity, Network, Refusal, Reply, Timings, WaitStatus, monotonic_ns, write_frame,
+};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -17,7 +19,7 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus as NixWait, waitpid};
 use nix::unistd::{Pid, pipe2};
 
-use crate::{IdMap, Prepared, Step, confine, idmap, now_ns, oci, pty, rootfs, sys, workload};
+use crate::{IdMap, Prepared, SetupStep, Step, confine, idmap, oci, pty, rootfs, sys, workload};
 
 const SI_KERNEL: i32 = 0x80;
 
@@ -53,7 +55,7 @@ pub fn run(
     // SAFETY: nothing this process uses owns another descriptor (the helper's socket and
     // listener objects stay untouched in its memory; this process ends in `exit_now`).
     let result = unsafe { sys::close_all_except(&keep) }
-        .map_err(|e| Step("close inherited descriptors", e))
+        .map_err(|e| Step(SetupStep::CloseDescriptors, e))
         .and_then(|()| {
             if p.oci.is_some() {
                 setup_oci(p, uid, gid, go, &mut timings)
@@ -98,7 +100,7 @@ fn forget_the_host(p: &Prepared, events: RawFd, kept: &[RawFd]) -> Result<(), St
     // SAFETY: the `Opened` descriptors of `p` are closed here and never used again: `p` is only
     // read for its argv, environment and paths from now on, and never dropped (this process
     // ends in `exit_now`). The slave's `OwnedFd` is kept open.
-    unsafe { sys::close_all_except(&keep) }.map_err(|e| Step("close_range", e))?;
+    unsafe { sys::close_all_except(&keep) }.map_err(|e| Step(SetupStep::CloseRange, e))?;
     joinable(p)
 }
 
@@ -115,7 +117,7 @@ fn forget_the_host(p: &Prepared, events: RawFd, kept: &[RawFd]) -> Result<(), St
 /// it is never dumpable (its `/proc/1/root` is the host's file system as this process sees it).
 fn joinable(p: &Prepared) -> Result<(), Step> {
     let dumpable = p.landlock && p.oci.is_none();
-    nix::sys::prctl::set_dumpable(dumpable).map_err(|e| Step("PR_SET_DUMPABLE", e))
+    nix::sys::prctl::set_dumpable(dumpable).map_err(|e| Step(SetupStep::Dumpable, e))
 }
 
 /// Waits until the helper releases this process, then ties this process's
@@ -127,18 +129,18 @@ fn wait_release(go: OwnedFd) -> Result<(), Step> {
     let mut byte = [0u8; 1];
     let got = go
         .read(&mut byte)
-        .map_err(|_| Step("wait for release", Errno::EIO))?;
+        .map_err(|_| Step(SetupStep::WaitForRelease, Errno::EIO))?;
     if got != 1 {
-        return Err(Step("helper went away", Errno::EPIPE));
+        return Err(Step(SetupStep::HelperWentAway, Errno::EPIPE));
     }
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| Step("pdeathsig", e))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| Step(SetupStep::DeathSignal, e))?;
     let mut fds = [PollFd::new(go.as_fd(), PollFlags::POLLIN)];
     let _ = poll(&mut fds, PollTimeout::ZERO);
     if fds[0]
         .revents()
         .is_some_and(|r| r.contains(PollFlags::POLLHUP))
     {
-        return Err(Step("helper went away", Errno::EPIPE));
+        return Err(Step(SetupStep::HelperWentAway, Errno::EPIPE));
     }
     Ok(())
 }
@@ -151,7 +153,7 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
     // to the host's root, so it could not write its own id map, and fuse-overlayfs could not
     // open the layers through its /proc/<pid>/fd. No workload exists yet; `joinable` decides
     // once the root is assembled.
-    nix::sys::prctl::set_dumpable(true).map_err(|e| Step("PR_SET_DUMPABLE", e))?;
+    nix::sys::prctl::set_dumpable(true).map_err(|e| Step(SetupStep::Dumpable, e))?;
     if p.id_map == IdMap::Single {
         let (iu, ig) = match p.identity {
             Identity::Root => (0, 0),
@@ -165,18 +167,18 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
     if p.network == Network::Isolated {
         flags |= CloneFlags::CLONE_NEWNET;
     }
-    unshare(flags).map_err(|e| Step("unshare", e))?;
-    nix::unistd::sethostname(&p.hostname).map_err(|e| Step("sethostname", e))?;
+    unshare(flags).map_err(|e| Step(SetupStep::Unshare, e))?;
+    nix::unistd::sethostname(&p.hostname).map_err(|e| Step(SetupStep::SetHostname, e))?;
     if p.network == Network::Isolated {
-        sys::loopback_up().map_err(|e| Step("loopback up", e))?;
+        sys::loopback_up().map_err(|e| Step(SetupStep::LoopbackUp, e))?;
     }
-    t.namespaces = now_ns();
+    t.namespaces = monotonic_ns();
 
     // Steps 3 and 4: mounts, then pivot_root.
     let root = rootfs::assemble(p)?;
     rootfs::pivot(&root)?;
     drop(root);
-    t.mounts = now_ns();
+    t.mounts = monotonic_ns();
     Ok(())
 }
 
@@ -187,17 +189,17 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
 /// there, with the capabilities it needs over the session's namespaces only.
 fn setup_oci(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Result<(), Step> {
     wait_release(go)?;
-    nix::sys::prctl::set_dumpable(true).map_err(|e| Step("PR_SET_DUMPABLE", e))?;
+    nix::sys::prctl::set_dumpable(true).map_err(|e| Step(SetupStep::Dumpable, e))?;
     if p.id_map == IdMap::Single {
         idmap::write_single(0, uid, 0, gid)?;
     }
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| Step("unshare", e))?;
-    t.namespaces = now_ns();
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| Step(SetupStep::Unshare, e))?;
+    t.namespaces = monotonic_ns();
     rootfs::assemble_oci(p)?;
-    let spec = oci::config(p).map_err(|_| Step("OCI config", Errno::EINVAL))?;
+    let spec = oci::config(p).map_err(|_| Step(SetupStep::OciConfig, Errno::EINVAL))?;
     oci::write_bundle(&spec)?;
-    nix::unistd::chdir("/").map_err(|e| Step("chdir /", e))?;
-    t.mounts = now_ns();
+    nix::unistd::chdir("/").map_err(|e| Step(SetupStep::ChdirRoot, e))?;
+    t.mounts = monotonic_ns();
     Ok(())
 }
 
@@ -217,17 +219,17 @@ pub fn run_joined(p: &Prepared, events: File, go: OwnedFd, terminal: Option<Unix
     // validated paths, the target's pidfd) are never used again; this process ends in
     // `exit_now`.
     let closed =
-        unsafe { sys::close_all_except(&keep) }.map_err(|e| Step("close inherited descriptors", e));
+        unsafe { sys::close_all_except(&keep) }.map_err(|e| Step(SetupStep::CloseDescriptors, e));
     let result = closed
         .and_then(|()| joinable(p))
         .and_then(|()| wait_release(go))
         .and_then(|()| {
-            timings.namespaces = now_ns();
+            timings.namespaces = monotonic_ns();
             rootfs::remount_proc()?;
             if p.tty.is_some() {
                 rootfs::remount_devpts()?;
             }
-            timings.mounts = now_ns();
+            timings.mounts = monotonic_ns();
             session_pty(p, terminal)
         });
     match result {
@@ -284,7 +286,7 @@ fn supervise(
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            report(ev, &Reply::Failed(Step("spawn workload", e).into()));
+            report(ev, &Reply::Failed(Step(SetupStep::SpawnWorkload, e).into()));
             return 1;
         }
     };
@@ -305,13 +307,14 @@ fn supervise(
                 }
             }
         }
-        timings.exec = now_ns();
+        timings.exec = monotonic_ns();
         if !report(ev, &Reply::Started { pid: 1, timings }) {
             let _ = kill(child, Signal::SIGKILL);
         }
     } else {
         let refusal: Refusal = karapace_protocol::decode(&buf).unwrap_or_else(|_| Refusal::Setup {
-            step: "workload".into(),
+            step: SetupStep::Workload,
+            detail: String::new(),
             errno: 0,
         });
         let _ = waitpid(child, None);
@@ -326,7 +329,8 @@ fn supervise(
         report(
             ev,
             &Reply::Failed(Refusal::Setup {
-                step: format!("confine init: {e}"),
+                step: SetupStep::Confine,
+                detail: format!("init: {e}"),
                 errno: 0,
             }),
         );
@@ -346,7 +350,7 @@ fn supervise(
         };
         if sig == Signal::SIGCHLD {
             if let Some(status) = reap(child) {
-                timings.exited = now_ns();
+                timings.exited = monotonic_ns();
                 // Renamed before reporting, so that whoever learns of the end
                 // from the report already sees this session as ending.
                 let _ = nix::sys::prctl::set_name(crate::ENDING_PROCESS_NAME);
@@ -368,8 +372,8 @@ fn signals_and_exec_pipe() -> Result<(SignalFd, OwnedFd, OwnedFd), Step> {
         &crate::blocked_set(),
         nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
     )
-    .map_err(|e| Step("signalfd", e))?;
-    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
+    .map_err(|e| Step(SetupStep::Signalfd, e))?;
+    let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step(SetupStep::Pipe, e))?;
     Ok((sfd, r, w))
 }
 

@@ -30,7 +30,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, pipe2};
 
 use crate::idmap::{self, MapLines};
-use crate::{Launched, Prepared, Step, init, sys};
+use crate::{Launched, Prepared, SetupStep, Step, init, sys};
 
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
@@ -170,12 +170,12 @@ fn kill_and_reap(pid: Pid) {
 /// the init is re-parented to it and the helper waits for it exactly as for
 /// a fresh environment.
 pub fn launch(p: &Prepared, target: &Target) -> Result<Launched, Refusal> {
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| Step("subreaper", e))?;
-    let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
-    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
-    let (pid_r, pid_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(|e| Step(SetupStep::Subreaper, e))?;
+    let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step(SetupStep::Pipe, e))?;
+    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step(SetupStep::Pipe, e))?;
+    let (pid_r, pid_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step(SetupStep::Pipe, e))?;
     let (terminal, init_terminal) = crate::terminal_channel(p)?;
-    match sys::fork().map_err(|e| Step("fork", e))? {
+    match sys::fork().map_err(|e| Step(SetupStep::Fork, e))? {
         sys::Forked::Child => {
             drop((ev_r, go_w, pid_r, terminal));
             let code = middle(p, target, ev_w, go_r, pid_w, init_terminal);
@@ -201,7 +201,7 @@ pub fn launch(p: &Prepared, target: &Target) -> Result<Launched, Refusal> {
             let mut go = File::from(go_w);
             if go.write_all(&[1]).is_err() {
                 kill_and_reap(init);
-                return Err(Step("release init", Errno::EPIPE).into());
+                return Err(Step(SetupStep::ReleaseInit, Errno::EPIPE).into());
             }
             Ok(Launched {
                 init,
@@ -243,7 +243,7 @@ fn middle(
     // SAFETY: the objects owning the other descriptors (the helper's socket, `p`'s validated
     // paths) are never used again; this process ends in `exit_now`.
     if let Err(e) = unsafe { sys::close_all_except(&keep) } {
-        return fail(&mut events, Step("close inherited descriptors", e));
+        return fail(&mut events, Step(SetupStep::CloseDescriptors, e));
     }
     let mut flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
@@ -264,12 +264,12 @@ fn middle(
             );
             return 1;
         }
-        Err(e) => return fail(&mut events, Step("join session namespaces", e)),
+        Err(e) => return fail(&mut events, Step(SetupStep::JoinNamespaces, e)),
     }
     // A private copy of the session's mount tree (for our own /proc) and a
     // pid namespace of our own, owned by the environment's user namespace.
     if let Err(e) = unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID) {
-        return fail(&mut events, Step("unshare", e));
+        return fail(&mut events, Step(SetupStep::Unshare, e));
     }
     match sys::fork() {
         Ok(sys::Forked::Child) => {
@@ -285,7 +285,7 @@ fn middle(
             }
             0
         }
-        Err(e) => fail(&mut events, Step("fork", e)),
+        Err(e) => fail(&mut events, Step(SetupStep::Fork, e)),
     }
 }
 

@@ -27,6 +27,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
+pub use karapace_protocol::SetupStep;
 use karapace_protocol::{Identity, Limits, Network, Refusal};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -116,12 +117,13 @@ pub struct PreparedBind {
 
 /// A failed setup step and its errno.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Step(pub &'static str, pub Errno);
+pub struct Step(pub SetupStep, pub Errno);
 
 impl From<Step> for Refusal {
     fn from(s: Step) -> Self {
         Refusal::Setup {
-            step: s.0.to_string(),
+            step: s.0,
+            detail: String::new(),
             errno: s.1 as i32,
         }
     }
@@ -145,14 +147,6 @@ pub struct Launched {
 }
 
 pub use pty::receive_master as receive_pty_master;
-
-/// `CLOCK_MONOTONIC` in nanoseconds, for [`karapace_protocol::Timings`].
-pub fn now_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
-        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
-            + u64::try_from(t.tv_nsec()).unwrap_or(0)
-    })
-}
 
 /// The name (`comm`) an environment's init process takes once its workload
 /// has exited, just before it reports the exit: from then on it only tears
@@ -182,7 +176,8 @@ pub fn blocked_set() -> nix::sys::signal::SigSet {
 pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
     let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
     confine::precompile().map_err(|e| Refusal::Setup {
-        step: format!("seccomp filter: {e}"),
+        step: SetupStep::Confine,
+        detail: format!("seccomp filter: {e}"),
         errno: 0,
     })?;
     if !p.join.is_empty() {
@@ -190,12 +185,12 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
         let target = join::open_target(&p.join, uid, gid, &maps)?;
         return join::launch(p, &target);
     }
-    let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
-    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
+    let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step(SetupStep::Pipe, e))?;
+    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step(SetupStep::Pipe, e))?;
     let (terminal, init_terminal) = terminal_channel(p)?;
     // "clone", "write id map", "unshare" and "overlay mount": the core explains failures of
     // these steps by the host's prerequisites (core/src/engine/run.rs); keep the names.
-    match sys::clone_into_namespaces().map_err(|e| Step("clone", e))? {
+    match sys::clone_into_namespaces().map_err(|e| Step(SetupStep::Clone, e))? {
         sys::Forked::Child => {
             drop((ev_r, go_w, terminal));
             let code = init::run(p, uid, gid, ev_w, go_r, init_terminal);
@@ -221,7 +216,7 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
             }
             let mut go = File::from(go_w);
             go.write_all(&[1])
-                .map_err(|_| Step("release init", Errno::EPIPE))?;
+                .map_err(|_| Step(SetupStep::ReleaseInit, Errno::EPIPE))?;
             Ok(Launched {
                 init: pid,
                 events: File::from(ev_r),

@@ -39,7 +39,7 @@ use oci_spec::runtime::{
     ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
-use crate::{Prepared, PreparedUpper, confine};
+use crate::{Prepared, PreparedUpper, SetupStep, confine};
 
 /// The session's stage (the scratch tmpfs of `rootfs.rs`).
 pub const STAGE: &str = "/tmp";
@@ -440,13 +440,14 @@ pub fn write_bundle(spec: &Spec) -> Result<(), crate::Step> {
     use nix::sys::stat::Mode;
     let private = Mode::from_bits_truncate(0o700);
     for dir in [BUNDLE, STATE] {
-        nix::unistd::mkdir(dir, private).map_err(|e| crate::Step("mkdir OCI bundle", e))?;
+        nix::unistd::mkdir(dir, private).map_err(|e| crate::Step(SetupStep::OciBundleDir, e))?;
     }
-    let json = serde_json::to_vec(spec).map_err(|_| crate::Step("OCI config", Errno::EINVAL))?;
+    let json =
+        serde_json::to_vec(spec).map_err(|_| crate::Step(SetupStep::OciConfig, Errno::EINVAL))?;
     let file = Path::new(BUNDLE).join("config.json");
     std::fs::write(&file, json).map_err(|e| {
         crate::Step(
-            "write OCI config",
+            SetupStep::WriteOciConfig,
             Errno::from_raw(e.raw_os_error().unwrap_or(0)),
         )
     })
@@ -472,7 +473,7 @@ pub fn check_command(p: &Prepared) -> Result<(), Refusal> {
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| Refusal::from(crate::Step("open root", e)))?;
+    .map_err(|e| Refusal::from(crate::Step(SetupStep::OpenRoot, e)))?;
     let candidates: Vec<PathBuf> = if argv0.as_bytes().contains(&b'/') {
         vec![p.cwd.join(name)]
     } else {
@@ -514,7 +515,7 @@ pub fn check_command(p: &Prepared) -> Result<(), Refusal> {
 pub fn console_listener() -> Result<std::os::unix::net::UnixListener, crate::Step> {
     std::os::unix::net::UnixListener::bind(CONSOLE_SOCKET).map_err(|e| {
         crate::Step(
-            "console socket",
+            SetupStep::OciConsoleSocket,
             Errno::from_raw(e.raw_os_error().unwrap_or(0)),
         )
     })
@@ -536,28 +537,22 @@ pub fn receive_console(
         match poll(&mut fds, PollTimeout::from(100u16)) {
             Ok(n) if n > 0 => break,
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(crate::Step("console socket", e)),
+            Err(e) => return Err(crate::Step(SetupStep::OciConsoleSocket, e)),
         }
         let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
         match waitid(Id::Pid(child), flags) {
             Ok(WaitStatus::StillAlive) => {}
             _ => {
-                return Err(crate::Step(
-                    "the OCI runtime ended before the terminal",
-                    Errno::EPIPE,
-                ));
+                return Err(crate::Step(SetupStep::OciRuntimeEndedEarly, Errno::EPIPE));
             }
         }
         if std::time::Instant::now() >= deadline {
-            return Err(crate::Step(
-                "wait for the OCI runtime's terminal",
-                Errno::ETIMEDOUT,
-            ));
+            return Err(crate::Step(SetupStep::WaitOciTerminal, Errno::ETIMEDOUT));
         }
     }
     let (stream, _) = listener.accept().map_err(|e| {
         crate::Step(
-            "console socket",
+            SetupStep::OciConsoleSocket,
             Errno::from_raw(e.raw_os_error().unwrap_or(0)),
         )
     })?;
@@ -586,7 +581,7 @@ fn receive_fd(
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => {
                 return Err(crate::Step(
-                    "receive the pty master",
+                    SetupStep::ReceivePtyMaster,
                     Errno::from_raw(e.raw_os_error()),
                 ));
             }
@@ -602,7 +597,7 @@ fn receive_fd(
             }
         }
     }
-    got.ok_or(crate::Step("receive the pty master", Errno::EBADMSG))
+    got.ok_or(crate::Step(SetupStep::ReceivePtyMaster, Errno::EBADMSG))
 }
 
 /// A runtime that detached (runc with a terminal): waits for it to exit after starting the
@@ -612,17 +607,17 @@ pub fn detached_workload(runtime: nix::unistd::Pid) -> Result<nix::unistd::Pid, 
     use nix::sys::wait::{WaitStatus, waitpid};
     match waitpid(runtime, None) {
         Ok(WaitStatus::Exited(_, 0)) => {}
-        Ok(_) => return Err(crate::Step("the OCI runtime failed", Errno::EIO)),
-        Err(e) => return Err(crate::Step("wait for the OCI runtime", e)),
+        Ok(_) => return Err(crate::Step(SetupStep::OciRuntimeFailed, Errno::EIO)),
+        Err(e) => return Err(crate::Step(SetupStep::WaitOciRuntime, e)),
     }
     let text = std::fs::read_to_string(PID_FILE)
-        .map_err(|_| crate::Step("read the workload's pid", Errno::ENOENT))?;
+        .map_err(|_| crate::Step(SetupStep::ReadWorkloadPid, Errno::ENOENT))?;
     let pid: i32 = text
         .trim()
         .parse()
-        .map_err(|_| crate::Step("read the workload's pid", Errno::EINVAL))?;
+        .map_err(|_| crate::Step(SetupStep::ReadWorkloadPid, Errno::EINVAL))?;
     if pid <= 1 {
-        return Err(crate::Step("read the workload's pid", Errno::EINVAL));
+        return Err(crate::Step(SetupStep::ReadWorkloadPid, Errno::EINVAL));
     }
     Ok(nix::unistd::Pid::from_raw(pid))
 }

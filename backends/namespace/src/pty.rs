@@ -24,7 +24,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use rustix::pty::OpenptFlags;
 
-use crate::Step;
+use crate::{SetupStep, Step};
 
 /// The multiplexer of the environment's own devpts instance (`/dev/ptmx` inside is a
 /// symbolic link to it; named directly so that nothing else can stand in for it).
@@ -40,7 +40,7 @@ fn io_errno(e: &std::io::Error) -> Errno {
 
 /// The terminal channel: (the helper's end, the init process's end).
 pub fn channel() -> Result<(UnixStream, UnixStream), Step> {
-    UnixStream::pair().map_err(|e| Step("terminal channel", io_errno(&e)))
+    UnixStream::pair().map_err(|e| Step(SetupStep::TerminalChannel, io_errno(&e)))
 }
 
 /// A new pty of the devpts instance mounted at `/dev/pts` (in the environment, after
@@ -51,8 +51,8 @@ pub fn open(size: TerminalSize) -> Result<(OwnedFd, OwnedFd), Step> {
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| Step("open pty", e))?;
-    rustix::pty::unlockpt(&master).map_err(|e| Step("unlock pty", errno(e)))?;
+    .map_err(|e| Step(SetupStep::OpenPty, e))?;
+    rustix::pty::unlockpt(&master).map_err(|e| Step(SetupStep::UnlockPty, errno(e)))?;
     let winsize = rustix::termios::Winsize {
         ws_row: size.rows,
         ws_col: size.cols,
@@ -60,13 +60,13 @@ pub fn open(size: TerminalSize) -> Result<(OwnedFd, OwnedFd), Step> {
         ws_ypixel: size.ypixel,
     };
     rustix::termios::tcsetwinsize(&master, winsize)
-        .map_err(|e| Step("pty window size", errno(e)))?;
+        .map_err(|e| Step(SetupStep::PtyWindowSize, errno(e)))?;
     // The slave through the master (TIOCGPTPEER), not by a path name.
     let slave = rustix::pty::ioctl_tiocgptpeer(
         &master,
         OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC,
     )
-    .map_err(|e| Step("open pty slave", errno(e)))?;
+    .map_err(|e| Step(SetupStep::OpenPtySlave, errno(e)))?;
     Ok((master, slave))
 }
 
@@ -78,7 +78,8 @@ pub fn set_size(master: BorrowedFd<'_>, size: TerminalSize) -> Result<(), Step> 
         ws_xpixel: size.xpixel,
         ws_ypixel: size.ypixel,
     };
-    rustix::termios::tcsetwinsize(master, winsize).map_err(|e| Step("pty window size", errno(e)))
+    rustix::termios::tcsetwinsize(master, winsize)
+        .map_err(|e| Step(SetupStep::PtyWindowSize, errno(e)))
 }
 
 /// Sends `master` to the helper over the init process's end of the terminal channel, then
@@ -91,7 +92,7 @@ pub fn send_master(mut channel: UnixStream, master: OwnedFd) -> Result<(), Step>
             karapace_protocol::FrameError::Io(io) => io_errno(io),
             _ => Errno::EPROTO,
         };
-        Step("send pty master", errno)
+        Step(SetupStep::SendPtyMaster, errno)
     })
 }
 
@@ -110,9 +111,10 @@ pub fn receive_master(channel: &mut UnixStream) -> Result<OwnedFd, String> {
 /// becomes stdin, stdout and stderr. The inner shell is then a session leader with job
 /// control on its own terminal; the caller's terminal is not among its descriptors.
 pub fn take_terminal(slave: BorrowedFd<'_>) -> Result<(), Step> {
-    nix::unistd::setsid().map_err(|e| Step("setsid", e))?;
-    rustix::process::ioctl_tiocsctty(slave).map_err(|e| Step("controlling terminal", errno(e)))?;
-    let step = |e| Step("pty as stdio", e);
+    nix::unistd::setsid().map_err(|e| Step(SetupStep::Setsid, e))?;
+    rustix::process::ioctl_tiocsctty(slave)
+        .map_err(|e| Step(SetupStep::ControllingTerminal, errno(e)))?;
+    let step = |e| Step(SetupStep::PtyAsStdio, e);
     nix::unistd::dup2_stdin(slave).map_err(step)?;
     nix::unistd::dup2_stdout(slave).map_err(step)?;
     nix::unistd::dup2_stderr(slave).map_err(step)

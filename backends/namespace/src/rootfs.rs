@@ -14,7 +14,7 @@ use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::stat::{Mode, mkdirat};
 
-use crate::{Opened, Prepared, PreparedUpper, Step, sys};
+use crate::{Opened, Prepared, PreparedUpper, SetupStep, Step, sys};
 
 /// Mount flags and options of the environment's devpts instance.
 const DEVPTS_FLAGS: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC);
@@ -129,31 +129,31 @@ fn reopen(o: &Opened) -> Result<OwnedFd, Step> {
         .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
         .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
     let fd = step(
-        "reopen validated path",
+        SetupStep::ReopenValidatedPath,
         openat2(nix::fcntl::AT_FDCWD, &o.path, how),
     )?;
-    let a = step("fstat", nix::sys::stat::fstat(o.fd.as_fd()))?;
-    let b = step("fstat", nix::sys::stat::fstat(fd.as_fd()))?;
+    let a = step(SetupStep::Fstat, nix::sys::stat::fstat(o.fd.as_fd()))?;
+    let b = step(SetupStep::Fstat, nix::sys::stat::fstat(fd.as_fd()))?;
     if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) {
         Ok(fd)
     } else {
-        Err(Step("validated path changed", Errno::ESTALE))
+        Err(Step(SetupStep::ValidatedPathChanged, Errno::ESTALE))
     }
 }
 
-fn step<T>(name: &'static str, r: Result<T, Errno>) -> Result<T, Step> {
+fn step<T>(name: SetupStep, r: Result<T, Errno>) -> Result<T, Step> {
     r.map_err(|e| Step(name, e))
 }
 
 /// Bind-mounts `src` (a path or `/proc/self/fd/N`) onto `dst` beneath root.
 fn bind(root: BorrowedFd<'_>, src: &Path, dst: &Path, is_dir: bool, ro: bool) -> Result<(), Step> {
     let target = if is_dir {
-        step("bind target", ensure_dir(root, dst))?
+        step(SetupStep::BindTarget, ensure_dir(root, dst))?
     } else {
-        step("bind target", ensure_file(root, dst))?
+        step(SetupStep::BindTarget, ensure_file(root, dst))?
     };
     step(
-        "bind mount",
+        SetupStep::BindMount,
         mount(
             Some(src),
             &fd_path(target.as_fd()),
@@ -164,9 +164,12 @@ fn bind(root: BorrowedFd<'_>, src: &Path, dst: &Path, is_dir: bool, ro: bool) ->
     )?;
     if ro {
         // Reopen: the old descriptor still names the covered directory.
-        let mounted = step("bind reopen", open_in_root(root, &relative(dst), false))?;
+        let mounted = step(
+            SetupStep::BindReopen,
+            open_in_root(root, &relative(dst), false),
+        )?;
         step(
-            "bind read-only",
+            SetupStep::BindReadOnly,
             sys::make_readonly_nosuid_recursive(mounted.as_fd()),
         )?;
     }
@@ -180,9 +183,9 @@ fn mount_fs(
     flags: MsFlags,
     data: &str,
 ) -> Result<(), Step> {
-    let target = step("mount target", ensure_dir(root, Path::new(dst)))?;
+    let target = step(SetupStep::MountTarget, ensure_dir(root, Path::new(dst)))?;
     step(
-        "mount",
+        SetupStep::Mount,
         mount(
             Some(fstype),
             &fd_path(target.as_fd()),
@@ -207,7 +210,7 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
         scratch_mb
     };
     step(
-        "scratch tmpfs",
+        SetupStep::ScratchTmpfs,
         mount(
             Some("tmpfs"),
             SCRATCH,
@@ -219,7 +222,7 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
     let scratch = Path::new(SCRATCH);
     let target = scratch.join("root");
     step(
-        "mkdir root",
+        SetupStep::MkdirRoot,
         nix::unistd::mkdir(&target, Mode::from_bits_truncate(0o755)),
     )?;
 
@@ -233,15 +236,15 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
         (PreparedUpper::Store { .. }, Some((u, w))) => {
             (Some(fd_path(u.as_fd())), Some(fd_path(w.as_fd())), false)
         }
-        (PreparedUpper::Store { .. }, None) => return Err(Step("upper", Errno::EINVAL)),
+        (PreparedUpper::Store { .. }, None) => return Err(Step(SetupStep::Upper, Errno::EINVAL)),
         (PreparedUpper::Tmpfs { .. }, _) => {
             let (u, w) = (scratch.join("upper"), scratch.join("work"));
             step(
-                "mkdir upper",
+                SetupStep::MkdirUpper,
                 nix::unistd::mkdir(&u, Mode::from_bits_truncate(0o755)),
             )?;
             step(
-                "mkdir work",
+                SetupStep::MkdirWork,
                 nix::unistd::mkdir(&w, Mode::from_bits_truncate(0o755)),
             )?;
             (Some(u), Some(w), true)
@@ -253,7 +256,7 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
         // Overlay needs two lowers without an upper; a single read-only
         // layer is just a read-only bind.
         step(
-            "bind root",
+            SetupStep::BindRoot,
             mount(
                 Some(&fd_path(lower_fds[0].as_fd())),
                 &target,
@@ -263,11 +266,11 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
             ),
         )?;
         let fd = step(
-            "open root",
+            SetupStep::OpenRoot,
             nix::fcntl::open(&target, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()),
         )?;
         step(
-            "root read-only",
+            SetupStep::RootReadOnly,
             sys::make_readonly_nosuid_recursive(fd.as_fd()),
         )?;
     } else {
@@ -280,11 +283,11 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
             Some(opts.as_str()),
         );
         if let Err(e) = kernel {
-            fuse_overlay_fallback(&opts, &target).map_err(|_| Step("overlay mount", e))?;
+            fuse_overlay_fallback(&opts, &target).map_err(|_| Step(SetupStep::OverlayMount, e))?;
         }
     }
     step(
-        "open root",
+        SetupStep::OpenRoot,
         nix::fcntl::open(
             &target,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -337,7 +340,7 @@ fn fuse_overlay_fallback(opts: &str, target: &Path) -> Result<(), Errno> {
 /// host's namespace, nothing of the host's propagates in.
 pub fn make_private() -> Result<(), Step> {
     step(
-        "make / rprivate",
+        SetupStep::MakeRootRprivate,
         mount(
             None::<&str>,
             "/",
@@ -374,20 +377,23 @@ pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
         let host = Path::new("/dev").join(node);
         bind(r, &host, &Path::new("dev").join(node), false, false)?;
     }
-    let dev = step("open dev", open_in_root(r, Path::new("dev"), true))?;
+    let dev = step(SetupStep::OpenDev, open_in_root(r, Path::new("dev"), true))?;
     for (link, to) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        step("dev symlink", nix::unistd::symlinkat(to, dev.as_fd(), link))?;
+        step(
+            SetupStep::DevSymlink,
+            nix::unistd::symlinkat(to, dev.as_fd(), link),
+        )?;
     }
     // A devpts instance of the environment's own (`newinstance`): the workload sees and opens
     // only the ptys allocated in it, never the host's (nor, with a terminal, the caller's:
     // an interactive session's workload gets a pty of this instance, see `pty.rs`).
     step(
-        "dev symlink",
+        SetupStep::DevSymlink,
         nix::unistd::symlinkat("pts/ptmx", dev.as_fd(), "ptmx"),
     )?;
     mount_fs(r, "dev/pts", "devpts", DEVPTS_FLAGS, DEVPTS_OPTIONS)?;
@@ -450,7 +456,7 @@ pub fn assemble_oci(p: &Prepared) -> Result<(), Step> {
     let root = mount_root(p, &fds)?;
     // Only this session's processes ever see the stage; keep it to its owner all the same.
     step(
-        "stage mode",
+        SetupStep::StageMode,
         nix::sys::stat::fchmodat(
             nix::fcntl::AT_FDCWD,
             SCRATCH,
@@ -459,7 +465,7 @@ pub fn assemble_oci(p: &Prepared) -> Result<(), Step> {
         ),
     )?;
     let stage = step(
-        "open stage",
+        SetupStep::OpenStage,
         nix::fcntl::open(
             SCRATCH,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -504,7 +510,7 @@ fn hide_cgroups() -> Result<(), Step> {
             return Ok(());
         }
         step(
-            "hide cgroups",
+            SetupStep::HideCgroups,
             mount(
                 Some("tmpfs"),
                 base,
@@ -516,7 +522,7 @@ fn hide_cgroups() -> Result<(), Step> {
         return Ok(());
     };
     step(
-        "hide cgroups",
+        SetupStep::HideCgroups,
         mount(
             Some(source),
             base,
@@ -526,11 +532,11 @@ fn hide_cgroups() -> Result<(), Step> {
         ),
     )?;
     let fd = step(
-        "hide cgroups",
+        SetupStep::HideCgroups,
         nix::fcntl::open(base, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()),
     )?;
     step(
-        "hide cgroups",
+        SetupStep::HideCgroups,
         sys::make_readonly_nosuid_recursive(fd.as_fd()),
     )
 }
@@ -540,23 +546,23 @@ fn hide_cgroups() -> Result<(), Step> {
 /// in a layer (`opt/devlink -> /dev`) could move it there.
 fn refuse_kernel_target(r: BorrowedFd<'_>, dst: &Path, is_dir: bool) -> Result<(), Step> {
     let target = if is_dir {
-        step("bind target", ensure_dir(r, dst))?
+        step(SetupStep::BindTarget, ensure_dir(r, dst))?
     } else {
-        step("bind target", ensure_file(r, dst))?
+        step(SetupStep::BindTarget, ensure_file(r, dst))?
     };
-    let root = step("bind target", nix::fcntl::readlink(&fd_path(r)))?;
+    let root = step(SetupStep::BindTarget, nix::fcntl::readlink(&fd_path(r)))?;
     let resolved = step(
-        "bind target",
+        SetupStep::BindTarget,
         nix::fcntl::readlink(&fd_path(target.as_fd())),
     )?;
     let inside = Path::new(&resolved)
         .strip_prefix(Path::new(&root))
-        .map_err(|_| Step("bind target outside the root", Errno::EXDEV))?;
+        .map_err(|_| Step(SetupStep::BindTargetOutsideRoot, Errno::EXDEV))?;
     match inside.components().next() {
         Some(std::path::Component::Normal(first))
             if ["proc", "sys", "dev"].iter().any(|k| first == *k) =>
         {
-            Err(Step("bind target in a kernel file system", Errno::EPERM))
+            Err(Step(SetupStep::BindTargetInKernelFs, Errno::EPERM))
         }
         _ => Ok(()),
     }
@@ -575,11 +581,11 @@ fn proc_read_only(r: BorrowedFd<'_>) -> Result<(), Step> {
         let fd = match open_in_root(r, Path::new(ro), false) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => continue, // not configured in this kernel
-            Err(e) => return Err(Step("proc ro target", e)),
+            Err(e) => return Err(Step(SetupStep::ProcReadOnlyTarget, e)),
         };
         let path = fd_path(fd.as_fd());
         step(
-            "proc ro bind",
+            SetupStep::ProcRoBind,
             mount(
                 Some(&path),
                 &path,
@@ -588,9 +594,12 @@ fn proc_read_only(r: BorrowedFd<'_>) -> Result<(), Step> {
                 None::<&str>,
             ),
         )?;
-        let again = step("proc ro reopen", open_in_root(r, Path::new(ro), false))?;
+        let again = step(
+            SetupStep::ProcRoReopen,
+            open_in_root(r, Path::new(ro), false),
+        )?;
         step(
-            "proc read-only",
+            SetupStep::ProcReadOnly,
             sys::make_readonly_nosuid_recursive(again.as_fd()),
         )?;
     }
@@ -601,7 +610,7 @@ fn proc_read_only(r: BorrowedFd<'_>) -> Result<(), Step> {
 /// nodev, noexec).
 fn mount_proc_here() -> Result<(), Step> {
     step(
-        "mount proc",
+        SetupStep::MountProc,
         mount(
             Some("proc"),
             "/proc",
@@ -622,7 +631,7 @@ pub fn remount_proc() -> Result<(), Step> {
     // a mount point, which no process can rename or replace with a link.
     mount_proc_here()?;
     let root = step(
-        "open root",
+        SetupStep::OpenRoot,
         nix::fcntl::open(
             "/",
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -630,7 +639,7 @@ pub fn remount_proc() -> Result<(), Step> {
         ),
     )?;
     proc_read_only(root.as_fd())?;
-    step("chdir /", nix::unistd::chdir("/"))
+    step(SetupStep::ChdirRoot, nix::unistd::chdir("/"))
 }
 
 /// An interactive joined session's `/dev/pts`: a devpts instance of its own, mounted over the
@@ -639,7 +648,7 @@ pub fn remount_proc() -> Result<(), Step> {
 /// the new instance's multiplexer.
 pub fn remount_devpts() -> Result<(), Step> {
     step(
-        "mount devpts",
+        SetupStep::MountDevpts,
         mount(
             Some("devpts"),
             "/dev/pts",
@@ -652,10 +661,10 @@ pub fn remount_devpts() -> Result<(), Step> {
 
 /// Step 4: `pivot_root` into the new root and detach the old one.
 pub fn pivot(root: &OwnedFd) -> Result<(), Step> {
-    step("fchdir root", nix::unistd::fchdir(root.as_fd()))?;
-    step("pivot_root", nix::unistd::pivot_root(".", "."))?;
-    step("detach old root", umount2(".", MntFlags::MNT_DETACH))?;
-    step("chdir /", nix::unistd::chdir("/"))
+    step(SetupStep::FchdirRoot, nix::unistd::fchdir(root.as_fd()))?;
+    step(SetupStep::PivotRoot, nix::unistd::pivot_root(".", "."))?;
+    step(SetupStep::DetachOldRoot, umount2(".", MntFlags::MNT_DETACH))?;
+    step(SetupStep::ChdirRoot, nix::unistd::chdir("/"))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, pipe2};
 
 use crate::idmap::{self, IdMap};
-use crate::{Step, confine, rootfs, sys};
+use crate::{SetupStep, Step, confine, rootfs, sys};
 
 /// The outcome a worker sends its parent.
 type Outcome = Result<TreeStats, TreeFailure>;
@@ -49,10 +49,10 @@ where
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),
     );
-    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
-    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
-    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step("pipe", e))?;
-    match sys::fork().map_err(|e| Step("fork", e))? {
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step(SetupStep::Pipe, e))?;
+    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step(SetupStep::Pipe, e))?;
+    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step(SetupStep::Pipe, e))?;
+    match sys::fork().map_err(|e| Step(SetupStep::Fork, e))? {
         sys::Forked::Child => {
             drop((ready_r, go_w, out_r));
             let outcome = child(store_root, landlock, ready_w, go_r, job);
@@ -94,7 +94,7 @@ fn child<F: FnOnce() -> Outcome>(
             ));
         }
     }
-    enter_store(store_root).map_err(|Step(what, e)| failed(what, &e))?;
+    enter_store(store_root).map_err(|Step(what, e)| failed(what.words(), &e))?;
     if landlock {
         confine::landlock_beneath(Path::new("/")).map_err(|e| failed("confine", &e))?;
     }
@@ -114,13 +114,13 @@ fn enter_store(store_root: &Path) -> Result<(), Step> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )
-    .map_err(|e| Step("bind the store root", e))?;
+    .map_err(|e| Step(SetupStep::BindStoreRoot, e))?;
     let root = nix::fcntl::open(
         store_root,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         nix::sys::stat::Mode::empty(),
     )
-    .map_err(|e| Step("open the store root", e))?;
+    .map_err(|e| Step(SetupStep::OpenStoreRoot, e))?;
     rootfs::pivot(&root)
 }
 
@@ -147,10 +147,10 @@ fn parent(
         return Err(e);
     }
     // Only the worker reads and writes the tar streams from now on.
-    sys::stdio_to_null().map_err(|e| Step("redirect stdio", e))?;
+    sys::stdio_to_null().map_err(|e| Step(SetupStep::RedirectStdio, e))?;
     if File::from(go).write_all(&[1]).is_err() {
         kill();
-        return Err(Step("release the tree worker", Errno::EPIPE).into());
+        return Err(Step(SetupStep::ReleaseTreeWorker, Errno::EPIPE).into());
     }
     finish(pid, out)
 }

@@ -11,7 +11,7 @@ use karapace_protocol::{Refusal, encode};
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, sigprocmask};
 
-use crate::{Prepared, Step, confine, pty, sys};
+use crate::{Prepared, SetupStep, Step, confine, pty, sys};
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -47,13 +47,14 @@ pub fn exec_runtime(
 ) -> i32 {
     sys::reset_signal_dispositions();
     let refusal = match sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(|e| Refusal::from(Step("sigprocmask", e)))
+        .map_err(|e| Refusal::from(Step(SetupStep::SigProcMask, e)))
         .and_then(|()| match tty {
             Some(slave) => pty::take_terminal(slave).map_err(Refusal::from),
             None => Ok(()),
         }) {
         Ok(()) => Refusal::Setup {
-            step: "exec the OCI runtime".into(),
+            step: SetupStep::ExecOciRuntime,
+            detail: String::new(),
             errno: sys::execve(&r.path, &r.argv, &r.env) as i32,
         },
         Err(e) => e,
@@ -82,8 +83,13 @@ fn bounded(r: Refusal) -> Refusal {
             argv0: cut(argv0),
             errno,
         },
-        Refusal::Setup { step, errno } => Refusal::Setup {
-            step: cut(step),
+        Refusal::Setup {
+            step,
+            detail,
+            errno,
+        } => Refusal::Setup {
+            step,
+            detail: cut(detail),
             errno,
         },
         Refusal::Invalid(why) => Refusal::Invalid(cut(why)),
@@ -91,9 +97,10 @@ fn bounded(r: Refusal) -> Refusal {
     }
 }
 
-fn confine_err(step: &str, e: &confine::ConfineError) -> Refusal {
+fn confine_err(what: &str, e: &confine::ConfineError) -> Refusal {
     Refusal::Setup {
-        step: format!("{step}: {e}"),
+        step: SetupStep::Confine,
+        detail: format!("{what}: {e}"),
         errno: 0,
     }
 }
@@ -101,12 +108,12 @@ fn confine_err(step: &str, e: &confine::ConfineError) -> Refusal {
 fn prepare(p: &Prepared, tty: Option<BorrowedFd<'_>>) -> Result<(), Refusal> {
     sys::reset_signal_dispositions();
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(|e| Step("sigprocmask", e))?;
+        .map_err(|e| Step(SetupStep::SigProcMask, e))?;
     if let Some(slave) = tty {
         pty::take_terminal(slave)?;
     }
     set_limits(p)?;
-    nix::unistd::chdir(&p.cwd).map_err(|e| Step("chdir to working directory", e))?;
+    nix::unistd::chdir(&p.cwd).map_err(|e| Step(SetupStep::ChdirWorkdir, e))?;
 
     let extra: Vec<_> = p
         .binds
@@ -129,17 +136,17 @@ fn prepare(p: &Prepared, tty: Option<BorrowedFd<'_>>) -> Result<(), Refusal> {
     if p.ignore_chown {
         confine::ignore_chown().map_err(|e| confine_err("seccomp", &e))?;
     }
-    sys::cloexec_from_3().map_err(|e| Step("close_range", e))?;
+    sys::cloexec_from_3().map_err(|e| Step(SetupStep::CloseRange, e))?;
     Ok(())
 }
 
 fn set_limits(p: &Prepared) -> Result<(), Refusal> {
     use nix::sys::resource::{Resource, setrlimit};
     if let Some(n) = p.limits.nofile {
-        setrlimit(Resource::RLIMIT_NOFILE, n, n).map_err(|e| Step("RLIMIT_NOFILE", e))?;
+        setrlimit(Resource::RLIMIT_NOFILE, n, n).map_err(|e| Step(SetupStep::LimitFiles, e))?;
     }
     if let Some(n) = p.limits.nproc {
-        setrlimit(Resource::RLIMIT_NPROC, n, n).map_err(|e| Step("RLIMIT_NPROC", e))?;
+        setrlimit(Resource::RLIMIT_NPROC, n, n).map_err(|e| Step(SetupStep::LimitProcesses, e))?;
     }
     Ok(())
 }
@@ -182,7 +189,7 @@ fn exec_search(p: &Prepared) -> Refusal {
 
 #[cfg(test)]
 mod tests {
-    use karapace_protocol::{Refusal, encode};
+    use karapace_protocol::{Refusal, SetupStep, encode};
 
     use super::{Errno, MAX_REASON, bounded};
 
@@ -195,7 +202,8 @@ mod tests {
                 errno: Errno::ENAMETOOLONG as i32,
             },
             Refusal::Setup {
-                step: long.clone(),
+                step: SetupStep::Confine,
+                detail: long.clone(),
                 errno: Errno::EPERM as i32,
             },
             Refusal::Invalid(long.clone()),

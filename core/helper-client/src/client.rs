@@ -61,13 +61,6 @@ pub struct ClientTimings {
     pub reaped: u64,
 }
 
-fn now_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
-        u64::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
-            + u64::try_from(t.tv_nsec()).unwrap_or(0)
-    })
-}
-
 /// The helper binary: `$KARAPACE_HELPER`, else `karapace-helper` next to the
 /// current executable (or one directory up, for cargo's `deps/` layout).
 pub fn helper_path() -> Result<PathBuf, HelperError> {
@@ -265,7 +258,7 @@ fn prespawn_with(
     capture_cap: usize,
 ) -> Result<Pending, HelperError> {
     let client = ClientTimings {
-        spawn: now_ns(),
+        spawn: karapace_protocol::monotonic_ns(),
         ..ClientTimings::default()
     };
     let helper = helper_path()?;
@@ -318,7 +311,7 @@ impl Pending {
     pub fn run(mut self, spec: &RunSpec) -> Result<Session, HelperError> {
         let request = Request::Run(Box::new(spec.clone()));
         let (child, stream, signals, mut client) = self.connect(&request)?;
-        client.handshake = now_ns();
+        client.handshake = karapace_protocol::monotonic_ns();
         Ok(Session {
             child,
             stream,
@@ -361,7 +354,7 @@ impl Pending {
             Ok(s) => s,
             Err(e) => return Err(fail(&mut child, e)),
         };
-        client.connected = now_ns();
+        client.connected = karapace_protocol::monotonic_ns();
         // The peer must be the helper we just spawned, running as ourselves.
         let creds = match stream.peer_creds() {
             Ok(c) => c,
@@ -610,7 +603,7 @@ impl Session {
             self.child.try_wait().ok().flatten().map(Ok)
         };
         if helper_status.is_some() {
-            self.client.reaped = now_ns();
+            self.client.reaped = karapace_protocol::monotonic_ns();
         }
         let captured = self.stdout.take().and_then(|t| t.join().ok());
         if let Some(Captured {
@@ -653,7 +646,7 @@ impl Session {
         loop {
             match self.next_reply_relaying()? {
                 Reply::Exited { status, timings } => {
-                    self.client.exited = now_ns();
+                    self.client.exited = karapace_protocol::monotonic_ns();
                     return Ok((status, timings));
                 }
                 Reply::Failed(r) => return Err(r.into()),

@@ -14,7 +14,7 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of any message type.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// Largest frame body either side accepts (1 MiB). A request is a few KiB;
 /// anything near this is hostile or broken.
@@ -111,8 +111,15 @@ impl WaitStatus {
     }
 }
 
+/// The clock of [`Timings`] and of the core's own timestamps beside them: `CLOCK_MONOTONIC` in
+/// nanoseconds (0 if it cannot be read, which Linux never does for this clock).
+pub fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
+}
+
 /// `CLOCK_MONOTONIC` timestamps in nanoseconds (0 = not reached), taken by
-/// the helper so the core can print where the time went.
+/// the helper so the core can print where the time went ([`monotonic_ns`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timings {
     /// Helper received the `Run` request.
@@ -425,8 +432,13 @@ pub enum Refusal {
     Invalid(String),
     #[error("store root {0:?} is not owned by the caller")]
     NotOwner(PathBuf),
-    #[error("environment setup failed at {step}: errno {errno}")]
-    Setup { step: String, errno: i32 },
+    #[error("environment setup failed at {step}{}: errno {errno}", detail_suffix(.detail))]
+    Setup {
+        step: SetupStep,
+        /// What the step name alone does not say (a tool's path, a confinement error).
+        detail: String,
+        errno: i32,
+    },
     #[error("cannot execute {argv0:?}: errno {errno}")]
     Exec { argv0: String, errno: i32 },
     #[error("none of the sessions to join is running any more")]
@@ -447,6 +459,145 @@ pub enum Refusal {
          /etc/subgid (or newuidmap/newgidmap missing)"
     )]
     NoSubordinateRange,
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
+}
+
+/// Declares [`SetupStep`]: each step once, with the words errors show for it.
+macro_rules! setup_steps {
+    ($($(#[$doc:meta])* $step:ident => $words:literal,)*) => {
+        /// A step of setting up or running an environment that failed ([`Refusal::Setup`]). The
+        /// core tells some apart (a failed `clone` points to disabled user namespaces, a failed
+        /// overlay mount to a kernel without overlayfs in user namespaces).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        pub enum SetupStep {
+            $($(#[$doc])* $step,)*
+        }
+
+        impl SetupStep {
+            /// Every step, in declaration order.
+            pub const ALL: &'static [SetupStep] = &[$(SetupStep::$step,)*];
+
+            /// The step in the words errors use.
+            pub fn words(self) -> &'static str {
+                match self {
+                    $(SetupStep::$step => $words,)*
+                }
+            }
+        }
+    };
+}
+
+setup_steps! {
+    /// Creating the environment's namespaces (user namespace first).
+    Clone => "clone",
+    /// Leaving namespaces the process shares (`unshare`).
+    Unshare => "unshare",
+    /// Writing `/proc/<pid>/uid_map`, `gid_map` or `setgroups`.
+    WriteIdMap => "write id map",
+    /// `newuidmap`/`newgidmap` for a range of subordinate ids.
+    IdMapTool => "newuidmap/newgidmap",
+    /// `newuidmap`/`newgidmap` are not installed.
+    IdMapToolMissing => "newuidmap not installed",
+    SetHostname => "sethostname",
+    LoopbackUp => "loopback up",
+    /// Mounting the environment's overlay (layers plus writable upper).
+    OverlayMount => "overlay mount",
+    /// The writable layer the request named was not prepared.
+    Upper => "upper",
+    OpenRoot => "open root",
+    OpenStoreRoot => "open the store root",
+    BindStoreRoot => "bind the store root",
+    /// A path validated before changed before it was used.
+    ValidatedPathChanged => "validated path changed",
+    BindTargetOutsideRoot => "bind target outside the root",
+    BindTargetInKernelFs => "bind target in a kernel file system",
+    ProcReadOnlyTarget => "proc ro target",
+    Mount => "mount",
+    BindMount => "bind mount",
+    BindReadOnly => "bind read-only",
+    BindReopen => "bind reopen",
+    BindRoot => "bind root",
+    BindTarget => "bind target",
+    DetachOldRoot => "detach old root",
+    DevSymlink => "dev symlink",
+    FchdirRoot => "fchdir root",
+    HideCgroups => "hide cgroups",
+    MakeRootRprivate => "make / rprivate",
+    MkdirRoot => "mkdir root",
+    MkdirUpper => "mkdir upper",
+    MkdirWork => "mkdir work",
+    MountDevpts => "mount devpts",
+    MountProc => "mount proc",
+    MountTarget => "mount target",
+    OpenDev => "open dev",
+    OpenStage => "open stage",
+    PivotRoot => "pivot_root",
+    ProcReadOnly => "proc read-only",
+    ProcRoBind => "proc ro bind",
+    ProcRoReopen => "proc ro reopen",
+    ReopenValidatedPath => "reopen validated path",
+    RootReadOnly => "root read-only",
+    ScratchTmpfs => "scratch tmpfs",
+    StageMode => "stage mode",
+    ChdirRoot => "chdir /",
+    ChdirWorkdir => "chdir to working directory",
+    JoinNamespaces => "join session namespaces",
+    Fork => "fork",
+    Pipe => "pipe",
+    Signalfd => "signalfd",
+    SigProcMask => "sigprocmask",
+    Subreaper => "subreaper",
+    DeathSignal => "pdeathsig",
+    Dumpable => "PR_SET_DUMPABLE",
+    CloseDescriptors => "close inherited descriptors",
+    CloseRange => "close_range",
+    RedirectStdio => "redirect stdio",
+    LimitFiles => "RLIMIT_NOFILE",
+    LimitProcesses => "RLIMIT_NPROC",
+    WaitForRelease => "wait for release",
+    ReleaseInit => "release init",
+    ReleaseTreeWorker => "release the tree worker",
+    HelperWentAway => "helper went away",
+    /// Confinement (capabilities, Landlock, seccomp, `no_new_privs`); the detail says which.
+    Confine => "confine",
+    SpawnWorkload => "spawn workload",
+    /// The environment's init process failed without saying why.
+    Workload => "workload",
+    TerminalChannel => "terminal channel",
+    OpenPty => "open pty",
+    UnlockPty => "unlock pty",
+    OpenPtySlave => "open pty slave",
+    PtyWindowSize => "pty window size",
+    SendPtyMaster => "send pty master",
+    ReceivePtyMaster => "receive the pty master",
+    Setsid => "setsid",
+    ControllingTerminal => "controlling terminal",
+    PtyAsStdio => "pty as stdio",
+    OciConfig => "OCI config",
+    OciBundleDir => "mkdir OCI bundle",
+    OciConsoleSocket => "console socket",
+    ExecOciRuntime => "exec the OCI runtime",
+    OciRuntimeFailed => "the OCI runtime failed",
+    WaitOciRuntime => "wait for the OCI runtime",
+    ReadWorkloadPid => "read the workload's pid",
+    WriteOciConfig => "write OCI config",
+    OciRuntimeEndedEarly => "the OCI runtime ended before the terminal",
+    WaitOciTerminal => "wait for the OCI runtime's terminal",
+    /// `fstat` of a descriptor the helper opened.
+    Fstat => "fstat",
+}
+
+impl std::fmt::Display for SetupStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.words())
+    }
 }
 
 /// Frame codec error.
@@ -614,6 +765,34 @@ fn read_frame_body<T: for<'de> Deserialize<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_setup_step_has_its_own_words_and_round_trips() {
+        let mut seen = std::collections::BTreeSet::new();
+        for &step in SetupStep::ALL {
+            assert!(
+                seen.insert(step.words()),
+                "{step:?} repeats {:?}",
+                step.words()
+            );
+            let r = Refusal::Setup {
+                step,
+                detail: String::new(),
+                errno: 1,
+            };
+            assert_eq!(decode::<Refusal>(&encode(&r).unwrap()).unwrap(), r);
+        }
+        let r = Refusal::Setup {
+            step: SetupStep::Confine,
+            detail: "seccomp: x".into(),
+            errno: 0,
+        };
+        assert_eq!(
+            r.to_string(),
+            "environment setup failed at confine (seccomp: x): errno 0"
+        );
+        assert!(monotonic_ns() > 0);
+    }
 
     fn spec() -> RunSpec {
         RunSpec {

@@ -82,18 +82,16 @@ pub(super) fn run_session(s: Session<'_>, oci: Option<hc::OciRuntime>) -> Result
 /// the helper its user namespaces). Every other error (a command that cannot be executed, a
 /// refused mount, a store error) passes through unchanged, with its own exit code.
 fn explain_setup_failure(e: CoreError) -> CoreError {
-    use hc::{HelperError, Refusal};
+    use hc::{HelperError, Refusal, SetupStep};
     use prereqs::Kind;
     let kind = match &e {
         CoreError::Helper(HelperError::NotFound(_) | HelperError::Spawn(_)) => Kind::Helper,
-        // The backend's names of the steps these prerequisites are needed for.
-        CoreError::Helper(HelperError::Refused(Refusal::Setup { step, .. })) => {
-            match step.as_str() {
-                "clone" | "write id map" | "unshare" => Kind::UserNamespaces,
-                "overlay mount" => Kind::Overlay,
-                _ => return e,
-            }
-        }
+        // The steps these prerequisites are needed for.
+        CoreError::Helper(HelperError::Refused(Refusal::Setup { step, .. })) => match step {
+            SetupStep::Clone | SetupStep::WriteIdMap | SetupStep::Unshare => Kind::UserNamespaces,
+            SetupStep::OverlayMount => Kind::Overlay,
+            _ => return e,
+        },
         _ => return e,
     };
     if prereqs::skipped() {
