@@ -17,9 +17,8 @@ fn main() {
         eprintln!("usage: kp-run <store_root> <layer_dir> [-- argv...]");
         std::process::exit(2);
     };
-    let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| karapace_helper_client::env::allowed(k))
-        .collect();
+    // Only the terminal's type passes through: this is a debugging tool, not the engine.
+    let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k == "TERM").collect();
     env.push(("PATH".into(), "/bin:/usr/bin:/sbin:/usr/sbin".into()));
     let spec = RunSpec {
         store_root: store.into(),
@@ -42,10 +41,8 @@ fn main() {
         allow_without_landlock: false,
         oci: None,
     };
-    karapace_helper_client::terminal::enter_banner("kp-run", "kprun");
     let out = karapace_helper_client::spawn(&spec, StdioMode::Inherit)
         .and_then(karapace_helper_client::Session::wait);
-    karapace_helper_client::terminal::leave_banner();
     match out {
         Ok(o) => {
             if std::env::var_os("KP_TIMINGS").is_some() {

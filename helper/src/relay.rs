@@ -140,14 +140,7 @@ pub fn await_start(
     let pty = match launched.terminal.take() {
         Some(mut channel) if started => match receive_pty_master(&mut channel) {
             Ok(master) => Some(master),
-            Err(e) => {
-                return Some(abort(
-                    stream,
-                    init,
-                    SetupStep::ReceivePtyMaster,
-                    e.to_string(),
-                ));
-            }
+            Err(e) => return Some(abort(stream, init, SetupStep::ReceivePtyMaster, e)),
         },
         _ => None,
     };

@@ -384,29 +384,30 @@ fn terminal_is_inherited_with_its_name() {
 }
 
 #[test]
-fn policy_home_read_only_and_host_tmp_private() {
-    use karapace_helper_client::policy::{HomeAccess, HostRequest, Policy, host_integration};
+fn a_read_only_home_stays_read_only_and_host_tmp_private() {
     let s = store();
     let home_dir = tempfile::tempdir().unwrap();
     let home = std::fs::canonicalize(home_dir.path()).unwrap();
     std::fs::write(home.join("notes"), "mine").unwrap();
     let host_tmp = tempfile::NamedTempFile::new_in("/tmp").unwrap();
-    let mut policy = Policy::default_for(&home);
-    policy.home = HomeAccess::ReadOnly;
-    let req = HostRequest {
-        home: home.clone(),
-        manifest_dir: home.clone(),
-        ..HostRequest::default()
+    // What the engine's host-sharing rules give for a home shared read-only or read-write.
+    let shared = |readonly| {
+        (
+            vec![karapace_helper_client::BindMount {
+                src: home.clone(),
+                dst: home.clone(),
+                readonly,
+            }],
+            vec![home.clone()],
+        )
     };
-    let setup = host_integration(&policy, &req, &[]).unwrap();
     let script = format!(
         "cat {h}/notes; echo; touch {h}/new 2>/dev/null && echo home-writable; test -e {t} && echo host-tmp-visible; true",
         h = home.display(),
         t = host_tmp.path().display()
     );
     let mut sp = sh(&s, &script);
-    sp.binds = setup.binds;
-    sp.allowed_mount_prefixes = setup.allowed_mount_prefixes;
+    (sp.binds, sp.allowed_mount_prefixes) = shared(true);
     let (code, o) = out(&sp);
     assert_eq!(code, 0, "{o}");
     assert!(o.contains("mine"), "{o}");
@@ -416,11 +417,8 @@ fn policy_home_read_only_and_host_tmp_private() {
     );
     assert!(!o.contains("host-tmp-visible"), "{o}");
 
-    policy.home = HomeAccess::ReadWrite;
-    let setup = host_integration(&policy, &req, &[]).unwrap();
     let mut sp = sh(&s, &format!("echo hi > {}/new", home.display()));
-    sp.binds = setup.binds;
-    sp.allowed_mount_prefixes = setup.allowed_mount_prefixes;
+    (sp.binds, sp.allowed_mount_prefixes) = shared(false);
     assert_eq!(out(&sp).0, 0);
     assert_eq!(
         std::fs::read_to_string(home.join("new")).unwrap().trim(),

@@ -7,13 +7,10 @@
 //! output streams for real; an interactive session (`RunSpec::tty`) instead
 //! gets a pty of the environment's own, which the session relays to the
 //! caller's terminal (see [`terminal::caller_size`]). [`stop_session`]
-//! ends a session from another invocation. [`policy`] turns the policy files
-//! and the manifest's host-integration wishes into the bind mounts, devices
-//! and environment of a `RunSpec`.
+//! ends a session from another invocation. What a `RunSpec` shares of the host is the engine's
+//! decision (its `host_sharing` module); this crate only carries it.
 
 mod client;
-pub mod env;
-pub mod policy;
 mod pty;
 mod stop;
 pub mod terminal;

@@ -2,6 +2,7 @@
 //! turn errors into exit codes in one place.
 
 pub mod args;
+mod banner;
 mod cmd;
 mod complete;
 pub(crate) mod env_view;

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use karapace_helper_client::policy::split_mount_mode;
+use super::host_sharing::policy::split_mount_mode;
 use karapace_schema::{LockFile, NormalizedManifest};
 use karapace_store::beneath::read_regular_in_root;
 use karapace_store::{EnvMetadata, LayerKind, Store};

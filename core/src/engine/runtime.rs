@@ -3,10 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use karapace_helper_client::policy::{HostRequest, HostSetup, Policy, host_integration};
-use karapace_helper_client::{
-    Capabilities, IdMapMode, Identity, Limits, Network, RunSpec, Upper, env as hc_env,
-};
+use super::host_sharing::env as host_env;
+use super::host_sharing::policy::{HostRequest, HostSetup, Policy, PolicyError, host_integration};
+use karapace_helper_client::{Capabilities, IdMapMode, Identity, Limits, Network, RunSpec, Upper};
 use karapace_schema::LockFile;
 use karapace_store::{EnvMetadata, Store};
 
@@ -112,7 +111,7 @@ pub fn check_manifest_mounts(
         // (or a move). What the user's own `home` setting refuses, or a source that does not
         // exist yet (the templates' `~/projects`), may change before the first session; `build`
         // lists it among the paths sessions would refuse.
-        if let Err(e @ karapace_helper_client::policy::PolicyError::MountNotAllowed { .. }) =
+        if let Err(e @ PolicyError::MountNotAllowed { .. }) =
             host_integration(&policy, &request, &[])
         {
             return Err(CoreError::Other(e.to_string()));
@@ -158,7 +157,7 @@ pub fn session_spec(
         },
         store_root: root.clone(),
         argv,
-        env: hc_env::workload_env(
+        env: host_env::workload_env(
             vars,
             &host.env,
             &home.to_string_lossy(),
@@ -249,7 +248,7 @@ pub fn build_step_spec(
     network: Network,
 ) -> RunSpec {
     let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), hc_env::DEFAULT_PATH.into()),
+        ("PATH".into(), host_env::DEFAULT_PATH.into()),
         ("HOME".into(), "/root".into()),
         ("LANG".into(), "C.UTF-8".into()),
         ("KARAPACE_ENV".into(), "1".into()),

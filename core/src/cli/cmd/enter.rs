@@ -1,6 +1,6 @@
 //! `enter <ENV_ID> [-- CMD...]`: a login shell, or CMD, with the user's terminal.
 
-use karapace_helper_client::terminal;
+use crate::cli::banner;
 
 use crate::cli::Ctx;
 use crate::engine::{RunMode, SessionOptions};
@@ -21,11 +21,11 @@ pub fn run_with(
     if interactive {
         // Markers and banner go to stderr, and only when it is a terminal.
         let env = ctx.engine.inspect(query)?;
-        terminal::enter_banner(env.name.as_deref().unwrap_or(&env.short_id), &env.short_id);
+        banner::enter_banner(env.name.as_deref().unwrap_or(&env.short_id), &env.short_id);
     }
     let code = ctx.engine.run_with(query, command, RunMode::Enter, options);
     if interactive {
-        terminal::leave_banner();
+        banner::leave_banner();
     }
     if let Ok(code) = code {
         super::root_hint::print_root_hint(ctx, RunMode::Enter, query, command, options, code);

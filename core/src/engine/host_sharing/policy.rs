@@ -25,7 +25,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use karapace_protocol::BindMount;
+use karapace_helper_client::BindMount;
 use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -313,7 +313,7 @@ pub struct HostSetup {
     pub devices: Vec<PathBuf>,
     pub allowed_mount_prefixes: Vec<PathBuf>,
     /// Variables of the caller that a granted integration needs (`WAYLAND_DISPLAY`,
-    /// `SSH_AUTH_SOCK`, …); everything else follows the allowlist in [`crate::env`].
+    /// `SSH_AUTH_SOCK`, …); everything else follows the allowlist in [`super::env`].
     pub env: Vec<(String, String)>,
 }
 
@@ -526,6 +526,32 @@ fn gui_integration(policy: &Policy, var: &dyn Fn(&str) -> Option<String>, s: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_home_is_shared_as_the_policy_says() {
+        let home = std::fs::canonicalize(tempfile::tempdir().unwrap().keep()).unwrap();
+        let req = HostRequest {
+            home: home.clone(),
+            manifest_dir: home.clone(),
+            ..HostRequest::default()
+        };
+        let mut policy = Policy::default_for(&home);
+        for (access, want) in [
+            (HomeAccess::ReadOnly, Some(true)),
+            (HomeAccess::ReadWrite, Some(false)),
+            (HomeAccess::None, None),
+        ] {
+            policy.home = access;
+            let setup = host_integration(&policy, &req, &[]).unwrap();
+            let got = setup
+                .binds
+                .iter()
+                .find(|b| b.dst == home)
+                .map(|b| b.readonly);
+            assert_eq!(got, want, "{access:?}");
+        }
+        std::fs::remove_dir(&home).unwrap();
+    }
 
     #[test]
     fn user_policy_only_tightens() {

@@ -1,6 +1,6 @@
 //! The environment variables a workload receives: an allowlist of the
 //! caller's, the variables of the host integrations the policy granted (see
-//! [`crate::policy::HostSetup::env`]: `DISPLAY` only with the X11 socket, and so on), plus the
+//! [`super::policy::HostSetup::env`]: `DISPLAY` only with the X11 socket, and so on), plus the
 //! variables every Karapace environment defines.
 
 /// Passed through when set.
