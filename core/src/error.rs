@@ -67,8 +67,43 @@ pub enum CoreError {
         source: std::io::Error,
     },
 
+    /// What an environment would share of the host is refused, or a policy file is invalid.
+    #[error(transparent)]
+    HostSharing(#[from] crate::engine::host_sharing::policy::PolicyError),
+
+    /// This host lacks what environments need (user namespaces, overlayfs, `HOME`, …); the message
+    /// says how to fix it.
     #[error("{0}")]
-    Other(String),
+    Host(String),
+
+    /// A value could not be encoded (JSON output, a record for a remote).
+    #[error("cannot encode {what}: {message}")]
+    Encode { what: String, message: String },
+
+    /// An environment lacks what its build gave it (its policy layer or a record in it).
+    #[error("{0}")]
+    Damaged(String),
+
+    /// A build failed: the package manager, or what `--locked` / `--offline` forbid.
+    #[error("{0}")]
+    Build(String),
+
+    /// A session could not be joined, waited for or stopped.
+    #[error("{0}")]
+    Session(String),
+
+    /// The OCI runtime is not chosen, not found or not one karapace drives.
+    #[error("{0}")]
+    OciRuntime(String),
+
+    /// Building a plugin failed: the wasm toolchain, the plugin SDK, cargo.
+    #[error("{0}")]
+    PluginBuild(String),
+
+    /// What the user gave or answered cannot be used (exit 1, unlike a usage error: a file that
+    /// exists without `--force`, an unknown template, a base image that cannot be pinned).
+    #[error("{0}")]
+    Refused(String),
 
     /// The command could not be executed inside the environment: `code` is 127 when it does not
     /// exist there, 126 otherwise (as shells and `podman exec` say).

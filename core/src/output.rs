@@ -11,8 +11,10 @@ use crate::error::{CoreError, Result};
 /// Prints `value` as pretty JSON (2-space indent) followed by a newline. JSON is exact: names
 /// are never altered (JSON's own escaping keeps control characters off the terminal).
 pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| CoreError::Other(format!("cannot encode JSON output: {e}")))?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| CoreError::Encode {
+        what: "JSON output".into(),
+        message: e.to_string(),
+    })?;
     write_stdout(&text)
 }
 

@@ -130,7 +130,15 @@ fn kind(e: &CoreError) -> fn(String) -> ManagerError {
         | CoreError::Plugin(_)
         | CoreError::Helper(_)
         | CoreError::Io { .. }
-        | CoreError::Other(_)
+        | CoreError::HostSharing(_)
+        | CoreError::Host(_)
+        | CoreError::Encode { .. }
+        | CoreError::Damaged(_)
+        | CoreError::Build(_)
+        | CoreError::Session(_)
+        | CoreError::OciRuntime(_)
+        | CoreError::PluginBuild(_)
+        | CoreError::Refused(_)
         | CoreError::Remote(_)
         | CoreError::CannotExecute { .. } => M::Failed,
     }
@@ -215,7 +223,7 @@ mod tests {
             "org.karapace.Error.InvalidState"
         );
         assert_eq!(
-            name(CoreError::Other("boom".into())),
+            name(CoreError::Build("boom".into())),
             "org.karapace.Error.Failed"
         );
     }

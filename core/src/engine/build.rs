@@ -125,7 +125,7 @@ impl Engine {
             ownership_note,
         } = built;
         if let Some(expected) = locked.filter(|l| l.env_id != lock.env_id) {
-            return Err(CoreError::Other(format!(
+            return Err(CoreError::Build(format!(
                 "--locked: the build resolved to environment {} but karapace.lock records {}",
                 lock.short_id, expected.short_id
             )));

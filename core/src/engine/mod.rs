@@ -6,7 +6,7 @@
 mod backends;
 mod build;
 pub mod desktop;
-mod host_sharing;
+pub mod host_sharing;
 pub mod lifecycle;
 mod pipeline;
 mod policy_layer;

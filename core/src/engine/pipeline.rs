@@ -53,7 +53,7 @@ pub fn build(
                 .iter()
                 .map(|m| format!("{} (fix: {})", m.what, m.fix))
                 .collect();
-            return Err(CoreError::Other(format!(
+            return Err(CoreError::Host(format!(
                 "this host cannot run environments: {} (set KARAPACE_SKIP_PREREQS=1 to try anyway)",
                 text.join("; ")
             )));
@@ -169,13 +169,13 @@ fn install(
         .try_detect_image(&base_tree)
         .map_err(CoreError::plugin)?
         .ok_or_else(|| {
-            CoreError::Other(
+            CoreError::Plugin(
                 "no resolver plugin recognises the package manager of this image".into(),
             )
         })?;
     validate_names(plugin, &image, packages)?;
     if offline {
-        return Err(CoreError::Other(
+        return Err(CoreError::Build(
             "--offline: installing packages needs the network (only cached images and unchanged, already built environments work offline)".into(),
         ));
     }
@@ -251,7 +251,7 @@ fn install(
             .iter()
             .any(|r| r.name == p.name && r.version == p.version)
         {
-            return Err(CoreError::Other(format!(
+            return Err(CoreError::Build(format!(
                 "--locked: {} {} was requested but a different version was installed",
                 p.name, p.version
             )));
@@ -434,7 +434,7 @@ fn query(
         .map_err(CoreError::plugin)?;
     let (code, text) = capture(dirs, &argv)?;
     if code != 0 {
-        return Err(CoreError::Other(format!(
+        return Err(CoreError::Build(format!(
             "`{}` exited with status {code}",
             argv.join(" "),
         )));
@@ -445,7 +445,7 @@ fn query(
     let mut resolved = Vec::with_capacity(packages.len());
     for name in packages {
         let p = found.iter().find(|p| &p.name == name).ok_or_else(|| {
-            CoreError::Other(format!(
+            CoreError::Build(format!(
                 "package '{name}' is not installed after the build (query output did not list it)"
             ))
         })?;
@@ -480,7 +480,7 @@ fn install_failed(argv: &[String], code: i32, locked: bool, log: &Path) -> CoreE
             .collect();
         format!("\ndpkg's first error:\n{}", lines.join("\n"))
     };
-    CoreError::Other(format!(
+    CoreError::Build(format!(
         "package installation failed: {failed}`{}` exited with status {code}{hint}{cause}\n\
          the installer's last lines (the whole log is {}):\n{}",
         argv.join(" "),

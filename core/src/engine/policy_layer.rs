@@ -228,7 +228,7 @@ fn add_identity(
 /// it to [`read_lock`] and [`read_source_dir`]: each lookup reads the layer's metadata.
 pub fn layer_tree(store: &Store, env: &EnvMetadata) -> Result<PathBuf> {
     let policy = env.policy_layer.as_deref().ok_or_else(|| {
-        CoreError::Other(format!(
+        CoreError::Damaged(format!(
             "environment {} has no policy layer; rebuild it",
             env.short_id
         ))
@@ -249,7 +249,7 @@ fn read_record(policy_tree: &Path, name: &str) -> Result<Option<Vec<u8>>> {
 /// file's text and the manifest's canonical JSON, as stored.
 pub fn read_shared_records(policy_tree: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
     let missing = |name: &str| {
-        CoreError::Other(format!(
+        CoreError::Damaged(format!(
             "the environment's policy layer has no {name}; rebuild it"
         ))
     };
@@ -266,7 +266,7 @@ pub fn read_lock(policy_tree: &Path) -> Result<LockFile> {
         CoreError::from(karapace_schema::LockError::Missing { path: path.clone() })
     })?;
     let text = String::from_utf8(bytes)
-        .map_err(|_| CoreError::Other(format!("{} is not UTF-8 text", path.display())))?;
+        .map_err(|_| CoreError::Damaged(format!("{} is not UTF-8 text", path.display())))?;
     Ok(LockFile::parse(&text)?)
 }
 

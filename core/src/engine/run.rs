@@ -123,8 +123,8 @@ impl Engine {
                 Ok(Ok(_)) => stopped += 1,
                 // Already gone between listing and signalling: nothing left to stop.
                 Ok(Err(hc::StopError::NotRunning(_))) => {}
-                Ok(Err(e)) => return Err(CoreError::Other(e.to_string())),
-                Err(_) => return Err(CoreError::Other("stopping a session failed".into())),
+                Ok(Err(e)) => return Err(CoreError::Session(e.to_string())),
+                Err(_) => return Err(CoreError::Session("stopping a session failed".into())),
             }
         }
         Ok(stopped)

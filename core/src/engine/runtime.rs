@@ -33,7 +33,7 @@ pub fn home() -> Result<PathBuf> {
     std::env::var_os("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
-        .ok_or_else(|| CoreError::Other("HOME is not set".into()))
+        .ok_or_else(|| CoreError::Host("HOME is not set".into()))
 }
 
 fn user_name() -> String {
@@ -72,7 +72,7 @@ pub fn host_setup(
     vars: &[(String, String)],
     interactive: bool,
 ) -> Result<HostSetup> {
-    let policy = Policy::load(home).map_err(|e| CoreError::Other(e.to_string()))?;
+    let policy = Policy::load(home)?;
     let request = HostRequest {
         gui: interactive,
         gpu: lock.hardware_gpu,
@@ -85,7 +85,7 @@ pub fn host_setup(
         manifest_dir: source_dir.to_path_buf(),
         home: home.to_path_buf(),
     };
-    host_integration(&policy, &request, vars).map_err(|e| CoreError::Other(e.to_string()))
+    Ok(host_integration(&policy, &request, vars)?)
 }
 
 /// Checks a manifest's mounts against the host-sharing policy before anything is built, so a
@@ -99,7 +99,7 @@ pub fn check_manifest_mounts(
         return Ok(());
     }
     let home = home()?;
-    let policy = Policy::load(&home).map_err(|e| CoreError::Other(e.to_string()))?;
+    let policy = Policy::load(&home)?;
     for m in &manifest.mounts {
         let request = HostRequest {
             mounts: vec![(m.host_path.clone(), m.container_path.clone())],
@@ -114,7 +114,7 @@ pub fn check_manifest_mounts(
         if let Err(e @ PolicyError::MountNotAllowed { .. }) =
             host_integration(&policy, &request, &[])
         {
-            return Err(CoreError::Other(e.to_string()));
+            return Err(e.into());
         }
     }
     Ok(())

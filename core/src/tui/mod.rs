@@ -115,7 +115,7 @@ fn event_loop(
             }),
             Event::Signal(sig) => return Ok(128 + sig),
             Event::InputFailed(e) => {
-                return Err(CoreError::Other(format!("cannot read the terminal: {e}")));
+                return Err(CoreError::Host(format!("cannot read the terminal: {e}")));
             }
         }
         screen.draw(|frame| view::draw(frame, app, theme))?;

@@ -110,10 +110,12 @@ impl StoreError {
 
 /// True for ENOSPC/EDQUOT, however deeply a library wrapped it.
 pub(crate) fn io_is_no_space(e: &io::Error) -> bool {
+    const NO_SPACE: i32 = nix::errno::Errno::ENOSPC as i32;
+    const QUOTA: i32 = nix::errno::Errno::EDQUOT as i32;
     if e.kind() == io::ErrorKind::StorageFull || e.kind() == io::ErrorKind::QuotaExceeded {
         return true;
     }
-    if matches!(e.raw_os_error(), Some(28 | 122)) {
+    if matches!(e.raw_os_error(), Some(NO_SPACE | QUOTA)) {
         return true;
     }
     // The tar crate wraps the writer's error in its own type; look one level down.

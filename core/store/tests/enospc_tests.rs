@@ -32,7 +32,11 @@ fn fill(path: &Path, leave: u64) {
     let chunk = vec![0xa5u8; 64 * 1024];
     loop {
         if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_all()) {
-            assert_eq!(e.raw_os_error(), Some(28), "expected ENOSPC, got {e}");
+            assert_eq!(
+                e.raw_os_error(),
+                Some(nix::errno::Errno::ENOSPC as i32),
+                "expected ENOSPC, got {e}"
+            );
             break;
         }
     }

@@ -12,8 +12,10 @@ pub fn run(ctx: &Ctx, dry_run: bool, images: bool) -> Result<i32> {
         None
     };
     if ctx.json() {
-        let mut value =
-            serde_json::to_value(&report).map_err(|e| CoreError::Other(e.to_string()))?;
+        let mut value = serde_json::to_value(&report).map_err(|e| CoreError::Encode {
+            what: "the gc report".into(),
+            message: e.to_string(),
+        })?;
         if let (Some((removed, bytes)), Some(map)) = (&pruned, value.as_object_mut()) {
             map.insert("removed_images".into(), serde_json::json!(removed));
             map.insert("images_freed_bytes".into(), serde_json::json!(bytes));

@@ -26,14 +26,14 @@ pub fn run(ctx: &Ctx, name: &str, template: Option<String>, force: bool) -> Resu
         Some(t) => t,
         None if interactive => prompt_template()?,
         None => {
-            return Err(CoreError::Other(format!(
+            return Err(CoreError::Refused(format!(
                 "no --template given and stdin is not a terminal to ask; pass --template <{}>",
                 karapace_schema::templates::NAMES.join("|")
             )));
         }
     };
     let text = karapace_schema::templates::render(&template, name).ok_or_else(|| {
-        CoreError::Other(format!(
+        CoreError::Refused(format!(
             "unknown template '{template}' (expected: {})",
             karapace_schema::templates::NAMES.join(", ")
         ))
@@ -43,7 +43,7 @@ pub fn run(ctx: &Ctx, name: &str, template: Option<String>, force: bool) -> Resu
         let overwrite = interactive
             && ask(&format!("{MANIFEST} exists. Overwrite it? [y/N] "))?.eq_ignore_ascii_case("y");
         if !overwrite {
-            return Err(CoreError::Other(format!(
+            return Err(CoreError::Refused(format!(
                 "refusing to overwrite existing {SHOWN} (pass --force)"
             )));
         }
@@ -84,7 +84,7 @@ fn ask(question: &str) -> Result<String> {
         .read_line(&mut line)
         .map_err(|e| CoreError::io("cannot read the answer", e))?;
     if n == 0 {
-        return Err(CoreError::Other("no answer (end of input)".into()));
+        return Err(CoreError::Refused("no answer (end of input)".into()));
     }
     Ok(line.trim().to_owned())
 }

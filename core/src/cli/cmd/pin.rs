@@ -12,7 +12,7 @@ pub fn run(ctx: &Ctx, manifest: &Path, check: bool, write_lock: bool) -> Result<
     let image = normalized.base_image.clone();
     let pinned = karapace_images::is_pinned_url(&image);
     if check && !pinned {
-        return Err(CoreError::Other(format!(
+        return Err(CoreError::Refused(format!(
             "base image '{image}' is not pinned to an http(s) URL"
         )));
     }

@@ -5,7 +5,7 @@ use crate::error::{CoreError, Result};
 
 pub fn run(ctx: &Ctx) -> Result<i32> {
     if ctx.json() {
-        return Err(CoreError::Other(
+        return Err(CoreError::Refused(
             "JSON output is not supported for 'tui'".into(),
         ));
     }

@@ -98,7 +98,7 @@ fn explain_setup_failure(e: CoreError) -> CoreError {
         return e;
     }
     match prereqs::check().into_iter().find(|m| m.kind == kind) {
-        Some(m) => CoreError::Other(format!("{} (fix: {}; the helper said: {e})", m.what, m.fix)),
+        Some(m) => CoreError::Host(format!("{} (fix: {}; the helper said: {e})", m.what, m.fix)),
         None => e,
     }
 }
@@ -244,7 +244,7 @@ fn start_session(
             }
         }
         if Instant::now() >= deadline {
-            return Err(CoreError::Other(format!(
+            return Err(CoreError::Session(format!(
                 "environment {env_id} has {} session(s) that can be neither joined nor waited \
                  out (started by an older karapace?); end them with 'karapace stop'",
                 live.len()

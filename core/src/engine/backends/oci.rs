@@ -64,7 +64,7 @@ pub fn resolve() -> Result<OciRuntime> {
             .filter(|n| search(&dirs, n).is_some())
             .collect();
         let example = installed.first().copied().unwrap_or("crun");
-        return Err(CoreError::Other(format!(
+        return Err(CoreError::OciRuntime(format!(
             "this environment's manifest selects the 'oci' backend, whose sessions run under an \
              OCI runtime without Landlock (docs/security-model.md §13); a manifest cannot choose \
              that for you: to run it, name the runtime yourself with {RUNTIME_ENV}={example} or \
@@ -86,7 +86,7 @@ pub fn resolve() -> Result<OciRuntime> {
             search(&dirs, &name)
         };
         let path = found.ok_or_else(|| {
-            CoreError::Other(format!(
+            CoreError::OciRuntime(format!(
                 "OCI runtime '{name}' (from {source}) not found: give an absolute path to an \
                  executable, or a name found on PATH"
             ))
@@ -103,7 +103,7 @@ fn configured() -> Result<Option<String>> {
     match table.as_ref().and_then(|t| t.get(RUNTIME_KEY)) {
         None => Ok(None),
         Some(v) if v.as_str().is_some_and(|s| !s.is_empty()) => Ok(v.as_str().map(str::to_owned)),
-        Some(_) => Err(CoreError::Other(format!(
+        Some(_) => Err(CoreError::OciRuntime(format!(
             "{}: '{RUNTIME_KEY}' must be the name or absolute path of an OCI runtime",
             file.display()
         ))),
@@ -133,7 +133,7 @@ fn canonical(path: &Path) -> Result<OciRuntime> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let flavour = flavour_of(&name).ok_or_else(|| {
-        CoreError::Other(format!(
+        CoreError::OciRuntime(format!(
             "OCI runtime {}: unknown runtime (karapace drives crun, runc and youki)",
             real.display()
         ))

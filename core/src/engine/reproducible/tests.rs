@@ -235,7 +235,7 @@ fn whiteouts_stay_outside_removed_trees() {
 fn a_failing_remover_fails_the_clean() {
     let tmp = tempfile::tempdir().expect("tempdir");
     put(tmp.path(), "etc/ssh/ssh_host_rsa_key", "secret");
-    let mut refuse = |_: &Path| -> Result<()> { Err(CoreError::Other("refused".into())) };
+    let mut refuse = |_: &Path| -> Result<()> { Err(CoreError::Refused("refused".into())) };
     assert!(clean_upper(tmp.path(), &mut refuse).is_err());
     assert!(exists(tmp.path(), "etc/ssh/ssh_host_rsa_key"));
 }

@@ -103,7 +103,7 @@ fn read_file(path: &Path) -> Result<Option<ConfigFile>> {
         .read_to_string(&mut text)
         .map_err(|e| CoreError::io(format!("cannot read {}", path.display()), e))?;
     serde_json::from_str(&text).map(Some).map_err(|e| {
-        CoreError::Other(format!(
+        CoreError::Remote(format!(
             "{} is not valid: {e} (expected {{\"url\": \"https://…\", \"auth_token\": \"…\"}})",
             path.display()
         ))
@@ -130,7 +130,7 @@ pub fn resolve_with(
         ),
         (None, Some(u)) => (u.clone(), true),
         (None, None) => {
-            return Err(CoreError::Other(format!(
+            return Err(CoreError::Remote(format!(
                 "no remote configured: pass --remote <URL> or write {} with {{\"url\": \"https://host:8321\"}} \
                  (or \"oci://registry/prefix\" for an OCI registry)",
                 file.map_or_else(
@@ -149,7 +149,7 @@ pub fn resolve_with(
         if flag.is_some() {
             CoreError::Usage(message)
         } else {
-            CoreError::Other(message)
+            CoreError::Remote(message)
         }
     })?;
     let file_part = config.filter(|_| from_file);

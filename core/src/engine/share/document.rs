@@ -33,8 +33,10 @@ impl SharedEnv {
     pub fn encode(&self) -> Result<String> {
         let mut doc = self.clone();
         doc.meta.checksum = String::new();
-        let mut value = serde_json::to_value(&doc)
-            .map_err(|e| CoreError::Other(format!("cannot encode the environment record: {e}")))?;
+        let mut value = serde_json::to_value(&doc).map_err(|e| CoreError::Encode {
+            what: "the environment record".into(),
+            message: e.to_string(),
+        })?;
         if let Some(m) = value.as_object_mut() {
             m.remove("checksum");
         }

@@ -166,8 +166,10 @@ impl Outgoing<'_> {
 
 /// The bytes a layer manifest travels as.
 pub fn layer_manifest_bytes(m: &LayerManifest) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(m)
-        .map_err(|e| CoreError::Other(format!("cannot encode layer {}: {e}", m.hash)))
+    serde_json::to_vec_pretty(m).map_err(|e| CoreError::Encode {
+        what: format!("layer {}", m.hash),
+        message: e.to_string(),
+    })
 }
 
 /// Push over a blob store by key (protocol v1): objects, layer manifests, the record, then the
@@ -259,7 +261,7 @@ impl Engine {
         let (lock, manifest) = policy_layer::read_shared_records(&policy_tree)?;
         let manifest_key = blake3_hex(&manifest);
         if manifest_key != env.manifest_hash {
-            return Err(CoreError::Other(format!(
+            return Err(CoreError::Damaged(format!(
                 "the policy layer of {} does not hold the manifest it was built from; rebuild it",
                 env.short_id
             )));

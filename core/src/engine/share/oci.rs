@@ -71,7 +71,7 @@ fn bad_name(e: impl std::fmt::Display) -> CoreError {
 }
 
 fn other(what: &str, e: impl std::fmt::Display) -> CoreError {
-    CoreError::Other(format!("{what}: {e}"))
+    CoreError::Remote(format!("{what}: {e}"))
 }
 
 /// The credentials of a remote: `user:password`, or a bare token (sent as the password).

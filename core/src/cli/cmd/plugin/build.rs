@@ -65,7 +65,7 @@ pub fn run(ctx: &Ctx, dir: &Path, output_file: Option<&Path>) -> Result<i32> {
     let module = std::fs::read(&module_path)
         .map_err(|e| CoreError::io(format!("cannot read {}", module_path.display()), e))?;
     let component = karapace_componentize::componentize(&module)
-        .map_err(|e| CoreError::Other(format!("{}: {e}", module_path.display())))?;
+        .map_err(|e| CoreError::PluginBuild(format!("{}: {e}", module_path.display())))?;
 
     // Load it as the host will; the plugin's own name names the output.
     // The output's own directory, so the final rename never crosses file systems.
@@ -150,12 +150,12 @@ fn run_cargo(cargo: &mut Command, manifest: &Path) -> Result<PathBuf> {
         .wait()
         .map_err(|e| CoreError::io("cannot wait for cargo", e))?;
     if !status.success() {
-        return Err(CoreError::Other(format!(
+        return Err(CoreError::PluginBuild(format!(
             "cargo build failed ({status}); its errors are above"
         )));
     }
     module.ok_or_else(|| {
-        CoreError::Other(format!(
+        CoreError::PluginBuild(format!(
             "{}: no wasm library was built; a plugin crate needs `[lib] crate-type = [\"cdylib\"]`",
             manifest.display()
         ))

@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, wasm: &Path, force: bool) -> Result<i32> {
     let same_name = installed_with_name(&dir, plugin.name(), &dest);
     let identical = |p: &PathBuf| std::fs::read(p).is_ok_and(|b| b == bytes);
     if !force && let Some(other) = same_name.iter().find(|p| !identical(p)) {
-        return Err(CoreError::Other(format!(
+        return Err(CoreError::Refused(format!(
             "plugin {} is already installed at {} with other content; pass --force to replace it",
             plugin.name(),
             other.display()

@@ -111,7 +111,7 @@ fn check_private(dir: &Path) -> Result<()> {
         .map_err(|e| CoreError::io(format!("cannot read {}", dir.display()), e))?;
     let me = nix::unistd::geteuid().as_raw();
     if !m.is_dir() || m.uid() != me || m.mode() & 0o022 != 0 {
-        return Err(CoreError::Other(format!(
+        return Err(CoreError::PluginBuild(format!(
             "{}: the plugin SDK cache must be a directory of yours that others cannot write to; \
              fix or remove it (or point XDG_CACHE_HOME elsewhere)",
             dir.display()
@@ -138,7 +138,7 @@ fn verify(root: &Path) -> Result<()> {
             && std::fs::symlink_metadata(&cur).is_ok_and(|m| m.is_file())
             && std::fs::read(&cur).is_ok_and(|bytes| bytes == text.as_bytes());
         if !same {
-            return Err(CoreError::Other(format!(
+            return Err(CoreError::PluginBuild(format!(
                 "{}: this copy of the plugin SDK differs from the one embedded in karapace \
                  ({path} changed or missing); remove the directory and build again",
                 root.display()

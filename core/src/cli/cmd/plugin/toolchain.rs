@@ -41,7 +41,7 @@ pub fn find() -> Result<Toolchain> {
         Ok(rustup())
     } else {
         debian().map_err(|e| {
-            CoreError::Other(format!(
+            CoreError::PluginBuild(format!(
                 "no wasm toolchain found: either `rustup target add {TARGET}`, or (Debian) \
                  `apt-get install rustc-web cargo-web rust-web-src lld` ({e})"
             ))
@@ -73,13 +73,13 @@ fn rustup() -> Toolchain {
 fn debian() -> Result<Toolchain> {
     for need in DEBIAN_FILES {
         if !std::path::Path::new(need).is_file() {
-            return Err(CoreError::Other(format!(
+            return Err(CoreError::PluginBuild(format!(
                 "missing {need} (apt-get install rustc-web cargo-web rust-web-src lld)"
             )));
         }
     }
     if !std::path::Path::new(DEBIAN_STD_SOURCES).is_dir() {
-        return Err(CoreError::Other(format!(
+        return Err(CoreError::PluginBuild(format!(
             "missing {DEBIAN_STD_SOURCES} (apt-get install rust-web-src)"
         )));
     }
