@@ -10,10 +10,10 @@
 //! temp file + rename. Anything unexpected means "compile again"; if the
 //! directory itself is unsafe the cache is not used at all.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::hash::Hasher;
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use wasmtime::Engine;
@@ -146,18 +146,7 @@ fn read_private(file: &Path) -> Option<Vec<u8>> {
 /// Temp file (0600, same directory) + fsync + rename: readers never see a
 /// partial artifact.
 fn write_atomic(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(file).map_err(|e| e.error)?;
-    // Best effort: make the rename durable.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    karapace_atomic_file::write_via(dir, file, bytes, karapace_atomic_file::Mode::Exactly(0o600))
 }
 
 /// `$XDG_CACHE_HOME/karapace/plugins`, else `~/.cache/karapace/plugins`.

@@ -6,8 +6,7 @@
 //! lock is machine-written and `lock_version` governs its shape.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -242,35 +241,19 @@ impl LockFile {
         out
     }
 
-    /// Writes the lock so that readers see either the old or the new file,
-    /// never a torn one: temp file in the same directory, fsync, rename over
-    /// the target, fsync the directory.
+    /// Writes the lock so that readers see either the old or the new file, never a torn one
+    /// (`karapace_atomic_file`). A lock is a project file meant to be shared and committed: it
+    /// keeps the old file's mode, or gets 0644.
     pub fn write_atomic(&self, path: &Path) -> Result<(), LockError> {
-        let err = |source| LockError::Write {
+        karapace_atomic_file::write(
+            path,
+            self.to_toml_string().as_bytes(),
+            karapace_atomic_file::Mode::KeepOr(0o644),
+        )
+        .map_err(|source| LockError::Write {
             path: path.to_path_buf(),
             source,
-        };
-        let dir: PathBuf = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".karapace.lock.")
-            .suffix(".tmp")
-            .tempfile_in(&dir)
-            .map_err(err)?;
-        tmp.write_all(self.to_toml_string().as_bytes())
-            .map_err(err)?;
-        // tempfile creates 0600; a lock is a project file meant to be shared
-        // (and committed), so keep the old file's mode or use 0644.
-        let perms = std::fs::metadata(path).map_or_else(
-            |_| std::os::unix::fs::PermissionsExt::from_mode(0o644),
-            |m| m.permissions(),
-        );
-        tmp.as_file().set_permissions(perms).map_err(err)?;
-        tmp.as_file().sync_all().map_err(err)?;
-        tmp.persist(path).map_err(|e| err(e.error))?;
-        sync_dir(&dir).map_err(err)
+        })
     }
 
     /// The stored `env_id` (and `short_id`) must be what the lock's fields hash to.
@@ -381,13 +364,4 @@ fn fmt_mounts(mounts: &[MountSpec]) -> String {
 
 fn fmt_opt(v: Option<u64>) -> String {
     v.map_or_else(|| "none".to_owned(), |n| n.to_string())
-}
-
-/// Makes a rename in `dir` durable. Filesystems that cannot fsync a
-/// directory say so with EINVAL; there is nothing more to do on those.
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    match std::fs::File::open(dir)?.sync_all() {
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
-        other => other,
-    }
 }

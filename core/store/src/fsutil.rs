@@ -6,8 +6,8 @@ use crate::error::{Result, StoreError, io_at};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -19,14 +19,6 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|f| f.sync_all())
         .map_err(io_at("fsync directory", dir))
-}
-
-/// fsync the parent directory of `path`.
-pub(crate) fn fsync_parent(path: &Path) -> Result<()> {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => fsync_dir(p),
-        _ => Ok(()),
-    }
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -43,22 +35,13 @@ pub(crate) fn unique_name(prefix: &str) -> String {
 /// Write `bytes` to `dest` atomically: temp file in `tmp_dir` (same filesystem) →
 /// fsync → rename → fsync the destination directory.
 pub(crate) fn write_atomic(tmp_dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_dir.join(unique_name("write"));
-    let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_at("create temp file", &tmp))?;
-        f.write_all(bytes).map_err(io_at("write", &tmp))?;
-        f.sync_all().map_err(io_at("fsync", &tmp))?;
-        fs::rename(&tmp, dest).map_err(io_at("rename into place", dest))?;
-        fsync_parent(dest)
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
+    karapace_atomic_file::write_via(
+        tmp_dir,
+        dest,
+        bytes,
+        karapace_atomic_file::Mode::Exactly(0o644),
+    )
+    .map_err(io_at("write atomically", dest))
 }
 
 /// Write `bytes` to `dest` atomically (temp file + rename) but not durably: for runtime state

@@ -173,21 +173,10 @@ fn copy_icon(env: &EnvMetadata, app: &str, bytes: &[u8], ext: &str) -> Result<Pa
 /// Writes one of the user's files atomically, mode 0644, never through a link planted at its
 /// name (the rename replaces a link, it does not follow it).
 fn write_user_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().ok_or("no parent directory")?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| {
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))
-        })
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| format!("cannot write {}: {}", path.display(), e.error))?;
-    Ok(())
+    karapace_atomic_file::write(path, bytes, karapace_atomic_file::Mode::Exactly(0o644))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The entries of `env` in `store` (files that name both: one environment may be built in two
