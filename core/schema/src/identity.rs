@@ -2,54 +2,10 @@
 //! separators, of tagged strings built from the *locked* inputs, in a fixed
 //! order. Same lock inputs → same `env_id`, here and in the standard tool.
 
-use std::fmt;
-
-use serde::{Deserialize, Serialize};
-
 use crate::lock::ResolvedPackage;
 use crate::normalize::{Backend, MountSpec};
 
-/// Length of a short id, in hex characters.
-pub const SHORT_ID_LEN: usize = 12;
-
-/// A full environment id: 64 lowercase hex characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct EnvId(String);
-
-impl EnvId {
-    /// Accepts exactly 64 lowercase hex characters.
-    pub fn parse(s: &str) -> Option<EnvId> {
-        let ok = s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        ok.then(|| EnvId(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The first 12 hex characters.
-    pub fn short_id(&self) -> &str {
-        // Always 64 ASCII hex chars by construction, so the slice is in bounds.
-        &self.0[..SHORT_ID_LEN]
-    }
-
-    pub fn into_string(self) -> String {
-        self.0
-    }
-}
-
-impl fmt::Display for EnvId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for EnvId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
+pub use karapace_ids::{EnvId, SHORT_ID_LEN};
 
 /// Everything the `env_id` depends on, borrowed in the order it is hashed.
 /// Lists are hashed in the order given: callers pass lock order (packages
@@ -109,7 +65,7 @@ pub fn compute_env_id(inputs: &IdentityInputs<'_>) -> EnvId {
     if let Some(mem) = inputs.memory_limit_mb {
         put(&["mem:", &mem.to_string()]);
     }
-    EnvId(h.finalize().to_hex().to_string())
+    EnvId::from_digest(h.finalize().as_bytes())
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub struct ResolvedPackage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockFile {
     pub lock_version: u32,
-    pub env_id: String,
+    pub env_id: EnvId,
     pub short_id: String,
     pub base_image: String,
     pub base_image_digest: String,
@@ -55,7 +55,7 @@ struct RawLock {
     // Checked separately before this struct is read; kept so the key is known.
     #[allow(dead_code)]
     lock_version: i64,
-    env_id: String,
+    env_id: EnvId,
     short_id: String,
     base_image: String,
     base_image_digest: String,
@@ -88,7 +88,8 @@ impl LockFile {
         packages.dedup();
         let mut lock = LockFile {
             lock_version: LOCK_VERSION,
-            env_id: String::new(),
+            // Replaced below, once the fields it hashes are in place.
+            env_id: EnvId::from_digest(&[0; 32]),
             short_id: String::new(),
             base_image: m.base_image.clone(),
             base_image_digest: base_image_digest.to_owned(),
@@ -104,7 +105,7 @@ impl LockFile {
         };
         let id = lock.compute_env_id();
         id.short_id().clone_into(&mut lock.short_id);
-        lock.env_id = id.into_string();
+        lock.env_id = id;
         lock
     }
 
@@ -194,7 +195,7 @@ impl LockFile {
             let _ = writeln!(out, "{k} = {v}");
         };
         kv("lock_version", &self.lock_version.to_string());
-        kv("env_id", &toml_string(&self.env_id));
+        kv("env_id", &toml_string(self.env_id.as_str()));
         kv("short_id", &toml_string(&self.short_id));
         kv("base_image", &toml_string(&self.base_image));
         kv("base_image_digest", &toml_string(&self.base_image_digest));
@@ -259,10 +260,10 @@ impl LockFile {
     /// The stored `env_id` (and `short_id`) must be what the lock's fields hash to.
     pub fn verify_integrity(&self) -> Result<(), LockError> {
         let computed = self.compute_env_id();
-        if self.env_id != computed.as_str() {
+        if self.env_id != computed {
             return Err(LockError::IntegrityMismatch {
                 expected: computed.into_string(),
-                actual: self.env_id.clone(),
+                actual: self.env_id.to_string(),
             });
         }
         if self.short_id != computed.short_id() {

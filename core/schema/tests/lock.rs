@@ -4,7 +4,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use karapace_schema::{
-    Backend, LockError, LockFile, MountSpec, NormalizedManifest, ResolvedPackage, parse_manifest,
+    Backend, EnvId, LockError, LockFile, MountSpec, NormalizedManifest, ResolvedPackage,
+    parse_manifest,
 };
 
 fn pkg(name: &str, version: &str) -> ResolvedPackage {
@@ -70,8 +71,9 @@ fn manifest_to_lock_reproduces_golden_vectors_1_and_7() {
     // way (not by from_resolved, which sorts) must still verify.
     let mut lock7 = lock.clone();
     lock7.resolved_apps = vec!["firefox".into(), "code".into()];
-    lock7.env_id = "1aaf066c7b1e18178e838b0cf33c0bc67cd7401e586df826daa9033178ccfdf3".into();
-    lock7.short_id = lock7.env_id[..12].into();
+    lock7.env_id =
+        EnvId::parse("1aaf066c7b1e18178e838b0cf33c0bc67cd7401e586df826daa9033178ccfdf3").unwrap();
+    lock7.short_id = lock7.env_id.short_id().into();
     lock7.verify_integrity().unwrap();
 }
 
@@ -296,14 +298,14 @@ fn integrity_detects_any_tampered_field() {
         |l| l.network_isolation = false,
         |l| l.cpu_shares = None,
         |l| l.memory_limit_mb = Some(1),
-        |l| l.env_id = "0".repeat(64),
+        |l| l.env_id = EnvId::parse(&"0".repeat(64)).unwrap(),
     ];
     for (i, tamper) in tampers.iter().enumerate() {
         let mut lock = good.clone();
         tamper(&mut lock);
         match lock.verify_integrity() {
             Err(LockError::IntegrityMismatch { expected, actual }) => {
-                assert_eq!(actual, lock.env_id, "tamper {i}");
+                assert_eq!(actual, lock.env_id.as_str(), "tamper {i}");
                 assert_eq!(expected, lock.compute_env_id().as_str(), "tamper {i}");
                 assert_ne!(expected, actual);
             }

@@ -174,7 +174,7 @@ proptest! {
     ) {
         let mut lock = LockFile {
             lock_version: 2,
-            env_id: String::new(),
+            env_id: karapace_schema::EnvId::from_digest(&[0; 32]),
             short_id: String::new(),
             base_image: image,
             base_image_digest: digest,
@@ -190,7 +190,7 @@ proptest! {
         };
         let id = lock.compute_env_id();
         lock.short_id = id.short_id().to_owned();
-        lock.env_id = id.into_string();
+        lock.env_id = id;
         let back = LockFile::parse(&lock.to_toml_string());
         prop_assert!(back.is_ok(), "{:?}\n{}", back, lock.to_toml_string());
         let back = back.unwrap();
