@@ -62,6 +62,15 @@ macro_rules! hex_id {
             }
         }
 
+        // An id is read as text everywhere (file names, output, comparisons); what the type adds
+        // is that it was checked, which reading does not undo.
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
                 &self.0

@@ -396,7 +396,7 @@ fn record_env(
         }
         _ => {
             let meta = EnvMetadata {
-                env_id: lock.env_id.clone(),
+                env_id: lock.env_id.to_string(),
                 short_id: lock.short_id.clone(),
                 name: None,
                 state: EnvState::Built,
