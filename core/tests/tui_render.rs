@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use karapace::tui::app::{Detail, Status};
 use karapace::tui::{App, Theme, view};
-use karapace_store::{Diff, EnvMetadata, EnvState, SnapshotInfo};
+use karapace_store::{Diff, EnvMetadata, EnvState, LayerHash, SnapshotInfo};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
@@ -18,17 +18,23 @@ fn hex(seed: &str) -> String {
     blake3::hash(seed.as_bytes()).to_hex().to_string()
 }
 
+fn layer(seed: &str) -> LayerHash {
+    LayerHash::parse(&hex(seed)).unwrap()
+}
+
 fn env(seed: &str, name: Option<&str>, state: EnvState, deps: usize) -> EnvMetadata {
     let env_id = hex(seed);
     EnvMetadata {
         short_id: env_id[..12].to_owned(),
-        env_id,
+        env_id: env_id.parse().unwrap(),
         name: name.map(str::to_owned),
         state,
         manifest_hash: hex(&format!("{seed}/manifest")),
-        base_layer: hex(&format!("{seed}/base")),
-        dependency_layers: (0..deps).map(|i| hex(&format!("{seed}/dep{i}"))).collect(),
-        policy_layer: Some(hex(&format!("{seed}/policy"))),
+        base_layer: layer(&format!("{seed}/base")),
+        dependency_layers: (0..deps)
+            .map(|i| layer(&format!("{seed}/dep{i}")))
+            .collect(),
+        policy_layer: Some(layer(&format!("{seed}/policy"))),
         created_at: "2026-12-04T13:32:45Z".into(),
         updated_at: "2026-12-04T13:40:02Z".into(),
         checksum: hex(&format!("{seed}/checksum")),
@@ -120,9 +126,9 @@ fn detail_of(env: EnvMetadata) -> Detail {
             ),
         ],
         snapshots: Ok(vec![SnapshotInfo {
-            hash: hex("snap1"),
+            hash: layer("snap1"),
             parent: None,
-            restore_hash: hex("snap1"),
+            restore_hash: layer("snap1"),
             tar_hash: hex("snap1/tar"),
             created_at: Some("2026-12-04T13:35:10Z".into()),
             label: Some("before \u{1b}[8mupgrade".into()),

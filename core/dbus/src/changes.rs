@@ -32,18 +32,18 @@ pub fn diff(old: &[EnvMetadata], new: &[EnvMetadata]) -> Vec<Change> {
     let mut changes: Vec<Change> = old
         .iter()
         .filter(|e| !after.contains_key(e.env_id.as_str()))
-        .map(|e| Change::Removed(e.env_id.clone()))
+        .map(|e| Change::Removed(e.env_id.to_string()))
         .collect();
     for e in new {
         match before.get(e.env_id.as_str()) {
             None => {
-                changes.push(Change::Created(e.env_id.clone()));
+                changes.push(Change::Created(e.env_id.to_string()));
                 if e.state != EnvState::Built {
-                    changes.push(Change::StateChanged(e.env_id.clone(), e.state));
+                    changes.push(Change::StateChanged(e.env_id.to_string(), e.state));
                 }
             }
             Some(state) if *state != e.state => {
-                changes.push(Change::StateChanged(e.env_id.clone(), e.state));
+                changes.push(Change::StateChanged(e.env_id.to_string(), e.state));
             }
             Some(_) => {}
         }
@@ -90,14 +90,20 @@ impl Snapshots {
 mod tests {
     use super::*;
 
+    /// A valid `env_id` spelt from a short name (its bytes in hex, zero-padded).
+    fn full(id: &str) -> String {
+        let hex: Vec<String> = id.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("{:0>64}", hex.concat())
+    }
+
     fn env(id: &str, state: EnvState) -> EnvMetadata {
         EnvMetadata {
-            env_id: id.into(),
-            short_id: id.into(),
+            env_id: full(id).parse().unwrap(),
+            short_id: full(id)[..12].into(),
             name: None,
             state,
             manifest_hash: String::new(),
-            base_layer: String::new(),
+            base_layer: "0".repeat(64).parse().unwrap(),
             dependency_layers: Vec::new(),
             policy_layer: None,
             created_at: String::new(),
@@ -117,11 +123,11 @@ mod tests {
         assert_eq!(
             diff(&old, &new),
             [
-                Change::Removed("a".into()),
-                Change::StateChanged("b".into(), EnvState::Frozen),
-                Change::Created("c".into()),
-                Change::Created("a2".into()),
-                Change::StateChanged("a2".into(), EnvState::Running),
+                Change::Removed(full("a")),
+                Change::StateChanged(full("b"), EnvState::Frozen),
+                Change::Created(full("c")),
+                Change::Created(full("a2")),
+                Change::StateChanged(full("a2"), EnvState::Running),
             ]
         );
         assert_eq!(diff(&new, &new), []);

@@ -216,7 +216,7 @@ impl Manager {
         let engine = self.ctx.engine.clone();
         on_worker(move || {
             let _busy = busy;
-            Ok(engine.inspect(&query)?.env_id)
+            Ok(engine.inspect(&query)?.env_id.into_string())
         })
         .await
     }

@@ -133,12 +133,12 @@ mod tests {
 
     fn env(name: Option<&str>) -> EnvMetadata {
         EnvMetadata {
-            env_id: "ab".repeat(32),
+            env_id: "ab".repeat(32).parse().unwrap(),
             short_id: "ab".repeat(6),
             name: name.map(str::to_owned),
             state: EnvState::Built,
             manifest_hash: String::new(),
-            base_layer: String::new(),
+            base_layer: "0".repeat(64).parse().unwrap(),
             dependency_layers: Vec::new(),
             policy_layer: None,
             created_at: String::new(),

@@ -228,7 +228,7 @@ mod tests {
             created_at: None,
             label: None,
         };
-        (h, serde_json::to_vec_pretty(&m).unwrap())
+        (h.to_string(), serde_json::to_vec_pretty(&m).unwrap())
     }
 
     #[test]

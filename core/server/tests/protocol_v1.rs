@@ -32,18 +32,18 @@ fn layer_manifest() -> (String, Vec<u8>) {
         created_at: None,
         label: None,
     };
-    (hash, serde_json::to_vec_pretty(&m).unwrap())
+    (hash.to_string(), serde_json::to_vec_pretty(&m).unwrap())
 }
 
 fn metadata() -> (String, Vec<u8>) {
     let env_id = blake3_hex(b"an environment");
     let meta = EnvMetadata {
-        env_id: env_id.clone(),
+        env_id: env_id.clone().parse().unwrap(),
         short_id: env_id[..12].to_string(),
         name: Some("dev".into()),
         state: EnvState::Built,
         manifest_hash: blake3_hex(b"manifest"),
-        base_layer: layer_manifest().0,
+        base_layer: layer_manifest().0.parse().unwrap(),
         dependency_layers: vec![],
         policy_layer: None,
         created_at: "2026-01-01T00:00:00Z".into(),

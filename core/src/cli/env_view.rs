@@ -20,7 +20,7 @@ pub struct EnvView<'a> {
     pub state: EnvState,
     pub manifest_hash: &'a str,
     pub base_layer: &'a str,
-    pub dependency_layers: &'a [String],
+    pub dependency_layers: &'a [karapace_store::LayerHash],
     pub policy_layer: Option<&'a str>,
     pub created_at: &'a str,
     pub updated_at: &'a str,
@@ -78,11 +78,11 @@ impl<'a> From<&'a EnvMetadata> for EnvView<'a> {
 /// detail view shows the same fields.
 pub fn inspect_fields(env: &EnvMetadata) -> Vec<(&'static str, String)> {
     let mut fields = vec![
-        ("env_id", env.env_id.clone()),
+        ("env_id", env.env_id.to_string()),
         ("short_id", env.short_id.clone()),
         ("name", env.name.clone().unwrap_or_else(|| "(none)".into())),
         ("state", env.state.to_string()),
-        ("base_layer", env.base_layer.clone()),
+        ("base_layer", env.base_layer.to_string()),
         ("deps", env.dependency_layers.len().to_string()),
         ("ref_count", REF_COUNT.to_string()),
         ("created_at", env.created_at.clone()),
@@ -92,11 +92,13 @@ pub fn inspect_fields(env: &EnvMetadata) -> Vec<(&'static str, String)> {
     fields.extend(
         env.dependency_layers
             .iter()
-            .map(|layer| ("dependency", layer.clone())),
+            .map(|layer| ("dependency", layer.to_string())),
     );
     fields.push((
         "policy_layer",
-        env.policy_layer.clone().unwrap_or_else(|| "(none)".into()),
+        env.policy_layer
+            .as_ref()
+            .map_or_else(|| "(none)".into(), ToString::to_string),
     ));
     fields
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use karapace_schema::{LockFile, ManifestError, ManifestErrorKind, NormalizedManifest};
-use karapace_store::{EnvMetadata, EnvState, Store};
+use karapace_store::{EnvMetadata, EnvState, LayerHash, Store};
 
 use super::{Engine, backends, pipeline, policy_layer, runtime};
 use crate::error::{CoreError, Result};
@@ -303,7 +303,7 @@ fn plan_handover(
     Ok((
         Some(HandoverPlan {
             handover: karapace_store::Handover {
-                from: old.env_id.clone(),
+                from: old.env_id.to_string(),
                 name: name.map(str::to_owned).or_else(|| old.name.clone()),
                 keep_from: note.is_some(),
             },
@@ -361,7 +361,7 @@ fn record_env(
     store: &Store,
     lock: &LockFile,
     manifest_hash: String,
-    (base_layer, dependency_layers, policy): (String, Vec<String>, String),
+    (base_layer, dependency_layers, policy): (LayerHash, Vec<LayerHash>, LayerHash),
     plan: Option<&HandoverPlan>,
 ) -> Result<(EnvMetadata, Option<String>)> {
     let mut replaced_note = None;
@@ -396,7 +396,7 @@ fn record_env(
         }
         _ => {
             let meta = EnvMetadata {
-                env_id: lock.env_id.to_string(),
+                env_id: lock.env_id.clone(),
                 short_id: lock.short_id.clone(),
                 name: None,
                 state: EnvState::Built,

@@ -273,7 +273,7 @@ impl Engine {
         let env = self.find(&store, query)?;
         lifecycle::check(Op::Commit, env.state, query)?;
         let hash = store.commit_labelled(&env.env_id, label)?;
-        Ok((env, hash))
+        Ok((env, hash.to_string()))
     }
 
     /// Restores a snapshot named by its hash or a unique prefix of it; returns the environment

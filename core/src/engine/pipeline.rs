@@ -17,7 +17,7 @@ use karapace_plugin_host::{
 use karapace_schema::{
     LockFile, ManifestError, ManifestErrorKind, NormalizedManifest, ResolvedPackage, UnknownPackage,
 };
-use karapace_store::{ImportOptions, LayerKind, Owners, Store};
+use karapace_store::{ImportOptions, LayerHash, LayerKind, Owners, Store};
 
 use super::BuildRequest;
 use super::progress;
@@ -30,8 +30,8 @@ use crate::prereqs;
 /// What a build produced (every backend's, `backends::RuntimeBackend::build`).
 pub struct Built {
     pub lock: LockFile,
-    pub base_layer: String,
-    pub dependency_layers: Vec<String>,
+    pub base_layer: LayerHash,
+    pub dependency_layers: Vec<LayerHash>,
     /// Where the installer steps' output went (when packages were installed).
     pub install_log: Option<PathBuf>,
     /// Why files of system users belong to the caller in this environment, and how to change
@@ -121,17 +121,19 @@ fn base_layer(
     cache: &ImageCache,
     image: &CachedImage,
     ownership: &Ownership,
-) -> Result<String> {
+) -> Result<LayerHash> {
     let key = match ownership.owners() {
         Owners::Keep => format!("{}-owners", image.sha256_hex()),
         Owners::Collapse => image.sha256_hex().to_string(),
     };
     let index = cache.root().join("base-layers").join(key);
-    if let Ok(hash) = fs::read_to_string(&index) {
-        let hash = hash.trim();
-        if store.layer(hash).is_ok() {
-            return Ok(hash.to_owned());
-        }
+    // A cache file anyone with the user's rights could have edited: only a valid hash of a
+    // layer the store holds counts.
+    if let Ok(text) = fs::read_to_string(&index)
+        && let Some(hash) = LayerHash::parse(text.trim())
+        && store.layer(&hash).is_ok()
+    {
+        return Ok(hash);
     }
     let staging = store.staging_dir()?;
     let tree = staging.path().join("rootfs");
@@ -146,7 +148,7 @@ fn base_layer(
     )?;
     if let Some(dir) = index.parent() {
         // Only a cache: failing to write it costs time on the next build, nothing else.
-        let _ = fs::create_dir_all(dir).and_then(|()| fs::write(&index, &layer.hash));
+        let _ = fs::create_dir_all(dir).and_then(|()| fs::write(&index, layer.hash.as_bytes()));
     }
     Ok(layer.hash)
 }
@@ -156,12 +158,12 @@ fn base_layer(
 /// checks the names against the image's package index (see [`check_available`]).
 fn install(
     store: &Store,
-    base_layer: &str,
+    base_layer: &LayerHash,
     packages: &[String],
     pinned: &[ResolvedPackage],
     req: &BuildRequest,
     how: &Step,
-) -> Result<(Vec<ResolvedPackage>, String, PathBuf)> {
+) -> Result<(Vec<ResolvedPackage>, LayerHash, PathBuf)> {
     let offline = req.offline;
     let base_tree = store.layer_tree(base_layer)?;
     let host = PluginHost::load(&PluginHost::default_dirs()).map_err(CoreError::plugin)?;
@@ -297,7 +299,12 @@ fn refusal_reason(e: PluginError) -> String {
 /// The Dependency layer of a finished install: the build's upper without what only describes
 /// the build (caches, logs, secrets: removed from the upper, so the base's copies show
 /// through), adopted as the layer's tree.
-fn dependency_layer(store: &Store, upper: &Path, work: &Path, base_layer: &str) -> Result<String> {
+fn dependency_layer(
+    store: &Store,
+    upper: &Path,
+    work: &Path,
+    base_layer: &LayerHash,
+) -> Result<LayerHash> {
     let mut remove = |path: &Path| -> Result<()> {
         store.remove_tree(path)?;
         Ok(())

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use super::host_sharing::policy::split_mount_mode;
 use karapace_schema::{LockFile, NormalizedManifest};
 use karapace_store::beneath::read_regular_in_root;
-use karapace_store::{EnvMetadata, LayerKind, Store};
+use karapace_store::{EnvMetadata, LayerHash, LayerKind, Store};
 
 use crate::error::{CoreError, Result};
 
@@ -38,8 +38,8 @@ pub fn write(
     lock: &LockFile,
     source_dir: &Path,
     lowers: &[PathBuf],
-    parent: Option<&str>,
-) -> Result<String> {
+    parent: Option<&LayerHash>,
+) -> Result<LayerHash> {
     write_records(
         store,
         manifest.canonical_json().as_bytes(),
@@ -59,8 +59,8 @@ pub fn write_records(
     lock: &LockFile,
     source_dir: Option<&Path>,
     lowers: &[PathBuf],
-    parent: Option<&str>,
-) -> Result<String> {
+    parent: Option<&LayerHash>,
+) -> Result<LayerHash> {
     let staging = store.staging_dir()?;
     let dir = staging.path().join(DIR);
     let io = |e| CoreError::io("cannot stage the policy layer", e);

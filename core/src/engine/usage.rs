@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use karapace_store::{EnvMetadata, Store};
+use karapace_store::{EnvId, EnvMetadata, LayerHash, Store};
 use serde::Serialize;
 
 use super::Engine;
@@ -55,8 +55,8 @@ pub struct DiskUsage {
 /// `snapshots`, the store's snapshots by environment).
 fn layers_of(
     env: &EnvMetadata,
-    snapshots: &HashMap<String, Vec<String>>,
-) -> Vec<(String, &'static str)> {
+    snapshots: &HashMap<EnvId, Vec<LayerHash>>,
+) -> Vec<(LayerHash, &'static str)> {
     let mut v = vec![(env.base_layer.clone(), "base")];
     v.extend(
         env.dependency_layers
@@ -89,7 +89,7 @@ fn usages_of(
     wanted: impl Fn(&EnvMetadata) -> bool,
 ) -> Vec<EnvUsage> {
     let snapshots = store.snapshot_hashes_by_env();
-    let per_env: Vec<Vec<(String, &'static str)>> =
+    let per_env: Vec<Vec<(LayerHash, &'static str)>> =
         envs.iter().map(|e| layers_of(e, &snapshots)).collect();
     let mut users: HashMap<&str, usize> = HashMap::new();
     for layers in &per_env {
@@ -105,7 +105,7 @@ fn usages_of(
             let layers: Vec<LayerUsage> = layers
                 .iter()
                 .map(|(h, kind)| LayerUsage {
-                    hash: h.clone(),
+                    hash: h.to_string(),
                     kind,
                     bytes: *sizes
                         .entry(h.as_str())
@@ -121,7 +121,7 @@ fn usages_of(
                     .map(|l| l.bytes)
                     .sum::<u64>();
             EnvUsage {
-                env_id: env.env_id.clone(),
+                env_id: env.env_id.to_string(),
                 short_id: env.short_id.clone(),
                 name: env.name.clone(),
                 writable_bytes,

@@ -55,7 +55,7 @@ pub struct Target {
 impl Target {
     fn of(env: &EnvMetadata) -> Target {
         Target {
-            env_id: env.env_id.clone(),
+            env_id: env.env_id.to_string(),
             label: env.name.clone().unwrap_or_else(|| env.short_id.clone()),
         }
     }
@@ -557,11 +557,11 @@ mod tests {
         let env_id: String = std::iter::repeat_n(id, 64).collect();
         EnvMetadata {
             short_id: env_id[..12].to_owned(),
-            env_id,
+            env_id: env_id.parse().unwrap(),
             name: name.map(str::to_owned),
             state,
             manifest_hash: String::new(),
-            base_layer: String::new(),
+            base_layer: "0".repeat(64).parse().unwrap(),
             dependency_layers: Vec::new(),
             policy_layer: None,
             created_at: String::new(),

@@ -139,7 +139,7 @@ fn main() {
     let env_id = blake3::hash(b"bench").to_hex().to_string();
     store
         .create_env(EnvMetadata {
-            env_id: env_id.clone(),
+            env_id: env_id.clone().parse().unwrap(),
             short_id: String::new(),
             name: Some("bench".into()),
             state: EnvState::Built,

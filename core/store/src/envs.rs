@@ -11,6 +11,7 @@ use crate::meta::{self, EnvMetadata, EnvState, validate_name};
 use crate::objects::is_valid_key;
 use crate::store::Store;
 use crate::wal::WalOp;
+use karapace_ids::LayerHash;
 use std::fs;
 use std::io;
 
@@ -164,7 +165,7 @@ impl Store {
         if exists_nofollow(&self.layout.meta_file(&id))
             || exists_nofollow(&self.layout.env_dir(&id))
         {
-            return Err(StoreError::EnvExists(id));
+            return Err(StoreError::EnvExists(id.to_string()));
         }
         if let Some(n) = &meta.name {
             validate_name(n)?;
@@ -172,7 +173,7 @@ impl Store {
         }
         let mut m = meta;
         if m.short_id.is_empty() {
-            m.short_id = id[..12].to_string();
+            m.short_id = id.short_id().to_string();
         }
         let now = meta::now_rfc3339();
         if m.created_at.is_empty() {
@@ -181,7 +182,7 @@ impl Store {
         m.updated_at = now;
         let (_, text) = meta::encode(&m)?;
         let op = WalOp::CreateEnv {
-            env_id: id.clone(),
+            env_id: id.to_string(),
             handover: handover.cloned(),
         };
         self.run_op(op, || {
@@ -215,7 +216,7 @@ impl Store {
         m.updated_at = meta::now_rfc3339();
         let (_, content) = meta::encode(&m)?;
         let op = WalOp::SetMetadata {
-            env_id: m.env_id.clone(),
+            env_id: m.env_id.to_string(),
             content,
         };
         let op2 = op.clone();
@@ -245,22 +246,22 @@ impl Store {
     pub fn update_env_layers(
         &self,
         env_id: &str,
-        base_layer: &str,
-        dependency_layers: Vec<String>,
-        policy_layer: Option<String>,
+        base_layer: &LayerHash,
+        dependency_layers: Vec<LayerHash>,
+        policy_layer: Option<LayerHash>,
         state: EnvState,
     ) -> Result<()> {
         let _l = self.lock_exclusive()?;
         let mut m = self.read_meta_raw(env_id)?;
         for l in std::iter::once(base_layer)
-            .chain(dependency_layers.iter().map(String::as_str))
-            .chain(policy_layer.as_deref())
+            .chain(&dependency_layers)
+            .chain(&policy_layer)
         {
-            if !self.layout.layer_file(l).exists() || !is_valid_key(l) {
+            if !self.layout.layer_file(l).exists() {
                 return Err(StoreError::UnknownLayer(l.to_string()));
             }
         }
-        m.base_layer = base_layer.to_string();
+        m.base_layer = base_layer.clone();
         m.dependency_layers = dependency_layers;
         m.policy_layer = policy_layer;
         m.state = state;

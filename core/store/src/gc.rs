@@ -12,6 +12,7 @@ use crate::meta::EnvState;
 use crate::objects::is_valid_key;
 use crate::store::Store;
 use crate::wal::WalOp;
+use karapace_ids::LayerHash;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -65,7 +66,7 @@ impl Store {
         let mut roots = Vec::new();
         for m in envs {
             if m.state == EnvState::Defined && self.live_session_count(&m.env_id)? == 0 {
-                orphan_envs.insert(m.env_id.clone());
+                orphan_envs.insert(m.env_id.to_string());
             } else {
                 roots.push(m);
             }
@@ -85,19 +86,23 @@ impl Store {
         let mut reachable: BTreeSet<String> = BTreeSet::new();
         let mut todo: Vec<String> = Vec::new();
         for m in &roots {
-            todo.extend(m.lower_layers_top_first());
+            todo.extend(
+                m.lower_layers_top_first()
+                    .into_iter()
+                    .map(LayerHash::into_string),
+            );
         }
         let root_ids: BTreeSet<&str> = roots.iter().map(|m| m.env_id.as_str()).collect();
         for l in layers.values() {
             if l.env_id.as_deref().is_some_and(|id| root_ids.contains(id)) {
-                todo.push(l.hash.clone());
+                todo.push(l.hash.to_string());
             }
         }
         while let Some(h) = todo.pop() {
             if reachable.insert(h.clone())
-                && let Some(p) = layers.get(&h).and_then(|l| l.parent.clone())
+                && let Some(p) = layers.get(&h).and_then(|l| l.parent.as_ref())
             {
-                todo.push(p);
+                todo.push(p.to_string());
             }
         }
         let mut live_objects: BTreeSet<&str> = BTreeSet::new();

@@ -11,6 +11,7 @@ use crate::objects::{ObjectHash, ObjectReader, ObjectWriter, is_valid_key, objec
 use crate::store::Store;
 use crate::tar::UnpackOptions;
 use crate::wal::WalOp;
+use karapace_ids::{EnvId, LayerHash};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::fs;
@@ -40,17 +41,17 @@ impl fmt::Display for LayerKind {
 /// The JSON layer manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerManifest {
-    pub hash: String,
+    pub hash: LayerHash,
     pub kind: LayerKind,
-    pub parent: Option<String>,
+    pub parent: Option<LayerHash>,
     pub object_refs: Vec<String>,
     pub read_only: bool,
     pub tar_hash: String,
     /// Snapshots only: the environment and base layer the hash was derived from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env_id: Option<String>,
+    pub env_id: Option<EnvId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_layer: Option<String>,
+    pub base_layer: Option<LayerHash>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
     /// Snapshots only: the user's label (`commit --message`). Not part of the hash: a label
@@ -70,22 +71,21 @@ pub struct ImportOptions {
 }
 
 /// Hash of a non-snapshot layer: `blake3("layer:<kind>:<parent or empty>:<tar_hash>")`.
-pub fn layer_hash(kind: LayerKind, parent: Option<&str>, tar_hash: &str) -> String {
-    blake3::hash(format!("layer:{kind}:{}:{tar_hash}", parent.unwrap_or("")).as_bytes())
-        .to_hex()
-        .to_string()
+pub fn layer_hash(kind: LayerKind, parent: Option<&str>, tar_hash: &str) -> LayerHash {
+    let digest =
+        blake3::hash(format!("layer:{kind}:{}:{tar_hash}", parent.unwrap_or("")).as_bytes());
+    LayerHash::from_digest(digest.as_bytes())
 }
 
 /// Hash of a snapshot: `blake3("snapshot:<env_id>:<base_layer>:<tar_hash>")`.
-pub fn snapshot_hash(env_id: &str, base_layer: &str, tar_hash: &str) -> String {
-    blake3::hash(format!("snapshot:{env_id}:{base_layer}:{tar_hash}").as_bytes())
-        .to_hex()
-        .to_string()
+pub fn snapshot_hash(env_id: &str, base_layer: &str, tar_hash: &str) -> LayerHash {
+    let digest = blake3::hash(format!("snapshot:{env_id}:{base_layer}:{tar_hash}").as_bytes());
+    LayerHash::from_digest(digest.as_bytes())
 }
 
 impl LayerManifest {
     /// Recompute the manifest's hash from its own fields.
-    pub fn expected_hash(&self) -> Option<String> {
+    pub fn expected_hash(&self) -> Option<LayerHash> {
         match self.kind {
             LayerKind::Snapshot => Some(snapshot_hash(
                 self.env_id.as_deref()?,
@@ -142,14 +142,14 @@ impl Store {
     fn finish_import(
         &self,
         kind: LayerKind,
-        parent: Option<&str>,
+        parent: Option<&LayerHash>,
         tar_hash: String,
     ) -> Result<LayerManifest> {
-        let hash = layer_hash(kind, parent, &tar_hash);
+        let hash = layer_hash(kind, parent.map(LayerHash::as_str), &tar_hash);
         let m = LayerManifest {
             hash: hash.clone(),
             kind,
-            parent: parent.map(str::to_string),
+            parent: parent.cloned(),
             object_refs: vec![tar_hash.clone()],
             read_only: true,
             tar_hash,
@@ -170,7 +170,7 @@ impl Store {
         &self,
         dir: &Path,
         kind: LayerKind,
-        parent: Option<&str>,
+        parent: Option<&LayerHash>,
     ) -> Result<LayerManifest> {
         self.import_layer_dir_with(dir, kind, parent, ImportOptions::default())
     }
@@ -180,7 +180,7 @@ impl Store {
         &self,
         dir: &Path,
         kind: LayerKind,
-        parent: Option<&str>,
+        parent: Option<&LayerHash>,
         opts: ImportOptions,
     ) -> Result<LayerManifest> {
         if kind == LayerKind::Snapshot {
@@ -189,7 +189,7 @@ impl Store {
             ));
         }
         let _l = self.lock_exclusive()?;
-        self.check_parent(parent)?;
+        self.check_parent(parent.map(LayerHash::as_str))?;
         self.run_op(WalOp::Import, || {
             // An adopted directory becomes a layer tree as it is: whatever a build step or
             // an image left in it must carry no privileges (the packed tar never does).
@@ -197,7 +197,7 @@ impl Store {
             self.tree_worker().pack(dir, opts.adopt_tree, &mut w)?;
             let (tar_hash, _) = w.finish()?;
             crash_point("import.after_object");
-            let hash = layer_hash(kind, parent, &tar_hash);
+            let hash = layer_hash(kind, parent.map(LayerHash::as_str), &tar_hash);
             let tree = self.layout.trees.join(&hash);
             if opts.adopt_tree && !exists_nofollow(&tree) {
                 match fs::rename(dir, &tree) {
@@ -217,7 +217,7 @@ impl Store {
         &self,
         mut r: impl Read,
         kind: LayerKind,
-        parent: Option<&str>,
+        parent: Option<&LayerHash>,
     ) -> Result<LayerManifest> {
         if kind == LayerKind::Snapshot {
             return Err(StoreError::Invalid(
@@ -225,7 +225,7 @@ impl Store {
             ));
         }
         let _l = self.lock_exclusive()?;
-        self.check_parent(parent)?;
+        self.check_parent(parent.map(LayerHash::as_str))?;
         self.run_op(WalOp::Import, || {
             let mut w = self.new_object_writer()?;
             io::copy(&mut r, &mut w).map_err(io_err("import layer tar"))?;

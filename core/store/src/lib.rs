@@ -35,6 +35,7 @@ pub use diff::{
 pub use error::{CorruptEntry, StoreError};
 pub use gc::GcReport;
 pub use handover::Handover;
+pub use karapace_ids::{EnvId, LayerHash};
 pub use layers::{ImportOptions, LayerKind, LayerManifest, layer_hash, snapshot_hash};
 pub use lease::BuildLease;
 pub use meta::{

@@ -2,6 +2,7 @@
 //! name rules.
 
 use crate::error::{Result, StoreError};
+use karapace_ids::{EnvId, LayerHash};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
@@ -32,19 +33,19 @@ impl fmt::Display for EnvState {
 /// Stored description of one environment; also the JSON shape of `list --json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvMetadata {
-    pub env_id: String,
+    pub env_id: EnvId,
     pub short_id: String,
     pub name: Option<String>,
     pub state: EnvState,
     pub manifest_hash: String,
     /// Bottom layer (the base image).
-    pub base_layer: String,
+    pub base_layer: LayerHash,
     /// Read-only layers above the base, bottom to top.
     #[serde(default)]
-    pub dependency_layers: Vec<String>,
+    pub dependency_layers: Vec<LayerHash>,
     /// Topmost read-only layer, if any.
     #[serde(default)]
-    pub policy_layer: Option<String>,
+    pub policy_layer: Option<LayerHash>,
     /// RFC 3339 UTC.
     #[serde(default)]
     pub created_at: String,
@@ -57,7 +58,7 @@ pub struct EnvMetadata {
 
 impl EnvMetadata {
     /// Layers as overlay lowerdirs, top first.
-    pub fn lower_layers_top_first(&self) -> Vec<String> {
+    pub fn lower_layers_top_first(&self) -> Vec<LayerHash> {
         let mut v = Vec::new();
         if let Some(p) = &self.policy_layer {
             v.push(p.clone());
@@ -68,10 +69,10 @@ impl EnvMetadata {
     }
 
     /// The topmost read-only layer (a snapshot's parent).
-    pub fn top_layer(&self) -> &str {
+    pub fn top_layer(&self) -> &LayerHash {
         self.policy_layer
-            .as_deref()
-            .or(self.dependency_layers.last().map(String::as_str))
+            .as_ref()
+            .or(self.dependency_layers.last())
             .unwrap_or(&self.base_layer)
     }
 }
@@ -278,12 +279,12 @@ mod tests {
     #[test]
     fn metadata_round_trips_through_the_public_codec() {
         let meta = EnvMetadata {
-            env_id: "ab".repeat(32),
+            env_id: "ab".repeat(32).parse().unwrap(),
             short_id: "ab".repeat(6),
             name: None,
             state: EnvState::Built,
             manifest_hash: "cd".repeat(32),
-            base_layer: "ef".repeat(32),
+            base_layer: "ef".repeat(32).parse().unwrap(),
             dependency_layers: vec![],
             policy_layer: None,
             created_at: now_rfc3339(),

@@ -7,16 +7,17 @@ use crate::layers::{LayerKind, LayerManifest, snapshot_hash};
 use crate::meta::now_rfc3339;
 use crate::store::Store;
 use crate::wal::WalOp;
+use karapace_ids::LayerHash;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 
 /// One snapshot as listed by `snapshots`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotInfo {
-    pub hash: String,
-    pub parent: Option<String>,
+    pub hash: LayerHash,
+    pub parent: Option<LayerHash>,
     /// The value `restore` accepts (equal to `hash`).
-    pub restore_hash: String,
+    pub restore_hash: LayerHash,
     pub tar_hash: String,
     #[serde(default)]
     pub created_at: Option<String>,
@@ -45,13 +46,13 @@ pub fn check_label(label: &str) -> std::result::Result<(), String> {
 impl Store {
     /// Pack the env's upper (whiteout-aware) into a Snapshot layer; returns its hash.
     /// Idempotent: unchanged content gives the same hash and writes nothing new.
-    pub fn commit(&self, env_id: &str) -> Result<String> {
+    pub fn commit(&self, env_id: &str) -> Result<LayerHash> {
         self.commit_labelled(env_id, None)
     }
 
     /// [`Store::commit`] with a label for the snapshot; committing unchanged content again with
     /// another label relabels the existing snapshot.
-    pub fn commit_labelled(&self, env_id: &str, label: Option<&str>) -> Result<String> {
+    pub fn commit_labelled(&self, env_id: &str, label: Option<&str>) -> Result<LayerHash> {
         let _starts = self.hold_session_starts(env_id)?;
         let _l = self.lock_exclusive()?;
         let meta = self.read_meta_raw(env_id)?;
@@ -71,11 +72,11 @@ impl Store {
                     let m = LayerManifest {
                         hash: hash.clone(),
                         kind: LayerKind::Snapshot,
-                        parent: Some(meta.top_layer().to_string()),
+                        parent: Some(meta.top_layer().clone()),
                         object_refs: vec![tar_hash.clone()],
                         read_only: true,
                         tar_hash,
-                        env_id: Some(env_id.to_string()),
+                        env_id: Some(meta.env_id.clone()),
                         base_layer: Some(meta.base_layer.clone()),
                         created_at: Some(now_rfc3339()),
                         label: label.map(str::to_owned),

@@ -129,7 +129,7 @@ impl Store {
             (Some(_), LayerKind::Base) => return Err(bad("a base layer has a parent".into())),
             (Some(p), _) => {
                 if !is_valid_key(p) || !self.layout.layer_file(p).is_file() {
-                    return Err(StoreError::UnknownLayer(p.clone()));
+                    return Err(StoreError::UnknownLayer(p.to_string()));
                 }
             }
         }

@@ -12,6 +12,7 @@ use std::path::Path;
 
 use crate::objects::{is_valid_key, object_path};
 use crate::store::Store;
+use karapace_ids::{EnvId, LayerHash};
 
 /// Allocated bytes of one file (not followed).
 fn file_bytes(path: &Path) -> u64 {
@@ -73,8 +74,8 @@ impl Store {
     /// The snapshots of every environment, by `env_id`, each environment's oldest first: one
     /// read of the layer manifests for a whole store (asking for each of N environments would
     /// read them N times).
-    pub fn snapshot_hashes_by_env(&self) -> std::collections::HashMap<String, Vec<String>> {
-        let mut by_env: std::collections::HashMap<String, Vec<String>> =
+    pub fn snapshot_hashes_by_env(&self) -> std::collections::HashMap<EnvId, Vec<LayerHash>> {
+        let mut by_env: std::collections::HashMap<EnvId, Vec<LayerHash>> =
             std::collections::HashMap::new();
         for m in self.snapshot_manifests(None).unwrap_or_default() {
             if let Some(env) = m.env_id {

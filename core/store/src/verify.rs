@@ -6,6 +6,7 @@ use crate::layers::LayerKind;
 use crate::meta;
 use crate::objects::{is_valid_key, object_path, verify_object};
 use crate::store::Store;
+use karapace_ids::LayerHash;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -124,7 +125,8 @@ impl Store {
                         let missing: Vec<String> = m
                             .lower_layers_top_first()
                             .into_iter()
-                            .filter(|l| !is_valid_key(l) || !self.layout.layer_file(l).is_file())
+                            .filter(|l| !self.layout.layer_file(l).is_file())
+                            .map(LayerHash::into_string)
                             .collect();
                         (!missing.is_empty() && m.state != meta::EnvState::Defined)
                             .then(|| format!("missing layers: {}", missing.join(", ")))

@@ -19,7 +19,7 @@ struct World {
     root: PathBuf,
     a: String,
     b: String,
-    s1: String,
+    s1: karapace_store::LayerHash,
     v1: Vec<(String, String)>,
     v2: Vec<(String, String)>,
 }

@@ -105,7 +105,7 @@ fn layers_import_tree_and_adopt() {
     );
     assert_eq!(m.parent.as_deref(), Some(f.base.as_str()));
 
-    let unknown = "0".repeat(64);
+    let unknown = karapace_store::LayerHash::parse(&"0".repeat(64)).unwrap();
     let e = f
         .store
         .import_layer_dir(&src, LayerKind::Dependency, Some(&unknown))
@@ -508,7 +508,8 @@ fn gc_dry_run_matches_real_run_and_protects() {
     assert!(dry.dry_run);
     assert_eq!(dry.orphaned_envs.len(), 2);
     assert!(
-        dry.orphaned_layers.contains(&junk_layer.hash) && dry.orphaned_layers.contains(&snap_b)
+        dry.orphaned_layers.contains(&junk_layer.hash.to_string())
+            && dry.orphaned_layers.contains(&snap_b.to_string())
     );
     assert_eq!(dry.orphaned_layers.len(), 2);
     assert!(

@@ -133,7 +133,7 @@ fn write_entry(
     }
     exec.extend([
         "exec".to_owned(),
-        env.env_id.clone(),
+        env.env_id.to_string(),
         "--".to_owned(),
         app.to_owned(),
     ]);
@@ -142,7 +142,7 @@ fn write_entry(
         comment: format!("{app} in Karapace environment {}", env.short_id),
         exec,
         icon: icon.map(|p| p.to_string_lossy().into_owned()),
-        env_id: env.env_id.clone(),
+        env_id: env.env_id.to_string(),
         store: store_text.to_owned(),
     };
     let text = format::render(&entry).map_err(|e| e.to_string())?;

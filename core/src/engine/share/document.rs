@@ -4,7 +4,9 @@
 //! the store's metadata checksum (which covers every key), so a server can verify it without
 //! knowing these extra keys, and the standard tool's server stores it like any metadata.
 
-use karapace_store::{EnvMetadata, EnvState, is_valid_key, open_document, seal_document};
+use karapace_store::{
+    EnvMetadata, EnvState, LayerHash, is_valid_key, open_document, seal_document,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
@@ -25,7 +27,7 @@ pub struct SharedEnv {
     pub manifest_object: String,
     /// Snapshot layers, oldest first.
     #[serde(default)]
-    pub snapshots: Vec<String>,
+    pub snapshots: Vec<LayerHash>,
 }
 
 impl SharedEnv {
@@ -52,14 +54,12 @@ impl SharedEnv {
         if doc.meta.env_id != env_id {
             return Err(format!("it describes environment {}", doc.meta.env_id));
         }
-        let keys = std::iter::once(&doc.meta.base_layer)
-            .chain(&doc.meta.dependency_layers)
-            .chain(&doc.snapshots)
-            .chain([
-                &doc.lock_object,
-                &doc.manifest_object,
-                &doc.meta.manifest_hash,
-            ]);
+        // Layer hashes were checked when the record was read; the object keys are checked here.
+        let keys = [
+            &doc.lock_object,
+            &doc.manifest_object,
+            &doc.meta.manifest_hash,
+        ];
         if let Some(bad) = keys.into_iter().find(|k| !is_valid_key(k)) {
             return Err(format!("'{bad}' is not a key"));
         }
@@ -81,16 +81,20 @@ mod tests {
         std::iter::repeat_n(c, 64).collect()
     }
 
+    fn layer(c: char) -> LayerHash {
+        LayerHash::parse(&key(c)).unwrap()
+    }
+
     fn sample() -> SharedEnv {
         SharedEnv {
             meta: EnvMetadata {
-                env_id: key('e'),
+                env_id: key('e').parse().unwrap(),
                 short_id: key('e')[..12].to_string(),
                 name: Some("dev".into()),
                 state: EnvState::Built,
                 manifest_hash: key('a'),
-                base_layer: key('b'),
-                dependency_layers: vec![key('c')],
+                base_layer: layer('b'),
+                dependency_layers: vec![layer('c')],
                 policy_layer: None,
                 created_at: "2026-12-04T00:00:00Z".into(),
                 updated_at: "2026-12-04T00:00:00Z".into(),
@@ -98,7 +102,7 @@ mod tests {
             },
             lock_object: key('1'),
             manifest_object: key('2'),
-            snapshots: vec![key('3')],
+            snapshots: vec![layer('3')],
         }
     }
 
@@ -119,8 +123,16 @@ mod tests {
     fn a_record_for_another_environment_or_with_bad_keys_is_refused() {
         let text = sample().encode().unwrap();
         assert!(SharedEnv::decode(text.as_bytes(), &key('f')).is_err());
+        // A record sealed correctly around a layer "hash" that is a path.
+        let mut value = serde_json::to_value(sample()).unwrap();
+        let doc = value.as_object_mut().unwrap();
+        doc.remove("checksum");
+        doc.insert("snapshots".into(), serde_json::json!(["../../etc/passwd"]));
+        let text = karapace_store::seal_document(value).unwrap();
+        let err = SharedEnv::decode(text.as_bytes(), &key('e')).unwrap_err();
+        assert!(err.contains("not a layer hash"), "{err}");
         let mut bad = sample();
-        bad.snapshots = vec!["../../etc/passwd".into()];
+        bad.lock_object = "../x".into();
         let text = bad.encode().unwrap();
         let err = SharedEnv::decode(text.as_bytes(), &key('e')).unwrap_err();
         assert!(err.contains("is not a key"), "{err}");

@@ -26,7 +26,8 @@ use std::io::{Cursor, Read};
 
 use karapace_schema::LockFile;
 use karapace_store::{
-    EnvContent, EnvMetadata, EnvState, LayerKind, LayerManifest, Store, StoreError, validate_name,
+    EnvContent, EnvMetadata, EnvState, LayerHash, LayerKind, LayerManifest, Store, StoreError,
+    validate_name,
 };
 use serde::Serialize;
 
@@ -181,7 +182,7 @@ pub fn push_blobs(
 ) -> Result<PushReport> {
     let env = &out.env;
     let mut report = PushReport {
-        env_id: env.env_id.clone(),
+        env_id: env.env_id.to_string(),
         tag: tag.map(ToString::to_string),
         ..PushReport::default()
     };
@@ -229,7 +230,7 @@ pub fn push_blobs(
         remote.publish(
             tag,
             &RegistryEntry {
-                env_id: env.env_id.clone(),
+                env_id: env.env_id.to_string(),
                 short_id: env.short_id.clone(),
                 name: env.name.clone(),
                 pushed_at: karapace_store::now_rfc3339(),
@@ -334,7 +335,7 @@ impl Engine {
             store.receive_layer(m)?;
         }
         let top = match &existing {
-            Some(env) => env.top_layer().to_string(),
+            Some(env) => env.top_layer().clone(),
             None => write_policy_layer(&store, &fetched)?,
         };
         for m in layers.iter().filter(|m| m.kind == LayerKind::Snapshot) {
@@ -358,8 +359,8 @@ impl Engine {
                 .filter(|n| validate_name(n).is_ok())
                 .filter(|n| !name_taken(&store, n));
             store.create_env(EnvMetadata {
-                env_id: env_id.clone(),
-                short_id: env_id[..12].to_string(),
+                env_id: meta.env_id.clone(),
+                short_id: meta.env_id.short_id().to_string(),
                 name: name.map(str::to_string),
                 state: EnvState::Built,
                 manifest_hash: meta.manifest_hash.clone(),
@@ -563,7 +564,7 @@ fn receive_objects(
 }
 
 /// Writes the pulled environment's policy layer for this machine's user; returns its hash.
-fn write_policy_layer(store: &Store, fetched: &Fetched) -> Result<String> {
+fn write_policy_layer(store: &Store, fetched: &Fetched) -> Result<LayerHash> {
     let meta = &fetched.record.meta;
     let top = meta
         .dependency_layers

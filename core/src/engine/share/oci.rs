@@ -276,7 +276,10 @@ fn push_image(
         )
         .config(
             ConfigBuilder::default()
-                .labels(HashMap::from([(ENV_ID.to_string(), env.env_id.clone())]))
+                .labels(HashMap::from([(
+                    ENV_ID.to_string(),
+                    env.env_id.to_string(),
+                )]))
                 .build()
                 .map_err(|e| other("cannot build the image config", e))?,
         )
@@ -296,7 +299,10 @@ fn push_image(
         .media_type(MediaType::ImageManifest)
         .config(config_desc)
         .layers(image_layers)
-        .annotations(HashMap::from([(ENV_ID.to_string(), env.env_id.clone())]))
+        .annotations(HashMap::from([(
+            ENV_ID.to_string(),
+            env.env_id.to_string(),
+        )]))
         .build()
         .map_err(|e| other("cannot build the image manifest", e))?;
     Ok(image)
@@ -352,7 +358,10 @@ fn push_record(
         .artifact_type(MediaType::from(RECORD_ARTIFACT))
         .config(record_desc)
         .layers(record_layers)
-        .annotations(HashMap::from([(ENV_ID.to_string(), env.env_id.clone())]))
+        .annotations(HashMap::from([(
+            ENV_ID.to_string(),
+            env.env_id.to_string(),
+        )]))
         .build()
         .map_err(|e| other("cannot build the record manifest", e))?;
     Ok(record)
@@ -395,7 +404,7 @@ impl Remote for OciRemote {
             client: &self.client,
             repo: &repo,
             report: PushReport {
-                env_id: env.env_id.clone(),
+                env_id: env.env_id.to_string(),
                 tag: Some(tag.to_string()),
                 ..PushReport::default()
             },
@@ -420,7 +429,10 @@ impl Remote for OciRemote {
             .schema_version(2u32)
             .media_type(MediaType::ImageIndex)
             .manifests(vec![image_desc, record_manifest_desc])
-            .annotations(HashMap::from([(ENV_ID.to_string(), env.env_id.clone())]))
+            .annotations(HashMap::from([(
+                ENV_ID.to_string(),
+                env.env_id.to_string(),
+            )]))
             .build()
             .map_err(|e| other("cannot build the image index", e))?;
         let index_bytes =

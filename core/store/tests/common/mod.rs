@@ -1,7 +1,7 @@
 //! Shared fixtures for the store's integration tests.
 #![allow(dead_code)]
 
-use karapace_store::{EnvMetadata, EnvState, LayerKind, Store};
+use karapace_store::{EnvMetadata, EnvState, LayerHash, LayerKind, Store};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -33,7 +33,7 @@ pub struct Fixture {
     pub tmp: tempfile::TempDir,
     pub root: PathBuf,
     pub store: Store,
-    pub base: String,
+    pub base: LayerHash,
 }
 
 pub fn fixture() -> Fixture {
@@ -57,12 +57,12 @@ pub fn fixture() -> Fixture {
 
 pub fn meta(name: &str, base: &str, state: EnvState) -> EnvMetadata {
     EnvMetadata {
-        env_id: env_id(name),
+        env_id: env_id(name).parse().unwrap(),
         short_id: String::new(),
         name: Some(name.to_string()),
         state,
         manifest_hash: blake3::hash(b"manifest").to_hex().to_string(),
-        base_layer: base.to_string(),
+        base_layer: base.parse().unwrap(),
         dependency_layers: vec![],
         policy_layer: None,
         created_at: String::new(),
