@@ -126,9 +126,9 @@ impl Arch {
         Ok(self.policy(Verdict::Allow, rules))
     }
 
-    /// The control and init processes' allowlist: [`policy::CONTROL_ALLOWED`] (with `prctl`
-    /// limited to [`policy::CONTROL_PRCTLS`] and no executable memory); EPERM for everything
-    /// else, ENOSYS for the other ABI's range; foreign architectures killed.
+    /// The control and init processes' allowlist: [`policy::CONTROL_ALLOWED`] (with the
+    /// arguments of [`policy::CONTROL_ARGUMENTS`] only, and no executable memory); EPERM for
+    /// everything else, ENOSYS for the other ABI's range; foreign architectures killed.
     pub fn control(&self) -> Result<Policy, Error> {
         let mut rules = BTreeMap::new();
         self.always(&mut rules, policy::CONTROL_ALLOWED, Verdict::Allow)?;
@@ -143,15 +143,17 @@ impl Arch {
                 },
             );
         }
-        rules.insert(
-            self.nr("prctl")?,
-            Rule::ArgIn {
-                arg: 0,
-                values: policy::CONTROL_PRCTLS.iter().map(|(_, v)| *v).collect(),
-                hit: Verdict::Allow,
-                miss: EPERM,
-            },
-        );
+        for (name, arg, values) in policy::CONTROL_ARGUMENTS {
+            rules.insert(
+                self.nr(name)?,
+                Rule::ArgIn {
+                    arg: *arg,
+                    values: values.iter().map(|(_, v)| *v).collect(),
+                    hit: Verdict::Allow,
+                    miss: EPERM,
+                },
+            );
+        }
         Ok(self.policy(EPERM, rules))
     }
 

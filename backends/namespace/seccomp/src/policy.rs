@@ -106,14 +106,19 @@ pub const CONTROL_ALLOWED: &[&str] = &[
     // SCM_RIGHTS), waiting for all of them at once, closing descriptors once done.
     "read",
     "readv",
+    "recvfrom",
     "recvmsg",
     "write",
     "writev",
+    "sendto",
     "sendmsg",
     "poll",
     "ppoll",
     "signalfd4",
     "close",
+    // Descriptor flags only (see CONTROL_ARGUMENTS): the standard library checks that a
+    // descriptor is open (`F_GETFD`) before it closes it in debug builds.
+    "fcntl",
     // Delivering relayed signals to the environment's init process (control) or workload
     // (init), and collecting exit statuses.
     "kill",
@@ -145,15 +150,30 @@ pub const CONTROL_ALLOWED: &[&str] = &[
     "gettid",
     "tgkill",
     // The init process renames itself before its last report (`PR_SET_NAME` only, see
-    // CONTROL_PRCTLS).
+    // CONTROL_ARGUMENTS).
     "prctl",
     // Leaving.
     "exit",
     "exit_group",
 ];
 
-/// `prctl` options (first argument) the control and init processes may use: `PR_SET_NAME`.
-pub const CONTROL_PRCTLS: &[(&str, u32)] = &[("PR_SET_NAME", 15)];
+/// Calls of [`CONTROL_ALLOWED`] allowed only with one of the listed values in one argument
+/// (low 32 bits); other values get EPERM: `prctl` only to set the process's name, `fcntl`
+/// only to read and set descriptor and status flags (no duplicating, locking, leases, owners or
+/// pipe sizes).
+pub const CONTROL_ARGUMENTS: &[(&str, u8, &[(&str, u32)])] = &[
+    ("prctl", 0, &[("PR_SET_NAME", 15)]),
+    (
+        "fcntl",
+        1,
+        &[
+            ("F_GETFD", 1),
+            ("F_SETFD", 2),
+            ("F_GETFL", 3),
+            ("F_SETFL", 4),
+        ],
+    ),
+];
 
 /// Calls of [`CONTROL_ALLOWED`] refused with EPERM when their protection argument (the third)
 /// asks for executable memory (`PROT_EXEC`): the control and init processes never map code

@@ -35,12 +35,15 @@ table! {
     mremap = 25, libc::SYS_mremap;
     madvise = 28, libc::SYS_madvise;
     getpid = 39, libc::SYS_getpid;
+    sendto = 44, libc::SYS_sendto;
+    recvfrom = 45, libc::SYS_recvfrom;
     sendmsg = 46, libc::SYS_sendmsg;
     recvmsg = 47, libc::SYS_recvmsg;
     clone = 56, libc::SYS_clone;
     exit = 60, libc::SYS_exit;
     wait4 = 61, libc::SYS_wait4;
     kill = 62, libc::SYS_kill;
+    fcntl = 72, libc::SYS_fcntl;
     chown = 92, libc::SYS_chown;
     fchown = 93, libc::SYS_fchown;
     lchown = 94, libc::SYS_lchown;

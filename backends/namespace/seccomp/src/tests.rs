@@ -109,11 +109,20 @@ fn control_reference() -> Vec<Insn> {
         let no_exec = cond(2, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(exec), 0);
         rules.insert(nr(name), vec![no_exec]);
     }
-    let prctls = policy::CONTROL_PRCTLS
-        .iter()
-        .map(|(_, o)| cond(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, u64::from(*o)))
-        .collect();
-    rules.insert(nr("prctl"), prctls);
+    for (name, arg, values) in policy::CONTROL_ARGUMENTS {
+        let allowed = values
+            .iter()
+            .map(|(_, v)| {
+                cond(
+                    *arg,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    u64::from(*v),
+                )
+            })
+            .collect();
+        rules.insert(nr(name), allowed);
+    }
     with_prelude(
         rules,
         SeccompAction::Errno(u32::from(policy::EPERM)),
@@ -156,6 +165,10 @@ fn inputs() -> Vec<Data> {
     }
     for option in [15, 4, 22, 38, 0xffff_ffff_0000_000f] {
         args.push([option, 0, 0, 0, 0, 0]);
+    }
+    // fcntl commands (second argument): F_GETFD, F_SETFL, F_DUPFD_CLOEXEC, F_SETLK.
+    for cmd in [1, 4, 1030, 6, 0xffff_ffff_0000_0001] {
+        args.push([3, cmd, 0, 0, 0, 0]);
     }
     let mut out = Vec::new();
     for arch in [AUDIT_ARCH_X86_64, 0x4000_0003, 0xC000_00B7] {
@@ -234,7 +247,7 @@ fn denied_calls_get_eperm_and_ordinary_calls_pass() {
 #[test]
 fn the_control_process_gets_its_list_and_nothing_else() {
     let prog = Programs::for_arch("x86_64").unwrap().control;
-    let special = ["prctl"];
+    let special = ["prctl", "fcntl"];
     for name in policy::CONTROL_ALLOWED {
         if !special.contains(name) {
             assert_eq!(call(&prog, nr(name), [0; 6]), ALLOW, "{name}");
@@ -255,6 +268,10 @@ fn the_control_process_gets_its_list_and_nothing_else() {
     // PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS
     assert_eq!(call(&prog, nr("prctl"), [4, 1, 0, 0, 0, 0]), EPERM);
     assert_eq!(call(&prog, nr("prctl"), [38, 1, 0, 0, 0, 0]), EPERM);
+    assert_eq!(call(&prog, nr("fcntl"), [3, 1, 0, 0, 0, 0]), ALLOW);
+    // F_DUPFD_CLOEXEC, F_SETLK
+    assert_eq!(call(&prog, nr("fcntl"), [3, 1030, 0, 0, 0, 0]), EPERM);
+    assert_eq!(call(&prog, nr("fcntl"), [3, 6, 0, 0, 0, 0]), EPERM);
 }
 
 #[test]
@@ -298,10 +315,19 @@ fn the_x86_64_table_has_the_kernels_numbers() {
     .collect();
     let ours: Vec<u32> = policy::CLONE_NS_FLAGS.iter().map(|(_, f)| *f).collect();
     assert_eq!(ours, flags);
-    assert_eq!(
-        policy::CONTROL_PRCTLS,
-        &[("PR_SET_NAME", libc::PR_SET_NAME.cast_unsigned())]
-    );
+    for (name, _, values) in policy::CONTROL_ARGUMENTS {
+        for (constant, value) in *values {
+            let libc = match *constant {
+                "PR_SET_NAME" => libc::PR_SET_NAME,
+                "F_GETFD" => libc::F_GETFD,
+                "F_SETFD" => libc::F_SETFD,
+                "F_GETFL" => libc::F_GETFL,
+                "F_SETFL" => libc::F_SETFL,
+                other => panic!("{name}: {other}"),
+            };
+            assert_eq!(*value, libc.cast_unsigned(), "{name} {constant}");
+        }
+    }
     assert_eq!(policy::PROT_EXEC, libc::PROT_EXEC.cast_unsigned());
     assert_eq!(i32::from(policy::EPERM), libc::EPERM);
     assert_eq!(i32::from(policy::ENOSYS), libc::ENOSYS);
