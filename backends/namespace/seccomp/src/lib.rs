@@ -143,12 +143,12 @@ impl Arch {
                 },
             );
         }
-        for (name, arg, values) in policy::CONTROL_ARGUMENTS {
+        for rule in policy::CONTROL_ARGUMENTS {
             rules.insert(
-                self.nr(name)?,
+                self.nr(rule.call)?,
                 Rule::ArgIn {
-                    arg: *arg,
-                    values: values.iter().map(|(_, v)| *v).collect(),
+                    arg: rule.arg,
+                    values: rule.allowed.iter().map(|(_, v)| *v).collect(),
                     hit: Verdict::Allow,
                     miss: EPERM,
                 },

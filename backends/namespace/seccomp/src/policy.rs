@@ -161,19 +161,30 @@ pub const CONTROL_ALLOWED: &[&str] = &[
 /// (low 32 bits); other values get EPERM: `prctl` only to set the process's name, `fcntl`
 /// only to read and set descriptor and status flags (no duplicating, locking, leases, owners or
 /// pipe sizes).
-pub const CONTROL_ARGUMENTS: &[(&str, u8, &[(&str, u32)])] = &[
-    ("prctl", 0, &[("PR_SET_NAME", 15)]),
-    (
-        "fcntl",
-        1,
-        &[
+pub const CONTROL_ARGUMENTS: &[ArgumentRule] = &[
+    ArgumentRule {
+        call: "prctl",
+        arg: 0,
+        allowed: &[("PR_SET_NAME", 15)],
+    },
+    ArgumentRule {
+        call: "fcntl",
+        arg: 1,
+        allowed: &[
             ("F_GETFD", 1),
             ("F_SETFD", 2),
             ("F_GETFL", 3),
             ("F_SETFL", 4),
         ],
-    ),
+    },
 ];
+
+/// A call allowed only with one of `allowed` (named constants) in argument `arg`.
+pub struct ArgumentRule {
+    pub call: &'static str,
+    pub arg: u8,
+    pub allowed: &'static [(&'static str, u32)],
+}
 
 /// Calls of [`CONTROL_ALLOWED`] refused with EPERM when their protection argument (the third)
 /// asks for executable memory (`PROT_EXEC`): the control and init processes never map code

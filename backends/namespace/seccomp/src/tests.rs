@@ -15,7 +15,7 @@ const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 const ALLOW: u32 = 0x7fff_0000;
 const EPERM: u32 = 0x0005_0000 | 1;
-const ENOSYS: u32 = 0x0005_0000 | 38;
+const ENOSYS: u32 = 0x0005_0000 | 0x26; // 38
 
 fn x86_64() -> Arch {
     Arch::of("x86_64").unwrap()
@@ -109,19 +109,16 @@ fn control_reference() -> Vec<Insn> {
         let no_exec = cond(2, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(exec), 0);
         rules.insert(nr(name), vec![no_exec]);
     }
-    for (name, arg, values) in policy::CONTROL_ARGUMENTS {
-        let allowed = values
+    for rule in policy::CONTROL_ARGUMENTS {
+        let allowed = rule
+            .allowed
             .iter()
             .map(|(_, v)| {
-                cond(
-                    *arg,
-                    SeccompCmpArgLen::Dword,
-                    SeccompCmpOp::Eq,
-                    u64::from(*v),
-                )
+                let v = u64::from(*v);
+                cond(rule.arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, v)
             })
             .collect();
-        rules.insert(nr(name), allowed);
+        rules.insert(nr(rule.call), allowed);
     }
     with_prelude(
         rules,
@@ -155,7 +152,7 @@ fn inputs() -> Vec<Data> {
         args.push([0, req | 0xffff_ffff_0000_0000, 0, 0, 0, 0]);
     }
     for (_, f) in policy::CLONE_NS_FLAGS {
-        args.push([u64::from(*f) | 17, 0, 0, 0, 0, 0]); // | SIGCHLD
+        args.push([u64::from(*f) | 0x11, 0, 0, 0, 0, 0]); // | SIGCHLD
     }
     args.push([0x0120_0011, 0, 0, 0, 0, 0]); // fork()'s flags
     args.push([0xffff_ffff_0000_0011, 0, 0, 0, 0, 0]);
@@ -260,10 +257,10 @@ fn the_control_process_gets_its_list_and_nothing_else() {
     // The workload's ENOSYS calls are just refused here; x32 numbers still get ENOSYS.
     assert_eq!(call(&prog, nr("clone3"), [0; 6]), EPERM);
     assert_eq!(call(&prog, 0x4000_0000, [0; 6]), ENOSYS);
-    let prot = |p| [0, 4096, p, 0x22, u64::MAX, 0];
-    assert_eq!(call(&prog, nr("mmap"), prot(0x3)), ALLOW);
-    assert_eq!(call(&prog, nr("mmap"), prot(0x7)), EPERM);
-    assert_eq!(call(&prog, nr("mprotect"), prot(0x5)), EPERM);
+    let protection = |p| [0, 4096, p, 0x22, u64::MAX, 0];
+    assert_eq!(call(&prog, nr("mmap"), protection(0x3)), ALLOW);
+    assert_eq!(call(&prog, nr("mmap"), protection(0x7)), EPERM);
+    assert_eq!(call(&prog, nr("mprotect"), protection(0x5)), EPERM);
     assert_eq!(call(&prog, nr("prctl"), [15, 0, 0, 0, 0, 0]), ALLOW);
     // PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS
     assert_eq!(call(&prog, nr("prctl"), [4, 1, 0, 0, 0, 0]), EPERM);
@@ -315,8 +312,9 @@ fn the_x86_64_table_has_the_kernels_numbers() {
     .collect();
     let ours: Vec<u32> = policy::CLONE_NS_FLAGS.iter().map(|(_, f)| *f).collect();
     assert_eq!(ours, flags);
-    for (name, _, values) in policy::CONTROL_ARGUMENTS {
-        for (constant, value) in *values {
+    for rule in policy::CONTROL_ARGUMENTS {
+        let name = rule.call;
+        for (constant, value) in rule.allowed {
             let libc = match *constant {
                 "PR_SET_NAME" => libc::PR_SET_NAME,
                 "F_GETFD" => libc::F_GETFD,
