@@ -148,9 +148,6 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // The seccomp filters do not depend on the request: build them while the
-    // core is still preparing it (a failure is reported by `launch`).
-    let _ = backend::precompile();
     let uid = nix::unistd::getuid().as_raw();
     let gid = nix::unistd::getgid().as_raw();
 

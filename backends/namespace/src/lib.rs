@@ -8,7 +8,6 @@
 //! itself and reaps. Progress is reported to the caller as protocol frames
 //! on a pipe.
 
-mod bpf;
 mod confine;
 mod idmap;
 mod init;
@@ -16,6 +15,8 @@ mod join;
 pub mod oci;
 mod pty;
 mod rootfs;
+#[path = "../seccomp/src/policy.rs"]
+pub mod seccomp_policy;
 mod sys;
 pub mod worker;
 mod workload;
@@ -33,10 +34,7 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::unistd::{Pid, getgid, getuid, pipe2};
 
-pub use confine::{
-    ConfineError, DENIED, DENIED_CONTROL, PACKAGE_MANAGER_CAPS, UNSUPPORTED, confine_control,
-    landlock_decision, precompile,
-};
+pub use confine::{ConfineError, PACKAGE_MANAGER_CAPS, confine_control, landlock_decision};
 pub use idmap::{IdMap, SubRange, subordinate_ranges};
 pub use sys::landlock_abi;
 
@@ -175,11 +173,6 @@ pub fn blocked_set() -> nix::sys::signal::SigSet {
 /// blocked [`blocked_set`].
 pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
     let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
-    confine::precompile().map_err(|e| Refusal::Setup {
-        step: SetupStep::Confine,
-        detail: format!("seccomp filter: {e}"),
-        errno: 0,
-    })?;
     if !p.join.is_empty() {
         let maps = p.id_map.lines(p.identity, uid, gid);
         let target = join::open_target(&p.join, uid, gid, &maps)?;

@@ -39,6 +39,7 @@ use oci_spec::runtime::{
     ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+use crate::seccomp_policy as policy;
 use crate::{Prepared, PreparedUpper, SetupStep, confine};
 
 /// The session's stage (the scratch tmpfs of `rootfs.rs`).
@@ -251,26 +252,26 @@ fn syscall(
     b.build().map_err(|e| e.to_string())
 }
 
-/// The namespace backend's seccomp policy (`confine::policy`) as `linux.seccomp`: EPERM for
-/// [`confine::DENIED`], for `ioctl` `TIOCSTI`/`TIOCLINUX` and for `clone` with any namespace
-/// flag; ENOSYS for [`confine::UNSUPPORTED`]; only x86-64 (a foreign architecture's calls get
-/// libseccomp's bad-architecture action, which kills). With `ignore_chown` the `chown` family
-/// succeeds without effect, as in the namespace backend's collapsed id map.
+/// The namespace backend's workload policy ([`crate::seccomp_policy`], the tables its
+/// embedded programs are compiled from) as `linux.seccomp`: EPERM for [`policy::DENIED`], for
+/// `ioctl` [`policy::DENIED_IOCTLS`] and for `clone` with any of [`policy::CLONE_NS_FLAGS`];
+/// ENOSYS for [`policy::UNSUPPORTED`]; only x86-64 (a foreign architecture's calls get
+/// libseccomp's bad-architecture action, which kills). With `ignore_chown` the
+/// [`policy::IGNORED_CHOWN`] family succeeds without effect, as in the namespace backend's
+/// collapsed id map.
 pub fn seccomp(ignore_chown: bool) -> Result<LinuxSeccomp, String> {
-    let eperm = libc::EPERM;
-    let denied: Vec<&str> = confine::DENIED.iter().map(|(n, _)| *n).collect();
-    let unsupported: Vec<&str> = confine::UNSUPPORTED.iter().map(|(n, _)| *n).collect();
+    let eperm = i32::from(policy::EPERM);
     let mut rules = vec![
-        syscall(&denied, eperm, Vec::new())?,
-        syscall(&unsupported, libc::ENOSYS, Vec::new())?,
+        syscall(policy::DENIED, eperm, Vec::new())?,
+        syscall(policy::UNSUPPORTED, i32::from(policy::ENOSYS), Vec::new())?,
     ];
     // The kernel reads only the low 32 bits of an ioctl request: compare those, or a request
     // with high bits set would pass the rule and still reach TIOCSTI.
-    for request in [libc::TIOCSTI, libc::TIOCLINUX] {
+    for (_, request) in policy::DENIED_IOCTLS {
         let arg = LinuxSeccompArgBuilder::default()
             .index(1usize)
             .value(0xffff_ffff_u64)
-            .value_two(request)
+            .value_two(u64::from(*request))
             .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
             .build()
             .map_err(|e| e.to_string())?;
@@ -278,8 +279,8 @@ pub fn seccomp(ignore_chown: bool) -> Result<LinuxSeccomp, String> {
     }
     // One rule per flag: a rule's argument conditions must all hold, so "any of these bits"
     // is one rule for each bit.
-    for flag in confine::CLONE_NS_FLAGS {
-        let bit = u64::from(flag.cast_unsigned());
+    for (_, flag) in policy::CLONE_NS_FLAGS {
+        let bit = u64::from(*flag);
         let arg = LinuxSeccompArgBuilder::default()
             .index(0usize)
             .value(bit)
@@ -290,11 +291,7 @@ pub fn seccomp(ignore_chown: bool) -> Result<LinuxSeccomp, String> {
         rules.push(syscall(&["clone"], eperm, vec![arg])?);
     }
     if ignore_chown {
-        rules.push(syscall(
-            &["chown", "fchown", "lchown", "fchownat"],
-            0,
-            Vec::new(),
-        )?);
+        rules.push(syscall(policy::IGNORED_CHOWN, 0, Vec::new())?);
     }
     LinuxSeccompBuilder::default()
         .default_action(LinuxSeccompAction::ScmpActAllow)
@@ -705,17 +702,17 @@ mod tests {
                 .filter(|r| r["names"].as_array().unwrap().iter().any(|n| n == name))
                 .collect::<Vec<_>>()
         };
-        for (name, _) in confine::DENIED {
+        for name in policy::DENIED {
             let r = rule_of(name);
             assert_eq!(r.len(), 1, "{name}");
             assert_eq!(r[0]["action"], "SCMP_ACT_ERRNO");
             assert_eq!(r[0]["errnoRet"], libc::EPERM);
         }
-        for (name, _) in confine::UNSUPPORTED {
+        for name in policy::UNSUPPORTED {
             assert_eq!(rule_of(name)[0]["errnoRet"], libc::ENOSYS, "{name}");
         }
         let clone = rule_of("clone");
-        assert_eq!(clone.len(), confine::CLONE_NS_FLAGS.len());
+        assert_eq!(clone.len(), policy::CLONE_NS_FLAGS.len());
         assert!(
             clone
                 .iter()

@@ -1,5 +1,5 @@
-//! A small seccomp program generator whose system-call dispatch is a binary
-//! search, not a linear chain.
+//! The seccomp program generator: its system-call dispatch is a binary search, not a linear
+//! chain.
 //!
 //! Why not just seccompiler's output: it tests the rules one system call
 //! after another, and when a filter is installed the kernel emulates it once
@@ -7,12 +7,11 @@
 //! ~50 rules that emulation dominated the cost of `seccomp(2)` (0.2–0.3 ms per
 //! process, on the critical path of every `exec`). Here every system call
 //! reaches its verdict after about a dozen instructions at most, so installing is cheap
-//! and so is the per-call run time. seccompiler still installs the program
-//! and stays the reference the tests compare against.
+//! and so is the per-call run time. seccompiler stays the reference the tests compare against.
 
 use std::collections::BTreeMap;
 
-use seccompiler::sock_filter;
+use crate::Insn;
 
 /// What the program answers for a system call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,35 +22,38 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    fn ret_value(self) -> u32 {
+    /// The filter's return value (`SECCOMP_RET_*`).
+    pub fn ret_value(self) -> u32 {
         match self {
-            Verdict::Allow => libc::SECCOMP_RET_ALLOW,
-            Verdict::Errno(e) => libc::SECCOMP_RET_ERRNO | u32::from(e),
-            Verdict::KillProcess => libc::SECCOMP_RET_KILL_PROCESS,
+            Verdict::Allow => 0x7fff_0000,
+            Verdict::Errno(e) => 0x0005_0000 | u32::from(e),
+            Verdict::KillProcess => 0x8000_0000,
         }
     }
 }
 
-/// The rule of one system call (calls without a rule are allowed).
+/// The rule of one system call (calls without a rule get the policy's `default`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rule {
     /// Every call gets `Verdict`.
     Always(Verdict),
     /// Calls whose argument `arg`, low 32 bits, equals one of `values` get
-    /// `verdict`; others are allowed. (ioctl request numbers are 32-bit in the
+    /// `hit`, others `miss`. (ioctl request numbers are 32-bit in the
     /// kernel, so high garbage bits cannot sneak past.)
     ArgIn {
         arg: u8,
         values: Vec<u32>,
-        verdict: Verdict,
+        hit: Verdict,
+        miss: Verdict,
     },
     /// Calls whose argument `arg`, low 32 bits, shares a bit with `mask` get
-    /// `verdict`; others are allowed (`clone` takes its flags from the low 32
+    /// `hit`, others `miss` (`clone` takes its flags from the low 32
     /// bits only).
     ArgAnyBit {
         arg: u8,
         mask: u32,
-        verdict: Verdict,
+        hit: Verdict,
+        miss: Verdict,
     },
 }
 
@@ -64,6 +66,8 @@ pub struct Policy {
     pub foreign_arch: Verdict,
     /// Calls numbered at or above this bit (x32 on `x86_64`) and their verdict.
     pub high_range: Option<(u32, Verdict)>,
+    /// Verdict for calls without a rule.
+    pub default: Verdict,
     /// Per-call rules, keyed by system-call number.
     pub rules: BTreeMap<u32, Rule>,
 }
@@ -131,7 +135,7 @@ impl Asm {
     fn ret(&mut self, v: Verdict) {
         self.stmt(RET_K, v.ret_value());
     }
-    fn finish(self) -> Result<Vec<sock_filter>, BpfError> {
+    fn finish(self) -> Result<Vec<Insn>, BpfError> {
         if self.insns.len() > MAX_INSNS {
             return Err(BpfError::TooLong(self.insns.len()));
         }
@@ -156,14 +160,14 @@ impl Asm {
                 if code == JA {
                     let d = distance(i, jt)?;
                     let k = u32::try_from(d).map_err(|_| BpfError::JumpTooFar(d))?;
-                    return Ok(sock_filter {
+                    return Ok(Insn {
                         code,
                         jt: 0,
                         jf: 0,
                         k,
                     });
                 }
-                Ok(sock_filter {
+                Ok(Insn {
                     code,
                     jt: short(distance(i, jt)?)?,
                     jf: short(distance(i, jf)?)?,
@@ -185,7 +189,7 @@ fn arg_low(arg: u8) -> Result<u32, BpfError> {
 fn rule_len(rule: &Rule) -> usize {
     match rule {
         Rule::Always(_) => 1,
-        // load, one test per value, allow, verdict
+        // load, one test per value, miss, hit
         Rule::ArgIn { values, .. } => values.len() + 3,
         Rule::ArgAnyBit { .. } => 4,
     }
@@ -199,24 +203,30 @@ fn emit_rule(asm: &mut Asm, rule: &Rule) -> Result<(), BpfError> {
         Rule::ArgIn {
             arg,
             values,
-            verdict,
+            hit,
+            miss,
         } => {
-            let hit = asm.label();
+            let matched = asm.label();
             asm.stmt(LD_W_ABS, arg_low(*arg)?);
             for value in values {
-                asm.jump(JEQ_K, *value, Target::Label(hit), Target::Next);
+                asm.jump(JEQ_K, *value, Target::Label(matched), Target::Next);
             }
-            asm.ret(Verdict::Allow);
-            asm.place(hit);
-            asm.ret(*verdict);
+            asm.ret(*miss);
+            asm.place(matched);
+            asm.ret(*hit);
         }
-        Rule::ArgAnyBit { arg, mask, verdict } => {
-            let hit = asm.label();
+        Rule::ArgAnyBit {
+            arg,
+            mask,
+            hit,
+            miss,
+        } => {
+            let matched = asm.label();
             asm.stmt(LD_W_ABS, arg_low(*arg)?);
-            asm.jump(JSET_K, *mask, Target::Label(hit), Target::Next);
-            asm.ret(Verdict::Allow);
-            asm.place(hit);
-            asm.ret(*verdict);
+            asm.jump(JSET_K, *mask, Target::Label(matched), Target::Next);
+            asm.ret(*miss);
+            asm.place(matched);
+            asm.ret(*hit);
         }
     }
     Ok(())
@@ -235,8 +245,8 @@ fn search_len(calls: &[(u32, &Rule)]) -> usize {
 
 /// Emits a binary search over `calls` (sorted by number): a leaf compares a
 /// few numbers in turn, each followed by its rule; numbers not listed fall
-/// to `RET allow`.
-fn search(asm: &mut Asm, calls: &[(u32, &Rule)]) -> Result<(), BpfError> {
+/// to `RET default`.
+fn search(asm: &mut Asm, calls: &[(u32, &Rule)], default: Verdict) -> Result<(), BpfError> {
     if calls.len() <= LEAF {
         for (nr, rule) in calls {
             let miss = asm.label();
@@ -244,7 +254,7 @@ fn search(asm: &mut Asm, calls: &[(u32, &Rule)]) -> Result<(), BpfError> {
             emit_rule(asm, rule)?;
             asm.place(miss);
         }
-        asm.ret(Verdict::Allow);
+        asm.ret(default);
         return Ok(());
     }
     let (lower, upper) = calls.split_at(calls.len() / 2);
@@ -257,13 +267,13 @@ fn search(asm: &mut Asm, calls: &[(u32, &Rule)]) -> Result<(), BpfError> {
         asm.always(to_upper);
         asm.place(to_lower);
     }
-    search(asm, lower)?;
+    search(asm, lower, default)?;
     asm.place(to_upper);
-    search(asm, upper)
+    search(asm, upper, default)
 }
 
 /// Compiles `policy` to a classic BPF program for `seccomp(2)`.
-pub fn compile(policy: &Policy) -> Result<Vec<sock_filter>, BpfError> {
+pub fn compile(policy: &Policy) -> Result<Vec<Insn>, BpfError> {
     let mut asm = Asm::default();
     let native = asm.label();
     asm.stmt(LD_W_ABS, OFF_ARCH);
@@ -278,15 +288,14 @@ pub fn compile(policy: &Policy) -> Result<Vec<sock_filter>, BpfError> {
         asm.place(below);
     }
     let calls: Vec<(u32, &Rule)> = policy.rules.iter().map(|(n, r)| (*n, r)).collect();
-    search(&mut asm, &calls)?;
+    search(&mut asm, &calls, policy.default)?;
     asm.finish()
 }
 
 /// A classic-BPF interpreter for the instructions seccomp filters use, for
 /// tests: checks programs by running them rather than by reading them.
-#[cfg(test)]
 pub mod emulate {
-    use seccompiler::sock_filter;
+    use crate::Insn;
 
     /// The `struct seccomp_data` a filter sees.
     #[derive(Debug, Clone, Copy)]
@@ -316,9 +325,10 @@ pub mod emulate {
     }
 
     /// Runs `prog` on `data`; returns the return value and the number of
-    /// instructions executed.
+    /// instructions executed. Panics on an instruction seccomp filters do not use, a load
+    /// outside `struct seccomp_data` or a jump out of the program.
     #[allow(clippy::many_single_char_names)] // a, x, k: the BPF machine's own names
-    pub fn run(prog: &[sock_filter], data: &Data) -> (u32, usize) {
+    pub fn run(prog: &[Insn], data: &Data) -> (u32, usize) {
         let (mut a, mut x, mut pc, mut steps) = (0u32, 0u32, 0usize, 0usize);
         loop {
             let i = &prog[pc];
@@ -358,6 +368,7 @@ mod tests {
             arch: ARCH,
             foreign_arch: Verdict::KillProcess,
             high_range: Some((0x4000_0000, Verdict::Errno(38))),
+            default: Verdict::Allow,
             rules: nrs
                 .iter()
                 .map(|n| (*n, Rule::Always(Verdict::Errno(1))))
@@ -396,7 +407,7 @@ mod tests {
         let prog = compile(&policy(&[1, 2, 3])).unwrap();
         let mut d = data(1);
         d.arch = 0x4000_0003; // i386
-        assert_eq!(run(&prog, &d).0, libc::SECCOMP_RET_KILL_PROCESS);
+        assert_eq!(run(&prog, &d).0, Verdict::KillProcess.ret_value());
         assert_eq!(
             run(&prog, &data(0x4000_0001)).0,
             Verdict::Errno(38).ret_value()
@@ -415,7 +426,8 @@ mod tests {
             Rule::ArgIn {
                 arg: 1,
                 values: vec![0x5412, 0x541C],
-                verdict: Verdict::Errno(1),
+                hit: Verdict::Errno(1),
+                miss: Verdict::Allow,
             },
         );
         p.rules.insert(
@@ -423,7 +435,8 @@ mod tests {
             Rule::ArgAnyBit {
                 arg: 0,
                 mask: 0x1000_0000,
-                verdict: Verdict::Errno(1),
+                hit: Verdict::Errno(1),
+                miss: Verdict::Allow,
             },
         );
         let prog = compile(&p).unwrap();
@@ -445,6 +458,52 @@ mod tests {
     }
 
     #[test]
+    fn unlisted_calls_get_the_default_and_argument_rules_their_miss() {
+        let mut p = policy(&[5]);
+        p.default = Verdict::Errno(1);
+        p.rules.insert(7, Rule::Always(Verdict::Allow));
+        p.rules.insert(
+            9,
+            Rule::ArgAnyBit {
+                arg: 2,
+                mask: 0x4,
+                hit: Verdict::Errno(1),
+                miss: Verdict::Allow,
+            },
+        );
+        p.rules.insert(
+            157,
+            Rule::ArgIn {
+                arg: 0,
+                values: vec![15],
+                hit: Verdict::Allow,
+                miss: Verdict::Errno(13),
+            },
+        );
+        let prog = compile(&p).unwrap();
+        let with = |nr, a0, a2| {
+            let mut d = data(nr);
+            d.args[0] = a0;
+            d.args[2] = a2;
+            run(&prog, &d).0
+        };
+        let allow = Verdict::Allow.ret_value();
+        assert_eq!(with(7, 0, 0), allow);
+        for unlisted in [0, 6, 8, 10, 156, 158, 400] {
+            assert_eq!(
+                with(unlisted, 0, 0),
+                Verdict::Errno(1).ret_value(),
+                "{unlisted}"
+            );
+        }
+        assert_eq!(with(9, 0, 0x3), allow);
+        assert_eq!(with(9, 0, 0x7), Verdict::Errno(1).ret_value());
+        assert_eq!(with(157, 15, 0), allow);
+        assert_eq!(with(157, 0xffff_ffff_0000_000f, 0), allow);
+        assert_eq!(with(157, 4, 0), Verdict::Errno(13).ret_value());
+    }
+
+    #[test]
     fn every_path_is_short() {
         let nrs: Vec<u32> = (0..120).map(|i| i * 4).collect();
         let prog = compile(&policy(&nrs)).unwrap();
@@ -461,7 +520,8 @@ mod tests {
             Rule::ArgAnyBit {
                 arg: 6,
                 mask: 1,
-                verdict: Verdict::Errno(1),
+                hit: Verdict::Errno(1),
+                miss: Verdict::Allow,
             },
         );
         assert_eq!(compile(&p), Err(BpfError::BadArg(6)));
