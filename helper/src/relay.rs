@@ -180,9 +180,9 @@ pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: 
         keepalive: _keepalive,
         terminal: _,
     } = launched;
-    let Ok(sfd) = SignalFd::with_flags(&blocked_set(), SfdFlags::SFD_CLOEXEC) else {
-        let _ = kill(init, Signal::SIGKILL);
-        return ExitCode::from(1);
+    let sfd = match SignalFd::with_flags(&blocked_set(), SfdFlags::SFD_CLOEXEC) {
+        Ok(sfd) => sfd,
+        Err(e) => return abort(&mut stream, init, SetupStep::Signalfd, e.desc().to_owned()),
     };
     let mut client_open = true;
     loop {
@@ -196,7 +196,15 @@ pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: 
             }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => return ExitCode::from(1),
+                Err(e) => {
+                    drop(fds);
+                    return abort(
+                        &mut stream,
+                        init,
+                        SetupStep::WaitEvents,
+                        e.desc().to_owned(),
+                    );
+                }
             }
             let r = |i: usize| {
                 fds.get(i)

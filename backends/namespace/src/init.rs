@@ -340,16 +340,17 @@ fn supervise(
         let info = match sfd.read_signal() {
             Ok(Some(i)) => i,
             Ok(None) | Err(Errno::EINTR) => continue,
-            Err(_) => {
-                let _ = kill(child, Signal::SIGKILL);
-                return 1;
-            }
+            Err(e) => return abandon(ev, child, Step(SetupStep::Signalfd, e)),
         };
         let Ok(sig) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0)) else {
             continue;
         };
         if sig == Signal::SIGCHLD {
-            if let Some(status) = reap(child) {
+            let reaped = match reap(child) {
+                Ok(reaped) => reaped,
+                Err(e) => return abandon(ev, child, Step(SetupStep::WaitWorkload, e)),
+            };
+            if let Some(status) = reaped {
                 timings.exited = monotonic_ns();
                 // Renamed before reporting, so that whoever learns of the end
                 // from the report already sees this session as ending.
@@ -416,8 +417,10 @@ fn oci_terminal(
     }
 }
 
-/// Reaps every exited child; returns the workload's status once it is gone.
-fn reap(workload: Pid) -> Option<WaitStatus> {
+/// Reaps every exited child; returns the workload's status once it is gone. An error other than
+/// "no children left" (a refused `wait4`, were the confinement ever to miss it) is returned, so
+/// the session ends with a report instead of waiting forever.
+fn reap(workload: Pid) -> Result<Option<WaitStatus>, Errno> {
     let mut result = None;
     loop {
         match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
@@ -427,8 +430,17 @@ fn reap(workload: Pid) -> Option<WaitStatus> {
             Ok(NixWait::Signaled(pid, sig, _)) if pid == workload => {
                 result = Some(WaitStatus::Signaled(sig as i32));
             }
-            Ok(NixWait::StillAlive) | Err(_) => return result,
-            Ok(_) => {}
+            Ok(NixWait::StillAlive) | Err(Errno::ECHILD) => return Ok(result),
+            Err(Errno::EINTR) | Ok(_) => {}
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// Ends the session after a failure of the confined init process: the workload is killed and the
+/// core told which step failed (rather than a bare exit status).
+fn abandon(ev: &mut File, workload: Pid, step: Step) -> i32 {
+    let _ = kill(workload, Signal::SIGKILL);
+    report(ev, &Reply::Failed(step.into()));
+    1
 }

@@ -44,13 +44,16 @@ pub fn write_via(tmp_dir: &Path, dest: &Path, bytes: &[u8], mode: Mode) -> io::R
         Mode::KeepOr(bits) => fs::symlink_metadata(dest)
             .ok()
             .filter(fs::Metadata::is_file)
-            .map_or(bits, |m| m.permissions().mode() & 0o7777),
+            // Only the permission bits: a set-id or sticky bit of the old file is not the
+            // content's to inherit.
+            .map_or(bits, |m| m.permissions().mode() & 0o777),
     };
     let (tmp, mut file) = create_temp(tmp_dir)?;
     let result = (|| {
         file.write_all(bytes)?;
-        file.sync_all()?;
+        // The mode before the sync, so a crash never leaves the new file with the temporary 0600.
         file.set_permissions(Permissions::from_mode(perms))?;
+        file.sync_all()?;
         fs::rename(&tmp, dest)?;
         sync_dir(&parent_dir(dest))
     })();
@@ -61,9 +64,16 @@ pub fn write_via(tmp_dir: &Path, dest: &Path, bytes: &[u8], mode: Mode) -> io::R
 }
 
 /// Makes a rename in `dir` durable. File systems that cannot `fsync` a directory say so with
-/// `EINVAL`; there is nothing more to do on those.
+/// `EINVAL`, and a directory the caller may write but not read (mode `0300`) cannot be opened to
+/// sync it; the file is replaced either way, so there is nothing more to do (an `EIO` of the sync
+/// itself is reported).
 fn sync_dir(dir: &Path) -> io::Result<()> {
-    match File::open(dir)?.sync_all() {
+    let d = match File::open(dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    match d.sync_all() {
         Err(e) if e.kind() == io::ErrorKind::InvalidInput => Ok(()),
         other => other,
     }
@@ -129,6 +139,10 @@ mod tests {
         );
         write(&f, b"three", Mode::Exactly(0o600)).unwrap();
         assert_eq!(mode_of(&f), 0o600);
+        // Set-id and sticky bits of the old file are not kept.
+        fs::set_permissions(&f, Permissions::from_mode(0o4755)).unwrap();
+        write(&f, b"four", Mode::KeepOr(0o644)).unwrap();
+        assert_eq!(mode_of(&f), 0o755);
         // Nothing else is left in the directory.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }

@@ -568,6 +568,10 @@ setup_steps! {
     /// Confinement (capabilities, Landlock, seccomp, `no_new_privs`); the detail says which.
     Confine => "confine",
     SpawnWorkload => "spawn workload",
+    /// Waiting for the workload's end (`wait4`).
+    WaitWorkload => "wait for the workload",
+    /// Waiting for the session's events (`poll`, in the helper's relay).
+    WaitEvents => "wait for the session's events",
     /// The environment's init process failed without saying why.
     Workload => "workload",
     TerminalChannel => "terminal channel",
