@@ -136,9 +136,13 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> St
     }
 }
 
-/// Same as [`io_err`] but naming a path.
-pub(crate) fn io_at(what: &str, path: &std::path::Path) -> impl FnOnce(io::Error) -> StoreError {
-    io_err(format!("{what} {}", shown_path(path)))
+/// Same as [`io_err`] but naming a path. The message is only written when there is an error:
+/// unpacking calls this several times for every file it creates.
+pub(crate) fn io_at<'a>(
+    what: &'a str,
+    path: &'a std::path::Path,
+) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| io_err(format!("{what} {}", shown_path(path)))(source)
 }
 
 /// A path for an error message, at most 1 KiB of it: archive entries may carry names of up to a

@@ -10,6 +10,8 @@
 //! without waiting: a second emptier returns at once rather than fight over the same files or
 //! hold up its command. A crash while emptying leaves the rest for the next emptier (gc, the
 //! recovery after an interrupted operation, or the CLI after `restore` has printed its result).
+//! Files of the environment's subordinate ids go to the store's [`crate::TreeWorker`] by way of
+//! `store/staging` (see [`Store::remove_discarded`]).
 
 use crate::crash::crash_point;
 use crate::error::{Result, StoreError, io_at};
@@ -77,7 +79,7 @@ impl Store {
         let mut removed = 0;
         for entry in fs::read_dir(trash).map_err(io_at("read", trash))? {
             let entry = entry.map_err(io_at("read", trash))?;
-            self.remove_tree(&entry.path())?;
+            self.remove_discarded(&entry.path())?;
             removed += 1;
             if removed == 1 {
                 crash_point("trash.mid_empty");
@@ -87,6 +89,26 @@ impl Store {
             fsync_dir(trash)?;
         }
         Ok(removed)
+    }
+
+    /// Removes one discarded tree: by the store owner alone when that works; else (files of the
+    /// environment's subordinate ids) by the [`crate::TreeWorker`], after moving the tree into
+    /// `store/staging` under a name recording this process — the helper removes trees only
+    /// there, in the tree cache and in environments, and should this process die before the
+    /// worker is done, the recovery that removes dead processes' staging directories finishes.
+    fn remove_discarded(&self, tree: &Path) -> Result<()> {
+        match crate::fsutil::remove_tree_if_exists(tree) {
+            Err(e) if e.is_permission_denied() => {
+                let staging = &self.layout.staging;
+                create_dir_all_private(staging).map_err(io_at("create", staging))?;
+                let pid = std::process::id();
+                let start = crate::sessions::process_start_time(pid).unwrap_or(0);
+                let claimed = staging.join(format!("{pid}-{start}-{}", unique_name("trash")));
+                fs::rename(tree, &claimed).map_err(io_at("move out of the trash", tree))?;
+                self.tree_worker().remove(&claimed).map(drop)
+            }
+            r => r.map(drop),
+        }
     }
 
     /// Allocated bytes of what is in the trash (gc counts them among what it frees).
