@@ -45,16 +45,13 @@ impl Store {
                 moved = fs::rename(tree, &dest);
             }
         }
-        match moved {
-            Ok(()) => {
-                fsync_dir(trash)?;
-                fsync_dir(parent)?;
-                crash_point("trash.after_move");
-            }
-            Err(_) => {
-                self.remove_tree_parallel(tree)?;
-                fsync_dir(parent)?;
-            }
+        if moved.is_ok() {
+            fsync_dir(trash)?;
+            fsync_dir(parent)?;
+            crash_point("trash.after_move");
+        } else {
+            self.remove_tree_parallel(tree)?;
+            fsync_dir(parent)?;
         }
         Ok(())
     }
