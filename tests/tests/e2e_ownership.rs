@@ -62,9 +62,27 @@ fn snapshots_work(k: &Karapace, user: &str) {
     );
     k.exec("t", &["rm", "/etc/karapace-owners-test"])
         .assert_success();
+    // A directory of `man`'s (a subordinate id on the host) in the writable layer that restore
+    // replaces: its owner alone cannot remove what is in it.
+    k.ok(&[
+        "exec",
+        "--root",
+        "t",
+        "--",
+        "touch",
+        "/var/cache/man/karapace-trash-test",
+    ]);
     k.ok(&["restore", "t", &snapshot]);
     let restored = k.exec("t", &["cat", "/etc/karapace-owners-test"]);
     assert_eq!(restored.stdout_str().trim(), "kept", "restored for {user}");
+    // The replaced layer went to the store's trash, and `restore` emptied it (through the
+    // helper) after printing its result: nothing is left there or in the staging area.
+    for dir in ["store/trash", "store/staging"] {
+        let left: Vec<_> = std::fs::read_dir(k.store().join(dir))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "restore left {left:?} for {user}");
+    }
     k.ok(&["verify-store"]);
 }
 

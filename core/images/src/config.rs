@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use karapace_store::tar::ArchiveLimits;
+use karapace_tar::ArchiveLimits;
 
 use crate::alias::UserAlias;
 use crate::arch::host_arch;

@@ -1,7 +1,7 @@
 //! Streaming, safe extraction of a rootfs archive into a directory.
 //!
 //! The tar walking itself is the store's deterministic-layer unpacker
-//! (`karapace_store::tar::unpack`), so base images and layers obey one set of rules: no absolute
+//! (`karapace_tar::unpack`), so base images and layers obey one set of rules: no absolute
 //! paths, no `..`, nothing below a symlinked parent, hard links only to earlier entries inside
 //! the tree, relative symlinks may not climb above the root, nothing ever followed. This module
 //! adds what is specific to images: compression detection, skipping device nodes and fifos
@@ -12,9 +12,7 @@ use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use karapace_store::error::StoreError;
-use karapace_store::tar::{ArchiveLimits, UnpackOptions, WhiteoutMode};
-use karapace_store::{InProcess, TreeWorker};
+use karapace_tar::{ArchiveLimits, InProcess, TarError, UnpackOptions, UnpackWorker, WhiteoutMode};
 
 use crate::cache::CachedImage;
 use crate::config::{archive_limits_from, config_file_path};
@@ -94,10 +92,10 @@ pub fn extract_with(
 /// Extracts a cached (already verified) image into `dest` (created if missing) through
 /// `worker`, which decides who owns the extracted files (the owners the archive records, where
 /// the environment's ids are mapped; else the invoking user), with this user's archive caps.
-pub fn extract_with_worker(
+pub fn extract_with_worker<W: UnpackWorker + ?Sized>(
     image: &CachedImage,
     dest: &Path,
-    worker: &dyn TreeWorker,
+    worker: &W,
 ) -> Result<ExtractReport> {
     let limits = archive_limits_from(config_file_path().as_deref())?;
     let f = File::open(&image.path).map_err(|e| ImageError::io(&image.path, e))?;
@@ -120,11 +118,11 @@ pub fn extract_archive(r: impl Read, dest: &Path, opts: ExtractOptions) -> Resul
 }
 
 /// [`extract_archive`] through `worker` (see [`extract_with_worker`]).
-pub fn extract_archive_with(
+pub fn extract_archive_with<W: UnpackWorker + ?Sized>(
     r: impl Read,
     dest: &Path,
     opts: ExtractOptions,
-    worker: &dyn TreeWorker,
+    worker: &W,
 ) -> Result<ExtractReport> {
     fs::create_dir_all(dest).map_err(|e| ImageError::io(dest, e))?;
     let mut input = BufReader::with_capacity(256 * 1024, r);
@@ -151,8 +149,8 @@ pub fn extract_archive_with(
     // The unpacker drops set-id bits as it writes each file (the store's one rule for every
     // tree it unpacks), so no file is ever set-id on disk, not even for a moment.
     let stats = worker
-        .unpack(&mut reader, dest, unpack_opts)
-        .map_err(map_store_error)?;
+        .unpack_tar(&mut reader, dest, unpack_opts)
+        .map_err(map_tar_error)?;
     // Marks the end of extraction in `-v` logs (the build benchmark splits a build's time with it).
     tracing::debug!(
         "extracted {} entries ({} bytes of files) into {}",
@@ -167,9 +165,9 @@ pub fn extract_archive_with(
     })
 }
 
-fn map_store_error(e: StoreError) -> ImageError {
+fn map_tar_error(e: TarError) -> ImageError {
     match e {
-        StoreError::UnsafeArchive { path, reason } => ImageError::UnsafeEntry {
+        TarError::UnsafeArchive { path, reason } => ImageError::UnsafeEntry {
             entry: path,
             reason,
         },

@@ -48,7 +48,7 @@ pub use extract::{
     Compression, ExtractOptions, ExtractReport, detect_compression, extract, extract_archive,
     extract_archive_with, extract_with, extract_with_worker,
 };
-pub use karapace_store::tar::ArchiveLimits;
+pub use karapace_tar::ArchiveLimits;
 pub use resolve::{Resolution, ResolvedImage, pin_url, resolve};
 
 /// `--require-pinned-image` / `pin --check`: the manifest's image must be an explicit http(s) URL.

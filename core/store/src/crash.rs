@@ -36,6 +36,8 @@ pub const CRASH_POINTS: &[&str] = &[
     "restore.after_unpack",
     "restore.after_move_old",
     "restore.after_swap",
+    "trash.after_move",
+    "trash.mid_empty",
     "gc.mid_delete",
     "gc.after_delete",
     "tree.after_unpack",

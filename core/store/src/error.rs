@@ -108,23 +108,7 @@ impl StoreError {
     }
 }
 
-/// True for ENOSPC/EDQUOT, however deeply a library wrapped it.
-pub(crate) fn io_is_no_space(e: &io::Error) -> bool {
-    const NO_SPACE: i32 = nix::errno::Errno::ENOSPC as i32;
-    const QUOTA: i32 = nix::errno::Errno::EDQUOT as i32;
-    if e.kind() == io::ErrorKind::StorageFull || e.kind() == io::ErrorKind::QuotaExceeded {
-        return true;
-    }
-    if matches!(e.raw_os_error(), Some(NO_SPACE | QUOTA)) {
-        return true;
-    }
-    // The tar crate wraps the writer's error in its own type; look one level down.
-    e.get_ref()
-        .and_then(|inner| inner.source())
-        .and_then(|s| s.downcast_ref::<io::Error>())
-        .is_some_and(io_is_no_space)
-        || e.to_string().contains("No space left on device")
-}
+pub(crate) use karapace_tar::error::{io_is_no_space, shown_path};
 
 /// Build a closure mapping an `io::Error` into a `StoreError` with context.
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
@@ -138,24 +122,61 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> St
     }
 }
 
-/// Same as [`io_err`] but naming a path.
-pub(crate) fn io_at(what: &str, path: &std::path::Path) -> impl FnOnce(io::Error) -> StoreError {
-    io_err(format!("{what} {}", shown_path(path)))
+/// Same as [`io_err`] but naming a path. The message is only written when there is an error:
+/// unpacking calls this several times for every file it creates.
+pub(crate) fn io_at<'a>(
+    what: &'a str,
+    path: &'a std::path::Path,
+) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| io_err(format!("{what} {}", shown_path(path)))(source)
 }
 
-/// A path for an error message, at most 1 KiB of it: archive entries may carry names of up to a
-/// MiB (GNU long names), and an error must not become a megabyte of terminal output.
-pub(crate) fn shown_path(path: &std::path::Path) -> String {
-    const MAX: usize = 1024;
-    let full = path.display().to_string();
-    if full.len() <= MAX {
-        return full;
+impl From<karapace_tar::TarError> for StoreError {
+    /// The same failure under the same name and message.
+    fn from(e: karapace_tar::TarError) -> Self {
+        use karapace_tar::TarError;
+        match e {
+            TarError::Io { context, source } => StoreError::Io { context, source },
+            TarError::NoSpace { context } => StoreError::NoSpace { context },
+            TarError::Integrity { key, reason } => StoreError::Integrity { key, reason },
+            TarError::UnsafeArchive { path, reason } => StoreError::UnsafeArchive { path, reason },
+            TarError::Invalid(what) | TarError::Worker(what) => StoreError::Invalid(what),
+        }
     }
-    let mut end = MAX;
-    while !full.is_char_boundary(end) {
-        end -= 1;
+}
+
+impl From<StoreError> for karapace_tar::TarError {
+    /// For an [`karapace_tar::UnpackWorker`]: a tar failure under its own name and message,
+    /// anything else as its message.
+    fn from(e: StoreError) -> Self {
+        use karapace_tar::TarError;
+        match e {
+            StoreError::Io { context, source } => TarError::Io { context, source },
+            StoreError::NoSpace { context } => TarError::NoSpace { context },
+            StoreError::Integrity { key, reason } => TarError::Integrity { key, reason },
+            StoreError::UnsafeArchive { path, reason } => TarError::UnsafeArchive { path, reason },
+            StoreError::Invalid(what) => TarError::Invalid(what),
+            other => TarError::Worker(other.to_string()),
+        }
     }
-    format!("{}… ({} bytes)", &full[..end], full.len())
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_archive_is_a_store_error_with_the_same_message() {
+        let e = karapace_tar::TarError::UnsafeArchive {
+            path: "../evil".into(),
+            reason: "'..' component".into(),
+        };
+        let shown = e.to_string();
+        let e = StoreError::from(e);
+        assert!(matches!(e, StoreError::UnsafeArchive { .. }), "{e:?}");
+        assert_eq!(e.exit_class(), 3);
+        assert_eq!(e.to_string(), shown);
+    }
+}

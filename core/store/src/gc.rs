@@ -28,7 +28,8 @@ pub struct GcReport {
     pub removed_layers: usize,
     pub removed_objects: usize,
     /// Bytes the removal frees (would free, in a dry run): objects, layer manifests and their
-    /// unpacked trees, orphaned environment directories. Ours, after the standard tool's keys.
+    /// unpacked trees, orphaned environment directories, and the trash (old writable layers
+    /// replaced by `restore`, not yet removed). Ours, after the standard tool's keys.
     #[serde(default)]
     pub freed_bytes: u64,
 }
@@ -134,6 +135,7 @@ impl Store {
                 tree + manifest
             }))
             .chain(orphaned_envs.iter().map(|id| self.env_dir_bytes(id)))
+            .chain(std::iter::once(self.trash_bytes()))
             .sum();
         Ok(GcReport {
             freed_bytes,
@@ -179,6 +181,8 @@ impl Store {
             }
         }
         self.prune_digests()?;
+        // Trees discarded by restores (unless another process is emptying the trash right now).
+        self.empty_trash()?;
         Ok(plan)
     }
 }

@@ -25,6 +25,7 @@ mod snapshots;
 mod store;
 pub mod tar;
 mod transfer;
+mod trash;
 pub mod usage;
 mod verify;
 mod wal;

@@ -15,7 +15,8 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::fsutil::{clear_set_id, settle_times};
-use crate::tar::{Owners, PackStats, UnpackOptions, UnpackStats, pack_dir_with, unpack};
+use crate::tar::{Owners, PackStats, UnpackOptions, UnpackStats, pack_dir_with};
+use karapace_tar::UnpackWorker;
 
 /// Packs, unpacks and removes trees whose files may belong to the environment's ids.
 pub trait TreeWorker: fmt::Debug {
@@ -39,10 +40,7 @@ pub trait TreeWorker: fmt::Debug {
 /// The worker of a store whose owner can do every job alone: its environments either give
 /// every file to the store owner ([`Owners::Collapse`]), or map every id to itself because
 /// the owner is root ([`Owners::Keep`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct InProcess {
-    pub owners: Owners,
-}
+pub use karapace_tar::InProcess;
 
 impl TreeWorker for InProcess {
     fn owners(&self) -> Owners {
@@ -59,18 +57,27 @@ impl TreeWorker for InProcess {
     }
 
     fn unpack(&self, from: &mut dyn Read, dest: &Path, opts: UnpackOptions) -> Result<UnpackStats> {
-        unpack(
-            from,
-            dest,
-            UnpackOptions {
-                owners: self.owners,
-                ..opts
-            },
-        )
+        Ok(UnpackWorker::unpack_tar(self, from, dest, opts)?)
     }
 
     fn remove(&self, path: &Path) -> Result<bool> {
         crate::fsutil::remove_tree_if_exists(path)
+    }
+}
+
+/// A store's worker unpacks for those who need only that (base images, `karapace-images`).
+impl UnpackWorker for dyn TreeWorker + Send + Sync {
+    fn owners(&self) -> Owners {
+        TreeWorker::owners(self)
+    }
+
+    fn unpack_tar(
+        &self,
+        from: &mut dyn Read,
+        dest: &Path,
+        opts: UnpackOptions,
+    ) -> karapace_tar::Result<UnpackStats> {
+        Ok(TreeWorker::unpack(self, from, dest, opts)?)
     }
 }
 

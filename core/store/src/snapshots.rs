@@ -131,7 +131,8 @@ impl Store {
     }
 
     /// Replace the env's upper with a snapshot: unpack into a staging dir, then swap under
-    /// the WAL (the old upper is kept until the commit point).
+    /// the WAL (the old upper is kept until the commit point, then moved to the trash, which
+    /// [`Store::empty_trash`] empties later).
     pub fn restore(&self, env_id: &str, snapshot: &str) -> Result<()> {
         let _starts = self.hold_session_starts(env_id)?;
         let _l = self.lock_exclusive()?;
@@ -167,8 +168,9 @@ impl Store {
                 fs::rename(&staging, &upper).map_err(io_at("install restored upper", &upper))?;
                 fsync_dir(&env_dir)?;
                 crash_point("restore.after_swap");
-                self.remove_tree_parallel(&old)?;
-                fsync_dir(&env_dir)
+                // The old upper leaves the critical path: one rename into the trash, removed
+                // after the operation (see trash.rs).
+                self.discard_tree(&old)
             },
         )
     }

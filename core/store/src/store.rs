@@ -30,6 +30,8 @@ pub(crate) struct Layout {
     pub wal: PathBuf,
     pub tmp: PathBuf,
     pub staging: PathBuf,
+    /// Created on first use (stores made before it existed have none).
+    pub trash: PathBuf,
     pub envs: PathBuf,
 }
 
@@ -46,6 +48,7 @@ impl Layout {
             wal: store.join("wal"),
             tmp: store.join("tmp"),
             staging: store.join("staging"),
+            trash: store.join("trash"),
             envs: root.join("env"),
             store,
         }

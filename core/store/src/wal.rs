@@ -6,7 +6,8 @@
 //! commit point) or forward (after it). Every settle step is idempotent and every
 //! intermediate state it creates is itself a state it recognises, so a crash during
 //! recovery is recovered by simply running recovery again. The journal entry is removed only
-//! after settling succeeded; the store's `tmp/` directory is emptied afterwards.
+//! after settling succeeded; the store's `tmp/` directory is emptied afterwards, and so is the
+//! trash (`trash.rs`) when an operation was interrupted.
 
 use crate::crash::crash_point;
 use crate::error::{Result, StoreError, io_at};
@@ -152,7 +153,9 @@ impl Store {
     /// Settle every journaled operation, then empty `tmp/`. Called with the exclusive
     /// lock freshly taken (never while this process is inside an operation).
     pub(crate) fn recover(&self) -> Result<()> {
-        for path in self.journal_files()? {
+        let journals = self.journal_files()?;
+        let interrupted = !journals.is_empty();
+        for path in journals {
             let text = fs::read(&path).map_err(io_at("read journal", &path))?;
             let entry: Entry =
                 serde_json::from_slice(&text).map_err(|e| StoreError::Integrity {
@@ -165,7 +168,15 @@ impl Store {
             fsync_dir(&self.layout.wal)?;
         }
         self.clean_tmp()?;
-        self.clean_dead_staging()
+        self.clean_dead_staging()?;
+        if interrupted {
+            // An interrupted operation may have left discarded trees, and its emptier never ran.
+            // Only then: emptying on every recovery would put it on the next command's critical
+            // path. Best effort: the trash is garbage whatever happens, and gc empties it too
+            // (reporting what fails).
+            let _ = self.empty_trash();
+        }
+        Ok(())
     }
 
     /// Remove staging dirs whose owner process (`<pid>-<start time>-…`) is gone.
@@ -292,7 +303,8 @@ impl Store {
 
     /// Restore protocol states (U = upper, S = staging, O = old upper):
     /// U,S → before the swap: drop S.  S,O (no U) → between the two renames: put O back,
-    /// drop S.  U,O (no S) → after the commit point: drop O.  U only → nothing to do.
+    /// drop S.  U,O (no S) → after the commit point: move O to the trash.  U only → nothing
+    /// to do.
     fn settle_restore(&self, env_id: &str) -> Result<()> {
         let upper = self.layout.upper(env_id);
         let staging = self.restore_staging(env_id);
@@ -309,7 +321,7 @@ impl Store {
         if has_s {
             self.remove_tree(&staging)?;
         } else if has_u && has_o {
-            self.remove_tree(&old)?;
+            self.discard_tree(&old)?;
         }
         if !exists_nofollow(&upper) && exists_nofollow(&self.layout.env_dir(env_id)) {
             create_dir_mode(&upper, CONTENT_ROOT_MODE).map_err(io_at("create", &upper))?;

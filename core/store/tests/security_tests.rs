@@ -83,11 +83,16 @@ fn every_store_directory_is_private() {
     f.store.layer_tree(&f.base).unwrap();
     let staging = f.store.staging_dir().unwrap();
     let trees = f.root.join("store/trees");
+    // The restore's old upper, discarded: still an environment's `/`, in the private trash.
+    let trash = f.root.join("store/trash");
     let uppers: Vec<PathBuf> = vec![f.store.env_upper(&id)];
     for (d, m) in dirs(&f.root) {
-        let content =
-            d.starts_with(&trees) && d != trees || uppers.iter().any(|u| d.starts_with(u));
-        let content_root = d.parent() == Some(&trees) || uppers.contains(&d);
+        let content = [&trees, &trash]
+            .iter()
+            .any(|dir| d.starts_with(dir) && d != **dir)
+            || uppers.iter().any(|u| d.starts_with(u));
+        let content_root =
+            d.parent() == Some(&trees) || d.parent() == Some(&trash) || uppers.contains(&d);
         if content_root {
             // An environment's `/`: searchable inside the environment, reachable on the host
             // only through its private parents.

@@ -400,6 +400,66 @@ fn commit_restore_and_snapshots() {
     assert!(leftovers(&f.root).is_empty());
 }
 
+/// What is in the store's trash.
+fn trash(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    fs::read_dir(root.join("store/trash"))
+        .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_restored_environments_old_files_are_freed_after_the_restore_not_inside_it() {
+    let f = fixture();
+    let a = make_env(&f.store, "alpha", &f.base);
+    let upper = f.store.env_upper(&a);
+    write(&upper.join("home/user/notes.txt"), b"v1");
+    let s1 = f.store.commit(&a).unwrap();
+    write(&upper.join("big"), &vec![7u8; 1 << 20]);
+    // A workload took away the write permission of its root directory (and of a directory in
+    // it): the old upper still leaves by rename, and is still removed later.
+    fs::create_dir_all(upper.join("locked/in")).unwrap();
+    write(&upper.join("locked/in/file"), b"x");
+    fs::set_permissions(upper.join("locked"), fs::Permissions::from_mode(0o555)).unwrap();
+    fs::set_permissions(&upper, fs::Permissions::from_mode(0o555)).unwrap();
+    f.store.restore(&a, &s1).unwrap();
+    assert!(!upper.join("big").exists());
+    assert_eq!(trash(&f.root).len(), 1, "the old upper waits in the trash");
+    // Nothing reads the trash as content: verify is clean, diff sees the restored upper only.
+    assert!(f.store.verify().unwrap().is_clean());
+    assert!(!f.store.diff(&a).unwrap().added.iter().any(|p| p == "big"));
+    // gc counts it among what it frees (so `du` counts it as reclaimable), and empties it.
+    let dry = f.store.gc(true).unwrap();
+    assert!(dry.freed_bytes >= 1 << 20, "{dry:?}");
+    assert_eq!(trash(&f.root).len(), 1, "a dry run removes nothing");
+    f.store.gc(false).unwrap();
+    assert!(trash(&f.root).is_empty());
+    assert!(f.store.gc(true).unwrap().freed_bytes < 1 << 20);
+    // The emptier of the CLI (after `restore` printed its result) does the same.
+    f.store.restore(&a, &s1).unwrap();
+    assert_eq!(f.store.empty_trash().unwrap(), 1);
+    assert!(trash(&f.root).is_empty());
+    assert_eq!(f.store.empty_trash().unwrap(), 0);
+}
+
+#[test]
+fn a_second_emptier_returns_at_once_while_the_trash_is_being_emptied() {
+    let f = fixture();
+    let a = make_env(&f.store, "alpha", &f.base);
+    let s1 = f.store.commit(&a).unwrap();
+    f.store.restore(&a, &s1).unwrap();
+    // Another process emptying the trash holds its flock.
+    let held = nix::fcntl::Flock::lock(
+        fs::File::open(f.root.join("store/trash")).unwrap(),
+        nix::fcntl::FlockArg::LockExclusiveNonblock,
+    )
+    .unwrap();
+    let other = Store::open(&f.root).unwrap();
+    assert_eq!(other.empty_trash().unwrap(), 0);
+    assert_eq!(trash(&f.root).len(), 1);
+    drop(held);
+    assert_eq!(other.empty_trash().unwrap(), 1);
+}
+
 #[test]
 fn diff_reports_only_real_drift() {
     let f = fixture();

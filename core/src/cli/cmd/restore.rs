@@ -12,5 +12,12 @@ pub fn run(ctx: &Ctx, query: &str, snapshot: &str) -> Result<i32> {
     } else {
         output::line(&format!("restored {query} from snapshot {hash}"))?;
     }
+    // The replaced writable layer went to the store's trash; give its space back now that the
+    // result is out, rather than inside the restore. No store lock is taken; when another
+    // process is emptying the trash this returns at once; what is left (an error, a kill) waits
+    // for the next emptier or gc.
+    if let Ok(Some(store)) = ctx.engine.open_read() {
+        let _ = store.empty_trash();
+    }
     Ok(0)
 }
