@@ -6,13 +6,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
 
 use interprocess::os::unix::uds_local_socket::Stream;
-use karapace_backend_namespace::{Launched, blocked_set, receive_pty_master};
+use karapace_backend_namespace::{self as backend, Launched, blocked_set, receive_pty_master};
 use karapace_protocol::{
     FrameError, Refusal, Reply, Request, SetupStep, WaitStatus, read_frame, write_frame,
     write_frame_with_fd,
 };
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::Signal;
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitStatus as NixWait, waitpid};
 use nix::unistd::Pid;
@@ -129,7 +129,7 @@ pub fn await_start(
         }
         if ready(&fds[1]) {
             // The core is gone: nobody will collect the status.
-            let _ = kill(init, Signal::SIGKILL);
+            backend::signal_init(launched.init_fd.as_ref(), Signal::SIGKILL);
             let _ = init_status(init);
             return Some(ExitCode::from(1));
         }
@@ -140,14 +140,21 @@ pub fn await_start(
     let pty = match launched.terminal.take() {
         Some(mut channel) if started => match receive_pty_master(&mut channel) {
             Ok(master) => Some(master),
-            Err(e) => return Some(abort(stream, init, SetupStep::ReceivePtyMaster, e)),
+            Err(e) => {
+                return Some(abort(
+                    stream,
+                    (init, launched.init_fd.as_ref()),
+                    SetupStep::ReceivePtyMaster,
+                    e,
+                ));
+            }
         },
         _ => None,
     };
     if started && let Err(e) = confine() {
         return Some(abort(
             stream,
-            init,
+            (init, launched.init_fd.as_ref()),
             SetupStep::Confine,
             format!("helper: {e}"),
         ));
@@ -159,8 +166,13 @@ pub fn await_start(
 }
 
 /// Kills the environment after its start and tells the core why.
-fn abort(stream: &mut Stream, init: Pid, step: SetupStep, detail: String) -> ExitCode {
-    let _ = kill(init, Signal::SIGKILL);
+fn abort(
+    stream: &mut Stream,
+    (init, init_fd): (Pid, Option<&OwnedFd>),
+    step: SetupStep,
+    detail: String,
+) -> ExitCode {
+    backend::signal_init(init_fd, Signal::SIGKILL);
     let _ = init_status(init);
     let _ = write_frame(
         stream,
@@ -176,13 +188,21 @@ fn abort(stream: &mut Stream, init: Pid, step: SetupStep, detail: String) -> Exi
 pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: u64) -> ExitCode {
     let Launched {
         init,
+        init_fd,
         mut events,
         keepalive: _keepalive,
         terminal: _,
     } = launched;
     let sfd = match SignalFd::with_flags(&blocked_set(), SfdFlags::SFD_CLOEXEC) {
         Ok(sfd) => sfd,
-        Err(e) => return abort(&mut stream, init, SetupStep::Signalfd, e.desc().to_owned()),
+        Err(e) => {
+            return abort(
+                &mut stream,
+                (init, init_fd.as_ref()),
+                SetupStep::Signalfd,
+                e.desc().to_owned(),
+            );
+        }
     };
     let mut client_open = true;
     loop {
@@ -200,7 +220,7 @@ pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: 
                     drop(fds);
                     return abort(
                         &mut stream,
-                        init,
+                        (init, init_fd.as_ref()),
                         SetupStep::WaitEvents,
                         e.desc().to_owned(),
                     );
@@ -233,7 +253,7 @@ pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: 
                     && sig != Signal::SIGCHLD
                     && info.ssi_code != SI_KERNEL
                 {
-                    let _ = kill(init, sig);
+                    backend::signal_init(init_fd.as_ref(), sig);
                 }
             }
         }
@@ -241,7 +261,7 @@ pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: 
             match read_frame::<Request>(&mut stream) {
                 Ok(Request::Signal(n)) => {
                     if let Some(sig) = relayable(n) {
-                        let _ = kill(init, sig);
+                        backend::signal_init(init_fd.as_ref(), sig);
                     }
                 }
                 Ok(_) => {}
@@ -249,7 +269,7 @@ pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: 
                     // The core is gone: nobody will collect the status, and
                     // an orphaned environment must not keep running.
                     client_open = false;
-                    let _ = kill(init, Signal::SIGKILL);
+                    backend::signal_init(init_fd.as_ref(), Signal::SIGKILL);
                 }
             }
         }

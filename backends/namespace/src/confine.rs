@@ -326,7 +326,7 @@ mod tests {
             libc::SYS_sendmsg,
             libc::SYS_poll,
             libc::SYS_wait4,
-            libc::SYS_kill,
+            libc::SYS_pidfd_send_signal,
             libc::SYS_signalfd4,
             libc::SYS_exit_group,
         ] {
@@ -336,6 +336,8 @@ mod tests {
             libc::SYS_openat,
             libc::SYS_execve,
             libc::SYS_socket,
+            libc::SYS_kill,
+            libc::SYS_tgkill,
             libc::SYS_ptrace,
             libc::SYS_clone,
             libc::SYS_ioctl,

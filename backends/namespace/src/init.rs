@@ -322,6 +322,16 @@ fn supervise(
         return 1;
     }
 
+    // From here on the workload is signalled through a pidfd only (the confined process may
+    // not `kill`).
+    let child_fd = match sys::pidfd_open(child.as_raw()) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = kill(child, Signal::SIGKILL);
+            report(ev, &Reply::Failed(Step(SetupStep::Pidfd, e).into()));
+            return 1;
+        }
+    };
     // From here on this process only waits, reads signals and writes one
     // frame: confine it before it handles anything from the workload.
     if let Err(e) = confine::confine_control(p.landlock) {
@@ -336,11 +346,22 @@ fn supervise(
         );
         return 1;
     }
+    relay(ev, (child, &child_fd), &sfd, timings)
+}
+
+/// The confined init's work until the workload ends: relays signals to it through its pidfd,
+/// reaps, and reports the exit (or why it could not wait any longer).
+fn relay(
+    ev: &mut File,
+    (child, child_fd): (Pid, &OwnedFd),
+    sfd: &SignalFd,
+    mut timings: Timings,
+) -> i32 {
     loop {
         let info = match sfd.read_signal() {
             Ok(Some(i)) => i,
             Ok(None) | Err(Errno::EINTR) => continue,
-            Err(e) => return abandon(ev, child, Step(SetupStep::Signalfd, e)),
+            Err(e) => return abandon(ev, child_fd, Step(SetupStep::Signalfd, e)),
         };
         let Ok(sig) = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0)) else {
             continue;
@@ -348,7 +369,7 @@ fn supervise(
         if sig == Signal::SIGCHLD {
             let reaped = match reap(child) {
                 Ok(reaped) => reaped,
-                Err(e) => return abandon(ev, child, Step(SetupStep::WaitWorkload, e)),
+                Err(e) => return abandon(ev, child_fd, Step(SetupStep::WaitWorkload, e)),
             };
             if let Some(status) = reaped {
                 timings.exited = monotonic_ns();
@@ -361,7 +382,7 @@ fn supervise(
         } else if info.ssi_code != SI_KERNEL {
             // Terminal-generated signals already reached the workload's
             // process group; only relay the ones sent to us explicitly.
-            let _ = kill(child, sig);
+            let _ = sys::signal(child_fd.as_fd(), sig);
         }
     }
 }
@@ -439,8 +460,8 @@ fn reap(workload: Pid) -> Result<Option<WaitStatus>, Errno> {
 
 /// Ends the session after a failure of the confined init process: the workload is killed and the
 /// core told which step failed (rather than a bare exit status).
-fn abandon(ev: &mut File, workload: Pid, step: Step) -> i32 {
-    let _ = kill(workload, Signal::SIGKILL);
+fn abandon(ev: &mut File, workload: &OwnedFd, step: Step) -> i32 {
+    let _ = sys::signal(workload.as_fd(), Signal::SIGKILL);
     report(ev, &Reply::Failed(step.into()));
     1
 }

@@ -192,12 +192,21 @@ pub fn launch(p: &Prepared, target: &Target) -> Result<Launched, Refusal> {
                 // It failed before forking; the reason is on the event pipe.
                 return Ok(Launched {
                     init: middle_pid,
+                    // Reaped above: nothing to signal.
+                    init_fd: None,
                     events: File::from(ev_r),
                     keepalive: None,
                     terminal: None,
                 });
             }
             let init = Pid::from_raw(i32::from_le_bytes(buf));
+            let init_fd = match sys::pidfd_open(init.as_raw()) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    kill_and_reap(init);
+                    return Err(Step(SetupStep::Pidfd, e).into());
+                }
+            };
             let mut go = File::from(go_w);
             if go.write_all(&[1]).is_err() {
                 kill_and_reap(init);
@@ -205,6 +214,7 @@ pub fn launch(p: &Prepared, target: &Target) -> Result<Launched, Refusal> {
             }
             Ok(Launched {
                 init,
+                init_fd,
                 events: File::from(ev_r),
                 keepalive: Some(go),
                 terminal,

@@ -131,6 +131,9 @@ impl From<Step> for Refusal {
 pub struct Launched {
     /// Host pid of the environment's init process.
     pub init: Pid,
+    /// A pidfd of the init process (none when it was already gone), opened before the helper
+    /// confines itself: from then on the init is signalled only through it ([`signal_init`]).
+    pub init_fd: Option<std::os::fd::OwnedFd>,
     /// Protocol `Reply` frames from the init process: `Started`, then
     /// `Exited` or `Failed`.
     pub events: File,
@@ -145,6 +148,14 @@ pub struct Launched {
 }
 
 pub use pty::receive_master as receive_pty_master;
+
+/// Sends `sig` to the environment's init process through its pidfd; an init that is already
+/// gone (no pidfd, or the process ended) is no error: there is nothing left to signal.
+pub fn signal_init(init_fd: Option<&std::os::fd::OwnedFd>, sig: nix::sys::signal::Signal) {
+    if let Some(fd) = init_fd {
+        let _ = sys::signal(std::os::fd::AsFd::as_fd(fd), sig);
+    }
+}
 
 /// The name (`comm`) an environment's init process takes once its workload
 /// has exited, just before it reports the exit: from then on it only tears
@@ -207,11 +218,20 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
                 let _ = nix::sys::wait::waitpid(pid, None);
                 return Err(e);
             }
+            let init_fd = match sys::pidfd_open(pid.as_raw()) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(pid, None);
+                    return Err(Step(SetupStep::Pidfd, e).into());
+                }
+            };
             let mut go = File::from(go_w);
             go.write_all(&[1])
                 .map_err(|_| Step(SetupStep::ReleaseInit, Errno::EPIPE))?;
             Ok(Launched {
                 init: pid,
+                init_fd: Some(init_fd),
                 events: File::from(ev_r),
                 keepalive: Some(go),
                 terminal,

@@ -323,15 +323,17 @@ pub fn exit_now(code: i32) -> ! {
 
 /// `pidfd_open(2)`: a descriptor that pins process `pid`.
 pub fn pidfd_open(pid: i32) -> Result<std::os::fd::OwnedFd, Errno> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: plain pidfd_open(2) with no flags; the result is checked.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if ret < 0 {
-        return Err(Errno::last());
-    }
-    let raw = i32::try_from(ret).map_err(|_| Errno::EBADF)?;
-    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) })
+    let pid = rustix::process::Pid::from_raw(pid).ok_or(Errno::ESRCH)?;
+    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+        .map_err(|e| Errno::from_raw(e.raw_os_error()))
+}
+
+/// Sends `sig` to the process `pidfd` pins (`pidfd_send_signal(2)`). The confined control and
+/// init processes signal only this way: their allowlist has no `kill`, so they cannot reach any
+/// process they were not given a descriptor of, and a recycled pid is never the target.
+pub fn signal(pidfd: BorrowedFd<'_>, sig: nix::sys::signal::Signal) -> Result<(), Errno> {
+    let sig = rustix::process::Signal::from_named_raw(sig as i32).ok_or(Errno::EINVAL)?;
+    rustix::process::pidfd_send_signal(pidfd, sig).map_err(|e| Errno::from_raw(e.raw_os_error()))
 }
 
 #[cfg(test)]

@@ -568,6 +568,8 @@ setup_steps! {
     /// Confinement (capabilities, Landlock, seccomp, `no_new_privs`); the detail says which.
     Confine => "confine",
     SpawnWorkload => "spawn workload",
+    /// A pidfd of the workload, through which the confined init signals it.
+    Pidfd => "pidfd_open",
     /// Waiting for the workload's end (`wait4`).
     WaitWorkload => "wait for the workload",
     /// Waiting for the session's events (`poll`, in the helper's relay).

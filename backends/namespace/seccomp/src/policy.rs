@@ -120,8 +120,9 @@ pub const CONTROL_ALLOWED: &[&str] = &[
     // descriptor is open (`F_GETFD`) before it closes it in debug builds.
     "fcntl",
     // Delivering relayed signals to the environment's init process (control) or workload
-    // (init), and collecting exit statuses.
-    "kill",
+    // (init) through the pidfd each opened before confining — never `kill` or `tgkill`, which
+    // could reach any process of the user — and collecting exit statuses.
+    "pidfd_send_signal",
     "wait4",
     "waitid",
     // The allocator (`mmap` and `mprotect` without PROT_EXEC only, see
@@ -140,15 +141,14 @@ pub const CONTROL_ALLOWED: &[&str] = &[
     "clock_gettime",
     "restart_syscall",
     // Signals and panics: returning from a handler, the standard library's stack-overflow
-    // handler (alternate stack, resetting the handler), and `abort` (it blocks signals and
-    // raises SIGABRT at its own thread).
+    // handler (alternate stack, resetting the handler). `abort` cannot raise SIGABRT here
+    // (`tgkill` is refused): the C library then ends the process by other means.
     "rt_sigreturn",
     "rt_sigaction",
     "rt_sigprocmask",
     "sigaltstack",
     "getpid",
     "gettid",
-    "tgkill",
     // The init process renames itself before its last report (`PR_SET_NAME` only, see
     // CONTROL_ARGUMENTS).
     "prctl",

@@ -94,6 +94,7 @@ table! {
     kexec_file_load = 320, libc::SYS_kexec_file_load;
     bpf = 321, libc::SYS_bpf;
     userfaultfd = 323, libc::SYS_userfaultfd;
+    pidfd_send_signal = 424, libc::SYS_pidfd_send_signal;
     io_uring_setup = 425, libc::SYS_io_uring_setup;
     io_uring_enter = 426, libc::SYS_io_uring_enter;
     io_uring_register = 427, libc::SYS_io_uring_register;
