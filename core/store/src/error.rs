@@ -108,18 +108,11 @@ impl StoreError {
     }
 }
 
-pub(crate) use karapace_tar::error::{io_is_no_space, shown_path};
-
-/// Build a closure mapping an `io::Error` into a `StoreError` with context.
+/// Build a closure mapping an `io::Error` into a `StoreError` with context (the tar crate's
+/// rule: running out of space is `NoSpace`, whatever wrapped it).
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
-    let context = context.into();
-    move |source| {
-        if io_is_no_space(&source) {
-            StoreError::NoSpace { context }
-        } else {
-            StoreError::Io { context, source }
-        }
-    }
+    let to_tar = karapace_tar::error::io_err(context);
+    move |source| StoreError::from(to_tar(source))
 }
 
 /// Same as [`io_err`] but naming a path. The message is only written when there is an error:
@@ -128,7 +121,7 @@ pub(crate) fn io_at<'a>(
     what: &'a str,
     path: &'a std::path::Path,
 ) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| io_err(format!("{what} {}", shown_path(path)))(source)
+    move |source| StoreError::from(karapace_tar::error::io_at(what, path)(source))
 }
 
 impl From<karapace_tar::TarError> for StoreError {

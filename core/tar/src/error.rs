@@ -48,7 +48,7 @@ pub fn io_is_no_space(e: &io::Error) -> bool {
 }
 
 /// Build a closure mapping an `io::Error` into a [`TarError`] with context.
-pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> TarError {
+pub fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> TarError {
     let context = context.into();
     move |source| {
         if io_is_no_space(&source) {
@@ -61,7 +61,7 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> Ta
 
 /// Same as [`io_err`] but naming a path. The message is only written when there is an error:
 /// unpacking calls this several times for every file it creates.
-pub(crate) fn io_at<'a>(
+pub fn io_at<'a>(
     what: &'a str,
     path: &'a std::path::Path,
 ) -> impl FnOnce(io::Error) -> TarError + 'a {
