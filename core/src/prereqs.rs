@@ -31,19 +31,64 @@ fn read_number(path: &str) -> Option<i64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// Checks user namespaces, overlayfs and the helper binary.
+/// How the helper runs environments (`karapace-helper --mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HelperMode {
+    /// Through unprivileged user namespaces (the default).
+    Rootless,
+    /// Installed with file capabilities on a host without unprivileged user namespaces: no
+    /// user namespace at all (its capabilities, as it lists them).
+    Privileged(String),
+}
+
+/// The helper's own answer about its mode; `None` when it cannot be asked (not found, or a
+/// helper that refuses to start, e.g. one installed set-user-ID: its error comes later).
+pub fn helper_mode() -> Option<HelperMode> {
+    let helper = helper_path()?;
+    let out = std::process::Command::new(helper)
+        .arg("--mode")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let text = text.trim();
+    if text == karapace_helper_client::MODE_ROOTLESS {
+        return Some(HelperMode::Rootless);
+    }
+    match text.split_once(' ') {
+        Some((karapace_helper_client::MODE_PRIVILEGED, caps)) => {
+            Some(HelperMode::Privileged(caps.to_owned()))
+        }
+        _ => None,
+    }
+}
+
+/// The second way out of a host without unprivileged user namespaces.
+fn privileged_install_fix() -> String {
+    let helper =
+        helper_path().map_or_else(|| "karapace-helper".to_owned(), |p| p.display().to_string());
+    format!(
+        "or install the helper privileged (docs/security-model.md, \"The privileged mode\"): \
+         sudo setcap {} {helper}",
+        karapace_helper_client::PRIVILEGED_FILE_CAPABILITIES
+    )
+}
+
+/// Checks user namespaces, overlayfs and the helper binary. Without unprivileged user
+/// namespaces a privileged helper is all it takes.
 pub fn check() -> Vec<Missing> {
     let mut missing = Vec::new();
+    let mut userns = Vec::new();
     if read_number("/proc/sys/user/max_user_namespaces") == Some(0) {
-        missing.push(Missing {
+        userns.push(Missing {
             kind: Kind::UserNamespaces,
             what: "user namespaces are disabled (user.max_user_namespaces = 0)".into(),
-            // No privileged-helper alternative to offer yet (docs/security-model.md §3).
             fix: "sysctl -w user.max_user_namespaces=15000".into(),
         });
     }
     if read_number("/proc/sys/kernel/unprivileged_userns_clone") == Some(0) {
-        missing.push(Missing {
+        userns.push(Missing {
             kind: Kind::UserNamespaces,
             what:
                 "unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)"
@@ -52,11 +97,18 @@ pub fn check() -> Vec<Missing> {
         });
     }
     if read_number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
-        missing.push(Missing {
+        userns.push(Missing {
             kind: Kind::UserNamespaces,
             what: "AppArmor restricts unprivileged user namespaces".into(),
             fix: "add an AppArmor profile allowing userns for karapace-helper".into(),
         });
+    }
+    if !userns.is_empty() && !matches!(helper_mode(), Some(HelperMode::Privileged(_))) {
+        let or_privileged = privileged_install_fix();
+        missing.extend(userns.into_iter().map(|m| Missing {
+            fix: format!("{}, {or_privileged}", m.fix),
+            ..m
+        }));
     }
     let filesystems = fs::read_to_string("/proc/filesystems").unwrap_or_default();
     if !filesystems

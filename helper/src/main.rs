@@ -17,10 +17,10 @@ use std::process::ExitCode;
 use interprocess::local_socket::traits::StreamCommon;
 use interprocess::local_socket::{GenericFilePath, Stream, ToFsName, prelude::*};
 use interprocess::os::unix::uds_local_socket::Stream as UdStream;
-use karapace_backend_namespace as backend;
+use karapace_backend_namespace::{self as backend, Mode};
 use karapace_protocol::{
-    FrameError, Hello, ID_MAPS_FULL, ID_MAPS_SINGLE, PROTOCOL_VERSION, Refusal, Reply, Request,
-    monotonic_ns, read_frame, write_frame,
+    FrameError, Hello, ID_MAPS_FULL, ID_MAPS_SINGLE, MODE_PRIVILEGED, MODE_ROOTLESS,
+    PROTOCOL_VERSION, Refusal, Reply, Request, monotonic_ns, read_frame, write_frame,
 };
 use nix::sys::signal::SigmaskHow;
 
@@ -47,8 +47,15 @@ enum Invocation {
     /// `--landlock-abi`: the kernel's Landlock ABI as this helper sees it (`karapace doctor`).
     LandlockAbi,
     /// `--id-maps`: which id maps environments of this user get ([`ID_MAPS_FULL`] or
-    /// [`ID_MAPS_SINGLE`], then a description), so the core knows whether owners are kept.
+    /// [`ID_MAPS_SINGLE`], or [`MODE_PRIVILEGED`] for a privileged helper, then a description),
+    /// so the core knows whether owners are kept.
     IdMaps,
+    /// `--mode`: `rootless`, or `privileged` and the capabilities kept (`karapace doctor`, and
+    /// the core's choice of id maps).
+    Mode,
+    /// `--file-capabilities`: the file capabilities of a privileged install, for `setcap`
+    /// (`scripts/install-privileged-helper`).
+    FileCapabilities,
     /// `--socket <path>`: serve one request of the core, on a kernel with `landlock_abi`.
     Serve {
         socket: OsString,
@@ -63,6 +70,8 @@ fn invocation(args: &[OsString]) -> Option<Invocation> {
         [Some("--version")] => Some(Invocation::Version),
         [Some("--landlock-abi")] => Some(Invocation::LandlockAbi),
         [Some("--id-maps")] => Some(Invocation::IdMaps),
+        [Some("--mode")] => Some(Invocation::Mode),
+        [Some("--file-capabilities")] => Some(Invocation::FileCapabilities),
         [Some("--socket"), _] => Some(Invocation::Serve {
             socket: args[1].to_os_string(),
             landlock_abi: backend::landlock_abi(),
@@ -77,8 +86,29 @@ fn invocation(args: &[OsString]) -> Option<Invocation> {
 
 /// The socket and Landlock ABI to serve a request with; `Err` once a question of the command
 /// line is answered (or the command line is wrong), with the exit code.
-fn serve_or_answer(args: &[OsString]) -> Result<(OsString, Option<i32>), ExitCode> {
+fn serve_or_answer(args: &[OsString], mode: Mode) -> Result<(OsString, Option<i32>), ExitCode> {
     match invocation(args) {
+        Some(Invocation::Mode) => {
+            match mode {
+                Mode::Rootless => println!("{MODE_ROOTLESS}"),
+                Mode::Privileged => println!(
+                    "{MODE_PRIVILEGED} {}",
+                    backend::privilege::FILE_CAPABILITIES
+                ),
+            }
+            Err(ExitCode::SUCCESS)
+        }
+        Some(Invocation::FileCapabilities) => {
+            println!("{}", backend::privilege::FILE_CAPABILITIES);
+            Err(ExitCode::SUCCESS)
+        }
+        Some(Invocation::IdMaps) if mode == Mode::Privileged => {
+            println!(
+                "{MODE_PRIVILEGED} the privileged karapace-helper creates no user namespace (this \
+                 host allows no unprivileged ones), so every file of an environment is yours"
+            );
+            Err(ExitCode::SUCCESS)
+        }
         Some(Invocation::Version) => {
             println!(
                 "karapace-helper {} (protocol {PROTOCOL_VERSION})",
@@ -127,8 +157,25 @@ fn main() -> ExitCode {
     if nix::sys::prctl::set_dumpable(false).is_err() {
         return ExitCode::from(1);
     }
+    // Installed with file capabilities, this process runs with privilege its caller lacks:
+    // decide the mode before anything else, and in the privileged one take nothing of the
+    // caller's but the command line (backends/namespace/src/privilege.rs).
+    let mode = match backend::privilege::enter_mode() {
+        Ok(mode) => mode,
+        Err(e) => {
+            eprintln!("karapace-helper: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if mode == Mode::Privileged {
+        // SAFETY: single-threaded, first thing: no object owns a descriptor above 2 yet.
+        if let Err(e) = unsafe { backend::privilege::sanitize_process() } {
+            eprintln!("karapace-helper: cannot sanitise the process: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let args: Vec<OsString> = std::env::args_os().collect();
-    let (path, landlock_abi) = match serve_or_answer(&args) {
+    let (path, landlock_abi) = match serve_or_answer(&args, mode) {
         Ok(serve) => serve,
         Err(code) => return code,
     };
@@ -192,6 +239,12 @@ fn main() -> ExitCode {
 
     let spec = match read_frame::<Request>(&mut stream) {
         Ok(Request::Run(spec)) => *spec,
+        Ok(Request::Tree(_)) if mode == Mode::Privileged => {
+            return fail(
+                &mut stream,
+                Refusal::PrivilegedMode("work on trees of other owners".into()),
+            );
+        }
         Ok(Request::Tree(job)) => {
             return match tree::serve(job, uid, gid, landlock_abi) {
                 Ok(stats) => match write_frame(&mut stream, &Reply::TreeDone(stats)) {
@@ -210,7 +263,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&mut stream, protocol(&e)),
     };
     let t_request = monotonic_ns();
-    let prepared = match validate::prepare(spec, uid, gid, landlock_abi) {
+    let prepared = match validate::prepare(spec, uid, gid, landlock_abi, mode) {
         Ok(p) => p,
         Err(r) => return fail(&mut stream, r),
     };

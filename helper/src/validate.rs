@@ -11,7 +11,7 @@ use std::path::{Component, Path};
 
 use karapace_backend_namespace::oci::PreparedOci;
 use karapace_backend_namespace::{
-    IdMap, Opened, Prepared, PreparedBind, PreparedUpper, landlock_decision,
+    IdMap, Mode, Opened, Prepared, PreparedBind, PreparedUpper, landlock_decision,
 };
 use karapace_protocol::{IdMapMode, Identity, Refusal, RunSpec, SetupStep, Upper, limits};
 use nix::errno::Errno;
@@ -162,8 +162,19 @@ pub fn prepare(
     uid: u32,
     gid: u32,
     landlock_abi: Option<i32>,
+    mode: Mode,
 ) -> Result<Prepared, Refusal> {
     let landlock = landlock_decision(landlock_abi, spec.allow_without_landlock)?;
+    if mode == Mode::Privileged {
+        if spec.id_map == IdMapMode::Full {
+            return Err(Refusal::PrivilegedMode(
+                "keep files of other owners (every file of an environment is the caller's)".into(),
+            ));
+        }
+        if spec.oci.is_some() {
+            return Err(Refusal::PrivilegedMode("start an OCI runtime".into()));
+        }
+    }
     check_len("lowers", spec.lowers.len(), limits::MAX_LOWERS)?;
     check_len("argv", spec.argv.len(), limits::MAX_ARGV)?;
     check_len("env", spec.env.len(), limits::MAX_ENV)?;
@@ -254,6 +265,7 @@ pub fn prepare(
             e => e,
         })?;
         let is_dir = is_dir(&src)?;
+        readable_by_caller(mode, &src, is_dir, &b.src)?;
         let src = Opened {
             fd: src,
             path: b.src.clone(),
@@ -276,6 +288,7 @@ pub fn prepare(
         if !is_dir && !is_char_device(&src)? {
             return Err(Refusal::DeviceNotAllowed(d.clone()));
         }
+        readable_by_caller(mode, &src, is_dir, d)?;
         let src = Opened {
             fd: src,
             path: d.clone(),
@@ -337,7 +350,30 @@ pub fn prepare(
         join: spec.join,
         landlock,
         oci,
+        mode,
     })
+}
+
+/// A privileged helper's mounts would lend the caller its own reach: a source is mounted
+/// only if the caller could read it (and search it, a directory) itself. The check is the
+/// kernel's, on the opened file, with the caller's ids (this process has no capability
+/// effective, and none that bypasses file permissions at all). O_PATH opened it with search
+/// rights on the path alone.
+fn readable_by_caller(mode: Mode, fd: &OwnedFd, is_dir: bool, path: &Path) -> Result<(), Refusal> {
+    if mode != Mode::Privileged {
+        return Ok(());
+    }
+    let mut wanted = nix::unistd::AccessFlags::R_OK;
+    if is_dir {
+        wanted |= nix::unistd::AccessFlags::X_OK;
+    }
+    nix::unistd::faccessat(
+        fd.as_fd(),
+        "",
+        wanted,
+        nix::fcntl::AtFlags::AT_EACCESS | nix::fcntl::AtFlags::AT_EMPTY_PATH,
+    )
+    .map_err(|_| Refusal::NotReadable(path.to_path_buf()))
 }
 
 /// The OCI runtime's executable: an absolute path without symbolic links to a regular,

@@ -10,12 +10,25 @@ use karapace_helper_client::{IdMapMode, Identity};
 #[test]
 fn root_identity_maps_caller_to_root() {
     let s = store();
-    let (code, o) = out(&sh(&s, "id -u; id -g; cat /proc/self/uid_map"));
+    let (code, o) = out(&sh(
+        &s,
+        "id -u; id -g; cat /proc/self/uid_map; grep Uid: /proc/self/status",
+    ));
     assert_eq!(code, 0);
     let lines: Vec<&str> = o.lines().collect();
     assert_eq!(&lines[..2], &["0", "0"]);
     let map: Vec<&str> = lines[2].split_whitespace().collect();
-    assert_eq!(map, vec!["0", &nix::unistd::getuid().to_string(), "1"]);
+    let me = nix::unistd::getuid().to_string();
+    if common::privileged() {
+        // No user namespace: root is only claimed (the id calls answer 0); the kernel still
+        // sees the caller, and the map is the host's own.
+        let ours = std::fs::read_to_string("/proc/self/uid_map").unwrap();
+        assert_eq!(map, ours.split_whitespace().collect::<Vec<_>>());
+        let status: Vec<&str> = lines[3].split_whitespace().skip(1).collect();
+        assert_eq!(status, [me.as_str(); 4], "{o}");
+    } else {
+        assert_eq!(map, vec!["0", me.as_str(), "1"]);
+    }
 }
 
 #[test]
@@ -55,7 +68,20 @@ fn full_maps_keep_owners_or_are_refused_without_a_range() {
     );
     sp.id_map = IdMapMode::Full;
     sp.capabilities = karapace_helper_client::Capabilities::PackageManager;
-    if nix::unistd::getuid().is_root() {
+    if common::privileged() {
+        // No user namespace, no owners but the caller: refused whatever /etc/subuid says.
+        let err = karapace_helper_client::run(&sp, karapace_helper_client::StdioMode::Null)
+            .expect_err("full maps of a privileged helper must be refused");
+        assert!(
+            matches!(
+                err,
+                karapace_helper_client::HelperError::Refused(
+                    karapace_helper_client::Refusal::PrivilegedMode(_)
+                )
+            ),
+            "{err:?}"
+        );
+    } else if nix::unistd::getuid().is_root() {
         let (code, o) = out(&sp);
         assert_eq!(code, 0, "{o}");
         let map: Vec<&str> = o.lines().next().unwrap_or("").split_whitespace().collect();
@@ -97,7 +123,13 @@ fn collapsed_maps_let_chown_succeed_and_change_nothing() {
     let (code, o) = out(&sp);
     assert_eq!(code, 0, "{o}");
     let lines: Vec<&str> = o.lines().collect();
-    assert_eq!(lines, ["chown-ok", "0:0", "1"], "{o}");
+    if common::privileged() {
+        // The caller's own ids, unmapped: stat shows them as the host does.
+        let me = format!("{}:{}", nix::unistd::getuid(), nix::unistd::getgid());
+        assert_eq!(lines[..2], ["chown-ok", me.as_str()], "{o}");
+    } else {
+        assert_eq!(lines, ["chown-ok", "0:0", "1"], "{o}");
+    }
 }
 
 #[test]
@@ -123,11 +155,16 @@ fn package_manager_profile_keeps_only_its_capabilities() {
             .map(|v| u64::from_str_radix(v.trim(), 16).unwrap_or(u64::MAX))
     };
     // CHOWN 0, DAC_OVERRIDE 1, FOWNER 3, FSETID 4, KILL 5, SETGID 6, SETUID 7,
-    // NET_BIND_SERVICE 10, AUDIT_WRITE 29, SETFCAP 31.
-    let expected: u64 = [0u32, 1, 3, 4, 5, 6, 7, 10, 29, 31]
-        .iter()
-        .map(|b| 1u64 << b)
-        .sum();
+    // NET_BIND_SERVICE 10, AUDIT_WRITE 29, SETFCAP 31 — over the session's user namespace. A
+    // privileged helper's capabilities would be the host's: its workloads get none.
+    let expected: u64 = if common::privileged() {
+        0
+    } else {
+        [0u32, 1, 3, 4, 5, 6, 7, 10, 29, 31]
+            .iter()
+            .map(|b| 1u64 << b)
+            .sum()
+    };
     assert_eq!(field("CapEff:"), Some(expected), "{o}");
     assert_eq!(field("CapBnd:"), Some(expected), "{o}");
     assert_eq!(field("CapInh:"), Some(0));

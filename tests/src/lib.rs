@@ -12,6 +12,7 @@
 //! ```
 
 pub mod bins;
+pub mod hardened;
 pub mod lock;
 pub mod mirror;
 pub mod process;

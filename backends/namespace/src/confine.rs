@@ -24,7 +24,7 @@ pub enum ConfineError {
     NoNewPrivs(nix::errno::Errno),
 }
 
-/// The finished seccomp programs (`WORKLOAD`, `CONTROL`, `IGNORE_CHOWN`), compiled for the
+/// The finished seccomp programs (`WORKLOAD`, `CONTROL`, `IGNORE_CHOWN`, `CLAIM_ROOT`), compiled for the
 /// target architecture by build.rs from the policy in `seccomp/src/policy.rs`
 /// ([`crate::seccomp_policy`]): nothing is compiled or allocated here, only installed.
 #[allow(clippy::all, clippy::pedantic)] // generated
@@ -189,6 +189,14 @@ pub fn ignore_chown() -> Result<(), ConfineError> {
     install(filters::IGNORE_CHOWN)
 }
 
+/// A third seccomp filter for a privileged-mode session as root (build steps, `exec --root`):
+/// no user namespace exists to make the caller root, so the id queries answer 0 and the id
+/// changes succeed without effect ([`crate::seccomp_policy::CLAIMED_ROOT_IDS`]). The process
+/// keeps the caller's uid and no capability; it only looks like root to itself.
+pub fn claim_root() -> Result<(), ConfineError> {
+    install(filters::CLAIM_ROOT)
+}
+
 /// Landlock for the helper's control and init processes: every filesystem
 /// access right handled, none granted.
 pub fn landlock_deny_all() -> Result<(), ConfineError> {
@@ -272,6 +280,7 @@ mod tests {
         assert_eq!(embedded(filters::WORKLOAD), compiled.workload);
         assert_eq!(embedded(filters::CONTROL), compiled.control);
         assert_eq!(embedded(filters::IGNORE_CHOWN), compiled.ignore_chown);
+        assert_eq!(embedded(filters::CLAIM_ROOT), compiled.claim_root);
     }
 
     /// The embedded programs answer this target's own system-call numbers (libc's), not

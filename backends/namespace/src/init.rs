@@ -19,7 +19,10 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus as NixWait, waitpid};
 use nix::unistd::{Pid, pipe2};
 
-use crate::{IdMap, Prepared, SetupStep, Step, confine, idmap, oci, pty, rootfs, sys, workload};
+use crate::{
+    IdMap, Mode, Prepared, SetupStep, Step, confine, idmap, oci, privilege, pty, rootfs, sys,
+    workload,
+};
 
 const SI_KERNEL: i32 = 0x80;
 
@@ -101,7 +104,17 @@ fn forget_the_host(p: &Prepared, events: RawFd, kept: &[RawFd]) -> Result<(), St
     // read for its argv, environment and paths from now on, and never dropped (this process
     // ends in `exit_now`). The slave's `OwnedFd` is kept open.
     unsafe { sys::close_all_except(&keep) }.map_err(|e| Step(SetupStep::CloseRange, e))?;
+    drop_privilege(p)?;
     joinable(p)
+}
+
+/// The privileged mode: every capability goes once the environment is assembled (this process
+/// only starts the workload, relays and reaps from now on).
+fn drop_privilege(p: &Prepared) -> Result<(), Step> {
+    if p.mode == Mode::Privileged {
+        privilege::drop_all().map_err(|e| Step(SetupStep::DropCapabilities, e))?;
+    }
+    Ok(())
 }
 
 /// Whether processes of the caller's user may inspect this process (`PR_SET_DUMPABLE`): its
@@ -149,12 +162,18 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
     // Step 1 (continued): id maps. The parent releases us once it has
     // written subordinate maps; a single map we write ourselves.
     wait_release(go)?;
-    // The helper is not dumpable, and neither is this copy of it: its /proc files would belong
-    // to the host's root, so it could not write its own id map, and fuse-overlayfs could not
-    // open the layers through its /proc/<pid>/fd. No workload exists yet; `joinable` decides
-    // once the root is assembled.
+    if p.mode == Mode::Privileged {
+        // No user namespace: the helper's own capabilities do the setup.
+        privilege::raise().map_err(|e| Step(SetupStep::RaiseCapabilities, e))?;
+    }
+    // The helper is not dumpable, and neither is this copy of it: its /proc files would
+    // belong to the host's root, so it could not write its own id map, and fuse-overlayfs
+    // could not open the layers through its /proc/<pid>/fd. No workload exists yet;
+    // `joinable` decides once the root is assembled. (A privileged helper's copy holds
+    // capabilities its user's other processes lack: the kernel keeps them from inspecting
+    // it all the same.)
     nix::sys::prctl::set_dumpable(true).map_err(|e| Step(SetupStep::Dumpable, e))?;
-    if p.id_map == IdMap::Single {
+    if p.id_map == IdMap::Single && p.mode == Mode::Rootless {
         let (iu, ig) = match p.identity {
             Identity::Root => (0, 0),
             Identity::Caller => (uid, gid),
@@ -229,6 +248,7 @@ pub fn run_joined(p: &Prepared, events: File, go: OwnedFd, terminal: Option<Unix
             if p.tty.is_some() {
                 rootfs::remount_devpts()?;
             }
+            drop_privilege(p)?;
             timings.mounts = monotonic_ns();
             session_pty(p, terminal)
         });

@@ -30,7 +30,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, pipe2};
 
 use crate::idmap::{self, MapLines};
-use crate::{Launched, Prepared, SetupStep, Step, init, sys};
+use crate::{Launched, Mode, Prepared, SetupStep, Step, init, privilege, sys};
 
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
@@ -93,7 +93,8 @@ fn maps_of(pid: i32) -> Result<MapLines, Verdict> {
     })
 }
 
-fn check(t: JoinTarget, uid: u32, gid: u32, maps: &MapLines) -> Result<Target, Verdict> {
+/// `maps`: the id maps the request would have written; none in the privileged mode.
+fn check(t: JoinTarget, uid: u32, gid: u32, maps: Option<&MapLines>) -> Result<Target, Verdict> {
     let pid = i32::try_from(t.pid).map_err(|_| Verdict::Bad("pid out of range".into()))?;
     if pid <= 1 {
         return Err(Verdict::Bad("not a session process".into()));
@@ -115,10 +116,21 @@ fn check(t: JoinTarget, uid: u32, gid: u32, maps: &MapLines) -> Result<Target, V
     if gids.len() != 4 || gids.iter().any(|&g| g != gid) {
         return Err(Verdict::Bad(format!("runs as gid {gids:?}, not {gid}")));
     }
-    for ns in ["user", "mnt"] {
-        if same_ns(t.pid, ns)? {
-            return Err(Verdict::Bad(format!("shares the helper's {ns} namespace")));
+    if same_ns(t.pid, "mnt")? {
+        return Err(Verdict::Bad("shares the helper's mnt namespace".into()));
+    }
+    // A privileged helper's sessions have no user namespace of their own: the target shares
+    // the helper's, and its workloads run as the caller, like this one's will.
+    let Some(maps) = maps else {
+        if !same_ns(t.pid, "user")? {
+            return Err(Verdict::Bad(
+                "it runs in a user namespace, not as a privileged helper's session".into(),
+            ));
         }
+        return overlay_root(pid).map(|()| Target { pidfd });
+    };
+    if same_ns(t.pid, "user")? {
+        return Err(Verdict::Bad("shares the helper's user namespace".into()));
     }
     // The workload runs as the request's identity inside the namespace it joins: in one whose
     // maps differ that identity is another id or none (a user's plain session would run as one
@@ -130,12 +142,17 @@ fn check(t: JoinTarget, uid: u32, gid: u32, maps: &MapLines) -> Result<Target, V
                 .into(),
         ));
     }
+    overlay_root(pid)?;
+    Ok(Target { pidfd })
+}
+
+fn overlay_root(pid: i32) -> Result<(), Verdict> {
     let fs = statfs(format!("/proc/{pid}/root").as_str()).map_err(|_| Verdict::Gone)?;
     let magic = fs.filesystem_type();
     if magic != FsType(OVERLAYFS_SUPER_MAGIC) && magic != FsType(FUSE_SUPER_MAGIC) {
         return Err(Verdict::Bad("its root is not an overlay".into()));
     }
-    Ok(Target { pidfd })
+    Ok(())
 }
 
 /// The first target that is still running, checked; `maps` are the id maps the request would
@@ -144,7 +161,7 @@ pub fn open_target(
     targets: &[JoinTarget],
     uid: u32,
     gid: u32,
-    maps: &MapLines,
+    maps: Option<&MapLines>,
 ) -> Result<Target, Refusal> {
     for t in targets {
         match check(*t, uid, gid, maps) {
@@ -255,12 +272,14 @@ fn middle(
     if let Err(e) = unsafe { sys::close_all_except(&keep) } {
         return fail(&mut events, Step(SetupStep::CloseDescriptors, e));
     }
-    let mut flags = CloneFlags::CLONE_NEWUSER
-        | CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC;
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if p.network == Network::Isolated {
         flags |= CloneFlags::CLONE_NEWNET;
+    }
+    if p.mode == Mode::Rootless {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    } else if let Err(e) = privilege::raise() {
+        return fail(&mut events, Step(SetupStep::RaiseCapabilities, e));
     }
     match setns(target.pidfd.as_fd(), flags) {
         Ok(()) => {}

@@ -13,6 +13,7 @@ mod idmap;
 mod init;
 mod join;
 pub mod oci;
+pub mod privilege;
 mod pty;
 mod rootfs;
 #[path = "../seccomp/src/policy.rs"]
@@ -36,6 +37,7 @@ use nix::unistd::{Pid, getgid, getuid, pipe2};
 
 pub use confine::{ConfineError, PACKAGE_MANAGER_CAPS, confine_control, landlock_decision};
 pub use idmap::{IdMap, SubRange, subordinate_ranges};
+pub use privilege::Mode;
 pub use sys::landlock_abi;
 
 /// A validated, opened path. The descriptor belongs to the helper's mount
@@ -77,6 +79,9 @@ pub struct Prepared {
     pub landlock: bool,
     /// An `oci`-backend session: the OCI runtime to run on the assembled stage (see `oci.rs`).
     pub oci: Option<oci::PreparedOci>,
+    /// The helper's mode ([`privilege`]): in the privileged one no user namespace is created,
+    /// the setup runs with the helper's capabilities and the workload as the caller.
+    pub mode: Mode,
 }
 
 impl Prepared {
@@ -185,8 +190,8 @@ pub fn blocked_set() -> nix::sys::signal::SigSet {
 pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
     let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
     if !p.join.is_empty() {
-        let maps = p.id_map.lines(p.identity, uid, gid);
-        let target = join::open_target(&p.join, uid, gid, &maps)?;
+        let maps = (p.mode == Mode::Rootless).then(|| p.id_map.lines(p.identity, uid, gid));
+        let target = join::open_target(&p.join, uid, gid, maps.as_ref())?;
         return join::launch(p, &target);
     }
     let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step(SetupStep::Pipe, e))?;
@@ -194,7 +199,19 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
     let (terminal, init_terminal) = terminal_channel(p)?;
     // "clone", "write id map", "unshare" and "overlay mount": the core explains failures of
     // these steps by the host's prerequisites (core/src/engine/run.rs); keep the names.
-    match sys::clone_into_namespaces().map_err(|e| Step(SetupStep::Clone, e))? {
+    let user_namespace = p.mode == Mode::Rootless;
+    if !user_namespace {
+        // A pid namespace without a user namespace takes CAP_SYS_ADMIN; it is effective for
+        // this one call only (the clone keeps it for its setup).
+        privilege::raise().map_err(|e| Step(SetupStep::RaiseCapabilities, e))?;
+    }
+    let cloned = sys::clone_into_namespaces(user_namespace);
+    if !user_namespace {
+        if let Ok(sys::Forked::Parent(_)) | Err(_) = cloned {
+            privilege::lower().map_err(|e| Step(SetupStep::DropCapabilities, e))?;
+        }
+    }
+    match cloned.map_err(|e| Step(SetupStep::Clone, e))? {
         sys::Forked::Child => {
             drop((ev_r, go_w, terminal));
             let code = init::run(p, uid, gid, ev_w, go_r, init_terminal);
@@ -205,6 +222,8 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
             // newuidmap/newgidmap are setuid helpers: they must run from this unconfined
             // side, before anything sets no_new_privs. Root writes its identity maps here too.
             let written = match p.id_map {
+                // The privileged mode has no user namespace: nothing to map.
+                _ if !user_namespace => Ok(()),
                 IdMap::Subordinate { uid: u, gid: g } => {
                     idmap::write_subordinate(pid, uid, gid, u, g)
                 }

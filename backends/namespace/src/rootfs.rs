@@ -275,14 +275,21 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
         )?;
     } else {
         let opts = overlay_options(&lowerdir, upper.as_deref().zip(work.as_deref()), volatile);
-        let kernel = mount(
-            Some("overlay"),
-            &target,
-            Some("overlay"),
-            MsFlags::MS_NOSUID,
-            Some(opts.as_str()),
-        );
+        let kernel = crate::privilege::for_overlay(p.mode, || {
+            mount(
+                Some("overlay"),
+                &target,
+                Some("overlay"),
+                MsFlags::MS_NOSUID,
+                Some(opts.as_str()),
+            )
+        });
         if let Err(e) = kernel {
+            // The privileged mode never starts a program of the caller's PATH with its
+            // capabilities at hand: kernel overlayfs or nothing.
+            if p.mode == crate::Mode::Privileged {
+                return Err(Step(SetupStep::OverlayMount, e));
+            }
             fuse_overlay_fallback(&opts, &target).map_err(|_| Step(SetupStep::OverlayMount, e))?;
         }
     }
@@ -375,7 +382,9 @@ pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
     )?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let host = Path::new("/dev").join(node);
-        bind(r, &host, &Path::new("dev").join(node), false, false)?;
+        let inside = Path::new("dev").join(node);
+        bind(r, &host, &inside, false, false)?;
+        harden_bind(p, r, &inside, true)?;
     }
     let dev = step(SetupStep::OpenDev, open_in_root(r, Path::new("dev"), true))?;
     for (link, to) in [
@@ -407,6 +416,7 @@ pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
     )?;
     for (d, fd) in p.devices.iter().zip(&fds.devices) {
         bind(r, &fd_path(fd.as_fd()), &d.dst, d.is_dir, false)?;
+        harden_bind(p, r, &d.dst, true)?;
     }
 
     // Read-only /sys: a fresh sysfs when we own the network namespace (so
@@ -437,8 +447,28 @@ pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
     for (b, fd) in p.binds.iter().zip(&fds.binds) {
         refuse_kernel_target(r, &b.dst, b.is_dir)?;
         bind(r, &fd_path(fd.as_fd()), &b.dst, b.is_dir, b.readonly)?;
+        harden_bind(p, r, &b.dst, false)?;
     }
     Ok(root)
+}
+
+/// The privileged mode: a bind of a host path is `nosuid` and, unless it is a device the
+/// request asked for, `nodev`, whatever the host's mount says. (The workload's
+/// `no_new_privs` already ignores set-user-ID bits; this keeps even a process that escaped it
+/// from using them, and device nodes out of shared directories. In the rootless mode the
+/// user namespace makes both meaningless.)
+fn harden_bind(p: &Prepared, root: BorrowedFd<'_>, dst: &Path, devices: bool) -> Result<(), Step> {
+    if p.mode != crate::Mode::Privileged {
+        return Ok(());
+    }
+    let mounted = step(
+        SetupStep::BindReopen,
+        open_in_root(root, &relative(dst), false),
+    )?;
+    step(
+        SetupStep::BindReadOnly,
+        sys::make_nosuid_recursive(mounted.as_fd(), devices),
+    )
 }
 
 /// An `oci`-backend session's stage (see `oci.rs`): the overlay root at [`oci::ROOT`], each

@@ -13,13 +13,21 @@ pub enum Forked {
     Child,
 }
 
-/// `clone(2)` with `CLONE_NEWUSER | CLONE_NEWPID`: the single-syscall form of
+/// `clone(2)` with `CLONE_NEWPID`, and `CLONE_NEWUSER` when `user` (the rootless mode; the
+/// privileged helper creates no user namespace): the single-syscall form of
 /// `unshare(CLONE_NEWUSER | CLONE_NEWPID)` followed by `fork()`, so the child
 /// is directly pid 1 of the new pid namespace and owned by the new user
 /// namespace. No stack is passed: like `fork`, the child continues on a
 /// copy-on-write copy of the caller's stack (with its guard page).
-pub fn clone_into_namespaces() -> Result<Forked, Errno> {
-    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::SIGCHLD;
+pub fn clone_into_namespaces(user: bool) -> Result<Forked, Errno> {
+    let mut flags = libc::CLONE_NEWPID | libc::SIGCHLD;
+    if user {
+        flags |= libc::CLONE_NEWUSER;
+    }
+    raw_clone(flags)
+}
+
+fn raw_clone(flags: libc::c_int) -> Result<Forked, Errno> {
     // SAFETY: the raw clone syscall without CLONE_VM and with a NULL stack
     // behaves like fork(2). The helper is single-threaded when it calls this
     // (no other thread can hold the allocator or stdio locks), and glibc ≥ 2.25
@@ -43,6 +51,72 @@ pub fn clone_into_namespaces() -> Result<Forked, Errno> {
     }
 }
 
+/// Whether this process could create a user namespace without a capability: a child is
+/// cloned into one and exits at once. The caller must be single-threaded, with no
+/// capability effective (one would let it create a user namespace where unprivileged
+/// processes may not).
+pub fn user_namespaces_work() -> bool {
+    match raw_clone(libc::CLONE_NEWUSER | libc::SIGCHLD) {
+        Ok(Forked::Child) => exit_now(0),
+        Ok(Forked::Parent(pid)) => matches!(
+            nix::sys::wait::waitpid(pid, None),
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0))
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Makes descriptors 0, 1 and 2 open (on /dev/null where one is closed), so nothing this
+/// process opens later becomes someone's stdin, stdout or stderr by accident: a privileged
+/// helper started with stderr closed would otherwise write its messages into whatever file
+/// got descriptor 2.
+pub fn stdio_open() -> Result<(), Errno> {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
+            continue;
+        }
+        // Opened without O_CLOEXEC: the lowest free descriptor is `fd` itself, kept for good.
+        let null = nix::fcntl::open(
+            "/dev/null",
+            nix::fcntl::OFlag::O_RDWR,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        let got = null.as_raw_fd();
+        std::mem::forget(null);
+        if got != fd {
+            return Err(Errno::EBADF);
+        }
+    }
+    Ok(())
+}
+
+/// Closes every descriptor from 3 upwards: what the caller of a privileged helper left open
+/// (a directory it cannot open itself, a socket) is never the helper's to use.
+///
+/// # Safety
+/// No object of the process may own a descriptor above 2 (call it first thing in `main`).
+pub unsafe fn close_from_3() -> Result<(), Errno> {
+    // SAFETY: the caller guarantees that no Rust object owns a descriptor from 3 upwards.
+    let ret = unsafe { libc::close_range(3, u32::MAX, 0) };
+    if ret == -1 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
+/// Clears this process's environment (a privileged helper uses nothing of its caller's).
+///
+/// # Safety
+/// The process must be single-threaded (nothing may read the environment meanwhile).
+pub unsafe fn clear_environment() {
+    for (key, _) in std::env::vars_os() {
+        // SAFETY: single-threaded, as the caller guarantees.
+        unsafe { std::env::remove_var(key) };
+    }
+}
+
 #[repr(C)]
 struct MountAttr {
     attr_set: u64,
@@ -53,13 +127,26 @@ struct MountAttr {
 
 const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
+const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
 const AT_RECURSIVE: libc::c_int = 0x8000;
 
 /// Makes the mount tree rooted at `fd` read-only and `nosuid`, recursively,
 /// without clearing any other (possibly locked) mount flag.
 pub fn make_readonly_nosuid_recursive(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    set_mount_attrs_recursive(fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID)
+}
+
+/// Makes the mount tree rooted at `fd` `nosuid` and, unless `devices`, `nodev`, recursively
+/// (the privileged mode's binds: a host path never lends the environment a set-user-ID
+/// program or a device node it did not ask for).
+pub fn make_nosuid_recursive(fd: BorrowedFd<'_>, devices: bool) -> Result<(), Errno> {
+    let nodev = if devices { 0 } else { MOUNT_ATTR_NODEV };
+    set_mount_attrs_recursive(fd, MOUNT_ATTR_NOSUID | nodev)
+}
+
+fn set_mount_attrs_recursive(fd: BorrowedFd<'_>, attrs: u64) -> Result<(), Errno> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID,
+        attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,

@@ -122,11 +122,18 @@ fn prepare(p: &Prepared, tty: Option<BorrowedFd<'_>>) -> Result<(), Refusal> {
         .chain(p.devices.iter())
         .map(|b| b.dst.clone())
         .collect();
+    if p.mode == crate::Mode::Privileged {
+        // No capability is left here (the init dropped them all): Landlock asks for
+        // no_new_privs first, which changes nothing else before the execve.
+        confine::set_no_new_privs().map_err(|e| confine_err("no_new_privs", &e))?;
+    }
     if p.landlock {
         confine::landlock_workload(&confine::workload_writable(&extra))
             .map_err(|e| confine_err("landlock", &e))?;
     }
+    // A privileged helper's capabilities are the host's: its workloads keep none, ever.
     let keep: &[caps::Capability] = match p.capabilities {
+        _ if p.mode == crate::Mode::Privileged => &[],
         karapace_protocol::Capabilities::None => &[],
         karapace_protocol::Capabilities::PackageManager => &confine::PACKAGE_MANAGER_CAPS,
     };
@@ -135,6 +142,9 @@ fn prepare(p: &Prepared, tty: Option<BorrowedFd<'_>>) -> Result<(), Refusal> {
     confine::apply_seccomp(false).map_err(|e| confine_err("seccomp", &e))?;
     if p.ignore_chown {
         confine::ignore_chown().map_err(|e| confine_err("seccomp", &e))?;
+    }
+    if p.mode == crate::Mode::Privileged && p.identity == karapace_protocol::Identity::Root {
+        confine::claim_root().map_err(|e| confine_err("seccomp", &e))?;
     }
     sys::cloexec_from_3().map_err(|e| Step(SetupStep::CloseRange, e))?;
     Ok(())

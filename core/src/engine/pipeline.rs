@@ -23,7 +23,7 @@ use super::BuildRequest;
 use super::progress;
 use super::reproducible;
 use super::runtime::{build_step_spec, canonical_root, in_root};
-use super::trees::{Ownership, collapsed_hint};
+use super::trees::Ownership;
 use crate::error::{CoreError, Result};
 use crate::prereqs;
 
@@ -91,18 +91,17 @@ pub fn build(
                 allow_without_landlock,
             },
         )
-        .map_err(|e| match &ownership {
-            Ownership::Collapsed(why) => e.with_hint(&collapsed_hint(why)),
-            _ => e,
+        .map_err(|e| match ownership.note() {
+            Some(note) => e.with_hint(&note),
+            None => e,
         })?;
         (layer.0, vec![layer.1], Some(layer.2))
     };
     let lock = LockFile::from_resolved(manifest, &image.digest, packages);
-    let ownership_note = match &ownership {
-        Ownership::Collapsed(why) if !manifest.system_packages.is_empty() => {
-            Some(collapsed_hint(why))
-        }
-        _ => None,
+    let ownership_note = if manifest.system_packages.is_empty() {
+        None
+    } else {
+        ownership.note()
     };
     Ok(Built {
         lock,

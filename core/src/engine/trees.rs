@@ -18,8 +18,8 @@ use std::process::Stdio;
 use std::sync::OnceLock;
 
 use karapace_helper_client::{
-    self as hc, HelperError, ID_MAPS_FULL, IdMapMode, Refusal, TreeFailure, TreeJob, TreeOp,
-    UnpackSpec, Whiteouts,
+    self as hc, HelperError, ID_MAPS_FULL, IdMapMode, MODE_PRIVILEGED, Refusal, TreeFailure,
+    TreeJob, TreeOp, UnpackSpec, Whiteouts,
 };
 use karapace_store::tar::{PackStats, UnpackOptions, UnpackStats, WhiteoutMode};
 use karapace_store::{InProcess, Owners, SharedTreeWorker, StoreError, TreeWorker};
@@ -33,6 +33,9 @@ pub enum Ownership {
     Subordinate(String),
     /// Only the caller's ids: every file is the caller's (why, from the helper).
     Collapsed(String),
+    /// A privileged helper (a host without unprivileged user namespaces): no id map at all,
+    /// every file is the caller's, as with [`Ownership::Collapsed`] (the helper's words).
+    Privileged(String),
 }
 
 impl Ownership {
@@ -54,6 +57,7 @@ impl Ownership {
             .unwrap_or_default();
         match text.split_once(' ') {
             Some((ID_MAPS_FULL, maps)) => Ownership::Subordinate(maps.to_owned()),
+            Some((MODE_PRIVILEGED, why)) => Ownership::Privileged(why.to_owned()),
             Some((_, why)) => Ownership::Collapsed(why.to_owned()),
             None => Ownership::Collapsed(
                 "karapace-helper did not say which id maps it can write".into(),
@@ -65,7 +69,7 @@ impl Ownership {
     pub fn build_id_map(&self) -> IdMapMode {
         match self {
             Ownership::Root | Ownership::Subordinate(_) => IdMapMode::Full,
-            Ownership::Collapsed(_) => IdMapMode::Collapsed,
+            Ownership::Collapsed(_) | Ownership::Privileged(_) => IdMapMode::Collapsed,
         }
     }
 
@@ -83,8 +87,19 @@ impl Ownership {
     /// What layers record about owners.
     pub fn owners(&self) -> Owners {
         match self {
-            Ownership::Collapsed(_) => Owners::Collapse,
+            Ownership::Collapsed(_) | Ownership::Privileged(_) => Owners::Collapse,
             _ => Owners::Keep,
+        }
+    }
+}
+
+impl Ownership {
+    /// What a build whose files all become the caller's says about it (none otherwise).
+    pub fn note(&self) -> Option<String> {
+        match self {
+            Ownership::Collapsed(why) => Some(collapsed_hint(why)),
+            Ownership::Privileged(why) => Some(why.clone()),
+            Ownership::Root | Ownership::Subordinate(_) => None,
         }
     }
 }

@@ -14,7 +14,7 @@ use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change of any message type.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// Largest frame body either side accepts (1 MiB). A request is a few KiB;
 /// anything near this is hostile or broken.
@@ -301,6 +301,19 @@ pub const ID_MAPS_FULL: &str = "full";
 /// followed by the reason.
 pub const ID_MAPS_SINGLE: &str = "single";
 
+/// What `karapace-helper --mode` prints when it runs rootless (unprivileged user namespaces).
+pub const MODE_ROOTLESS: &str = "rootless";
+/// First word of `karapace-helper --mode` when it runs privileged (installed with file
+/// capabilities on a host without unprivileged user namespaces), followed by its capabilities;
+/// also of its `--id-maps`, followed by what that means for owners (every file the caller's).
+pub const MODE_PRIVILEGED: &str = "privileged";
+
+/// The file capabilities of a privileged helper, in `setcap`'s syntax: permitted only, so
+/// none is effective until the helper raises one for a setup step
+/// (`backends/namespace/src/privilege.rs` says what each is for).
+pub const PRIVILEGED_FILE_CAPABILITIES: &str =
+    "cap_dac_override,cap_net_admin,cap_setpcap,cap_sys_admin,cap_sys_chroot+p";
+
 /// The user namespace's id maps, which decide who may own files inside the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IdMapMode {
@@ -459,6 +472,15 @@ pub enum Refusal {
          /etc/subgid (or newuidmap/newgidmap missing)"
     )]
     NoSubordinateRange,
+    /// What only the rootless mode can do, asked of a privileged helper (no user namespace).
+    #[error(
+        "the privileged karapace-helper (this host allows no unprivileged user namespaces) \
+         cannot {0}"
+    )]
+    PrivilegedMode(String),
+    /// A privileged helper mounts only what its caller could read itself.
+    #[error("mount source {0:?} is not readable by the caller")]
+    NotReadable(PathBuf),
 }
 
 fn detail_suffix(detail: &str) -> String {
@@ -507,6 +529,10 @@ setup_steps! {
     IdMapToolMissing => "newuidmap not installed",
     SetHostname => "sethostname",
     LoopbackUp => "loopback up",
+    /// Privileged mode: making the helper's capabilities effective for the setup.
+    RaiseCapabilities => "raise capabilities",
+    /// Privileged mode: dropping every capability once the setup is done.
+    DropCapabilities => "drop capabilities",
     /// Mounting the environment's overlay (layers plus writable upper).
     OverlayMount => "overlay mount",
     /// The writable layer the request named was not prepared.

@@ -25,6 +25,18 @@ pub fn init() {
     }
 }
 
+/// Whether the helper under test runs privileged (installed with file capabilities on a host
+/// without unprivileged user namespaces: `helper/tests/run-privileged.sh`), as it says itself.
+pub fn privileged() -> bool {
+    init();
+    let helper = std::env::var_os("KARAPACE_HELPER").expect("KARAPACE_HELPER");
+    let out = std::process::Command::new(helper)
+        .arg("--mode")
+        .output()
+        .expect("karapace-helper --mode");
+    String::from_utf8_lossy(&out.stdout).starts_with(karapace_protocol::MODE_PRIVILEGED)
+}
+
 /// A store whose `layers/base` is a busybox root file system.
 pub fn store() -> Store {
     init();

@@ -95,6 +95,27 @@ pub const CLONE_NS_FLAGS: &[(&str, u32)] = &[
 /// (a second filter, stacked on the workload's).
 pub const IGNORED_CHOWN: &[&str] = &["chown", "fchown", "lchown", "fchownat"];
 
+/// Root's ids, claimed for a privileged-mode build step (no user namespace exists there, so
+/// the step runs as the caller, without a capability): the id queries answer 0 and the id
+/// changes succeed without effect (a third filter, stacked with the two above). Package
+/// managers that check for root or switch to root then run; the kernel still sees the caller.
+/// `getresuid`/`getresgid` fill memory and cannot be answered this way: they tell the truth.
+pub const CLAIMED_ROOT_IDS: &[&str] = &[
+    "getuid",
+    "geteuid",
+    "getgid",
+    "getegid",
+    "setuid",
+    "setgid",
+    "setreuid",
+    "setregid",
+    "setresuid",
+    "setresgid",
+    "setfsuid",
+    "setfsgid",
+    "setgroups",
+];
+
 /// The only system calls of the helper's control process and of the environment's init
 /// process once they have confined themselves; every other call fails with EPERM. From then
 /// on both only relay: they read frames, signals and exit statuses, write frames, deliver

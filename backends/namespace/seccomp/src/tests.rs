@@ -284,6 +284,18 @@ fn ignore_chown_answers_success_for_the_chown_family_only() {
 }
 
 #[test]
+fn claim_root_answers_zero_for_the_id_calls_only() {
+    let prog = Programs::for_arch("x86_64").unwrap().claim_root;
+    for name in policy::CLAIMED_ROOT_IDS {
+        assert_eq!(call(&prog, nr(name), [0; 6]), 0x0005_0000, "{name}");
+    }
+    for nr in [0, 59, 92, 118] {
+        // read, execve, chown, getresuid
+        assert_eq!(call(&prog, nr, [0; 6]), ALLOW, "{nr}");
+    }
+}
+
+#[test]
 #[cfg(target_arch = "x86_64")]
 fn the_x86_64_table_has_the_kernels_numbers() {
     for ((name, ours), (_, libc)) in syscalls::X86_64.iter().zip(syscalls::X86_64_LIBC) {
@@ -337,6 +349,7 @@ fn every_name_is_listed_once() {
         policy::DENIED,
         policy::UNSUPPORTED,
         policy::IGNORED_CHOWN,
+        policy::CLAIMED_ROOT_IDS,
         policy::CONTROL_ALLOWED,
     ] {
         let mut names = list.to_vec();
@@ -379,7 +392,7 @@ fn the_generated_source_holds_every_instruction() {
     let insns = src.matches("seccompiler::sock_filter {").count();
     assert_eq!(
         insns,
-        p.workload.len() + p.control.len() + p.ignore_chown.len()
+        p.workload.len() + p.control.len() + p.ignore_chown.len() + p.claim_root.len()
     );
     assert!(src.contains("pub static IGNORE_CHOWN"));
 }

@@ -76,6 +76,7 @@ pub fn run(ctx: &Ctx) -> Result<i32> {
             "karapace-helper not found next to karapace (or KARAPACE_HELPER)",
         ),
     });
+    checks.push(mode());
     checks.push(landlock(ctx));
     checks.push(id_maps());
     checks.push(seccomp());
@@ -344,6 +345,33 @@ fn backends(ctx: &Ctx) -> Check {
     }
 }
 
+/// How environments are made: rootless (user namespaces) or through a privileged helper.
+fn mode() -> Check {
+    match prereqs::helper_mode() {
+        Some(prereqs::HelperMode::Rootless) => check(
+            "mode",
+            Status::Pass,
+            "rootless: environments run in user namespaces of yours; karapace-helper holds no \
+             privilege",
+        ),
+        Some(prereqs::HelperMode::Privileged(caps)) => check(
+            "mode",
+            Status::Pass,
+            format!(
+                "privileged: this host allows no unprivileged user namespaces, and \
+                 karapace-helper holds {caps}; environments run without a user namespace, as \
+                 you, and every file of theirs is yours (docs/security-model.md, \
+                 \"The privileged mode\")"
+            ),
+        ),
+        None => check(
+            "mode",
+            Status::Fail,
+            "karapace-helper did not say how it runs environments (karapace-helper --mode)",
+        ),
+    }
+}
+
 /// Whether environments keep the owners of system users' files (docs/storage-format.md,
 /// "Owners and id maps"): a warning, with the fix, for a user without a subordinate range.
 fn id_maps() -> Check {
@@ -360,6 +388,7 @@ fn id_maps() -> Check {
             format!("{maps}: files keep their owners"),
         ),
         Ownership::Collapsed(why) => check("id-maps", Status::Warn, collapsed_hint(&why)),
+        Ownership::Privileged(why) => check("id-maps", Status::Info, why),
     }
 }
 
