@@ -66,11 +66,10 @@ pub fn helper_mode() -> Option<HelperMode> {
 
 /// The second way out of a host without unprivileged user namespaces.
 fn privileged_install_fix() -> String {
-    let helper =
-        helper_path().map_or_else(|| "karapace-helper".to_owned(), |p| p.display().to_string());
     format!(
-        "or install the helper privileged (docs/security-model.md, \"The privileged mode\"): \
-         sudo setcap {} {helper}",
+        "or install karapace-helper privileged: a copy owned and writable by root alone, next to \
+         karapace, with `setcap {}` (scripts/install-privileged-helper does both; \
+         docs/security-model.md, \"The privileged mode\")",
         karapace_helper_client::PRIVILEGED_FILE_CAPABILITIES
     )
 }

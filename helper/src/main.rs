@@ -149,6 +149,51 @@ fn serve_or_answer(args: &[OsString], mode: Mode) -> Result<(OsString, Option<i3
     }
 }
 
+/// Installed with file capabilities, this process runs with privilege its caller lacks:
+/// decide the mode before anything else, and in the privileged one take nothing of the
+/// caller's but the command line (backends/namespace/src/privilege.rs).
+fn mode() -> Result<Mode, ExitCode> {
+    let mode = backend::privilege::enter_mode().map_err(|e| {
+        eprintln!("karapace-helper: {e}");
+        ExitCode::from(1)
+    })?;
+    if mode == Mode::Privileged {
+        // SAFETY: single-threaded, first thing: no object owns a descriptor above 2 yet.
+        unsafe { backend::privilege::sanitize_process() }.map_err(|e| {
+            eprintln!("karapace-helper: cannot sanitise the process: {e}");
+            ExitCode::from(1)
+        })?;
+    }
+    Ok(mode)
+}
+
+/// A tree job (`helper/src/tree.rs`): only in the rootless mode, whose user namespaces map the
+/// other owners such jobs exist for.
+fn serve_tree(
+    stream: &mut UdStream,
+    job: karapace_protocol::TreeJob,
+    mode: Mode,
+    landlock_abi: Option<i32>,
+) -> ExitCode {
+    if mode == Mode::Privileged {
+        return fail(
+            stream,
+            Refusal::PrivilegedMode("work on trees of other owners".into()),
+        );
+    }
+    let (uid, gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
+    match tree::serve(job, uid, gid, landlock_abi) {
+        Ok(stats) => match write_frame(stream, &Reply::TreeDone(stats)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(1),
+        },
+        Err(r) => fail(stream, r),
+    }
+}
+
 fn main() -> ExitCode {
     // No other process of the user's may read this process's descriptors (the core's socket,
     // the validated paths), memory or environment through /proc or ptrace: only processes
@@ -157,23 +202,10 @@ fn main() -> ExitCode {
     if nix::sys::prctl::set_dumpable(false).is_err() {
         return ExitCode::from(1);
     }
-    // Installed with file capabilities, this process runs with privilege its caller lacks:
-    // decide the mode before anything else, and in the privileged one take nothing of the
-    // caller's but the command line (backends/namespace/src/privilege.rs).
-    let mode = match backend::privilege::enter_mode() {
+    let mode = match mode() {
         Ok(mode) => mode,
-        Err(e) => {
-            eprintln!("karapace-helper: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
-    if mode == Mode::Privileged {
-        // SAFETY: single-threaded, first thing: no object owns a descriptor above 2 yet.
-        if let Err(e) = unsafe { backend::privilege::sanitize_process() } {
-            eprintln!("karapace-helper: cannot sanitise the process: {e}");
-            return ExitCode::from(1);
-        }
-    }
     let args: Vec<OsString> = std::env::args_os().collect();
     let (path, landlock_abi) = match serve_or_answer(&args, mode) {
         Ok(serve) => serve,
@@ -239,21 +271,7 @@ fn main() -> ExitCode {
 
     let spec = match read_frame::<Request>(&mut stream) {
         Ok(Request::Run(spec)) => *spec,
-        Ok(Request::Tree(_)) if mode == Mode::Privileged => {
-            return fail(
-                &mut stream,
-                Refusal::PrivilegedMode("work on trees of other owners".into()),
-            );
-        }
-        Ok(Request::Tree(job)) => {
-            return match tree::serve(job, uid, gid, landlock_abi) {
-                Ok(stats) => match write_frame(&mut stream, &Reply::TreeDone(stats)) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(_) => ExitCode::from(1),
-                },
-                Err(r) => fail(&mut stream, r),
-            };
-        }
+        Ok(Request::Tree(job)) => return serve_tree(&mut stream, job, mode, landlock_abi),
         Ok(_) => {
             return fail(
                 &mut stream,

@@ -357,7 +357,7 @@ pub fn prepare(
 /// A privileged helper's mounts would lend the caller its own reach: a source is mounted
 /// only if the caller could read it (and search it, a directory) itself. The check is the
 /// kernel's, on the opened file, with the caller's ids (this process has no capability
-/// effective, and none that bypasses file permissions at all). O_PATH opened it with search
+/// effective, and none that bypasses file permissions at all). `O_PATH` opened it with search
 /// rights on the path alone.
 fn readable_by_caller(mode: Mode, fd: &OwnedFd, is_dir: bool, path: &Path) -> Result<(), Refusal> {
     if mode != Mode::Privileged {

@@ -250,3 +250,29 @@ fn killing_the_helper_leaves_nothing_behind() {
         "a mount of the store leaked into the caller's namespace: {mounts}"
     );
 }
+
+/// What a caller leaves the helper — stdin and stderr closed, descriptors open far above 2, a
+/// descriptor table nearly at its limit — changes nothing: the helper opens 0–2 on /dev/null,
+/// closes everything above, and answers (or serves) as usual.
+#[test]
+fn closed_stdio_and_inherited_descriptors_are_taken_care_of() {
+    if !common::privileged() {
+        return;
+    }
+    let helper = std::env::var_os("KARAPACE_HELPER").expect("KARAPACE_HELPER");
+    // bash: dash takes one-digit descriptors only.
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(
+            "exec 0<&- 2>&- 900</dev/null 901</dev/null 902</dev/null; ulimit -n 904; \
+             exec \"$0\" --mode",
+        )
+        .arg(&helper)
+        .output()
+        .expect("bash");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with(karapace_protocol::MODE_PRIVILEGED),
+        "{out:?}"
+    );
+}

@@ -290,10 +290,10 @@ fn paths_outside_the_store_or_its_removable_trees_are_refused() {
 /// the build of every such package for users with a range.
 #[test]
 fn adopting_a_tree_clears_set_id_bits_and_opens_closed_directories() {
+    use std::os::unix::fs::PermissionsExt;
     if common::privileged() {
         return; // see a_privileged_helper_does_no_tree_job
     }
-    use std::os::unix::fs::PermissionsExt;
     let s = store();
     if host_ids().is_none() {
         return;

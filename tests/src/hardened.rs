@@ -57,7 +57,7 @@ impl HardenedHost {
         let host = HardenedHost {
             dir,
             mirror_url: mirror_url.to_owned(),
-            timeout: Duration::from_secs(600),
+            timeout: Duration::from_mins(10),
         };
         let chown = |path: &Path, id: u32| {
             let out = Command::new("chown")
@@ -112,7 +112,7 @@ impl HardenedHost {
         .expect("chown project file");
     }
 
-    fn hardened_host(&self, script: &str) -> (Command, String) {
+    fn hardened_host(script: &str) -> (Command, String) {
         let mut cmd = Command::new(hardened_host_bin());
         cmd.arg("--uid-base")
             .arg(BASE.to_string())
@@ -123,7 +123,7 @@ impl HardenedHost {
 
     /// Runs `script` as the simulated host's root.
     pub fn as_root(&self, script: &str) -> Outcome {
-        let (cmd, shown) = self.hardened_host(script);
+        let (cmd, shown) = Self::hardened_host(script);
         run(cmd, shown, None, self.timeout)
     }
 
@@ -140,7 +140,7 @@ impl HardenedHost {
             k = shell_quote(&self.dir.join("bin/karapace").to_string_lossy()),
             script = shell_quote(script),
         );
-        let (cmd, shown) = self.hardened_host(&inner);
+        let (cmd, shown) = Self::hardened_host(&inner);
         run(cmd, shown, stdin, self.timeout)
     }
 }

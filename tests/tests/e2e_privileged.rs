@@ -105,6 +105,30 @@ fn a_host_without_user_namespaces_builds_and_runs_environments() {
     jq.assert_success();
     assert!(jq.stdout_str().starts_with("jq-"), "{}", jq.stdout_str());
 
+    snapshots_restore_and_sessions(&host, &me);
+
+    // The same layers as the rootless mode builds for a user whose files are all theirs.
+    if user_exists("kpnorange") {
+        let dir = UserDir::new("privileged-compare", "kpnorange", MANIFEST, None);
+        let rootless = dir.karapace(&mirror);
+        let built = rootless.json(&["build", "--name", "pv"]);
+        for key in ["env_id", "base_layer", "dependency_layers"] {
+            let theirs = rootless.json(&["inspect", "pv"])[key].clone();
+            let ours = host.as_caller("$K inspect pv --json", None).json()[key].clone();
+            assert_eq!(ours, theirs, "{key} differs from the rootless build");
+        }
+        assert_eq!(built["env_id"], built_json["env_id"]);
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI creates kpnorange (scripts/test-all)"
+        );
+    }
+}
+
+/// Snapshots (commit, break, restore), two sessions at once (the second joins the first) ended
+/// by one `stop`, and `enter` on a terminal.
+fn snapshots_restore_and_sessions(host: &HardenedHost, me: &str) {
     // Snapshots: commit, break, restore.
     host.as_caller("$K commit -m with-jq pv", None)
         .assert_success();
@@ -144,24 +168,6 @@ fn a_host_without_user_namespaces_builds_and_runs_environments() {
         Some(b"id -u; tty; exit 3\n"),
     );
     let out = enter.stdout_str();
-    assert!(out.contains(&me), "{out}");
+    assert!(out.contains(me), "{out}");
     assert!(out.contains("/dev/pts/"), "{out}");
-
-    // The same layers as the rootless mode builds for a user whose files are all theirs.
-    if user_exists("kpnorange") {
-        let dir = UserDir::new("privileged-compare", "kpnorange", MANIFEST, None);
-        let rootless = dir.karapace(&mirror);
-        let built = rootless.json(&["build", "--name", "pv"]);
-        for key in ["env_id", "base_layer", "dependency_layers"] {
-            let theirs = rootless.json(&["inspect", "pv"])[key].clone();
-            let ours = host.as_caller("$K inspect pv --json", None).json()[key].clone();
-            assert_eq!(ours, theirs, "{key} differs from the rootless build");
-        }
-        assert_eq!(built["env_id"], built_json["env_id"]);
-    } else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI creates kpnorange (scripts/test-all)"
-        );
-    }
 }

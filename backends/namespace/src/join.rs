@@ -381,7 +381,7 @@ mod tests {
             nix::unistd::getgid().as_raw(),
         );
         let maps = crate::idmap::IdMap::Single.lines(karapace_protocol::Identity::Caller, uid, gid);
-        let verdict = super::open_target(&[target], uid, gid, &maps).map(|_| ());
+        let verdict = super::open_target(&[target], uid, gid, Some(&maps)).map(|_| ());
         let _ = child.kill();
         let _ = child.wait();
         assert!(

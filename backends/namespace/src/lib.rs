@@ -206,10 +206,8 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
         privilege::raise().map_err(|e| Step(SetupStep::RaiseCapabilities, e))?;
     }
     let cloned = sys::clone_into_namespaces(user_namespace);
-    if !user_namespace {
-        if let Ok(sys::Forked::Parent(_)) | Err(_) = cloned {
-            privilege::lower().map_err(|e| Step(SetupStep::DropCapabilities, e))?;
-        }
+    if !user_namespace && let Ok(sys::Forked::Parent(_)) | Err(_) = cloned {
+        privilege::lower().map_err(|e| Step(SetupStep::DropCapabilities, e))?;
     }
     match cloned.map_err(|e| Step(SetupStep::Clone, e))? {
         sys::Forked::Child => {
