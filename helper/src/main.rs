@@ -7,6 +7,7 @@
 //! started, confines itself (Landlock + seccomp); from then on it only relays
 //! signals and the workload's exit status.
 
+mod owned_tree;
 mod relay;
 mod tree;
 mod validate;

@@ -217,9 +217,14 @@ pub fn prepare(
     if st.st_uid != uid {
         return Err(Refusal::NotOwner(spec.store_root));
     }
-    let store = |p: &Path| -> Result<Opened, Refusal> {
+    // The privileged mode mounts only trees whose every directory is the caller's, on the
+    // store's file system (owned_tree.rs); `repair` for the work directory.
+    let store = |p: &Path, repair: bool| -> Result<Opened, Refusal> {
         normalized(p)?;
         let fd = open_beneath(&root, &spec.store_root, p, true)?;
+        if mode == Mode::Privileged {
+            crate::owned_tree::check(&fd, p, uid, st.st_dev, repair)?;
+        }
         Ok(Opened {
             fd,
             path: p.to_path_buf(),
@@ -228,12 +233,12 @@ pub fn prepare(
     let lowers = spec
         .lowers
         .iter()
-        .map(|p| store(p))
+        .map(|p| store(p, false))
         .collect::<Result<Vec<_>, _>>()?;
     let upper = match &spec.upper {
         Upper::Store { upper, work } => PreparedUpper::Store {
-            upper: store(upper)?,
-            work: store(work)?,
+            upper: store(upper, false)?,
+            work: store(work, true)?,
         },
         Upper::Tmpfs { size_mb } => PreparedUpper::Tmpfs { size_mb: *size_mb },
         Upper::ReadOnly => PreparedUpper::ReadOnly,

@@ -276,3 +276,148 @@ fn closed_stdio_and_inherited_descriptors_are_taken_care_of() {
         "{out:?}"
     );
 }
+
+/// overlayfs works with the credentials of its mount, which in the privileged mode can bypass
+/// file modes: a tree holding a directory of another user is never mounted, whether as a
+/// layer (it would be listed and entered through the merged directory above it), as the
+/// writable layer (copied-up files would land in it) or as the work directory (overlayfs
+/// empties it). The fixture: a store of the caller's with root's directories in it.
+#[test]
+fn trees_holding_another_users_directory_are_never_mounted() {
+    let Some(mixed) = fixture("MIXED_STORE") else {
+        return;
+    };
+    let s = store();
+    let base = mixed.join("base");
+    common::busybox_layer(&base);
+    let run = |lowers: Vec<PathBuf>, upper: &str, work: &str| {
+        let mut spec = sh(&s, "");
+        spec.store_root = mixed.clone();
+        spec.lowers = lowers;
+        spec.upper = karapace_helper_client::Upper::Store {
+            upper: mixed.join(upper),
+            work: mixed.join(work),
+        };
+        std::fs::create_dir_all(mixed.join("upper")).expect("upper");
+        refused(spec)
+    };
+    let why = |r: Refusal| match r {
+        Refusal::PrivilegedMode(why) => why,
+        other => panic!("refused for another reason: {other:?}"),
+    };
+    // A layer with root's 0700 directory in it.
+    let r = why(run(
+        vec![mixed.join("layer"), base.clone()],
+        "upper",
+        "work",
+    ));
+    assert!(r.contains("layer/secret: it belongs to uid 0"), "{r}");
+    // Root's directory as the writable layer.
+    let r = why(run(vec![base.clone()], "locked", "work"));
+    assert!(r.contains("locked"), "{r}");
+    // Root's directory as the work directory: refused, and nothing of it removed.
+    let r = why(run(vec![base.clone()], "upper", "lockedwork"));
+    assert!(r.contains("lockedwork"), "{r}");
+    // The caller cannot look, so ask the file system's owner count of links instead: the
+    // directory still holds `inner` (a directory's link count is 2 + its subdirectories).
+    let links = std::os::unix::fs::MetadataExt::nlink(
+        &std::fs::metadata(mixed.join("lockedwork")).expect("lockedwork is still there"),
+    );
+    assert_eq!(links, 3, "the work directory of root's was emptied");
+}
+
+/// A layer may hold a device node the caller could open on the host (a file system it
+/// mounted itself can): the environment's root is mounted `nodev`, so the workload cannot. (On
+/// the simulated host every new superblock is `nodev` already, being made in a user namespace;
+/// on a real one only the mount flag stops it, so the test checks the flag as well.)
+#[test]
+fn device_nodes_in_a_layer_cannot_be_opened() {
+    let Some(devstore) = fixture("DEVICE_STORE") else {
+        return;
+    };
+    let base = devstore.join("layers/base");
+    if !base.exists() {
+        common::busybox_layer(&base);
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(devstore.join("layers/dev/nulldev"))
+        .expect("the caller can open the device node on the host");
+    let s = store();
+    let mut spec = sh(
+        &s,
+        "echo x > /nulldev 2>/dev/null && echo opened || echo refused; \
+         grep '^[0-9]* [0-9]* [0-9:]* / / ' /proc/self/mountinfo",
+    );
+    spec.store_root = devstore.clone();
+    spec.lowers = vec![devstore.join("layers/dev"), base];
+    let (code, out) = common::out(&spec);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.lines().next(), Some("refused"), "{out}");
+    let root = out
+        .lines()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no root mount: {out}"));
+    let options: Vec<&str> = root.split(' ').nth(5).unwrap_or("").split(',').collect();
+    assert!(
+        options.contains(&"nodev"),
+        "the root is not mounted nodev: {root}"
+    );
+}
+
+/// Only the kernel's "not allowed" counts as "no user namespaces": a probe that fails for
+/// another reason — here the caller's `RLIMIT_NPROC`, which the probe's `clone` cannot exceed
+/// — stops the helper instead of choosing a mode for it. Needs a host where user namespaces
+/// work (the kernel refuses the namespace before it counts processes): the root pass installs
+/// a copy with the file capabilities on this machine, in a directory only root can write, for
+/// the test user, and removes it afterwards. Without the limit that copy runs rootless.
+#[test]
+fn a_probe_the_caller_made_fail_stops_the_helper() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() || common::privileged() {
+        return;
+    }
+    let Some(user) = ["kptest"]
+        .into_iter()
+        .find(|u| nix::unistd::User::from_name(u).ok().flatten().is_some())
+    else {
+        assert!(std::env::var_os("CI").is_none(), "CI creates kptest");
+        return;
+    };
+    common::init();
+    let dir = tempfile::Builder::new()
+        .prefix("kp-capped-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let helper = dir.path().join("karapace-helper");
+    std::fs::copy(
+        std::env::var_os("KARAPACE_HELPER").expect("helper"),
+        &helper,
+    )
+    .expect("copy");
+    let caps = std::process::Command::new("setcap")
+        .arg(karapace_protocol::PRIVILEGED_FILE_CAPABILITIES)
+        .arg(&helper)
+        .status()
+        .expect("setcap (libcap2-bin)");
+    assert!(caps.success());
+    let run = |limit: bool| {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", user, "--"]);
+        if limit {
+            c.arg("prlimit").arg("--nproc=1:1");
+        }
+        c.arg(&helper).arg("--mode").output().expect("runuser")
+    };
+    let (free, limited) = (run(false), run(true));
+    drop(dir);
+    assert_eq!(
+        String::from_utf8_lossy(&free.stdout),
+        "rootless\n",
+        "{free:?}"
+    );
+    assert!(!limited.status.success(), "{limited:?}");
+    let err = String::from_utf8_lossy(&limited.stderr);
+    assert!(err.contains("cannot tell whether"), "{err}");
+}

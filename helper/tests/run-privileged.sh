@@ -34,6 +34,14 @@ chown -R "$base:$base" "$out"
 chown "$((base + caller)):$((base + caller))" "$out/home"
 
 fix="$out/fixtures"
+# A device node the caller may open on this machine (c 1,3, /dev/null's numbers, mode 0666), in
+# a directory of the caller's: made here by the machine's root, as a file system the caller
+# mounted (FUSE, a disk image) could hold one; inside an environment it must not open.
+mkdir -p "$fix/devstore/layers/dev"
+mknod -m 0666 "$fix/devstore/layers/dev/nulldev" c 1 3
+chown "$base:$base" "$fix"
+chown -R "$((base + caller)):$((base + caller))" "$fix/devstore"
+chown "$base:$base" "$fix/devstore/layers/dev/nulldev"
 # Everything below is made by the simulated host's root, inside it.
 prepare="
 set -e
@@ -49,6 +57,11 @@ chmod 700 $fix/secret/closed
 chmod 600 $fix/secret/open/private-file
 chmod 711 $fix/secret/open/search-only
 chmod 644 $fix/secret/open/public/readable
+mkdir -p $fix/mixed/layer/secret $fix/mixed/locked $fix/mixed/lockedwork/inner $fix/mixed/work
+echo TOPSECRET > $fix/mixed/layer/secret/key
+echo keep > $fix/mixed/lockedwork/inner/file
+chown $caller:$caller $fix/mixed $fix/mixed/layer $fix/mixed/work
+chmod 700 $fix/mixed/layer/secret $fix/mixed/lockedwork
 "
 status=0
 for b in $bins; do
@@ -59,6 +72,7 @@ for b in $bins; do
       HOME=$out/home TMPDIR=/tmp KARAPACE_HELPER=$out/bin/karapace-helper \
       KARAPACE_PROBE_DIR=$out/bin/examples KARAPACE_TEST_FOREIGN_STORE=$fix/foreign \
       KARAPACE_TEST_UNREADABLE=$fix/secret KARAPACE_TEST_SETUID_HELPER=$out/bin/karapace-helper-setuid \
+      KARAPACE_TEST_MIXED_STORE=$fix/mixed KARAPACE_TEST_DEVICE_STORE=$fix/devstore \
       $out/bin/$name --test-threads=2" || status=1
 done
 exit $status

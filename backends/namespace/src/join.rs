@@ -120,14 +120,20 @@ fn check(t: JoinTarget, uid: u32, gid: u32, maps: Option<&MapLines>) -> Result<T
         return Err(Verdict::Bad("shares the helper's mnt namespace".into()));
     }
     // A privileged helper's sessions have no user namespace of their own: the target shares
-    // the helper's, and its workloads run as the caller, like this one's will.
+    // the helper's, and its workloads run as the caller, like this one's will. Any process of
+    // the caller's in another mount namespace would pass that far (a container someone runs as
+    // the caller's uid): the target must carry the mark of an environment, which only a
+    // process that may mount can make, and have a kernel overlay as its root.
     let Some(maps) = maps else {
         if !same_ns(t.pid, "user")? {
             return Err(Verdict::Bad(
                 "it runs in a user namespace, not as a privileged helper's session".into(),
             ));
         }
-        return overlay_root(pid).map(|()| Target { pidfd });
+        if !marked_session(pid)? {
+            return Err(Verdict::Bad("it is not a karapace environment".into()));
+        }
+        return kernel_overlay_root(pid).map(|()| Target { pidfd });
     };
     if same_ns(t.pid, "user")? {
         return Err(Verdict::Bad("shares the helper's user namespace".into()));
@@ -144,6 +150,29 @@ fn check(t: JoinTarget, uid: u32, gid: u32, maps: Option<&MapLines>) -> Result<T
     }
     overlay_root(pid)?;
     Ok(Target { pidfd })
+}
+
+/// Whether the mount namespace of `pid` has an environment's `/run` (`rootfs::SESSION_MARK`).
+fn marked_session(pid: i32) -> Result<bool, Verdict> {
+    let mounts =
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).map_err(|_| Verdict::Gone)?;
+    Ok(mounts.lines().any(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let separator = fields.iter().position(|f| *f == "-");
+        fields.get(4) == Some(&"/run")
+            && separator.is_some_and(|i| {
+                fields.get(i + 1) == Some(&"tmpfs")
+                    && fields.get(i + 2) == Some(&crate::rootfs::SESSION_MARK)
+            })
+    }))
+}
+
+fn kernel_overlay_root(pid: i32) -> Result<(), Verdict> {
+    let fs = statfs(format!("/proc/{pid}/root").as_str()).map_err(|_| Verdict::Gone)?;
+    if fs.filesystem_type() != FsType(OVERLAYFS_SUPER_MAGIC) {
+        return Err(Verdict::Bad("its root is not an overlay".into()));
+    }
+    Ok(())
 }
 
 fn overlay_root(pid: i32) -> Result<(), Verdict> {
@@ -299,6 +328,11 @@ fn middle(
     // pid namespace of our own, owned by the environment's user namespace.
     if let Err(e) = unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID) {
         return fail(&mut events, Step(SetupStep::Unshare, e));
+    }
+    // The copy keeps the target's propagation: make it private before anything is mounted in it,
+    // so no mount of this session can reach another namespace.
+    if let Err(s) = crate::rootfs::make_private() {
+        return fail(&mut events, s);
     }
     match sys::fork() {
         Ok(sys::Forked::Child) => {

@@ -51,6 +51,11 @@ pub enum ModeError {
          the privileged mode needs exactly {FILE_CAPABILITIES} (scripts/install-privileged-helper)"
     )]
     MissingCapabilities { have: String, missing: String },
+    #[error(
+        "karapace-helper holds file capabilities but cannot tell whether this kernel allows \
+         unprivileged user namespaces (the probe failed: {0}); not starting"
+    )]
+    Probe(Errno),
     #[error("capabilities: {0}")]
     Caps(String),
 }
@@ -96,7 +101,10 @@ pub fn enter_mode() -> Result<Mode, ModeError> {
     caps::clear(None, CapSet::Effective).map_err(|e| caps_err("Effective", &e))?;
     caps::clear(None, CapSet::Ambient).map_err(|e| caps_err("Ambient", &e))?;
     caps::clear(None, CapSet::Inheritable).map_err(|e| caps_err("Inheritable", &e))?;
-    if sys::user_namespaces_work() {
+    if sys::user_namespaces_work().map_err(|e| {
+        let _ = caps::clear(None, CapSet::Permitted);
+        ModeError::Probe(e)
+    })? {
         caps::clear(None, CapSet::Permitted).map_err(|e| caps_err("Permitted", &e))?;
         return Ok(Mode::Rootless);
     }

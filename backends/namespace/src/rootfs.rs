@@ -183,11 +183,25 @@ fn mount_fs(
     flags: MsFlags,
     data: &str,
 ) -> Result<(), Step> {
+    mount_named(root, dst, fstype, fstype, flags, data)
+}
+
+/// The source name of an environment's `/run` tmpfs (`/proc/<pid>/mountinfo` shows it).
+pub const SESSION_MARK: &str = "karapace-session";
+
+fn mount_named(
+    root: BorrowedFd<'_>,
+    dst: &str,
+    source: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: &str,
+) -> Result<(), Step> {
     let target = step(SetupStep::MountTarget, ensure_dir(root, Path::new(dst)))?;
     step(
         SetupStep::Mount,
         mount(
-            Some(fstype),
+            Some(source),
             &fd_path(target.as_fd()),
             Some(fstype),
             flags,
@@ -255,32 +269,18 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
     if upper.is_none() && p.lowers.len() == 1 {
         // Overlay needs two lowers without an upper; a single read-only
         // layer is just a read-only bind.
-        step(
-            SetupStep::BindRoot,
-            mount(
-                Some(&fd_path(lower_fds[0].as_fd())),
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            ),
-        )?;
-        let fd = step(
-            SetupStep::OpenRoot,
-            nix::fcntl::open(&target, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()),
-        )?;
-        step(
-            SetupStep::RootReadOnly,
-            sys::make_readonly_nosuid_recursive(fd.as_fd()),
-        )?;
+        bind_single_layer(p, lower_fds[0].as_fd(), &target)?;
     } else {
         let opts = overlay_options(&lowerdir, upper.as_deref().zip(work.as_deref()), volatile);
         let kernel = crate::privilege::for_overlay(p.mode, || {
+            // nodev: in the host's user namespace (the privileged mode) an overlay's superblock
+            // is not nodev of itself, and a layer could hold device nodes from a file system
+            // its owner mounted (FUSE, a disk image); the environment's devices are binds on /dev.
             mount(
                 Some("overlay"),
                 &target,
                 Some("overlay"),
-                MsFlags::MS_NOSUID,
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 Some(opts.as_str()),
             )
         });
@@ -301,6 +301,36 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
             Mode::empty(),
         ),
     )
+}
+
+/// The root of a read-only environment of one layer: a read-only, `nosuid` bind of it (and
+/// `nodev` in the privileged mode, as the overlay root is).
+fn bind_single_layer(p: &Prepared, layer: BorrowedFd<'_>, target: &Path) -> Result<(), Step> {
+    step(
+        SetupStep::BindRoot,
+        mount(
+            Some(&fd_path(layer)),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+    )?;
+    let fd = step(
+        SetupStep::OpenRoot,
+        nix::fcntl::open(target, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()),
+    )?;
+    step(
+        SetupStep::RootReadOnly,
+        sys::make_readonly_nosuid_recursive(fd.as_fd()),
+    )?;
+    if p.mode == crate::Mode::Privileged {
+        step(
+            SetupStep::RootReadOnly,
+            sys::make_nosuid_recursive(fd.as_fd(), false),
+        )?;
+    }
+    Ok(())
 }
 
 /// Mount options of the overlay root: `lowerdir` is the `:`-joined lower
@@ -435,9 +465,12 @@ pub fn assemble(p: &Prepared) -> Result<OwnedFd, Step> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         &format!("mode=1777,size={tmpfs_mb}m"),
     )?;
-    mount_fs(
+    // /run's source names it a karapace session: only a process that may mount can make one,
+    // which the privileged mode's joins insist on (join.rs).
+    mount_named(
         r,
         "run",
+        SESSION_MARK,
         "tmpfs",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         &format!("mode=0755,size={tmpfs_mb}m"),

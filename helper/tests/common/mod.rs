@@ -45,7 +45,14 @@ pub fn store() -> Store {
         .tempdir()
         .expect("tempdir");
     let root = std::fs::canonicalize(dir.path()).expect("canonical");
-    let base = root.join("layers/base");
+    busybox_layer(&root.join("layers/base"));
+    std::fs::create_dir_all(root.join("envs/e1/upper")).expect("upper");
+    std::fs::create_dir_all(root.join("envs/e1/work")).expect("work");
+    Store { dir, root }
+}
+
+/// A busybox root file system at `base`.
+pub fn busybox_layer(base: &Path) {
     for d in [
         "bin", "etc", "proc", "dev", "sys", "tmp", "run", "root", "home", "usr/bin", "var",
     ] {
@@ -62,9 +69,6 @@ pub fn store() -> Store {
         }
     }
     std::fs::write(base.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
-    std::fs::create_dir_all(root.join("envs/e1/upper")).expect("upper");
-    std::fs::create_dir_all(root.join("envs/e1/work")).expect("work");
-    Store { dir, root }
 }
 
 pub fn spec(store: &Store, argv: &[&str]) -> RunSpec {
