@@ -15,17 +15,8 @@
 
 use std::time::Duration;
 
-use karapace_tests::hardened::HardenedHost;
+use karapace_tests::hardened::{CURL_MANIFEST, HardenedHost};
 use karapace_tests::{Mirror, UserDir, user_exists};
-
-const MANIFEST: &str = r#"manifest_version = 1
-
-[base]
-image = "debian/bookworm"
-
-[system]
-packages = ["curl"]
-"#;
 
 /// A shell loop timing `runs` executions of `exec` (a command line using `$K`), one line of
 /// nanoseconds each.
@@ -75,9 +66,9 @@ fn main() {
     let Some(host) = HardenedHost::new("bench", &mirror.file_url()) else {
         return;
     };
-    host.write_project_file("karapace.toml", MANIFEST);
+    host.write_project_file("karapace.toml", CURL_MANIFEST);
     host.as_caller("$K build --name pv", None).assert_success();
-    let dir = UserDir::new("privileged-bench", "kpnorange", MANIFEST, None);
+    let dir = UserDir::new("privileged-bench", "kpnorange", CURL_MANIFEST, None);
     let rootless = dir.karapace(&mirror);
     rootless.ok(&["build", "--name", "pv"]);
     let store = rootless.store().to_string_lossy().into_owned();

@@ -22,6 +22,16 @@ const BASE: u32 = 300_000;
 /// The caller's uid and gid on the simulated host.
 pub const CALLER: u32 = 1001;
 
+/// The manifest the privileged mode's test and benchmark build there (and, to compare, rootless).
+pub const CURL_MANIFEST: &str = r#"manifest_version = 1
+
+[base]
+image = "debian/bookworm"
+
+[system]
+packages = ["curl"]
+"#;
+
 pub struct HardenedHost {
     dir: PathBuf,
     mirror_url: String,

@@ -10,18 +10,9 @@
 //! skips, except under `CI`. The helper's hostile-caller suite is
 //! `helper/tests/run-privileged.sh`.
 
-use karapace_tests::hardened::{CALLER, HardenedHost};
+use karapace_tests::hardened::{CALLER, CURL_MANIFEST, HardenedHost};
 use karapace_tests::{Mirror, UserDir, user_exists};
 use serde_json::Value;
-
-const MANIFEST: &str = r#"manifest_version = 1
-
-[base]
-image = "debian/bookworm"
-
-[system]
-packages = ["curl"]
-"#;
 
 fn field<'a>(v: &'a Value, key: &str) -> &'a Value {
     v.get(key)
@@ -46,7 +37,7 @@ fn a_host_without_user_namespaces_builds_and_runs_environments() {
     let Some(host) = HardenedHost::new("e2e", &mirror.file_url()) else {
         return;
     };
-    host.write_project_file("karapace.toml", MANIFEST);
+    host.write_project_file("karapace.toml", CURL_MANIFEST);
 
     // The simulation holds: no user namespace for anyone, and the helper says it is privileged.
     let probe = host.as_caller("unshare --user true; echo rc=$?; $K doctor --json", None);
@@ -109,7 +100,7 @@ fn a_host_without_user_namespaces_builds_and_runs_environments() {
 
     // The same layers as the rootless mode builds for a user whose files are all theirs.
     if user_exists("kpnorange") {
-        let dir = UserDir::new("privileged-compare", "kpnorange", MANIFEST, None);
+        let dir = UserDir::new("privileged-compare", "kpnorange", CURL_MANIFEST, None);
         let rootless = dir.karapace(&mirror);
         let built = rootless.json(&["build", "--name", "pv"]);
         for key in ["env_id", "base_layer", "dependency_layers"] {
@@ -149,7 +140,7 @@ fn snapshots_restore_and_sessions(host: &HardenedHost, me: &str) {
     // Two sessions at once (the second joins the first), then stop ends both.
     let together = host.as_caller(
         "$K exec pv -- sleep 60 & first=$!; \
-         for i in $(seq 100); do $K exec pv -- true 2>/dev/null && break; sleep 0.1; done; \
+         for i in $(seq 100); do $K inspect pv --json | grep -q '\"state\": \"Running\"' && break; sleep 0.1; done; \
          $K exec pv -- sh -c 'echo second; ls /proc | grep -c \"^[0-9]\"'; \
          $K stop pv; wait $first; echo first=$?",
         None,
