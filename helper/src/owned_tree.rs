@@ -1,23 +1,20 @@
-//! The privileged mode's check of the directories it mounts an overlay from: every directory
-//! of each layer, of the writable layer and of the work directory belongs to the caller and
-//! lies on the store's file system.
+//! The privileged mode's check of the directories an overlay writes in: every directory of the
+//! writable layer and of the work directory belongs to the caller and lies on the store's file
+//! system.
 //!
-//! Why: overlayfs works with the credentials of its `mount(2)` call, which in the privileged
-//! mode include `CAP_DAC_OVERRIDE` (`backends/namespace/src/privilege.rs`, `for_overlay`). A
-//! merged directory shows the mode of its top-most copy, so a directory of another user in a
-//! lower layer (say `/home/u/data/secret`, root's, mode 0700, under a tree the caller owns)
-//! would be listed and entered through it; a directory of another user in the writable layer
-//! would receive copied-up files; the work directory's contents are removed at mount. With
-//! every directory the caller's, those credentials reach nothing the caller could not reach
-//! itself (a file's own mode still gates the workload: overlayfs checks the workload's
-//! credentials on it first). In a user namespace the same capability covers only the caller's
-//! ids, which is why the rootless mode needs no such walk.
+//! Why: overlayfs works in those with the credentials of its `mount(2)` call, which in the
+//! privileged mode include `CAP_DAC_OVERRIDE` (`backends/namespace/src/privilege.rs`,
+//! `for_overlay`): a file copied up would land in a directory of another user in the writable
+//! layer whatever its mode, and the work directory's contents are removed at mount. (The
+//! read-only layers are out of those credentials' reach: they are mounted behind an overlay of
+//! their own without them, `rootfs::confined_lowers`.) In a user namespace the same capability
+//! covers only the caller's ids, which is why the rootless mode needs no such walk.
 //!
 //! The walk runs as the caller with no capability effective: a directory it cannot open is
 //! refused (the caller's own work directory excepted, where overlayfs leaves `work/work` with
-//! mode 0: it is given its owner's rights back). Nothing the caller does afterwards can bring
-//! another user's directory in: moving a directory to another parent needs write permission
-//! on the directory itself, and overlayfs does not follow mounts inside its layers.
+//! mode 0: it is given its owner's rights back). What it cannot stop: a directory of another
+//! user that the caller may write — and therefore rename, from a directory it may write too —
+//! moved in after the walk (docs/security-model.md §3, item 6).
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -72,7 +69,11 @@ pub fn check(top: &OwnedFd, path: &Path, uid: u32, dev: u64, repair: bool) -> Re
     // Paths relative to `top`, re-resolved beneath it (no descriptor piles up on wide trees).
     let mut pending: Vec<PathBuf> = vec![PathBuf::new()];
     while let Some(rel) = pending.pop() {
-        let shown = path.join(&rel);
+        let shown = if rel.as_os_str().is_empty() {
+            path.to_path_buf()
+        } else {
+            path.join(&rel)
+        };
         let dir = match open_dir(top, &rel) {
             Ok(fd) => fd,
             Err(Errno::EACCES) if repair => {

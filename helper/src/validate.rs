@@ -217,12 +217,15 @@ pub fn prepare(
     if st.st_uid != uid {
         return Err(Refusal::NotOwner(spec.store_root));
     }
-    // The privileged mode mounts only trees whose every directory is the caller's, on the
-    // store's file system (owned_tree.rs); `repair` for the work directory.
-    let store = |p: &Path, repair: bool| -> Result<Opened, Refusal> {
+    // The privileged mode's writable layer and work directory must hold only the caller's
+    // directories, on the store's file system (owned_tree.rs; `Some(repair)`, for the work
+    // directory `true`). Its read-only layers need no such walk: they are mounted behind an
+    // overlay of their own without the capability that makes the walk necessary
+    // (backends/namespace/src/rootfs.rs, `confined_lowers`).
+    let store = |p: &Path, walk: Option<bool>| -> Result<Opened, Refusal> {
         normalized(p)?;
         let fd = open_beneath(&root, &spec.store_root, p, true)?;
-        if mode == Mode::Privileged {
+        if let (Mode::Privileged, Some(repair)) = (mode, walk) {
             crate::owned_tree::check(&fd, p, uid, st.st_dev, repair)?;
         }
         Ok(Opened {
@@ -233,12 +236,12 @@ pub fn prepare(
     let lowers = spec
         .lowers
         .iter()
-        .map(|p| store(p, false))
+        .map(|p| store(p, None))
         .collect::<Result<Vec<_>, _>>()?;
     let upper = match &spec.upper {
         Upper::Store { upper, work } => PreparedUpper::Store {
-            upper: store(upper, false)?,
-            work: store(work, true)?,
+            upper: store(upper, Some(false))?,
+            work: store(work, Some(true))?,
         },
         Upper::Tmpfs { size_mb } => PreparedUpper::Tmpfs { size_mb: *size_mb },
         Upper::ReadOnly => PreparedUpper::ReadOnly,

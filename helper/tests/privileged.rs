@@ -251,9 +251,10 @@ fn killing_the_helper_leaves_nothing_behind() {
     );
 }
 
-/// What a caller leaves the helper — stdin and stderr closed, descriptors open far above 2, a
-/// descriptor table nearly at its limit — changes nothing: the helper opens 0–2 on /dev/null,
-/// closes everything above, and answers (or serves) as usual.
+/// What a caller leaves the helper — stdin and stderr closed, a descriptor at the top of its
+/// descriptor table (the hard limit less one), a table nearly full — changes nothing: the
+/// helper opens 0–2 on /dev/null, closes everything above, and answers or serves as usual; no
+/// descriptor of the caller's reaches the environment.
 #[test]
 fn closed_stdio_and_inherited_descriptors_are_taken_care_of() {
     if !common::privileged() {
@@ -275,51 +276,90 @@ fn closed_stdio_and_inherited_descriptors_are_taken_care_of() {
         String::from_utf8_lossy(&out.stdout).starts_with(karapace_protocol::MODE_PRIVILEGED),
         "{out:?}"
     );
+
+    // A whole session (kp-run spawns the helper as the core does) with the highest descriptor
+    // the caller may have open, on a directory of its own.
+    let s = store();
+    let kp_run = common::examples_dir().join("kp-run");
+    let script = format!(
+        "ulimit -n $(ulimit -Hn); top=$(( $(ulimit -Hn) - 1 )); eval \"exec $top<{store}\"; \
+         exec {kp_run} {store} {layer} -- /bin/sh -c 'ls /proc/self/fd; echo top=$0' $top",
+        store = s.root.display(),
+        kp_run = kp_run.display(),
+        layer = s.layer().display(),
+    );
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("bash");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let top = text
+        .lines()
+        .find_map(|l| l.strip_prefix("top="))
+        .unwrap_or_else(|| panic!("{text}"));
+    let fds: Vec<&str> = text.lines().filter(|l| !l.starts_with("top=")).collect();
+    assert!(
+        !fds.contains(&top),
+        "descriptor {top} reached the workload: {text}"
+    );
+    assert!(
+        fds.len() <= 4,
+        "descriptors beyond stdio and ls's own: {text}"
+    );
 }
 
 /// overlayfs works with the credentials of its mount, which in the privileged mode can bypass
-/// file modes: a tree holding a directory of another user is never mounted, whether as a
-/// layer (it would be listed and entered through the merged directory above it), as the
-/// writable layer (copied-up files would land in it) or as the work directory (overlayfs
-/// empties it). The fixture: a store of the caller's with root's directories in it.
+/// file modes. The read-only layers are kept out of their reach: a directory of root's (0700)
+/// in a layer stays closed to the workload even under a directory of the caller's of the same
+/// name in a higher layer, whose mode the merged directory would show. The writable layer and
+/// the work directory must hold none (copied-up files would land in it; overlayfs empties the
+/// work directory): such a request is refused, and nothing of root's is removed. The fixture:
+/// a store of the caller's with root's directories in it.
 #[test]
-fn trees_holding_another_users_directory_are_never_mounted() {
+fn another_users_directories_in_a_store_stay_closed() {
     let Some(mixed) = fixture("MIXED_STORE") else {
         return;
     };
     let s = store();
     let base = mixed.join("base");
-    common::busybox_layer(&base);
-    let run = |lowers: Vec<PathBuf>, upper: &str, work: &str| {
-        let mut spec = sh(&s, "");
+    if !base.exists() {
+        common::busybox_layer(&base);
+    }
+    let spec = |script: &str, lowers: Vec<PathBuf>, upper: &str, work: &str| {
+        let mut spec = sh(&s, script);
         spec.store_root = mixed.clone();
         spec.lowers = lowers;
         spec.upper = karapace_helper_client::Upper::Store {
             upper: mixed.join(upper),
             work: mixed.join(work),
         };
-        std::fs::create_dir_all(mixed.join("upper")).expect("upper");
-        refused(spec)
+        spec
     };
+    let lowers = vec![mixed.join("top"), mixed.join("layer"), base.clone()];
+    let (code, out) = common::out(&spec(
+        "ls -la /secret 2>&1; cat /secret/key 2>&1; echo end",
+        lowers,
+        "upper",
+        "work",
+    ));
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("TOPSECRET"), "{out}");
+    assert!(out.starts_with("ls: /secret: Permission denied\n"), "{out}");
+
     let why = |r: Refusal| match r {
         Refusal::PrivilegedMode(why) => why,
         other => panic!("refused for another reason: {other:?}"),
     };
-    // A layer with root's 0700 directory in it.
-    let r = why(run(
-        vec![mixed.join("layer"), base.clone()],
-        "upper",
-        "work",
-    ));
-    assert!(r.contains("layer/secret: it belongs to uid 0"), "{r}");
     // Root's directory as the writable layer.
-    let r = why(run(vec![base.clone()], "locked", "work"));
-    assert!(r.contains("locked"), "{r}");
-    // Root's directory as the work directory: refused, and nothing of it removed.
-    let r = why(run(vec![base.clone()], "upper", "lockedwork"));
+    let r = why(refused(spec("", vec![base.clone()], "locked", "work")));
+    assert!(r.contains("locked: it belongs to uid 0"), "{r}");
+    // Root's directory as the work directory: refused, and nothing of it removed. The caller
+    // cannot look inside; the link count says `inner` is still there (2 + subdirectories).
+    let r = why(refused(spec("", vec![base.clone()], "upper", "lockedwork")));
     assert!(r.contains("lockedwork"), "{r}");
-    // The caller cannot look, so ask the file system's owner count of links instead: the
-    // directory still holds `inner` (a directory's link count is 2 + its subdirectories).
     let links = std::os::unix::fs::MetadataExt::nlink(
         &std::fs::metadata(mixed.join("lockedwork")).expect("lockedwork is still there"),
     );

@@ -57,10 +57,11 @@ chmod 700 $fix/secret/closed
 chmod 600 $fix/secret/open/private-file
 chmod 711 $fix/secret/open/search-only
 chmod 644 $fix/secret/open/public/readable
-mkdir -p $fix/mixed/layer/secret $fix/mixed/locked $fix/mixed/lockedwork/inner $fix/mixed/work
+mkdir -p $fix/mixed/layer/secret $fix/mixed/top/secret $fix/mixed/locked $fix/mixed/lockedwork/inner $fix/mixed/work $fix/mixed/upper
 echo TOPSECRET > $fix/mixed/layer/secret/key
 echo keep > $fix/mixed/lockedwork/inner/file
-chown $caller:$caller $fix/mixed $fix/mixed/layer $fix/mixed/work
+chown $caller:$caller $fix/mixed $fix/mixed/layer $fix/mixed/work $fix/mixed/upper
+chown -R $caller:$caller $fix/mixed/top
 chmod 700 $fix/mixed/layer/secret $fix/mixed/lockedwork
 "
 status=0

@@ -101,10 +101,16 @@ pub fn enter_mode() -> Result<Mode, ModeError> {
     caps::clear(None, CapSet::Effective).map_err(|e| caps_err("Effective", &e))?;
     caps::clear(None, CapSet::Ambient).map_err(|e| caps_err("Ambient", &e))?;
     caps::clear(None, CapSet::Inheritable).map_err(|e| caps_err("Inheritable", &e))?;
-    if sys::user_namespaces_work().map_err(|e| {
-        let _ = caps::clear(None, CapSet::Permitted);
-        ModeError::Probe(e)
-    })? {
+    let refused = sys::probe_user_namespace()
+        .and_then(|refused| match refused {
+            None => Ok(None),
+            Some(errno) => host_forbids(errno, &HostSettings::read()).map(Some),
+        })
+        .map_err(|e| {
+            let _ = caps::clear(None, CapSet::Permitted);
+            ModeError::Probe(e)
+        })?;
+    if refused.is_none() {
         caps::clear(None, CapSet::Permitted).map_err(|e| caps_err("Permitted", &e))?;
         return Ok(Mode::Rootless);
     }
@@ -120,6 +126,50 @@ pub fn enter_mode() -> Result<Mode, ModeError> {
     }
     caps::set(None, CapSet::Permitted, &needed).map_err(|e| caps_err("Permitted", &e))?;
     Ok(Mode::Privileged)
+}
+
+/// The host's settings that forbid unprivileged user namespaces (`None`: not present).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostSettings {
+    /// `user.max_user_namespaces`.
+    pub max_user_namespaces: Option<i64>,
+    /// `kernel.unprivileged_userns_clone` (Debian's and others' patch).
+    pub unprivileged_userns_clone: Option<i64>,
+    /// `kernel.apparmor_restrict_unprivileged_userns` (Ubuntu).
+    pub apparmor_restrict: Option<i64>,
+}
+
+impl HostSettings {
+    fn read() -> HostSettings {
+        let number = |path: &str| {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+        };
+        HostSettings {
+            max_user_namespaces: number("/proc/sys/user/max_user_namespaces"),
+            unprivileged_userns_clone: number("/proc/sys/kernel/unprivileged_userns_clone"),
+            apparmor_restrict: number("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+        }
+    }
+}
+
+/// Whether the kernel's refusal of the probe's user namespace (`errno`) is the host's policy
+/// — then `Ok(errno)`, and the privileged mode is right — or something a caller can bring
+/// about on a host that allows user namespaces (a quota of namespaces it filled itself:
+/// `ENOSPC` with a limit above 0; `EAGAIN` from its `RLIMIT_NPROC`; `EPERM` in a chroot) —
+/// then `Err`, and the helper does not start: a caller cannot choose the privileged mode.
+pub fn host_forbids(errno: Errno, host: &HostSettings) -> Result<Errno, Errno> {
+    let policy = match errno {
+        Errno::ENOSPC => host.max_user_namespaces == Some(0),
+        Errno::EPERM | Errno::EACCES => {
+            host.max_user_namespaces == Some(0)
+                || host.unprivileged_userns_clone == Some(0)
+                || host.apparmor_restrict == Some(1)
+        }
+        _ => false,
+    };
+    if policy { Ok(errno) } else { Err(errno) }
 }
 
 /// Sanitises a privileged helper's process before it reads anything of its caller's, as a
@@ -156,15 +206,20 @@ pub fn raise() -> Result<(), Errno> {
     caps::set(None, CapSet::Effective, &wanted).map_err(|_| Errno::EPERM)
 }
 
-/// Runs `mount` (the overlay's) with `CAP_DAC_OVERRIDE` effective in the privileged mode.
-/// Overlayfs creates its `work/work` directory with mode 0 and goes on working in it with the
-/// credentials the mount was made with: a mounter that cannot bypass file modes gets
-/// `EACCES`. Those credentials serve overlayfs's own operations on the layers (copy-up,
-/// whiteouts), every one of which it first checks against the workload's own credentials on
-/// the environment's file: they never let the workload past a mode it could not pass itself,
-/// and every layer lies in the caller's own store.
-pub fn for_overlay<T>(mode: Mode, mount: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
-    if mode != Mode::Privileged {
+/// Runs `mount` (the overlay's) with `CAP_DAC_OVERRIDE` effective in the privileged mode when the
+/// overlay has a writable layer (`work_dir`). Overlayfs creates its `work/work` directory with
+/// mode 0 and goes on working in it with the credentials the mount was made with: a mounter
+/// that cannot bypass file modes gets `EACCES`. Those credentials must then never reach a
+/// directory the caller could not: the read-only layers are confined behind an overlay of their
+/// own mounted without it (`rootfs::confined_lowers`), and the writable layer and the work
+/// directory hold only the caller's directories (checked by the helper before the mount,
+/// `helper/src/owned_tree.rs`; docs/security-model.md §3 says what is left).
+pub fn for_overlay<T>(
+    mode: Mode,
+    work_dir: bool,
+    mount: impl FnOnce() -> Result<T, Errno>,
+) -> Result<T, Errno> {
+    if mode != Mode::Privileged || !work_dir {
         return mount();
     }
     caps::raise(None, CapSet::Effective, Capability::CAP_DAC_OVERRIDE).map_err(|_| Errno::EPERM)?;
@@ -211,6 +266,39 @@ mod tests {
         let named: Vec<String> = list.split(',').map(str::to_owned).collect();
         let needed: CapsHashSet = NEEDED.into_iter().collect();
         assert_eq!(named.join(","), names(&needed));
+    }
+
+    #[test]
+    fn only_the_hosts_own_settings_make_a_refused_probe_privileged() {
+        let none = HostSettings::default();
+        let zero_max = HostSettings {
+            max_user_namespaces: Some(0),
+            ..none
+        };
+        let debian = HostSettings {
+            max_user_namespaces: Some(15_000),
+            unprivileged_userns_clone: Some(0),
+            ..none
+        };
+        let ubuntu = HostSettings {
+            max_user_namespaces: Some(15_000),
+            apparmor_restrict: Some(1),
+            ..none
+        };
+        let open = HostSettings {
+            max_user_namespaces: Some(15_000),
+            unprivileged_userns_clone: Some(1),
+            apparmor_restrict: Some(0),
+        };
+        assert_eq!(host_forbids(Errno::ENOSPC, &zero_max), Ok(Errno::ENOSPC));
+        assert_eq!(host_forbids(Errno::EPERM, &debian), Ok(Errno::EPERM));
+        assert_eq!(host_forbids(Errno::EACCES, &ubuntu), Ok(Errno::EACCES));
+        // A quota the caller filled, a limit of its own, a chroot: not the host's policy.
+        assert_eq!(host_forbids(Errno::ENOSPC, &open), Err(Errno::ENOSPC));
+        assert_eq!(host_forbids(Errno::ENOSPC, &debian), Err(Errno::ENOSPC));
+        assert_eq!(host_forbids(Errno::EAGAIN, &zero_max), Err(Errno::EAGAIN));
+        assert_eq!(host_forbids(Errno::EPERM, &open), Err(Errno::EPERM));
+        assert_eq!(host_forbids(Errno::ENOMEM, &none), Err(Errno::ENOMEM));
     }
 
     #[test]

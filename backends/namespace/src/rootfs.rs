@@ -245,7 +245,7 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
         .iter()
         .map(|fd| fd_path(fd.as_fd()).display().to_string())
         .collect();
-    let lowerdir = lowers.join(":");
+    let mut lowerdir = lowers.join(":");
     let (upper, work, volatile) = match (&p.upper, &fds.upper) {
         (PreparedUpper::Store { .. }, Some((u, w))) => {
             (Some(fd_path(u.as_fd())), Some(fd_path(w.as_fd())), false)
@@ -271,8 +271,11 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
         // layer is just a read-only bind.
         bind_single_layer(p, lower_fds[0].as_fd(), &target)?;
     } else {
+        if p.mode == crate::Mode::Privileged && upper.is_some() {
+            lowerdir = confined_lowers(&lowerdir, scratch)?;
+        }
         let opts = overlay_options(&lowerdir, upper.as_deref().zip(work.as_deref()), volatile);
-        let kernel = crate::privilege::for_overlay(p.mode, || {
+        let kernel = crate::privilege::for_overlay(p.mode, upper.is_some(), || {
             // nodev: in the host's user namespace (the privileged mode) an overlay's superblock
             // is not nodev of itself, and a layer could hold device nodes from a file system
             // its owner mounted (FUSE, a disk image); the environment's devices are binds on /dev.
@@ -301,6 +304,36 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
             Mode::empty(),
         ),
     )
+}
+
+/// The privileged mode's read-only layers, seen through an overlay of their own: mounted
+/// read-only (no work directory) with no capability that bypasses file modes effective, so every
+/// lookup, listing and read in them is checked against the caller's own rights — whatever
+/// directory of another user a layer holds, now or after anything the caller moves in later.
+/// The environment's overlay, whose work directory needs `CAP_DAC_OVERRIDE` in its mount
+/// credentials (`privilege::for_overlay`), takes this one as its only lower layer, so those
+/// credentials never reach the layers themselves. An empty directory at the bottom makes one
+/// layer a valid overlay too. Returns the new `lowerdir`.
+fn confined_lowers(lowerdir: &str, scratch: &Path) -> Result<String, Step> {
+    let (merged, empty) = (scratch.join("lower"), scratch.join("empty"));
+    for dir in [&merged, &empty] {
+        step(
+            SetupStep::MkdirRoot,
+            nix::unistd::mkdir(dir.as_path(), Mode::from_bits_truncate(0o755)),
+        )?;
+    }
+    let opts = overlay_options(&format!("{lowerdir}:{}", empty.display()), None, false);
+    step(
+        SetupStep::OverlayMount,
+        mount(
+            Some("overlay"),
+            &merged,
+            Some("overlay"),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(opts.as_str()),
+        ),
+    )?;
+    Ok(merged.display().to_string())
 }
 
 /// The root of a read-only environment of one layer: a read-only, `nosuid` bind of it (and

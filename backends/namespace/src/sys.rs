@@ -52,22 +52,20 @@ fn raw_clone(flags: libc::c_int) -> Result<Forked, Errno> {
 }
 
 /// Whether this process could create a user namespace without a capability: a child is
-/// cloned into one and exits at once. `Ok(false)` only for the kernel's answers that mean
-/// "not allowed" (`EPERM`, `EACCES`, `ENOSPC`: a sysctl, an LSM, `max_user_namespaces`); any
-/// other failure (`EAGAIN` from a caller's `RLIMIT_NPROC`, `ENOMEM`, a child that did not exit
-/// cleanly) is an error, so a caller cannot make the probe lie. The caller must be
-/// single-threaded, with no capability effective (one would let it create a user namespace
-/// where unprivileged processes may not).
-pub fn user_namespaces_work() -> Result<bool, Errno> {
+/// cloned into one and exits at once. `Ok(None)`: it could; `Ok(Some(errno))`: the kernel
+/// refused the namespace with `errno` (what that means is the caller's to decide, with the
+/// host's settings); `Err`: the probe itself failed (a child that did not exit cleanly). The
+/// caller must be single-threaded, with no capability effective (one would let it create a
+/// user namespace where unprivileged processes may not).
+pub fn probe_user_namespace() -> Result<Option<Errno>, Errno> {
     match raw_clone(libc::CLONE_NEWUSER | libc::SIGCHLD) {
         Ok(Forked::Child) => exit_now(0),
         Ok(Forked::Parent(pid)) => match nix::sys::wait::waitpid(pid, None) {
-            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(true),
+            Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(None),
             Ok(_) => Err(Errno::ECHILD),
             Err(e) => Err(e),
         },
-        Err(Errno::EPERM | Errno::EACCES | Errno::ENOSPC) => Ok(false),
-        Err(e) => Err(e),
+        Err(e) => Ok(Some(e)),
     }
 }
 
