@@ -12,9 +12,10 @@
 //!
 //! The walk runs as the caller with no capability effective: a directory it cannot open is
 //! refused (the caller's own work directory excepted, where overlayfs leaves `work/work` with
-//! mode 0: it is given its owner's rights back). What it cannot stop: a directory of another
-//! user that the caller may write — and therefore rename, from a directory it may write too —
-//! moved in after the walk (docs/security-model.md §3, item 6).
+//! mode 0: it is given its owner's rights back). What it cannot stop: a directory holding
+//! another user's — one of another user that the caller may write, or one of the caller's own
+//! with another user's inside, which the caller may always rename — moved in after the walk
+//! (docs/security-model.md §3, item 6).
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
