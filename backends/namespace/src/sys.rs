@@ -1,5 +1,7 @@
 //! Thin wrappers over the few system calls nix does not cover. Every
-//! `unsafe` block of the backend lives in this file.
+//! `unsafe` operation of the backend lives in this file; elsewhere only calls
+//! of its `unsafe fn`s, each with a SAFETY comment (init.rs, join.rs, and
+//! privilege.rs's start-up sanitising).
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
