@@ -168,14 +168,21 @@ fn run_map_tool(tool_path: &str, pid: Pid, own: u32, r: SubRange) -> Result<(), 
             errno: e.raw_os_error().unwrap_or(0),
         })?;
     if status.success() {
-        Ok(())
-    } else {
-        Err(Refusal::Setup {
-            step: SetupStep::IdMapTool,
-            detail: format!("{tool_path} exited with {status}"),
-            errno: 0,
-        })
+        return Ok(());
     }
+    // The usual cause when /etc/subuid grants the range: a process above this one set
+    // no_new_privs (a sandboxing service manager does), so the tool ran without its
+    // set-user-ID bit. Say so rather than leave the user to guess.
+    let why = if nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
+        "; no_new_privs is set, so it ran without its set-user-ID bit"
+    } else {
+        ""
+    };
+    Err(Refusal::Setup {
+        step: SetupStep::IdMapTool,
+        detail: format!("{tool_path} exited with {status}{why}"),
+        errno: 0,
+    })
 }
 
 /// Writes subordinate maps for `pid` through newuidmap/newgidmap.

@@ -478,16 +478,35 @@ fn dbus_activation_starts_the_service_from_the_shipped_file() {
     let shipped = include_str!("../data/org.karapace.Manager1.service");
     assert!(shipped.contains("\nName=org.karapace.Manager1\n"));
     assert!(shipped.contains("\nSystemdService=karapace-dbus.service\n"));
+    // What a user manager does with these files is tested under a real one
+    // (run-under-systemd.sh); here, what they say.
     let unit = include_str!("../data/karapace-dbus.service");
+    let confined = include_str!("../data/karapace-dbus-confined.conf");
     for line in [
         "Type=dbus",
         "BusName=org.karapace.Manager1",
-        "NoNewPrivileges=yes",
-        "ProtectSystem=strict",
-        "PrivateTmp=yes",
-        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+        "UMask=0077",
+        "LimitCORE=0",
     ] {
         assert!(unit.lines().any(|l| l == line), "the unit lacks {line}");
+    }
+    // Each of these stops newuidmap from mapping the user's subordinate ids (no_new_privs, or a
+    // user namespace of the service's own): only the confined drop-in may set them.
+    for option in [
+        "NoNewPrivileges=",
+        "PrivateUsers=",
+        "RestrictAddressFamilies=",
+        "SystemCallArchitectures=",
+        "ProtectKernelModules=",
+    ] {
+        assert!(
+            !unit.lines().any(|l| l.starts_with(option)),
+            "the unit sets {option}"
+        );
+        assert!(
+            confined.lines().any(|l| l.starts_with(option)),
+            "the confined drop-in lacks {option}"
+        );
     }
 
     // The shipped file with Exec= pointing at this build.
