@@ -1128,3 +1128,77 @@ fn mock_package_names_cannot_name_host_paths() {
     }
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "mine\n");
 }
+
+/// One unreadable metadata file (a disk error, a half-written file of another program) hides only
+/// its own environment: the others are listed and run, the bad one is named with the way out,
+/// `destroy <env_id>` removes it, and `gc` removes nothing until then (it cannot know what the
+/// unreadable environment uses).
+#[test]
+fn one_unreadable_metadata_file_blocks_only_its_own_environment() {
+    let kp = Kp::new();
+    let good = kp.build_mock("good.toml", &["git"], Some("good"));
+    let bad = kp.build_mock("bad.toml", &["curl"], None);
+    let file = kp.store().join("store/metadata").join(&bad);
+    let trees = kp.store().join("env").join(&bad);
+    assert!(trees.exists(), "{}", trees.display());
+    fs::write(&file, "{\"garbage").expect("corrupt the metadata");
+
+    // list: the readable one on stdout, the bad one on stderr, exit 0.
+    let out = kp.run(&["list"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains(&good) && !stdout(&out).contains(&bad));
+    assert!(
+        stderr(&out).contains(&format!("karapace destroy {bad}")),
+        "{}",
+        stderr(&out)
+    );
+    let listed = kp.json(&["list"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    // Commands about the readable one work, by name and by id.
+    kp.ok(&["inspect", "good"]);
+    kp.ok(&["exec", &good[..12], "--", "true"]);
+
+    // A query that may mean the unreadable one says so (exit 3), with the fix.
+    for query in [&bad[..12], &bad[..]] {
+        let out = kp.run(&["exec", query, "--", "true"]);
+        assert_eq!(code(&out), 3, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("corrupt metadata")
+                && stderr(&out).contains(&format!("karapace destroy {bad}")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // A name nothing readable has: the unreadable file may be the one meant.
+    let out = kp.run(&["inspect", "no-such-name"]);
+    assert_eq!(code(&out), 3);
+    assert!(
+        stderr(&out).contains("corrupt metadata"),
+        "{}",
+        stderr(&out)
+    );
+
+    // gc removes nothing while it cannot know what the unreadable environment uses.
+    let out = kp.run(&["gc"]);
+    assert_eq!(code(&out), 3);
+    assert!(
+        stderr(&out).contains("gc removes nothing"),
+        "{}",
+        stderr(&out)
+    );
+
+    // destroy needs the full env_id of an unreadable environment, then removes it.
+    let out = kp.run(&["destroy", &bad[..12]]);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(file.exists());
+    let gone = kp.json(&["destroy", &bad]);
+    assert_eq!(gone["env_id"], bad.as_str());
+    assert!(!file.exists());
+    assert!(!trees.exists(), "{}", trees.display());
+    let out = kp.run(&["list"]);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    kp.ok(&["gc"]);
+    kp.ok(&["verify-store"]);
+    kp.ok(&["exec", "good", "--", "true"]);
+}

@@ -60,7 +60,7 @@ pub struct Snapshots {
 impl Snapshots {
     /// Takes the first snapshot, which nothing is signalled for.
     pub fn prime(&self, engine: &Engine) -> karapace::error::Result<()> {
-        let now = engine.list()?;
+        let (now, _) = engine.list_readable()?;
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = now;
         Ok(())
     }
@@ -70,8 +70,8 @@ impl Snapshots {
     /// A store that cannot be listed right now is logged and tried again on the next change.
     pub fn refresh(&self, engine: &Engine, conn: &zbus::Connection) {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = match engine.list() {
-            Ok(now) => now,
+        let now = match engine.list_readable() {
+            Ok((now, _)) => now,
             Err(e) => {
                 tracing::warn!("cannot list the store to signal changes: {e}");
                 return;

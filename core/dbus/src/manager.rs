@@ -180,7 +180,15 @@ impl Manager {
         let engine = self.ctx.engine.clone();
         on_worker(move || {
             let _busy = busy;
-            let envs = engine.list()?;
+            // As `karapace list`: an unreadable metadata file hides only its environment.
+            let (envs, unreadable) = engine.list_readable()?;
+            for bad in &unreadable {
+                tracing::warn!(
+                    "skipped unreadable metadata {}: {}",
+                    bad.path.display(),
+                    bad.reason
+                );
+            }
             json(&envs.iter().map(EnvSummary::from).collect::<Vec<_>>())
         })
         .await
@@ -258,7 +266,7 @@ impl Manager {
             let env = ctx.engine.destroy(&query)?;
             ctx.snapshots.refresh(&ctx.engine, &conn);
             json(&Destroyed {
-                destroyed: &env.env_id,
+                destroyed: env.env_id(),
             })
         })
         .await

@@ -22,9 +22,26 @@ pub mod watch;
 
 use std::path::{Path, PathBuf};
 
-use karapace_store::{EnvMetadata, EnvState, Store, StoreError};
+use karapace_store::{CorruptEntry, EnvMetadata, EnvState, Store, StoreError};
 
 pub use build::{BuildOutcome, BuildRequest};
+
+/// What `destroy` removed.
+#[derive(Debug)]
+pub enum Destroyed {
+    Env(Box<EnvMetadata>),
+    /// An environment whose metadata could not be read, by its `env_id`.
+    Unreadable(String),
+}
+
+impl Destroyed {
+    pub fn env_id(&self) -> &str {
+        match self {
+            Destroyed::Env(env) => &env.env_id,
+            Destroyed::Unreadable(id) => id,
+        }
+    }
+}
 pub use run::{RunMode, SessionOptions};
 
 use crate::error::{CoreError, Result};
@@ -173,10 +190,60 @@ impl Engine {
     /// Finds the environment designated by `query` (`env_id`, `short_id`, prefix or name), with
     /// its effective state. Only that environment's sessions are read: `exec` must not get slower
     /// with every environment in the store.
+    ///
+    /// A metadata file that cannot be read does not stop commands about other environments: it
+    /// is an error only when `query` may designate it (its `env_id` starts with `query`, and no
+    /// readable environment matches `query` exactly), or when nothing readable matches.
     pub fn find(&self, store: &Store, query: &str) -> Result<EnvMetadata> {
-        let mut envs = store.list_envs_recorded()?;
-        let index = resolve::resolve(&envs, query)?;
-        Ok(store.with_live_state(envs.swap_remove(index))?)
+        let (mut envs, unreadable) = store.scan_envs()?;
+        let found = resolve::resolve(&envs, query);
+        let exact = found.as_ref().is_ok_and(|&i| {
+            let e = &envs[i];
+            *e.env_id == *query || e.short_id == query || e.name.as_deref() == Some(query)
+        });
+        if !exact {
+            let designated: Vec<CorruptEntry> = unreadable
+                .iter()
+                .filter(|b| b.env_id().is_some_and(|id| id.starts_with(query)))
+                .cloned()
+                .collect();
+            if let Some(id) = designated.first().and_then(|b| b.env_id()) {
+                let hint = format!(
+                    "`karapace destroy {id}` removes that environment; `karapace verify-store` lists every unreadable file"
+                );
+                return Err(
+                    CoreError::from(StoreError::CorruptMetadata(designated)).with_hint(&hint)
+                );
+            }
+        }
+        match found {
+            Ok(index) => Ok(store.with_live_state(envs.swap_remove(index))?),
+            // The environment meant may be one whose file cannot be read.
+            Err(CoreError::NoMatch { .. }) if !unreadable.is_empty() => Err(CoreError::from(
+                StoreError::CorruptMetadata(unreadable),
+            )
+            .with_hint("`karapace verify-store` lists every unreadable file; `karapace destroy <env_id>` removes its environment")),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every readable environment with its effective state, and the metadata files that could
+    /// not be read (`list` shows the first and warns about the second).
+    pub fn list_readable(&self) -> Result<(Vec<EnvMetadata>, Vec<CorruptEntry>)> {
+        let Some(store) = self.open_read()? else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let (envs, unreadable) = store.scan_envs()?;
+        let mut envs = envs
+            .into_iter()
+            .map(|m| store.with_live_state(m))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        envs.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.env_id.cmp(&b.env_id))
+        });
+        Ok((envs, unreadable))
     }
 
     pub fn inspect(&self, query: &str) -> Result<EnvMetadata> {
@@ -200,13 +267,22 @@ impl Engine {
         Ok(store.env(&env.env_id)?)
     }
 
-    pub fn destroy(&self, query: &str) -> Result<EnvMetadata> {
+    pub fn destroy(&self, query: &str) -> Result<Destroyed> {
         let store = self.open_write()?;
+        // An environment whose metadata cannot be read, named by its full env_id: removed all the
+        // same (its trees are found by the id alone), or one bad file would pin it forever. Its
+        // layers stay until `gc`, which refuses to run while any metadata is unreadable.
+        let (_, unreadable) = store.scan_envs()?;
+        if unreadable.iter().any(|b| b.env_id() == Some(query)) {
+            store.destroy_env(query)?;
+            desktop::remove_by_env_id(query, &self.root);
+            return Ok(Destroyed::Unreadable(query.to_owned()));
+        }
         let env = self.find(&store, query)?;
         lifecycle::check(Op::Destroy, env.state, query)?;
         store.destroy_env(&env.env_id)?;
         desktop::remove(&env, &self.root);
-        Ok(env)
+        Ok(Destroyed::Env(Box::new(env)))
     }
 
     /// Writes (or replaces) the desktop entries of `apps` for a built environment. Problems are
@@ -310,15 +386,22 @@ impl Engine {
     }
 
     pub fn gc(&self, dry_run: bool) -> Result<karapace_store::GcReport> {
-        if dry_run {
+        let report = if dry_run {
             // A dry run is read-only: it must not create a store.
             match self.open_read()? {
-                Some(store) => Ok(store.gc(true)?),
+                Some(store) => store.gc(true),
                 None => Ok(karapace_store::GcReport::default()),
             }
         } else {
-            Ok(self.open_write()?.gc(false)?)
-        }
+            self.open_write()?.gc(false)
+        };
+        // gc cannot know what an unreadable environment uses, so it removes nothing then.
+        report.map_err(|e| match e {
+            StoreError::CorruptMetadata(_) => CoreError::from(e).with_hint(
+                "gc removes nothing while an environment's metadata cannot be read (it cannot know what that environment uses): `karapace destroy <env_id>` it, or put the file back",
+            ),
+            e => e.into(),
+        })
     }
 
     /// The host paths an `exec` session of `env` would see, as the policy files lower them today

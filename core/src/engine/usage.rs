@@ -146,7 +146,7 @@ impl Engine {
         let Some(store) = self.open_read()? else {
             return Ok(None);
         };
-        let envs = self.list()?;
+        let (envs, _) = self.list_readable()?;
         Ok(usages_of(&store, &envs, |e| e.env_id == env.env_id)
             .into_iter()
             .next())

@@ -168,11 +168,23 @@ pub fn failure(e: &CoreError, target: &Target) -> Status {
     ))
 }
 
+/// The status line when metadata files could not be read (their environments are not shown).
+pub fn unreadable_status(count: usize) -> Option<Status> {
+    (count > 0).then(|| {
+        Status::error(format!(
+            "warning: {count} environment(s) with unreadable metadata not shown (`karapace list` names them)"
+        ))
+    })
+}
+
 /// Reads the environments again; `false` (and the error in the status line) when that failed.
 pub fn reload(engine: &Engine, app: &mut App) -> bool {
-    match engine.list() {
-        Ok(envs) => {
+    match engine.list_readable() {
+        Ok((envs, unreadable)) => {
             app.set_envs(envs);
+            if let Some(status) = unreadable_status(unreadable.len()) {
+                app.set_status(status);
+            }
             true
         }
         Err(e) => {

@@ -41,8 +41,11 @@ pub fn run(engine: &Engine, enter: &dyn Fn(&str) -> Result<i32>) -> Result<i32> 
     }
     // Read before the screen is taken, so a store that cannot be read is reported as by any
     // other command.
-    let envs = engine.list()?;
+    let (envs, unreadable) = engine.list_readable()?;
     let mut app = App::new(engine.root().display().to_string(), envs);
+    if let Some(status) = actions::unreadable_status(unreadable.len()) {
+        app.set_status(status);
+    }
     let mut events = Events::start()?;
     if let Err(e) = events.watch_store(engine.root()) {
         app.set_status(Status::error(format!(

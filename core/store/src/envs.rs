@@ -130,6 +130,13 @@ impl Store {
         Ok(ok)
     }
 
+    /// Every readable environment (states as recorded), and every metadata file that could not be
+    /// read: for commands that go on with the rest and say which files are bad.
+    pub fn scan_envs(&self) -> Result<(Vec<EnvMetadata>, Vec<CorruptEntry>)> {
+        let _l = self.lock_shared()?;
+        self.scan_metadata()
+    }
+
     fn check_name_free(&self, name: &str, except: &str) -> Result<()> {
         let (ok, bad) = self.scan_metadata()?;
         if !bad.is_empty() {

@@ -58,6 +58,17 @@ pub struct CorruptEntry {
     pub reason: String,
 }
 
+impl CorruptEntry {
+    /// The environment the file records, when its name is an `env_id` (a metadata file is named
+    /// after its environment): what `destroy` takes to remove an environment it cannot read.
+    pub fn env_id(&self) -> Option<&str> {
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| crate::is_valid_key(n))
+    }
+}
+
 fn format_corrupt(entries: &[CorruptEntry]) -> String {
     entries
         .iter()

@@ -6,7 +6,20 @@ use crate::error::Result;
 use crate::output;
 
 pub fn run(ctx: &Ctx) -> Result<i32> {
-    let envs = ctx.engine.list()?;
+    // A metadata file that cannot be read hides only its own environment; it is named on stderr
+    // with the way out, and the exit code stays 0 (the listing is true for what it shows).
+    let (envs, unreadable) = ctx.engine.list_readable()?;
+    for bad in &unreadable {
+        let fix = match bad.env_id() {
+            Some(id) => format!("`karapace destroy {id}` removes its environment"),
+            None => "not an environment's file: remove it".to_owned(),
+        };
+        output::note(&format!(
+            "warning: skipped unreadable metadata {}: {} ({fix})",
+            bad.path.display(),
+            bad.reason
+        ));
+    }
     if ctx.json() {
         let usages = ctx.engine.env_usages(&envs)?;
         let views: Vec<EnvView<'_>> = envs

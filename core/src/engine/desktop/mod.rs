@@ -45,8 +45,8 @@ fn applications_dir() -> Option<PathBuf> {
     data_home().map(|d| d.join("applications"))
 }
 
-fn entry_file_prefix(env: &EnvMetadata) -> String {
-    format!("karapace-{}-", env.short_id)
+fn entry_file_prefix(short_id: &str) -> String {
+    format!("karapace-{short_id}-")
 }
 
 /// How a desktop launches `karapace exec`: the `karapace` next to this program when there is one
@@ -146,7 +146,7 @@ fn write_entry(
         store: store_text.to_owned(),
     };
     let text = format::render(&entry).map_err(|e| e.to_string())?;
-    let path = dir.join(format!("{}{app}.desktop", entry_file_prefix(env)));
+    let path = dir.join(format!("{}{app}.desktop", entry_file_prefix(&env.short_id)));
     write_user_file(&path, text.as_bytes())?;
     Ok(path)
 }
@@ -165,7 +165,7 @@ fn copy_icon(env: &EnvMetadata, app: &str, bytes: &[u8], ext: &str) -> Result<Pa
     let dir = data_home()
         .map(|d| d.join("icons"))
         .ok_or("neither XDG_DATA_HOME nor HOME is set")?;
-    let path = dir.join(format!("{}{app}.{ext}", entry_file_prefix(env)));
+    let path = dir.join(format!("{}{app}.{ext}", entry_file_prefix(&env.short_id)));
     write_user_file(&path, bytes)?;
     Ok(path)
 }
@@ -182,11 +182,15 @@ fn write_user_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// The entries of `env` in `store` (files that name both: one environment may be built in two
 /// stores, whose entries have the same file name), sorted.
 pub fn entries(env: &EnvMetadata, store: &Path) -> Vec<PathBuf> {
+    entries_of(&env.env_id, &env.short_id, store)
+}
+
+fn entries_of(env_id: &str, short_id: &str, store: &Path) -> Vec<PathBuf> {
     let Some(dir) = applications_dir() else {
         return Vec::new();
     };
-    let prefix = entry_file_prefix(env);
-    let env_line = format!("X-Karapace-EnvId={}", env.env_id);
+    let prefix = entry_file_prefix(short_id);
+    let env_line = format!("X-Karapace-EnvId={env_id}");
     let store_line = store
         .to_str()
         .and_then(|s| format::string_value("the store path", s).ok())
@@ -218,9 +222,19 @@ pub fn entries(env: &EnvMetadata, store: &Path) -> Vec<PathBuf> {
 
 /// Removes the entries of `env` in `store` and the icons they name; returns the entries removed.
 pub fn remove(env: &EnvMetadata, store: &Path) -> Vec<PathBuf> {
-    let gone = entries(env, store);
+    remove_of(&env.env_id, &env.short_id, store)
+}
+
+/// [`remove`] for an environment known only by its `env_id` (its metadata unreadable): the short
+/// id is the `env_id`'s first 12 characters, as the store makes it.
+pub fn remove_by_env_id(env_id: &str, store: &Path) -> Vec<PathBuf> {
+    remove_of(env_id, env_id.get(..12).unwrap_or(env_id), store)
+}
+
+fn remove_of(env_id: &str, short_id: &str, store: &Path) -> Vec<PathBuf> {
+    let gone = entries_of(env_id, short_id, store);
     let icons = data_home().map(|d| d.join("icons"));
-    let prefix = entry_file_prefix(env);
+    let prefix = entry_file_prefix(short_id);
     for path in &gone {
         let icon = std::fs::read_to_string(path)
             .ok()
