@@ -1137,7 +1137,9 @@ fn mock_package_names_cannot_name_host_paths() {
 fn one_unreadable_metadata_file_blocks_only_its_own_environment() {
     let kp = Kp::new();
     let good = kp.build_mock("good.toml", &["git"], Some("good"));
-    let bad = kp.build_mock("bad.toml", &["curl"], None);
+    // Named like a prefix of the readable one's id: once its file is unreadable, that name
+    // must not quietly resolve to the readable environment.
+    let bad = kp.build_mock("bad.toml", &["curl"], Some(&good[..4]));
     let file = kp.store().join("store/metadata").join(&bad);
     let trees = kp.store().join("env").join(&bad);
     assert!(trees.exists(), "{}", trees.display());
@@ -1170,14 +1172,25 @@ fn one_unreadable_metadata_file_blocks_only_its_own_environment() {
             stderr(&out)
         );
     }
-    // A name nothing readable has: the unreadable file may be the one meant.
-    let out = kp.run(&["inspect", "no-such-name"]);
-    assert_eq!(code(&out), 3);
-    assert!(
-        stderr(&out).contains("corrupt metadata"),
-        "{}",
-        stderr(&out)
-    );
+    // A name nothing readable has, or a prefix: the unreadable file may be the one meant (here
+    // the prefix is the unreadable environment's name).
+    for query in ["no-such-name", &good[..4]] {
+        let out = kp.run(&["destroy", query]);
+        assert_eq!(code(&out), 3, "{query}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("corrupt metadata"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    kp.ok(&["inspect", &good]);
+    // A file that cannot be read at all (here a directory) is named, not fatal.
+    let unreadable = kp.store().join("store/metadata").join("a".repeat(64));
+    fs::create_dir(&unreadable).expect("mkdir");
+    let out = kp.run(&["list"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains(&"a".repeat(64)), "{}", stderr(&out));
+    fs::remove_dir(&unreadable).expect("rmdir");
 
     // gc removes nothing while it cannot know what the unreadable environment uses.
     let out = kp.run(&["gc"]);

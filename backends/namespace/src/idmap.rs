@@ -171,10 +171,10 @@ fn run_map_tool(tool_path: &str, pid: Pid, own: u32, r: SubRange) -> Result<(), 
         return Ok(());
     }
     // The usual cause when /etc/subuid grants the range: a process above this one set
-    // no_new_privs (a sandboxing service manager does), so the tool ran without its
-    // set-user-ID bit. Say so rather than leave the user to guess.
+    // no_new_privs (a sandboxing service manager does), so the tool ran without the privilege
+    // it is installed with. Say so rather than leave the user to guess.
     let why = if nix::sys::prctl::get_no_new_privs().unwrap_or(false) {
-        "; no_new_privs is set, so it ran without its set-user-ID bit"
+        "; no_new_privs is set, so it ran without its set-user-ID bit or file capabilities"
     } else {
         ""
     };

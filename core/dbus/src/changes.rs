@@ -71,7 +71,14 @@ impl Snapshots {
     pub fn refresh(&self, engine: &Engine, conn: &zbus::Connection) {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let now = match engine.list_readable() {
-            Ok((now, _)) => now,
+            Ok((now, unreadable)) => {
+                // An environment whose file became unreadable still exists: no removal signal.
+                let kept = last
+                    .iter()
+                    .filter(|old| unreadable.iter().any(|b| b.env_id() == Some(&*old.env_id)));
+                let kept: Vec<EnvMetadata> = kept.cloned().collect();
+                now.into_iter().chain(kept).collect::<Vec<_>>()
+            }
             Err(e) => {
                 tracing::warn!("cannot list the store to signal changes: {e}");
                 return;

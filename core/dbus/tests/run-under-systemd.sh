@@ -41,6 +41,9 @@ if grep -q "^$USER_NAME:" /etc/subuid; then has_range=range; else has_range=no-r
 if [ -z "${KARAPACE_UNIT_TEST_NS:-}" ]; then
   exec env KARAPACE_UNIT_TEST_NS=1 unshare --mount --propagation private "$0" "$@"
 fi
+# Never mount over the machine's own /run, whatever the environment says.
+[ "$(readlink /proc/self/ns/mnt)" != "$(readlink /proc/1/ns/mnt)" ] \
+  || { echo "run-under-systemd: not in a mount namespace of its own" >&2; exit 1; }
 uid=$(id -u "$USER_NAME"); gid=$(id -g "$USER_NAME"); home=$(getent passwd "$USER_NAME" | cut -d: -f6)
 runtime=/run/user/$uid
 work=$home/karapace-unit-test
@@ -55,12 +58,18 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$manager_pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$manager_pid" 2>/dev/null
   fi
-  # Whatever the manager left in its cgroups (a service it had no time to stop).
-  for cg in "${cgroups[@]}"; do
-    for pid in $(cat "$cg/cgroup.procs" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+  # Whatever the manager left anywhere in its cgroup trees (a service it had no time to stop),
+  # until they are empty; then the trees go.
+  for _ in $(seq 50); do
+    left=$(for cg in "${cgroups[@]}"; do find "$cg" -name cgroup.procs -exec cat {} + 2>/dev/null; done)
+    [ -z "$left" ] && break
+    for pid in $left; do kill -KILL "$pid" 2>/dev/null; done
+    sleep 0.1
   done
-  sleep 0.2
-  for cg in "${cgroups[@]}"; do find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null; done
+  for cg in "${cgroups[@]}"; do
+    find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null
+    [ -d "$cg" ] && echo "run-under-systemd: could not remove $cg" >&2
+  done
   rm -rf "$work" "$home/.config/systemd/user/karapace-dbus.service" \
     "$home/.config/systemd/user/karapace-dbus.service.d" \
     "$home/.local/share/dbus-1/services/org.karapace.Manager1.service"
@@ -117,11 +126,12 @@ rm -rf "$work"; install -d -o "$uid" -g "$gid" "$work" "$work/env"
 cp "$ROOT/examples/debian-curl.toml" "$work/env/karapace.toml"
 # Installed where a user would (~/.cargo/bin, say): the confined unit's private /tmp and /var/tmp
 # would hide a target directory there. The helper goes beside the service, where it looks.
-mkdir -p "$work/bin"
-for b in karapace karapace-cli karapace-dbus karapace-helper; do
-  ln -f "$BIN/$b" "$work/bin/$b" 2>/dev/null || cp "$BIN/$b" "$work/bin/$b"
-done
+# Copies, root's (never links: the target directory's binaries stay root's).
 chown -R "$uid:$gid" "$work"
+install -d -m 0755 "$work/bin"
+for b in karapace karapace-cli karapace-dbus karapace-helper; do
+  install -m 0755 "$BIN/$b" "$work/bin/$b"
+done
 
 echo "== starting systemd --user for $USER_NAME"
 (
@@ -165,10 +175,16 @@ check_service() {  # unit|confined
   else
     grep -q '^NoNewPrivs:[[:space:]]*1$' "$status" || fail "no_new_privs not set under the confined drop-in"
     grep -q '^Seccomp:[[:space:]]*2$' "$status" || fail "no seccomp filter under the confined drop-in"
-    [ "$(wc -l < "/proc/$pid/uid_map")" -eq 1 ] || fail "the confined service is not in a user namespace of its own"
-    # The mount /usr is on (the root here) is read-only.
-    awk '$5 == "/usr" || $5 == "/" {print $6}' "/proc/$pid/mountinfo" | grep -q '^ro' \
-      || fail "ProtectSystem=strict: /usr is writable in the confined service"
+    [ "$(readlink "/proc/$pid/ns/user")" != "$(readlink /proc/$$/ns/user)" ] \
+      || fail "the confined service is not in a user namespace of its own"
+    [ "$(wc -l < "/proc/$pid/uid_map")" -eq 1 ] && grep -q "^ *$uid  *$uid  *1\$" "/proc/$pid/uid_map" \
+      || fail "the confined service's user namespace maps more than the user: $(cat "/proc/$pid/uid_map")"
+    # ProtectSystem=strict, seen from inside the service: /etc is read-only there, not here.
+    probe=/etc/.karapace-unit-test-$$
+    if touch "/proc/$pid/root$probe" 2>/dev/null; then
+      rm -f "/proc/$pid/root$probe"; fail "ProtectSystem=strict: /etc is writable in the confined service"
+    fi
+    touch "$probe" && rm -f "$probe" || fail "/etc is read-only on this machine: the check above proves nothing"
     [ "$(stat -c %d:%i "/proc/$pid/root/tmp")" != "$(stat -c %d:%i /tmp)" ] \
       || fail "PrivateTmp: no /tmp of its own in the confined service"
   fi

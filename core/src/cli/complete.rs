@@ -64,7 +64,7 @@ pub fn env_ids() -> Vec<CompletionCandidate> {
     let Some(engine) = engine(std::env::args_os()) else {
         return Vec::new();
     };
-    let Ok(envs) = engine.list() else {
+    let Ok((envs, _)) = engine.list_readable() else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -103,7 +103,10 @@ pub fn snapshot_hashes() -> Vec<CompletionCandidate> {
         .filter(|w| !w.starts_with('-'));
     let envs = match named.map(|q| engine.inspect(q)) {
         Some(Ok(env)) => vec![env],
-        _ => engine.list().unwrap_or_default(),
+        _ => engine
+            .list_readable()
+            .map(|(envs, _)| envs)
+            .unwrap_or_default(),
     };
     let mut out = Vec::new();
     for env in envs {

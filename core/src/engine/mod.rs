@@ -26,6 +26,23 @@ use karapace_store::{CorruptEntry, EnvMetadata, EnvState, Store, StoreError};
 
 pub use build::{BuildOutcome, BuildRequest};
 
+/// The refusal of a query that may mean an environment whose metadata cannot be read: the files
+/// it may mean when their names say so, else every unreadable file.
+fn unreadable_error(designated: Vec<CorruptEntry>, all: Vec<CorruptEntry>) -> CoreError {
+    let hint = match designated.first().and_then(CorruptEntry::env_id) {
+        Some(id) if designated.len() == 1 => format!(
+            "`karapace destroy {id}` removes that environment; `karapace verify-store` lists every unreadable file"
+        ),
+        _ => "while an environment's metadata cannot be read, name environments by full env_id, or by exact short id or name; `karapace list` names each unreadable file and the way out".to_owned(),
+    };
+    let entries = if designated.is_empty() {
+        all
+    } else {
+        designated
+    };
+    CoreError::from(StoreError::CorruptMetadata(entries)).with_hint(&hint)
+}
+
 /// What `destroy` removed.
 #[derive(Debug)]
 pub enum Destroyed {
@@ -191,40 +208,30 @@ impl Engine {
     /// its effective state. Only that environment's sessions are read: `exec` must not get slower
     /// with every environment in the store.
     ///
-    /// A metadata file that cannot be read does not stop commands about other environments: it
-    /// is an error only when `query` may designate it (its `env_id` starts with `query`, and no
-    /// readable environment matches `query` exactly), or when nothing readable matches.
+    /// A metadata file that cannot be read does not stop commands about other environments, but
+    /// it may hold the environment meant, whose name is then unknown. So while any file is
+    /// unreadable only a query that cannot mean it is answered: a full `env_id`, or an exact
+    /// `short_id` or name of a readable environment that is no unreadable `env_id`'s prefix.
+    /// Anything else — a prefix, a name nothing readable has — is refused with the way out.
     pub fn find(&self, store: &Store, query: &str) -> Result<EnvMetadata> {
         let (mut envs, unreadable) = store.scan_envs()?;
         let found = resolve::resolve(&envs, query);
-        let exact = found.as_ref().is_ok_and(|&i| {
-            let e = &envs[i];
-            *e.env_id == *query || e.short_id == query || e.name.as_deref() == Some(query)
-        });
-        if !exact {
+        if !unreadable.is_empty() {
             let designated: Vec<CorruptEntry> = unreadable
                 .iter()
                 .filter(|b| b.env_id().is_some_and(|id| id.starts_with(query)))
                 .cloned()
                 .collect();
-            if let Some(id) = designated.first().and_then(|b| b.env_id()) {
-                let hint = format!(
-                    "`karapace destroy {id}` removes that environment; `karapace verify-store` lists every unreadable file"
-                );
-                return Err(
-                    CoreError::from(StoreError::CorruptMetadata(designated)).with_hint(&hint)
-                );
+            let full_id = found.as_ref().is_ok_and(|&i| *envs[i].env_id == *query);
+            let exact = found.as_ref().is_ok_and(|&i| {
+                envs[i].short_id == query || envs[i].name.as_deref() == Some(query)
+            });
+            if !full_id && !(exact && designated.is_empty()) {
+                return Err(unreadable_error(designated, unreadable));
             }
         }
-        match found {
-            Ok(index) => Ok(store.with_live_state(envs.swap_remove(index))?),
-            // The environment meant may be one whose file cannot be read.
-            Err(CoreError::NoMatch { .. }) if !unreadable.is_empty() => Err(CoreError::from(
-                StoreError::CorruptMetadata(unreadable),
-            )
-            .with_hint("`karapace verify-store` lists every unreadable file; `karapace destroy <env_id>` removes its environment")),
-            Err(e) => Err(e),
-        }
+        let index = found?;
+        Ok(store.with_live_state(envs.swap_remove(index))?)
     }
 
     /// Every readable environment with its effective state, and the metadata files that could
@@ -398,7 +405,7 @@ impl Engine {
         // gc cannot know what an unreadable environment uses, so it removes nothing then.
         report.map_err(|e| match e {
             StoreError::CorruptMetadata(_) => CoreError::from(e).with_hint(
-                "gc removes nothing while an environment's metadata cannot be read (it cannot know what that environment uses): `karapace destroy <env_id>` it, or put the file back",
+                "gc removes nothing while an environment's metadata cannot be read (it cannot know what that environment uses): `karapace list` names each unreadable file and the way out",
             ),
             e => e.into(),
         })

@@ -146,7 +146,11 @@ impl Engine {
         let Some(store) = self.open_read()? else {
             return Ok(None);
         };
-        let (envs, _) = self.list_readable()?;
+        let (envs, unreadable) = self.list_readable()?;
+        if !unreadable.is_empty() {
+            // Which layers are shared cannot be known: no figures rather than wrong ones.
+            return Ok(None);
+        }
         Ok(usages_of(&store, &envs, |e| e.env_id == env.env_id)
             .into_iter()
             .next())

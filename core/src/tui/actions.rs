@@ -182,7 +182,10 @@ pub fn reload(engine: &Engine, app: &mut App) -> bool {
     match engine.list_readable() {
         Ok((envs, unreadable)) => {
             app.set_envs(envs);
-            if let Some(status) = unreadable_status(unreadable.len()) {
+            // Only into an empty status line: never over an action's outcome.
+            if app.status().is_none()
+                && let Some(status) = unreadable_status(unreadable.len())
+            {
                 app.set_status(status);
             }
             true

@@ -100,7 +100,17 @@ impl Store {
                 Err(StoreError::CorruptMetadata(mut v)) => bad.append(&mut v),
                 Err(StoreError::UnknownEnv(_)) => bad.push(CorruptEntry {
                     path: self.layout.meta_file(&id),
-                    reason: "file name is not a 64-hex env_id".into(),
+                    reason: if is_valid_key(&id) {
+                        "vanished while listed, or a dangling symbolic link".into()
+                    } else {
+                        "file name is not a 64-hex env_id".into()
+                    },
+                }),
+                // A file of an environment that cannot be read at all (EIO, EACCES, a
+                // directory): as unreadable as a corrupt one, and as removable by its env_id.
+                Err(e) if is_valid_key(&id) => bad.push(CorruptEntry {
+                    path: self.layout.meta_file(&id),
+                    reason: e.to_string(),
                 }),
                 Err(e) => return Err(e),
             }

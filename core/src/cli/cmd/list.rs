@@ -21,7 +21,12 @@ pub fn run(ctx: &Ctx) -> Result<i32> {
         ));
     }
     if ctx.json() {
-        let usages = ctx.engine.env_usages(&envs)?;
+        // Sharing counts need every environment: none while one cannot be read.
+        let usages = if unreadable.is_empty() {
+            ctx.engine.env_usages(&envs)?
+        } else {
+            Vec::new()
+        };
         let views: Vec<EnvView<'_>> = envs
             .iter()
             .zip(
