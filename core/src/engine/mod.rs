@@ -226,7 +226,8 @@ impl Engine {
             let exact = found.as_ref().is_ok_and(|&i| {
                 envs[i].short_id == query || envs[i].name.as_deref() == Some(query)
             });
-            if !full_id && !(exact && designated.is_empty()) {
+            let answerable = full_id || (exact && designated.is_empty());
+            if !answerable {
                 return Err(unreadable_error(designated, unreadable));
             }
         }
