@@ -270,8 +270,12 @@ fn one_round(
     let layout = src.path().join(format!("layout-{round}"));
     let image = format!("docker://{}/bench/web:v1", reg.address());
     timed(
+        // --preserve-digests here too: without it skopeo gzips the layers into the layout
+        // (an `oci:` destination compresses by default), and the copies timed below would move
+        // a third of the bytes karapace moves.
         skopeo(&[
             "copy",
+            "--preserve-digests",
             "--src-tls-verify=false",
             &image,
             &format!("oci:{}:v1", layout.display()),
