@@ -320,6 +320,21 @@ fn exit_statuses_and_stdio(k: &Karapace, env_id: &str) {
         "expected the helper error alone\n{out}"
     );
 
+    // A variable of the caller's that is not UTF-8 is no reason to fail (it was a panic): one
+    // the allowlist would pass is left out, said on stderr; the rest still pass.
+    {
+        use std::os::unix::ffi::OsStringExt;
+        let out = k
+            .clone()
+            .env("LANG", std::ffi::OsString::from_vec(b"C.\xff".to_vec()))
+            .env("KP_OTHER", std::ffi::OsString::from_vec(b"\xfe".to_vec()))
+            .env("TZ", "UTC")
+            .exec(env_id, &["sh", "-c", "echo \"${LANG-unset} $TZ\""]);
+        out.assert_code(0);
+        assert_eq!(out.stdout_str(), "unset UTC\n", "{out}");
+        assert!(out.stderr_str().contains("LANG is not UTF-8"), "{out}");
+    }
+
     without_landlock(k, env_id);
 
     // stdin and stdout are streamed.

@@ -313,7 +313,11 @@ pub fn config(p: &Prepared) -> Result<Spec, String> {
         .ambient(HashSet::new())
         .build()
         .map_err(err)?;
-    let text = |c: &CString| String::from_utf8_lossy(c.as_bytes()).into_owned();
+    // `check_command` refused anything else before the fork: never alter an argument.
+    let text = |c: &CString| {
+        String::from_utf8(c.as_bytes().to_vec())
+            .map_err(|_| "argv or environment not UTF-8".to_owned())
+    };
     let mut rlimits = Vec::new();
     for (typ, value) in [
         (PosixRlimitType::RlimitNofile, p.limits.nofile),
@@ -340,8 +344,8 @@ pub fn config(p: &Prepared) -> Result<Spec, String> {
                 .build()
                 .map_err(err)?,
         )
-        .args(p.argv.iter().map(text).collect::<Vec<_>>())
-        .env(p.env.iter().map(text).collect::<Vec<_>>())
+        .args(p.argv.iter().map(text).collect::<Result<Vec<_>, _>>()?)
+        .env(p.env.iter().map(text).collect::<Result<Vec<_>, _>>()?)
         .cwd(p.cwd.clone())
         .capabilities(capabilities)
         .no_new_privileges(true);
@@ -460,6 +464,19 @@ pub fn check_command(p: &Prepared) -> Result<(), Refusal> {
     let Some(argv0) = p.argv.first() else {
         return Err(Refusal::Invalid("empty argv".into()));
     };
+    // config.json holds strings: an argument or variable that is not UTF-8 would reach the
+    // program altered. Refused, naming which, rather than run something else than asked.
+    for (what, list) in [("argument", &p.argv), ("environment variable", &p.env)] {
+        if let Some(i) = list
+            .iter()
+            .position(|c| std::str::from_utf8(c.as_bytes()).is_err())
+        {
+            return Err(Refusal::Invalid(format!(
+                "{what} {} is not UTF-8, which an OCI runtime cannot pass on unaltered (the namespace backend can)",
+                i + 1
+            )));
+        }
+    }
     let name = std::ffi::OsStr::from_bytes(argv0.as_bytes());
     let fail = |errno: Errno| Refusal::Exec {
         argv0: name.to_string_lossy().into_owned(),

@@ -132,7 +132,7 @@ pub fn session_spec(
 ) -> Result<RunSpec> {
     let home = home()?;
     let hostname = format!("karapace-{}", env.short_id);
-    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let vars = super::host_sharing::env::text_vars(std::env::vars_os());
     let host = host_setup(lock, source_dir, &home, &vars, tty.is_some())?;
     let cwd = if host.binds.iter().any(|b| b.dst == home) {
         home.clone()

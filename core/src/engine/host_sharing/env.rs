@@ -3,6 +3,8 @@
 //! [`super::policy::HostSetup::env`]: `DISPLAY` only with the X11 socket, and so on), plus the
 //! variables every Karapace environment defines.
 
+use std::ffi::OsString;
+
 /// Passed through when set.
 pub const ALLOWED: &[&str] = &[
     "TERM",
@@ -30,13 +32,33 @@ pub const DENIED_PREFIXES: &[&str] = &["AWS_"];
 /// Default `PATH` inside an environment.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The caller's environment as text, from `vars` (usually `std::env::vars_os()`, whose
+/// `vars()` twin panics on the first variable that is not UTF-8). Such a variable cannot be passed
+/// on unaltered: it is left out, and named when the allowlist would have passed it.
+pub fn text_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<(String, String)> {
+    vars.into_iter()
+        .filter_map(
+            |(name, value)| match (name.into_string(), value.into_string()) {
+                (Ok(name), Ok(value)) => Some((name, value)),
+                (Ok(name), Err(_)) => {
+                    if allowed(&name) {
+                        tracing::warn!("{name} is not UTF-8: not passed into the environment");
+                    }
+                    None
+                }
+                _ => None,
+            },
+        )
+        .collect()
+}
+
 pub fn allowed(name: &str) -> bool {
     let denied = DENIED.contains(&name) || DENIED_PREFIXES.iter().any(|p| name.starts_with(p));
     let allowed = ALLOWED.contains(&name) || ALLOWED_PREFIXES.iter().any(|p| name.starts_with(p));
     allowed && !denied
 }
 
-/// Filters `vars` (usually `std::env::vars()`), adds the `granted` integration variables and
+/// Filters `vars` (usually [`text_vars`] of `std::env::vars_os()`), adds the `granted` integration variables and
 /// `KARAPACE_ENV=1`, `HOME`, `USER`, `HOSTNAME` and `PATH`.
 pub fn workload_env(
     vars: impl IntoIterator<Item = (String, String)>,
@@ -66,6 +88,18 @@ pub fn workload_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_that_are_not_utf8_are_left_out_not_fatal() {
+        use std::os::unix::ffi::OsStringExt;
+        let bytes = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let vars = text_vars([
+            (bytes(b"LANG"), bytes(b"C.\xff")),
+            (bytes(b"NAME\xff"), bytes(b"1")),
+            (bytes(b"TERM"), bytes(b"xterm")),
+        ]);
+        assert_eq!(vars, vec![("TERM".to_owned(), "xterm".to_owned())]);
+    }
 
     #[test]
     fn secrets_never_pass() {
