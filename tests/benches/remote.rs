@@ -9,8 +9,8 @@
 //!
 //! Each round (`KARAPACE_BENCH_ROUNDS`, default 3), with a fresh registry, server and stores:
 //! - OCI: `karapace push` to Debian's `docker-registry`, `karapace pull` into an empty store;
-//!   beside `skopeo copy` of the same image (its layers and config, taken once from what karapace
-//!   pushed) from an OCI layout directory to another fresh registry, and back into a new layout
+//!   beside `skopeo copy` of the same image (its layers and config, copied each round from what
+//!   karapace pushed) from an OCI layout directory to another fresh registry, and back into a new layout
 //!   directory (`--preserve-digests`, so skopeo moves the layers as they are, uncompressed, as
 //!   karapace does);
 //! - protocol v1: `karapace push`/`pull` with `karapace-server`, beside plain `curl` uploads

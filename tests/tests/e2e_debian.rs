@@ -329,6 +329,7 @@ fn exit_statuses_and_stdio(k: &Karapace, env_id: &str) {
             .env("LANG", std::ffi::OsString::from_vec(b"C.\xff".to_vec()))
             .env("KP_OTHER", std::ffi::OsString::from_vec(b"\xfe".to_vec()))
             .env("TZ", "UTC")
+            .env("KARAPACE_LOG", "warn")
             .exec(env_id, &["sh", "-c", "echo \"${LANG-unset} $TZ\""]);
         out.assert_code(0);
         assert_eq!(out.stdout_str(), "unset UTC\n", "{out}");

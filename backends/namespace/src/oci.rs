@@ -313,7 +313,8 @@ pub fn config(p: &Prepared) -> Result<Spec, String> {
         .ambient(HashSet::new())
         .build()
         .map_err(err)?;
-    // `check_command` refused anything else before the fork: never alter an argument.
+    // The request's argv and environment are UTF-8 (the protocol carries them as strings, and
+    // decoding refuses anything else): converted back, never altered.
     let text = |c: &CString| {
         String::from_utf8(c.as_bytes().to_vec())
             .map_err(|_| "argv or environment not UTF-8".to_owned())
@@ -464,19 +465,6 @@ pub fn check_command(p: &Prepared) -> Result<(), Refusal> {
     let Some(argv0) = p.argv.first() else {
         return Err(Refusal::Invalid("empty argv".into()));
     };
-    // config.json holds strings: an argument or variable that is not UTF-8 would reach the
-    // program altered. Refused, naming which, rather than run something else than asked.
-    for (what, list) in [("argument", &p.argv), ("environment variable", &p.env)] {
-        if let Some(i) = list
-            .iter()
-            .position(|c| std::str::from_utf8(c.as_bytes()).is_err())
-        {
-            return Err(Refusal::Invalid(format!(
-                "{what} {} is not UTF-8, which an OCI runtime cannot pass on unaltered (the namespace backend can)",
-                i + 1
-            )));
-        }
-    }
     let name = std::ffi::OsStr::from_bytes(argv0.as_bytes());
     let fail = |errno: Errno| Refusal::Exec {
         argv0: name.to_string_lossy().into_owned(),

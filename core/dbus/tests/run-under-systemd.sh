@@ -143,7 +143,7 @@ echo "== starting systemd --user for $USER_NAME"
 manager_pid=$!
 for _ in $(seq 200); do [ -S "$runtime/bus" ] && break; sleep 0.1; done
 [ -S "$runtime/bus" ] || { cat "$work/manager.log" >&2; fail "the user manager's bus socket did not appear"; }
-timeout 60 setpriv --reuid="$uid" --regid="$gid" --init-groups env XDG_RUNTIME_DIR="$runtime" systemctl --user is-system-running --wait >/dev/null 2>&1 || true
+as_user timeout 60 systemctl --user is-system-running --wait >/dev/null 2>&1 || true
 
 confined_dropin() {
   cp "$ROOT/core/dbus/data/karapace-dbus-confined.conf" \

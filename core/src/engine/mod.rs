@@ -420,7 +420,7 @@ impl Engine {
         let tree = policy_layer::layer_tree(&store, env)?;
         let lock = policy_layer::read_lock(&tree)?;
         let source_dir = policy_layer::read_source_dir(&tree)?;
-        let vars = host_sharing::env::text_vars(std::env::vars_os());
+        let (vars, _) = host_sharing::env::text_vars(std::env::vars_os());
         let setup = runtime::host_setup(&lock, &source_dir, &runtime::home()?, &vars, false)?;
         Ok(setup.binds)
     }

@@ -132,7 +132,21 @@ pub fn session_spec(
 ) -> Result<RunSpec> {
     let home = home()?;
     let hostname = format!("karapace-{}", env.short_id);
-    let vars = super::host_sharing::env::text_vars(std::env::vars_os());
+    let (vars, dropped) = super::host_sharing::env::text_vars(std::env::vars_os());
+    // Said for what the session would have used: the allowlist, and what the policy reads
+    // (the display and bus sockets' variables).
+    for name in dropped.iter().filter(|n| {
+        super::host_sharing::env::allowed(n)
+            || [
+                "DISPLAY",
+                "WAYLAND_DISPLAY",
+                "XDG_RUNTIME_DIR",
+                "DBUS_SESSION_BUS_ADDRESS",
+            ]
+            .contains(&n.as_str())
+    }) {
+        tracing::warn!("{name} is not UTF-8: not passed into the environment");
+    }
     let host = host_setup(lock, source_dir, &home, &vars, tty.is_some())?;
     let cwd = if host.binds.iter().any(|b| b.dst == home) {
         home.clone()

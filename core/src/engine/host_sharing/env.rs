@@ -33,23 +33,22 @@ pub const DENIED_PREFIXES: &[&str] = &["AWS_"];
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The caller's environment as text, from `vars` (usually `std::env::vars_os()`, whose
-/// `vars()` twin panics on the first variable that is not UTF-8). Such a variable cannot be passed
-/// on unaltered: it is left out, and named when the allowlist would have passed it.
-pub fn text_vars(vars: impl IntoIterator<Item = (OsString, OsString)>) -> Vec<(String, String)> {
-    vars.into_iter()
-        .filter_map(
-            |(name, value)| match (name.into_string(), value.into_string()) {
-                (Ok(name), Ok(value)) => Some((name, value)),
-                (Ok(name), Err(_)) => {
-                    if allowed(&name) {
-                        tracing::warn!("{name} is not UTF-8: not passed into the environment");
-                    }
-                    None
-                }
-                _ => None,
-            },
-        )
-        .collect()
+/// `vars()` twin panics on the first variable that is not UTF-8), and the names of the variables
+/// left out because their values are not UTF-8 (they cannot be passed on unaltered). Names that
+/// are not UTF-8 are no variable any policy reads: left out without a word.
+pub fn text_vars(
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut text = Vec::new();
+    let mut dropped = Vec::new();
+    for (name, value) in vars {
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => text.push((name, value)),
+            (Ok(name), Err(_)) => dropped.push(name),
+            _ => {}
+        }
+    }
+    (text, dropped)
 }
 
 pub fn allowed(name: &str) -> bool {
@@ -93,12 +92,13 @@ mod tests {
     fn variables_that_are_not_utf8_are_left_out_not_fatal() {
         use std::os::unix::ffi::OsStringExt;
         let bytes = |b: &[u8]| OsString::from_vec(b.to_vec());
-        let vars = text_vars([
+        let (vars, dropped) = text_vars([
             (bytes(b"LANG"), bytes(b"C.\xff")),
             (bytes(b"NAME\xff"), bytes(b"1")),
             (bytes(b"TERM"), bytes(b"xterm")),
         ]);
         assert_eq!(vars, vec![("TERM".to_owned(), "xterm".to_owned())]);
+        assert_eq!(dropped, vec!["LANG".to_owned()]);
     }
 
     #[test]
