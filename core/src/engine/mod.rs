@@ -25,6 +25,41 @@ use std::path::{Path, PathBuf};
 use karapace_store::{CorruptEntry, EnvMetadata, EnvState, Store, StoreError};
 
 pub use build::{BuildOutcome, BuildRequest};
+pub use run::{RunMode, SessionOptions};
+
+use crate::error::{CoreError, Result};
+use lifecycle::Op;
+use resolve::Identified;
+
+/// The index in `envs` (the readable environments) of the one `query` designates. While any
+/// metadata file is unreadable it may hold the environment meant, whose name is then unknown; so
+/// only a query that cannot mean it is answered: a full `env_id`, or an exact `short_id` or name
+/// of a readable environment that is no unreadable `env_id`'s prefix. Anything else — a prefix,
+/// a name nothing readable has — is refused with the way out.
+fn resolve_readable(
+    envs: &[EnvMetadata],
+    unreadable: Vec<CorruptEntry>,
+    query: &str,
+) -> Result<usize> {
+    let found = resolve::resolve(envs, query);
+    if unreadable.is_empty() {
+        return found;
+    }
+    let designated: Vec<CorruptEntry> = unreadable
+        .iter()
+        .filter(|b| b.env_id().is_some_and(|id| id.starts_with(query)))
+        .cloned()
+        .collect();
+    let full_id = found.as_ref().is_ok_and(|&i| *envs[i].env_id == *query);
+    let exact = found
+        .as_ref()
+        .is_ok_and(|&i| envs[i].short_id == query || envs[i].name.as_deref() == Some(query));
+    if full_id || (exact && designated.is_empty()) {
+        found
+    } else {
+        Err(unreadable_error(designated, unreadable))
+    }
+}
 
 /// The refusal of a query that may mean an environment whose metadata cannot be read: the files
 /// it may mean when their names say so, else every unreadable file.
@@ -59,11 +94,6 @@ impl Destroyed {
         }
     }
 }
-pub use run::{RunMode, SessionOptions};
-
-use crate::error::{CoreError, Result};
-use lifecycle::Op;
-use resolve::Identified;
 
 /// The store with the archive caps of the user's config file (`archive_max_entries`,
 /// `archive_max_bytes`) for every layer it unpacks, as images get them.
@@ -190,17 +220,13 @@ impl Engine {
     }
 
     /// All environments with their effective state (Running when a session is live).
+    /// Every environment, or an error naming each unreadable metadata file (for what needs them
+    /// all, as `du`).
     pub fn list(&self) -> Result<Vec<EnvMetadata>> {
-        let Some(store) = self.open_read()? else {
-            return Ok(Vec::new());
-        };
-        // States come derived from live sessions (`Store::list_envs`).
-        let mut envs = store.list_envs()?;
-        envs.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
-                .then_with(|| a.env_id.cmp(&b.env_id))
-        });
+        let (envs, unreadable) = self.list_readable()?;
+        if !unreadable.is_empty() {
+            return Err(StoreError::CorruptMetadata(unreadable).into());
+        }
         Ok(envs)
     }
 
@@ -208,30 +234,11 @@ impl Engine {
     /// its effective state. Only that environment's sessions are read: `exec` must not get slower
     /// with every environment in the store.
     ///
-    /// A metadata file that cannot be read does not stop commands about other environments, but
-    /// it may hold the environment meant, whose name is then unknown. So while any file is
-    /// unreadable only a query that cannot mean it is answered: a full `env_id`, or an exact
-    /// `short_id` or name of a readable environment that is no unreadable `env_id`'s prefix.
-    /// Anything else — a prefix, a name nothing readable has — is refused with the way out.
+    /// A metadata file that cannot be read does not stop commands about other environments
+    /// ([`resolve_readable`] says which queries are still answered).
     pub fn find(&self, store: &Store, query: &str) -> Result<EnvMetadata> {
         let (mut envs, unreadable) = store.scan_envs()?;
-        let found = resolve::resolve(&envs, query);
-        if !unreadable.is_empty() {
-            let designated: Vec<CorruptEntry> = unreadable
-                .iter()
-                .filter(|b| b.env_id().is_some_and(|id| id.starts_with(query)))
-                .cloned()
-                .collect();
-            let full_id = found.as_ref().is_ok_and(|&i| *envs[i].env_id == *query);
-            let exact = found.as_ref().is_ok_and(|&i| {
-                envs[i].short_id == query || envs[i].name.as_deref() == Some(query)
-            });
-            let answerable = full_id || (exact && designated.is_empty());
-            if !answerable {
-                return Err(unreadable_error(designated, unreadable));
-            }
-        }
-        let index = found?;
+        let index = resolve_readable(&envs, unreadable, query)?;
         Ok(store.with_live_state(envs.swap_remove(index))?)
     }
 
@@ -280,13 +287,14 @@ impl Engine {
         // An environment whose metadata cannot be read, named by its full env_id: removed all the
         // same (its trees are found by the id alone), or one bad file would pin it forever. Its
         // layers stay until `gc`, which refuses to run while any metadata is unreadable.
-        let (_, unreadable) = store.scan_envs()?;
+        let (mut envs, unreadable) = store.scan_envs()?;
         if unreadable.iter().any(|b| b.env_id() == Some(query)) {
             store.destroy_env(query)?;
             desktop::remove_by_env_id(query, &self.root);
             return Ok(Destroyed::Unreadable(query.to_owned()));
         }
-        let env = self.find(&store, query)?;
+        let index = resolve_readable(&envs, unreadable, query)?;
+        let env = store.with_live_state(envs.swap_remove(index))?;
         lifecycle::check(Op::Destroy, env.state, query)?;
         store.destroy_env(&env.env_id)?;
         desktop::remove(&env, &self.root);

@@ -133,18 +133,10 @@ pub fn session_spec(
     let home = home()?;
     let hostname = format!("karapace-{}", env.short_id);
     let (vars, dropped) = super::host_sharing::env::text_vars(std::env::vars_os());
-    // Said for what the session would have used: the allowlist, and what the policy reads
-    // (the display and bus sockets' variables).
-    for name in dropped.iter().filter(|n| {
-        super::host_sharing::env::allowed(n)
-            || [
-                "DISPLAY",
-                "WAYLAND_DISPLAY",
-                "XDG_RUNTIME_DIR",
-                "DBUS_SESSION_BUS_ADDRESS",
-            ]
-            .contains(&n.as_str())
-    }) {
+    for name in dropped
+        .iter()
+        .filter(|n| super::host_sharing::env::read_by_sessions(n))
+    {
         tracing::warn!("{name} is not UTF-8: not passed into the environment");
     }
     let host = host_setup(lock, source_dir, &home, &vars, tty.is_some())?;

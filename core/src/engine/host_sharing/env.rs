@@ -51,6 +51,12 @@ pub fn text_vars(
     (text, dropped)
 }
 
+/// Whether a session would have used the caller's variable `name`: passed through, or read by
+/// a host integration.
+pub fn read_by_sessions(name: &str) -> bool {
+    allowed(name) || super::policy::HOST_VARS.contains(&name)
+}
+
 pub fn allowed(name: &str) -> bool {
     let denied = DENIED.contains(&name) || DENIED_PREFIXES.iter().any(|p| name.starts_with(p));
     let allowed = ALLOWED.contains(&name) || ALLOWED_PREFIXES.iter().any(|p| name.starts_with(p));

@@ -367,6 +367,17 @@ fn normalized_target(t: &str, home: &Path) -> Result<PathBuf, PolicyError> {
     }
 }
 
+/// The caller's variables [`host_integration`] reads (beside the allowlist of `env.rs`).
+pub const HOST_VARS: &[&str] = &[
+    "SSH_AUTH_SOCK",
+    "XDG_RUNTIME_DIR",
+    "WAYLAND_DISPLAY",
+    "PULSE_SERVER",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "DISPLAY",
+    "XAUTHORITY",
+];
+
 /// Lowers `policy` and `req` (with the caller's environment `vars`) to bind
 /// mounts, devices and the variables they need. Every source is canonicalized here (symlinks
 /// resolved) and, for manifest mounts, checked component-wise against the
@@ -376,7 +387,10 @@ pub fn host_integration(
     req: &HostRequest,
     vars: &[(String, String)],
 ) -> Result<HostSetup, PolicyError> {
-    let var = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let var = |k: &str| {
+        debug_assert!(HOST_VARS.contains(&k), "{k} missing from HOST_VARS");
+        vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    };
     let mut s = HostSetup::default();
     match policy.home {
         HomeAccess::ReadWrite => _ = s.add(&req.home, &req.home, false),
