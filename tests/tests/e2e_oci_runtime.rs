@@ -1,5 +1,5 @@
-//! Issue 16: the `oci` runtime backend, for real, with Debian's crun and runc, as root and as
-//! the unprivileged user with a subordinate range: the curl environment built with
+//! The `oci` runtime backend, for real, with Debian's crun and runc and with youki (built by
+//! `scripts/install-deps`), as root and as the unprivileged user with a subordinate range: the curl environment built with
 //! `backend = "oci"` from the local mirror; under each runtime `exec curl --version`, exit codes,
 //! stdin, a signal's 128+N, the hostname, only `lo` with network isolation, `CapEff` 0 /
 //! `NoNewPrivs` 1 / `Seccomp` 2 inside, a denied `mount`, a missing command's 127, `enter` on a
@@ -30,12 +30,13 @@ network_isolation = true
 "#;
 
 const RANGE_USER: &str = "kptest";
-const RUNTIMES: [&str; 2] = ["crun", "runc"];
+/// youki is built from crates.io by `scripts/install-deps` (Debian does not package it).
+const RUNTIMES: [&str; 3] = ["crun", "runc", "youki"];
 /// A variable of the caller's that the environment allowlist keeps out.
 const SECRET: (&str, &str) = ("KARAPACE_E2E_SECRET", "not-for-the-environment");
 
 fn runtime_available(name: &str) -> bool {
-    ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+    ["/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin", "/sbin"]
         .iter()
         .any(|d| Path::new(d).join(name).is_file())
 }
@@ -303,7 +304,7 @@ fn everything(k: &Karapace, who: &str) {
 }
 
 #[test]
-fn oci_backend_runs_sessions_with_crun_and_runc_as_root_and_as_a_user() {
+fn oci_backend_runs_sessions_with_crun_runc_and_youki_as_root_and_as_a_user() {
     let Some(mirror): Option<Mirror> = switching_users(&[RANGE_USER]) else {
         return;
     };

@@ -316,15 +316,13 @@ fn supervise(
     let mut buf = Vec::new();
     let _ = File::from(exec_r).read_to_end(&mut buf);
     if buf.is_empty() {
-        if let (Some(listener), Some(channel), Some(size)) = (listener, console, p.tty) {
-            match oci_terminal(p, &listener, channel, size, child) {
-                Ok(workload) => child = workload,
-                Err(step) => {
-                    let _ = kill(child, Signal::SIGKILL);
-                    let _ = waitpid(child, None);
-                    report(ev, &Reply::Failed(step.into()));
-                    return 1;
-                }
+        match oci_workload(p, listener, console, child) {
+            Ok(workload) => child = workload,
+            Err(step) => {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                report(ev, &Reply::Failed(step.into()));
+                return 1;
             }
         }
         timings.exec = monotonic_ns();
@@ -439,22 +437,30 @@ fn oci_start(
     Ok((listener, Some(runtime)))
 }
 
-/// An interactive `oci` session, once its runtime runs: the pty master the runtime sends,
-/// passed on to the helper; returns the process to wait for from now on.
-fn oci_terminal(
+/// An `oci` session, once its runtime runs: an interactive session's pty master, which the
+/// runtime sends, passed on to the helper; returns the process to wait for from now on (the
+/// workload itself when the runtime detached, left to this process, pid 1 of the session).
+fn oci_workload(
     p: &Prepared,
-    listener: &UnixListener,
-    channel: UnixStream,
-    size: karapace_protocol::TerminalSize,
+    listener: Option<UnixListener>,
+    console: Option<UnixStream>,
     runtime: Pid,
 ) -> Result<Pid, Step> {
-    let master = oci::receive_console(listener, runtime, size)?;
-    pty::send_master(channel, master)?;
-    match p.oci.as_ref().map(|o| o.flavour) {
-        // runc hands out the console only when it detaches: the workload, left to this
-        // process (pid 1 of the session), is the child from now on.
-        Some(karapace_protocol::OciFlavour::Runc) => oci::detached_workload(runtime),
-        _ => Ok(runtime),
+    let Some(o) = &p.oci else {
+        return Ok(runtime);
+    };
+    let tty = match (listener, console, p.tty) {
+        (Some(listener), Some(channel), Some(size)) => {
+            let master = oci::receive_console(&listener, runtime, size)?;
+            pty::send_master(channel, master)?;
+            true
+        }
+        _ => false,
+    };
+    if oci::detaches(o.flavour, tty) {
+        oci::detached_workload(runtime)
+    } else {
+        Ok(runtime)
     }
 }
 

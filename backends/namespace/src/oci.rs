@@ -102,11 +102,10 @@ pub fn invocation(o: &PreparedOci, tty: bool) -> Result<Invocation, String> {
         OciFlavour::Youki => {}
     }
     args.extend(["run", "--bundle", BUNDLE]);
+    if detaches(o.flavour, tty) {
+        args.extend(["--detach", "--pid-file", PID_FILE]);
+    }
     if tty {
-        // runc accepts a console socket only when it detaches (see `detached_workload`).
-        if o.flavour == OciFlavour::Runc {
-            args.extend(["--detach", "--pid-file", PID_FILE]);
-        }
         args.extend(["--console-socket", CONSOLE_SOCKET]);
     }
     args.push(CONTAINER_ID);
@@ -602,7 +601,19 @@ fn receive_fd(
     got.ok_or(crate::Step(SetupStep::ReceivePtyMaster, Errno::EBADMSG))
 }
 
-/// A runtime that detached (runc with a terminal): waits for it to exit after starting the
+/// Whether the runtime is started detached, leaving the workload to the init process (see
+/// [`detached_workload`]): runc accepts a console socket only when it detaches, and youki in the
+/// foreground exits with a dead workload's signal number as its code (15, where the workload's
+/// own `exit 15` gives the same), so only the workload's own wait status tells the two apart.
+pub fn detaches(flavour: OciFlavour, tty: bool) -> bool {
+    match flavour {
+        OciFlavour::Crun => false,
+        OciFlavour::Runc => tty,
+        OciFlavour::Youki => true,
+    }
+}
+
+/// A runtime that detached ([`detaches`]): waits for it to exit after starting the
 /// workload, and returns the workload's pid from [`PID_FILE`]. The workload is this process's
 /// child by then: it was orphaned in the session's pid namespace, whose pid 1 this is.
 pub fn detached_workload(runtime: nix::unistd::Pid) -> Result<nix::unistd::Pid, crate::Step> {
@@ -678,6 +689,9 @@ mod tests {
             assert!(runc_tty.iter().any(|a| a == w), "{w}: {runc_tty:?}");
         }
         assert_eq!(runc_tty.last().map(String::as_str), Some(CONTAINER_ID));
+        let youki = words(&invocation(&runtime(OciFlavour::Youki), false).unwrap());
+        assert!(youki.iter().any(|a| a == "--detach"), "{youki:?}");
+        assert!(!youki.iter().any(|a| a == "--console-socket"), "{youki:?}");
         // Every path the runtime is given lies on the private stage.
         for p in [
             ROOT,
