@@ -298,7 +298,7 @@ fn main() -> ExitCode {
     // sets the environment up meanwhile, and on a small machine confining first would keep
     // it waiting for a CPU (≈ 0.25 ms). Until then only the init process's report is read;
     // the core hears of the start only once this process is confined.
-    let confine = || backend::confine_control(landlock).map_err(|e| e.to_string());
+    let confine = || backend::confine_control(landlock, None).map_err(|e| e.to_string());
     if let Some(code) =
         relay::await_start(&mut stream, &mut launched, t_request, t_validated, confine)
     {

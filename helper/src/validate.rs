@@ -328,11 +328,6 @@ pub fn prepare(
     let (id_map, ignore_chown) = id_maps(spec.id_map, spec.identity, uid, gid)?;
     let oci = match &spec.oci {
         None => None,
-        Some(_) if !spec.join.is_empty() => {
-            return Err(Refusal::Invalid(
-                "an OCI-runtime session never joins another session".into(),
-            ));
-        }
         Some(r) => Some(PreparedOci {
             runtime: oci_runtime(&r.path, uid)?,
             flavour: r.flavour,

@@ -3,7 +3,7 @@
 //! `backend = "oci"` from the local mirror; under each runtime `exec curl --version`, exit codes,
 //! stdin, a signal's 128+N, the hostname, only `lo` with network isolation, `CapEff` 0 /
 //! `NoNewPrivs` 1 / `Seccomp` 2 inside, a denied `mount`, a missing command's 127, `enter` on a
-//! terminal, `exec --root`; `stop` of a running session and the one-session rule; a snapshot
+//! terminal, `exec --root`; concurrent sessions that join a running one, and `stop`; a snapshot
 //! round trip (`commit`, `diff`, `restore`) on the same store layers.
 //!
 //! Runs in the root pass (it switches users with `runuser`; the users come from
@@ -133,9 +133,34 @@ fn sessions_under(k: &Karapace, who: &str, short_id: &str) {
         "{who}: the environment allowlist: {env}"
     );
 
-    // The workload sees neither the helper's nor the runtime's files through /proc.
-    let peek = k.exec("c", &["ls", "/proc/1/root/"]);
-    assert!(!peek.success(), "{who}: /proc/1/root must stay closed");
+    // The workload sees neither the helper's nor the runtime's files through /proc: the init
+    // process (pid 1, whose root is the host's file system as its mount namespace shows it)
+    // stays dumpable so that later sessions can join, and keeps one capability, permitted
+    // only, that no workload has. Checked once the init has confined itself, for a plain and
+    // for a `--root` workload (which has the package managers' capabilities).
+    for root in [false, true] {
+        let mut args = vec!["exec"];
+        if root {
+            args.push("--root");
+        }
+        args.extend([
+            "c",
+            "--",
+            "sh",
+            "-c",
+            "sleep 0.3; for f in root cwd; do ls /proc/1/$f/ >/dev/null 2>&1 && echo open-$f; \
+             done; readlink /proc/1/fd/0 >/dev/null 2>&1 && echo open-fd; \
+             cat /proc/1/environ >/dev/null 2>&1 && echo open-environ; \
+             grep -E '^CapPrm:' /proc/1/status",
+        ]);
+        let peek = k.ok(&args).stdout_str();
+        assert!(!peek.contains("open-"), "{who} (--root {root}): {peek}");
+        assert_eq!(
+            status_field(&peek, "CapPrm"),
+            "0000000000080000",
+            "{who}: the init keeps CAP_SYS_PTRACE only"
+        );
+    }
 
     // `exec --root`: the package managers' capabilities, still no_new_privs and seccomp.
     let root = k
@@ -186,55 +211,116 @@ fn enter_on_a_terminal(k: &Karapace, who: &str) {
     assert!(text.contains("/dev/pts/0"), "{who}: a pty inside: {text}");
 }
 
-/// `stop` ends a running session; while it runs, a second session is refused.
-fn stop_a_running_session(k: &Karapace, who: &str) {
-    let (mut cmd, shown) = k.command(&["exec", "c", "--", "sleep", "300"]);
-    let mut child = cmd
+/// Ends the environment's sessions when a check failed (they would outlive the test).
+struct StopOnPanic<'a>(&'a Karapace);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.run(&["stop", "c"]);
+        }
+    }
+}
+
+/// Starts `argv` in the environment as a background session (its output discarded).
+fn spawn_session(k: &Karapace, command: &[&str]) -> std::process::Child {
+    let mut line = vec!["exec", "c", "--"];
+    line.extend(command);
+    let (mut cmd, shown) = k.command(&line);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("{shown}: {e}"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let list = k.ok(&["list"]).stdout_str();
-        if list
-            .lines()
-            .any(|l| l.contains(" c ") && l.contains("running"))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{who}: never running: {list}");
+        .unwrap_or_else(|e| panic!("{shown}: {e}"))
+}
+
+/// Waits until a session of the environment sees `path` (written by a running session).
+fn wait_for_file(k: &Karapace, who: &str, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !k.exec("c", &["test", "-e", path]).success() {
+        assert!(Instant::now() < deadline, "{who}: {path} never appeared");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let second = k.exec("c", &["true"]);
-    assert!(!second.success(), "{who}: one session at a time");
-    assert!(
-        second
-            .stderr_str()
-            .contains("one session of an environment at a time"),
-        "{who}: {}",
-        second.stderr_str()
-    );
-    k.ok(&["stop", "c"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
+}
+
+fn wait_exit(child: &mut std::process::Child, who: &str, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
         if let Some(s) = child.try_wait().expect("wait") {
-            break s;
+            return s;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{who}: the stopped session still runs"
-        );
+        assert!(Instant::now() < deadline, "{who}: {what} still runs");
         std::thread::sleep(Duration::from_millis(20));
-    };
+    }
+}
+
+/// Sessions of a running environment join it, as on the namespace backend: a second session
+/// sees the first one's writes to the writable layer and its `/tmp`, the same hostname and
+/// isolated network, and is confined the same way, with its init out of the workload's reach;
+/// the first may end while later ones run, and a third then joins the second.
+fn concurrent_sessions(k: &Karapace, who: &str, short_id: &str) {
+    let mut first = spawn_session(
+        k,
+        &[
+            "sh",
+            "-c",
+            "echo from-first > /var/tmp/first; echo in-tmp > /tmp/first; \
+             while [ ! -e /tmp/end-first ]; do sleep 0.05; done",
+        ],
+    );
+    // Sessions left running by a failed check end with the test.
+    let _stop = StopOnPanic(k);
+    wait_for_file(k, who, "/tmp/first");
+    let seen = k.ok(&[
+        "exec",
+        "c",
+        "--",
+        "sh",
+        "-c",
+        "cat /var/tmp/first /tmp/first /proc/sys/kernel/hostname; ls /sys/class/net; \
+         grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
+         ls /proc/1/root/ >/dev/null 2>&1 && echo init-root-open; \
+         cat /proc/1/environ >/dev/null 2>&1 && echo init-environ-open; true",
+    ]);
+    let text = seen.stdout_str();
+    assert!(
+        text.starts_with(&format!("from-first\nin-tmp\nkarapace-{short_id}\nlo\n")),
+        "{who}: {text}"
+    );
+    for (field, value) in [
+        ("CapEff", "0000000000000000"),
+        ("NoNewPrivs", "1"),
+        ("Seccomp", "2"),
+    ] {
+        assert_eq!(status_field(&text, field), value, "{who}: {text}");
+    }
+    assert!(
+        !text.contains("-open"),
+        "{who}: a joined session reaches its init: {text}"
+    );
+    // A second long-lived session, then the first ends: the second keeps running, and a
+    // later session joins it.
+    let mut second = spawn_session(k, &["sh", "-c", "touch /tmp/second-up; exec sleep 300"]);
+    wait_for_file(k, who, "/tmp/second-up");
+    // An interactive session joins too (its runtime's console, in its own bundle directory).
+    enter_on_a_terminal(k, who);
+    k.ok(&["exec", "c", "--", "touch", "/tmp/end-first"]);
+    let status = wait_exit(&mut first, who, "the first session");
+    assert!(status.success(), "{who}: the first session: {status:?}");
+    let later = k.ok(&["exec", "c", "--", "cat", "/var/tmp/first", "/tmp/second-up"]);
+    assert_eq!(later.stdout_str(), "from-first\n", "{who}");
+    let list = k.ok(&["list"]).stdout_str();
+    assert!(list.contains("running"), "{who}: {list}");
+    k.ok(&["stop", "c"]);
+    let status = wait_exit(&mut second, who, "the stopped session");
     assert!(
         !status.success(),
         "{who}: a stopped session does not succeed"
     );
     let list = k.ok(&["list"]).stdout_str();
     assert!(!list.contains("running"), "{who}: {list}");
-    // The environment runs again afterwards.
-    k.ok(&["exec", "c", "--", "true"]);
+    // The environment runs again afterwards, its /tmp gone with its last session.
+    k.ok(&["exec", "c", "--", "sh", "-c", "test ! -e /tmp/first"]);
 }
 
 /// `commit`, `diff` and `restore` work on what OCI sessions wrote, as on the namespace backend.
@@ -298,7 +384,7 @@ fn everything(k: &Karapace, who: &str) {
         let k = k.clone().env("KARAPACE_OCI_RUNTIME", runtime);
         let who = format!("{who} with {runtime}");
         sessions_under(&k, &who, &short_id);
-        stop_a_running_session(&k, &who);
+        concurrent_sessions(&k, &who, &short_id);
     }
     snapshot_round_trip(&k.clone().env("KARAPACE_OCI_RUNTIME", "crun"), who);
 }

@@ -244,12 +244,25 @@ pub fn workload_writable(extra: &[PathBuf]) -> Vec<PathBuf> {
 }
 
 /// Confinement of a long-lived helper process that no longer mounts anything; Landlock only
-/// when the request's processes get it ([`landlock_decision`]).
-pub fn confine_control(landlock: bool) -> Result<(), ConfineError> {
+/// when the request's processes get it ([`landlock_decision`]). `guard`, if any, stays in the
+/// permitted set only (never effective): it keeps processes that lack it from inspecting this
+/// one (an `oci` session's init, see `init::joinable`).
+pub fn confine_control(
+    landlock: bool,
+    guard: Option<caps::Capability>,
+) -> Result<(), ConfineError> {
     if landlock {
         landlock_deny_all()?;
     }
-    drop_capabilities(&[])?;
+    let kept: Vec<caps::Capability> = guard.into_iter().collect();
+    drop_capabilities(&kept)?;
+    caps::clear(None, caps::CapSet::Effective)
+        .map_err(|e| ConfineError::Caps(format!("Effective: {e}")))?;
+    if let Some(cap) = guard
+        && !caps::has_cap(None, caps::CapSet::Permitted, cap).unwrap_or(false)
+    {
+        return Err(ConfineError::Caps(format!("{cap} is not permitted")));
+    }
     set_no_new_privs()?;
     apply_seccomp(true)
 }

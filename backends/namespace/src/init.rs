@@ -126,10 +126,14 @@ fn drop_privilege(p: &Prepared) -> Result<(), Step> {
 /// user namespace may inspect it — not the workload, but not an unprivileged joiner either.
 /// The workload's own dumpable flag is reset by its `execve`.
 ///
-/// An `oci` session's init process is never joined, and its workload runs without Landlock:
-/// it is never dumpable (its `/proc/1/root` is the host's file system as this process sees it).
+/// An `oci` session's workload runs without Landlock, and this process's root is the host's
+/// file system as it sees it; it stays dumpable all the same, so that later sessions can join:
+/// it keeps a capability the workload never has ([`oci::INIT_GUARD`], permitted only), and the
+/// kernel lets a process inspect one whose permitted capabilities are not all among its own
+/// only with `CAP_SYS_PTRACE` over its user namespace, which the workload lacks and the helper
+/// of a later session (that user namespace's owner) has.
 fn joinable(p: &Prepared) -> Result<(), Step> {
-    let dumpable = p.landlock && p.oci.is_none();
+    let dumpable = p.landlock || p.oci.is_some();
     nix::sys::prctl::set_dumpable(dumpable).map_err(|e| Step(SetupStep::Dumpable, e))
 }
 
@@ -182,15 +186,7 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
     }
 
     // Step 2: the remaining namespaces, in this process only.
-    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    if p.network == Network::Isolated {
-        flags |= CloneFlags::CLONE_NEWNET;
-    }
-    unshare(flags).map_err(|e| Step(SetupStep::Unshare, e))?;
-    nix::unistd::sethostname(&p.hostname).map_err(|e| Step(SetupStep::SetHostname, e))?;
-    if p.network == Network::Isolated {
-        sys::loopback_up().map_err(|e| Step(SetupStep::LoopbackUp, e))?;
-    }
+    session_namespaces(p)?;
     t.namespaces = monotonic_ns();
 
     // Steps 3 and 4: mounts, then pivot_root.
@@ -201,18 +197,34 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
     Ok(())
 }
 
-/// The setup of an `oci`-backend session (see `oci.rs`): the id maps, a mount namespace of
-/// this process's own with the stage assembled in it, and the bundle. The runtime creates the
-/// other namespaces and the environment's mounts from the bundle; the session's user namespace
-/// maps its root to the caller (a single map has no other id), so the runtime runs as root
-/// there, with the capabilities it needs over the session's namespaces only.
+/// The namespaces a session's processes share beside the user and pid namespaces: mount, UTS
+/// (with the hostname), IPC and, for network isolation, network (with `lo` up). Sessions that
+/// join this one enter them all (join.rs).
+fn session_namespaces(p: &Prepared) -> Result<(), Step> {
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
+    if p.network == Network::Isolated {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).map_err(|e| Step(SetupStep::Unshare, e))?;
+    nix::unistd::sethostname(&p.hostname).map_err(|e| Step(SetupStep::SetHostname, e))?;
+    if p.network == Network::Isolated {
+        sys::loopback_up().map_err(|e| Step(SetupStep::LoopbackUp, e))?;
+    }
+    Ok(())
+}
+
+/// The setup of an `oci`-backend session (see `oci.rs`): the id maps, the session's namespaces
+/// with the stage assembled in its mount namespace, and the bundle. The runtime creates the
+/// container's own mount namespace and the environment's mounts from the bundle; the session's
+/// user namespace maps its root to the caller (a single map has no other id), so the runtime
+/// runs as root there, with the capabilities it needs over the session's namespaces only.
 fn setup_oci(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Result<(), Step> {
     wait_release(go)?;
     nix::sys::prctl::set_dumpable(true).map_err(|e| Step(SetupStep::Dumpable, e))?;
     if p.id_map == IdMap::Single {
         idmap::write_single(0, uid, 0, gid)?;
     }
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| Step(SetupStep::Unshare, e))?;
+    session_namespaces(p)?;
     t.namespaces = monotonic_ns();
     rootfs::assemble_oci(p)?;
     let spec = oci::config(p).map_err(|_| Step(SetupStep::OciConfig, Errno::EINVAL))?;
@@ -227,13 +239,23 @@ fn setup_oci(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> 
 /// private copy of its mount tree; it only needs a `/proc` for its own pid
 /// namespace and, when interactive, a devpts instance of its own (so that it
 /// sees no other session's ptys).
+///
+/// An `oci` session's init instead covers the joined session's bundle with its own and has its
+/// runtime start a container on the same root (`oci.rs`); its terminal channel carries the
+/// runtime's console, as in [`run`].
 pub fn run_joined(p: &Prepared, events: File, go: OwnedFd, terminal: Option<UnixStream>) -> i32 {
     let mut ev = events;
     let mut timings = Timings::default();
+    let (terminal, console) = if p.oci.is_some() {
+        (None, terminal)
+    } else {
+        (terminal, None)
+    };
     // Nothing of the helper's is needed here (no mounts but /proc and devpts): keep stdio,
     // the report and release pipes and the terminal channel only.
     let mut keep = vec![0, 1, 2, ev.as_raw_fd(), go.as_raw_fd()];
     keep.extend(terminal.as_ref().map(AsRawFd::as_raw_fd));
+    keep.extend(console.as_ref().map(AsRawFd::as_raw_fd));
     // SAFETY: the objects owning the other descriptors (the helper's socket, the request's
     // validated paths, the target's pidfd) are never used again; this process ends in
     // `exit_now`.
@@ -244,6 +266,14 @@ pub fn run_joined(p: &Prepared, events: File, go: OwnedFd, terminal: Option<Unix
         .and_then(|()| wait_release(go))
         .and_then(|()| {
             timings.namespaces = monotonic_ns();
+            if p.oci.is_some() {
+                let theirs = rootfs::joined_oci_stage()?;
+                let spec = oci::joined_config(p, &theirs)
+                    .map_err(|_| Step(SetupStep::OciConfig, Errno::EINVAL))?;
+                oci::write_bundle(&spec)?;
+                timings.mounts = monotonic_ns();
+                return Ok(None);
+            }
             rootfs::remount_proc()?;
             if p.tty.is_some() {
                 rootfs::remount_devpts()?;
@@ -253,7 +283,7 @@ pub fn run_joined(p: &Prepared, events: File, go: OwnedFd, terminal: Option<Unix
             session_pty(p, terminal)
         });
     match result {
-        Ok(slave) => supervise(p, &mut ev, timings, slave, None),
+        Ok(slave) => supervise(p, &mut ev, timings, slave, console),
         Err(step) => {
             report(&mut ev, &Reply::Failed(step.into()));
             1
@@ -352,7 +382,8 @@ fn supervise(
     };
     // From here on this process only waits, reads signals and writes one
     // frame: confine it before it handles anything from the workload.
-    if let Err(e) = confine::confine_control(p.landlock) {
+    let guard = p.oci.as_ref().map(|_| oci::INIT_GUARD);
+    if let Err(e) = confine::confine_control(p.landlock, guard) {
         let _ = kill(child, Signal::SIGKILL);
         report(
             ev,

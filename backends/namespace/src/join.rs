@@ -93,8 +93,15 @@ fn maps_of(pid: i32) -> Result<MapLines, Verdict> {
     })
 }
 
-/// `maps`: the id maps the request would have written; none in the privileged mode.
-fn check(t: JoinTarget, uid: u32, gid: u32, maps: Option<&MapLines>) -> Result<Target, Verdict> {
+/// `maps`: the id maps the request would have written; none in the privileged mode. `oci`: the
+/// request is an `oci` session's, whose target has the environment's root on its stage.
+fn check(
+    t: JoinTarget,
+    uid: u32,
+    gid: u32,
+    maps: Option<&MapLines>,
+    oci: bool,
+) -> Result<Target, Verdict> {
     let pid = i32::try_from(t.pid).map_err(|_| Verdict::Bad("pid out of range".into()))?;
     if pid <= 1 {
         return Err(Verdict::Bad("not a session process".into()));
@@ -148,7 +155,14 @@ fn check(t: JoinTarget, uid: u32, gid: u32, maps: Option<&MapLines>) -> Result<T
                 .into(),
         ));
     }
-    overlay_root(pid)?;
+    if oci {
+        // Its own root is the host's file system as its mount namespace shows it; the
+        // environment's is on the stage. (A namespace session's init never has one there: its
+        // `/tmp` is the environment's, where its workload cannot mount.)
+        overlay_at(&format!("/proc/{pid}/root{}", crate::oci::ROOT))?;
+    } else {
+        overlay_at(&format!("/proc/{pid}/root"))?;
+    }
     Ok(Target { pidfd })
 }
 
@@ -175,8 +189,8 @@ fn kernel_overlay_root(pid: i32) -> Result<(), Verdict> {
     Ok(())
 }
 
-fn overlay_root(pid: i32) -> Result<(), Verdict> {
-    let fs = statfs(format!("/proc/{pid}/root").as_str()).map_err(|_| Verdict::Gone)?;
+fn overlay_at(path: &str) -> Result<(), Verdict> {
+    let fs = statfs(path).map_err(|_| Verdict::Gone)?;
     let magic = fs.filesystem_type();
     if magic != FsType(OVERLAYFS_SUPER_MAGIC) && magic != FsType(FUSE_SUPER_MAGIC) {
         return Err(Verdict::Bad("its root is not an overlay".into()));
@@ -185,15 +199,16 @@ fn overlay_root(pid: i32) -> Result<(), Verdict> {
 }
 
 /// The first target that is still running, checked; `maps` are the id maps the request would
-/// have written itself.
+/// have written itself; `oci`: see [`check`].
 pub fn open_target(
     targets: &[JoinTarget],
     uid: u32,
     gid: u32,
     maps: Option<&MapLines>,
+    oci: bool,
 ) -> Result<Target, Refusal> {
     for t in targets {
-        match check(*t, uid, gid, maps) {
+        match check(*t, uid, gid, maps, oci) {
             Ok(target) => return Ok(target),
             Err(Verdict::Gone) => {}
             Err(Verdict::Bad(why)) => return Err(Refusal::BadJoinTarget { pid: t.pid, why }),
@@ -296,9 +311,13 @@ fn middle(
     ];
     // Interactive sessions: the init's end of the terminal channel (pty.rs).
     keep.extend(terminal.as_ref().map(AsRawFd::as_raw_fd));
+    let runtime = p.oci.as_ref().map(|o| o.runtime.fd.as_raw_fd());
+    let keep_now = [&keep[..], runtime.as_slice()].concat();
     // SAFETY: the objects owning the other descriptors (the helper's socket, `p`'s validated
-    // paths) are never used again; this process ends in `exit_now`.
-    if let Err(e) = unsafe { sys::close_all_except(&keep) } {
+    // paths but an `oci` session's runtime, checked and closed below) are never used again;
+    // this process ends in `exit_now`.
+    let closed = unsafe { sys::close_all_except(&keep_now) };
+    if let Err(e) = closed {
         return fail(&mut events, Step(SetupStep::CloseDescriptors, e));
     }
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
@@ -333,6 +352,17 @@ fn middle(
     // so no mount of this session can reach another namespace.
     if let Err(s) = crate::rootfs::make_private() {
         return fail(&mut events, s);
+    }
+    // The runtime as this mount namespace shows it must be the file the helper checked, as in a
+    // fresh session (`rootfs::assemble_oci`); then its descriptor goes too.
+    if let Some(o) = &p.oci {
+        if let Err(s) = crate::rootfs::check_runtime(o) {
+            return fail(&mut events, s);
+        }
+        // SAFETY: as above; the runtime's `Opened` is never used again.
+        if let Err(e) = unsafe { sys::close_all_except(&keep) } {
+            return fail(&mut events, Step(SetupStep::CloseDescriptors, e));
+        }
     }
     match sys::fork() {
         Ok(sys::Forked::Child) => {
@@ -415,7 +445,7 @@ mod tests {
             nix::unistd::getgid().as_raw(),
         );
         let maps = crate::idmap::IdMap::Single.lines(karapace_protocol::Identity::Caller, uid, gid);
-        let verdict = super::open_target(&[target], uid, gid, Some(&maps)).map(|_| ());
+        let verdict = super::open_target(&[target], uid, gid, Some(&maps), false).map(|_| ());
         let _ = child.kill();
         let _ = child.wait();
         assert!(

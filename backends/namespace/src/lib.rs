@@ -190,8 +190,15 @@ pub fn blocked_set() -> nix::sys::signal::SigSet {
 pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
     let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
     if !p.join.is_empty() {
-        let maps = (p.mode == Mode::Rootless).then(|| p.id_map.lines(p.identity, uid, gid));
-        let target = join::open_target(&p.join, uid, gid, maps.as_ref())?;
+        // An `oci` session's namespace maps the caller to root whatever the request's identity
+        // (`init::setup_oci`: its runtime must be root there).
+        let identity = if p.oci.is_some() {
+            Identity::Root
+        } else {
+            p.identity
+        };
+        let maps = (p.mode == Mode::Rootless).then(|| p.id_map.lines(identity, uid, gid));
+        let target = join::open_target(&p.join, uid, gid, maps.as_ref(), p.oci.is_some())?;
         return join::launch(p, &target);
     }
     let (ev_r, ev_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Step(SetupStep::Pipe, e))?;

@@ -9,11 +9,21 @@
 //! user can pre-create, read or replace the bundle or the runtime's state directory.
 //!
 //! What the runtime is asked for, and what not:
-//! - namespaces: mount, UTS (the hostname), IPC and, for network isolation, network (the
-//!   runtimes bring its `lo` up). Not a user namespace (the session is already in one, where the
-//!   runtime is root), not a pid namespace (the session's init process is pid 1 of one already:
-//!   the workload is not pid 1, so signals reach it as in the namespace backend, and `stop`
-//!   ending the init process ends everything in it), not a cgroup namespace.
+//! - namespaces: mount only. The init process has made the UTS (with the hostname), IPC and,
+//!   for network isolation, network namespaces (with `lo` up) as for the namespace backend, and
+//!   the container shares them, so that every session of the environment does (see below). Not
+//!   a user namespace (the session is already in one, where the runtime is root), not a pid
+//!   namespace (the session's init process is pid 1 of one already: the workload is not pid 1,
+//!   so signals reach it as in the namespace backend, and `stop` ending the init process ends
+//!   everything in it), not a cgroup namespace.
+//!
+//! Sessions of a running environment (join.rs): a later session enters the namespaces of a
+//! running session's init process, a private copy of its mount tree and a pid namespace of its
+//! own, as in the namespace backend, and starts a container of its own on the same mounted
+//! root ([`ROOT`]), with the mounts of the session it joined ([`joined_config`]): the same bind
+//! sources on the stage, and the same `/tmp`, `/run` and `/dev/shm` ([`SHARED_TMP`] …), which
+//! live on the stage for that reason. Its bundle and state are on a tmpfs of its own over
+//! [`BUNDLE`].
 //! - capabilities: none, or the package managers' set for `exec --root`; `noNewPrivileges`;
 //!   the namespace backend's seccomp policy ([`seccomp`]).
 //! - no rlimits unless the request sets them (a runtime asked to raise one the caller cannot
@@ -46,22 +56,30 @@ use crate::{Prepared, PreparedUpper, SetupStep, confine};
 pub const STAGE: &str = "/tmp";
 /// The overlay root, on the stage.
 pub const ROOT: &str = "/tmp/root";
+/// The environment's `/tmp`, `/run` and `/dev/shm`: tmpfs mounts on the stage, bound into every
+/// session's container, so that all sessions of the environment share them.
+pub const SHARED_TMP: &str = "/tmp/shared/tmp";
+/// See [`SHARED_TMP`].
+pub const SHARED_RUN: &str = "/tmp/shared/run";
+/// See [`SHARED_TMP`].
+pub const SHARED_SHM: &str = "/tmp/shared/shm";
 /// Bind sources: `<SOURCES>/<n>` is the n-th policy bind's source, mounted from the
 /// descriptor the helper validated (the runtime never resolves a host path of the request).
 pub const SOURCES: &str = "/tmp/src";
 /// Device sources, likewise.
 pub const DEVICES: &str = "/tmp/dev";
-/// The bundle directory (holds only `config.json`; the root is [`ROOT`]).
+/// The bundle directory: `config.json` and everything else of one session's runtime (the
+/// root is [`ROOT`]). A joining session mounts a tmpfs of its own over it.
 pub const BUNDLE: &str = "/tmp/bundle";
 /// The runtime's state directory (`--root`).
-pub const STATE: &str = "/tmp/state";
+pub const STATE: &str = "/tmp/bundle/state";
 /// An interactive session's console socket (`--console-socket`): the runtime allocates the
 /// workload's pty in the environment's own devpts instance, makes it the workload's
 /// controlling terminal, and sends its master here; the init process passes it on to the
 /// helper as the namespace backend passes its own.
-pub const CONSOLE_SOCKET: &str = "/tmp/console.sock";
+pub const CONSOLE_SOCKET: &str = "/tmp/bundle/console.sock";
 /// Where a detached runtime writes the workload's pid.
-pub const PID_FILE: &str = "/tmp/container.pid";
+pub const PID_FILE: &str = "/tmp/bundle/container.pid";
 /// How long the runtime may take to create the container and send the pty's master.
 const CONSOLE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// `PATH` when the workload's environment has none (as the namespace backend's).
@@ -69,6 +87,13 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 /// The container's id: generated here, never taken from the request (each session has a state
 /// directory of its own, so one fixed id never collides).
 pub const CONTAINER_ID: &str = "karapace-session";
+
+/// The capability an `oci` session's init process keeps, permitted only, once confined: one no
+/// workload is ever given (not in [`confine::PACKAGE_MANAGER_CAPS`]), so that the kernel's
+/// ptrace access check keeps every workload from the init process's `/proc/<pid>/root`, `fd`,
+/// `environ` and memory (the host's file system is its root) while it stays dumpable for
+/// joining sessions (`init::joinable`).
+pub const INIT_GUARD: caps::Capability = caps::Capability::CAP_SYS_PTRACE;
 
 /// The validated runtime of an `oci` session.
 pub struct PreparedOci {
@@ -150,10 +175,23 @@ fn bind_mount(src: &Path, dst: &Path, readonly: bool) -> Result<Mount, String> {
         .map_err(|e| e.to_string())
 }
 
+/// One of the environment's tmpfs mounts on the stage ([`SHARED_TMP`] …), bound at `dst`.
+fn shared_mount(src: &str, dst: &str, extra: &[&str]) -> Result<Mount, String> {
+    let mut options = vec!["rbind", "nosuid", "nodev"];
+    options.extend(extra);
+    mount(dst, "bind", src, &options)
+}
+
+/// The tmpfs mounts the stage holds for the environment's `/tmp`, `/run` and `/dev/shm`: (where,
+/// mode), each of the size the namespace backend gives them.
+pub const SHARED_MOUNTS: [(&str, u32); 3] = [
+    (SHARED_TMP, 0o1777),
+    (SHARED_RUN, 0o755),
+    (SHARED_SHM, 0o1777),
+];
+
 /// The mounts of the environment, in the order and with the flags of `rootfs::assemble`.
 fn mounts(p: &Prepared) -> Result<Vec<Mount>, String> {
-    let tmpfs_mb = p.limits.tmpfs_mb.unwrap_or(1024);
-    let shm = format!("size={tmpfs_mb}m");
     let mut m = vec![
         mount("/proc", "proc", "proc", &["nosuid", "nodev", "noexec"])?,
         mount(
@@ -175,12 +213,7 @@ fn mounts(p: &Prepared) -> Result<Vec<Mount>, String> {
                 "mode=0620",
             ],
         )?,
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            "shm",
-            &["nosuid", "nodev", "noexec", "mode=1777", &shm],
-        )?,
+        shared_mount(SHARED_SHM, "/dev/shm", &["noexec"])?,
     ];
     for (i, d) in p.devices.iter().enumerate() {
         m.push(bind_mount(
@@ -200,18 +233,8 @@ fn mounts(p: &Prepared) -> Result<Vec<Mount>, String> {
     } else {
         m.push(bind_mount(Path::new("/sys"), Path::new("/sys"), true)?);
     }
-    m.push(mount(
-        "/tmp",
-        "tmpfs",
-        "tmpfs",
-        &["nosuid", "nodev", "mode=1777", &shm],
-    )?);
-    m.push(mount(
-        "/run",
-        "tmpfs",
-        "tmpfs",
-        &["nosuid", "nodev", "mode=0755", &shm],
-    )?);
+    m.push(shared_mount(SHARED_TMP, "/tmp", &[])?);
+    m.push(shared_mount(SHARED_RUN, "/run", &[])?);
     for (i, b) in p.binds.iter().enumerate() {
         m.push(bind_mount(
             &Path::new(SOURCES).join(i.to_string()),
@@ -361,9 +384,10 @@ pub fn config(p: &Prepared) -> Result<Spec, String> {
                 .map_err(err)?,
         );
     }
+    // No `hostname`: the runtimes set one only in a UTS namespace of the container's own; the
+    // init process has set it in the session's.
     SpecBuilder::default()
         .version("1.0.2")
-        .hostname(p.hostname.clone())
         .root(
             RootBuilder::default()
                 .path(PathBuf::from(ROOT))
@@ -375,25 +399,68 @@ pub fn config(p: &Prepared) -> Result<Spec, String> {
         .mounts(mounts(p)?)
         .linux(linux(p)?)
         .build()
+        .map(|mut spec| {
+            // oci-spec fills one in by default.
+            spec.set_hostname(None);
+            spec
+        })
         .map_err(err)
+}
+
+/// `config.json` of a session that joins a running one: its own (process, capabilities,
+/// seccomp …) with the mounts of the session it joined, read from that session's bundle before
+/// this one covers it (`first`: the text of its `config.json`). Only the stage's sources and
+/// the kernel file systems of [`mounts`] are accepted there: the file was written by an init
+/// process of the caller's session (the workload never sees the stage), and is checked all the
+/// same so that nothing but what a session mounts can reach a container.
+pub fn joined_config(p: &Prepared, first: &[u8]) -> Result<Spec, String> {
+    let theirs: Spec =
+        serde_json::from_slice(first).map_err(|e| format!("running session's config: {e}"))?;
+    let mounts = theirs.mounts().clone().unwrap_or_default();
+    for m in &mounts {
+        check_joined_mount(m)?;
+    }
+    let mut spec = config(p)?;
+    spec.set_mounts(Some(mounts));
+    Ok(spec)
+}
+
+fn check_joined_mount(m: &Mount) -> Result<(), String> {
+    let typ = m.typ().as_deref().unwrap_or("");
+    let source = m.source().as_deref().unwrap_or(Path::new(""));
+    let on_stage = [SOURCES, DEVICES, SHARED_TMP, SHARED_RUN, SHARED_SHM]
+        .iter()
+        .any(|d| source.starts_with(d));
+    let ok = match typ {
+        "bind" => on_stage || source == Path::new("/sys"),
+        "proc" | "tmpfs" | "devpts" | "sysfs" => source == Path::new(typ),
+        _ => false,
+    };
+    if ok
+        && !source
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "running session's config mounts {} from {} ({typ}), which no session mounts",
+            m.destination().display(),
+            source.display()
+        ))
+    }
 }
 
 /// `linux`: namespaces, seccomp, read-only and masked paths, resources.
 fn linux(p: &Prepared) -> Result<oci_spec::runtime::Linux, String> {
     let err = |e: oci_spec::OciSpecError| e.to_string();
-    let mut namespaces = vec![
-        LinuxNamespaceType::Mount,
-        LinuxNamespaceType::Uts,
-        LinuxNamespaceType::Ipc,
+    // The others are the init process's (see the module's documentation).
+    let namespaces = vec![
+        LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Mount)
+            .build()
+            .map_err(err)?,
     ];
-    if p.network == Network::Isolated {
-        namespaces.push(LinuxNamespaceType::Network);
-    }
-    let namespaces = namespaces
-        .into_iter()
-        .map(|t| LinuxNamespaceBuilder::default().typ(t).build())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(err)?;
     let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .seccomp(seccomp(p.ignore_chown)?)
@@ -435,14 +502,12 @@ fn linux(p: &Prepared) -> Result<oci_spec::runtime::Linux, String> {
     linux.build().map_err(err)
 }
 
-/// Writes `config.json` into [`BUNDLE`] (created 0700; the stage is private anyway).
+/// Writes `config.json` into [`BUNDLE`] (made by `rootfs`, 0700) and makes [`STATE`].
 pub fn write_bundle(spec: &Spec) -> Result<(), crate::Step> {
     use nix::errno::Errno;
     use nix::sys::stat::Mode;
-    let private = Mode::from_bits_truncate(0o700);
-    for dir in [BUNDLE, STATE] {
-        nix::unistd::mkdir(dir, private).map_err(|e| crate::Step(SetupStep::OciBundleDir, e))?;
-    }
+    nix::unistd::mkdir(STATE, Mode::from_bits_truncate(0o700))
+        .map_err(|e| crate::Step(SetupStep::OciBundleDir, e))?;
     let json =
         serde_json::to_vec(spec).map_err(|_| crate::Step(SetupStep::OciConfig, Errno::EINVAL))?;
     let file = Path::new(BUNDLE).join("config.json");
@@ -703,6 +768,72 @@ mod tests {
             PID_FILE,
         ] {
             assert!(Path::new(p).starts_with(STAGE), "{p}");
+        }
+    }
+
+    /// A plain, non-interactive request with no binds (an `oci` session's).
+    fn config_of_a_session() -> Spec {
+        let p = Prepared {
+            lowers: Vec::new(),
+            upper: PreparedUpper::Tmpfs { size_mb: 1 },
+            binds: Vec::new(),
+            devices: Vec::new(),
+            argv: vec![c"true".to_owned()],
+            env: Vec::new(),
+            path_env: None,
+            cwd: PathBuf::from("/"),
+            hostname: "karapace-test".into(),
+            network: Network::Isolated,
+            limits: karapace_protocol::Limits::default(),
+            identity: karapace_protocol::Identity::Caller,
+            id_map: crate::IdMap::Single,
+            ignore_chown: false,
+            capabilities: Capabilities::None,
+            tty: None,
+            join: Vec::new(),
+            landlock: true,
+            oci: Some(runtime(OciFlavour::Crun)),
+            mode: crate::Mode::Rootless,
+        };
+        config(&p).unwrap()
+    }
+
+    #[test]
+    fn the_config_leaves_the_hostname_and_other_namespaces_to_the_init() {
+        let spec = serde_json::to_value(config_of_a_session()).unwrap();
+        assert!(spec.get("hostname").is_none(), "{spec:#}");
+        assert_eq!(
+            spec["linux"]["namespaces"],
+            serde_json::json!([{"type": "mount"}])
+        );
+    }
+
+    #[test]
+    fn the_init_guard_is_never_a_workloads_capability() {
+        assert!(!confine::PACKAGE_MANAGER_CAPS.contains(&INIT_GUARD));
+        // CAP_SYS_PTRACE itself would let a workload inspect the init all the same.
+        assert!(!confine::PACKAGE_MANAGER_CAPS.contains(&caps::Capability::CAP_SYS_PTRACE));
+    }
+
+    #[test]
+    fn a_joined_session_takes_only_mounts_a_session_makes() {
+        let ok = [
+            mount("/proc", "proc", "proc", &[]).unwrap(),
+            bind_mount(&Path::new(SOURCES).join("0"), Path::new("/home/u"), false).unwrap(),
+            shared_mount(SHARED_TMP, "/tmp", &[]).unwrap(),
+            bind_mount(Path::new("/sys"), Path::new("/sys"), true).unwrap(),
+        ];
+        for m in &ok {
+            assert!(check_joined_mount(m).is_ok(), "{m:?}");
+        }
+        let bad = [
+            bind_mount(Path::new("/etc"), Path::new("/etc"), false).unwrap(),
+            bind_mount(Path::new("/tmp/src/../../etc"), Path::new("/x"), false).unwrap(),
+            mount("/x", "overlay", "overlay", &[]).unwrap(),
+            mount("/proc", "proc", "/etc", &[]).unwrap(),
+        ];
+        for m in &bad {
+            assert!(check_joined_mount(m).is_err(), "{m:?}");
         }
     }
 

@@ -581,8 +581,57 @@ pub fn assemble_oci(p: &Prepared) -> Result<(), Step> {
         let at = rel(oci::DEVICES).join(i.to_string());
         bind(s, &fd_path(fd.as_fd()), &at, d.is_dir, false)?;
     }
+    let size_mb = p.limits.tmpfs_mb.unwrap_or(1024);
+    for (dir, mode) in oci::SHARED_MOUNTS {
+        let at = step(SetupStep::OciSharedTmpfs, ensure_dir(s, &rel(dir)))?;
+        step(
+            SetupStep::OciSharedTmpfs,
+            mount(
+                Some("tmpfs"),
+                &fd_path(at.as_fd()),
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some(format!("mode={mode:o},size={size_mb}m").as_str()),
+            ),
+        )?;
+    }
+    step(
+        SetupStep::OciBundleDir,
+        nix::unistd::mkdir(oci::BUNDLE, Mode::from_bits_truncate(0o700)),
+    )?;
     mount_proc_here()?;
     hide_cgroups()
+}
+
+/// Whether the OCI runtime's path names, in this mount namespace, the file the helper checked.
+pub fn check_runtime(o: &crate::oci::PreparedOci) -> Result<(), Step> {
+    reopen(&o.runtime).map(drop)
+}
+
+/// The stage of an `oci` session that joined a running one (join.rs): a `/proc` of its own pid
+/// namespace, and a private tmpfs over the bundle directory of the session it joined, for its
+/// own bundle and runtime state. Returns the `config.json` it covered.
+pub fn joined_oci_stage() -> Result<Vec<u8>, Step> {
+    use crate::oci;
+    remount_proc()?;
+    let theirs = std::path::Path::new(oci::BUNDLE).join("config.json");
+    let config = std::fs::read(theirs).map_err(|e| {
+        Step(
+            SetupStep::ReadOciConfig,
+            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        )
+    })?;
+    step(
+        SetupStep::OciBundleTmpfs,
+        mount(
+            Some("tmpfs"),
+            oci::BUNDLE,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0700,size=4m"),
+        ),
+    )?;
+    Ok(config)
 }
 
 /// The host's cgroup hierarchy, read-only in this mount namespace: the session has no cgroup

@@ -624,6 +624,12 @@ setup_steps! {
     WaitOciTerminal => "wait for the OCI runtime's terminal",
     /// `fstat` of a descriptor the helper opened.
     Fstat => "fstat",
+    /// An `oci` session's `/tmp`, `/run` or `/dev/shm`, on its stage.
+    OciSharedTmpfs => "mount the environment's shared tmpfs",
+    /// A joining `oci` session reads the mounts of the session it joins.
+    ReadOciConfig => "read the running session's OCI config",
+    /// A joining `oci` session's own bundle directory.
+    OciBundleTmpfs => "mount the session's bundle tmpfs",
 }
 
 impl std::fmt::Display for SetupStep {

@@ -163,8 +163,8 @@ fn log_timings(o: &hc::RunOutcome) {
 /// and can be neither joined nor mounted a second time).
 const ENDING_SESSIONS_WAIT: Duration = Duration::from_secs(10);
 
-/// Starts a helper session of a namespace-backend environment. While another session of the
-/// environment runs, the new one joins it (one overlay mount per upper directory, ever);
+/// Starts a helper session of a namespace- or oci-backend environment. While another session of
+/// the environment runs, the new one joins it (one overlay mount per upper directory, ever);
 /// otherwise it mounts the environment afresh. Session starts of one environment are serialised,
 /// and the new session is recorded (with its init process, for later joiners) before the next
 /// one may start.
@@ -180,16 +180,6 @@ fn start_session(
     let deadline = Instant::now() + ENDING_SESSIONS_WAIT;
     loop {
         let live = store.sessions(env_id)?;
-        // An OCI-runtime session mounts the environment's writable layer itself, never joins.
-        if spec.oci.is_some() && live.iter().any(|s| !s.is_ending()) {
-            return Err(CoreError::State(format!(
-                "environment '{}' already has a running session, and the 'oci' backend runs \
-                 one session of an environment at a time (each mounts the environment's \
-                 writable layer, which only one mount may use); end it first or use \
-                 'karapace stop'",
-                env_label(env)
-            )));
-        }
         // Records of older versions do not say: the helper compares the maps itself.
         let same_maps = |s: &&SessionInfo| s.id_maps.as_deref().is_none_or(|m| m == id_maps);
         let others: Vec<&SessionInfo> = live
@@ -202,7 +192,7 @@ fn start_session(
         }
         spec.join = live
             .iter()
-            .filter(|s| !s.is_ending() && spec.oci.is_none())
+            .filter(|s| !s.is_ending())
             .filter_map(|s| {
                 Some(hc::JoinTarget {
                     pid: s.init_pid?,
