@@ -1,4 +1,4 @@
-//! Issue 16 benchmark: `karapace exec <env> -- /bin/true` on the `oci` backend (crun, and runc)
+//! Issue 16 benchmark: `karapace exec <env> -- /bin/true` on the `oci` backend (crun, runc, youki)
 //! against `crun run` of an equivalent bundle set up by hand, and against the namespace backend,
 //! interleaved in one run. Runs as root (the by-hand bundle's overlay is mounted on the host).
 //!
@@ -247,6 +247,7 @@ fn main() {
         "crun run <equivalent bundle> (by hand, overlay pre-mounted)",
         "karapace exec <namespace env> -- /bin/true",
         "karapace exec <oci env> -- /bin/true (runc)",
+        "karapace exec <oci env> -- /bin/true (youki)",
         "/bin/true",
     ]
     .iter()
@@ -265,6 +266,7 @@ fn main() {
             time(&mut by_hand),
             time(&mut exec("n", "crun")),
             time(&mut exec("o", "runc")),
+            time(&mut exec("o", "youki")),
             time(&mut Command::new("/bin/true")),
         ];
         if i >= 3 {

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use karapace_tests::{Karapace, Mirror, TestDir, UserDir, switching_users};
 
-/// The curl environment of issue 5, on the `oci` backend; `mount` for the denied mount.
+/// The curl environment of issue 5, on the `oci` backend, with resource limits; `mount` for the
+/// denied mount.
 const MANIFEST: &str = r#"manifest_version = 1
 
 [base]
@@ -27,6 +28,11 @@ packages = ["curl", "mount"]
 [runtime]
 backend = "oci"
 network_isolation = true
+
+# Not enforced (no cgroup of the session's own), but a runtime must not fail on them.
+[runtime.resource_limits]
+memory_limit_mb = 4096
+cpu_shares = 512
 "#;
 
 const RANGE_USER: &str = "kptest";
@@ -264,7 +270,10 @@ fn concurrent_sessions(k: &Karapace, who: &str, short_id: &str) {
         &[
             "sh",
             "-c",
-            "echo from-first > /var/tmp/first; echo in-tmp > /tmp/first; \
+            "echo from-first > /var/tmp/first; echo in-run > /run/first; \
+             echo in-shm > /dev/shm/first; \
+             readlink /proc/self/ns/uts /proc/self/ns/ipc /proc/self/ns/net > /tmp/first-ns; \
+             echo in-tmp > /tmp/first; \
              while [ ! -e /tmp/end-first ]; do sleep 0.05; done",
         ],
     );
@@ -277,14 +286,27 @@ fn concurrent_sessions(k: &Karapace, who: &str, short_id: &str) {
         "--",
         "sh",
         "-c",
-        "cat /var/tmp/first /tmp/first /proc/sys/kernel/hostname; ls /sys/class/net; \
+        "cat /var/tmp/first /tmp/first /run/first /dev/shm/first /proc/sys/kernel/hostname; \
+         ls /sys/class/net; \
+         readlink /proc/self/ns/uts /proc/self/ns/ipc /proc/self/ns/net | cmp -s - /tmp/first-ns \
+           && echo same-namespaces; \
          grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
+         sleep 0.3; grep -E '^CapPrm:' /proc/1/status | sed 's/^/init-/'; \
          ls /proc/1/root/ >/dev/null 2>&1 && echo init-root-open; \
+         readlink /proc/1/fd/0 >/dev/null 2>&1 && echo init-fd-open; \
          cat /proc/1/environ >/dev/null 2>&1 && echo init-environ-open; true",
     ]);
     let text = seen.stdout_str();
     assert!(
-        text.starts_with(&format!("from-first\nin-tmp\nkarapace-{short_id}\nlo\n")),
+        text.starts_with(&format!(
+            "from-first\nin-tmp\nin-run\nin-shm\nkarapace-{short_id}\nlo\nsame-namespaces\n"
+        )),
+        "{who}: {text}"
+    );
+    // The joined session's init (pid 1 of its own pid namespace) has confined itself by then.
+    assert_eq!(
+        status_field(&text, "init-CapPrm"),
+        "0000000000080000",
         "{who}: {text}"
     );
     for (field, value) in [

@@ -270,6 +270,7 @@ pub fn run_joined(p: &Prepared, events: File, go: OwnedFd, terminal: Option<Unix
                 let theirs = rootfs::joined_oci_stage()?;
                 let spec = oci::joined_config(p, &theirs)
                     .map_err(|_| Step(SetupStep::OciConfig, Errno::EINVAL))?;
+                rootfs::refuse_joined_kernel_targets(&spec)?;
                 oci::write_bundle(&spec)?;
                 timings.mounts = monotonic_ns();
                 return Ok(None);

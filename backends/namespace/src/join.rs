@@ -13,7 +13,8 @@
 //! time), it runs as the caller, it lives in a user and mount namespace other
 //! than the helper's, that user namespace has exactly the id maps the request
 //! would have written (a plain and a `--root` session of a user never share
-//! one), and its root is an overlay (or fuse-overlayfs) mount.
+//! one), and its root is an overlay (or fuse-overlayfs) mount — or, for an `oci` session, the
+//! environment is a kernel overlay mounted on its stage (`oci.rs`).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -155,15 +156,62 @@ fn check(
                 .into(),
         ));
     }
-    if oci {
-        // Its own root is the host's file system as its mount namespace shows it; the
-        // environment's is on the stage. (A namespace session's init never has one there: its
-        // `/tmp` is the environment's, where its workload cannot mount.)
-        overlay_at(&format!("/proc/{pid}/root{}", crate::oci::ROOT))?;
-    } else {
-        overlay_at(&format!("/proc/{pid}/root"))?;
+    // An `oci` session's init has the host's file system as its root (as its mount namespace
+    // shows it) and the environment on its stage; a namespace session's init has the
+    // environment as its root and no stage (its `/tmp` is the environment's, where no workload
+    // can mount). Each kind is refused as the other.
+    match (oci, stage_root(pid)?) {
+        (true, Some(FsType(OVERLAYFS_SUPER_MAGIC))) => {}
+        (true, Some(FsType(FUSE_SUPER_MAGIC))) => {
+            // The fuse-overlayfs daemon lives in the target's pid namespace and ends with it,
+            // taking this session's root along.
+            return Err(Verdict::Bad(
+                "its environment is a fuse-overlayfs mount, which ends with the session that \
+                 mounted it"
+                    .into(),
+            ));
+        }
+        (true, _) => return Err(Verdict::Bad("it has no environment on an OCI stage".into())),
+        (false, Some(_)) => return Err(Verdict::Bad("it is an OCI runtime's session".into())),
+        (false, None) => overlay_root(pid)?,
     }
     Ok(Target { pidfd })
+}
+
+/// The file system mounted at `tmp/root` of the target's root (an `oci` session's stage, see
+/// `oci::ROOT`), reached without following any link and only if something is mounted exactly
+/// there; `None` otherwise.
+fn stage_root(pid: i32) -> Result<Option<FsType>, Verdict> {
+    use nix::fcntl::{OpenHow, ResolveFlag, openat2};
+    let root = nix::fcntl::open(
+        format!("/proc/{pid}/root").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|_| Verdict::Gone)?;
+    let beneath = |path: &str| {
+        let how = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(
+                ResolveFlag::RESOLVE_BENEATH
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+            );
+        openat2(root.as_fd(), path, how).ok()
+    };
+    let stage_dir = crate::oci::STAGE.trim_start_matches('/');
+    let env_root = crate::oci::ROOT.trim_start_matches('/');
+    let (Some(stage), Some(env)) = (beneath(stage_dir), beneath(env_root)) else {
+        return Ok(None);
+    };
+    let dev = |fd: &OwnedFd| nix::sys::stat::fstat(fd.as_fd()).map(|st| st.st_dev);
+    match (dev(&stage), dev(&env)) {
+        (Ok(a), Ok(b)) if a != b => {}
+        _ => return Ok(None),
+    }
+    nix::sys::statfs::fstatfs(env.as_fd())
+        .map(|fs| Some(fs.filesystem_type()))
+        .map_err(|_| Verdict::Gone)
 }
 
 /// Whether the mount namespace of `pid` has an environment's `/run` (`rootfs::SESSION_MARK`).
@@ -189,8 +237,8 @@ fn kernel_overlay_root(pid: i32) -> Result<(), Verdict> {
     Ok(())
 }
 
-fn overlay_at(path: &str) -> Result<(), Verdict> {
-    let fs = statfs(path).map_err(|_| Verdict::Gone)?;
+fn overlay_root(pid: i32) -> Result<(), Verdict> {
+    let fs = statfs(format!("/proc/{pid}/root").as_str()).map_err(|_| Verdict::Gone)?;
     let magic = fs.filesystem_type();
     if magic != FsType(OVERLAYFS_SUPER_MAGIC) && magic != FsType(FUSE_SUPER_MAGIC) {
         return Err(Verdict::Bad("its root is not an overlay".into()));

@@ -27,8 +27,10 @@
 //! - capabilities: none, or the package managers' set for `exec --root`; `noNewPrivileges`;
 //!   the namespace backend's seccomp policy ([`seccomp`]).
 //! - no rlimits unless the request sets them (a runtime asked to raise one the caller cannot
-//!   fails); `linux.resources` only when the lock asks for limits (not enforced: the helper
-//!   hides the host's cgroups from the runtime, see `rootfs::hide_cgroups`).
+//!   fails); no `linux.resources`, even when the lock sets limits: the helper hides the host's
+//!   cgroups from the runtime (`rootfs::hide_cgroups`), so nothing could enforce them, and runc
+//!   and youki fail to start a container whose resources they cannot write (the limits are
+//!   recorded and warned about as on the namespace backend).
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -42,11 +44,11 @@ use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::{SFlag, fstat};
 use oci_spec::runtime::{
-    Arch, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, LinuxSeccomp,
-    LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder, LinuxSeccompOperator,
-    LinuxSyscall, LinuxSyscallBuilder, Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Arch, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder,
+    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder, Mount,
+    MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec,
+    SpecBuilder, UserBuilder,
 };
 
 use crate::seccomp_policy as policy;
@@ -425,22 +427,33 @@ pub fn joined_config(p: &Prepared, first: &[u8]) -> Result<Spec, String> {
     Ok(spec)
 }
 
+/// The n-th of the stage's bind or device sources: `<dir>/<n>`, nothing else.
+fn is_numbered_source(source: &Path, dir: &str) -> bool {
+    source
+        .strip_prefix(dir)
+        .ok()
+        .and_then(Path::to_str)
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A mount of the running session's `config.json` that a joining session takes: one [`mounts`]
+/// makes — its source exactly a source on the stage, a shared tmpfs or the host's `/sys`, or a
+/// kernel file system by its own name — and never with `suid` or `dev`.
 fn check_joined_mount(m: &Mount) -> Result<(), String> {
     let typ = m.typ().as_deref().unwrap_or("");
     let source = m.source().as_deref().unwrap_or(Path::new(""));
-    let on_stage = [SOURCES, DEVICES, SHARED_TMP, SHARED_RUN, SHARED_SHM]
+    let shared = [SHARED_TMP, SHARED_RUN, SHARED_SHM, "/sys"]
         .iter()
-        .any(|d| source.starts_with(d));
+        .any(|d| source == Path::new(d));
     let ok = match typ {
-        "bind" => on_stage || source == Path::new("/sys"),
+        "bind" => {
+            shared || is_numbered_source(source, SOURCES) || is_numbered_source(source, DEVICES)
+        }
         "proc" | "tmpfs" | "devpts" | "sysfs" => source == Path::new(typ),
         _ => false,
     };
-    if ok
-        && !source
-            .components()
-            .any(|c| c == std::path::Component::ParentDir)
-    {
+    let options = m.options().as_deref().unwrap_or_default();
+    if ok && !options.iter().any(|o| o == "suid" || o == "dev") {
         Ok(())
     } else {
         Err(format!(
@@ -451,7 +464,7 @@ fn check_joined_mount(m: &Mount) -> Result<(), String> {
     }
 }
 
-/// `linux`: namespaces, seccomp, read-only and masked paths, resources.
+/// `linux`: namespaces, seccomp, read-only and masked paths.
 fn linux(p: &Prepared) -> Result<oci_spec::runtime::Linux, String> {
     let err = |e: oci_spec::OciSpecError| e.to_string();
     // The others are the init process's (see the module's documentation).
@@ -461,7 +474,7 @@ fn linux(p: &Prepared) -> Result<oci_spec::runtime::Linux, String> {
             .build()
             .map_err(err)?,
     ];
-    let mut linux = LinuxBuilder::default()
+    let linux = LinuxBuilder::default()
         .namespaces(namespaces)
         .seccomp(seccomp(p.ignore_chown)?)
         .readonly_paths(vec![
@@ -478,27 +491,6 @@ fn linux(p: &Prepared) -> Result<oci_spec::runtime::Linux, String> {
             .map(str::to_owned)
             .to_vec(),
         );
-    if p.limits.memory_mb.is_some() || p.limits.cpu_shares.is_some() {
-        let mut r = LinuxResourcesBuilder::default();
-        if let Some(mb) = p.limits.memory_mb {
-            let bytes = i64::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
-            r = r.memory(
-                LinuxMemoryBuilder::default()
-                    .limit(bytes)
-                    .build()
-                    .map_err(err)?,
-            );
-        }
-        if let Some(shares) = p.limits.cpu_shares {
-            r = r.cpu(
-                LinuxCpuBuilder::default()
-                    .shares(shares)
-                    .build()
-                    .map_err(err)?,
-            );
-        }
-        linux = linux.resources(r.build().map_err(err)?);
-    }
     linux.build().map_err(err)
 }
 
@@ -829,6 +821,9 @@ mod tests {
         let bad = [
             bind_mount(Path::new("/etc"), Path::new("/etc"), false).unwrap(),
             bind_mount(Path::new("/tmp/src/../../etc"), Path::new("/x"), false).unwrap(),
+            bind_mount(Path::new("/tmp/src/0/x"), Path::new("/x"), false).unwrap(),
+            bind_mount(Path::new("/tmp/shared/tmp/x"), Path::new("/x"), false).unwrap(),
+            mount("/dev", "tmpfs", "tmpfs", &["suid"]).unwrap(),
             mount("/x", "overlay", "overlay", &[]).unwrap(),
             mount("/proc", "proc", "/etc", &[]).unwrap(),
         ];

@@ -603,6 +603,34 @@ pub fn assemble_oci(p: &Prepared) -> Result<(), Step> {
     hide_cgroups()
 }
 
+/// A joining `oci` session's policy bind targets, taken from the running session's
+/// `config.json`, checked as [`assemble_oci`] checks a fresh session's: the running sessions'
+/// workloads may have changed the root since (a directory swapped for a link into `/dev`). The
+/// runtime resolves them once more when it mounts: a workload that races that can only move a
+/// host directory it already has onto a kernel path of the new container.
+pub fn refuse_joined_kernel_targets(spec: &oci_spec::runtime::Spec) -> Result<(), Step> {
+    use crate::oci;
+    let root = step(
+        SetupStep::OpenRoot,
+        nix::fcntl::open(
+            oci::ROOT,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ),
+    )?;
+    for m in spec.mounts().iter().flatten() {
+        let Some(source) = m.source() else {
+            continue;
+        };
+        if m.typ().as_deref() != Some("bind") || !source.starts_with(oci::SOURCES) {
+            continue;
+        }
+        let is_dir = std::fs::symlink_metadata(source).is_ok_and(|st| st.is_dir());
+        refuse_kernel_target(root.as_fd(), m.destination(), is_dir)?;
+    }
+    Ok(())
+}
+
 /// Whether the OCI runtime's path names, in this mount namespace, the file the helper checked.
 pub fn check_runtime(o: &crate::oci::PreparedOci) -> Result<(), Step> {
     reopen(&o.runtime).map(drop)

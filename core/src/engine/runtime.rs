@@ -147,7 +147,7 @@ pub fn session_spec(
     };
     if lock.cpu_shares.is_some() || lock.memory_limit_mb.is_some() {
         tracing::warn!(
-            "resource limits (cpu_shares, memory_limit_mb) are recorded but not enforced by the namespace backend yet"
+            "resource limits (cpu_shares, memory_limit_mb) are recorded but not enforced yet (no cgroup of the session's own to apply them to)"
         );
     }
     let root = canonical_root(store)?;

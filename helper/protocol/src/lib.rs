@@ -190,10 +190,11 @@ pub struct RunSpec {
     /// (`allow_without_landlock` in the user's config, `--allow-without-landlock`); otherwise
     /// the helper refuses such a kernel with [`Refusal::LandlockUnavailable`].
     pub allow_without_landlock: bool,
-    /// `Some`: an `oci`-backend session. The helper sets up the user namespace, its own mount
-    /// namespace and the overlay as for any session, then runs this OCI runtime on a bundle it
-    /// generates from this request (the runtime creates the remaining namespaces, mounts,
-    /// capabilities, `no_new_privs` and seccomp from `config.json`). Never joins.
+    /// `Some`: an `oci`-backend session. The helper sets up the session's namespaces and the
+    /// overlay as for any session, then runs this OCI runtime on a bundle it generates from this
+    /// request (the runtime creates the container's mount namespace, mounts, capabilities,
+    /// `no_new_privs` and seccomp from `config.json`). Joins like any session (`join`): a
+    /// container of its own on the running session's root.
     pub oci: Option<OciRuntime>,
 }
 
