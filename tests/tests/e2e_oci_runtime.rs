@@ -154,8 +154,9 @@ fn sessions_under(k: &Karapace, who: &str, short_id: &str) {
             "--",
             "sh",
             "-c",
-            "sleep 0.3; for f in root cwd; do ls /proc/1/$f/ >/dev/null 2>&1 && echo open-$f; \
-             done; readlink /proc/1/fd/0 >/dev/null 2>&1 && echo open-fd; \
+            "for i in $(seq 200); do grep -q '^CapPrm:.*0000000000080000' /proc/1/status && break; \
+             sleep 0.05; done; \
+             for f in root cwd; do ls /proc/1/$f/ >/dev/null 2>&1 && echo open-$f; done; readlink /proc/1/fd/0 >/dev/null 2>&1 && echo open-fd; \
              cat /proc/1/environ >/dev/null 2>&1 && echo open-environ; \
              grep -E '^CapPrm:' /proc/1/status",
         ]);
@@ -288,11 +289,15 @@ fn concurrent_sessions(k: &Karapace, who: &str, short_id: &str) {
         "-c",
         "cat /var/tmp/first /tmp/first /run/first /dev/shm/first /proc/sys/kernel/hostname; \
          ls /sys/class/net; \
-         readlink /proc/self/ns/uts /proc/self/ns/ipc /proc/self/ns/net | cmp -s - /tmp/first-ns \
+         grep -q '^uts:\\[' /tmp/first-ns && grep -q '^net:\\[' /tmp/first-ns && \
+           readlink /proc/self/ns/uts /proc/self/ns/ipc /proc/self/ns/net | cmp -s - /tmp/first-ns \
            && echo same-namespaces; \
          grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; \
-         sleep 0.3; grep -E '^CapPrm:' /proc/1/status | sed 's/^/init-/'; \
+         for i in $(seq 200); do grep -q '^CapPrm:.*0000000000080000' /proc/1/status && break; \
+           sleep 0.05; done; \
+         grep -E '^CapPrm:' /proc/1/status | sed 's/^/init-/'; \
          ls /proc/1/root/ >/dev/null 2>&1 && echo init-root-open; \
+         ls /proc/1/cwd/ >/dev/null 2>&1 && echo init-cwd-open; \
          readlink /proc/1/fd/0 >/dev/null 2>&1 && echo init-fd-open; \
          cat /proc/1/environ >/dev/null 2>&1 && echo init-environ-open; true",
     ]);

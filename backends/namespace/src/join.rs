@@ -157,31 +157,40 @@ fn check(
         ));
     }
     // An `oci` session's init has the host's file system as its root (as its mount namespace
-    // shows it) and the environment on its stage; a namespace session's init has the
-    // environment as its root and no stage (its `/tmp` is the environment's, where no workload
-    // can mount). Each kind is refused as the other.
-    match (oci, stage_root(pid)?) {
-        (true, Some(FsType(OVERLAYFS_SUPER_MAGIC))) => {}
-        (true, Some(FsType(FUSE_SUPER_MAGIC))) => {
-            // The fuse-overlayfs daemon lives in the target's pid namespace and ends with it,
-            // taking this session's root along.
-            return Err(Verdict::Bad(
-                "its environment is a fuse-overlayfs mount, which ends with the session that \
-                 mounted it"
-                    .into(),
-            ));
-        }
-        (true, _) => return Err(Verdict::Bad("it has no environment on an OCI stage".into())),
+    // shows it) and the environment on its stage, a tmpfs marked as such; a namespace session's
+    // init has the environment as its root and no such mount (its workloads cannot mount).
+    // Each kind is refused as the other.
+    let stage = oci_stage(pid)?;
+    match (oci, &stage) {
+        (true, Some(at)) => stage_overlay(pid, at)?,
+        (true, None) => return Err(Verdict::Bad("it has no OCI runtime's stage".into())),
         (false, Some(_)) => return Err(Verdict::Bad("it is an OCI runtime's session".into())),
         (false, None) => overlay_root(pid)?,
     }
     Ok(Target { pidfd })
 }
 
-/// The file system mounted at `tmp/root` of the target's root (an `oci` session's stage, see
-/// `oci::ROOT`), reached without following any link and only if something is mounted exactly
-/// there; `None` otherwise.
-fn stage_root(pid: i32) -> Result<Option<FsType>, Verdict> {
+/// Where the target's mount namespace has an `oci` session's stage (`rootfs::OCI_STAGE_MARK`),
+/// as a path of its root (the top-most such mount); `None` without one. A mount point that
+/// `mountinfo` shows escaped (white space, a backslash) is not one of ours.
+fn oci_stage(pid: i32) -> Result<Option<String>, Verdict> {
+    let mounts =
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).map_err(|_| Verdict::Gone)?;
+    Ok(mounts.lines().rev().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let separator = fields.iter().position(|f| *f == "-")?;
+        let marked = fields.get(separator + 1) == Some(&"tmpfs")
+            && fields.get(separator + 2) == Some(&crate::rootfs::OCI_STAGE_MARK);
+        let at = fields.get(4)?;
+        (marked && at.starts_with('/') && !at.contains('\\')).then(|| (*at).to_owned())
+    }))
+}
+
+/// The environment on a target's stage (`at`, see [`oci_stage`]): its `root` directory, reached
+/// beneath the target's root without following any link, must be a kernel overlay mounted
+/// there. A fuse-overlayfs one is refused: its daemon lives in the target's pid namespace and
+/// ends with it, taking this session's root along.
+fn stage_overlay(pid: i32, at: &str) -> Result<(), Verdict> {
     use nix::fcntl::{OpenHow, ResolveFlag, openat2};
     let root = nix::fcntl::open(
         format!("/proc/{pid}/root").as_str(),
@@ -197,21 +206,26 @@ fn stage_root(pid: i32) -> Result<Option<FsType>, Verdict> {
                     | ResolveFlag::RESOLVE_NO_SYMLINKS
                     | ResolveFlag::RESOLVE_NO_MAGICLINKS,
             );
-        openat2(root.as_fd(), path, how).ok()
+        openat2(root.as_fd(), path, how)
+            .map_err(|_| Verdict::Bad("its stage cannot be opened without links".into()))
     };
-    let stage_dir = crate::oci::STAGE.trim_start_matches('/');
-    let env_root = crate::oci::ROOT.trim_start_matches('/');
-    let (Some(stage), Some(env)) = (beneath(stage_dir), beneath(env_root)) else {
-        return Ok(None);
-    };
+    let stage_dir = at.trim_start_matches('/');
+    let stage = beneath(stage_dir)?;
+    let env = beneath(&format!("{stage_dir}/root"))?;
     let dev = |fd: &OwnedFd| nix::sys::stat::fstat(fd.as_fd()).map(|st| st.st_dev);
-    match (dev(&stage), dev(&env)) {
-        (Ok(a), Ok(b)) if a != b => {}
-        _ => return Ok(None),
+    let mounted = matches!((dev(&stage), dev(&env)), (Ok(a), Ok(b)) if a != b);
+    let fs = nix::sys::statfs::fstatfs(env.as_fd()).map_err(|_| Verdict::Gone)?;
+    match fs.filesystem_type() {
+        FsType(OVERLAYFS_SUPER_MAGIC) if mounted => Ok(()),
+        FsType(FUSE_SUPER_MAGIC) => Err(Verdict::Bad(
+            "its environment is a fuse-overlayfs mount, which ends with the session that \
+             mounted it"
+                .into(),
+        )),
+        _ => Err(Verdict::Bad(
+            "no environment is mounted on its stage".into(),
+        )),
     }
-    nix::sys::statfs::fstatfs(env.as_fd())
-        .map(|fs| Some(fs.filesystem_type()))
-        .map_err(|_| Verdict::Gone)
 }
 
 /// Whether the mount namespace of `pid` has an environment's `/run` (`rootfs::SESSION_MARK`).

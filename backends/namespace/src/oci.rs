@@ -438,7 +438,8 @@ fn is_numbered_source(source: &Path, dir: &str) -> bool {
 
 /// A mount of the running session's `config.json` that a joining session takes: one [`mounts`]
 /// makes — its source exactly a source on the stage, a shared tmpfs or the host's `/sys`, or a
-/// kernel file system by its own name — and never with `suid` or `dev`.
+/// kernel file system by its own name — never with `suid` or `dev` (or their recursive forms),
+/// and at an absolute destination of plain names (no `..`, which the runtime would follow).
 fn check_joined_mount(m: &Mount) -> Result<(), String> {
     let typ = m.typ().as_deref().unwrap_or("");
     let source = m.source().as_deref().unwrap_or(Path::new(""));
@@ -453,7 +454,18 @@ fn check_joined_mount(m: &Mount) -> Result<(), String> {
         _ => false,
     };
     let options = m.options().as_deref().unwrap_or_default();
-    if ok && !options.iter().any(|o| o == "suid" || o == "dev") {
+    let lifts = options
+        .iter()
+        .any(|o| ["suid", "dev", "rsuid", "rdev"].contains(&o.as_str()));
+    let dst = m.destination();
+    let plain = dst.is_absolute()
+        && dst.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )
+        });
+    if ok && !lifts && plain {
         Ok(())
     } else {
         Err(format!(
@@ -764,8 +776,8 @@ mod tests {
     }
 
     /// A plain, non-interactive request with no binds (an `oci` session's).
-    fn config_of_a_session() -> Spec {
-        let p = Prepared {
+    fn prepared() -> Prepared {
+        Prepared {
             lowers: Vec::new(),
             upper: PreparedUpper::Tmpfs { size_mb: 1 },
             binds: Vec::new(),
@@ -786,8 +798,11 @@ mod tests {
             landlock: true,
             oci: Some(runtime(OciFlavour::Crun)),
             mode: crate::Mode::Rootless,
-        };
-        config(&p).unwrap()
+        }
+    }
+
+    fn config_of_a_session() -> Spec {
+        config(&prepared()).unwrap()
     }
 
     #[test]
@@ -808,6 +823,40 @@ mod tests {
     }
 
     #[test]
+    fn every_mount_a_session_makes_is_one_a_joined_session_takes() {
+        let opened = || crate::Opened {
+            fd: nix::fcntl::open(
+                "/",
+                OFlag::O_PATH | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .unwrap(),
+            path: PathBuf::from("/"),
+        };
+        let bind = |dst: &str, readonly: bool, is_dir: bool| crate::PreparedBind {
+            src: opened(),
+            dst: PathBuf::from(dst),
+            readonly,
+            is_dir,
+        };
+        for network in [Network::Isolated, Network::Host] {
+            let mut p = prepared();
+            p.network = network;
+            p.binds = vec![bind("/home/u", false, true), bind("/etc/fonts", true, true)];
+            p.devices = vec![
+                bind("/dev/dri", false, true),
+                bind("/dev/null2", false, false),
+            ];
+            let spec = config(&p).unwrap();
+            let mounts = spec.mounts().clone().unwrap();
+            assert_eq!(mounts.len(), 11, "{mounts:?}");
+            for m in &mounts {
+                assert!(check_joined_mount(m).is_ok(), "{network:?}: {m:?}");
+            }
+        }
+    }
+
+    #[test]
     fn a_joined_session_takes_only_mounts_a_session_makes() {
         let ok = [
             mount("/proc", "proc", "proc", &[]).unwrap(),
@@ -824,6 +873,14 @@ mod tests {
             bind_mount(Path::new("/tmp/src/0/x"), Path::new("/x"), false).unwrap(),
             bind_mount(Path::new("/tmp/shared/tmp/x"), Path::new("/x"), false).unwrap(),
             mount("/dev", "tmpfs", "tmpfs", &["suid"]).unwrap(),
+            mount("/dev", "tmpfs", "tmpfs", &["rdev"]).unwrap(),
+            bind_mount(
+                &Path::new(SOURCES).join("1"),
+                Path::new("/home/../proc"),
+                false,
+            )
+            .unwrap(),
+            bind_mount(&Path::new(SOURCES).join("1"), Path::new("home"), false).unwrap(),
             mount("/x", "overlay", "overlay", &[]).unwrap(),
             mount("/proc", "proc", "/etc", &[]).unwrap(),
         ];

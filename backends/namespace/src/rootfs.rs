@@ -189,6 +189,9 @@ fn mount_fs(
 /// The source name of an environment's `/run` tmpfs (`/proc/<pid>/mountinfo` shows it).
 pub const SESSION_MARK: &str = "karapace-session";
 
+/// The source name of an `oci` session's stage tmpfs (`/proc/<pid>/mountinfo` shows it).
+pub const OCI_STAGE_MARK: &str = "karapace-oci-stage";
+
 fn mount_named(
     root: BorrowedFd<'_>,
     dst: &str,
@@ -223,10 +226,17 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
     } else {
         scratch_mb
     };
+    // An `oci` session's stage carries its mark as the source name: a later session's helper
+    // finds the environment through it (join.rs).
+    let source = if p.oci.is_some() {
+        OCI_STAGE_MARK
+    } else {
+        "tmpfs"
+    };
     step(
         SetupStep::ScratchTmpfs,
         mount(
-            Some("tmpfs"),
+            Some(source),
             SCRATCH,
             Some("tmpfs"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,

@@ -261,9 +261,9 @@ pub struct Limits {
     pub nproc: Option<u64>,
     /// Size of the tmpfs mounted at /tmp and /run (MiB; default 1024).
     pub tmpfs_mb: Option<u64>,
-    /// Carried for the cgroup backend; not enforced by the namespace backend yet.
+    /// Carried for a cgroup backend; not enforced by any backend yet.
     pub memory_mb: Option<u64>,
-    /// Carried for the cgroup backend; not enforced by the namespace backend yet.
+    /// Carried for a cgroup backend; not enforced by any backend yet.
     pub cpu_shares: Option<u64>,
 }
 
