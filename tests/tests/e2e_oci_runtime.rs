@@ -218,20 +218,24 @@ fn enter_on_a_terminal(k: &Karapace, who: &str) {
     assert!(text.contains("/dev/pts/0"), "{who}: a pty inside: {text}");
 }
 
-/// Ends the environment's sessions when a check failed (they would outlive the test).
-struct StopOnPanic<'a>(&'a Karapace);
+/// Ends an environment's sessions when a check failed (they would outlive the test).
+struct StopOnPanic<'a>(&'a Karapace, &'a str);
 
 impl Drop for StopOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let _ = self.0.run(&["stop", "c"]);
+            let _ = self.0.run(&["stop", self.1]);
         }
     }
 }
 
 /// Starts `argv` in the environment as a background session (its output discarded).
 fn spawn_session(k: &Karapace, command: &[&str]) -> std::process::Child {
-    let mut line = vec!["exec", "c", "--"];
+    spawn_session_of(k, "c", command)
+}
+
+fn spawn_session_of(k: &Karapace, env: &str, command: &[&str]) -> std::process::Child {
+    let mut line = vec!["exec", env, "--"];
     line.extend(command);
     let (mut cmd, shown) = k.command(&line);
     cmd.stdin(Stdio::null())
@@ -279,7 +283,7 @@ fn concurrent_sessions(k: &Karapace, who: &str, short_id: &str) {
         ],
     );
     // Sessions left running by a failed check end with the test.
-    let _stop = StopOnPanic(k);
+    let _stop = StopOnPanic(k, "c");
     wait_for_file(k, who, "/tmp/first");
     let seen = k.ok(&[
         "exec",
@@ -348,6 +352,76 @@ fn concurrent_sessions(k: &Karapace, who: &str, short_id: &str) {
     assert!(!list.contains("running"), "{who}: {list}");
     // The environment runs again afterwards, its /tmp gone with its last session.
     k.ok(&["exec", "c", "--", "sh", "-c", "test ! -e /tmp/first"]);
+}
+
+/// The session records of environment `name` (its `env/<id>/sessions` directory).
+fn sessions_dir(k: &Karapace, name: &str) -> std::path::PathBuf {
+    let v = k.json(&["inspect", name, "--json"]);
+    let id = v["env_id"].as_str().expect("env_id");
+    k.store().join("env").join(id).join("sessions")
+}
+
+/// Copies the record of `from`'s running session into `to`'s records, as if `to` had a session
+/// there; returns the copy.
+fn forge_record(k: &Karapace, from: &str, to: &str) -> std::path::PathBuf {
+    let src_dir = sessions_dir(k, from);
+    let live = |path: &Path| -> Option<(std::ffi::OsString, Vec<u8>)> {
+        let text = std::fs::read(path).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+        let pid = v.get("pid")?.as_u64()?;
+        v.get("init_pid")?;
+        let name = path.file_name()?.to_owned();
+        Path::new(&format!("/proc/{pid}"))
+            .exists()
+            .then_some((name, text))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (name, text) = loop {
+        let found = std::fs::read_dir(&src_dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .find_map(|e| live(&e.path()));
+        if let Some(record) = found {
+            break record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no live session record of {from}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let dst_dir = sessions_dir(k, to);
+    std::fs::create_dir_all(&dst_dir).expect("mkdir sessions");
+    let dst = dst_dir.join(name);
+    std::fs::write(&dst, text).expect("write the forged record");
+    dst
+}
+
+/// The helper tells the backends' sessions apart: offered (through a record copied from the
+/// other environment) a running session of the other backend to join, a session is refused and
+/// says why — a namespace session must never take an `oci` init's root, which is the host's
+/// file system. Both environments are root's, so the id maps alone would let either join.
+fn each_backend_refuses_the_others_sessions(k: &Karapace) {
+    k.ok(&["build", "--name", "n", "ns.toml"]);
+    for (running, joining, why) in [
+        ("c", "n", "it is an OCI runtime's session"),
+        ("n", "c", "it has no OCI runtime's stage"),
+    ] {
+        let mut session = spawn_session_of(k, running, &["sleep", "300"]);
+        let _stop = StopOnPanic(k, running);
+        let forged = forge_record(k, running, joining);
+        let refused = k.exec(joining, &["true"]);
+        let _ = std::fs::remove_file(&forged);
+        assert!(!refused.success(), "{joining} joined {running}'s session");
+        assert!(
+            refused.stderr_str().contains(why),
+            "{joining} joining {running}: {}",
+            refused.stderr_str()
+        );
+        k.ok(&["stop", running]);
+        let _ = wait_exit(&mut session, "root", "the stopped session");
+    }
 }
 
 /// `commit`, `diff` and `restore` work on what OCI sessions wrote, as on the namespace backend.
@@ -430,6 +504,11 @@ fn oci_backend_runs_sessions_with_crun_runc_and_youki_as_root_and_as_a_user() {
         .image_server(mirror.file_url())
         .env(SECRET.0, SECRET.1);
     everything(&root, "root");
+    dir.write_project_file(
+        "ns.toml",
+        &MANIFEST.replace("backend = \"oci\"", "backend = \"namespace\""),
+    );
+    each_backend_refuses_the_others_sessions(&root.clone().env("KARAPACE_OCI_RUNTIME", "crun"));
     let home = UserDir::new("oci-runtime", RANGE_USER, MANIFEST, None);
     let user = home.karapace(&mirror).env(SECRET.0, SECRET.1);
     everything(&user, RANGE_USER);
