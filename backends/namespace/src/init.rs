@@ -177,13 +177,7 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
     // capabilities its user's other processes lack: the kernel keeps them from inspecting
     // it all the same.)
     nix::sys::prctl::set_dumpable(true).map_err(|e| Step(SetupStep::Dumpable, e))?;
-    if p.id_map == IdMap::Single && p.mode == Mode::Rootless {
-        let (iu, ig) = match p.identity {
-            Identity::Root => (0, 0),
-            Identity::Caller => (uid, gid),
-        };
-        idmap::write_single(iu, uid, ig, gid)?;
-    }
+    write_single_map(p, uid, gid)?;
 
     // Step 2: the remaining namespaces, in this process only.
     session_namespaces(p)?;
@@ -195,6 +189,20 @@ fn setup(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Resu
     drop(root);
     t.mounts = monotonic_ns();
     Ok(())
+}
+
+/// A single id map, which this process writes itself (the helper writes the others before
+/// releasing it): the caller's own id, mapped to [`Prepared::mapped_identity`]. The privileged
+/// mode has no user namespace.
+fn write_single_map(p: &Prepared, uid: u32, gid: u32) -> Result<(), Step> {
+    if p.id_map != IdMap::Single || p.mode != Mode::Rootless {
+        return Ok(());
+    }
+    let (iu, ig) = match p.mapped_identity() {
+        Identity::Root => (0, 0),
+        Identity::Caller => (uid, gid),
+    };
+    idmap::write_single(iu, uid, ig, gid)
 }
 
 /// The namespaces a session's processes share beside the user and pid namespaces: mount, UTS
@@ -221,9 +229,7 @@ fn session_namespaces(p: &Prepared) -> Result<(), Step> {
 fn setup_oci(p: &Prepared, uid: u32, gid: u32, go: OwnedFd, t: &mut Timings) -> Result<(), Step> {
     wait_release(go)?;
     nix::sys::prctl::set_dumpable(true).map_err(|e| Step(SetupStep::Dumpable, e))?;
-    if p.id_map == IdMap::Single {
-        idmap::write_single(0, uid, 0, gid)?;
-    }
+    write_single_map(p, uid, gid)?;
     session_namespaces(p)?;
     t.namespaces = monotonic_ns();
     rootfs::assemble_oci(p)?;

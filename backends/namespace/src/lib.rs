@@ -85,6 +85,17 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// Whom the session's user namespace maps the caller to: root for an `oci` session (its
+    /// runtime must be root there, whatever the workload's identity), else the request's
+    /// identity.
+    pub fn mapped_identity(&self) -> Identity {
+        if self.oci.is_some() {
+            Identity::Root
+        } else {
+            self.identity
+        }
+    }
+
     /// The descriptors of every validated path (lowers, upper and work, bind and device
     /// sources): the helper opened them in the host's mount namespace.
     fn host_fds(&self) -> Vec<RawFd> {
@@ -190,14 +201,8 @@ pub fn blocked_set() -> nix::sys::signal::SigSet {
 pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
     let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
     if !p.join.is_empty() {
-        // An `oci` session's namespace maps the caller to root whatever the request's identity
-        // (`init::setup_oci`: its runtime must be root there).
-        let identity = if p.oci.is_some() {
-            Identity::Root
-        } else {
-            p.identity
-        };
-        let maps = (p.mode == Mode::Rootless).then(|| p.id_map.lines(identity, uid, gid));
+        let maps =
+            (p.mode == Mode::Rootless).then(|| p.id_map.lines(p.mapped_identity(), uid, gid));
         let target = join::open_target(&p.join, uid, gid, maps.as_ref(), p.oci.is_some())?;
         return join::launch(p, &target);
     }

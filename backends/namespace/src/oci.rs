@@ -73,6 +73,9 @@ pub const DEVICES: &str = "/tmp/dev";
 /// The bundle directory: `config.json` and everything else of one session's runtime (the
 /// root is [`ROOT`]). A joining session mounts a tmpfs of its own over it.
 pub const BUNDLE: &str = "/tmp/bundle";
+/// The size of the tmpfs a joining session mounts over [`BUNDLE`], and of the room a fresh
+/// session's stage keeps for it (MiB).
+pub const BUNDLE_MB: u64 = 4;
 /// The runtime's state directory (`--root`).
 pub const STATE: &str = "/tmp/bundle/state";
 /// An interactive session's console socket (`--console-socket`): the runtime allocates the
@@ -443,9 +446,8 @@ fn is_numbered_source(source: &Path, dir: &str) -> bool {
 fn check_joined_mount(m: &Mount) -> Result<(), String> {
     let typ = m.typ().as_deref().unwrap_or("");
     let source = m.source().as_deref().unwrap_or(Path::new(""));
-    let shared = [SHARED_TMP, SHARED_RUN, SHARED_SHM, "/sys"]
-        .iter()
-        .any(|d| source == Path::new(d));
+    let shared =
+        source == Path::new("/sys") || SHARED_MOUNTS.iter().any(|(d, _)| source == Path::new(d));
     let ok = match typ {
         "bind" => {
             shared || is_numbered_source(source, SOURCES) || is_numbered_source(source, DEVICES)

@@ -222,7 +222,7 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
     };
     // An OCI session's stage also holds the bundle and the runtime's state.
     let scratch_mb = if p.oci.is_some() {
-        scratch_mb + 4
+        scratch_mb + crate::oci::BUNDLE_MB
     } else {
         scratch_mb
     };
@@ -666,7 +666,7 @@ pub fn joined_oci_stage() -> Result<Vec<u8>, Step> {
             oci::BUNDLE,
             Some("tmpfs"),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("mode=0700,size=4m"),
+            Some(format!("mode=0700,size={}m", oci::BUNDLE_MB).as_str()),
         ),
     )?;
     Ok(config)
