@@ -7,6 +7,7 @@
 //! Runs in the root pass (it switches users with `runuser`); the users come from
 //! `scripts/test-all`.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -97,16 +98,39 @@ fn apt_in_a_session(k: &Karapace, who: &str) {
         "/usr/bin/jq",
     ]);
     assert_eq!(owner.stdout_str(), "root\n", "{who}");
-    sessions_side_by_side(k, who);
+    sessions_side_by_side(k, who, Backend { oci: false });
+}
+
+/// The base image under the `oci` backend (crun): its sessions map the caller's id to root
+/// whether they run with `--root` or not.
+const OCI_MANIFEST: &str = r#"manifest_version = 1
+
+[base]
+image = "debian/bookworm"
+
+[system]
+packages = []
+
+[runtime]
+backend = "oci"
+"#;
+
+/// Which sessions share namespaces: of the namespace backend (`oci` false) or the `oci` one.
+#[derive(Clone, Copy)]
+struct Backend {
+    oci: bool,
 }
 
 /// A session of an environment joins the sessions already running in it (its overlay is mounted
 /// once). A `--root` session's user namespace maps a user's ids differently from a plain one's,
 /// so for a user the two kinds cannot share one and the second is refused with a message that
 /// says why and what to do; for root on the host they map the same ids and join each other. Two
-/// `--root` sessions always join (they share the IPC namespace).
-fn sessions_side_by_side(k: &Karapace, who: &str) {
+/// `--root` sessions always join (they share the IPC namespace). Under the `oci` backend every
+/// session maps the caller's id to root, so only a user with a subordinate range (whose `--root`
+/// sessions map it too) is refused.
+fn sessions_side_by_side(k: &Karapace, who: &str, backend: Backend) {
     let host_root = who == "root";
+    let maps_alike = host_root || (backend.oci && who == NO_RANGE_USER);
     for (first_root, second_root) in [(false, true), (true, false), (true, true)] {
         let with_root = |root: bool, script: &'static str| {
             let mut argv = vec!["exec"];
@@ -142,15 +166,18 @@ fn sessions_side_by_side(k: &Karapace, who: &str) {
         );
         let out = k.run(&second);
         let case = format!("{who}: --root first {first_root}, second {second_root}");
-        if host_root || first_root == second_root {
+        if maps_alike || first_root == second_root {
             out.assert_success();
-            // Root's plain sessions are uid 0 inside too.
+            // Root's plain sessions are uid 0 inside too, as are every `oci` session's.
             assert_eq!(out.stdout_str(), "joined\n0\n", "{case}");
         } else {
             out.assert_code(1);
             let err = out.stderr_str();
             let expected = if first_root {
                 "cannot start a session of 's' while 1 --root session(s) run in it"
+            } else if backend.oci {
+                "cannot start a --root session of 's' while 1 session(s) with other id maps run \
+                 in it (started without --root"
             } else {
                 "cannot start a --root session of 's' while 1 session(s) without --root run in it"
             };
@@ -178,5 +205,30 @@ fn apt_get_install_works_in_root_sessions_for_every_id_map() {
     for user in [RANGE_USER, NO_RANGE_USER] {
         let home = UserDir::new("apt-session", user, MANIFEST, None);
         apt_in_a_session(&home.karapace(&mirror), user);
+    }
+}
+
+#[test]
+fn oci_sessions_share_namespaces_when_they_map_the_same_ids() {
+    let Some(mirror): Option<Mirror> = switching_users(&[RANGE_USER, NO_RANGE_USER]) else {
+        return;
+    };
+    if !Path::new("/usr/bin/crun").is_file() {
+        assert!(std::env::var_os("CI").is_none(), "CI installs crun");
+        eprintln!("skipped: crun is not installed");
+        return;
+    }
+    let oci = Backend { oci: true };
+    let dir = TestDir::new("oci-side-by-side");
+    dir.write_project_file("karapace.toml", OCI_MANIFEST);
+    let homes = [RANGE_USER, NO_RANGE_USER]
+        .map(|user| (UserDir::new("oci-side-by-side", user, OCI_MANIFEST, None), user));
+    let callers = [(Karapace::new(&dir).image_server(mirror.file_url()), "root")]
+        .into_iter()
+        .chain(homes.iter().map(|(home, user)| (home.karapace(&mirror), *user)));
+    for (k, who) in callers {
+        let k = k.env("KARAPACE_OCI_RUNTIME", "crun");
+        k.ok(&["build", "--name", "s"]);
+        sessions_side_by_side(&k, who, oci);
     }
 }

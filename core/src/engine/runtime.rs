@@ -200,17 +200,24 @@ pub fn session_spec(
 /// (`karapace_store::SessionInfo::id_maps`): a new session joins only running sessions whose
 /// maps are the ones it would write itself. For root on the host plain and `--root` sessions
 /// map the same ids; a user's plain session maps its own id to itself, a `--root` one maps it
-/// to 0 (with the subordinate range, if any), so the two kinds cannot share namespaces.
+/// to 0 (with the subordinate range, if any), so the two kinds cannot share namespaces. An
+/// `oci` session always maps the caller's id to 0 (the runtime runs as root there; plain
+/// workloads differ only in their capabilities), so without a subordinate range its plain and
+/// `--root` sessions share namespaces.
 pub fn id_maps_name(spec: &RunSpec) -> &'static str {
     match (spec.id_map, spec.identity) {
         (IdMapMode::Full, _) => "full",
-        (_, Identity::Root) => "own-id-as-root",
+        (_, Identity::Root) => ROOT_SESSION_MAPS,
+        (_, Identity::Caller) if spec.oci.is_some() => ROOT_SESSION_MAPS,
         (_, Identity::Caller) => PLAIN_SESSION_MAPS,
     }
 }
 
 /// [`id_maps_name`] of a user's plain session: only the caller's own id, mapped to itself.
 pub const PLAIN_SESSION_MAPS: &str = "own-id";
+
+/// [`id_maps_name`] of a session that maps only the caller's own id, to root.
+const ROOT_SESSION_MAPS: &str = "own-id-as-root";
 
 /// Environment variables of root sessions whose id map is collapsed ([`as_root`]).
 pub const COLLAPSED_SESSION_ENV: [(&str, &str); 1] =
@@ -306,6 +313,7 @@ pub fn canonical_root(store: &Store) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use karapace_helper_client::{OciFlavour, OciRuntime};
 
     #[test]
     fn plain_and_root_sessions_name_their_id_maps_apart_unless_both_are_full() {
@@ -334,5 +342,30 @@ mod tests {
         let full_root = name(&spec);
         spec.identity = Identity::Caller;
         assert_eq!(name(&spec), full_root, "root on the host: one kind of map");
+    }
+
+    #[test]
+    fn oci_sessions_map_the_caller_to_root_whatever_their_identity() {
+        let mut spec = build_step_spec(
+            Path::new("/s"),
+            vec![PathBuf::from("/s/l")],
+            Path::new("/s/u"),
+            Path::new("/s/w"),
+            vec!["true".into()],
+            &[],
+            Network::Isolated,
+        );
+        spec.oci = Some(OciRuntime {
+            path: PathBuf::from("/usr/bin/crun"),
+            flavour: OciFlavour::Crun,
+        });
+        spec.id_map = IdMapMode::Single;
+        spec.identity = Identity::Caller;
+        let plain = id_maps_name(&spec);
+        spec.identity = Identity::Root;
+        assert_eq!(id_maps_name(&spec), plain);
+        assert_ne!(plain, PLAIN_SESSION_MAPS);
+        spec.id_map = IdMapMode::Full;
+        assert_ne!(id_maps_name(&spec), plain, "a subordinate range maps more ids");
     }
 }

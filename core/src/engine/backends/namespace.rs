@@ -188,7 +188,7 @@ fn start_session(
             .collect();
         if let Some(first) = others.first() {
             let theirs = first.id_maps.as_deref().unwrap_or_default();
-            return Err(other_maps_running(env, id_maps, theirs, others.len()));
+            return Err(other_maps_running(env, spec.identity, theirs, others.len()));
         }
         spec.join = live
             .iter()
@@ -257,31 +257,35 @@ fn start_session(
 
 /// A session cannot start beside running sessions whose user namespace maps other ids: it
 /// would have to join them (the overlay is mounted once) and would then run as another id
-/// inside. `mine` and `theirs` are [`runtime::id_maps_name`]s.
-fn other_maps_running(env: &EnvMetadata, mine: &str, theirs: &str, count: usize) -> CoreError {
+/// inside. `identity` is the new session's; `theirs` is the running sessions'
+/// [`runtime::id_maps_name`].
+fn other_maps_running(
+    env: &EnvMetadata,
+    identity: hc::Identity,
+    theirs: &str,
+    count: usize,
+) -> CoreError {
     let label = env_label(env);
-    let plain = runtime::PLAIN_SESSION_MAPS;
-    CoreError::State(if mine != plain && theirs != plain {
-        // Both --root, but the caller's id maps changed in between (a subordinate range
-        // added or removed while a session ran).
-        format!(
-            "cannot start a --root session of '{label}' while {count} --root session(s) \
-             started with other id maps run in it (your subordinate id range changed since); \
-             wait for them to end or end them with 'karapace stop {label}'"
-        )
-    } else if mine == plain {
-        format!(
+    CoreError::State(match identity {
+        hc::Identity::Caller => format!(
             "cannot start a session of '{label}' while {count} --root session(s) run in it: \
-             sessions of an environment share its namespaces, and --root sessions map your id \
-             to root; run the command with --root as well, wait for them to end, or end \
-             them with 'karapace stop {label}'"
-        )
-    } else {
-        format!(
+             sessions of an environment share its namespaces, and --root sessions map your \
+             ids differently; run the command with --root as well, wait for them to end, or \
+             end them with 'karapace stop {label}'"
+        ),
+        hc::Identity::Root if theirs == runtime::PLAIN_SESSION_MAPS => format!(
             "cannot start a --root session of '{label}' while {count} session(s) without \
              --root run in it: sessions of an environment share its namespaces, and theirs map \
              your id to itself, not to root; end them first ('karapace stop {label}') or run \
              the command without --root"
-        )
+        ),
+        // Sessions of an `oci` environment without --root, which map only the caller's id to
+        // root, or --root sessions started before the caller's subordinate range changed.
+        hc::Identity::Root => format!(
+            "cannot start a --root session of '{label}' while {count} session(s) with other \
+             id maps run in it (started without --root, or before your subordinate id range \
+             changed): sessions of an environment share its namespaces; wait for them to end \
+             or end them with 'karapace stop {label}'"
+        ),
     })
 }
