@@ -221,11 +221,19 @@ fn oci_sessions_share_namespaces_when_they_map_the_same_ids() {
     let oci = Backend { oci: true };
     let dir = TestDir::new("oci-side-by-side");
     dir.write_project_file("karapace.toml", OCI_MANIFEST);
-    let homes = [RANGE_USER, NO_RANGE_USER]
-        .map(|user| (UserDir::new("oci-side-by-side", user, OCI_MANIFEST, None), user));
+    let homes = [RANGE_USER, NO_RANGE_USER].map(|user| {
+        (
+            UserDir::new("oci-side-by-side", user, OCI_MANIFEST, None),
+            user,
+        )
+    });
     let callers = [(Karapace::new(&dir).image_server(mirror.file_url()), "root")]
         .into_iter()
-        .chain(homes.iter().map(|(home, user)| (home.karapace(&mirror), *user)));
+        .chain(
+            homes
+                .iter()
+                .map(|(home, user)| (home.karapace(&mirror), *user)),
+        );
     for (k, who) in callers {
         let k = k.env("KARAPACE_OCI_RUNTIME", "crun");
         k.ok(&["build", "--name", "s"]);

@@ -366,6 +366,10 @@ mod tests {
         assert_eq!(id_maps_name(&spec), plain);
         assert_ne!(plain, PLAIN_SESSION_MAPS);
         spec.id_map = IdMapMode::Full;
-        assert_ne!(id_maps_name(&spec), plain, "a subordinate range maps more ids");
+        assert_ne!(
+            id_maps_name(&spec),
+            plain,
+            "a subordinate range maps more ids"
+        );
     }
 }

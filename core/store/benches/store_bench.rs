@@ -225,6 +225,11 @@ fn main() {
         let t = Instant::now();
         store.restore(&env_id, &snap).unwrap();
         restores.push(t.elapsed());
+        eprintln!(
+            "round {round}: tar -x {}, restore {}",
+            secs(tar_xs[round]),
+            secs(restores[round])
+        );
         let t = Instant::now();
         assert_eq!(store.empty_trash().unwrap(), 1);
         emptyings.push(t.elapsed());
@@ -239,6 +244,12 @@ fn main() {
             d = xdir2.display()
         )));
     }
+    // Each round's ratio from that round's pair, before the lists are sorted for their medians.
+    let ratios = {
+        let mut r: Vec<f64> = restores_vs(&restores, &tar_xs);
+        r.sort_by(f64::total_cmp);
+        r
+    };
     let median = |v: &mut Vec<Duration>| {
         v.sort();
         v[v.len() / 2]
@@ -249,11 +260,6 @@ fn main() {
         median(&mut restores),
         median(&mut emptyings),
     );
-    let ratios = {
-        let mut r: Vec<f64> = restores_vs(&restores, &tar_xs);
-        r.sort_by(f64::total_cmp);
-        r
-    };
 
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);

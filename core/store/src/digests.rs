@@ -11,9 +11,10 @@ use std::io::{self, Read};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Result, StoreError, io_at};
+use crate::error::{Result, StoreError, io_at, io_err};
 use crate::fsutil::{create_dir_all_private, write_atomic};
 use crate::objects::{IO_BUF, is_valid_key};
+use crate::read_ahead::ReadAhead;
 use crate::store::Store;
 
 impl Store {
@@ -32,7 +33,9 @@ impl Store {
         {
             return Ok(text.trim().to_string());
         }
-        let mut reader = self.open_object(key)?;
+        // Verified against its key on a thread of its own while this one computes the sha256.
+        let mut reader =
+            ReadAhead::spawn(self.open_object(key)?).map_err(io_err("start reading the object"))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; IO_BUF];
         loop {

@@ -8,6 +8,7 @@ use crate::fsutil::{
     CONTENT_ROOT_MODE, create_dir_mode, exists_nofollow, fsync_dir, unique_name, write_atomic,
 };
 use crate::objects::{ObjectHash, ObjectReader, ObjectWriter, is_valid_key, object_path, read_err};
+use crate::read_ahead::ReadAhead;
 use crate::store::Store;
 use crate::tar::UnpackOptions;
 use crate::wal::WalOp;
@@ -281,8 +282,9 @@ impl Store {
     /// Unpack a layer's object into `dest` (which must exist), verifying the object hash.
     pub(crate) fn unpack_layer_into(&self, m: &LayerManifest, dest: &Path) -> Result<()> {
         let r = self.open_object(&m.tar_hash)?;
-        // Buffered: the tar reader issues many small reads (512-byte headers).
-        let mut r = io::BufReader::with_capacity(crate::objects::IO_BUF, r);
+        // Read and hashed on a thread of its own while this one unpacks (the tar reader's many
+        // small reads are served from its buffers).
+        let mut r = ReadAhead::spawn(r).map_err(io_err("start reading the object"))?;
         let opts = UnpackOptions {
             limits: self.archive_limits(),
             ..UnpackOptions::overlay()

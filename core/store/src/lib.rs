@@ -20,6 +20,7 @@ mod meta;
 pub mod migrate;
 mod objects;
 pub mod owners;
+mod read_ahead;
 mod sessions;
 mod snapshots;
 mod store;

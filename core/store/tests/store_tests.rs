@@ -57,10 +57,53 @@ fn objects_dedupe_and_verify_on_read() {
     let r = f.store.verify().unwrap();
     assert_eq!(r.failed, 1);
     assert_eq!(r.failures[0].key, format!("object:{h1}"));
+    // Nor is a sha256 computed (and cached) for it.
+    assert!(
+        matches!(
+            f.store.object_sha256(&h1),
+            Err(StoreError::Integrity { .. })
+        ),
+        "a corrupt object has no sha256"
+    );
     // Putting the right bytes again heals it.
     f.store.put_object(&data[..]).unwrap();
     assert!(f.store.verify().unwrap().is_clean());
     assert!(leftovers(&f.root).is_empty());
+}
+
+/// A snapshot whose object was altered on disk (a byte of a file's content, so the archive
+/// still parses) is refused by restore, which leaves the environment as it was: the content is
+/// verified while it is unpacked (on a thread of its own) and before the swap.
+#[test]
+fn restore_refuses_a_snapshot_whose_object_changed() {
+    let f = fixture();
+    let id = make_env(&f.store, "tampered", &f.base);
+    let upper = f.store.env_upper(&id);
+    let content = "snapshot-content-".repeat(40_000);
+    write(&upper.join("big"), content.as_bytes());
+    let snap = f.store.commit(&id).unwrap();
+    let tar_hash = f.store.snapshots(&id).unwrap()[0].tar_hash.clone();
+    write(&upper.join("big"), b"after the snapshot");
+    let p = f
+        .root
+        .join("store/objects")
+        .join(&tar_hash[..2])
+        .join(&tar_hash);
+    let mut bytes = fs::read(&p).unwrap();
+    let at = bytes
+        .windows(17)
+        .rposition(|w| w == b"snapshot-content-")
+        .expect("the file's content is in the archive");
+    bytes[at] ^= 0x20;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::write(&p, &bytes).unwrap();
+    let err = f.store.restore(&id, &snap).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Integrity { key, .. } if key.contains(&tar_hash)),
+        "{err:?}"
+    );
+    assert_eq!(fs::read(upper.join("big")).unwrap(), b"after the snapshot");
+    assert!(leftovers(&f.root).is_empty(), "{:?}", leftovers(&f.root));
 }
 
 #[test]
