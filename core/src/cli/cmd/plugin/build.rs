@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, dir: &Path, output_file: Option<&Path>) -> Result<i32> {
             "--manifest-path",
         ])
         .arg(&manifest)
-        .envs(tools.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(tools.env.iter().map(|(k, v)| (*k, v)))
         // cargo's diagnostics and progress go straight to the user.
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

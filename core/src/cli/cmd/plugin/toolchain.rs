@@ -3,6 +3,7 @@
 //! packages (std built from source with `-Zbuild-std`, linked by `wasm-ld`).
 //! `KARAPACE_PLUGIN_ROUTE=rustup|debian` forces one.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -17,7 +18,7 @@ pub struct Toolchain {
     pub route: &'static str,
     pub cargo: PathBuf,
     /// Extra environment for cargo.
-    pub env: Vec<(&'static str, String)>,
+    pub env: Vec<(&'static str, OsString)>,
     /// Extra `cargo build` arguments.
     pub args: Vec<&'static str>,
 }
@@ -83,13 +84,12 @@ fn debian() -> Result<Toolchain> {
             "missing {DEBIAN_STD_SOURCES} (apt-get install rust-web-src)"
         )));
     }
-    // Debian's cargo must find Debian's rustc, not a rustup proxy earlier on PATH.
-    let path = std::env::var("PATH").unwrap_or_default();
+    let path = debian_path(std::env::var_os("PATH"));
     Ok(Toolchain {
         route: "debian",
         cargo: PathBuf::from("/usr/bin/cargo"),
         env: vec![
-            ("PATH", format!("/usr/bin:{path}")),
+            ("PATH", path),
             ("RUSTC", "/usr/bin/rustc".into()),
             // -Zbuild-std is unstable; Debian's compiler is a stable release.
             ("RUSTC_BOOTSTRAP", "1".into()),
@@ -100,4 +100,36 @@ fn debian() -> Result<Toolchain> {
         ],
         args: vec!["-Zbuild-std=std,panic_abort"],
     })
+}
+
+/// `PATH` for Debian's cargo: it must find Debian's rustc, not a rustup proxy earlier on the
+/// caller's `PATH`. The rest is kept as the caller has it (a directory on `PATH` need not be
+/// UTF-8), with no trailing colon, which would put the current directory on `PATH`.
+fn debian_path(caller: Option<OsString>) -> OsString {
+    let mut path = OsString::from("/usr/bin");
+    if let Some(caller) = caller.filter(|p| !p.is_empty()) {
+        path.push(":");
+        path.push(caller);
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStringExt;
+
+    #[test]
+    fn debian_path_puts_usr_bin_first_and_keeps_the_rest_as_it_is() {
+        assert_eq!(debian_path(None), "/usr/bin");
+        assert_eq!(
+            debian_path(Some(OsString::new())),
+            "/usr/bin",
+            "no empty entry"
+        );
+        let odd = OsString::from_vec(b"/opt/\xff/bin:/bin".to_vec());
+        let mut expected = b"/usr/bin:".to_vec();
+        expected.extend(odd.as_encoded_bytes());
+        assert_eq!(debian_path(Some(odd)).into_vec(), expected);
+    }
 }
