@@ -315,9 +315,8 @@ mod tests {
     use super::*;
     use karapace_helper_client::{OciFlavour, OciRuntime};
 
-    #[test]
-    fn plain_and_root_sessions_name_their_id_maps_apart_unless_both_are_full() {
-        let mut spec = build_step_spec(
+    fn a_spec() -> RunSpec {
+        build_step_spec(
             Path::new("/s"),
             vec![PathBuf::from("/s/l")],
             Path::new("/s/u"),
@@ -325,17 +324,22 @@ mod tests {
             vec!["true".into()],
             &[],
             Network::Isolated,
-        );
+        )
+    }
+
+    #[test]
+    fn plain_and_root_sessions_name_their_id_maps_apart_unless_both_are_full() {
+        let mut spec = a_spec();
         let name = |spec: &RunSpec| id_maps_name(spec);
         spec.identity = Identity::Caller;
         spec.id_map = IdMapMode::Single;
         assert_eq!(name(&spec), PLAIN_SESSION_MAPS);
         spec.identity = Identity::Root;
-        assert_eq!(name(&spec), "own-id-as-root");
+        assert_eq!(name(&spec), ROOT_SESSION_MAPS);
         spec.id_map = IdMapMode::Collapsed;
         assert_eq!(
             name(&spec),
-            "own-id-as-root",
+            ROOT_SESSION_MAPS,
             "collapsed maps one id, as single"
         );
         spec.id_map = IdMapMode::Full;
@@ -346,15 +350,7 @@ mod tests {
 
     #[test]
     fn oci_sessions_map_the_caller_to_root_whatever_their_identity() {
-        let mut spec = build_step_spec(
-            Path::new("/s"),
-            vec![PathBuf::from("/s/l")],
-            Path::new("/s/u"),
-            Path::new("/s/w"),
-            vec!["true".into()],
-            &[],
-            Network::Isolated,
-        );
+        let mut spec = a_spec();
         spec.oci = Some(OciRuntime {
             path: PathBuf::from("/usr/bin/crun"),
             flavour: OciFlavour::Crun,

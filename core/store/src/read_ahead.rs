@@ -173,14 +173,17 @@ mod tests {
         (0..100_000u32).map(|i| (i % 251) as u8).collect()
     }
 
-    #[test]
-    fn passes_the_stream_through_unchanged() {
-        let src = Source {
+    fn source(fail_at_end: bool) -> Source {
+        Source {
             data: data(),
             pos: 0,
-            fail_at_end: false,
-        };
-        let mut r = ReadAhead::spawn(src).unwrap();
+            fail_at_end,
+        }
+    }
+
+    #[test]
+    fn passes_the_stream_through_unchanged() {
+        let mut r = ReadAhead::spawn(source(false)).unwrap();
         let mut got = Vec::new();
         r.read_to_end(&mut got).unwrap();
         assert_eq!(got, data());
@@ -189,12 +192,7 @@ mod tests {
 
     #[test]
     fn an_error_at_the_end_is_an_error_every_time() {
-        let src = Source {
-            data: data(),
-            pos: 0,
-            fail_at_end: true,
-        };
-        let mut r = ReadAhead::spawn(src).unwrap();
+        let mut r = ReadAhead::spawn(source(true)).unwrap();
         let mut got = Vec::new();
         let e = r.read_to_end(&mut got).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
