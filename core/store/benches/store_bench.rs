@@ -203,17 +203,26 @@ fn main() {
         .join("store/objects")
         .join(&tar_hash[..2])
         .join(&tar_hash);
-    // Each round: `tar -x` into a fresh directory, then restore, both after a `sync`; fresh
-    // directories because creating tens of thousands of files shortly after deleting as many
-    // makes ext4's inode allocator skip over recently freed inodes (seen with perf on the
-    // benchmark machine: `recently_deleted` dominating), which would distort whichever side
-    // runs second. The old upper restore leaves in the trash is removed after each round, as
-    // `karapace restore` does after printing its result, and timed apart.
+    // Each round: `tar -x` into a fresh directory, then restore, each right after the removal
+    // of a tree as large as the one it writes, and after a `sync`. Both sides start after a
+    // removal because creating tens of thousands of files shortly after deleting as many makes
+    // ext4's inode allocator skip over recently freed inodes (seen with perf on the benchmark
+    // machine: `recently_deleted` dominating), which would distort whichever side ran alone
+    // after one; and removing what `tar -x` wrote keeps a tmpfs from growing by the tree's size
+    // twice a round, which slowed later rounds of both sides. The old upper restore leaves in
+    // the trash is removed after each round, as `karapace restore` does after printing its
+    // result, and timed apart.
     let rounds = env_usize("KARAPACE_BENCH_RESTORE_ROUNDS", 1).max(1);
     let (mut tar_xs, mut tar_x_syncs, mut restores, mut emptyings) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let xdir = tmp.path().join("x");
+    let remove = |dir: &Path| {
+        if dir.exists() {
+            fs::remove_dir_all(dir).unwrap();
+        }
+    };
     for round in 0..rounds {
-        let xdir = tmp.path().join(format!("x{round}"));
+        remove(&xdir);
         fs::create_dir(&xdir).unwrap();
         sh("sync");
         tar_xs.push(sh(&format!(
@@ -221,6 +230,7 @@ fn main() {
             obj.display(),
             xdir.display()
         )));
+        remove(&xdir);
         sh("sync");
         let t = Instant::now();
         store.restore(&env_id, &snap).unwrap();
@@ -235,13 +245,12 @@ fn main() {
         emptyings.push(t.elapsed());
         // `tar -x` never makes what it wrote durable; restore must (`syncfs` before the swap).
         // The same with a `syncfs` afterwards shows what that costs on a disk.
-        let xdir2 = tmp.path().join(format!("x{round}s"));
-        fs::create_dir(&xdir2).unwrap();
+        fs::create_dir(&xdir).unwrap();
         sh("sync");
         tar_x_syncs.push(sh(&format!(
             "tar -x -f '{}' -C '{d}' && sync -f '{d}'",
             obj.display(),
-            d = xdir2.display()
+            d = xdir.display()
         )));
     }
     // Each round's ratio from that round's pair, before the lists are sorted for their medians.

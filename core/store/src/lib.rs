@@ -30,6 +30,7 @@ mod trash;
 pub mod usage;
 mod verify;
 mod wal;
+mod write_behind;
 
 pub use diff::{
     Diff, DiffBudget, MAX_DIFF_ENTRIES, MAX_DIFF_NAME_BYTES, diff_trees, too_large_diff,

@@ -7,8 +7,9 @@
 use crate::crash::crash_point;
 use crate::error::{Result, StoreError, io_at, io_err};
 use crate::fsutil::{fsync_dir, unique_name};
+use crate::write_behind::WriteBehind;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Lowercase 64-hex blake3 of an object's bytes.
@@ -138,7 +139,8 @@ impl<W: Write> Write for HashWriter<W> {
 /// A streaming object writer: write bytes, then [`ObjectWriter::finish`] to publish.
 /// Dropping it unfinished removes the temp file.
 pub struct ObjectWriter {
-    w: Option<BufWriter<HashWriter<SyncingFile>>>,
+    /// Hashed and written on a thread of its own while the caller produces the bytes.
+    w: Option<WriteBehind<HashWriter<SyncingFile>>>,
     tmp: PathBuf,
     objects_dir: PathBuf,
     published: bool,
@@ -159,7 +161,7 @@ impl ObjectWriter {
             len: 0,
         };
         Ok(ObjectWriter {
-            w: Some(BufWriter::with_capacity(IO_BUF, hw)),
+            w: Some(WriteBehind::spawn(hw).map_err(io_err("start writing the object"))?),
             tmp,
             objects_dir: objects_dir.to_path_buf(),
             published: false,
@@ -179,9 +181,7 @@ impl ObjectWriter {
         let Some(w) = self.w.take() else {
             return Err(StoreError::Invalid("object writer already sealed".into()));
         };
-        let hw = w
-            .into_inner()
-            .map_err(|e| io_err("write object")(e.into_error()))?;
+        let hw = w.finish().map_err(io_at("write", &self.tmp))?;
         let hash = hw.hasher.finalize().to_hex().to_string();
         let len = hw.len;
         let mut sf = hw.inner;
