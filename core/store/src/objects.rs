@@ -19,6 +19,32 @@ pub type ObjectHash = String;
 /// syscalls, small enough that memory stays bounded per stream.
 pub(crate) const IO_BUF: usize = 1 << 20;
 
+/// An I/O error kept to be returned again, so that every later call fails the same way (with
+/// the same OS error, which decides e.g. whether the store reports "no space left").
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    kind: io::ErrorKind,
+    os: Option<i32>,
+    msg: String,
+}
+
+impl Failure {
+    pub(crate) fn of(e: &io::Error) -> Self {
+        Failure {
+            kind: e.kind(),
+            os: e.raw_os_error(),
+            msg: e.to_string(),
+        }
+    }
+
+    pub(crate) fn again(&self) -> io::Error {
+        match self.os {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(self.kind, self.msg.clone()),
+        }
+    }
+}
+
 /// True for a 64-character lowercase hex key.
 pub fn is_valid_key(key: &str) -> bool {
     key.len() == 64
@@ -160,8 +186,15 @@ impl ObjectWriter {
             hasher: blake3::Hasher::new(),
             len: 0,
         };
+        let w = match WriteBehind::spawn(hw) {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(io_err("start writing the object")(e));
+            }
+        };
         Ok(ObjectWriter {
-            w: Some(WriteBehind::spawn(hw).map_err(io_err("start writing the object"))?),
+            w: Some(w),
             tmp,
             objects_dir: objects_dir.to_path_buf(),
             published: false,
@@ -241,12 +274,14 @@ impl Drop for ObjectWriter {
 }
 
 /// Reads an object and verifies its hash when the end is reached: the final `read`
-/// returning 0 is replaced by an `InvalidData` error on mismatch.
+/// returning 0 is replaced by an `InvalidData` error on mismatch, and so is every read after
+/// it (a caller that retries never sees an end of file).
 pub struct ObjectReader {
     f: File,
     hasher: blake3::Hasher,
     expected: String,
     done: bool,
+    mismatch: Option<Failure>,
 }
 
 impl ObjectReader {
@@ -266,6 +301,7 @@ impl ObjectReader {
             hasher: blake3::Hasher::new(),
             expected: expected.to_string(),
             done: false,
+            mismatch: None,
         })
     }
 
@@ -277,6 +313,9 @@ impl ObjectReader {
 
 impl Read for ObjectReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(f) = &self.mismatch {
+            return Err(f.again());
+        }
         if self.done {
             return Ok(0);
         }
@@ -285,13 +324,15 @@ impl Read for ObjectReader {
             self.done = true;
             let got = self.hasher.finalize().to_hex();
             if got.as_str() != self.expected {
-                return Err(io::Error::new(
+                let e = io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
                         "object {} is corrupt (content hashes to {got})",
                         self.expected
                     ),
-                ));
+                );
+                self.mismatch = Some(Failure::of(&e));
+                return Err(e);
             }
             return Ok(0);
         }

@@ -3,7 +3,7 @@
 //! does with the bytes (unpacking a layer writes tens of thousands of files), instead of adding
 //! to it.
 
-use crate::objects::IO_BUF;
+use crate::objects::{Failure, IO_BUF};
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
@@ -23,6 +23,9 @@ enum Chunk {
 /// Reads `source` on a thread of its own. The stream ends only when the source itself said so:
 /// a thread that stopped for any other reason (an error, a panic) is an error, never an early
 /// end of file.
+///
+/// Not for use inside a rayon task: the thread hashes with rayon (`hash_chunk`), which would
+/// wait for a pool worker blocked on this reader.
 pub struct ReadAhead {
     chunks: Option<Receiver<io::Result<Chunk>>>,
     /// Consumed buffers go back to the reading thread (no allocation per chunk).
@@ -39,7 +42,7 @@ enum State {
     Streaming,
     Ended,
     /// Kept so that every later read fails too.
-    Failed(io::ErrorKind, String),
+    Failed(Failure),
 }
 
 impl ReadAhead {
@@ -64,7 +67,7 @@ impl ReadAhead {
     fn refill(&mut self) -> io::Result<bool> {
         match &self.state {
             State::Ended => return Ok(false),
-            State::Failed(kind, msg) => return Err(io::Error::new(*kind, msg.clone())),
+            State::Failed(f) => return Err(f.again()),
             State::Streaming => {}
         }
         let next = match &self.chunks {
@@ -73,7 +76,8 @@ impl ReadAhead {
                     "the reading thread stopped before the end",
                 ))
             }),
-            None => Ok(Chunk::End),
+            // Only `Drop` clears it; never an end of file that skipped the source's own.
+            None => Err(io::Error::other("the stream was closed")),
         };
         match next {
             Ok(Chunk::Bytes { buf, len }) => {
@@ -89,7 +93,7 @@ impl ReadAhead {
                 Ok(false)
             }
             Err(e) => {
-                self.state = State::Failed(e.kind(), e.to_string());
+                self.state = State::Failed(Failure::of(&e));
                 Err(e)
             }
         }
@@ -221,9 +225,16 @@ mod tests {
             pos: 0,
             fail_at_end: false,
         };
-        let mut r = ReadAhead::spawn(src).unwrap();
-        let mut first = [0u8; 3];
-        r.read_exact(&mut first).unwrap();
-        drop(r); // joins the thread, which is blocked on a full channel
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = ReadAhead::spawn(src).unwrap();
+            let mut first = [0u8; 3];
+            r.read_exact(&mut first).unwrap();
+            drop(r); // joins the thread, which is blocked on a full channel
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("dropping a reader whose thread waits on a full channel returns");
     }
 }

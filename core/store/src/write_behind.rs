@@ -2,7 +2,7 @@
 //! hashing and writing then overlap with what produces the bytes (packing a tree reads tens of
 //! thousands of files), as `tar -c | b3sum` overlaps its two programs.
 
-use crate::objects::IO_BUF;
+use crate::objects::{Failure, IO_BUF};
 use std::io::{self, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
@@ -12,13 +12,17 @@ const BEHIND: usize = 2;
 
 /// Writes into `IO_BUF`-sized buffers; the thread writes each full one to the sink, in order.
 /// The sink comes back from [`WriteBehind::finish`] with everything written to it, or with the
-/// first error the thread met (every write after that error fails too).
+/// first error the thread met (every write after that error fails the same way).
+///
+/// Not for use inside a rayon task: the thread hashes with rayon (`hash_chunk`), which would
+/// wait for a pool worker blocked on this writer.
 pub(crate) struct WriteBehind<W: Write + Send + 'static> {
     buf: Vec<u8>,
     full: Option<SyncSender<Vec<u8>>>,
     /// Written buffers come back (no allocation per buffer).
     spare: Receiver<Vec<u8>>,
     thread: Option<JoinHandle<io::Result<W>>>,
+    failed: Option<Failure>,
 }
 
 impl<W: Write + Send + 'static> WriteBehind<W> {
@@ -33,6 +37,7 @@ impl<W: Write + Send + 'static> WriteBehind<W> {
             full: Some(full_tx),
             spare: spare_rx,
             thread: Some(thread),
+            failed: None,
         })
     }
 
@@ -67,21 +72,29 @@ impl<W: Write + Send + 'static> WriteBehind<W> {
         self.stop()
     }
 
+    /// Waits for the thread; its error is kept for every later call.
     fn stop(&mut self) -> io::Result<W> {
         self.full = None;
-        match self.thread.take() {
-            Some(t) => t
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the writing thread failed"))),
-            None => Err(io::Error::other("the writing thread is gone")),
+        if let Some(f) = &self.failed {
+            return Err(f.again());
         }
+        let Some(t) = self.thread.take() else {
+            return Err(io::Error::other("the writing thread is gone"));
+        };
+        let ended = t
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the writing thread failed")));
+        if let Err(e) = &ended {
+            self.failed = Some(Failure::of(e));
+        }
+        ended
     }
 }
 
 impl<W: Write + Send + 'static> Write for WriteBehind<W> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.thread.is_none() {
-            return Err(io::Error::other("the writing thread is gone"));
+        if let Some(f) = &self.failed {
+            return Err(f.again());
         }
         let n = data.len().min(IO_BUF - self.buf.len());
         self.buf.extend_from_slice(&data[..n]);
@@ -195,13 +208,64 @@ mod tests {
     }
 
     #[test]
+    fn every_call_after_a_failure_fails_with_its_os_error() {
+        /// Fails every write with ENOSPC.
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from_raw_os_error(nix::libc::ENOSPC))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = WriteBehind::spawn(Full).unwrap();
+        let first = w
+            .write_all(&data(4 * IO_BUF))
+            .expect_err("a later buffer meets the thread's error");
+        assert_eq!(first.raw_os_error(), Some(nix::libc::ENOSPC));
+        let again = w.write(b"x").unwrap_err();
+        assert_eq!(again.raw_os_error(), Some(nix::libc::ENOSPC), "{again}");
+        let at_finish = w.finish().map(|_| ()).expect_err("finish fails too");
+        assert_eq!(
+            at_finish.raw_os_error(),
+            Some(nix::libc::ENOSPC),
+            "{at_finish}"
+        );
+    }
+
+    #[test]
     fn dropped_unfinished_waits_for_the_thread() {
-        let mut w = WriteBehind::spawn(Limited {
-            got: Vec::new(),
-            limit: usize::MAX,
-        })
-        .unwrap();
-        w.write_all(&data(5 * IO_BUF)).unwrap();
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        /// A slow sink that counts what it was given.
+        struct Slow(Arc<AtomicUsize>);
+        impl Write for Slow {
+            fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                self.0.fetch_add(data.len(), Ordering::SeqCst);
+                Ok(data.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let written = Arc::new(AtomicUsize::new(0));
+        let mut w = WriteBehind::spawn(Slow(Arc::clone(&written))).unwrap();
+        // Four full buffers go to the thread; the partial fifth stays behind and is dropped.
+        w.write_all(&data(4 * IO_BUF + 10)).unwrap();
         drop(w);
+        let at_drop = written.load(Ordering::SeqCst);
+        assert_eq!(
+            at_drop,
+            4 * IO_BUF,
+            "every handed-over buffer written before drop returns"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(
+            written.load(Ordering::SeqCst),
+            at_drop,
+            "nothing written after drop"
+        );
     }
 }

@@ -47,13 +47,11 @@ fn objects_dedupe_and_verify_on_read() {
     let mut bad = data.clone();
     bad[12345] ^= 1;
     fs::write(&p, &bad).unwrap();
-    let err = f
-        .store
-        .open_object(&h1)
-        .unwrap()
-        .read_to_end(&mut Vec::new())
-        .unwrap_err();
+    let mut reader = f.store.open_object(&h1).unwrap();
+    let err = reader.read_to_end(&mut Vec::new()).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    let retried = reader.read(&mut [0u8; 8]).unwrap_err();
+    assert_eq!(retried.kind(), err.kind(), "a retry is no end of file");
     let r = f.store.verify().unwrap();
     assert_eq!(r.failed, 1);
     assert_eq!(r.failures[0].key, format!("object:{h1}"));

@@ -4,6 +4,7 @@
 //! `KARAPACE_PLUGIN_ROUTE=rustup|debian` forces one.
 
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -103,21 +104,21 @@ fn debian() -> Result<Toolchain> {
 }
 
 /// `PATH` for Debian's cargo: it must find Debian's rustc, not a rustup proxy earlier on the
-/// caller's `PATH`. The rest is kept as the caller has it (a directory on `PATH` need not be
-/// UTF-8), with no trailing colon, which would put the current directory on `PATH`.
+/// caller's `PATH`. The caller's directories follow as they are (one need not be UTF-8), but
+/// not its empty entries, which mean the current directory.
 fn debian_path(caller: Option<OsString>) -> OsString {
-    let mut path = OsString::from("/usr/bin");
-    if let Some(caller) = caller.filter(|p| !p.is_empty()) {
-        path.push(":");
-        path.push(caller);
+    let mut path = b"/usr/bin".to_vec();
+    let caller = caller.map(OsString::into_vec).unwrap_or_default();
+    for dir in caller.split(|&b| b == b':').filter(|d| !d.is_empty()) {
+        path.push(b':');
+        path.extend_from_slice(dir);
     }
-    path
+    OsString::from_vec(path)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::ffi::OsStringExt;
 
     #[test]
     fn debian_path_puts_usr_bin_first_and_keeps_the_rest_as_it_is() {
@@ -126,6 +127,11 @@ mod tests {
             debian_path(Some(OsString::new())),
             "/usr/bin",
             "no empty entry"
+        );
+        assert_eq!(
+            debian_path(Some(":/bin::/sbin:".into())),
+            "/usr/bin:/bin:/sbin",
+            "no entry that means the current directory"
         );
         let odd = OsString::from_vec(b"/opt/\xff/bin:/bin".to_vec());
         let mut expected = b"/usr/bin:".to_vec();
