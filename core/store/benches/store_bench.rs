@@ -242,11 +242,6 @@ fn main() {
         let t = Instant::now();
         store.restore(&env_id, &snap).unwrap();
         restores.push(t.elapsed());
-        eprintln!(
-            "round {round}: tar -x {}, restore {}",
-            secs(tar_xs[round]),
-            secs(restores[round])
-        );
         let t = Instant::now();
         assert_eq!(store.empty_trash().unwrap(), 1);
         emptyings.push(t.elapsed());
@@ -259,6 +254,12 @@ fn main() {
             obj.display(),
             d = xdir.display()
         )));
+        eprintln!(
+            "round {round}: tar -x {}, restore {}, tar -x && sync -f {}",
+            secs(tar_xs[round]),
+            secs(restores[round]),
+            secs(tar_x_syncs[round])
+        );
     }
     // Each round's ratio from that round's pair, before the lists are sorted for their medians.
     let ratios = {
