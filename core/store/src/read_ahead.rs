@@ -26,7 +26,7 @@ enum Chunk {
 ///
 /// Not for use inside a rayon task: the thread hashes with rayon (`hash_chunk`), which would
 /// wait for a pool worker blocked on this reader.
-pub struct ReadAhead {
+pub(crate) struct ReadAhead {
     chunks: Option<Receiver<io::Result<Chunk>>>,
     /// Consumed buffers go back to the reading thread (no allocation per chunk).
     spare: SyncSender<Vec<u8>>,
@@ -46,7 +46,7 @@ enum State {
 }
 
 impl ReadAhead {
-    pub fn spawn<R: Read + Send + 'static>(source: R) -> io::Result<ReadAhead> {
+    pub(crate) fn spawn<R: Read + Send + 'static>(source: R) -> io::Result<ReadAhead> {
         let (chunk_tx, chunk_rx) = sync_channel(AHEAD);
         let (spare_tx, spare_rx) = sync_channel(AHEAD);
         let thread = std::thread::Builder::new()
