@@ -411,11 +411,21 @@ fn the_worker_compares_trees_of_other_ids_and_refuses_paths_outside_the_store() 
     );
     std::os::unix::fs::symlink(outside.path(), s.root.join("store/tmp/diff-link"))
         .expect("symlink");
-    let err = diff(&s.root, &s.root.join("store/tmp/diff-link"), &[lower]).expect_err("symlink");
+    let err = diff(
+        &s.root,
+        &s.root.join("store/tmp/diff-link"),
+        &[lower.clone()],
+    )
+    .expect_err("symlink");
     assert!(
         matches!(err, HelperError::Refused(Refusal::Symlink(_))),
         "{err}"
     );
+    // Files of the range's ids: only the worker can remove them (the temp directory's removal
+    // cannot, and every run as a user would leave both trees behind).
+    for tree in [&lower, &upper] {
+        assert!(remove(&s.root, tree).is_ok(), "remove {}", tree.display());
+    }
 }
 
 /// Tree jobs exist for owners other than the caller, which only a user namespace can map: a

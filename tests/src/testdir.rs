@@ -68,14 +68,19 @@ impl Drop for TestDir {
             eprintln!("kept test directory for inspection: {}", kept.display());
             return;
         }
-        // Overlayfs leaves `work/work` with mode 000, and read-only layer trees may lack write
-        // bits: open directories up, then remove. Files owned by other ids (a rootless run with
-        // subordinate ids) may still resist; a leftover temp directory must not fail a test.
         let path = dir.keep();
+        // Trees holding files of the user's subordinate ids (a rootless run with a range): only
+        // the store can remove them, through its helper. Empty the store with its own commands
+        // *before* anything else is removed: a plain removal that fails half-way has already
+        // taken the store's metadata, and the store's commands can no longer open it then, so
+        // every such run used to leave its trees behind in /tmp.
+        if !nix::unistd::geteuid().is_root() {
+            empty_store(&path.join("store"), &path.join("cache"));
+        }
+        // Overlayfs leaves `work/work` with mode 000, and read-only layer trees may lack write
+        // bits: open directories up, then remove. A leftover temp directory must not fail a
+        // test (`scripts/test-all` reports and removes what a run left behind).
         if std::fs::remove_dir_all(&path).is_err() {
-            // Trees holding files of the user's subordinate ids: only the store can remove
-            // them (through its helper), so empty the store with its own commands first.
-            empty_store(&path.join("store"));
             make_dirs_writable(&path);
             if let Err(e) = std::fs::remove_dir_all(&path) {
                 eprintln!("note: could not fully remove {}: {e}", path.display());
@@ -84,15 +89,17 @@ impl Drop for TestDir {
     }
 }
 
-/// Destroys every environment of the store at `store` and collects its garbage, with the
-/// `karapace` under test (best effort: a leftover must not fail a test, but every CI run as an
-/// unprivileged user would otherwise leave gigabytes of trees in /tmp).
-fn empty_store(store: &Path) {
+/// Destroys every environment of the store at `store` and collects its garbage, base images'
+/// layers included, with the `karapace` under test (best effort: a leftover must not fail a
+/// test, but every CI run as an unprivileged user would otherwise leave gigabytes of trees in
+/// /tmp). `cache` is the test's own image cache: `gc --images` must never look at the user's.
+fn empty_store(store: &Path, cache: &Path) {
     if !store.join("store/version").is_file() {
         return;
     }
     let karapace = |args: &[&str]| {
         std::process::Command::new(crate::bins::karapace_bin())
+            .env("XDG_CACHE_HOME", cache)
             .arg("--store")
             .arg(store)
             .args(args)
@@ -114,7 +121,7 @@ fn empty_store(store: &Path) {
     for env in envs {
         let _ = karapace(&["destroy", &env]);
     }
-    let _ = karapace(&["gc"]);
+    let _ = karapace(&["gc", "--images"]);
 }
 
 /// Adds `u+rwx` to every directory below `path` (never following symlinks).

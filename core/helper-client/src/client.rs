@@ -200,8 +200,10 @@ pub fn spawn_with(
 pub struct Pending {
     child: Option<Child>,
     listener: Listener,
-    /// The socket's directory, removed with the `Pending`.
-    _dir: tempfile::TempDir,
+    /// The socket's directory: removed as soon as the helper has connected (nothing else ever
+    /// connects), so a core killed during a long session or tree job leaves nothing behind;
+    /// otherwise with the `Pending`.
+    dir: Option<tempfile::TempDir>,
     signals: Option<Signals>,
     stdout: Option<JoinHandle<Captured>>,
     capture_cap: usize,
@@ -297,7 +299,7 @@ fn prespawn_with(
     Ok(Pending {
         child: Some(child),
         listener,
-        _dir: dir,
+        dir: Some(dir),
         signals: Some(signals),
         stdout,
         capture_cap,
@@ -325,7 +327,7 @@ impl Pending {
             pty_master: None,
             relay: None,
         })
-        // `self` drops here: the socket's name and directory go, the helper is connected.
+        // `self` drops here with the listener; the socket's name and directory went at accept.
     }
 
     /// Accepts the helper's connection, checks it, performs the handshake and sends `job`.
@@ -355,6 +357,7 @@ impl Pending {
             Err(e) => return Err(fail(&mut child, e)),
         };
         client.connected = karapace_protocol::monotonic_ns();
+        drop(self.dir.take());
         // The peer must be the helper we just spawned, running as ourselves.
         let creds = match stream.peer_creds() {
             Ok(c) => c,
