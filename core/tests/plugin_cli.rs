@@ -168,6 +168,148 @@ fn plugin_install_checks_the_component_and_copies_it_into_the_xdg_plugin_directo
     );
 }
 
+/// The committed xbps component with its name changed to `xbpz` (the same length, so nothing
+/// else moves): a plugin of another name with the same detect path, `usr/bin/xbps-install`.
+fn renamed_xbps(dir: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(xbps_1_1()).unwrap();
+    let at = bytes
+        .windows(24)
+        .position(|w| w == b"xbpsusr/bin/xbps-install")
+        .expect("the name beside the detect path in the example's data");
+    bytes[at..at + 4].copy_from_slice(b"xbpz");
+    let path = dir.join("xbpz.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn plugin_install_refuses_a_plugin_that_would_take_over_another_plugins_images() {
+    let user = User::new();
+    user.ok(&["plugin", "install", s(&xbps_1_1())]);
+    let xbpz = renamed_xbps(user.dir.path());
+    let listed = user.ok(&["plugin", "test", s(&xbpz)]);
+    assert!(listed.contains("plugin xbpz 0.1.0"), "{listed}");
+
+    // Another name, the same images: asked first (file order), it would take xbps's builds.
+    let out = user.run(&["plugin", "install", s(&xbpz)]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("plugin xbpz detects usr/bin/xbps-install, as the user xbps plugin does")
+            && err.contains("--force"),
+        "{err}"
+    );
+    assert!(!user.plugin_dir().join("xbpz.wasm").exists());
+
+    let forced = user.run(&["plugin", "install", s(&xbpz), "--force"]);
+    assert_eq!(code(&forced), 0, "{}", stderr(&forced));
+    assert!(
+        stderr(&forced).contains("note: it detects usr/bin/xbps-install, as the user xbps"),
+        "{}",
+        stderr(&forced)
+    );
+    // Installed once, the same bytes again change nothing and need no --force.
+    let again = user.json(&["plugin", "install", s(&xbpz)]);
+    assert_eq!(again["status"], "unchanged");
+    assert_eq!(again["overlaps"][0]["plugin"], "xbps");
+    assert_eq!(again["overlaps"][0]["source"], "user");
+    assert_eq!(again["overlaps"][0]["path"], "usr/bin/xbps-install");
+    // A plugin without overlaps says so.
+    let emerge = user.json(&["plugin", "install", s(&emerge())]);
+    assert_eq!(emerge["overlaps"], serde_json::json!([]));
+}
+
+#[test]
+fn plugin_install_never_follows_or_blocks_on_what_is_at_the_destination() {
+    let user = User::new();
+    std::fs::create_dir_all(user.plugin_dir()).unwrap();
+    let dest = user.plugin_dir().join("xbps.wasm");
+    // A link to the very same bytes is still not the installed plugin: refused, then replaced.
+    let elsewhere = user.dir.path().join("elsewhere.wasm");
+    std::fs::copy(xbps_1_1(), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &dest).unwrap();
+    let out = user.run(&["plugin", "install", s(&xbps_1_1())]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("already installed at"),
+        "{}",
+        stderr(&out)
+    );
+    user.ok(&["plugin", "install", s(&xbps_1_1()), "--force"]);
+    assert!(!dest.symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(
+        std::fs::read(&elsewhere).unwrap(),
+        std::fs::read(xbps_1_1()).unwrap()
+    );
+
+    // A FIFO there: compared without opening it for a writer that never comes.
+    std::fs::remove_file(&dest).unwrap();
+    nix::unistd::mkfifo(&dest, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let mut child = user
+        .cmd(&["plugin", "install", s(&xbps_1_1())])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("plugin install blocked on a FIFO at its destination");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 1, "refused: not the plugin's content");
+}
+
+#[test]
+fn plugins_that_other_users_may_write_are_not_loaded_and_nothing_is_installed_among_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let user = User::new();
+    user.ok(&["plugin", "install", s(&xbps_1_1())]);
+    let dir = user.plugin_dir();
+    let dest = dir.join("xbps.wasm");
+
+    // A file every user may write: skipped, with the reason.
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = user.run(&["plugin", "list"]);
+    assert!(
+        !common::stdout(&out).lines().any(|l| l.starts_with("xbps ")),
+        "{}",
+        common::stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("not loaded: writable by every user (mode 666)"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(
+        user.ok(&["plugin", "list"])
+            .lines()
+            .any(|l| l.starts_with("xbps "))
+    );
+
+    // The directory: nothing in it is loaded, and install refuses to put anything there.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = user.run(&["plugin", "list"]);
+    assert!(
+        !common::stdout(&out).lines().any(|l| l.starts_with("xbps ")),
+        "{}",
+        common::stdout(&out)
+    );
+    let out = user.run(&["plugin", "install", s(&emerge())]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("writable by every user (mode 777)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dir.join("emerge.wasm").exists());
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 #[test]
 fn plugin_list_shows_source_path_and_wit_version_like_doctor() {
     let user = User::new();

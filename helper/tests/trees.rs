@@ -414,7 +414,7 @@ fn the_worker_compares_trees_of_other_ids_and_refuses_paths_outside_the_store() 
     let err = diff(
         &s.root,
         &s.root.join("store/tmp/diff-link"),
-        &[lower.clone()],
+        std::slice::from_ref(&lower),
     )
     .expect_err("symlink");
     assert!(

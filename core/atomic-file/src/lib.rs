@@ -66,8 +66,9 @@ pub fn write_via(tmp_dir: &Path, dest: &Path, bytes: &[u8], mode: Mode) -> io::R
 /// Makes a rename in `dir` durable. File systems that cannot `fsync` a directory say so with
 /// `EINVAL`, and a directory the caller may write but not read (mode `0300`) cannot be opened to
 /// sync it; the file is replaced either way, so there is nothing more to do (an `EIO` of the sync
-/// itself is reported).
-fn sync_dir(dir: &Path) -> io::Result<()> {
+/// itself is reported). For renames made elsewhere, too (a file validated at its temporary name
+/// before it is moved into place).
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     let d = match File::open(dir) {
         Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(()),

@@ -36,6 +36,10 @@ pub enum PluginError {
         "plugin {path}: refused: it exports neither karapace:resolver/resolver@1.1.0 nor @1.0.0 (exports: {exports:?})"
     )]
     UnsupportedInterface { path: PathBuf, exports: Vec<String> },
+    /// A plugin directory or file other users may write, or owned by one: what it holds could
+    /// be anyone's, and a plugin decides what every build runs.
+    #[error("{path}: not loaded: {reason}")]
+    Unsafe { path: PathBuf, reason: String },
     /// Two plugins with the same name in the same directory.
     #[error("plugin {path}: name {name:?} is already provided by {other}")]
     Duplicate {

@@ -27,6 +27,7 @@ mod cache;
 mod engine_config;
 mod error;
 mod limits;
+mod overlap;
 mod plugin;
 mod rootfs;
 mod types;
@@ -42,6 +43,7 @@ pub use cache::{CacheOutcome, default_cache_dir};
 pub use error::{PluginError, ResolverError};
 pub use karapace_schema::ResolvedPackage;
 pub use limits::Limits;
+pub use overlap::paths_overlap;
 pub use plugin::Plugin;
 pub use types::{
     Availability, ImageContext, LoadFailure, PackageRequest, PluginInfo, PluginSource, Step,
@@ -225,8 +227,52 @@ impl PluginHost {
     }
 }
 
-/// `*.wasm` files of `dir`, sorted by name. A missing directory is normal.
+/// Whether other users could have put or changed what is at `path` (`meta` its metadata): it
+/// must be the caller's or root's, and writable by no one else. Group write is allowed for the
+/// caller's own group only (the per-user group of user-private-group systems, whose umask 002
+/// makes every new directory group-writable). Returns the reason it is not safe.
+fn others_may_write(meta: &std::fs::Metadata) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
+    let mode = meta.mode();
+    if meta.uid() != uid && meta.uid() != 0 {
+        Some(format!("owned by uid {}, neither you nor root", meta.uid()))
+    } else if mode & 0o002 != 0 {
+        Some(format!("writable by every user (mode {:o})", mode & 0o7777))
+    } else if mode & 0o020 != 0 && meta.gid() != gid {
+        Some(format!(
+            "writable by group {} (mode {:o})",
+            meta.gid(),
+            mode & 0o7777
+        ))
+    } else {
+        None
+    }
+}
+
+/// `*.wasm` files of `dir`, sorted by name. A missing directory is normal; a directory or file
+/// others may write is not loaded ([`others_may_write`]).
 fn plugin_files(dir: &Path, failures: &mut Vec<LoadFailure>) -> Vec<PathBuf> {
+    let unsafe_path = |path: &Path, reason: String| LoadFailure {
+        path: path.to_path_buf(),
+        error: PluginError::Unsafe {
+            path: path.to_path_buf(),
+            reason,
+        },
+    };
+    match std::fs::metadata(dir) {
+        Ok(meta) => {
+            if let Some(reason) = others_may_write(&meta) {
+                failures.push(unsafe_path(dir, reason));
+                return Vec::new();
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(_) => {} // reported by read_dir below
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
@@ -241,11 +287,22 @@ fn plugin_files(dir: &Path, failures: &mut Vec<LoadFailure>) -> Vec<PathBuf> {
             return Vec::new();
         }
     };
-    let mut files: Vec<PathBuf> = entries
+    let mut files = Vec::new();
+    for path in entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-        .collect();
+    {
+        // A link is followed, as the load does: the file it names is what is checked and read
+        // (who may replace the link itself is the directory's check above).
+        match std::fs::metadata(&path)
+            .ok()
+            .and_then(|m| others_may_write(&m))
+        {
+            Some(reason) => failures.push(unsafe_path(&path, reason)),
+            None => files.push(path),
+        }
+    }
     files.sort();
     files
 }

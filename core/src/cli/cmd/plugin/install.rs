@@ -3,12 +3,16 @@
 //! metadata is refused here, not at the next build), then moves it into the user's plugin
 //! directory atomically as `<plugin name>.wasm`.
 //!
-//! Refuses to replace an installed plugin of the same name with other content unless
-//! `--force`: a plugin decides what runs in every later build.
+//! A plugin decides what runs in every later build, so without `--force` it refuses to
+//! - replace an installed plugin of the same name with other content;
+//! - put in a plugin whose detect paths overlap another plugin's: the user's plugins are asked
+//!   first when an image is detected, so it could claim that plugin's images (a Debian image
+//!   from the built-in apt plugin, say) under a name that does not say so.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use karapace_plugin_host::{LoadOptions, Plugin, PluginHost, PluginSource};
+use karapace_plugin_host::{LoadFailure, Plugin, PluginError, PluginHost, PluginSource};
 
 use crate::cli::Ctx;
 use crate::error::{CoreError, Result};
@@ -16,6 +20,14 @@ use crate::output;
 
 /// Larger files are refused before reading (the host's own cap is 16 MiB).
 const MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A detect path of the new plugin and the loaded plugin it overlaps.
+struct Overlap {
+    ours: String,
+    theirs: String,
+    plugin: String,
+    source: &'static str,
+}
 
 pub fn run(ctx: &Ctx, wasm: &Path, force: bool) -> Result<i32> {
     let dir = PluginHost::user_dir()
@@ -29,8 +41,9 @@ pub fn run(ctx: &Ctx, wasm: &Path, force: bool) -> Result<i32> {
     let (staged, plugin) = super::stage_and_load(&dir, ".install-", &bytes, wasm)?;
     let dest = dir.join(format!("{}.wasm", plugin.name()));
 
-    let same_name = installed_with_name(&dir, plugin.name(), &dest);
-    let identical = |p: &PathBuf| std::fs::read(p).is_ok_and(|b| b == bytes);
+    let loaded = load_installed(&dir)?;
+    let same_name = installed_with_name(&loaded, &dir, plugin.name(), &dest);
+    let identical = |p: &PathBuf| read_installed(p).is_ok_and(|b| b == bytes);
     if !force && let Some(other) = same_name.iter().find(|p| !identical(p)) {
         return Err(CoreError::Refused(format!(
             "plugin {} is already installed at {} with other content; pass --force to replace it",
@@ -43,6 +56,16 @@ pub fn run(ctx: &Ctx, wasm: &Path, force: bool) -> Result<i32> {
         [only] if *only == dest && identical(only) => "unchanged",
         _ => "replaced",
     };
+    let overlaps = detect_overlaps(&plugin, &loaded);
+    // An unchanged plugin changes nothing, whatever it overlaps.
+    if !force && status != "unchanged" && !overlaps.is_empty() {
+        return Err(CoreError::Refused(format!(
+            "plugin {} {}; it would be asked first for such images and could take their builds \
+             over; pass --force to install it anyway",
+            plugin.name(),
+            describe(&overlaps)
+        )));
+    }
     if status != "unchanged" {
         set_mode(staged.as_file())?;
         staged
@@ -53,8 +76,66 @@ pub fn run(ctx: &Ctx, wasm: &Path, force: bool) -> Result<i32> {
             std::fs::remove_file(old)
                 .map_err(|e| CoreError::io(format!("cannot remove {}", old.display()), e))?;
         }
+        karapace_atomic_file::sync_dir(&dir)
+            .map_err(|e| CoreError::io(format!("cannot sync {}", dir.display()), e))?;
     }
-    report(ctx, &plugin, &dest, status)
+    report(ctx, &plugin, &dest, status, &overlaps)
+}
+
+/// Every plugin a build of this user would load (built-ins, the system directory, `dir`).
+/// Refused: a plugin directory that cannot be read (its plugins would count as neither
+/// installed nor overlapping), and a user directory others may write (builds would not load
+/// what is installed there).
+fn load_installed(dir: &Path) -> Result<PluginHost> {
+    let host = PluginHost::load(&PluginHost::default_dirs())
+        .map_err(|e| CoreError::Plugin(e.to_string()))?;
+    let in_the_way = |f: &&LoadFailure| match &f.error {
+        PluginError::Io { .. } => true,
+        PluginError::Unsafe { path, .. } => path == dir,
+        _ => false,
+    };
+    if let Some(failure) = host.failures().iter().find(in_the_way) {
+        return Err(CoreError::Refused(format!(
+            "cannot check what is installed: {}",
+            failure.error
+        )));
+    }
+    Ok(host)
+}
+
+/// The plugins, other than the one being replaced, whose detect paths overlap the new one's
+/// (`karapace_plugin_host::paths_overlap`).
+fn detect_overlaps(new: &Plugin, loaded: &PluginHost) -> Vec<Overlap> {
+    loaded
+        .plugins()
+        .iter()
+        .filter(|p| p.name() != new.name())
+        .flat_map(|other| {
+            new.detect_overlaps(other)
+                .into_iter()
+                .map(|(ours, theirs)| Overlap {
+                    ours: ours.to_owned(),
+                    theirs: theirs.to_owned(),
+                    plugin: other.name().to_owned(),
+                    source: super::source_label(other.info()),
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `detects usr/bin/apt-get, as the built-in apt plugin does (usr/bin/apt-get), …`
+fn describe(overlaps: &[Overlap]) -> String {
+    let each: Vec<String> = overlaps
+        .iter()
+        .map(|o| {
+            format!(
+                "detects {}, as the {} {} plugin does ({})",
+                o.ours, o.source, o.plugin, o.theirs
+            )
+        })
+        .collect();
+    each.join("; ")
 }
 
 fn read_component(wasm: &Path) -> Result<Vec<u8>> {
@@ -78,23 +159,35 @@ fn read_component(wasm: &Path) -> Result<Vec<u8>> {
 
 /// Files of the user's plugin directory that hold a plugin named `name`, and `dest` itself when
 /// it exists (whatever it holds). Files that do not load are not ours to judge here.
-fn installed_with_name(dir: &Path, name: &str, dest: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = PluginHost::load_with(&LoadOptions {
-        dirs: vec![dir.to_path_buf()],
-        ..LoadOptions::default()
-    })
-    .map(|host| {
-        host.plugins()
-            .iter()
-            .filter(|p| p.source() == PluginSource::Directory && p.name() == name)
-            .filter_map(|p| p.path().map(Path::to_path_buf))
-            .collect()
-    })
-    .unwrap_or_default();
-    if dest.exists() && !found.iter().any(|p| p == dest) {
+fn installed_with_name(loaded: &PluginHost, dir: &Path, name: &str, dest: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = loaded
+        .plugins()
+        .iter()
+        .filter(|p| p.source() == PluginSource::Directory && p.name() == name)
+        .filter_map(|p| p.path().map(Path::to_path_buf))
+        .filter(|p| p.parent() == Some(dir))
+        .collect();
+    if dest.symlink_metadata().is_ok() && !found.iter().any(|p| p == dest) {
         found.push(dest.to_path_buf());
     }
     found
+}
+
+/// An installed file's bytes, for comparison only: not through a link (a link planted at the
+/// destination is not the plugin's content), never blocking on a FIFO, at most one byte more
+/// than a plugin may have.
+fn read_installed(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::ErrorKind::InvalidInput.into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Plugin files are data read by every user's builds: 0644, like the system directory's.
@@ -104,12 +197,30 @@ fn set_mode(file: &std::fs::File) -> Result<()> {
         .map_err(|e| CoreError::io("cannot set the plugin's mode", e))
 }
 
-fn report(ctx: &Ctx, plugin: &Plugin, dest: &Path, status: &str) -> Result<i32> {
+fn report(
+    ctx: &Ctx,
+    plugin: &Plugin,
+    dest: &Path,
+    status: &str,
+    overlaps: &[Overlap],
+) -> Result<i32> {
     if ctx.json() {
+        let overlaps: Vec<_> = overlaps
+            .iter()
+            .map(|o| {
+                serde_json::json!({
+                    "path": o.ours,
+                    "plugin": o.plugin,
+                    "plugin_path": o.theirs,
+                    "source": o.source,
+                })
+            })
+            .collect();
         output::json(&serde_json::json!({
             "name": plugin.name(),
             "version": plugin.version(),
             "interface": plugin.interface(),
+            "overlaps": overlaps,
             "path": dest,
             "status": status,
         }))?;
@@ -125,6 +236,12 @@ fn report(ctx: &Ctx, plugin: &Plugin, dest: &Path, status: &str) -> Result<i32> 
             output::note(&format!(
                 "note: it replaces the built-in {} plugin for your builds",
                 plugin.name()
+            ));
+        }
+        if !overlaps.is_empty() {
+            output::note(&format!(
+                "note: it {}, and is asked first for such images",
+                describe(overlaps)
             ));
         }
     }
