@@ -467,6 +467,113 @@ fn plugin_test_shows_what_the_host_would_run_and_what_it_parsed() {
     );
 }
 
+/// What cargo and rustup would read from above a crate must be the user's or root's: a file
+/// another user may write is refused before any toolchain runs (no wasm toolchain needed here:
+/// an unknown route is the first thing checked after it).
+#[test]
+fn plugin_build_refuses_cargo_and_rustup_files_others_may_write_above_the_crate() {
+    use std::os::unix::fs::PermissionsExt;
+    let user = User::new();
+    let shared = user.dir.path().join("shared");
+    let crate_dir = shared.join("project/karapace-resolver-xbps");
+    std::fs::create_dir_all(crate_dir.join("src")).unwrap();
+    std::fs::write(
+        crate_dir.join("Cargo.toml"),
+        "[package]\nname = \"karapace-resolver-xbps\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    let build = || {
+        user.cmd(&["plugin", "build", s(&crate_dir)])
+            .env("KARAPACE_PLUGIN_ROUTE", "none-such")
+            .output()
+            .unwrap()
+    };
+    // Nothing above the crate: the check passes and the (unknown) route is what fails.
+    let out = build();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("KARAPACE_PLUGIN_ROUTE=none-such"),
+        "{}",
+        stderr(&out)
+    );
+
+    for (name, text) in [
+        (
+            ".cargo/config.toml",
+            "[build]\nrustc-wrapper = \"/tmp/evil\"\n",
+        ),
+        ("Cargo.toml", "[workspace]\nmembers = [\"project/*\"]\n"),
+        ("rust-toolchain.toml", "[toolchain]\npath = \"/tmp/evil\"\n"),
+    ] {
+        let planted = shared.join(name);
+        std::fs::create_dir_all(planted.parent().unwrap()).unwrap();
+        std::fs::write(&planted, text).unwrap();
+        // The user's own, writable by no one else: what any workspace or config of theirs is.
+        let out = build();
+        assert_eq!(code(&out), 2, "{name}: {}", stderr(&out));
+        // Writable by every user: anyone's.
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let out = build();
+        assert_eq!(code(&out), 1, "{name}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!(
+                "{} is writable by every user (mode 666)",
+                planted.display()
+            )) && err.contains("cargo or rustup would read it"),
+            "{name}: {err}"
+        );
+        std::fs::remove_file(&planted).unwrap();
+    }
+    // A `.cargo` directory others may write: what is in it could be replaced at any time.
+    let dot_cargo = shared.join(".cargo");
+    std::fs::write(dot_cargo.join("config.toml"), "").unwrap();
+    std::fs::set_permissions(&dot_cargo, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = build();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{} is writable by every user",
+            dot_cargo.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::set_permissions(&dot_cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Another user's file (as root: a chown away), and a link another user made to ours.
+    if nix::unistd::geteuid().is_root() {
+        let planted = shared.join("rust-toolchain");
+        std::fs::write(&planted, "stable\n").unwrap();
+        let other = nix::unistd::Uid::from_raw(4242);
+        nix::unistd::chown(&planted, Some(other), None).unwrap();
+        let out = build();
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is owned by uid 4242"),
+            "{}",
+            stderr(&out)
+        );
+        std::fs::remove_file(&planted).unwrap();
+        let link = shared.join("Cargo.toml");
+        std::os::unix::fs::symlink(crate_dir.join("Cargo.toml"), &link).unwrap();
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            &link,
+            Some(other),
+            None,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
+        let out = build();
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is a link made by uid 4242"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
 /// `plugin build` on a copy of the xbps example that depends on the SDK by version (as a
 /// crate outside a Karapace checkout would): the embedded SDK is used, the component is made
 /// in-process and loads. Needs a wasm toolchain (rustup's target or Debian's rustc-web); skips

@@ -227,11 +227,13 @@ impl PluginHost {
     }
 }
 
-/// Whether other users could have put or changed what is at `path` (`meta` its metadata): it
-/// must be the caller's or root's, and writable by no one else. Group write is allowed for the
-/// caller's own group only (the per-user group of user-private-group systems, whose umask 002
-/// makes every new directory group-writable). Returns the reason it is not safe.
-fn others_may_write(meta: &std::fs::Metadata) -> Option<String> {
+/// Whether other users could have put or changed a file or directory (`meta`, its metadata,
+/// links followed): it must be the caller's or root's, and writable by no one else. Group write
+/// is allowed for the caller's own group only (the per-user group of user-private-group systems,
+/// whose umask 002 makes every new directory group-writable). Returns the reason it is not safe.
+/// The rule for plugin directories and files, and for what `karapace plugin build` lets cargo
+/// read from above a crate.
+pub fn others_may_write(meta: &std::fs::Metadata) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let (uid, gid) = (
         nix::unistd::geteuid().as_raw(),
