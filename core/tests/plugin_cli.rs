@@ -71,6 +71,16 @@ impl User {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `plugin list` (exit 0 whatever failed to load): whether `name` has a row, and stderr.
+    fn listed(&self, name: &str) -> (bool, String) {
+        let out = self.run(&["plugin", "list"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let shown = common::stdout(&out)
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(name));
+        (shown, stderr(&out))
+    }
+
     fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.push("--json");
@@ -80,6 +90,13 @@ impl User {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// Asserts that `out` exited with `expected` and said `needle` on stderr.
+fn assert_exit(out: &Output, expected: i32, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(code(out), expected, "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in:\n{err}");
 }
 
 #[test]
@@ -229,12 +246,7 @@ fn plugin_install_never_follows_or_blocks_on_what_is_at_the_destination() {
     std::fs::copy(xbps_1_1(), &elsewhere).unwrap();
     std::os::unix::fs::symlink(&elsewhere, &dest).unwrap();
     let out = user.run(&["plugin", "install", s(&xbps_1_1())]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("already installed at"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit(&out, 1, "already installed at");
     user.ok(&["plugin", "install", s(&xbps_1_1()), "--force"]);
     assert!(!dest.symlink_metadata().unwrap().file_type().is_symlink());
     assert_eq!(
@@ -273,39 +285,20 @@ fn plugins_that_other_users_may_write_are_not_loaded_and_nothing_is_installed_am
 
     // A file every user may write: skipped, with the reason.
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = user.run(&["plugin", "list"]);
+    let (shown, err) = user.listed("xbps");
+    assert!(!shown, "{err}");
     assert!(
-        !common::stdout(&out).lines().any(|l| l.starts_with("xbps ")),
-        "{}",
-        common::stdout(&out)
-    );
-    assert!(
-        stderr(&out).contains("not loaded: writable by every user (mode 666)"),
-        "{}",
-        stderr(&out)
+        err.contains("not loaded: writable by every user (mode 666)"),
+        "{err}"
     );
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644)).unwrap();
-    assert!(
-        user.ok(&["plugin", "list"])
-            .lines()
-            .any(|l| l.starts_with("xbps "))
-    );
+    assert!(user.listed("xbps").0);
 
     // The directory: nothing in it is loaded, and install refuses to put anything there.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = user.run(&["plugin", "list"]);
-    assert!(
-        !common::stdout(&out).lines().any(|l| l.starts_with("xbps ")),
-        "{}",
-        common::stdout(&out)
-    );
+    assert!(!user.listed("xbps").0);
     let out = user.run(&["plugin", "install", s(&emerge())]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("writable by every user (mode 777)"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit(&out, 1, "writable by every user (mode 777)");
     assert!(!dir.join("emerge.wasm").exists());
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
@@ -490,12 +483,7 @@ fn plugin_build_refuses_cargo_and_rustup_files_others_may_write_above_the_crate(
     };
     // Nothing above the crate: the check passes and the (unknown) route is what fails.
     let out = build();
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("KARAPACE_PLUGIN_ROUTE=none-such"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit(&out, 2, "KARAPACE_PLUGIN_ROUTE=none-such");
 
     for (name, text) in [
         (
@@ -514,15 +502,11 @@ fn plugin_build_refuses_cargo_and_rustup_files_others_may_write_above_the_crate(
         // Writable by every user: anyone's.
         std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
         let out = build();
-        assert_eq!(code(&out), 1, "{name}: {}", stderr(&out));
-        let err = stderr(&out);
-        assert!(
-            err.contains(&format!(
-                "{} is writable by every user (mode 666)",
-                planted.display()
-            )) && err.contains("cargo or rustup would read it"),
-            "{name}: {err}"
+        let needle = format!(
+            "{} is writable by every user (mode 666): cargo or rustup would read it",
+            planted.display()
         );
+        assert_exit(&out, 1, &needle);
         std::fs::remove_file(&planted).unwrap();
     }
     // A `.cargo` directory others may write: what is in it could be replaced at any time.
@@ -530,15 +514,8 @@ fn plugin_build_refuses_cargo_and_rustup_files_others_may_write_above_the_crate(
     std::fs::write(dot_cargo.join("config.toml"), "").unwrap();
     std::fs::set_permissions(&dot_cargo, std::fs::Permissions::from_mode(0o777)).unwrap();
     let out = build();
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(&format!(
-            "{} is writable by every user",
-            dot_cargo.display()
-        )),
-        "{}",
-        stderr(&out)
-    );
+    let needle = format!("{} is writable by every user", dot_cargo.display());
+    assert_exit(&out, 1, &needle);
     std::fs::set_permissions(&dot_cargo, std::fs::Permissions::from_mode(0o755)).unwrap();
     // Another user's file (as root: a chown away), and a link another user made to ours.
     if nix::unistd::geteuid().is_root() {
@@ -547,12 +524,7 @@ fn plugin_build_refuses_cargo_and_rustup_files_others_may_write_above_the_crate(
         let other = nix::unistd::Uid::from_raw(4242);
         nix::unistd::chown(&planted, Some(other), None).unwrap();
         let out = build();
-        assert_eq!(code(&out), 1, "{}", stderr(&out));
-        assert!(
-            stderr(&out).contains("is owned by uid 4242"),
-            "{}",
-            stderr(&out)
-        );
+        assert_exit(&out, 1, "is owned by uid 4242");
         std::fs::remove_file(&planted).unwrap();
         let link = shared.join("Cargo.toml");
         std::os::unix::fs::symlink(crate_dir.join("Cargo.toml"), &link).unwrap();
@@ -565,12 +537,7 @@ fn plugin_build_refuses_cargo_and_rustup_files_others_may_write_above_the_crate(
         )
         .unwrap();
         let out = build();
-        assert_eq!(code(&out), 1, "{}", stderr(&out));
-        assert!(
-            stderr(&out).contains("is a link made by uid 4242"),
-            "{}",
-            stderr(&out)
-        );
+        assert_exit(&out, 1, "is a link made by uid 4242");
     }
 }
 
