@@ -207,7 +207,8 @@ fn plugin_install_refuses_a_plugin_that_would_take_over_another_plugins_images()
     let listed = user.ok(&["plugin", "test", s(&xbpz)]);
     assert!(listed.contains("plugin xbpz 0.1.0"), "{listed}");
 
-    // Another name, the same images: asked first (file order), it would take xbps's builds.
+    // Another name, the same images: the two would contend for them (within a directory the
+    // first file name wins; in a directory of higher priority, the newcomer would).
     let out = user.run(&["plugin", "install", s(&xbpz)]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let err = stderr(&out);
@@ -234,6 +235,32 @@ fn plugin_install_refuses_a_plugin_that_would_take_over_another_plugins_images()
     // A plugin without overlaps says so.
     let emerge = user.json(&["plugin", "install", s(&emerge())]);
     assert_eq!(emerge["overlaps"], serde_json::json!([]));
+}
+
+/// A plugin named as a built-in takes its place in every build: not without --force.
+#[test]
+fn plugin_install_replaces_a_built_in_only_when_asked_to() {
+    let user = User::new();
+    let apt_1_0 = repo("core/plugin-host/tests/fixtures/v1.0/apt.wasm");
+    let out = user.run(&["plugin", "install", s(&apt_1_0)]);
+    assert_exit(
+        &out,
+        1,
+        "plugin apt would replace the built-in apt plugin in your builds; pass --force",
+    );
+    assert!(!user.plugin_dir().join("apt.wasm").exists());
+    let forced = user.json(&["plugin", "install", s(&apt_1_0), "--force"]);
+    assert_eq!(forced["status"], "installed");
+    assert_eq!(forced["replaces"], "built-in");
+    assert_eq!(
+        forced["overlaps"],
+        serde_json::json!([]),
+        "its own name is no overlap"
+    );
+    // Installed, it is the user's apt: the same bytes again need nothing more.
+    let again = user.json(&["plugin", "install", s(&apt_1_0)]);
+    assert_eq!(again["status"], "unchanged");
+    assert_eq!(again["replaces"], serde_json::Value::Null);
 }
 
 #[test]
@@ -291,8 +318,59 @@ fn plugins_that_other_users_may_write_are_not_loaded_and_nothing_is_installed_am
         err.contains("not loaded: writable by every user (mode 666)"),
         "{err}"
     );
+    // The same bytes installed again are written again, with the plugin's mode: "unchanged"
+    // would leave builds skipping it.
+    let again = user.json(&["plugin", "install", s(&xbps_1_1())]);
+    assert_eq!(again["status"], "replaced");
+    assert_eq!(
+        std::fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert!(user.listed("xbps").0);
+    // Group-writable: only for the caller's own private group (root's, kptest's here).
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let (shown, err) = user.listed("xbps");
+    assert!(shown, "{err}");
+    if nix::unistd::geteuid().is_root() {
+        // A shared group (Debian's `users`), and another owner.
+        nix::unistd::chown(&dest, None, Some(nix::unistd::Gid::from_raw(100))).unwrap();
+        let (shown, err) = user.listed("xbps");
+        assert!(!shown, "{err}");
+        assert!(
+            err.contains("writable by group 100, which is not yours alone"),
+            "{err}"
+        );
+        nix::unistd::chown(
+            &dest,
+            Some(nix::unistd::Uid::from_raw(4242)),
+            Some(nix::unistd::Gid::from_raw(0)),
+        )
+        .unwrap();
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (shown, err) = user.listed("xbps");
+        assert!(!shown, "{err}");
+        assert!(
+            err.contains("owned by uid 4242, neither you nor root"),
+            "{err}"
+        );
+        nix::unistd::chown(&dest, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    }
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(user.listed("xbps").0);
+
+    // A directory above that others may write: what is below could be replaced.
+    let above = dir.parent().unwrap();
+    std::fs::set_permissions(above, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (shown, err) = user.listed("xbps");
+    assert!(!shown, "{err}");
+    assert!(
+        err.contains(&format!(
+            "in {}, which is writable by every user (mode 777)",
+            above.display()
+        )),
+        "{err}"
+    );
+    std::fs::set_permissions(above, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     // The directory: nothing in it is loaded, and install refuses to put anything there.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();

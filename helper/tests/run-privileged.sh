@@ -32,6 +32,11 @@ chmod 755 "$out"
 # The simulated host's root owns what it installs; the caller owns its home.
 chown -R "$base:$base" "$out"
 chown "$((base + caller)):$((base + caller))" "$out/home"
+# The tests' temporary files: a /tmp of the simulated host's, removed with the rest (a store
+# the caller cannot empty alone must not stay behind in the machine's /tmp).
+mkdir -p "$out/tmp"
+chown "$base:$base" "$out/tmp"
+chmod 1777 "$out/tmp"
 
 fix="$out/fixtures"
 # A device node the caller may open on this machine (c 1,3, /dev/null's numbers, mode 0666), in
@@ -70,7 +75,7 @@ for b in $bins; do
   echo "== $name against the privileged helper (simulated host without user namespaces)"
   "$target/debug/examples/hardened-host" --uid-base "$base" -- sh -c "$prepare
     exec setpriv --reuid=$caller --regid=$caller --clear-groups -- env -i PATH=/usr/bin:/bin \
-      HOME=$out/home TMPDIR=/tmp KARAPACE_HELPER=$out/bin/karapace-helper \
+      HOME=$out/home TMPDIR=$out/tmp KARAPACE_HELPER=$out/bin/karapace-helper \
       KARAPACE_PROBE_DIR=$out/bin/examples KARAPACE_TEST_FOREIGN_STORE=$fix/foreign \
       KARAPACE_TEST_UNREADABLE=$fix/secret KARAPACE_TEST_SETUID_HELPER=$out/bin/karapace-helper-setuid \
       KARAPACE_TEST_MIXED_STORE=$fix/mixed KARAPACE_TEST_DEVICE_STORE=$fix/devstore \

@@ -97,18 +97,25 @@ fn empty_store(store: &Path, cache: &Path) {
     if !store.join("store/version").is_file() {
         return;
     }
+    let bin = crate::bins::karapace_bin();
+    if !bin.is_file() {
+        return;
+    }
+    // Bounded: a session or helper a failed test leaked may hold the store's lock, and a
+    // test's clean-up must never hang its binary.
     let karapace = |args: &[&str]| {
-        std::process::Command::new(crate::bins::karapace_bin())
-            .env("XDG_CACHE_HOME", cache)
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.env("XDG_CACHE_HOME", cache)
             .arg("--store")
             .arg(store)
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| o.stdout)
+            .args(args);
+        let outcome = crate::process::run(
+            cmd,
+            format!("karapace {}", args.join(" ")),
+            None,
+            std::time::Duration::from_mins(2),
+        );
+        outcome.success().then_some(outcome.stdout)
     };
     let listed = karapace(&["list", "--json"]).unwrap_or_default();
     let envs: Vec<String> = serde_json::from_slice::<serde_json::Value>(&listed)

@@ -39,7 +39,10 @@ pub enum PluginError {
     /// A plugin directory or file other users may write, or owned by one: what it holds could
     /// be anyone's, and a plugin decides what every build runs.
     #[error("{path}: not loaded: {reason}")]
-    Unsafe { path: PathBuf, reason: String },
+    Unsafe {
+        path: PathBuf,
+        reason: crate::trust::Untrusted,
+    },
     /// Two plugins with the same name in the same directory.
     #[error("plugin {path}: name {name:?} is already provided by {other}")]
     Duplicate {

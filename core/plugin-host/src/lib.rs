@@ -30,6 +30,7 @@ mod limits;
 mod overlap;
 mod plugin;
 mod rootfs;
+mod trust;
 mod types;
 mod validate;
 
@@ -45,6 +46,7 @@ pub use karapace_schema::ResolvedPackage;
 pub use limits::Limits;
 pub use overlap::paths_overlap;
 pub use plugin::Plugin;
+pub use trust::{Untrusted, untrusted_file};
 pub use types::{
     Availability, ImageContext, LoadFailure, PackageRequest, PluginInfo, PluginSource, Step,
     StepOptions,
@@ -53,8 +55,8 @@ pub use validate::MAX_QUERY_OUTPUT_BYTES;
 
 /// System-wide plugin directory (distribution packages install here).
 pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/karapace/plugins";
-/// Largest plugin file accepted from a directory.
-const MAX_PLUGIN_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest plugin file accepted from a directory (and by `karapace plugin install`).
+pub const MAX_PLUGIN_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How to load plugins.
 #[derive(Debug, Clone, Default)]
@@ -104,12 +106,22 @@ impl PluginHost {
     /// limits), but outside any directory scan: for trying and validating a
     /// plugin before it is installed. Compiles without the cache.
     pub fn load_file(path: &Path, limits: Limits) -> Result<Plugin, PluginError> {
+        use std::os::unix::fs::OpenOptionsExt;
         let engine =
             Engine::new(&engine_config::plugin_engine_config()).map_err(|e| PluginError::Load {
                 path: PathBuf::from("<engine>"),
                 reason: format!("{e:#}"),
             })?;
-        load_file(&engine, &cache::Cache::new(None), path, limits)
+        // Not blocking on a FIFO: what is not a regular file is refused once opened.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| PluginError::Load {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        load_file(&engine, &cache::Cache::new(None), path, &file, limits)
     }
 
     /// Built-ins plus the plugins in `dirs` (lowest priority first), with the
@@ -146,8 +158,8 @@ impl PluginHost {
         let cache = cache::Cache::new(options.cache_dir.clone());
         for (i, dir) in options.dirs.iter().enumerate() {
             let mut seen: HashMap<String, PathBuf> = HashMap::new();
-            for path in plugin_files(dir, &mut failures) {
-                match load_file(&engine, &cache, &path, options.limits) {
+            for (path, file) in plugin_files(dir, &mut failures) {
+                match load_file(&engine, &cache, &path, &file, options.limits) {
                     Ok(p) => {
                         if let Some(other) = seen.get(p.name()) {
                             failures.push(LoadFailure {
@@ -227,54 +239,25 @@ impl PluginHost {
     }
 }
 
-/// Whether other users could have put or changed a file or directory (`meta`, its metadata,
-/// links followed): it must be the caller's or root's, and writable by no one else. Group write
-/// is allowed for the caller's own group only (the per-user group of user-private-group systems,
-/// whose umask 002 makes every new directory group-writable). Returns the reason it is not safe.
-/// The rule for plugin directories and files, and for what `karapace plugin build` lets cargo
-/// read from above a crate.
-pub fn others_may_write(meta: &std::fs::Metadata) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let (uid, gid) = (
-        nix::unistd::geteuid().as_raw(),
-        nix::unistd::getegid().as_raw(),
-    );
-    let mode = meta.mode();
-    if meta.uid() != uid && meta.uid() != 0 {
-        Some(format!("owned by uid {}, neither you nor root", meta.uid()))
-    } else if mode & 0o002 != 0 {
-        Some(format!("writable by every user (mode {:o})", mode & 0o7777))
-    } else if mode & 0o020 != 0 && meta.gid() != gid {
-        Some(format!(
-            "writable by group {} (mode {:o})",
-            meta.gid(),
-            mode & 0o7777
-        ))
-    } else {
-        None
-    }
-}
-
-/// `*.wasm` files of `dir`, sorted by name. A missing directory is normal; a directory or file
-/// others may write is not loaded ([`others_may_write`]).
-fn plugin_files(dir: &Path, failures: &mut Vec<LoadFailure>) -> Vec<PathBuf> {
-    let unsafe_path = |path: &Path, reason: String| LoadFailure {
+/// The `*.wasm` files of `dir`, sorted by name, each opened once: what was checked
+/// ([`trust`]) is what is read. A missing directory is normal; a directory, a directory above it
+/// or a file that another user could have written is not loaded.
+fn plugin_files(dir: &Path, failures: &mut Vec<LoadFailure>) -> Vec<(PathBuf, std::fs::File)> {
+    let untrusted = |path: &Path, reason: trust::Untrusted| LoadFailure {
         path: path.to_path_buf(),
         error: PluginError::Unsafe {
             path: path.to_path_buf(),
             reason,
         },
     };
-    match std::fs::metadata(dir) {
-        Ok(meta) => {
-            if let Some(reason) = others_may_write(&meta) {
-                failures.push(unsafe_path(dir, reason));
-                return Vec::new();
-            }
+    let handle = match trust::open_plugin_dir(dir) {
+        Ok(Some(handle)) => handle,
+        Ok(None) => return Vec::new(),
+        Err(reason) => {
+            failures.push(untrusted(dir, reason));
+            return Vec::new();
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(_) => {} // reported by read_dir below
-    }
+    };
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
@@ -289,38 +272,38 @@ fn plugin_files(dir: &Path, failures: &mut Vec<LoadFailure>) -> Vec<PathBuf> {
             return Vec::new();
         }
     };
-    let mut files = Vec::new();
-    for path in entries
+    let mut names: Vec<std::ffi::OsString> = entries
         .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-    {
-        // A link is followed, as the load does: the file it names is what is checked and read
-        // (who may replace the link itself is the directory's check above).
-        match std::fs::metadata(&path)
-            .ok()
-            .and_then(|m| others_may_write(&m))
-        {
-            Some(reason) => failures.push(unsafe_path(&path, reason)),
-            None => files.push(path),
+        .map(|e| e.file_name())
+        .filter(|n| Path::new(n).extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    names.sort();
+    let mut files = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        match trust::open_plugin_file(&handle, &name) {
+            Ok(file) => files.push((path, file)),
+            Err(reason) => failures.push(untrusted(&path, reason)),
         }
     }
-    files.sort();
     files
 }
 
-/// Reads, compiles (or loads from cache) and links one directory plugin.
+/// Reads, compiles (or loads from cache) and links one directory plugin, from `file` (opened
+/// at `path`, which names it in messages).
 fn load_file(
     engine: &Engine,
     cache: &cache::Cache,
     path: &Path,
+    file: &std::fs::File,
     limits: Limits,
 ) -> Result<Plugin, PluginError> {
+    use std::io::Read;
     let load_err = |reason: String| PluginError::Load {
         path: path.to_path_buf(),
         reason,
     };
-    let meta = std::fs::metadata(path).map_err(|e| load_err(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| load_err(e.to_string()))?;
     if !meta.is_file() {
         return Err(load_err("not a regular file".into()));
     }
@@ -330,7 +313,13 @@ fn load_file(
             meta.len()
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| load_err(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PLUGIN_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| load_err(e.to_string()))?;
+    if bytes.len() as u64 > MAX_PLUGIN_FILE_BYTES {
+        return Err(load_err(format!("more than {MAX_PLUGIN_FILE_BYTES} bytes")));
+    }
     let (component, outcome) = cache
         .load(engine, &bytes)
         .map_err(|e| load_err(format!("not a valid component: {e:#}")))?;

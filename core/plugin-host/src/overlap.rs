@@ -1,10 +1,11 @@
 //! Which detect paths of two plugins can be present in the same image. Detection asks plugins in
 //! priority order (later plugin directories before earlier ones, directory plugins before
-//! built-ins) and the first that claims an image gets its builds: a plugin whose detect paths
-//! overlap another's is asked first for every image that has them, and may claim those images
-//! from it. `karapace plugin install` reports this before a plugin goes in.
-
-use std::borrow::Cow;
+//! built-ins, by file name within a directory) and the first that claims an image gets its
+//! builds, so two plugins whose detect paths overlap contend for the images that have them.
+//! `karapace plugin install` reports this before a plugin goes in. It is a guard against
+//! clashes, not against a hostile plugin: detection needs one detect path present and then asks
+//! the plugin's own code, so a plugin that lists `etc/os-release` may claim every image that
+//! has one while overlapping no other plugin's paths.
 
 use crate::plugin::Plugin;
 
@@ -12,12 +13,20 @@ use crate::plugin::Plugin;
 /// Fedora, Arch, openSUSE): `bin/apt-get` and `usr/bin/apt-get` are then one file.
 const MERGED_INTO_USR: &[&str] = &["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
-fn merged_usr(path: &str) -> Cow<'_, str> {
+/// The path as one spelling of the file it names on a merged system: the top-level directories
+/// under `usr/`, and `usr/sbin` as `usr/bin` (Arch and Fedora 42 merged those too). Two paths
+/// that are different files on some systems count as one: an overlap reported too often asks
+/// for `--force`, one missed lets a plugin claim another's images unnoticed.
+fn merged(path: &str) -> String {
     let top = path.split('/').next().unwrap_or(path);
-    if MERGED_INTO_USR.contains(&top) {
-        Cow::Owned(format!("usr/{path}"))
+    let usr = if MERGED_INTO_USR.contains(&top) {
+        format!("usr/{path}")
     } else {
-        Cow::Borrowed(path)
+        path.to_owned()
+    };
+    match usr.strip_prefix("usr/sbin") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("usr/bin{rest}"),
+        _ => usr,
     }
 }
 
@@ -25,7 +34,7 @@ fn merged_usr(path: &str) -> Cow<'_, str> {
 /// system too), or one inside the other (an image with `usr/lib/x/y` has `usr/lib/x`). Paths
 /// are the host's validated detect paths: relative, normal components, no trailing `/`.
 pub fn paths_overlap(a: &str, b: &str) -> bool {
-    let (a, b) = (merged_usr(a), merged_usr(b));
+    let (a, b) = (merged(a), merged(b));
     let inside = |inner: &str, outer: &str| {
         inner
             .strip_prefix(outer)
@@ -60,6 +69,9 @@ mod tests {
         assert!(paths_overlap("bin/apt-get", "usr/bin/apt-get"));
         assert!(paths_overlap("usr/sbin/apk", "sbin/apk"));
         assert!(paths_overlap("lib64/ld.so", "usr/lib64/ld.so"));
+        // /usr/sbin is /usr/bin on Arch and Fedora 42.
+        assert!(paths_overlap("usr/sbin/apk", "usr/bin/apk"));
+        assert!(paths_overlap("sbin/apk", "bin/apk"));
     }
 
     #[test]
@@ -73,7 +85,7 @@ mod tests {
     fn different_files_and_mere_name_prefixes_do_not_overlap() {
         assert!(!paths_overlap("usr/bin/dnf", "usr/bin/dnf5"));
         assert!(!paths_overlap("usr/bin/apt", "usr/bin/apt-get"));
-        assert!(!paths_overlap("usr/sbin/apk", "usr/bin/apk"));
+        assert!(!paths_overlap("usr/sbinx/apk", "usr/bin/apk"));
         assert!(!paths_overlap("binaries/x", "usr/binaries/x"));
         assert!(!paths_overlap("usr/bin/xbps-install", "usr/bin/emerge"));
     }

@@ -166,6 +166,11 @@ fn install(
     let offline = req.offline;
     let base_tree = store.layer_tree(base_layer)?;
     let host = PluginHost::load(&PluginHost::default_dirs()).map_err(CoreError::plugin)?;
+    // A plugin file that is not loaded (broken, or one another user could have written) must
+    // not go unnoticed: detection falls to the next plugin that claims the image.
+    for failure in host.failures() {
+        tracing::warn!("{}", failure.error);
+    }
     let (plugin, image) = host
         .try_detect_image(&base_tree)
         .map_err(CoreError::plugin)?

@@ -141,43 +141,39 @@ const INHERITED: [&str; 5] = [
 
 /// Each of [`INHERITED`] can make the build run a program of its writer's (a configuration's
 /// `build.rustc-wrapper` or linker, a workspace's `[patch]`, a toolchain file's `path`), so one
-/// another user could have written is refused: a crate under `/tmp` must not pick up a
-/// `/tmp/.cargo/config.toml` someone else planted. Above the crate only: the crate itself is
-/// what the user asked to build. A file planted between this check and cargo's start is not
-/// seen; the docs say to build in a directory only the user and root can write.
+/// another user could have written is refused (`karapace_plugin_host::untrusted_file`, the
+/// plugin directories' rule): a crate under `/tmp` must not pick up a `/tmp/.cargo/config.toml`
+/// someone else planted. Above the crate only: the crate itself is what the user asked to
+/// build. A directory above it that others may write (a sticky `/tmp`) could still receive such
+/// a file between this check and cargo's start: that is said, not refused.
 fn check_inherited_files(crate_dir: &Path) -> Result<()> {
-    let me = nix::unistd::geteuid().as_raw();
     for ancestor in crate_dir.ancestors().skip(1) {
         for name in INHERITED {
             let file = ancestor.join(name);
             // `.cargo` itself too: whoever may replace it replaces what is in it.
             let holder = file.parent().filter(|p| *p != ancestor);
             for path in holder.into_iter().chain([file.as_path()]) {
-                if let Some(reason) = written_by_others(path, me) {
+                if let Some(reason) = karapace_plugin_host::untrusted_file(path) {
                     return Err(CoreError::Refused(format!(
-                        "{} {reason}: cargo or rustup would read it while building {}, and it \
-                         can make the build run programs of whoever wrote it; build the crate in \
-                         a directory whose parents only you and root can write",
+                        "{} is {reason}: cargo or rustup would read it while building {}, and \
+                         it can make the build run programs of whoever wrote it; build the \
+                         crate in a directory whose parents only you and root can write",
                         path.display(),
                         crate_dir.display()
                     )));
                 }
             }
         }
+        if let Some(reason) = karapace_plugin_host::untrusted_file(ancestor) {
+            output::note(&format!(
+                "note: {} is {reason}: another user could put a Cargo.toml, .cargo/config.toml \
+                 or rust-toolchain.toml there while cargo starts; building in a directory \
+                 whose parents only you and root can write avoids that",
+                ancestor.display()
+            ));
+        }
     }
     Ok(())
-}
-
-/// Why `path` may be another user's doing, if it exists: a link another user made (a link's own
-/// mode means nothing), or what it names failing the plugin host's rule.
-fn written_by_others(path: &Path, me: u32) -> Option<String> {
-    use std::os::unix::fs::MetadataExt;
-    let own = std::fs::symlink_metadata(path).ok()?;
-    if own.file_type().is_symlink() && own.uid() != me && own.uid() != 0 {
-        return Some(format!("is a link made by uid {}", own.uid()));
-    }
-    let named = std::fs::metadata(path).ok()?;
-    karapace_plugin_host::others_may_write(&named).map(|reason| format!("is {reason}"))
 }
 
 /// Runs cargo, reading its JSON messages; returns the crate's cdylib `.wasm`.

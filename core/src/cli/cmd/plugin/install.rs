@@ -18,8 +18,8 @@ use crate::cli::Ctx;
 use crate::error::{CoreError, Result};
 use crate::output;
 
-/// Larger files are refused before reading (the host's own cap is 16 MiB).
-const MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Larger files are refused before reading: the host's own cap.
+const MAX_BYTES: u64 = karapace_plugin_host::MAX_PLUGIN_FILE_BYTES;
 
 /// A detect path of the new plugin and the loaded plugin it overlaps.
 struct Overlap {
@@ -35,13 +35,14 @@ pub fn run(ctx: &Ctx, wasm: &Path, force: bool) -> Result<i32> {
     let bytes = read_component(wasm)?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| CoreError::io(format!("cannot create {}", dir.display()), e))?;
+    // First: a directory builds would not load (or that cannot be read) gets nothing staged.
+    let loaded = load_installed(&dir)?;
 
     // Validate exactly the bytes that will be installed: written to a temporary file in the
     // target directory (no .wasm suffix, so concurrent loads ignore it), loaded from there.
     let (staged, plugin) = super::stage_and_load(&dir, ".install-", &bytes, wasm)?;
     let dest = dir.join(format!("{}.wasm", plugin.name()));
 
-    let loaded = load_installed(&dir)?;
     let same_name = installed_with_name(&loaded, &dir, plugin.name(), &dest);
     let identical = |p: &PathBuf| read_installed(p).is_ok_and(|b| b == bytes);
     if !force && let Some(other) = same_name.iter().find(|p| !identical(p)) {
@@ -51,20 +52,34 @@ pub fn run(ctx: &Ctx, wasm: &Path, force: bool) -> Result<i32> {
             other.display()
         )));
     }
+    // Unchanged only when builds load it as it is: the same bytes in a file they skip (one
+    // others may write, say) are written again, with the plugin's mode.
+    let loaded_from = |p: &Path| loaded.plugins().iter().any(|q| q.path() == Some(p));
     let status = match same_name.as_slice() {
         [] => "installed",
-        [only] if *only == dest && identical(only) => "unchanged",
+        [only] if *only == dest && identical(only) && loaded_from(only) => "unchanged",
         _ => "replaced",
     };
+    let replaces = replaced_source(&plugin, &loaded, &dir);
     let overlaps = detect_overlaps(&plugin, &loaded);
-    // An unchanged plugin changes nothing, whatever it overlaps.
-    if !force && status != "unchanged" && !overlaps.is_empty() {
-        return Err(CoreError::Refused(format!(
-            "plugin {} {}; it would be asked first for such images and could take their builds \
-             over; pass --force to install it anyway",
-            plugin.name(),
-            describe(&overlaps)
-        )));
+    // An unchanged plugin changes nothing, whatever it replaces or overlaps.
+    if !force && status != "unchanged" {
+        if let Some(source) = replaces {
+            return Err(CoreError::Refused(format!(
+                "plugin {0} would replace the {source} {0} plugin in your builds; pass --force \
+                 to install it anyway",
+                plugin.name()
+            )));
+        }
+        if !overlaps.is_empty() {
+            return Err(CoreError::Refused(format!(
+                "plugin {} {}; for images with such a path the first of them to claim one gets \
+                 its builds (your plugins before system ones before built-ins, by file name \
+                 within a directory); pass --force to install it anyway",
+                plugin.name(),
+                describe(&overlaps)
+            )));
+        }
     }
     if status != "unchanged" {
         set_mode(staged.as_file())?;
@@ -76,10 +91,44 @@ pub fn run(ctx: &Ctx, wasm: &Path, force: bool) -> Result<i32> {
             std::fs::remove_file(old)
                 .map_err(|e| CoreError::io(format!("cannot remove {}", old.display()), e))?;
         }
-        karapace_atomic_file::sync_dir(&dir)
-            .map_err(|e| CoreError::io(format!("cannot sync {}", dir.display()), e))?;
+        // Installed whatever this says: a failed sync only weakens what a crash keeps.
+        if let Err(e) = karapace_atomic_file::sync_dir(&dir) {
+            output::note(&format!(
+                "warning: cannot sync {} ({e}): a crash now could lose the install",
+                dir.display()
+            ));
+        }
     }
-    report(ctx, &plugin, &dest, status, &overlaps)
+    report(
+        ctx,
+        &Installed {
+            plugin: &plugin,
+            dest: &dest,
+            status,
+            replaces,
+            overlaps: &overlaps,
+        },
+    )
+}
+
+/// What `plugin install` did, as it reports it.
+struct Installed<'a> {
+    plugin: &'a Plugin,
+    dest: &'a Path,
+    status: &'static str,
+    /// The source (`built-in`, `system`) of a plugin of the same name it takes the place of.
+    replaces: Option<&'static str>,
+    overlaps: &'a [Overlap],
+}
+
+/// The built-in or system plugin of the same name that `new` would replace in the user's
+/// builds (a user plugin of that name is [`installed_with_name`]'s).
+fn replaced_source(new: &Plugin, loaded: &PluginHost, dir: &Path) -> Option<&'static str> {
+    loaded
+        .plugins()
+        .iter()
+        .find(|p| p.name() == new.name() && p.path().and_then(Path::parent) != Some(dir))
+        .map(|p| super::source_label(p.info()))
 }
 
 /// Every plugin a build of this user would load (built-ins, the system directory, `dir`).
@@ -197,15 +246,11 @@ fn set_mode(file: &std::fs::File) -> Result<()> {
         .map_err(|e| CoreError::io("cannot set the plugin's mode", e))
 }
 
-fn report(
-    ctx: &Ctx,
-    plugin: &Plugin,
-    dest: &Path,
-    status: &str,
-    overlaps: &[Overlap],
-) -> Result<i32> {
+fn report(ctx: &Ctx, done: &Installed<'_>) -> Result<i32> {
+    let plugin = done.plugin;
     if ctx.json() {
-        let overlaps: Vec<_> = overlaps
+        let overlaps: Vec<_> = done
+            .overlaps
             .iter()
             .map(|o| {
                 serde_json::json!({
@@ -221,27 +266,29 @@ fn report(
             "version": plugin.version(),
             "interface": plugin.interface(),
             "overlaps": overlaps,
-            "path": dest,
-            "status": status,
+            "path": done.dest,
+            "replaces": done.replaces,
+            "status": done.status,
         }))?;
     } else {
         output::line(&format!(
-            "{status} plugin {} {} (WIT {}) at {}",
+            "{} plugin {} {} (WIT {}) at {}",
+            done.status,
             plugin.name(),
             plugin.version(),
             plugin.interface(),
-            dest.display()
+            done.dest.display()
         ))?;
-        if karapace_plugin_host::builtin_names().any(|n| n == plugin.name()) {
+        if let Some(source) = done.replaces {
             output::note(&format!(
-                "note: it replaces the built-in {} plugin for your builds",
+                "note: it replaces the {source} {} plugin in your builds",
                 plugin.name()
             ));
         }
-        if !overlaps.is_empty() {
+        if !done.overlaps.is_empty() {
             output::note(&format!(
-                "note: it {}, and is asked first for such images",
-                describe(overlaps)
+                "note: it {}: for such images the first of them to claim one gets its builds",
+                describe(done.overlaps)
             ));
         }
     }
