@@ -258,26 +258,13 @@ fn plugin_files(dir: &Path, failures: &mut Vec<LoadFailure>) -> Vec<(PathBuf, st
             return Vec::new();
         }
     };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
-        Err(source) => {
-            failures.push(LoadFailure {
-                path: dir.to_path_buf(),
-                error: PluginError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                },
-            });
+    let names = match trust::wasm_names(&handle) {
+        Ok(names) => names,
+        Err(reason) => {
+            failures.push(untrusted(dir, reason));
             return Vec::new();
         }
     };
-    let mut names: Vec<std::ffi::OsString> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.file_name())
-        .filter(|n| Path::new(n).extension().is_some_and(|x| x == "wasm"))
-        .collect();
-    names.sort();
     let mut files = Vec::new();
     for name in names {
         let path = dir.join(&name);

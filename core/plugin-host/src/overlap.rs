@@ -14,7 +14,8 @@ use crate::plugin::Plugin;
 const MERGED_INTO_USR: &[&str] = &["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
 /// The path as one spelling of the file it names on a merged system: the top-level directories
-/// under `usr/`, and `usr/sbin` as `usr/bin` (Arch and Fedora 42 merged those too). Two paths
+/// under `usr/`, `usr/sbin` as `usr/bin` (Arch and Fedora 42 merged those too) and `usr/lib64` as
+/// `usr/lib` (Arch). Two paths
 /// that are different files on some systems count as one: an overlap reported too often asks
 /// for `--force`, one missed lets a plugin claim another's images unnoticed.
 fn merged(path: &str) -> String {
@@ -24,10 +25,15 @@ fn merged(path: &str) -> String {
     } else {
         path.to_owned()
     };
-    match usr.strip_prefix("usr/sbin") {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("usr/bin{rest}"),
-        _ => usr,
+    // And on Arch: /usr/sbin is /usr/bin, /usr/lib64 is /usr/lib.
+    for (from, to) in [("usr/sbin", "usr/bin"), ("usr/lib64", "usr/lib")] {
+        if let Some(rest) = usr.strip_prefix(from)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return format!("{to}{rest}");
+        }
     }
+    usr
 }
 
 /// Whether an image can have both paths because of each other: the same path (on a merged-/usr
@@ -72,6 +78,10 @@ mod tests {
         // /usr/sbin is /usr/bin on Arch and Fedora 42.
         assert!(paths_overlap("usr/sbin/apk", "usr/bin/apk"));
         assert!(paths_overlap("sbin/apk", "bin/apk"));
+        assert!(paths_overlap(
+            "lib64/ld-linux-x86-64.so.2",
+            "usr/lib/ld-linux-x86-64.so.2"
+        ));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -73,20 +73,28 @@ impl Caller {
     }
 }
 
-/// A user-private group: named as the user, with no member listed besides the user (the
-/// per-user group of Debian, Fedora and Arch, whose umask 002 makes new directories
-/// group-writable). A shared primary group (`users`) is not. Root's group is root's alone.
+/// A user-private group: named as the user, with no member listed besides the user and no
+/// other account whose primary group it is (the per-user group of Debian, Fedora and Arch,
+/// whose umask 002 makes new directories group-writable). A shared primary group (`users`) is
+/// not. Accounts only NSS knows (LDAP, say) are not seen: /etc/passwd is read.
 fn private_group(uid: nix::unistd::Uid, gid: nix::unistd::Gid) -> bool {
-    if uid.is_root() && gid.as_raw() == 0 {
-        return true;
-    }
     let (Ok(Some(user)), Ok(Some(group))) = (
         nix::unistd::User::from_uid(uid),
         nix::unistd::Group::from_gid(gid),
     ) else {
         return false;
     };
-    group.name == user.name && group.mem.iter().all(|m| *m == user.name)
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    group_is_own(&user.name, gid.as_raw(), &group.name, &group.mem, &passwd)
+}
+
+/// [`private_group`] on given data: `passwd` in /etc/passwd's format.
+fn group_is_own(user: &str, gid: u32, group: &str, members: &[String], passwd: &str) -> bool {
+    let others_primary = passwd.lines().any(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        fields.len() > 3 && fields[0] != user && fields[3].parse() == Ok(gid)
+    });
+    group == user && members.iter().all(|m| m == user) && !others_primary
 }
 
 /// The access ACL's extended attribute (its presence makes the group bits the ACL's mask).
@@ -135,29 +143,50 @@ fn check_open(file: &File, caller: &Caller, sticky_ok: bool) -> Result<(), Untru
     verdict(&meta, acl, caller, sticky_ok)
 }
 
-/// Opens `path` for reading without blocking (a FIFO) and checks what it names.
+/// Opens `path` for reading without blocking (a FIFO) and checks what it names: `None` when
+/// nothing is there, `Unreadable` when something is but cannot be opened.
 fn open_checked(path: &Path, caller: &Caller, sticky_ok: bool) -> Option<Result<File, Untrusted>> {
     use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
+    match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open(path)
-        .ok()?;
-    Some(check_open(&file, caller, sticky_ok).map(|()| file))
+    {
+        Ok(file) => Some(check_open(&file, caller, sticky_ok).map(|()| file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(Err(Untrusted::Unreadable(e.kind()))),
+    }
 }
 
-/// Every directory above `path` (absolute, without `..`) must be trusted or sticky, and a link
-/// among them the caller's or root's. By path: a directory the caller may search but not read
-/// (mode 0711) is checked all the same.
-fn check_parents(path: &Path, caller: &Caller) -> Result<(), Untrusted> {
-    for dir in path.ancestors().skip(1) {
-        let why = check_link(dir, caller).or_else(|| {
-            let meta = std::fs::metadata(dir).ok()?;
-            let acl = rustix::fs::getxattr(dir, ACCESS_ACL, &mut [0u8; 0][..]).is_ok();
-            verdict(&meta, acl, caller, true).err()
+/// The rule on `path` by path, for what cannot always be opened for reading (a directory one
+/// may search but not list, mode 0711): `None` when nothing is there. A link at `path` must be
+/// the caller's or root's, and what it names follows the rule.
+fn check_path(path: &Path, caller: &Caller, sticky_ok: bool) -> Option<Untrusted> {
+    if let Some(why) = check_link(path, caller) {
+        return Some(why);
+    }
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Untrusted::Unreadable(e.kind())),
+    };
+    let acl = rustix::fs::getxattr(path, ACCESS_ACL, &mut [0u8; 0][..]).is_ok();
+    verdict(&meta, acl, caller, sticky_ok).err()
+}
+
+/// Every directory above the opened directory `dir` must be trusted or sticky. They are taken
+/// from where `dir` really is (`/proc/self/fd`: links and `..` resolved, so a link to a tree
+/// under a shared directory is judged by that directory), and each must still be there: one
+/// that vanished cannot be vouched for.
+fn check_parents(dir: &File, caller: &Caller) -> Result<(), Untrusted> {
+    let real = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .map_err(|e| Untrusted::Unreadable(e.kind()))?;
+    for parent in real.ancestors().skip(1) {
+        let why = check_path(parent, caller, true).or_else(|| {
+            (!parent.exists()).then_some(Untrusted::Unreadable(std::io::ErrorKind::NotFound))
         });
         if let Some(why) = why {
-            return Err(Untrusted::Parent(dir.to_path_buf(), Box::new(why)));
+            return Err(Untrusted::Parent(parent.to_path_buf(), Box::new(why)));
         }
     }
     Ok(())
@@ -170,20 +199,44 @@ fn check_link(path: &Path, caller: &Caller) -> Option<Untrusted> {
         .then(|| Untrusted::LinkOwner(meta.uid()))
 }
 
-/// A plugin directory, opened: `Ok(None)` when it does not exist, `Err` when it (or a directory
-/// above it) is not trusted. Entries are then opened beneath the returned handle.
+/// A plugin directory, opened: `Ok(None)` when it does not exist, `Err` when it (or a
+/// directory above it) is not trusted or cannot be opened. Entries are then listed and opened
+/// through the returned handle.
 pub(crate) fn open_plugin_dir(dir: &Path) -> Result<Option<File>, Untrusted> {
     let caller = Caller::current();
+    // Each link on the way must be the caller's or root's (whoever made it chose the target).
     let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    if let Some(why) = check_link(&absolute, &caller) {
-        return Err(why);
+    for step in absolute.ancestors() {
+        if let Some(why) = check_link(step, &caller) {
+            return Err(Untrusted::Parent(step.to_path_buf(), Box::new(why)));
+        }
     }
     let Some(opened) = open_checked(&absolute, &caller, false) else {
         return Ok(None);
     };
     let file = opened?;
-    check_parents(&absolute, &caller)?;
+    check_parents(&file, &caller)?;
     Ok(Some(file))
+}
+
+/// The names of the `*.wasm` entries of the opened directory `dir`, sorted.
+pub(crate) fn wasm_names(dir: &File) -> Result<Vec<std::ffi::OsString>, Untrusted> {
+    use std::os::unix::ffi::OsStrExt;
+    let listed = nix::dir::Dir::openat(
+        dir.as_fd(),
+        ".",
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Untrusted::Unreadable(std::io::Error::from(e).kind()))?;
+    let mut names: Vec<std::ffi::OsString> = listed
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|e| std::ffi::OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+        .filter(|n| Path::new(n).extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// A plugin file, opened beneath its trusted directory (`name` is one entry of it; a link is
@@ -203,14 +256,10 @@ pub(crate) fn open_plugin_file(dir: &File, name: &std::ffi::OsStr) -> Result<Fil
 }
 
 /// Why `path` — a file or directory cargo or rustup would read — may carry another user's
-/// writing: a link another user made, or what it names failing the rule. `None` when it does
-/// not exist or cannot be opened (then no one reads it either).
+/// writing: a link another user made, or what it names failing the rule (a directory one may
+/// search but not list is judged too). `None` when nothing is there.
 pub fn untrusted_file(path: &Path) -> Option<Untrusted> {
-    let caller = Caller::current();
-    if let Some(why) = check_link(path, &caller) {
-        return Some(why);
-    }
-    open_checked(path, &caller, false)?.err()
+    check_path(path, &Caller::current(), false)
 }
 
 #[cfg(test)]
@@ -225,9 +274,13 @@ mod tests {
         }
     }
 
-    fn with_mode(path: &Path, mode: u32) -> File {
+    fn set_mode(path: &Path, mode: u32) {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn with_mode(path: &Path, mode: u32) -> File {
+        set_mode(path, mode);
         File::open(path).unwrap()
     }
 
@@ -293,32 +346,120 @@ mod tests {
         let open = dir.path().join("open");
         let plugins = open.join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
-        drop(with_mode(&open, 0o777));
+        set_mode(&open, 0o777);
         let err = open_plugin_dir(&plugins).unwrap_err();
         assert_eq!(
             err,
-            Untrusted::Parent(open.clone(), Box::new(Untrusted::WritableByAll(0o777)))
+            Untrusted::Parent(
+                std::fs::canonicalize(&open).unwrap(),
+                Box::new(Untrusted::WritableByAll(0o777))
+            )
         );
-        drop(with_mode(&open, 0o755));
+        set_mode(&open, 0o755);
         assert!(open_plugin_dir(&plugins).unwrap().is_some());
         assert!(open_plugin_dir(&open.join("missing")).unwrap().is_none());
     }
 
     #[test]
     fn a_user_private_group_is_named_as_its_user_and_has_no_one_else() {
-        assert!(private_group(
-            nix::unistd::Uid::from_raw(0),
-            nix::unistd::Gid::from_raw(0)
+        let passwd = "root:x:0:0::/root:/bin/sh\nalice:x:1000:1000::/home/alice:/bin/sh\n";
+        assert!(group_is_own("alice", 1000, "alice", &[], passwd));
+        assert!(group_is_own(
+            "alice",
+            1000,
+            "alice",
+            &["alice".into()],
+            passwd
         ));
-        // Debian's `users` group (100) is shared by design.
-        let users = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(100))
-            .ok()
-            .flatten();
-        if users.is_some_and(|g| g.name == "users") {
-            assert!(!private_group(
-                nix::unistd::geteuid(),
-                nix::unistd::Gid::from_raw(100)
-            ));
+        assert!(group_is_own("root", 0, "root", &[], passwd));
+        // A member listed, an account whose primary group it is, a group of another name.
+        assert!(!group_is_own(
+            "alice",
+            1000,
+            "alice",
+            &["bob".into()],
+            passwd
+        ));
+        let with_bob = format!("{passwd}bob:x:1001:1000::/home/bob:/bin/sh\n");
+        assert!(!group_is_own("alice", 1000, "alice", &[], &with_bob));
+        assert!(!group_is_own("alice", 100, "users", &[], passwd));
+    }
+
+    #[test]
+    fn an_access_acl_that_lets_others_write_is_refused_whatever_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.wasm");
+        std::fs::write(&file, b"x").unwrap();
+        set_mode(&file, 0o644);
+        // system.posix_acl_access, version 2: user::rw-, user:4242:rw-, group::r--, mask::rw-,
+        // other::r-- (tag, permissions, id; little-endian).
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in [
+            (0x01u16, 6u16, u32::MAX),
+            (0x02, 6, 4242),
+            (0x04, 4, u32::MAX),
+            (0x10, 6, u32::MAX),
+            (0x20, 4, u32::MAX),
+        ] {
+            acl.extend(tag.to_le_bytes());
+            acl.extend(perm.to_le_bytes());
+            acl.extend(id.to_le_bytes());
         }
+        if let Err(e) =
+            rustix::fs::setxattr(&file, ACCESS_ACL, &acl, rustix::fs::XattrFlags::empty())
+        {
+            // A file system without ACLs: nothing to test here.
+            assert_eq!(e, rustix::io::Errno::OPNOTSUPP, "setting the ACL");
+            return;
+        }
+        let opened = File::open(&file).unwrap();
+        // The group bits are the mask now: rw.
+        assert_eq!(opened.metadata().unwrap().mode() & 0o070, 0o060);
+        assert_eq!(
+            check_open(&opened, &caller_private(), false),
+            Err(Untrusted::Acl(0o664))
+        );
+        assert_eq!(untrusted_file(&file), Some(Untrusted::Acl(0o664)));
+    }
+
+    #[test]
+    fn a_plugin_directory_reached_through_a_link_is_judged_where_it_really_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        let plugins = shared.join("u/plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        set_mode(&shared, 0o777);
+        let home = dir.path().join("home");
+        std::fs::create_dir(&home).unwrap();
+        std::os::unix::fs::symlink(shared.join("u"), home.join("data")).unwrap();
+        let err = open_plugin_dir(&home.join("data/plugins")).unwrap_err();
+        let real = std::fs::canonicalize(&shared).unwrap();
+        assert_eq!(
+            err,
+            Untrusted::Parent(real, Box::new(Untrusted::WritableByAll(0o777)))
+        );
+        set_mode(&shared, 0o755);
+        assert!(
+            open_plugin_dir(&home.join("data/plugins"))
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_opened_is_not_taken_for_a_missing_one() {
+        if nix::unistd::geteuid().is_root() {
+            return; // root opens it all the same
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).unwrap();
+        set_mode(&plugins, 0o300);
+        let err = open_plugin_dir(&plugins).unwrap_err();
+        set_mode(&plugins, 0o755);
+        assert_eq!(
+            err,
+            Untrusted::Unreadable(std::io::ErrorKind::PermissionDenied)
+        );
     }
 }

@@ -12,7 +12,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use karapace_plugin_host::{LoadFailure, Plugin, PluginError, PluginHost, PluginSource};
+use karapace_plugin_host::{LoadFailure, Plugin, PluginError, PluginHost, PluginSource, Untrusted};
 
 use crate::cli::Ctx;
 use crate::error::{CoreError, Result};
@@ -138,9 +138,15 @@ fn replaced_source(new: &Plugin, loaded: &PluginHost, dir: &Path) -> Option<&'st
 fn load_installed(dir: &Path) -> Result<PluginHost> {
     let host = PluginHost::load(&PluginHost::default_dirs())
         .map_err(|e| CoreError::Plugin(e.to_string()))?;
+    // The user's directory must be one builds load; any plugin directory must have been read,
+    // or what it holds could be neither replaced nor checked for overlaps.
     let in_the_way = |f: &&LoadFailure| match &f.error {
         PluginError::Io { .. } => true,
-        PluginError::Unsafe { path, .. } => path == dir,
+        PluginError::Unsafe { path, reason } => {
+            path == dir
+                || (matches!(reason, Untrusted::Unreadable(_))
+                    && PluginHost::default_dirs().contains(path))
+        }
         _ => false,
     };
     if let Some(failure) = host.failures().iter().find(in_the_way) {
@@ -203,7 +209,18 @@ fn read_component(wasm: &Path) -> Result<Vec<u8>> {
             meta.len()
         )));
     }
-    std::fs::read(wasm).map_err(err)
+    // The size may have grown since: never read more than one byte past the cap.
+    let mut bytes = Vec::new();
+    std::fs::File::open(wasm)
+        .and_then(|f| f.take(MAX_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(err)?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(CoreError::Usage(format!(
+            "{}: more than a plugin may have ({MAX_BYTES} bytes)",
+            wasm.display()
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Files of the user's plugin directory that hold a plugin named `name`, and `dest` itself when
@@ -216,6 +233,13 @@ fn installed_with_name(loaded: &PluginHost, dir: &Path, name: &str, dest: &Path)
         .filter_map(|p| p.path().map(Path::to_path_buf))
         .filter(|p| p.parent() == Some(dir))
         .collect();
+    // Files of that name the load refused as duplicates go too (they would stay duplicates).
+    found.extend(loaded.failures().iter().filter_map(|f| match &f.error {
+        PluginError::Duplicate { path, name: n, .. } if n == name && path.parent() == Some(dir) => {
+            Some(path.clone())
+        }
+        _ => None,
+    }));
     if dest.symlink_metadata().is_ok() && !found.iter().any(|p| p == dest) {
         found.push(dest.to_path_buf());
     }
