@@ -81,6 +81,13 @@ impl User {
         (shown, stderr(&out))
     }
 
+    /// Asserts that `plugin list` skips the plugin `name`, saying `why`.
+    fn assert_skipped(&self, name: &str, why: &str) {
+        let (shown, err) = self.listed(name);
+        assert!(!shown, "{name} is still loaded:\n{err}");
+        assert!(err.contains(why), "expected {why:?} in:\n{err}");
+    }
+
     fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
         all.push("--json");
@@ -312,12 +319,7 @@ fn plugins_that_other_users_may_write_are_not_loaded_and_nothing_is_installed_am
 
     // A file every user may write: skipped, with the reason.
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let (shown, err) = user.listed("xbps");
-    assert!(!shown, "{err}");
-    assert!(
-        err.contains("not loaded: writable by every user (mode 666)"),
-        "{err}"
-    );
+    user.assert_skipped("xbps", "not loaded: writable by every user (mode 666)");
     // The same bytes installed again are written again, with the plugin's mode: "unchanged"
     // would leave builds skipping it.
     let again = user.json(&["plugin", "install", s(&xbps_1_1())]);
@@ -344,12 +346,7 @@ fn plugins_that_other_users_may_write_are_not_loaded_and_nothing_is_installed_am
     if nix::unistd::geteuid().is_root() {
         // A shared group (Debian's `users`), and another owner.
         nix::unistd::chown(&dest, None, Some(nix::unistd::Gid::from_raw(100))).unwrap();
-        let (shown, err) = user.listed("xbps");
-        assert!(!shown, "{err}");
-        assert!(
-            err.contains("writable by group 100, which is not yours alone"),
-            "{err}"
-        );
+        user.assert_skipped("xbps", "writable by group 100, which is not yours alone");
         nix::unistd::chown(
             &dest,
             Some(nix::unistd::Uid::from_raw(4242)),
@@ -357,12 +354,7 @@ fn plugins_that_other_users_may_write_are_not_loaded_and_nothing_is_installed_am
         )
         .unwrap();
         std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let (shown, err) = user.listed("xbps");
-        assert!(!shown, "{err}");
-        assert!(
-            err.contains("owned by uid 4242, neither you nor root"),
-            "{err}"
-        );
+        user.assert_skipped("xbps", "owned by uid 4242, neither you nor root");
         nix::unistd::chown(&dest, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
     }
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -371,14 +363,12 @@ fn plugins_that_other_users_may_write_are_not_loaded_and_nothing_is_installed_am
     // A directory above that others may write: what is below could be replaced.
     let above = dir.parent().unwrap();
     std::fs::set_permissions(above, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let (shown, err) = user.listed("xbps");
-    assert!(!shown, "{err}");
-    assert!(
-        err.contains(&format!(
+    user.assert_skipped(
+        "xbps",
+        &format!(
             "in {}, which is writable by every user (mode 777)",
             above.display()
-        )),
-        "{err}"
+        ),
     );
     std::fs::set_permissions(above, std::fs::Permissions::from_mode(0o755)).unwrap();
 
