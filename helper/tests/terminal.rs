@@ -412,10 +412,10 @@ fn a_joined_interactive_session_sees_only_its_own_ptys() {
         None,
     );
     let status = term.wait_exit();
+    assert!(status.success(), "{status}: {}", term.text());
     // The inner test's last lines may still be on their way through the pty when it has
     // exited: wait for its summary rather than read what has arrived so far.
     let text = term.wait_for("test result");
-    assert!(status.success(), "{text}");
     assert!(
         text.contains("1 passed"),
         "the inner test did not run: {text}"

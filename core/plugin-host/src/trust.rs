@@ -84,7 +84,15 @@ fn private_group(uid: nix::unistd::Uid, gid: nix::unistd::Gid) -> bool {
     ) else {
         return false;
     };
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    // Root's group: the other accounts some systems give it (`sync`, `halt`, `operator`) are
+    // the system's own, as root is.
+    if uid.is_root() && gid.as_raw() == 0 {
+        return true;
+    }
+    // Who else has it as primary group cannot be told without the accounts: not private.
+    let Ok(passwd) = std::fs::read_to_string("/etc/passwd") else {
+        return false;
+    };
     group_is_own(&user.name, gid.as_raw(), &group.name, &group.mem, &passwd)
 }
 
@@ -162,12 +170,22 @@ fn open_checked(path: &Path, caller: &Caller, sticky_ok: bool) -> Option<Result<
 /// may search but not list, mode 0711): `None` when nothing is there. A link at `path` must be
 /// the caller's or root's, and what it names follows the rule.
 fn check_path(path: &Path, caller: &Caller, sticky_ok: bool) -> Option<Untrusted> {
+    check_path_as(path, caller, sticky_ok, &[std::io::ErrorKind::NotFound])
+}
+
+/// [`check_path`], where the errors in `absent` mean nothing is there for the caller.
+fn check_path_as(
+    path: &Path,
+    caller: &Caller,
+    sticky_ok: bool,
+    absent: &[std::io::ErrorKind],
+) -> Option<Untrusted> {
     if let Some(why) = check_link(path, caller) {
         return Some(why);
     }
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) if absent.contains(&e.kind()) => return None,
         Err(e) => return Some(Untrusted::Unreadable(e.kind())),
     };
     let acl = rustix::fs::getxattr(path, ACCESS_ACL, &mut [0u8; 0][..]).is_ok();
@@ -204,17 +222,26 @@ fn check_link(path: &Path, caller: &Caller) -> Option<Untrusted> {
 /// through the returned handle.
 pub(crate) fn open_plugin_dir(dir: &Path) -> Result<Option<File>, Untrusted> {
     let caller = Caller::current();
-    // Each link on the way must be the caller's or root's (whoever made it chose the target).
     let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    for step in absolute.ancestors() {
-        if let Some(why) = check_link(step, &caller) {
-            return Err(Untrusted::Parent(step.to_path_buf(), Box::new(why)));
-        }
-    }
     let Some(opened) = open_checked(&absolute, &caller, false) else {
         return Ok(None);
     };
     let file = opened?;
+    // Each link on the way as given must be the caller's or root's (whoever made it chose the
+    // target), in a directory no one else may replace it in (a sticky one will do).
+    for step in absolute.ancestors() {
+        let why = check_link(step, &caller).or_else(|| {
+            let is_link = std::fs::symlink_metadata(step).is_ok_and(|m| m.file_type().is_symlink());
+            let parent = step.parent().filter(|_| is_link)?;
+            check_path(parent, &caller, true)
+                .map(|why| Untrusted::Parent(parent.to_path_buf(), Box::new(why)))
+        });
+        match why {
+            Some(why) if step == absolute => return Err(why),
+            Some(why) => return Err(Untrusted::Parent(step.to_path_buf(), Box::new(why))),
+            None => {}
+        }
+    }
     check_parents(&file, &caller)?;
     Ok(Some(file))
 }
@@ -229,12 +256,15 @@ pub(crate) fn wasm_names(dir: &File) -> Result<Vec<std::ffi::OsString>, Untruste
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Untrusted::Unreadable(std::io::Error::from(e).kind()))?;
-    let mut names: Vec<std::ffi::OsString> = listed
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(|e| std::ffi::OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
-        .filter(|n| Path::new(n).extension().is_some_and(|x| x == "wasm"))
-        .collect();
+    let mut names = Vec::new();
+    for entry in listed {
+        // A listing cut short is not a shorter directory.
+        let entry = entry.map_err(|e| Untrusted::Unreadable(std::io::Error::from(e).kind()))?;
+        let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes()).to_os_string();
+        if Path::new(&name).extension().is_some_and(|x| x == "wasm") {
+            names.push(name);
+        }
+    }
     names.sort();
     Ok(names)
 }
@@ -259,7 +289,15 @@ pub(crate) fn open_plugin_file(dir: &File, name: &std::ffi::OsStr) -> Result<Fil
 /// writing: a link another user made, or what it names failing the rule (a directory one may
 /// search but not list is judged too). `None` when nothing is there.
 pub fn untrusted_file(path: &Path) -> Option<Untrusted> {
-    check_path(path, &Caller::current(), false)
+    // What the caller cannot reach (below a directory it may not search, or below a file) is
+    // not read by the caller's cargo either.
+    use std::io::ErrorKind::{NotADirectory, NotFound, PermissionDenied};
+    check_path_as(
+        path,
+        &Caller::current(),
+        false,
+        &[NotFound, PermissionDenied, NotADirectory],
+    )
 }
 
 #[cfg(test)]

@@ -138,22 +138,26 @@ fn replaced_source(new: &Plugin, loaded: &PluginHost, dir: &Path) -> Option<&'st
 fn load_installed(dir: &Path) -> Result<PluginHost> {
     let host = PluginHost::load(&PluginHost::default_dirs())
         .map_err(|e| CoreError::Plugin(e.to_string()))?;
-    // The user's directory must be one builds load; any plugin directory must have been read,
-    // or what it holds could be neither replaced nor checked for overlaps.
-    let in_the_way = |f: &&LoadFailure| match &f.error {
-        PluginError::Io { .. } => true,
-        PluginError::Unsafe { path, reason } => {
-            path == dir
-                || (matches!(reason, Untrusted::Unreadable(_))
-                    && PluginHost::default_dirs().contains(path))
+    // The user's directory must be one builds load and read whole; another directory that
+    // cannot be read is loaded by no build of this user either, so it is only said that its
+    // plugins were not checked for overlaps.
+    for failure in host.failures() {
+        match &failure.error {
+            PluginError::Io { path, .. } | PluginError::Unsafe { path, .. } if path == dir => {
+                return Err(CoreError::Refused(format!(
+                    "cannot check what is installed: {}",
+                    failure.error
+                )));
+            }
+            PluginError::Unsafe {
+                path,
+                reason: Untrusted::Unreadable(_),
+            } if PluginHost::default_dirs().contains(path) => output::note(&format!(
+                "warning: {} (its plugins, if any, were not checked for overlaps)",
+                failure.error
+            )),
+            _ => {}
         }
-        _ => false,
-    };
-    if let Some(failure) = host.failures().iter().find(in_the_way) {
-        return Err(CoreError::Refused(format!(
-            "cannot check what is installed: {}",
-            failure.error
-        )));
     }
     Ok(host)
 }
@@ -209,10 +213,18 @@ fn read_component(wasm: &Path) -> Result<Vec<u8>> {
             meta.len()
         )));
     }
-    // The size may have grown since: never read more than one byte past the cap.
+    // What was checked may have been replaced since: opened without blocking (a FIFO), checked
+    // again on the handle, and never read more than one byte past the cap.
+    let file = open_nonblocking(wasm).map_err(err)?;
+    if !file.metadata().map_err(err)?.is_file() {
+        return Err(CoreError::Usage(format!(
+            "{} is not a regular file",
+            wasm.display()
+        )));
+    }
     let mut bytes = Vec::new();
-    std::fs::File::open(wasm)
-        .and_then(|f| f.take(MAX_BYTES + 1).read_to_end(&mut bytes))
+    file.take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(err)?;
     if bytes.len() as u64 > MAX_BYTES {
         return Err(CoreError::Usage(format!(
@@ -253,7 +265,7 @@ fn read_installed(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open(path)?;
     if !file.metadata()?.is_file() {
         return Err(std::io::ErrorKind::InvalidInput.into());
@@ -261,6 +273,15 @@ fn read_installed(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(MAX_BYTES + 1).read_to_end(&mut bytes)?;
     Ok(bytes)
+}
+
+/// Opens `path` for reading without blocking on a FIFO.
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// Plugin files are data read by every user's builds: 0644, like the system directory's.
