@@ -12,7 +12,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use karapace_plugin_host::{LoadFailure, Plugin, PluginError, PluginHost, PluginSource, Untrusted};
+use karapace_plugin_host::{Plugin, PluginError, PluginHost, PluginSource, Untrusted};
 
 use crate::cli::Ctx;
 use crate::error::{CoreError, Result};
