@@ -46,7 +46,7 @@ pub use karapace_schema::ResolvedPackage;
 pub use limits::Limits;
 pub use overlap::paths_overlap;
 pub use plugin::Plugin;
-pub use trust::{Untrusted, untrusted_file};
+pub use trust::{Untrusted, open_nonblocking, untrusted_file};
 pub use types::{
     Availability, ImageContext, LoadFailure, PackageRequest, PluginInfo, PluginSource, Step,
     StepOptions,
@@ -106,21 +106,16 @@ impl PluginHost {
     /// limits), but outside any directory scan: for trying and validating a
     /// plugin before it is installed. Compiles without the cache.
     pub fn load_file(path: &Path, limits: Limits) -> Result<Plugin, PluginError> {
-        use std::os::unix::fs::OpenOptionsExt;
         let engine =
             Engine::new(&engine_config::plugin_engine_config()).map_err(|e| PluginError::Load {
                 path: PathBuf::from("<engine>"),
                 reason: format!("{e:#}"),
             })?;
         // Not blocking on a FIFO: what is not a regular file is refused once opened.
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| PluginError::Load {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+        let file = trust::open_nonblocking(path).map_err(|e| PluginError::Load {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         load_file(&engine, &cache::Cache::new(None), path, &file, limits)
     }
 
@@ -250,7 +245,7 @@ fn plugin_files(dir: &Path, failures: &mut Vec<LoadFailure>) -> Vec<(PathBuf, st
             reason,
         },
     };
-    let handle = match trust::open_plugin_dir(dir) {
+    let plugins = match trust::open_plugin_dir(dir) {
         Ok(Some(handle)) => handle,
         Ok(None) => return Vec::new(),
         Err(reason) => {
@@ -258,7 +253,7 @@ fn plugin_files(dir: &Path, failures: &mut Vec<LoadFailure>) -> Vec<(PathBuf, st
             return Vec::new();
         }
     };
-    let names = match trust::wasm_names(&handle) {
+    let names = match plugins.wasm_names() {
         Ok(names) => names,
         Err(reason) => {
             failures.push(untrusted(dir, reason));
@@ -268,7 +263,7 @@ fn plugin_files(dir: &Path, failures: &mut Vec<LoadFailure>) -> Vec<(PathBuf, st
     let mut files = Vec::new();
     for name in names {
         let path = dir.join(&name);
-        match trust::open_plugin_file(&handle, &name) {
+        match plugins.open_file(&name) {
             Ok(file) => files.push((path, file)),
             Err(reason) => failures.push(untrusted(&path, reason)),
         }

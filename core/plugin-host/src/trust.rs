@@ -55,6 +55,7 @@ impl fmt::Display for Untrusted {
 }
 
 /// The caller's effective ids, and whether its effective group is its own alone.
+#[derive(Debug)]
 struct Caller {
     uid: u32,
     gid: u32,
@@ -151,15 +152,20 @@ fn check_open(file: &File, caller: &Caller, sticky_ok: bool) -> Result<(), Untru
     verdict(&meta, acl, caller, sticky_ok)
 }
 
-/// Opens `path` for reading without blocking (a FIFO) and checks what it names: `None` when
-/// nothing is there, `Unreadable` when something is but cannot be opened.
-fn open_checked(path: &Path, caller: &Caller, sticky_ok: bool) -> Option<Result<File, Untrusted>> {
+/// Opens `path` for reading (a link followed) without blocking on a FIFO: what it names is
+/// then judged on the handle (`fstat`), never by a second lookup of the path.
+pub fn open_nonblocking(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open(path)
-    {
+}
+
+/// Opens `path` ([`open_nonblocking`]) and checks what it names: `None` when nothing is there,
+/// `Unreadable` when something is but cannot be opened.
+fn open_checked(path: &Path, caller: &Caller, sticky_ok: bool) -> Option<Result<File, Untrusted>> {
+    match open_nonblocking(path) {
         Ok(file) => Some(check_open(&file, caller, sticky_ok).map(|()| file)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => Some(Err(Untrusted::Unreadable(e.kind()))),
@@ -220,7 +226,7 @@ fn check_link(path: &Path, caller: &Caller) -> Option<Untrusted> {
 /// A plugin directory, opened: `Ok(None)` when it does not exist, `Err` when it (or a
 /// directory above it) is not trusted or cannot be opened. Entries are then listed and opened
 /// through the returned handle.
-pub(crate) fn open_plugin_dir(dir: &Path) -> Result<Option<File>, Untrusted> {
+pub(crate) fn open_plugin_dir(dir: &Path) -> Result<Option<PluginDir>, Untrusted> {
     let caller = Caller::current();
     let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let Some(opened) = open_checked(&absolute, &caller, false) else {
@@ -243,46 +249,62 @@ pub(crate) fn open_plugin_dir(dir: &Path) -> Result<Option<File>, Untrusted> {
         }
     }
     check_parents(&file, &caller)?;
-    Ok(Some(file))
+    Ok(Some(PluginDir {
+        handle: file,
+        caller,
+    }))
 }
 
-/// The names of the `*.wasm` entries of the opened directory `dir`, sorted.
-pub(crate) fn wasm_names(dir: &File) -> Result<Vec<std::ffi::OsString>, Untrusted> {
-    use std::os::unix::ffi::OsStrExt;
-    let listed = nix::dir::Dir::openat(
-        dir.as_fd(),
-        ".",
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Untrusted::Unreadable(std::io::Error::from(e).kind()))?;
-    let mut names = Vec::new();
-    for entry in listed {
-        // A listing cut short is not a shorter directory.
-        let entry = entry.map_err(|e| Untrusted::Unreadable(std::io::Error::from(e).kind()))?;
-        let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes()).to_os_string();
-        if Path::new(&name).extension().is_some_and(|x| x == "wasm") {
-            names.push(name);
+/// A plugin directory that passed the rule, with the caller it was judged for (its ids and
+/// group are looked up once per directory, not once per file).
+#[derive(Debug)]
+pub(crate) struct PluginDir {
+    handle: File,
+    caller: Caller,
+}
+
+impl PluginDir {
+    /// The names of the `*.wasm` entries of the directory, sorted.
+    pub(crate) fn wasm_names(&self) -> Result<Vec<std::ffi::OsString>, Untrusted> {
+        use std::os::unix::ffi::OsStrExt;
+        let listed = nix::dir::Dir::openat(
+            self.handle.as_fd(),
+            ".",
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Untrusted::Unreadable(std::io::Error::from(e).kind()))?;
+        let mut names = Vec::new();
+        for entry in listed {
+            // A listing cut short is not a shorter directory.
+            let entry = entry.map_err(|e| Untrusted::Unreadable(std::io::Error::from(e).kind()))?;
+            let name = std::ffi::OsStr::from_bytes(entry.file_name().to_bytes()).to_os_string();
+            if Path::new(&name).extension().is_some_and(|x| x == "wasm") {
+                names.push(name);
+            }
         }
+        names.sort();
+        Ok(names)
     }
-    names.sort();
-    Ok(names)
-}
 
-/// A plugin file, opened beneath its trusted directory (`name` is one entry of it; a link is
-/// followed, and what it names is checked and read).
-pub(crate) fn open_plugin_file(dir: &File, name: &std::ffi::OsStr) -> Result<File, Untrusted> {
-    let caller = Caller::current();
-    let fd = nix::fcntl::openat(
-        dir.as_fd(),
-        name,
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Untrusted::Unreadable(std::io::Error::from(e).kind()))?;
-    let file = File::from(fd);
-    check_open(&file, &caller, false)?;
-    Ok(file)
+    /// A plugin file, opened beneath its trusted directory (`name` is one entry of it; a link is
+    /// followed, and what it names is checked and read).
+    pub(crate) fn open_file(&self, name: &std::ffi::OsStr) -> Result<File, Untrusted> {
+        let fd = nix::fcntl::openat(
+            self.handle.as_fd(),
+            name,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_NONBLOCK
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Untrusted::Unreadable(std::io::Error::from(e).kind()))?;
+        let file = File::from(fd);
+        check_open(&file, &self.caller, false)?;
+        Ok(file)
+    }
 }
 
 /// Why `path` — a file or directory cargo or rustup would read — may carry another user's

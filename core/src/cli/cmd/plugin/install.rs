@@ -141,6 +141,7 @@ fn load_installed(dir: &Path) -> Result<PluginHost> {
     // The user's directory must be one builds load and read whole; another directory that
     // cannot be read is loaded by no build of this user either, so it is only said that its
     // plugins were not checked for overlaps.
+    let plugin_dirs = PluginHost::default_dirs();
     for failure in host.failures() {
         match &failure.error {
             PluginError::Io { path, .. } | PluginError::Unsafe { path, .. } if path == dir => {
@@ -152,7 +153,7 @@ fn load_installed(dir: &Path) -> Result<PluginHost> {
             PluginError::Unsafe {
                 path,
                 reason: Untrusted::Unreadable(_),
-            } if PluginHost::default_dirs().contains(path) => output::note(&format!(
+            } if plugin_dirs.contains(path) => output::note(&format!(
                 "warning: {} (its plugins, if any, were not checked for overlaps)",
                 failure.error
             )),
@@ -215,7 +216,7 @@ fn read_component(wasm: &Path) -> Result<Vec<u8>> {
     }
     // What was checked may have been replaced since: opened without blocking (a FIFO), checked
     // again on the handle, and never read more than one byte past the cap.
-    let file = open_nonblocking(wasm).map_err(err)?;
+    let file = karapace_plugin_host::open_nonblocking(wasm).map_err(err)?;
     if !file.metadata().map_err(err)?.is_file() {
         return Err(CoreError::Usage(format!(
             "{} is not a regular file",
@@ -273,15 +274,6 @@ fn read_installed(path: &Path) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.take(MAX_BYTES + 1).read_to_end(&mut bytes)?;
     Ok(bytes)
-}
-
-/// Opens `path` for reading without blocking on a FIFO.
-fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
-        .open(path)
 }
 
 /// Plugin files are data read by every user's builds: 0644, like the system directory's.
