@@ -43,6 +43,18 @@ impl User {
         self.dir.path().join("data/karapace/plugins")
     }
 
+    /// The files in the plugin directory, sorted, but for the lock installs take turns on (a
+    /// file of the user's, kept for the next install).
+    fn plugin_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.plugin_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != ".install.lock")
+            .collect();
+        names.sort();
+        names
+    }
+
     fn cmd(&self, args: &[&str]) -> Command {
         let home = self.dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
@@ -122,10 +134,10 @@ fn plugin_install_checks_the_component_and_copies_it_into_the_xdg_plugin_directo
         "names the file given: {err}"
     );
     assert!(!err.contains(".install-"), "not the staging copy: {err}");
-    let left: Vec<_> = std::fs::read_dir(user.plugin_dir()).unwrap().collect();
     assert!(
-        left.is_empty(),
-        "nothing installed or left behind: {left:?}"
+        user.plugin_files().is_empty(),
+        "nothing installed or left behind: {:?}",
+        user.plugin_files()
     );
 
     let out = user.ok(&["plugin", "install", s(&xbps_1_1())]);
@@ -173,19 +185,18 @@ fn plugin_install_checks_the_component_and_copies_it_into_the_xdg_plugin_directo
         std::fs::read(&dest).unwrap(),
         std::fs::read(xbps_1_0()).unwrap()
     );
-    let files: Vec<_> = std::fs::read_dir(user.plugin_dir()).unwrap().collect();
-    assert_eq!(files.len(), 1, "no temporary files left: {files:?}");
+    assert_eq!(
+        user.plugin_files(),
+        ["xbps.wasm"],
+        "no temporary files left"
+    );
 
     // The same plugin under another file name is replaced as well, never left as a duplicate.
     std::fs::copy(xbps_1_1(), user.plugin_dir().join("my-xbps.wasm")).unwrap();
     let out = user.run(&["plugin", "install", s(&xbps_1_1())]);
     assert_eq!(code(&out), 1, "xbps.wasm still holds the 1.0 build");
     user.ok(&["plugin", "install", s(&xbps_1_1()), "--force"]);
-    let files: Vec<String> = std::fs::read_dir(user.plugin_dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(files, ["xbps.wasm"]);
+    assert_eq!(user.plugin_files(), ["xbps.wasm"]);
     assert_eq!(
         std::fs::read(&dest).unwrap(),
         std::fs::read(xbps_1_1()).unwrap()
@@ -245,6 +256,38 @@ fn plugin_install_refuses_a_plugin_that_would_take_over_another_plugins_images()
 }
 
 /// A plugin named as a built-in takes its place in every build: not without --force.
+#[test]
+fn plugin_installs_take_turns_so_the_second_sees_the_first() {
+    use nix::fcntl::{Flock, FlockArg};
+    let user = User::new();
+    let xbpz = renamed_xbps(user.dir.path());
+    let dir = user.plugin_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    // Another install's turn, held here: while it lasts, this one must wait, then see what
+    // the other one installed (xbps, whose images xbpz would take) and refuse.
+    let lock = std::fs::File::create(dir.join(".install.lock")).unwrap();
+    let held = Flock::lock(lock, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let mut waiting = user
+        .cmd(&["plugin", "install", s(&xbpz)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "install did not wait for the one holding the lock"
+    );
+    std::fs::copy(xbps_1_1(), dir.join("xbps.wasm")).unwrap();
+    drop(held);
+    let out = waiting.wait_with_output().unwrap();
+    assert_exit(&out, 1, "as the user xbps plugin does");
+    assert!(!dir.join("xbpz.wasm").exists());
+    assert_eq!(user.plugin_files(), ["xbps.wasm"]);
+}
+
 #[test]
 fn plugin_install_replaces_a_built_in_only_when_asked_to() {
     let user = User::new();

@@ -58,6 +58,17 @@ pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/karapace/plugins";
 /// Largest plugin file accepted from a directory (and by `karapace plugin install`).
 pub const MAX_PLUGIN_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// A plugin file's bytes from an open handle, or `None` when it holds more than
+/// [`MAX_PLUGIN_FILE_BYTES`]: at most one byte past the cap is read, whatever size the file
+/// claimed when it was checked (it may be growing, or not be what was checked).
+pub fn read_plugin_file(file: &std::fs::File) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    file.take(MAX_PLUGIN_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= MAX_PLUGIN_FILE_BYTES).then_some(bytes))
+}
+
 /// How to load plugins.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -280,7 +291,6 @@ fn load_file(
     file: &std::fs::File,
     limits: Limits,
 ) -> Result<Plugin, PluginError> {
-    use std::io::Read;
     let load_err = |reason: String| PluginError::Load {
         path: path.to_path_buf(),
         reason,
@@ -295,13 +305,9 @@ fn load_file(
             meta.len()
         )));
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_PLUGIN_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| load_err(e.to_string()))?;
-    if bytes.len() as u64 > MAX_PLUGIN_FILE_BYTES {
-        return Err(load_err(format!("more than {MAX_PLUGIN_FILE_BYTES} bytes")));
-    }
+    let bytes = read_plugin_file(file)
+        .map_err(|e| load_err(e.to_string()))?
+        .ok_or_else(|| load_err(format!("more than {MAX_PLUGIN_FILE_BYTES} bytes")))?;
     let (component, outcome) = cache
         .load(engine, &bytes)
         .map_err(|e| load_err(format!("not a valid component: {e:#}")))?;

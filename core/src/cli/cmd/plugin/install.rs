@@ -9,7 +9,6 @@
 //!   first when an image is detected, so it could claim that plugin's images (a Debian image
 //!   from the built-in apt plugin, say) under a name that does not say so.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use karapace_plugin_host::{Plugin, PluginError, PluginHost, PluginSource, Untrusted};
@@ -35,6 +34,9 @@ pub fn run(ctx: &Ctx, wasm: &Path, force: bool) -> Result<i32> {
     let bytes = read_component(wasm)?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| CoreError::io(format!("cannot create {}", dir.display()), e))?;
+    // Installs take turns: what is checked below (names, overlaps) must still hold when the
+    // file is renamed into place, so a second install sees the first one's plugin.
+    let _turn = take_turn(&dir)?;
     // First: a directory builds would not load (or that cannot be read) gets nothing staged.
     let loaded = load_installed(&dir)?;
 
@@ -223,17 +225,14 @@ fn read_component(wasm: &Path) -> Result<Vec<u8>> {
             wasm.display()
         )));
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(err)?;
-    if bytes.len() as u64 > MAX_BYTES {
-        return Err(CoreError::Usage(format!(
-            "{}: more than a plugin may have ({MAX_BYTES} bytes)",
-            wasm.display()
-        )));
-    }
-    Ok(bytes)
+    karapace_plugin_host::read_plugin_file(&file)
+        .map_err(err)?
+        .ok_or_else(|| {
+            CoreError::Usage(format!(
+                "{}: more than a plugin may have ({MAX_BYTES} bytes)",
+                wasm.display()
+            ))
+        })
 }
 
 /// Files of the user's plugin directory that hold a plugin named `name`, and `dest` itself when
@@ -271,9 +270,54 @@ fn read_installed(path: &Path) -> std::io::Result<Vec<u8>> {
     if !file.metadata()?.is_file() {
         return Err(std::io::ErrorKind::InvalidInput.into());
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_BYTES + 1).read_to_end(&mut bytes)?;
-    Ok(bytes)
+    karapace_plugin_host::read_plugin_file(&file)?
+        .ok_or_else(|| std::io::ErrorKind::FileTooLarge.into())
+}
+
+/// How long an install waits for another one to finish (one that hangs past this is reported).
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// An exclusive `flock` of `<dir>/.install.lock`, a file only the user may open (a lock on the
+/// directory itself could be held by anyone who may read it). Not a `.wasm` file, so no load
+/// looks at it.
+fn take_turn(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::errno::Errno;
+    use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join(".install.lock");
+    let err = |e| CoreError::io(format!("cannot lock {}", path.display()), e);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(err)?;
+    if !file.metadata().map_err(err)?.is_file() {
+        return Err(CoreError::Refused(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    let deadline = std::time::Instant::now() + TURN_WAIT;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(held) => return Ok(held),
+            Err((back, Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = back;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(CoreError::Refused(format!(
+                    "another plugin install has held {} for {} s; try again when it is done",
+                    path.display(),
+                    TURN_WAIT.as_secs()
+                )));
+            }
+            Err((_, e)) => return Err(err(e.into())),
+        }
+    }
 }
 
 /// Plugin files are data read by every user's builds: 0644, like the system directory's.
