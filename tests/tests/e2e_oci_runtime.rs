@@ -463,6 +463,68 @@ fn snapshot_round_trip(k: &Karapace, who: &str) {
     assert!(back.stdout_str().contains("Debian"), "{who}");
 }
 
+/// A runtime older than the recursive mount options (`rro`: runc 1.1, crun 1.4) would ignore
+/// them and leave mounts beneath read-only binds writable: refused before the helper runs, by
+/// what the runtime says of itself. Its answer is cached by the file's identity, so a runtime
+/// replaced by an older one is asked again.
+fn too_old_or_unknown_runtimes_are_refused(k: &Karapace, who: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = k.store().parent().unwrap().join("fake-oci");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Written beside and renamed into place: a new file, as a package upgrade makes.
+    let install = |name: &str, version_line: &str| {
+        let script = format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{version_line}'; exit 0; fi\nexit 1\n"
+        );
+        let tmp = dir.join(format!(".{name}.new"));
+        std::fs::write(&tmp, script).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+        dir.join(name).to_str().unwrap().to_owned()
+    };
+    let exec_with = |runtime: &str| {
+        k.clone()
+            .env("KARAPACE_OCI_RUNTIME", runtime)
+            .run(&["exec", "c", "--", "true"])
+    };
+    let runc = install("runc", "runc version 1.0.2");
+    let old = exec_with(&runc);
+    old.assert_code(1);
+    assert!(
+        old.stderr_str()
+            .contains("is runc 1.0.2; karapace needs runc 1.1.0 or later"),
+        "{who}: {}",
+        old.stderr_str()
+    );
+    let crun = install("crun", "crun: unrecognized option");
+    let unknown = exec_with(&crun);
+    unknown.assert_code(1);
+    assert!(
+        unknown
+            .stderr_str()
+            .contains("cannot tell which release the OCI runtime"),
+        "{who}: {}",
+        unknown.stderr_str()
+    );
+    // A release new enough passes the check (and then fails as a runtime: it runs nothing).
+    install("runc", "runc version 1.1.9");
+    let passed = exec_with(&runc);
+    assert!(!passed.success(), "{who}: the fake runtime ran a session");
+    assert!(
+        !passed.stderr_str().contains("karapace needs runc"),
+        "{who}: {}",
+        passed.stderr_str()
+    );
+    install("runc", "runc version 1.0.2");
+    assert!(
+        exec_with(&runc)
+            .stderr_str()
+            .contains("is runc 1.0.2; karapace needs runc 1.1.0 or later"),
+        "{who}: a replaced runtime was not asked again"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn everything(k: &Karapace, who: &str) {
     let built = k.json(&["build", "--name", "c"]);
     let short_id = built
@@ -481,6 +543,7 @@ fn everything(k: &Karapace, who: &str) {
         "{who}: {}",
         unchosen.stderr_str()
     );
+    too_old_or_unknown_runtimes_are_refused(k, who);
     for runtime in RUNTIMES {
         let k = k.clone().env("KARAPACE_OCI_RUNTIME", runtime);
         let who = format!("{who} with {runtime}");

@@ -108,16 +108,24 @@ pub fn config_file_path() -> Option<PathBuf> {
     Some(PathBuf::from(home).join(".config/karapace/config.toml"))
 }
 
-/// `$XDG_CACHE_HOME/karapace/images`, else `~/.cache/karapace/images`, else a directory under
-/// the system temp dir (no home at all, e.g. some service accounts).
-pub fn default_cache_dir() -> PathBuf {
+/// The user's karapace cache: `$XDG_CACHE_HOME/karapace`, else `~/.cache/karapace` (`None`
+/// with neither).
+pub fn cache_root() -> Option<PathBuf> {
     if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|x| Path::new(x).is_absolute()) {
-        return PathBuf::from(xdg).join("karapace/images");
+        return Some(PathBuf::from(xdg).join("karapace"));
     }
-    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        return PathBuf::from(home).join(".cache/karapace/images");
-    }
-    std::env::temp_dir().join("karapace-images")
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|home| PathBuf::from(home).join(".cache/karapace"))
+}
+
+/// `images` in [`cache_root`], else a directory under the system temp dir (no home at all,
+/// e.g. some service accounts).
+pub fn default_cache_dir() -> PathBuf {
+    cache_root().map_or_else(
+        || std::env::temp_dir().join("karapace-images"),
+        |root| root.join("images"),
+    )
 }
 
 /// The archive caps of the config file at `config_file`: `archive_max_entries` and

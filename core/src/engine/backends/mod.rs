@@ -20,6 +20,7 @@
 mod mock;
 mod namespace;
 mod oci;
+mod oci_version;
 
 use std::path::Path;
 

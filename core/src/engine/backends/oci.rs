@@ -36,6 +36,7 @@ impl RuntimeBackend for Oci {
 
     fn run(&self, session: Session<'_>) -> Result<i32> {
         let runtime = resolve()?;
+        super::oci_version::check(&runtime)?;
         tracing::debug!("OCI runtime: {}", runtime.path.display());
         namespace::run_session(session, Some(runtime))
     }

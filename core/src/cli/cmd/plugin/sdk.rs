@@ -148,14 +148,10 @@ fn verify(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `$XDG_CACHE_HOME/karapace/plugin-sdk`, else `~/.cache/karapace/plugin-sdk`.
+/// `plugin-sdk` in the user's cache (`karapace_images::config::cache_root`).
 pub fn default_cache() -> Result<PathBuf> {
-    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|x| Path::new(x).is_absolute()) {
-        return Ok(PathBuf::from(xdg).join("karapace/plugin-sdk"));
-    }
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".cache/karapace/plugin-sdk"))
+    karapace_images::config::cache_root()
+        .map(|root| root.join("plugin-sdk"))
         .ok_or_else(|| CoreError::Usage("HOME is not set: no cache for the plugin SDK".into()))
 }
 
