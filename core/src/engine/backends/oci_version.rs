@@ -80,17 +80,16 @@ pub fn check(runtime: &OciRuntime) -> Result<()> {
     let key = Key::of(&meta);
     let cache = karapace_images::config::cache_root().map(|root| root.join("oci-runtimes"));
     let cached = cache.as_deref().and_then(|c| lookup(c, path, &key));
-    let version = match cached {
-        Some(v) => v,
-        None => {
-            let v = ask(path)?;
-            if let Some(c) = &cache
-                && let Err(e) = remember(c, path, &key, v)
-            {
-                tracing::debug!("cannot cache the version of {}: {e}", path.display());
-            }
-            v
+    let version = if let Some(v) = cached {
+        v
+    } else {
+        let v = ask(path)?;
+        if let Some(c) = &cache
+            && let Err(e) = remember(c, path, &key, v)
+        {
+            tracing::debug!("cannot cache the version of {}: {e}", path.display());
         }
+        v
     };
     let needed = minimum(runtime.flavour);
     if version < needed {

@@ -275,7 +275,7 @@ fn read_installed(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// How long an install waits for another one to finish (one that hangs past this is reported).
-const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_mins(1);
 
 /// An exclusive `flock` of `<dir>/.install.lock`, a file only the user may open (a lock on the
 /// directory itself could be held by anyone who may read it). Not a `.wasm` file, so no load
