@@ -88,66 +88,51 @@ fn invocation(args: &[OsString]) -> Option<Invocation> {
 /// The socket and Landlock ABI to serve a request with; `Err` once a question of the command
 /// line is answered (or the command line is wrong), with the exit code.
 fn serve_or_answer(args: &[OsString], mode: Mode) -> Result<(OsString, Option<i32>), ExitCode> {
-    match invocation(args) {
-        Some(Invocation::Mode) => {
-            match mode {
-                Mode::Rootless => println!("{MODE_ROOTLESS}"),
-                Mode::Privileged => println!(
-                    "{MODE_PRIVILEGED} {}",
-                    backend::privilege::FILE_CAPABILITIES
-                ),
-            }
-            Err(ExitCode::SUCCESS)
-        }
-        Some(Invocation::FileCapabilities) => {
-            println!("{}", backend::privilege::FILE_CAPABILITIES);
-            Err(ExitCode::SUCCESS)
-        }
-        Some(Invocation::IdMaps) if mode == Mode::Privileged => {
-            println!(
-                "{MODE_PRIVILEGED} the privileged karapace-helper creates no user namespace (this \
-                 host allows no unprivileged ones), so every file of an environment is yours"
+    let answer = match invocation(args) {
+        Some(Invocation::Serve {
+            socket,
+            landlock_abi,
+        }) => return Ok((socket, landlock_abi)),
+        None => {
+            eprintln!(
+                "usage: karapace-helper --socket <path>   (started by karapace, not by hand)"
             );
-            Err(ExitCode::SUCCESS)
+            return Err(ExitCode::from(2));
         }
-        Some(Invocation::Version) => {
-            println!(
-                "karapace-helper {} (protocol {PROTOCOL_VERSION})",
-                env!("CARGO_PKG_VERSION")
-            );
-            Err(ExitCode::SUCCESS)
-        }
+        Some(Invocation::Mode) => match mode {
+            Mode::Rootless => MODE_ROOTLESS.to_owned(),
+            Mode::Privileged => format!(
+                "{MODE_PRIVILEGED} {}",
+                backend::privilege::FILE_CAPABILITIES
+            ),
+        },
+        Some(Invocation::FileCapabilities) => backend::privilege::FILE_CAPABILITIES.to_owned(),
+        Some(Invocation::IdMaps) if mode == Mode::Privileged => format!(
+            "{MODE_PRIVILEGED} the privileged karapace-helper creates no user namespace (this \
+             host allows no unprivileged ones), so every file of an environment is yours"
+        ),
+        Some(Invocation::Version) => format!(
+            "karapace-helper {} (protocol {PROTOCOL_VERSION})",
+            env!("CARGO_PKG_VERSION")
+        ),
         Some(Invocation::LandlockAbi) => {
-            match backend::landlock_abi() {
-                Some(v) => println!("{v}"),
-                None => println!("none"),
-            }
-            Err(ExitCode::SUCCESS)
+            backend::landlock_abi().map_or_else(|| "none".to_owned(), |v| v.to_string())
         }
         Some(Invocation::IdMaps) => {
             let uid = nix::unistd::getuid().as_raw();
             let gid = nix::unistd::getgid().as_raw();
             match backend::IdMap::full(uid, gid) {
-                Ok(backend::IdMap::Subordinate { uid: u, gid: g }) => println!(
+                Ok(backend::IdMap::Subordinate { uid: u, gid: g }) => format!(
                     "{ID_MAPS_FULL} subordinate uids {}+{} gids {}+{}",
                     u.start, u.count, g.start, g.count
                 ),
-                Ok(map) => println!("{ID_MAPS_FULL} {map:?}"),
-                Err(r) => println!("{ID_MAPS_SINGLE} {r}"),
+                Ok(map) => format!("{ID_MAPS_FULL} {map:?}"),
+                Err(r) => format!("{ID_MAPS_SINGLE} {r}"),
             }
-            Err(ExitCode::SUCCESS)
         }
-        Some(Invocation::Serve {
-            socket,
-            landlock_abi,
-        }) => Ok((socket, landlock_abi)),
-        None => {
-            eprintln!(
-                "usage: karapace-helper --socket <path>   (started by karapace, not by hand)"
-            );
-            Err(ExitCode::from(2))
-        }
-    }
+    };
+    println!("{answer}");
+    Err(ExitCode::SUCCESS)
 }
 
 /// Installed with file capabilities, this process runs with privilege its caller lacks:

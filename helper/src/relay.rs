@@ -246,15 +246,13 @@ pub fn run(mut stream: Stream, launched: Launched, t_request: u64, t_validated: 
             return code;
         }
         if sig_ev && let Ok(Some(info)) = sfd.read_signal() {
+            let sig = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0));
+            // Terminal-generated signals reach the workload directly.
+            if let Ok(sig) = sig
+                && sig != Signal::SIGCHLD
+                && info.ssi_code != SI_KERNEL
             {
-                let sig = Signal::try_from(i32::try_from(info.ssi_signo).unwrap_or(0));
-                // Terminal-generated signals reach the workload directly.
-                if let Ok(sig) = sig
-                    && sig != Signal::SIGCHLD
-                    && info.ssi_code != SI_KERNEL
-                {
-                    backend::signal_init(init_fd.as_ref(), sig);
-                }
+                backend::signal_init(init_fd.as_ref(), sig);
             }
         }
         if sock_ev {

@@ -37,13 +37,8 @@ pub fn serve(
     // A tree job belongs to the core's store operation: when the core dies (crash, SIGKILL),
     // so do this process and its worker, before the next command recovers the store.
     let parent = nix::unistd::getppid();
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| {
-        Refusal::Setup {
-            step: SetupStep::DeathSignal,
-            detail: String::new(),
-            errno: e as i32,
-        }
-    })?;
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| karapace_backend_namespace::Step(SetupStep::DeathSignal, e))?;
     if nix::unistd::getppid() != parent {
         return Err(Refusal::PeerRejected("the core is gone".into()));
     }

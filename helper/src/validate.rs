@@ -11,24 +11,20 @@ use std::path::{Component, Path};
 
 use karapace_backend_namespace::oci::PreparedOci;
 use karapace_backend_namespace::{
-    IdMap, Mode, Opened, Prepared, PreparedBind, PreparedUpper, landlock_decision,
+    IdMap, Mode, Opened, Prepared, PreparedBind, PreparedUpper, Step, landlock_decision,
 };
 use karapace_protocol::{IdMapMode, Identity, Refusal, RunSpec, SetupStep, Upper, limits};
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::{SFlag, fstat};
 
-fn too_large(what: &str, got: usize, max: usize) -> Refusal {
-    Refusal::TooLarge {
-        what: what.into(),
-        got: got as u64,
-        max: max as u64,
-    }
-}
-
 pub(crate) fn check_len(what: &str, got: usize, max: usize) -> Result<(), Refusal> {
     if got > max {
-        Err(too_large(what, got, max))
+        Err(Refusal::TooLarge {
+            what: what.into(),
+            got: got as u64,
+            max: max as u64,
+        })
     } else {
         Ok(())
     }
@@ -99,22 +95,10 @@ pub(crate) fn open_beneath(
     openat2(base.as_fd(), rel, how(dir, resolve)).map_err(|e| open_err(p, e))
 }
 
-fn is_dir(fd: &OwnedFd) -> Result<bool, Refusal> {
-    let st = fstat(fd.as_fd()).map_err(|e| Refusal::Setup {
-        step: SetupStep::Fstat,
-        detail: String::new(),
-        errno: e as i32,
-    })?;
-    Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
-}
-
-fn is_char_device(fd: &OwnedFd) -> Result<bool, Refusal> {
-    let st = fstat(fd.as_fd()).map_err(|e| Refusal::Setup {
-        step: SetupStep::Fstat,
-        detail: String::new(),
-        errno: e as i32,
-    })?;
-    Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR)
+/// Whether `fd` is a file of type `kind` (`S_IFDIR`, `S_IFCHR`).
+fn is_type(fd: &OwnedFd, kind: SFlag) -> Result<bool, Refusal> {
+    let st = fstat(fd.as_fd()).map_err(|e| Step(SetupStep::Fstat, e))?;
+    Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == kind)
 }
 
 /// Kernel filesystems never accepted as mount sources or targets.
@@ -272,7 +256,7 @@ pub fn prepare(
             Refusal::OutsideStore(p) => Refusal::MountNotAllowed(p),
             e => e,
         })?;
-        let is_dir = is_dir(&src)?;
+        let is_dir = is_type(&src, SFlag::S_IFDIR)?;
         readable_by_caller(mode, &src, is_dir, &b.src)?;
         let src = Opened {
             fd: src,
@@ -292,8 +276,8 @@ pub fn prepare(
             return Err(Refusal::DeviceNotAllowed(d.clone()));
         }
         let src = open_absolute(d, false)?;
-        let is_dir = is_dir(&src)?;
-        if !is_dir && !is_char_device(&src)? {
+        let is_dir = is_type(&src, SFlag::S_IFDIR)?;
+        if !is_dir && !is_type(&src, SFlag::S_IFCHR)? {
             return Err(Refusal::DeviceNotAllowed(d.clone()));
         }
         readable_by_caller(mode, &src, is_dir, d)?;

@@ -102,6 +102,20 @@ fn ll(e: impl std::fmt::Display) -> ConfineError {
     ConfineError::Landlock(e.to_string())
 }
 
+/// A best-effort ruleset that handles every file-system right and `scope`.
+fn ruleset(
+    scope: impl Into<landlock::BitFlags<Scope>>,
+) -> Result<landlock::RulesetCreated, ConfineError> {
+    Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(AccessFs::from_all(LANDLOCK_ABI))
+        .map_err(ll)?
+        .scope(scope)
+        .map_err(ll)?
+        .create()
+        .map_err(ll)
+}
+
 /// Whether a request's processes are confined by Landlock, given the kernel's Landlock ABI
 /// (`None`: no Landlock) and whether the request allows running without it. Without Landlock a
 /// workload is confined by namespaces, capabilities, `no_new_privs` and seccomp only, so that
@@ -131,15 +145,7 @@ fn restrict(ruleset: landlock::RulesetCreated) -> Result<(), ConfineError> {
 /// sockets are scoped to the environment where the kernel supports it.
 pub fn landlock_workload(writable: &[PathBuf]) -> Result<(), ConfineError> {
     let abi = LANDLOCK_ABI;
-    let mut rs = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_all(abi))
-        .map_err(ll)?
-        .scope(Scope::from_all(abi))
-        .map_err(ll)?
-        .create()
-        .map_err(ll)?
-        .no_new_privs(false);
+    let mut rs = ruleset(Scope::from_all(abi))?.no_new_privs(false);
     rs = rs
         .add_rule(PathBeneath::new(
             PathFd::new("/").map_err(ll)?,
@@ -163,14 +169,7 @@ pub fn landlock_workload(writable: &[PathBuf]) -> Result<(), ConfineError> {
 /// none anywhere else.
 pub fn landlock_beneath(root: &Path) -> Result<(), ConfineError> {
     let abi = LANDLOCK_ABI;
-    let rs = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_all(abi))
-        .map_err(ll)?
-        .scope(Scope::from_all(abi))
-        .map_err(ll)?
-        .create()
-        .map_err(ll)?
+    let rs = ruleset(Scope::from_all(abi))?
         .add_rule(PathBeneath::new(
             PathFd::new(root).map_err(ll)?,
             AccessFs::from_all(abi),
@@ -200,17 +199,7 @@ pub fn claim_root() -> Result<(), ConfineError> {
 /// Landlock for the helper's control and init processes: every filesystem
 /// access right handled, none granted.
 pub fn landlock_deny_all() -> Result<(), ConfineError> {
-    let abi = LANDLOCK_ABI;
-    restrict(
-        Ruleset::default()
-            .set_compatibility(CompatLevel::BestEffort)
-            .handle_access(AccessFs::from_all(abi))
-            .map_err(ll)?
-            .scope(Scope::AbstractUnixSocket)
-            .map_err(ll)?
-            .create()
-            .map_err(ll)?,
-    )
+    restrict(ruleset(Scope::AbstractUnixSocket)?)
 }
 
 /// Writable paths of a workload: each top-level entry of the root except the

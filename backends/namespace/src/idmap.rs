@@ -101,12 +101,8 @@ pub fn parse_map(text: &str) -> Option<Vec<MapLine>> {
 pub fn write_identity(pid: Pid, count: u32) -> Result<(), crate::Step> {
     let line = format!("0 0 {count}");
     for file in ["uid_map", "gid_map"] {
-        std::fs::write(format!("/proc/{}/{file}", pid.as_raw()), &line).map_err(|e| {
-            crate::Step(
-                SetupStep::WriteIdMap,
-                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            )
-        })?;
+        std::fs::write(format!("/proc/{}/{file}", pid.as_raw()), &line)
+            .map_err(crate::io_step(SetupStep::WriteIdMap, libc::EIO))?;
     }
     Ok(())
 }
@@ -213,12 +209,7 @@ pub fn write_single(
     gid_host: u32,
 ) -> Result<(), crate::Step> {
     let w = |file: &str, data: String| {
-        std::fs::write(file, data).map_err(|e| {
-            crate::Step(
-                SetupStep::WriteIdMap,
-                nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            )
-        })
+        std::fs::write(file, data).map_err(crate::io_step(SetupStep::WriteIdMap, libc::EIO))
     };
     w("/proc/self/setgroups", "deny".to_string())?;
     w("/proc/self/uid_map", format!("{uid_inside} {uid_host} 1"))?;

@@ -30,6 +30,12 @@ fn report(ev: &mut File, msg: &Reply) -> bool {
     write_frame(ev, msg).is_ok()
 }
 
+/// Reports `why` as the session's failure; returns the exit code that goes with it.
+pub(crate) fn fail(ev: &mut File, why: impl Into<Refusal>) -> i32 {
+    report(ev, &Reply::Failed(why.into()));
+    1
+}
+
 /// Runs in the cloned child; returns the process exit code. `terminal` is this process's end
 /// of the terminal channel (interactive sessions only, see `pty.rs`).
 pub fn run(
@@ -74,10 +80,7 @@ pub fn run(
         });
     match result {
         Ok(slave) => supervise(p, &mut ev, timings, slave, console),
-        Err(step) => {
-            report(&mut ev, &Reply::Failed(step.into()));
-            1
-        }
+        Err(step) => fail(&mut ev, step),
     }
 }
 
@@ -291,10 +294,7 @@ pub fn run_joined(p: &Prepared, events: File, go: OwnedFd, terminal: Option<Unix
         });
     match result {
         Ok(slave) => supervise(p, &mut ev, timings, slave, console),
-        Err(step) => {
-            report(&mut ev, &Reply::Failed(step.into()));
-            1
-        }
+        Err(step) => fail(&mut ev, step),
     }
 }
 
@@ -309,17 +309,11 @@ fn supervise(
 ) -> i32 {
     let (sfd, exec_r, exec_w) = match signals_and_exec_pipe() {
         Ok(made) => made,
-        Err(step) => {
-            report(ev, &Reply::Failed(step.into()));
-            return 1;
-        }
+        Err(step) => return fail(ev, step),
     };
     let (listener, runtime) = match oci_start(p, console.is_some()) {
         Ok(started) => started,
-        Err(r) => {
-            report(ev, &Reply::Failed(r));
-            return 1;
-        }
+        Err(r) => return fail(ev, r),
     };
     let tty = slave.as_ref().map(AsFd::as_fd);
     // SAFETY: this process is single-threaded. The workload's process reads `p`, allocates
@@ -342,10 +336,7 @@ fn supervise(
     drop(slave);
     let mut child = match spawned {
         Ok(c) => c,
-        Err(e) => {
-            report(ev, &Reply::Failed(Step(SetupStep::SpawnWorkload, e).into()));
-            return 1;
-        }
+        Err(e) => return fail(ev, Step(SetupStep::SpawnWorkload, e)),
     };
 
     // The write end closes on a successful execve; a failed one sends the
@@ -356,10 +347,8 @@ fn supervise(
         match oci_workload(p, listener, console, child) {
             Ok(workload) => child = workload,
             Err(step) => {
-                let _ = kill(child, Signal::SIGKILL);
-                let _ = waitpid(child, None);
-                report(ev, &Reply::Failed(step.into()));
-                return 1;
+                crate::kill_and_reap(child);
+                return fail(ev, step);
             }
         }
         timings.exec = monotonic_ns();
@@ -373,8 +362,7 @@ fn supervise(
             errno: 0,
         });
         let _ = waitpid(child, None);
-        report(ev, &Reply::Failed(refusal));
-        return 1;
+        return fail(ev, refusal);
     }
 
     // From here on the workload is signalled through a pidfd only (the confined process may
@@ -383,8 +371,7 @@ fn supervise(
         Ok(fd) => fd,
         Err(e) => {
             let _ = kill(child, Signal::SIGKILL);
-            report(ev, &Reply::Failed(Step(SetupStep::Pidfd, e).into()));
-            return 1;
+            return fail(ev, Step(SetupStep::Pidfd, e));
         }
     };
     // From here on this process only waits, reads signals and writes one
@@ -392,15 +379,14 @@ fn supervise(
     let guard = p.oci.as_ref().map(|_| oci::INIT_GUARD);
     if let Err(e) = confine::confine_control(p.landlock, guard) {
         let _ = kill(child, Signal::SIGKILL);
-        report(
+        return fail(
             ev,
-            &Reply::Failed(Refusal::Setup {
+            Refusal::Setup {
                 step: SetupStep::Confine,
                 detail: format!("init: {e}"),
                 errno: 0,
-            }),
+            },
         );
-        return 1;
     }
     relay(ev, (child, &child_fd), &sfd, timings)
 }
@@ -526,6 +512,5 @@ fn reap(workload: Pid) -> Result<Option<WaitStatus>, Errno> {
 /// core told which step failed (rather than a bare exit status).
 fn abandon(ev: &mut File, workload: &OwnedFd, step: Step) -> i32 {
     let _ = sys::signal(workload.as_fd(), Signal::SIGKILL);
-    report(ev, &Reply::Failed(step.into()));
-    1
+    fail(ev, step)
 }

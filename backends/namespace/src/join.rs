@@ -31,6 +31,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{Pid, pipe2};
 
 use crate::idmap::{self, MapLines};
+use crate::init::fail;
 use crate::{Launched, Mode, Prepared, SetupStep, Step, init, privilege, sys};
 
 const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
@@ -141,7 +142,7 @@ fn check(
         if !marked_session(pid)? {
             return Err(Verdict::Bad("it is not a karapace environment".into()));
         }
-        return kernel_overlay_root(pid).map(|()| Target { pidfd });
+        return overlay_root(pid, false).map(|()| Target { pidfd });
     };
     if same_ns(t.pid, "user")? {
         return Err(Verdict::Bad("shares the helper's user namespace".into()));
@@ -165,7 +166,7 @@ fn check(
         (true, Some(at)) => stage_overlay(pid, at)?,
         (true, None) => return Err(Verdict::Bad("it has no OCI runtime's stage".into())),
         (false, Some(_)) => return Err(Verdict::Bad("it is an OCI runtime's session".into())),
-        (false, None) => overlay_root(pid)?,
+        (false, None) => overlay_root(pid, true)?,
     }
     Ok(Target { pidfd })
 }
@@ -243,18 +244,11 @@ fn marked_session(pid: i32) -> Result<bool, Verdict> {
     }))
 }
 
-fn kernel_overlay_root(pid: i32) -> Result<(), Verdict> {
-    let fs = statfs(format!("/proc/{pid}/root").as_str()).map_err(|_| Verdict::Gone)?;
-    if fs.filesystem_type() != FsType(OVERLAYFS_SUPER_MAGIC) {
-        return Err(Verdict::Bad("its root is not an overlay".into()));
-    }
-    Ok(())
-}
-
-fn overlay_root(pid: i32) -> Result<(), Verdict> {
+/// Whether the root of `pid` is a kernel overlay (or, with `fuse`, a fuse-overlayfs) mount.
+fn overlay_root(pid: i32, fuse: bool) -> Result<(), Verdict> {
     let fs = statfs(format!("/proc/{pid}/root").as_str()).map_err(|_| Verdict::Gone)?;
     let magic = fs.filesystem_type();
-    if magic != FsType(OVERLAYFS_SUPER_MAGIC) && magic != FsType(FUSE_SUPER_MAGIC) {
+    if magic != FsType(OVERLAYFS_SUPER_MAGIC) && !(fuse && magic == FsType(FUSE_SUPER_MAGIC)) {
         return Err(Verdict::Bad("its root is not an overlay".into()));
     }
     Ok(())
@@ -277,11 +271,6 @@ pub fn open_target(
         }
     }
     Err(Refusal::NoJoinTarget)
-}
-
-fn kill_and_reap(pid: Pid) {
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-    let _ = waitpid(pid, None);
 }
 
 /// Starts a session inside `target`'s namespaces. The caller must be
@@ -326,13 +315,13 @@ pub fn launch(p: &Prepared, target: &Target) -> Result<Launched, Refusal> {
             let init_fd = match sys::pidfd_open(init.as_raw()) {
                 Ok(fd) => Some(fd),
                 Err(e) => {
-                    kill_and_reap(init);
+                    crate::kill_and_reap(init);
                     return Err(Step(SetupStep::Pidfd, e).into());
                 }
             };
             let mut go = File::from(go_w);
             if go.write_all(&[1]).is_err() {
-                kill_and_reap(init);
+                crate::kill_and_reap(init);
                 return Err(Step(SetupStep::ReleaseInit, Errno::EPIPE).into());
             }
             Ok(Launched {
@@ -356,10 +345,6 @@ fn middle(
     terminal: Option<UnixStream>,
 ) -> i32 {
     let mut events = File::from(ev);
-    let fail = |events: &mut File, s: Step| {
-        let _ = karapace_protocol::write_frame(events, &karapace_protocol::Reply::Failed(s.into()));
-        1
-    };
     // The core's socket and the request's validated paths (opened in the host's mount
     // namespace) must not follow into the session: keep only what this process uses.
     let mut keep = vec![
@@ -396,13 +381,7 @@ fn middle(
         // The target ended after it was checked (its namespaces are gone or
         // being torn down): the same answer as a target that was already gone,
         // so the core waits for it and mounts afresh.
-        Err(Errno::ESRCH) => {
-            let _ = karapace_protocol::write_frame(
-                &mut events,
-                &karapace_protocol::Reply::Failed(Refusal::NoJoinTarget),
-            );
-            return 1;
-        }
+        Err(Errno::ESRCH) => return fail(&mut events, Refusal::NoJoinTarget),
         Err(e) => return fail(&mut events, Step(SetupStep::JoinNamespaces, e)),
     }
     // A private copy of the session's mount tree (for our own /proc) and a

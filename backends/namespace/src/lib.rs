@@ -143,6 +143,11 @@ impl From<Step> for Refusal {
     }
 }
 
+/// Maps an I/O error of `step` to its [`Step`], with errno `or` when it carries none.
+pub(crate) fn io_step(step: SetupStep, or: i32) -> impl Fn(std::io::Error) -> Step {
+    move |e| Step(step, Errno::from_raw(e.raw_os_error().unwrap_or(or)))
+}
+
 /// The running environment as seen by the helper's control process.
 pub struct Launched {
     /// Host pid of the environment's init process.
@@ -243,15 +248,13 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
                 IdMap::Single => Ok(()),
             };
             if let Err(e) = written {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(pid, None);
+                kill_and_reap(pid);
                 return Err(e);
             }
             let init_fd = match sys::pidfd_open(pid.as_raw()) {
                 Ok(fd) => fd,
                 Err(e) => {
-                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                    let _ = nix::sys::wait::waitpid(pid, None);
+                    kill_and_reap(pid);
                     return Err(Step(SetupStep::Pidfd, e).into());
                 }
             };
@@ -267,6 +270,12 @@ pub fn launch(p: &Prepared) -> Result<Launched, Refusal> {
             })
         }
     }
+}
+
+/// Kills `pid` and waits for it.
+fn kill_and_reap(pid: Pid) {
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
 }
 
 /// The terminal channel of an interactive session (helper's end, init's end); none for

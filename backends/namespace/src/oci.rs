@@ -54,8 +54,6 @@ use oci_spec::runtime::{
 use crate::seccomp_policy as policy;
 use crate::{Prepared, PreparedUpper, SetupStep, confine};
 
-/// The session's stage (the scratch tmpfs of `rootfs.rs`).
-pub const STAGE: &str = "/tmp";
 /// The overlay root, on the stage.
 pub const ROOT: &str = "/tmp/root";
 /// The environment's `/tmp`, `/run` and `/dev/shm`: tmpfs mounts on the stage, bound into every
@@ -152,7 +150,12 @@ pub fn invocation(o: &PreparedOci, tty: bool) -> Result<Invocation, String> {
     })
 }
 
-fn mount(dst: &str, typ: &str, src: &str, options: &[&str]) -> Result<Mount, String> {
+fn mount(
+    dst: impl Into<PathBuf>,
+    typ: &str,
+    src: impl Into<PathBuf>,
+    options: &[&str],
+) -> Result<Mount, String> {
     MountBuilder::default()
         .destination(dst)
         .typ(typ)
@@ -163,21 +166,15 @@ fn mount(dst: &str, typ: &str, src: &str, options: &[&str]) -> Result<Mount, Str
 }
 
 fn bind_mount(src: &Path, dst: &Path, readonly: bool) -> Result<Mount, String> {
-    let mut options = vec!["rbind".to_owned()];
+    let mut options = vec!["rbind"];
     if readonly {
         // `ro` alone makes only the top mount read-only: a mount beneath the shared directory
         // (an NFS home's automounts, a FUSE mount, tracefs under /sys) would stay writable.
         // `rro`/`rnosuid`/`rnodev` apply to every mount of the tree (mount_setattr), as the
         // namespace backend's recursive remount does.
-        options.extend(["ro", "rro", "nosuid", "rnosuid", "nodev", "rnodev"].map(str::to_owned));
+        options.extend(["ro", "rro", "nosuid", "rnosuid", "nodev", "rnodev"]);
     }
-    MountBuilder::default()
-        .destination(dst)
-        .typ("bind")
-        .source(src)
-        .options(options)
-        .build()
-        .map_err(|e| e.to_string())
+    mount(dst, "bind", src, &options)
 }
 
 /// One of the environment's tmpfs mounts on the stage ([`SHARED_TMP`] …), bound at `dst`.
@@ -220,12 +217,9 @@ fn mounts(p: &Prepared) -> Result<Vec<Mount>, String> {
         )?,
         shared_mount(SHARED_SHM, "/dev/shm", &["noexec"])?,
     ];
+    let source = |dir: &str, i: usize| Path::new(dir).join(i.to_string());
     for (i, d) in p.devices.iter().enumerate() {
-        m.push(bind_mount(
-            &Path::new(DEVICES).join(i.to_string()),
-            &d.dst,
-            false,
-        )?);
+        m.push(bind_mount(&source(DEVICES, i), &d.dst, false)?);
     }
     // A fresh sysfs needs a network namespace of the session's own; otherwise the host's.
     if p.network == Network::Isolated {
@@ -241,11 +235,7 @@ fn mounts(p: &Prepared) -> Result<Vec<Mount>, String> {
     m.push(shared_mount(SHARED_TMP, "/tmp", &[])?);
     m.push(shared_mount(SHARED_RUN, "/run", &[])?);
     for (i, b) in p.binds.iter().enumerate() {
-        m.push(bind_mount(
-            &Path::new(SOURCES).join(i.to_string()),
-            &b.dst,
-            b.readonly,
-        )?);
+        m.push(bind_mount(&source(SOURCES, i), &b.dst, b.readonly)?);
     }
     Ok(m)
 }
@@ -510,19 +500,13 @@ fn linux(p: &Prepared) -> Result<oci_spec::runtime::Linux, String> {
 
 /// Writes `config.json` into [`BUNDLE`] (made by `rootfs`, 0700) and makes [`STATE`].
 pub fn write_bundle(spec: &Spec) -> Result<(), crate::Step> {
-    use nix::errno::Errno;
     use nix::sys::stat::Mode;
     nix::unistd::mkdir(STATE, Mode::from_bits_truncate(0o700))
         .map_err(|e| crate::Step(SetupStep::OciBundleDir, e))?;
     let json =
         serde_json::to_vec(spec).map_err(|_| crate::Step(SetupStep::OciConfig, Errno::EINVAL))?;
     let file = Path::new(BUNDLE).join("config.json");
-    std::fs::write(&file, json).map_err(|e| {
-        crate::Step(
-            SetupStep::WriteOciConfig,
-            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-        )
-    })
+    std::fs::write(&file, json).map_err(crate::io_step(SetupStep::WriteOciConfig, 0))
 }
 
 /// Whether the workload's command exists in the root as `execvpe` would find it (the
@@ -540,12 +524,8 @@ pub fn check_command(p: &Prepared) -> Result<(), Refusal> {
         argv0: name.to_string_lossy().into_owned(),
         errno: errno as i32,
     };
-    let root = nix::fcntl::open(
-        ROOT,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Refusal::from(crate::Step(SetupStep::OpenRoot, e)))?;
+    let root = crate::rootfs::open_dir(ROOT)
+        .map_err(|e| Refusal::from(crate::Step(SetupStep::OpenRoot, e)))?;
     let candidates: Vec<PathBuf> = if argv0.as_bytes().contains(&b'/') {
         vec![p.cwd.join(name)]
     } else {
@@ -585,12 +565,8 @@ pub fn check_command(p: &Prepared) -> Result<(), Refusal> {
 
 /// The listening console socket, on the stage.
 pub fn console_listener() -> Result<std::os::unix::net::UnixListener, crate::Step> {
-    std::os::unix::net::UnixListener::bind(CONSOLE_SOCKET).map_err(|e| {
-        crate::Step(
-            SetupStep::OciConsoleSocket,
-            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-        )
-    })
+    std::os::unix::net::UnixListener::bind(CONSOLE_SOCKET)
+        .map_err(crate::io_step(SetupStep::OciConsoleSocket, 0))
 }
 
 /// The pty master the runtime `child` sends to the console socket, sized `size`; gives up when
@@ -622,12 +598,9 @@ pub fn receive_console(
             return Err(crate::Step(SetupStep::WaitOciTerminal, Errno::ETIMEDOUT));
         }
     }
-    let (stream, _) = listener.accept().map_err(|e| {
-        crate::Step(
-            SetupStep::OciConsoleSocket,
-            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-        )
-    })?;
+    let (stream, _) = listener
+        .accept()
+        .map_err(crate::io_step(SetupStep::OciConsoleSocket, 0))?;
     let master = receive_fd(&stream)?;
     crate::pty::set_size(master.as_fd(), size)?;
     Ok(master)
@@ -773,7 +746,7 @@ mod tests {
             CONSOLE_SOCKET,
             PID_FILE,
         ] {
-            assert!(Path::new(p).starts_with(STAGE), "{p}");
+            assert!(Path::new(p).starts_with(crate::rootfs::SCRATCH), "{p}");
         }
     }
 

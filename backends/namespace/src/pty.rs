@@ -53,14 +53,7 @@ pub fn open(size: TerminalSize) -> Result<(OwnedFd, OwnedFd), Step> {
     )
     .map_err(|e| Step(SetupStep::OpenPty, e))?;
     rustix::pty::unlockpt(&master).map_err(|e| Step(SetupStep::UnlockPty, errno(e)))?;
-    let winsize = rustix::termios::Winsize {
-        ws_row: size.rows,
-        ws_col: size.cols,
-        ws_xpixel: size.xpixel,
-        ws_ypixel: size.ypixel,
-    };
-    rustix::termios::tcsetwinsize(&master, winsize)
-        .map_err(|e| Step(SetupStep::PtyWindowSize, errno(e)))?;
+    set_size(master.as_fd(), size)?;
     // The slave through the master (TIOCGPTPEER), not by a path name.
     let slave = rustix::pty::ioctl_tiocgptpeer(
         &master,

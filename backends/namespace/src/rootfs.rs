@@ -22,7 +22,7 @@ const DEVPTS_OPTIONS: &str = "newinstance,ptmxmode=0666,mode=0620";
 
 /// Where the helper's scratch tmpfs is mounted inside its private mount
 /// namespace (the host's directory is only covered in that namespace).
-const SCRATCH: &str = "/tmp";
+pub(crate) const SCRATCH: &str = "/tmp";
 
 fn fd_path(fd: BorrowedFd<'_>) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
@@ -145,6 +145,49 @@ fn step<T>(name: SetupStep, r: Result<T, Errno>) -> Result<T, Step> {
     r.map_err(|e| Step(name, e))
 }
 
+/// A recursive bind mount of `src` onto `dst`.
+pub(crate) fn rbind(src: &Path, dst: &Path) -> Result<(), Errno> {
+    mount(
+        Some(src),
+        dst,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+}
+
+/// A tmpfs mounted at `dst`.
+fn tmpfs<P: ?Sized + nix::NixPath>(dst: &P, flags: MsFlags, data: &str) -> Result<(), Errno> {
+    mount(Some("tmpfs"), dst, Some("tmpfs"), flags, Some(data))
+}
+
+/// An `O_PATH` descriptor of the directory `path`.
+pub(crate) fn open_dir<P: ?Sized + nix::NixPath>(path: &P) -> Result<OwnedFd, Errno> {
+    nix::fcntl::open(
+        path,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+fn mkdir(path: &Path) -> Result<(), Errno> {
+    nix::unistd::mkdir(path, Mode::from_bits_truncate(0o755))
+}
+
+/// Remounts the bind at `dst` beneath `root` with `attrs` (reopened: the old descriptor still
+/// names the covered directory).
+fn set_bind_attrs(
+    root: BorrowedFd<'_>,
+    dst: &Path,
+    attrs: impl FnOnce(BorrowedFd<'_>) -> Result<(), Errno>,
+) -> Result<(), Step> {
+    let mounted = step(
+        SetupStep::BindReopen,
+        open_in_root(root, &relative(dst), false),
+    )?;
+    step(SetupStep::BindReadOnly, attrs(mounted.as_fd()))
+}
+
 /// Bind-mounts `src` (a path or `/proc/self/fd/N`) onto `dst` beneath root.
 fn bind(root: BorrowedFd<'_>, src: &Path, dst: &Path, is_dir: bool, ro: bool) -> Result<(), Step> {
     let target = if is_dir {
@@ -152,26 +195,9 @@ fn bind(root: BorrowedFd<'_>, src: &Path, dst: &Path, is_dir: bool, ro: bool) ->
     } else {
         step(SetupStep::BindTarget, ensure_file(root, dst))?
     };
-    step(
-        SetupStep::BindMount,
-        mount(
-            Some(src),
-            &fd_path(target.as_fd()),
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        ),
-    )?;
+    step(SetupStep::BindMount, rbind(src, &fd_path(target.as_fd())))?;
     if ro {
-        // Reopen: the old descriptor still names the covered directory.
-        let mounted = step(
-            SetupStep::BindReopen,
-            open_in_root(root, &relative(dst), false),
-        )?;
-        step(
-            SetupStep::BindReadOnly,
-            sys::make_readonly_nosuid_recursive(mounted.as_fd()),
-        )?;
+        set_bind_attrs(root, dst, sys::make_readonly_nosuid_recursive)?;
     }
     Ok(())
 }
@@ -245,10 +271,7 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
     )?;
     let scratch = Path::new(SCRATCH);
     let target = scratch.join("root");
-    step(
-        SetupStep::MkdirRoot,
-        nix::unistd::mkdir(&target, Mode::from_bits_truncate(0o755)),
-    )?;
+    step(SetupStep::MkdirRoot, mkdir(&target))?;
 
     let lower_fds = &fds.lowers;
     let lowers: Vec<String> = lower_fds
@@ -263,14 +286,8 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
         (PreparedUpper::Store { .. }, None) => return Err(Step(SetupStep::Upper, Errno::EINVAL)),
         (PreparedUpper::Tmpfs { .. }, _) => {
             let (u, w) = (scratch.join("upper"), scratch.join("work"));
-            step(
-                SetupStep::MkdirUpper,
-                nix::unistd::mkdir(&u, Mode::from_bits_truncate(0o755)),
-            )?;
-            step(
-                SetupStep::MkdirWork,
-                nix::unistd::mkdir(&w, Mode::from_bits_truncate(0o755)),
-            )?;
+            step(SetupStep::MkdirUpper, mkdir(&u))?;
+            step(SetupStep::MkdirWork, mkdir(&w))?;
             (Some(u), Some(w), true)
         }
         (PreparedUpper::ReadOnly, _) => (None, None, false),
@@ -306,14 +323,7 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
             fuse_overlay_fallback(&opts, &target).map_err(|_| Step(SetupStep::OverlayMount, e))?;
         }
     }
-    step(
-        SetupStep::OpenRoot,
-        nix::fcntl::open(
-            &target,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ),
-    )
+    step(SetupStep::OpenRoot, open_dir(&target))
 }
 
 /// The privileged mode's read-only layers, seen through an overlay of their own: mounted
@@ -327,10 +337,7 @@ fn mount_root(p: &Prepared, fds: &Reopened) -> Result<OwnedFd, Step> {
 fn confined_lowers(lowerdir: &str, scratch: &Path) -> Result<String, Step> {
     let (merged, empty) = (scratch.join("lower"), scratch.join("empty"));
     for dir in [&merged, &empty] {
-        step(
-            SetupStep::MkdirRoot,
-            nix::unistd::mkdir(dir.as_path(), Mode::from_bits_truncate(0o755)),
-        )?;
+        step(SetupStep::MkdirRoot, mkdir(dir))?;
     }
     let opts = overlay_options(&format!("{lowerdir}:{}", empty.display()), None, false);
     step(
@@ -349,16 +356,7 @@ fn confined_lowers(lowerdir: &str, scratch: &Path) -> Result<String, Step> {
 /// The root of a read-only environment of one layer: a read-only, `nosuid` bind of it (and
 /// `nodev` in the privileged mode, as the overlay root is).
 fn bind_single_layer(p: &Prepared, layer: BorrowedFd<'_>, target: &Path) -> Result<(), Step> {
-    step(
-        SetupStep::BindRoot,
-        mount(
-            Some(&fd_path(layer)),
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        ),
-    )?;
+    step(SetupStep::BindRoot, rbind(&fd_path(layer), target))?;
     let fd = step(
         SetupStep::OpenRoot,
         nix::fcntl::open(target, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty()),
@@ -537,14 +535,7 @@ fn harden_bind(p: &Prepared, root: BorrowedFd<'_>, dst: &Path, devices: bool) ->
     if p.mode != crate::Mode::Privileged {
         return Ok(());
     }
-    let mounted = step(
-        SetupStep::BindReopen,
-        open_in_root(root, &relative(dst), false),
-    )?;
-    step(
-        SetupStep::BindReadOnly,
-        sys::make_nosuid_recursive(mounted.as_fd(), devices),
-    )
+    set_bind_attrs(root, dst, |fd| sys::make_nosuid_recursive(fd, devices))
 }
 
 /// An `oci`-backend session's stage (see `oci.rs`): the overlay root at [`oci::ROOT`], each
@@ -570,14 +561,7 @@ pub fn assemble_oci(p: &Prepared) -> Result<(), Step> {
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         ),
     )?;
-    let stage = step(
-        SetupStep::OpenStage,
-        nix::fcntl::open(
-            SCRATCH,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ),
-    )?;
+    let stage = step(SetupStep::OpenStage, open_dir(SCRATCH))?;
     let s = stage.as_fd();
     let rel = |abs: &str| PathBuf::from(abs.trim_start_matches(SCRATCH).trim_start_matches('/'));
     for (i, (b, fd)) in p.binds.iter().zip(&fds.binds).enumerate() {
@@ -594,15 +578,11 @@ pub fn assemble_oci(p: &Prepared) -> Result<(), Step> {
     let size_mb = p.limits.tmpfs_mb.unwrap_or(1024);
     for (dir, mode) in oci::SHARED_MOUNTS {
         let at = step(SetupStep::OciSharedTmpfs, ensure_dir(s, &rel(dir)))?;
+        let data = format!("mode={mode:o},size={size_mb}m");
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
         step(
             SetupStep::OciSharedTmpfs,
-            mount(
-                Some("tmpfs"),
-                &fd_path(at.as_fd()),
-                Some("tmpfs"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-                Some(format!("mode={mode:o},size={size_mb}m").as_str()),
-            ),
+            tmpfs(&fd_path(at.as_fd()), flags, &data),
         )?;
     }
     step(
@@ -620,14 +600,7 @@ pub fn assemble_oci(p: &Prepared) -> Result<(), Step> {
 /// host directory it already has onto a kernel path of the new container.
 pub fn refuse_joined_kernel_targets(spec: &oci_spec::runtime::Spec) -> Result<(), Step> {
     use crate::oci;
-    let root = step(
-        SetupStep::OpenRoot,
-        nix::fcntl::open(
-            oci::ROOT,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ),
-    )?;
+    let root = step(SetupStep::OpenRoot, open_dir(oci::ROOT))?;
     for m in spec.mounts().iter().flatten() {
         let Some(source) = m.source() else {
             continue;
@@ -653,22 +626,10 @@ pub fn joined_oci_stage() -> Result<Vec<u8>, Step> {
     use crate::oci;
     remount_proc()?;
     let theirs = std::path::Path::new(oci::BUNDLE).join("config.json");
-    let config = std::fs::read(theirs).map_err(|e| {
-        Step(
-            SetupStep::ReadOciConfig,
-            Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-        )
-    })?;
-    step(
-        SetupStep::OciBundleTmpfs,
-        mount(
-            Some("tmpfs"),
-            oci::BUNDLE,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some(format!("mode=0700,size={}m", oci::BUNDLE_MB).as_str()),
-        ),
-    )?;
+    let config = std::fs::read(theirs).map_err(crate::io_step(SetupStep::ReadOciConfig, 0))?;
+    let data = format!("mode=0700,size={}m", oci::BUNDLE_MB);
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    step(SetupStep::OciBundleTmpfs, tmpfs(oci::BUNDLE, flags, &data))?;
     Ok(config)
 }
 
@@ -692,16 +653,9 @@ fn hide_cgroups() -> Result<(), Step> {
         if std::fs::metadata(base).is_err() {
             return Ok(());
         }
-        step(
-            SetupStep::HideCgroups,
-            mount(
-                Some("tmpfs"),
-                base,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                Some("size=4k"),
-            ),
-        )?;
+        let flags =
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        step(SetupStep::HideCgroups, tmpfs(base, flags, "size=4k"))?;
         return Ok(());
     };
     step(
@@ -767,16 +721,7 @@ fn proc_read_only(r: BorrowedFd<'_>) -> Result<(), Step> {
             Err(e) => return Err(Step(SetupStep::ProcReadOnlyTarget, e)),
         };
         let path = fd_path(fd.as_fd());
-        step(
-            SetupStep::ProcRoBind,
-            mount(
-                Some(&path),
-                &path,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            ),
-        )?;
+        step(SetupStep::ProcRoBind, rbind(&path, &path))?;
         let again = step(
             SetupStep::ProcRoReopen,
             open_in_root(r, Path::new(ro), false),
@@ -813,14 +758,7 @@ pub fn remount_proc() -> Result<(), Step> {
     // so the mount target cannot be a `/proc/self/fd` path here; `/proc` is
     // a mount point, which no process can rename or replace with a link.
     mount_proc_here()?;
-    let root = step(
-        SetupStep::OpenRoot,
-        nix::fcntl::open(
-            "/",
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ),
-    )?;
+    let root = step(SetupStep::OpenRoot, open_dir("/"))?;
     proc_read_only(root.as_fd())?;
     step(SetupStep::ChdirRoot, nix::unistd::chdir("/"))
 }

@@ -104,11 +104,7 @@ pub fn stdio_open() -> Result<(), Errno> {
 pub unsafe fn close_from_3() -> Result<(), Errno> {
     // SAFETY: the caller guarantees that no Rust object owns a descriptor from 3 upwards.
     let ret = unsafe { libc::close_range(3, u32::MAX, 0) };
-    if ret == -1 {
-        Err(Errno::last())
-    } else {
-        Ok(())
-    }
+    Errno::result(ret).map(drop)
 }
 
 /// Clears this process's environment (a privileged helper uses nothing of its caller's).
@@ -170,11 +166,7 @@ fn set_mount_attrs_recursive(fd: BorrowedFd<'_>, attrs: u64) -> Result<(), Errno
             std::mem::size_of::<MountAttr>(),
         )
     };
-    if ret == -1 {
-        Err(Errno::last())
-    } else {
-        Ok(())
-    }
+    Errno::result(ret).map(drop)
 }
 
 /// Brings the loopback interface of the current network namespace up.
@@ -231,11 +223,7 @@ pub fn cloexec_from_3() -> Result<(), Errno> {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on the
     // descriptors; it does not invalidate any Rust-owned fd.
     let ret = unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC.cast_signed()) };
-    if ret == -1 {
-        Err(Errno::last())
-    } else {
-        Ok(())
-    }
+    Errno::result(ret).map(drop)
 }
 
 /// Closes every descriptor of this process except those in `keep`.

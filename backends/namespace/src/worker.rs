@@ -105,22 +105,9 @@ fn child<F: FnOnce() -> Outcome>(
 /// Makes `store_root` this process's `/` (private mounts, a bind of the store onto itself,
 /// `pivot_root`, the old root detached): the host's other files are gone from its view.
 fn enter_store(store_root: &Path) -> Result<(), Step> {
-    use nix::mount::{MsFlags, mount};
     rootfs::make_private()?;
-    mount(
-        Some(store_root),
-        store_root,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| Step(SetupStep::BindStoreRoot, e))?;
-    let root = nix::fcntl::open(
-        store_root,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(|e| Step(SetupStep::OpenStoreRoot, e))?;
+    rootfs::rbind(store_root, store_root).map_err(|e| Step(SetupStep::BindStoreRoot, e))?;
+    let root = rootfs::open_dir(store_root).map_err(|e| Step(SetupStep::OpenStoreRoot, e))?;
     rootfs::pivot(&root)
 }
 
@@ -133,23 +120,19 @@ fn parent(
     go: OwnedFd,
     out: OwnedFd,
 ) -> Result<TreeStats, Refusal> {
-    let kill = || {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-        let _ = waitpid(pid, None);
-    };
     let mut byte = [0u8; 1];
     if !matches!(File::from(ready).read(&mut byte), Ok(1)) {
         // The child could not create its namespace: its report says why.
         return finish(pid, out);
     }
     if let Err(e) = write_maps(pid, map, uid, gid) {
-        kill();
+        crate::kill_and_reap(pid);
         return Err(e);
     }
     // Only the worker reads and writes the tar streams from now on.
     sys::stdio_to_null().map_err(|e| Step(SetupStep::RedirectStdio, e))?;
     if File::from(go).write_all(&[1]).is_err() {
-        kill();
+        crate::kill_and_reap(pid);
         return Err(Step(SetupStep::ReleaseTreeWorker, Errno::EPIPE).into());
     }
     finish(pid, out)
