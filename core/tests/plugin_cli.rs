@@ -255,7 +255,6 @@ fn plugin_install_refuses_a_plugin_that_would_take_over_another_plugins_images()
     assert_eq!(emerge["overlaps"], serde_json::json!([]));
 }
 
-/// A plugin named as a built-in takes its place in every build: not without --force.
 #[test]
 fn plugin_installs_take_turns_so_the_second_sees_the_first() {
     use nix::fcntl::{Flock, FlockArg};
@@ -275,7 +274,26 @@ fn plugin_installs_take_turns_so_the_second_sees_the_first() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // It waits with the lock file open (and has loaded nothing yet): seen in /proc, so a slow
+    // start cannot pass for waiting.
+    let fds = format!("/proc/{}/fd", waiting.id());
+    let holds_lock = || {
+        std::fs::read_dir(&fds)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t.ends_with(".install.lock")))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !holds_lock() && std::time::Instant::now() < deadline {
+        assert!(
+            waiting.try_wait().unwrap().is_none(),
+            "install ended without waiting for the one holding the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(holds_lock(), "install never opened the lock file");
+    std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(
         waiting.try_wait().unwrap().is_none(),
         "install did not wait for the one holding the lock"
@@ -286,8 +304,24 @@ fn plugin_installs_take_turns_so_the_second_sees_the_first() {
     assert_exit(&out, 1, "as the user xbps plugin does");
     assert!(!dir.join("xbpz.wasm").exists());
     assert_eq!(user.plugin_files(), ["xbps.wasm"]);
+
+    // Only the user's own lock file, linked nowhere else, is locked.
+    let lock = dir.join(".install.lock");
+    let other_name = user.dir.path().join("elsewhere");
+    std::fs::hard_link(&lock, &other_name).unwrap();
+    let out = user.run(&["plugin", "install", s(&emerge())]);
+    assert_exit(&out, 1, "is not a lock file of yours");
+    std::fs::remove_file(&other_name).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        nix::unistd::chown(&lock, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+        let out = user.run(&["plugin", "install", s(&emerge())]);
+        assert_exit(&out, 1, "is not a lock file of yours");
+        nix::unistd::chown(&lock, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    }
+    user.ok(&["plugin", "install", s(&emerge())]);
 }
 
+/// A plugin named as a built-in takes its place in every build: not without --force.
 #[test]
 fn plugin_install_replaces_a_built_in_only_when_asked_to() {
     let user = User::new();

@@ -13,7 +13,9 @@ use karapace_backend_namespace::oci::PreparedOci;
 use karapace_backend_namespace::{
     IdMap, Mode, Opened, Prepared, PreparedBind, PreparedUpper, Step, landlock_decision,
 };
-use karapace_protocol::{IdMapMode, Identity, Refusal, RunSpec, SetupStep, Upper, limits};
+use karapace_protocol::{
+    IdMapMode, Identity, Refusal, RunSpec, SetupStep, Upper, limits, oci_runtime_fault,
+};
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::{SFlag, fstat};
@@ -376,30 +378,14 @@ fn oci_runtime(path: &Path, uid: u32) -> Result<Opened, Refusal> {
     if st.st_mode & 0o111 == 0 {
         return Err(bad("not executable"));
     }
-    if st.st_uid != 0 && st.st_uid != uid {
-        return Err(bad("owned by another user"));
+    if let Some(fault) = oci_runtime_fault(st.st_mode, st.st_uid, uid, false) {
+        return Err(bad(fault));
     }
-    if st.st_mode & 0o022 != 0 {
-        return Err(bad("writable by group or others"));
-    }
-    // The runtime is exec'd by its path after these checks: no one but root and the caller may
-    // be able to rename another binary into that path meanwhile, so every directory above it is
-    // theirs and not writable by others (a sticky directory such as /tmp lets nobody rename the
-    // caller's or root's entries).
+    // And every directory above it (see `oci_runtime_fault`).
     for dir in path.ancestors().skip(1) {
         let d = nix::sys::stat::lstat(dir).map_err(|e| open_err(dir, e))?;
-        let sticky = d.st_mode & 0o1000 != 0;
-        if d.st_uid != 0 && d.st_uid != uid {
-            return Err(bad(&format!(
-                "its directory {} belongs to another user",
-                dir.display()
-            )));
-        }
-        if d.st_mode & 0o022 != 0 && !sticky {
-            return Err(bad(&format!(
-                "its directory {} is writable by group or others",
-                dir.display()
-            )));
+        if let Some(fault) = oci_runtime_fault(d.st_mode, d.st_uid, uid, true) {
+            return Err(bad(&format!("its directory {} {fault}", dir.display())));
         }
     }
     Ok(Opened {

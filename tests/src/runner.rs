@@ -9,6 +9,12 @@ use std::time::Duration;
 use crate::process::{self, Outcome, shell_quote};
 use crate::testdir::TestDir;
 
+/// What youki prints when it cannot start at all: it copies itself into a memfd and seals it
+/// at every start, and under load the kernel sometimes refuses the seal (`EBUSY`: pages of the
+/// fresh copy still referenced). youki then exits before doing anything, so the command is
+/// tried again, once — the only failure the runner retries, and one karapace has no part in.
+pub const YOUKI_SEAL_FAILURE: &str = "failed to seal /proc/self/exe";
+
 /// Default limit for one command; a first build with apt may take minutes on a busy machine.
 /// `KARAPACE_TEST_TIMEOUT_SECS` overrides it.
 const DEFAULT_TIMEOUT: Duration = Duration::from_mins(15);
@@ -145,14 +151,24 @@ impl Karapace {
 
     /// Runs `karapace <args>` and returns what happened, whatever the exit code.
     pub fn run(&self, args: &[&str]) -> Outcome {
-        let (cmd, shown) = self.command(args);
-        process::run(cmd, shown, None, self.timeout)
+        self.run_retrying_youki(args, None)
     }
 
     /// Runs `karapace <args>` with `stdin` as its standard input.
     pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Outcome {
+        self.run_retrying_youki(args, Some(stdin))
+    }
+
+    /// Runs the command, and once more if youki could not start ([`YOUKI_SEAL_FAILURE`]).
+    fn run_retrying_youki(&self, args: &[&str], stdin: Option<&[u8]>) -> Outcome {
         let (cmd, shown) = self.command(args);
-        process::run(cmd, shown, Some(stdin), self.timeout)
+        let out = process::run(cmd, shown.clone(), stdin, self.timeout);
+        if out.success() || !out.stderr_str().contains(YOUKI_SEAL_FAILURE) {
+            return out;
+        }
+        eprintln!("youki could not start (its self-sealing failed); once more: {shown}");
+        let (cmd, shown) = self.command(args);
+        process::run(cmd, shown, stdin, self.timeout)
     }
 
     /// Runs `karapace <args>` and asserts exit code 0.

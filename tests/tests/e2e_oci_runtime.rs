@@ -238,20 +238,62 @@ fn spawn_session_of(k: &Karapace, env: &str, command: &[&str]) -> std::process::
     let mut line = vec!["exec", env, "--"];
     line.extend(command);
     let (mut cmd, shown) = k.command(&line);
+    // Its errors are kept (a session that fails in the background is otherwise only seen as a
+    // file that never appears); `spawn_running` shows them.
+    let errors = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(session_errors(k))
+        .unwrap();
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(errors)
         .spawn()
         .unwrap_or_else(|e| panic!("{shown}: {e}"))
 }
 
-/// Waits until a session of the environment sees `path` (written by a running session).
-fn wait_for_file(k: &Karapace, who: &str, path: &str) {
+/// A session of `c` started in the background, once it has written `marker`; started again,
+/// once, if youki could not start it (`karapace_tests::runner::YOUKI_SEAL_FAILURE`).
+fn spawn_running(k: &Karapace, who: &str, marker: &str, command: &[&str]) -> std::process::Child {
+    spawn_running_again(k, who, marker, command, true)
+}
+
+fn spawn_running_again(
+    k: &Karapace,
+    who: &str,
+    marker: &str,
+    command: &[&str],
+    again: bool,
+) -> std::process::Child {
+    let said_before = std::fs::read_to_string(session_errors(k)).map_or(0, |t| t.len());
+    let mut child = spawn_session(k, command);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !k.exec("c", &["test", "-e", path]).success() {
-        assert!(Instant::now() < deadline, "{who}: {path} never appeared");
+    while !k.exec("c", &["test", "-e", marker]).success() {
+        let said = std::fs::read_to_string(session_errors(k)).unwrap_or_default();
+        if again
+            && child.try_wait().unwrap().is_some()
+            && said
+                .get(said_before..)
+                .is_some_and(|s| s.contains(karapace_tests::runner::YOUKI_SEAL_FAILURE))
+        {
+            eprintln!("youki could not start (its self-sealing failed); once more: {command:?}");
+            return spawn_running_again(k, who, marker, command, false);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{who}: {marker} never appeared; the background sessions said:\n{said}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
+    child
+}
+
+/// Where the stderr of sessions started in the background goes.
+fn session_errors(k: &Karapace) -> std::path::PathBuf {
+    k.store()
+        .parent()
+        .unwrap()
+        .join("background-sessions.stderr")
 }
 
 fn wait_exit(child: &mut std::process::Child, who: &str, what: &str) -> std::process::ExitStatus {
@@ -270,8 +312,10 @@ fn wait_exit(child: &mut std::process::Child, who: &str, what: &str) -> std::pro
 /// isolated network, and is confined the same way, with its init out of the workload's reach;
 /// the first may end while later ones run, and a third then joins the second.
 fn concurrent_sessions(k: &Karapace, who: &str, short_id: &str) {
-    let mut first = spawn_session(
+    let mut first = spawn_running(
         k,
+        who,
+        "/tmp/first",
         &[
             "sh",
             "-c",
@@ -284,7 +328,6 @@ fn concurrent_sessions(k: &Karapace, who: &str, short_id: &str) {
     );
     // Sessions left running by a failed check end with the test.
     let _stop = StopOnPanic(k, "c");
-    wait_for_file(k, who, "/tmp/first");
     let seen = k.ok(&[
         "exec",
         "c",
@@ -331,8 +374,12 @@ fn concurrent_sessions(k: &Karapace, who: &str, short_id: &str) {
     );
     // A second long-lived session, then the first ends: the second keeps running, and a
     // later session joins it.
-    let mut second = spawn_session(k, &["sh", "-c", "touch /tmp/second-up; exec sleep 300"]);
-    wait_for_file(k, who, "/tmp/second-up");
+    let mut second = spawn_running(
+        k,
+        who,
+        "/tmp/second-up",
+        &["sh", "-c", "touch /tmp/second-up; exec sleep 300"],
+    );
     // An interactive session joins too (its runtime's console, in its own bundle directory).
     enter_on_a_terminal(k, who);
     k.ok(&["exec", "c", "--", "touch", "/tmp/end-first"]);
@@ -473,13 +520,7 @@ fn too_old_or_unknown_runtimes_are_refused(k: &Karapace, who: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     // Written beside and renamed into place: a new file, as a package upgrade makes.
     let install = |name: &str, version_line: &str| {
-        let script = format!(
-            "#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{version_line}'; exit 0; fi\nexit 1\n"
-        );
-        let tmp = dir.join(format!(".{name}.new"));
-        std::fs::write(&tmp, script).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::rename(&tmp, dir.join(name)).unwrap();
+        install_script(&dir, name, &format!("echo '{version_line}'; exit 0"));
         dir.join(name).to_str().unwrap().to_owned()
     };
     let exec_with = |runtime: &str| {
@@ -522,7 +563,124 @@ fn too_old_or_unknown_runtimes_are_refused(k: &Karapace, who: &str) {
             .contains("is runc 1.0.2; karapace needs runc 1.1.0 or later"),
         "{who}: a replaced runtime was not asked again"
     );
+    // A release candidate of the first good release is not that release.
+    install("runc", "runc version 1.1.0-rc.1");
+    assert!(
+        exec_with(&runc)
+            .stderr_str()
+            .contains("is runc 1.1.0 (a pre-release); karapace needs runc 1.1.0 or later"),
+        "{who}: a pre-release passed"
+    );
+    // A file named runc that is an old crun is not runc 1.1.
+    install("runc", "crun version 1.2");
+    assert!(
+        exec_with(&runc)
+            .stderr_str()
+            .contains("it says it is crun, not runc"),
+        "{who}: another runtime's answer was taken"
+    );
+
+    // Asked once per file: the answer is cached (a runtime that counts its `--version`s).
+    // The count file is the test's (root's), one the user's runtime may append to.
+    let count = dir.join("asked");
+    std::fs::write(&count, "").unwrap();
+    std::fs::set_permissions(&count, std::fs::Permissions::from_mode(0o666)).unwrap();
+    install_script(
+        &dir,
+        "runc",
+        &format!(
+            "echo x >> '{}'; echo 'runc version 1.1.9'; exit 0",
+            count.display()
+        ),
+    );
+    for _ in 0..2 {
+        assert!(
+            !exec_with(&runc)
+                .stderr_str()
+                .contains("karapace needs runc")
+        );
+    }
+    let asked = std::fs::read_to_string(&count).unwrap().lines().count();
+    assert_eq!(
+        asked, 1,
+        "{who}: --version asked {asked} times for one file"
+    );
+
+    unsafe_or_stalling_runtimes_are_refused(&dir, &exec_with, who);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Asking runs the runtime, so it is bounded and comes after the helper's file checks.
+fn unsafe_or_stalling_runtimes_are_refused(
+    dir: &Path,
+    exec_with: &dyn Fn(&str) -> karapace_tests::Outcome,
+    who: &str,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let runc = dir.join("runc").to_str().unwrap().to_owned();
+    // One that another user could have replaced (here: in a directory everyone may write) is
+    // refused before it runs.
+    let open = dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ran = open.join("ran");
+    install_script(
+        &open,
+        "runc",
+        &format!(
+            "touch '{}'; echo 'runc version 1.1.9'; exit 0",
+            ran.display()
+        ),
+    );
+    let exposed = exec_with(open.join("runc").to_str().unwrap());
+    exposed.assert_code(1);
+    assert!(
+        exposed
+            .stderr_str()
+            .contains("fake-oci/open is writable by group or others"),
+        "{who}: {}",
+        exposed.stderr_str()
+    );
+    assert!(!ran.exists(), "{who}: the exposed runtime was run");
+
+    // Bounded: a runtime that never answers is given up on; one that answers but leaves a
+    // process holding its output does not hold the session up.
+    install_script(dir, "runc", "sleep 30");
+    let slow = exec_with(&runc);
+    slow.assert_code(1);
+    assert!(
+        slow.stderr_str().contains("did not answer within 5 s"),
+        "{who}: {}",
+        slow.stderr_str()
+    );
+    install_script(dir, "runc", "sleep 30 & echo 'runc version 1.0.1'; exit 0");
+    let started = Instant::now();
+    let lingering = exec_with(&runc);
+    assert!(
+        lingering
+            .stderr_str()
+            .contains("is runc 1.0.1; karapace needs runc 1.1.0 or later"),
+        "{who}: {}",
+        lingering.stderr_str()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{who}: waited for the runtime's lingering process"
+    );
+}
+
+/// Puts a runtime at `<dir>/<name>` (renamed into place) that runs `on_version` for
+/// `--version` and fails otherwise.
+fn install_script(dir: &Path, name: &str, on_version: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = dir.join(format!(".{name}.new"));
+    std::fs::write(
+        &tmp,
+        format!("#!/bin/sh\nif [ \"$1\" = --version ]; then {on_version}; fi\nexit 1\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
 fn everything(k: &Karapace, who: &str) {

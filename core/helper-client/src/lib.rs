@@ -23,7 +23,8 @@ pub use karapace_protocol::{
     BindMount, Capabilities, DiffEntry, FrameError, ID_MAPS_FULL, IdMapMode, Identity, JoinTarget,
     Limits, MODE_PRIVILEGED, MODE_ROOTLESS, Network, OciFlavour, OciRuntime,
     PRIVILEGED_FILE_CAPABILITIES, Refusal, RunSpec, SetupStep, TerminalSize, Timings, TreeFailure,
-    TreeJob, TreeOp, TreeStats, UnpackSpec, Upper, WaitStatus, Whiteouts, read_frame,
+    TreeJob, TreeOp, TreeStats, UnpackSpec, Upper, WaitStatus, Whiteouts, oci_runtime_fault,
+    read_frame,
 };
 pub use stop::{StopError, StopOutcome, process_start_time, stop_session, wait_process_exit};
 

@@ -108,21 +108,10 @@ pub fn config_file_path() -> Option<PathBuf> {
     Some(PathBuf::from(home).join(".config/karapace/config.toml"))
 }
 
-/// The user's karapace cache: `$XDG_CACHE_HOME/karapace`, else `~/.cache/karapace` (`None`
-/// with neither).
-pub fn cache_root() -> Option<PathBuf> {
-    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|x| Path::new(x).is_absolute()) {
-        return Some(PathBuf::from(xdg).join("karapace"));
-    }
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|home| PathBuf::from(home).join(".cache/karapace"))
-}
-
-/// `images` in [`cache_root`], else a directory under the system temp dir (no home at all,
-/// e.g. some service accounts).
+/// `images` in the user's karapace cache (`karapace_dirs::karapace_cache`), else a directory
+/// under the system temp dir (no home at all, e.g. some service accounts).
 pub fn default_cache_dir() -> PathBuf {
-    cache_root().map_or_else(
+    karapace_dirs::karapace_cache().map_or_else(
         || std::env::temp_dir().join("karapace-images"),
         |root| root.join("images"),
     )

@@ -151,9 +151,5 @@ fn write_atomic(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// `$XDG_CACHE_HOME/karapace/plugins`, else `~/.cache/karapace/plugins`.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("karapace").join("plugins"))
+    karapace_dirs::karapace_cache().map(|c| c.join("plugins"))
 }

@@ -58,6 +58,18 @@ pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/karapace/plugins";
 /// Largest plugin file accepted from a directory (and by `karapace plugin install`).
 pub const MAX_PLUGIN_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Whether builds would load the plugin directory `dir` (it and every directory above it pass
+/// the trust rule; a missing one passes): what [`PluginHost::load`] reports as
+/// [`PluginError::Unsafe`] for it, without loading anything.
+pub fn check_plugin_dir(dir: &Path) -> Result<(), PluginError> {
+    trust::open_plugin_dir(dir)
+        .map(drop)
+        .map_err(|reason| PluginError::Unsafe {
+            path: dir.to_path_buf(),
+            reason,
+        })
+}
+
 /// A plugin file's bytes from an open handle, or `None` when it holds more than
 /// [`MAX_PLUGIN_FILE_BYTES`]: at most one byte past the cap is read, whatever size the file
 /// claimed when it was checked (it may be growing, or not be what was checked).
@@ -101,15 +113,7 @@ impl PluginHost {
     /// `XDG_DATA_HOME` is an absolute path, else `~/.local/share/karapace/plugins`;
     /// `None` without either (`karapace plugin install` copies here).
     pub fn user_dir() -> Option<PathBuf> {
-        let data = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .filter(|h| !h.is_empty())
-                    .map(|h| PathBuf::from(h).join(".local").join("share"))
-            })?;
-        Some(data.join("karapace").join("plugins"))
+        karapace_dirs::data_home().map(|data| data.join("karapace/plugins"))
     }
 
     /// One plugin file, loaded exactly as a directory plugin is (size cap,

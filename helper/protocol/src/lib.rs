@@ -207,6 +207,22 @@ pub struct OciRuntime {
     pub flavour: OciFlavour,
 }
 
+/// What disqualifies an OCI runtime's file, or a directory above it, by its mode and owner
+/// (`None`: nothing). The runtime runs with every capability of the session's user namespace
+/// and is executed by its path after the check, so only root and the caller may have written
+/// it or be able to rename another file into its place (a sticky directory lets no one rename
+/// their entries). The helper refuses such a runtime; the core checks the same before it runs
+/// the runtime's `--version`.
+pub fn oci_runtime_fault(mode: u32, owner: u32, caller: u32, dir: bool) -> Option<&'static str> {
+    if owner != 0 && owner != caller {
+        Some("belongs to another user")
+    } else if mode & 0o022 != 0 && !(dir && mode & 0o1000 != 0) {
+        Some("is writable by group or others")
+    } else {
+        None
+    }
+}
+
 /// Which command line the runtime speaks (they differ only in how cgroups are turned off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OciFlavour {

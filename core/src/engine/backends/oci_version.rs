@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use karapace_helper_client::{OciFlavour, OciRuntime};
+use karapace_helper_client::{OciFlavour, OciRuntime, oci_runtime_fault};
 
 use crate::error::{CoreError, Result};
 
@@ -27,22 +27,53 @@ const MAX_ANSWER_BYTES: u64 = 4096;
 /// Entries the cache keeps (one per runtime file; older ones are dropped).
 const MAX_CACHED: usize = 16;
 
-/// A release number: major, minor, patch.
+/// A release number: major, minor, patch, and whether it is a release (a pre-release such as
+/// `1.1.0-rc.1` or Debian's `1.0.0~rc93` comes before the release of the same number).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(u32, u32, u32);
+pub struct Version(u32, u32, u32, bool);
+
+impl Version {
+    /// `x.y.z`, then `-…` or `~…` for a pre-release, or `+…` for build metadata (Debian's
+    /// `+ds1`); a missing minor or patch number counts as 0.
+    fn parse(number: &str) -> Option<Version> {
+        let number = number.strip_prefix('v').unwrap_or(number);
+        let end = number.find(['-', '~', '+']).unwrap_or(number.len());
+        let release = !number[end..].starts_with(['-', '~']);
+        let mut parts = number[..end].split('.').map(|p| p.parse::<u32>().ok());
+        let major = parts.next().flatten()?;
+        let minor = parts.next().unwrap_or(Some(0))?;
+        let patch = parts.next().unwrap_or(Some(0))?;
+        Some(Version(major, minor, patch, release))
+    }
+
+    /// As the cache keeps it: `x.y.z`, with `-pre` for a pre-release.
+    fn token(self) -> String {
+        format!(
+            "{}.{}.{}{}",
+            self.0,
+            self.1,
+            self.2,
+            if self.3 { "" } else { "-pre" }
+        )
+    }
+}
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)?;
+        if !self.3 {
+            f.write_str(" (a pre-release)")?;
+        }
+        Ok(())
     }
 }
 
 /// The oldest release of each runtime that applies the recursive mount attributes.
 pub fn minimum(flavour: OciFlavour) -> Version {
     match flavour {
-        OciFlavour::Crun => Version(1, 4, 0),
-        OciFlavour::Runc => Version(1, 1, 0),
-        OciFlavour::Youki => Version(0, 1, 0),
+        OciFlavour::Crun => Version(1, 4, 0, true),
+        OciFlavour::Runc => Version(1, 1, 0, true),
+        OciFlavour::Youki => Version(0, 1, 0, true),
     }
 }
 
@@ -54,36 +85,29 @@ fn name(flavour: OciFlavour) -> &'static str {
     }
 }
 
-/// The release a runtime's `--version` output names: the word after `version` on its first
-/// line (`crun version 1.8.1`, `runc version 1.1.5+ds1`, `youki version: 0.7.0`); a missing
-/// minor or patch number counts as 0, anything after the digits (`+ds1`, `-rc2`) is ignored.
-pub fn parse(output: &str) -> Option<Version> {
+/// The runtime and release a `--version` output names: its first line's first word and the
+/// word after `version` (`crun version 1.8.1`, `runc version 1.1.5+ds1`, `youki version:
+/// 0.7.0`).
+pub fn parse(output: &str) -> Option<(&str, Version)> {
     let first = output.lines().next()?;
     let mut words = first.split_whitespace();
+    let name = words.next()?;
     words.find(|w| w.trim_end_matches(':') == "version")?;
-    let number = words.next()?.trim_start_matches('v');
-    let mut parts = number.split('.').map(|part| {
-        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
-        digits.parse::<u32>().ok()
-    });
-    let major = parts.next().flatten()?;
-    let minor = parts.next().flatten().unwrap_or(0);
-    let patch = parts.next().flatten().unwrap_or(0);
-    Some(Version(major, minor, patch))
+    Some((name, Version::parse(words.next()?)?))
 }
 
-/// Refuses a runtime older than [`minimum`], or one whose release cannot be told.
+/// Refuses a runtime older than [`minimum`], or one whose release cannot be told — after the
+/// checks the helper makes of the runtime's file ([`trusted`]), since asking runs it.
 pub fn check(runtime: &OciRuntime) -> Result<()> {
     let path = &runtime.path;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| CoreError::io(format!("cannot inspect {}", path.display()), e))?;
+    let meta = trusted(path)?;
     let key = Key::of(&meta);
-    let cache = karapace_images::config::cache_root().map(|root| root.join("oci-runtimes"));
+    let cache = karapace_dirs::karapace_cache().map(|root| root.join("oci-runtimes"));
     let cached = cache.as_deref().and_then(|c| lookup(c, path, &key));
     let version = if let Some(v) = cached {
         v
     } else {
-        let v = ask(path)?;
+        let v = ask(path, name(runtime.flavour))?;
         if let Some(c) = &cache
             && let Err(e) = remember(c, path, &key, v)
         {
@@ -102,6 +126,32 @@ pub fn check(runtime: &OciRuntime) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The runtime's file, if no one but root and the caller can have written it or can rename
+/// another file into its place (`karapace_protocol::oci_runtime_fault`, the helper's rule; the
+/// core runs the runtime's `--version` before the helper sees the request). Not a regular
+/// executable file: the helper says so.
+fn trusted(path: &Path) -> Result<std::fs::Metadata> {
+    let caller = nix::unistd::geteuid().as_raw();
+    let inspect = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .map_err(|e| CoreError::io(format!("cannot inspect {}", p.display()), e))
+    };
+    let meta = inspect(path)?;
+    let refuse = |what: String, fault: &str| {
+        CoreError::OciRuntime(format!("OCI runtime {}: {what}{fault}", path.display()))
+    };
+    if let Some(fault) = oci_runtime_fault(meta.mode(), meta.uid(), caller, false) {
+        return Err(refuse(String::new(), fault));
+    }
+    for dir in path.ancestors().skip(1) {
+        let d = inspect(dir)?;
+        if let Some(fault) = oci_runtime_fault(d.mode(), d.uid(), caller, true) {
+            return Err(refuse(format!("its directory {} ", dir.display()), fault));
+        }
+    }
+    Ok(meta)
 }
 
 /// What identifies one state of a runtime's file.
@@ -129,8 +179,13 @@ impl Key {
     fn line(&self, version: Version, path: &Path) -> Option<String> {
         let path = path.to_str().filter(|p| !p.contains('\n'))?;
         Some(format!(
-            "{version} {} {} {} {} {} {path}\n",
-            self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns
+            "{} {} {} {} {} {} {path}\n",
+            version.token(),
+            self.dev,
+            self.ino,
+            self.size,
+            self.mtime_ns,
+            self.ctime_ns
         ))
     }
 }
@@ -138,7 +193,7 @@ impl Key {
 /// One line of the cache: the version, the key, then the path (last: it may hold spaces).
 fn parse_line(line: &str) -> Option<(Version, Key, PathBuf)> {
     let mut f = line.splitn(7, ' ');
-    let version = parse(&format!("version {}", f.next()?))?;
+    let version = Version::parse(f.next()?)?;
     let key = Key {
         dev: f.next()?.parse().ok()?,
         ino: f.next()?.parse().ok()?,
@@ -205,8 +260,12 @@ fn remember(cache: &Path, path: &Path, key: &Key, version: Version) -> std::io::
 }
 
 /// Runs `<runtime> --version` (no variables of the caller's but a plain `PATH`, nothing on
-/// stdin, at most [`ANSWER_WITHIN`]) and parses its answer.
-fn ask(path: &Path) -> Result<Version> {
+/// stdin, in a process group of its own) and parses its answer, which must name the runtime
+/// `expected` (a file named `runc` that is really an old crun is not runc 1.1). Bounded: it must
+/// exit within [`ANSWER_WITHIN`], what it wrote by then is read without waiting for the pipe to
+/// close (a process it left behind may hold it open), and its group is killed either way.
+fn ask(path: &Path, expected: &str) -> Result<Version> {
+    use std::os::unix::process::CommandExt;
     let fail = |why: String| {
         CoreError::OciRuntime(format!(
             "cannot tell which release the OCI runtime {} is: {why}",
@@ -220,48 +279,98 @@ fn ask(path: &Path) -> Result<Version> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .map_err(|e| fail(format!("cannot run it: {e}")))?;
-    let deadline = Instant::now() + ANSWER_WITHIN;
-    let mut pause = Duration::from_micros(200);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fail(format!(
-                    "'--version' did not answer within {} s",
-                    ANSWER_WITHIN.as_secs()
-                )));
-            }
-            Err(e) => return Err(fail(format!("cannot wait for it: {e}"))),
-        }
+    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    let kill_group = || {
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     };
     let mut answer = Vec::new();
-    if let Some(out) = child.stdout.take() {
-        out.take(MAX_ANSWER_BYTES)
-            .read_to_end(&mut answer)
-            .map_err(|e| fail(format!("cannot read its answer: {e}")))?;
-    }
-    let text = String::from_utf8_lossy(&answer);
+    let status = match child.stdout.take() {
+        Some(out) => wait_reading(&mut child, out, &mut answer),
+        None => Err(std::io::Error::other("no pipe to its output")),
+    };
+    kill_group();
+    let status = match status {
+        Ok(Some(status)) => status,
+        Ok(None) => {
+            let _ = child.wait();
+            return Err(fail(format!(
+                "'--version' did not answer within {} s",
+                ANSWER_WITHIN.as_secs()
+            )));
+        }
+        Err(e) => {
+            let _ = child.wait();
+            return Err(fail(format!("cannot read its answer: {e}")));
+        }
+    };
     if !status.success() {
         return Err(fail(format!("'--version' failed ({status})")));
     }
-    parse(&text).ok_or_else(|| {
-        let first = text.lines().next().unwrap_or("");
-        fail(format!(
+    let text = String::from_utf8_lossy(&answer);
+    let shown = |t: &str| {
+        crate::output::escape(
+            &t.chars().take(120).collect::<String>(),
+            crate::output::Newlines::Escape,
+        )
+        .into_owned()
+    };
+    match parse(&text) {
+        Some((name, version)) if name == expected => Ok(version),
+        Some((name, _)) => Err(fail(format!(
+            "it says it is {}, not {expected}",
+            shown(name)
+        ))),
+        None => Err(fail(format!(
             "'--version' said {}",
-            crate::output::escape(
-                &first.chars().take(120).collect::<String>(),
-                crate::output::Newlines::Escape
-            )
-        ))
-    })
+            shown(text.lines().next().unwrap_or(""))
+        ))),
+    }
+}
+
+/// Reads `out` (non-blocking) into `answer` (at most [`MAX_ANSWER_BYTES`]) while waiting for
+/// `child` to exit; `None` when it has not by [`ANSWER_WITHIN`].
+fn wait_reading(
+    child: &mut std::process::Child,
+    out: std::process::ChildStdout,
+    answer: &mut Vec<u8>,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    fcntl(&out, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
+    let mut out = out;
+    let drain = |out: &mut std::process::ChildStdout, answer: &mut Vec<u8>| {
+        let mut buf = [0u8; 1024];
+        while (answer.len() as u64) < MAX_ANSWER_BYTES {
+            match out.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let room =
+                        usize::try_from(MAX_ANSWER_BYTES).unwrap_or(usize::MAX) - answer.len();
+                    answer.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    };
+    let deadline = Instant::now() + ANSWER_WITHIN;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        drain(&mut out, answer)?;
+        if let Some(status) = child.try_wait()? {
+            drain(&mut out, answer)?;
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
 }
 
 #[cfg(test)]
@@ -270,20 +379,39 @@ mod tests {
 
     #[test]
     fn versions_as_the_runtimes_print_them() {
+        let release = |a, b, c| Version(a, b, c, true);
         assert_eq!(
             parse("crun version 1.8.1\ncommit: f8a0\n"),
-            Some(Version(1, 8, 1))
+            Some(("crun", release(1, 8, 1)))
         );
-        assert_eq!(parse("runc version 1.1.5+ds1\n"), Some(Version(1, 1, 5)));
-        assert_eq!(parse("youki version: 0.7.0\n"), Some(Version(0, 7, 0)));
-        assert_eq!(parse("runc version 1.0.0-rc93\n"), Some(Version(1, 0, 0)));
-        assert_eq!(parse("crun version 1.4"), Some(Version(1, 4, 0)));
-        assert_eq!(parse("crun version v1.20.3"), Some(Version(1, 20, 3)));
+        assert_eq!(
+            parse("runc version 1.1.5+ds1\n"),
+            Some(("runc", release(1, 1, 5)))
+        );
+        assert_eq!(
+            parse("youki version: 0.7.0\n"),
+            Some(("youki", release(0, 7, 0)))
+        );
+        assert_eq!(
+            parse("runc version 1.1.0-rc.1\n"),
+            Some(("runc", Version(1, 1, 0, false)))
+        );
+        assert_eq!(
+            parse("runc version 1.0.0~rc93\n"),
+            Some(("runc", Version(1, 0, 0, false)))
+        );
+        assert_eq!(parse("crun version 1.4"), Some(("crun", release(1, 4, 0))));
+        assert_eq!(
+            parse("crun version v1.20.3"),
+            Some(("crun", release(1, 20, 3)))
+        );
         for bad in [
             "",
             "crun",
             "crun version",
             "crun version x.y",
+            "crun version 1.x",
+            "crun version 99999999999.1",
             "\ncrun version 1.8",
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
@@ -292,11 +420,13 @@ mod tests {
 
     #[test]
     fn releases_without_recursive_mount_options_are_too_old() {
-        assert!(Version(1, 0, 2) < minimum(OciFlavour::Runc));
-        assert!(Version(1, 1, 0) >= minimum(OciFlavour::Runc));
-        assert!(Version(1, 3, 9) < minimum(OciFlavour::Crun));
-        assert!(Version(1, 10, 0) >= minimum(OciFlavour::Crun));
-        assert!(Version(0, 0, 5) < minimum(OciFlavour::Youki));
+        let release = |a, b, c| Version(a, b, c, true);
+        assert!(release(1, 0, 2) < minimum(OciFlavour::Runc));
+        assert!(Version(1, 1, 0, false) < minimum(OciFlavour::Runc));
+        assert!(release(1, 1, 0) >= minimum(OciFlavour::Runc));
+        assert!(release(1, 3, 9) < minimum(OciFlavour::Crun));
+        assert!(release(1, 10, 0) >= minimum(OciFlavour::Crun));
+        assert!(release(0, 0, 5) < minimum(OciFlavour::Youki));
     }
 
     #[test]
@@ -309,14 +439,16 @@ mod tests {
             ctime_ns: 5,
         };
         let path = Path::new("/opt/my runtimes/crun");
-        let line = key.line(Version(1, 8, 1), path).unwrap();
-        let (v, k, p) = parse_line(line.trim_end()).unwrap();
-        assert_eq!((v, k, p.as_path()), (Version(1, 8, 1), key, path));
+        for version in [Version(1, 8, 1, true), Version(1, 1, 0, false)] {
+            let line = key.line(version, path).unwrap();
+            let (v, k, p) = parse_line(line.trim_end()).unwrap();
+            assert_eq!((v, &k, p.as_path()), (version, &key, path));
+        }
         assert!(parse_line("1.8.1 1 2 3").is_none());
         assert!(parse_line("garbage").is_none());
         assert!(
             Key::of(&std::fs::metadata("/").unwrap())
-                .line(Version(1, 0, 0), Path::new("/a\nb"))
+                .line(Version(1, 0, 0, true), Path::new("/a\nb"))
                 .is_none()
         );
     }

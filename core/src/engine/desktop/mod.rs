@@ -28,21 +28,8 @@ pub struct Exported {
     pub failed: Vec<(String, String)>,
 }
 
-/// `$XDG_DATA_HOME` (absolute), else `~/.local/share`.
-fn data_home() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from)
-        && dir.is_absolute()
-    {
-        return Some(dir);
-    }
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .filter(|h| h.is_absolute())
-        .map(|h| h.join(".local/share"))
-}
-
 fn applications_dir() -> Option<PathBuf> {
-    data_home().map(|d| d.join("applications"))
+    karapace_dirs::data_home().map(|d| d.join("applications"))
 }
 
 fn entry_file_prefix(short_id: &str) -> String {
@@ -162,7 +149,7 @@ fn clean(name: &str) -> String {
 }
 
 fn copy_icon(env: &EnvMetadata, app: &str, bytes: &[u8], ext: &str) -> Result<PathBuf, String> {
-    let dir = data_home()
+    let dir = karapace_dirs::data_home()
         .map(|d| d.join("icons"))
         .ok_or("neither XDG_DATA_HOME nor HOME is set")?;
     let path = dir.join(format!("{}{app}.{ext}", entry_file_prefix(&env.short_id)));
@@ -233,7 +220,7 @@ pub fn remove_by_env_id(env_id: &str, store: &Path) -> Vec<PathBuf> {
 
 fn remove_of(env_id: &str, short_id: &str, store: &Path) -> Vec<PathBuf> {
     let gone = entries_of(env_id, short_id, store);
-    let icons = data_home().map(|d| d.join("icons"));
+    let icons = karapace_dirs::data_home().map(|d| d.join("icons"));
     let prefix = entry_file_prefix(short_id);
     for path in &gone {
         let icon = std::fs::read_to_string(path)

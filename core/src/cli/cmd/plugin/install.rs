@@ -34,6 +34,9 @@ pub fn run(ctx: &Ctx, wasm: &Path, force: bool) -> Result<i32> {
     let bytes = read_component(wasm)?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| CoreError::io(format!("cannot create {}", dir.display()), e))?;
+    // Nothing is done in a directory builds would not load, not even taking a turn there.
+    karapace_plugin_host::check_plugin_dir(&dir)
+        .map_err(|e| CoreError::Refused(format!("cannot check what is installed: {e}")))?;
     // Installs take turns: what is checked below (names, overlaps) must still hold when the
     // file is renamed into place, so a second install sees the first one's plugin.
     let _turn = take_turn(&dir)?;
@@ -279,11 +282,12 @@ const TURN_WAIT: std::time::Duration = std::time::Duration::from_mins(1);
 
 /// An exclusive `flock` of `<dir>/.install.lock`, a file only the user may open (a lock on the
 /// directory itself could be held by anyone who may read it). Not a `.wasm` file, so no load
-/// looks at it.
-fn take_turn(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+/// looks at it. `None` on a file system without `flock` (NFS without a lock daemon, some
+/// FUSE ones): installs there do not take turns, and a warning says so.
+fn take_turn(dir: &Path) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
     use nix::errno::Errno;
     use nix::fcntl::{Flock, FlockArg};
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let path = dir.join(".install.lock");
     let err = |e| CoreError::io(format!("cannot lock {}", path.display()), e);
     let mut file = std::fs::OpenOptions::new()
@@ -294,16 +298,26 @@ fn take_turn(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
         .open(&path)
         .map_err(err)?;
-    if !file.metadata().map_err(err)?.is_file() {
+    let meta = file.metadata().map_err(err)?;
+    // Only the user's own file, linked nowhere else, is locked (the directory is the user's
+    // and no one else may write it; this holds if it was ever otherwise).
+    if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.nlink() != 1 {
         return Err(CoreError::Refused(format!(
-            "{} is not a regular file",
+            "{} is not a lock file of yours (a regular file with one link); remove it",
             path.display()
         )));
     }
     let deadline = std::time::Instant::now() + TURN_WAIT;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(held) => return Ok(held),
+            Ok(held) => return Ok(Some(held)),
+            Err((_, e @ (Errno::ENOLCK | Errno::EOPNOTSUPP | Errno::ENOSYS))) => {
+                output::note(&format!(
+                    "warning: cannot lock {} ({e}): this install does not wait for others",
+                    path.display()
+                ));
+                return Ok(None);
+            }
             Err((back, Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
                 file = back;
                 std::thread::sleep(std::time::Duration::from_millis(50));

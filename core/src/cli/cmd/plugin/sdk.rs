@@ -148,9 +148,9 @@ fn verify(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `plugin-sdk` in the user's cache (`karapace_images::config::cache_root`).
+/// `plugin-sdk` in the user's karapace cache.
 pub fn default_cache() -> Result<PathBuf> {
-    karapace_images::config::cache_root()
+    karapace_dirs::karapace_cache()
         .map(|root| root.join("plugin-sdk"))
         .ok_or_else(|| CoreError::Usage("HOME is not set: no cache for the plugin SDK".into()))
 }
