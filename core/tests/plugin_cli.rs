@@ -258,6 +258,7 @@ fn plugin_install_refuses_a_plugin_that_would_take_over_another_plugins_images()
 #[test]
 fn plugin_installs_take_turns_so_the_second_sees_the_first() {
     use nix::fcntl::{Flock, FlockArg};
+    use std::os::unix::fs::PermissionsExt;
     let user = User::new();
     let xbpz = renamed_xbps(user.dir.path());
     let dir = user.plugin_dir();
@@ -293,7 +294,8 @@ fn plugin_installs_take_turns_so_the_second_sees_the_first() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(holds_lock(), "install never opened the lock file");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // An install takes about a second unhindered: still there well after that, it waits.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
     assert!(
         waiting.try_wait().unwrap().is_none(),
         "install did not wait for the one holding the lock"
@@ -304,6 +306,15 @@ fn plugin_installs_take_turns_so_the_second_sees_the_first() {
     assert_exit(&out, 1, "as the user xbps plugin does");
     assert!(!dir.join("xbpz.wasm").exists());
     assert_eq!(user.plugin_files(), ["xbps.wasm"]);
+    // The test made the lock file with its umask: install made it the user's alone.
+    assert_eq!(
+        std::fs::metadata(dir.join(".install.lock"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
 
     // Only the user's own lock file, linked nowhere else, is locked.
     let lock = dir.join(".install.lock");

@@ -159,14 +159,29 @@ impl Karapace {
         self.run_retrying_youki(args, Some(stdin))
     }
 
-    /// Runs the command, and once more if youki could not start ([`YOUKI_SEAL_FAILURE`]).
+    /// Runs the command, and once more if youki could not start: only with youki as the OCI
+    /// runtime, and only when karapace reported the runtime's failure and youki's own first
+    /// line ([`YOUKI_SEAL_FAILURE`]) is there.
     fn run_retrying_youki(&self, args: &[&str], stdin: Option<&[u8]>) -> Outcome {
         let (cmd, shown) = self.command(args);
         let out = process::run(cmd, shown.clone(), stdin, self.timeout);
-        if out.success() || !out.stderr_str().contains(YOUKI_SEAL_FAILURE) {
+        let youki = self
+            .envs
+            .iter()
+            .any(|(k, v)| k == "KARAPACE_OCI_RUNTIME" && v.to_string_lossy().contains("youki"));
+        let err = out.stderr_str();
+        let could_not_start = err
+            .lines()
+            .any(|l| l.starts_with("Error: ") && l.ends_with(YOUKI_SEAL_FAILURE))
+            && (err.contains("the OCI runtime failed")
+                || err.contains("which release the OCI runtime"));
+        if out.success() || !youki || !could_not_start {
             return out;
         }
-        eprintln!("youki could not start (its self-sealing failed); once more: {shown}");
+        eprintln!(
+            "youki could not start (its self-sealing failed); once more: {shown}\nfirst \
+             attempt's stderr:\n{err}"
+        );
         let (cmd, shown) = self.command(args);
         process::run(cmd, shown, stdin, self.timeout)
     }

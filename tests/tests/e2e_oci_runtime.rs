@@ -518,6 +518,8 @@ fn too_old_or_unknown_runtimes_are_refused(k: &Karapace, who: &str) {
     use std::os::unix::fs::PermissionsExt;
     let dir = k.store().parent().unwrap().join("fake-oci");
     std::fs::create_dir_all(&dir).unwrap();
+    // Whatever the test's umask: the core refuses a runtime in a directory others may write.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     // Written beside and renamed into place: a new file, as a package upgrade makes.
     let install = |name: &str, version_line: &str| {
         install_script(&dir, name, &format!("echo '{version_line}'; exit 0"));
@@ -653,7 +655,17 @@ fn unsafe_or_stalling_runtimes_are_refused(
         "{who}: {}",
         slow.stderr_str()
     );
-    install_script(dir, "runc", "sleep 30 & echo 'runc version 1.0.1'; exit 0");
+    let lingerer = dir.join("lingerer");
+    std::fs::write(&lingerer, "").unwrap();
+    std::fs::set_permissions(&lingerer, std::fs::Permissions::from_mode(0o666)).unwrap();
+    install_script(
+        dir,
+        "runc",
+        &format!(
+            "sleep 30 & echo $! > '{}'; echo 'runc version 1.0.1'; exit 0",
+            lingerer.display()
+        ),
+    );
     let started = Instant::now();
     let lingering = exec_with(&runc);
     assert!(
@@ -666,6 +678,26 @@ fn unsafe_or_stalling_runtimes_are_refused(
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{who}: waited for the runtime's lingering process"
+    );
+    // And what it left behind is killed with its process group.
+    let pid = std::fs::read_to_string(&lingerer)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    };
+    while !gone() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        gone(),
+        "{who}: the runtime's `sleep 30` ({pid}) outlived the check"
     );
 }
 

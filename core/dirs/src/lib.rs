@@ -1,13 +1,22 @@
-//! The user's XDG base directories, read one way everywhere: an `XDG_*_HOME` variable counts
-//! only when it holds an absolute path (the XDG rule: a relative one is ignored), and `HOME`
-//! only when it is absolute too (an empty or relative `HOME` would put files under whatever
-//! directory a command happens to run in).
+//! The user's home and XDG base directories, read one way everywhere: `HOME` counts when it is
+//! set and not empty (as every karapace command has always read it, the default store
+//! included), an `XDG_*_HOME` variable only when it holds an absolute path (the XDG rule: a
+//! relative one is ignored).
 //!
 //! The default store is not here: it is `~/.local/share/karapace` whatever `XDG_DATA_HOME`
 //! says, as the standard tool has it (docs/cli.md).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+
+/// `$HOME`, when set and not empty.
+pub fn home() -> Option<PathBuf> {
+    home_from(std::env::var_os("HOME"))
+}
+
+fn home_from(home: Option<OsString>) -> Option<PathBuf> {
+    home.filter(|h| !h.is_empty()).map(PathBuf::from)
+}
 
 /// `$XDG_DATA_HOME`, else `~/.local/share`.
 pub fn data_home() -> Option<PathBuf> {
@@ -29,9 +38,9 @@ fn xdg_or_home(var: &str, under_home: &str) -> Option<PathBuf> {
 }
 
 fn resolve(xdg: Option<OsString>, home: Option<OsString>, under_home: &str) -> Option<PathBuf> {
-    let absolute = |v: OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-    xdg.and_then(absolute)
-        .or_else(|| home.and_then(absolute).map(|h| h.join(under_home)))
+    xdg.map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| home_from(home).map(|h| h.join(under_home)))
 }
 
 #[cfg(test)]
@@ -51,9 +60,10 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_or_relative_home_is_no_home() {
+    fn an_empty_home_is_no_home() {
         assert_eq!(r(None, Some("")), None);
-        assert_eq!(r(None, Some("h")), None);
         assert_eq!(r(None, None), None);
+        assert_eq!(home_from(Some("".into())), None);
+        assert_eq!(home_from(Some("/h".into())), Some(PathBuf::from("/h")));
     }
 }

@@ -104,17 +104,45 @@ impl ImageConfig {
 
 /// `~/.config/karapace/config.toml` (`None` when `HOME` is unset).
 pub fn config_file_path() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
-    Some(PathBuf::from(home).join(".config/karapace/config.toml"))
+    karapace_dirs::home().map(|h| h.join(".config/karapace/config.toml"))
 }
 
-/// `images` in the user's karapace cache (`karapace_dirs::karapace_cache`), else a directory
-/// under the system temp dir (no home at all, e.g. some service accounts).
+/// `images` in the user's karapace cache (`karapace_dirs::karapace_cache`), else (no home at
+/// all, e.g. some service accounts) [`private_temp_cache`].
 pub fn default_cache_dir() -> PathBuf {
-    karapace_dirs::karapace_cache().map_or_else(
-        || std::env::temp_dir().join("karapace-images"),
-        |root| root.join("images"),
-    )
+    karapace_dirs::karapace_cache().map_or_else(private_temp_cache, |root| root.join("images"))
+}
+
+fn has_any(mode: u32, bits: u32) -> bool {
+    mode & bits != 0
+}
+
+/// `karapace-images-<uid>` under the system temp dir, made 0700 and used only while it is the
+/// user's own directory that no one else may write: the cache's index names the blobs images
+/// are made from, so a directory another user made first (the name is predictable) could feed
+/// them theirs. Otherwise a fresh private directory, for this command only.
+fn private_temp_cache() -> PathBuf {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = nix::unistd::geteuid().as_raw();
+    let dir = std::env::temp_dir().join(format!("karapace-images-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    match std::fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() && m.uid() == uid && !has_any(m.mode(), 0o077) => dir,
+        _ => {
+            tracing::warn!(
+                "{} is not a private directory of yours: images are cached for this command only",
+                dir.display()
+            );
+            tempfile::Builder::new()
+                .prefix("karapace-images-")
+                .tempdir()
+                // Where nothing can be made (below a file): the cache then fails, naming it.
+                .map_or_else(
+                    |_| PathBuf::from("/dev/null/karapace-images"),
+                    tempfile::TempDir::keep,
+                )
+        }
+    }
 }
 
 /// The archive caps of the config file at `config_file`: `archive_max_entries` and

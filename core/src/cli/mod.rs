@@ -95,9 +95,7 @@ fn context(global: GlobalArgs) -> Result<Ctx> {
 /// `--store`, else `~/.local/share/karapace`. A leading `~/` expands to `$HOME`.
 pub fn store_root(flag: Option<&str>) -> Result<PathBuf> {
     let home = || {
-        std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .map(PathBuf::from)
+        karapace_dirs::home()
             .ok_or_else(|| CoreError::Usage("HOME is not set; pass --store <PATH>".into()))
     };
     match flag {

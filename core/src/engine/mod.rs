@@ -128,9 +128,7 @@ fn resolve_snapshot(store: &Store, env: &EnvMetadata, given: &str) -> Result<Str
 
 /// The store every command uses without `--store`: `~/.local/share/karapace`.
 pub fn default_root() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".local/share/karapace"))
+    karapace_dirs::home().map(|h| h.join(".local/share/karapace"))
 }
 
 fn with_configured_limits(store: Store) -> Result<Store> {

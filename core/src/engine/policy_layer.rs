@@ -92,7 +92,7 @@ pub fn write_records(
 /// session never has to create mountpoints in the user's writable layer (which would show up in
 /// `diff` and in snapshots).
 fn mount_targets(lock: &LockFile) -> Vec<PathBuf> {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let home = karapace_dirs::home();
     let mut targets: Vec<PathBuf> = [
         "usr/local/share/fonts",
         "usr/local/share/icons",

@@ -30,10 +30,7 @@ pub fn allow_without_landlock(flag: bool) -> Result<bool> {
 
 /// The caller's home directory.
 pub fn home() -> Result<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .ok_or_else(|| CoreError::Host("HOME is not set".into()))
+    karapace_dirs::home().ok_or_else(|| CoreError::Host("HOME is not set".into()))
 }
 
 fn user_name() -> String {

@@ -64,7 +64,7 @@ pub fn run(ctx: &Ctx, args: &BuildArgs, rebuild: bool) -> Result<i32> {
 /// Says on stderr (stdout is for scripts) which host paths the environment will see, so a
 /// manifest from someone else cannot share more of the host than the user notices.
 fn report_host_shares(ctx: &Ctx, env: &karapace_store::EnvMetadata) {
-    let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let home = karapace_dirs::home();
     match ctx.engine.host_shares(env) {
         Ok(binds) if binds.is_empty() => {
             output::note("host paths shared with this environment: none");

@@ -33,12 +33,17 @@ const MAX_CACHED: usize = 16;
 pub struct Version(u32, u32, u32, bool);
 
 impl Version {
-    /// `x.y.z`, then `-…` or `~…` for a pre-release, or `+…` for build metadata (Debian's
-    /// `+ds1`); a missing minor or patch number counts as 0.
+    /// `x.y.z`, then a pre-release tag after `-` or `~` (`rc`, `alpha`, `beta`, `pre`, `dev`:
+    /// `1.1.0-rc.1`, Debian's `1.0.0~rc93`), or anything else after `-`, `~` or `+` that
+    /// does not make it one (Debian's `+ds1`, Ubuntu's `-0ubuntu1~22.04.1`, `git describe`'s
+    /// `-3-gabc`); a missing minor or patch number counts as 0.
     fn parse(number: &str) -> Option<Version> {
+        const PRE_RELEASE_TAGS: [&str; 5] = ["rc", "alpha", "beta", "pre", "dev"];
         let number = number.strip_prefix('v').unwrap_or(number);
         let end = number.find(['-', '~', '+']).unwrap_or(number.len());
-        let release = !number[end..].starts_with(['-', '~']);
+        let suffix = number[end..].to_ascii_lowercase();
+        let release = !(suffix.starts_with(['-', '~'])
+            && PRE_RELEASE_TAGS.iter().any(|t| suffix[1..].starts_with(t)));
         let mut parts = number[..end].split('.').map(|p| p.parse::<u32>().ok());
         let major = parts.next().flatten()?;
         let minor = parts.next().unwrap_or(Some(0))?;
@@ -262,8 +267,9 @@ fn remember(cache: &Path, path: &Path, key: &Key, version: Version) -> std::io::
 /// Runs `<runtime> --version` (no variables of the caller's but a plain `PATH`, nothing on
 /// stdin, in a process group of its own) and parses its answer, which must name the runtime
 /// `expected` (a file named `runc` that is really an old crun is not runc 1.1). Bounded: it must
-/// exit within [`ANSWER_WITHIN`], what it wrote by then is read without waiting for the pipe to
-/// close (a process it left behind may hold it open), and its group is killed either way.
+/// exit within [`ANSWER_WITHIN`]; what it wrote until then is read without waiting for its
+/// pipes to close (a process it left behind may hold them); its group, and the runtime itself,
+/// are killed before it is reaped, while its pid still names that group.
 fn ask(path: &Path, expected: &str) -> Result<Version> {
     use std::os::unix::process::CommandExt;
     let fail = |why: String| {
@@ -278,38 +284,25 @@ fn ask(path: &Path, expected: &str) -> Result<Version> {
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
         .map_err(|e| fail(format!("cannot run it: {e}")))?;
-    let group = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
-    let kill_group = || {
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    let (mut answer, mut complaint) = (Vec::new(), Vec::new());
+    let exited = match (child.stdout.take(), child.stderr.take()) {
+        (Some(out), Some(err)) => wait_reading(
+            &child,
+            [out.into(), err.into()],
+            [&mut answer, &mut complaint],
+        ),
+        _ => Err(std::io::Error::other("no pipe to its output")),
     };
-    let mut answer = Vec::new();
-    let status = match child.stdout.take() {
-        Some(out) => wait_reading(&mut child, out, &mut answer),
-        None => Err(std::io::Error::other("no pipe to its output")),
-    };
-    kill_group();
-    let status = match status {
-        Ok(Some(status)) => status,
-        Ok(None) => {
-            let _ = child.wait();
-            return Err(fail(format!(
-                "'--version' did not answer within {} s",
-                ANSWER_WITHIN.as_secs()
-            )));
-        }
-        Err(e) => {
-            let _ = child.wait();
-            return Err(fail(format!("cannot read its answer: {e}")));
-        }
-    };
-    if !status.success() {
-        return Err(fail(format!("'--version' failed ({status})")));
+    // Still unreaped: the pid cannot have been reused, for the group or the process.
+    if let Ok(pid) = i32::try_from(child.id()).map(nix::unistd::Pid::from_raw) {
+        let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
     }
-    let text = String::from_utf8_lossy(&answer);
+    let _ = child.kill();
+    let status = child.wait();
     let shown = |t: &str| {
         crate::output::escape(
             &t.chars().take(120).collect::<String>(),
@@ -317,6 +310,27 @@ fn ask(path: &Path, expected: &str) -> Result<Version> {
         )
         .into_owned()
     };
+    let said = String::from_utf8_lossy(&complaint);
+    let said = said.lines().find(|l| !l.trim().is_empty()).map(shown);
+    match (exited, status) {
+        (Ok(true), Ok(status)) if status.success() => {}
+        (Ok(true), Ok(status)) => {
+            return Err(fail(format!(
+                "'--version' failed ({status}){}",
+                said.map(|s| format!(": {s}")).unwrap_or_default()
+            )));
+        }
+        (Ok(false), _) => {
+            return Err(fail(format!(
+                "'--version' did not answer within {} s",
+                ANSWER_WITHIN.as_secs()
+            )));
+        }
+        (Err(e), _) | (Ok(true), Err(e)) => {
+            return Err(fail(format!("cannot read its answer: {e}")));
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
     match parse(&text) {
         Some((name, version)) if name == expected => Ok(version),
         Some((name, _)) => Err(fail(format!(
@@ -330,26 +344,29 @@ fn ask(path: &Path, expected: &str) -> Result<Version> {
     }
 }
 
-/// Reads `out` (non-blocking) into `answer` (at most [`MAX_ANSWER_BYTES`]) while waiting for
-/// `child` to exit; `None` when it has not by [`ANSWER_WITHIN`].
+/// Reads `pipes` (non-blocking) into `into` (at most [`MAX_ANSWER_BYTES`] each) until `child`
+/// has exited (`true`; left unreaped, `waitid` with `WNOWAIT`) or [`ANSWER_WITHIN`] has passed
+/// (`false`).
 fn wait_reading(
-    child: &mut std::process::Child,
-    out: std::process::ChildStdout,
-    answer: &mut Vec<u8>,
-) -> std::io::Result<Option<std::process::ExitStatus>> {
+    child: &std::process::Child,
+    pipes: [std::os::fd::OwnedFd; 2],
+    into: [&mut Vec<u8>; 2],
+) -> std::io::Result<bool> {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    fcntl(&out, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
-    let mut out = out;
-    let drain = |out: &mut std::process::ChildStdout, answer: &mut Vec<u8>| {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    let mut pipes = pipes.map(std::fs::File::from);
+    for pipe in &pipes {
+        fcntl(pipe, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).map_err(std::io::Error::from)?;
+    }
+    let [out, err] = into;
+    let mut sinks = [out, err];
+    let drain = |pipe: &mut std::fs::File, sink: &mut Vec<u8>| -> std::io::Result<()> {
         let mut buf = [0u8; 1024];
-        while (answer.len() as u64) < MAX_ANSWER_BYTES {
-            match out.read(&mut buf) {
+        let cap = usize::try_from(MAX_ANSWER_BYTES).unwrap_or(usize::MAX);
+        while sink.len() < cap {
+            match pipe.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => {
-                    let room =
-                        usize::try_from(MAX_ANSWER_BYTES).unwrap_or(usize::MAX) - answer.len();
-                    answer.extend_from_slice(&buf[..n.min(room)]);
-                }
+                Ok(n) => sink.extend_from_slice(&buf[..n.min(cap - sink.len())]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -357,16 +374,29 @@ fn wait_reading(
         }
         Ok(())
     };
+    let pid = child.id();
     let deadline = Instant::now() + ANSWER_WITHIN;
     let mut pause = Duration::from_micros(200);
     loop {
-        drain(&mut out, answer)?;
-        if let Some(status) = child.try_wait()? {
-            drain(&mut out, answer)?;
-            return Ok(Some(status));
+        for (pipe, sink) in pipes.iter_mut().zip(sinks.iter_mut()) {
+            drain(pipe, sink)?;
+        }
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        match waitid(
+            Id::Pid(nix::unistd::Pid::from_raw(pid.cast_signed())),
+            flags,
+        ) {
+            Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::EINTR) => {}
+            Ok(_) => {
+                for (pipe, sink) in pipes.iter_mut().zip(sinks.iter_mut()) {
+                    drain(pipe, sink)?;
+                }
+                return Ok(true);
+            }
+            Err(e) => return Err(e.into()),
         }
         if Instant::now() >= deadline {
-            return Ok(None);
+            return Ok(false);
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
@@ -400,6 +430,22 @@ mod tests {
             parse("runc version 1.0.0~rc93\n"),
             Some(("runc", Version(1, 0, 0, false)))
         );
+        assert_eq!(
+            parse("runc version 1.1.7-0ubuntu1~22.04.1\n"),
+            Some(("runc", release(1, 1, 7)))
+        );
+        assert_eq!(
+            parse("runc version 1.1.0-0ubuntu1\n"),
+            Some(("runc", release(1, 1, 0)))
+        );
+        assert_eq!(
+            parse("crun version 1.4.0-3-gabc123"),
+            Some(("crun", release(1, 4, 0)))
+        );
+        assert_eq!(
+            parse("crun version 1.14.0-dev"),
+            Some(("crun", Version(1, 14, 0, false)))
+        );
         assert_eq!(parse("crun version 1.4"), Some(("crun", release(1, 4, 0))));
         assert_eq!(
             parse("crun version v1.20.3"),
@@ -427,6 +473,36 @@ mod tests {
         assert!(release(1, 3, 9) < minimum(OciFlavour::Crun));
         assert!(release(1, 10, 0) >= minimum(OciFlavour::Crun));
         assert!(release(0, 0, 5) < minimum(OciFlavour::Youki));
+    }
+
+    #[test]
+    fn the_runtime_and_its_directories_follow_the_helpers_rule_before_it_runs() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+        };
+        let refused = |p: &Path| trusted(p).unwrap_err().to_string();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("bin");
+        std::fs::create_dir(&dir).unwrap();
+        mode(&dir, 0o755);
+        let runtime = dir.join("crun");
+        std::fs::write(&runtime, "#!/bin/sh\n").unwrap();
+        mode(&runtime, 0o755);
+        assert!(trusted(&runtime).is_ok());
+        mode(&runtime, 0o775);
+        assert!(refused(&runtime).ends_with("crun: is writable by group or others"));
+        mode(&runtime, 0o755);
+        mode(&dir, 0o777);
+        assert!(refused(&runtime).ends_with("bin is writable by group or others"));
+        // A sticky directory lets no one rename the caller's entries.
+        mode(&dir, 0o1777);
+        assert!(trusted(&runtime).is_ok());
+        mode(&dir, 0o755);
+        if nix::unistd::geteuid().is_root() {
+            nix::unistd::chown(&runtime, Some(nix::unistd::Uid::from_raw(4242)), None).unwrap();
+            assert!(refused(&runtime).ends_with("crun: belongs to another user"));
+        }
     }
 
     #[test]

@@ -59,8 +59,7 @@ struct ConfigFile {
 
 /// `~/.config/karapace/remote.json` (`None` without `HOME`).
 pub fn config_file_path() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME").filter(|h| !h.is_empty())?;
-    Some(PathBuf::from(home).join(".config/karapace/remote.json"))
+    karapace_dirs::home().map(|h| h.join(".config/karapace/remote.json"))
 }
 
 fn transport_of(url: &str) -> Option<Transport> {

@@ -307,6 +307,13 @@ fn take_turn(dir: &Path) -> Result<Option<nix::fcntl::Flock<std::fs::File>>> {
             path.display()
         )));
     }
+    // Made 0600, but one left readable (by an older version, or by hand) would let others open
+    // it and hold the lock: `flock` needs no write access.
+    if meta.mode() & 0o077 != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(err)?;
+    }
     let deadline = std::time::Instant::now() + TURN_WAIT;
     loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
