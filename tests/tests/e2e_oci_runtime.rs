@@ -116,10 +116,24 @@ fn sessions_under(k: &Karapace, who: &str, short_id: &str) {
     assert_eq!(status_field(&status, "NoNewPrivs"), "1", "{who}");
     assert_eq!(status_field(&status, "Seccomp"), "2", "{who}");
 
+    // Refused by the kernel inside, as the tools' own messages say — not a session that never
+    // started (which fails too).
     let mount = k.exec("c", &["mount", "-t", "tmpfs", "none", "/mnt"]);
     assert!(!mount.success(), "{who}: mount inside must fail");
+    assert!(
+        mount
+            .stderr_str()
+            .contains("mount: /mnt: permission denied"),
+        "{who}: {}",
+        mount.stderr_str()
+    );
     let unshare = k.exec("c", &["unshare", "--mount", "true"]);
     assert!(!unshare.success(), "{who}: unshare inside must fail");
+    assert!(
+        unshare.stderr_str().contains("unshare: unshare failed"),
+        "{who}: {}",
+        unshare.stderr_str()
+    );
     // A user namespace needs no capability, so only the seccomp rules refuse this one: it
     // fails only if the runtime applied our filter.
     let userns = k.exec("c", &["unshare", "-Ur", "true"]);
