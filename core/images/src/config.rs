@@ -120,8 +120,14 @@ fn has_any(mode: u32, bits: u32) -> bool {
 /// `karapace-images-<uid>` under the system temp dir, made 0700 and used only while it is the
 /// user's own directory that no one else may write: the cache's index names the blobs images
 /// are made from, so a directory another user made first (the name is predictable) could feed
-/// them theirs. Otherwise a fresh private directory, for this command only.
+/// them theirs. Otherwise a fresh private directory, for this command only — one per process,
+/// so every part of the command that asks for the cache gets the same one.
 fn private_temp_cache() -> PathBuf {
+    static CHOSEN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHOSEN.get_or_init(choose_private_temp_cache).clone()
+}
+
+fn choose_private_temp_cache() -> PathBuf {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let uid = nix::unistd::geteuid().as_raw();
     let dir = std::env::temp_dir().join(format!("karapace-images-{uid}"));
